@@ -1,0 +1,3 @@
+"""IZIHelp realtime gateway."""
+
+__version__ = "0.1.0"

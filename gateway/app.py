@@ -1,0 +1,128 @@
+"""Build the gateway: explicit wiring of config → store, broker, services, transports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.auth import VisitorTokens, new_secret
+from gateway.broker import Broker
+from gateway.broker.factory import make_broker
+from gateway.broker.memory import MemoryHub
+from gateway.chat.service import ChatService
+from gateway.config import Config
+from gateway.http.api import api_routes
+from gateway.http.health import health_routes
+from gateway.http.middleware import error_middleware
+from gateway.realtime.fanout import Fanout
+from gateway.realtime.handlers import Handlers
+from gateway.realtime.handshake import Handshake
+from gateway.realtime.presence import PresenceTracker
+from gateway.realtime.server import RealtimeServer
+from gateway.realtime.sio_emitter import SioEmitter
+from gateway.store import Store
+from gateway.store.factory import open_store
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Gateway:
+    config: Config
+    node_id: str
+    store: Store
+    broker: Broker
+    chat: ChatService
+    realtime: RealtimeServer
+    fanout: Fanout
+    presence: PresenceTracker
+    app: web.Application
+    clock: Callable[[], float]
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start_background(self) -> None:
+        await self.broker.start(self.fanout.on_envelope)
+        self.presence.start()
+        self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker-resync"))
+
+    async def _watch_broker(self) -> None:
+        seen = self.broker.reconnects
+        while True:
+            await asyncio.sleep(0.5)
+            if self.broker.reconnects != seen:
+                seen = self.broker.reconnects
+                log.info("broker reconnected; resynchronising conversations from the store")
+                await self.fanout.resync()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.presence.stop()
+        await self.broker.close()
+        await self.store.close()
+
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def build_gateway(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    hub: MemoryHub | None = None,
+    store: Store | None = None,
+) -> Gateway:
+    node_id = config.server.node_id or default_node_id()
+    if store is None:
+        if not config.storage.database_url:
+            os.makedirs(config.storage.data_dir, exist_ok=True)
+        store = await open_store(
+            config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema
+        )
+    secret = config.security.secret or await store.get_or_create_setting("visitor_token_secret", new_secret())
+    broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)
+    chat = ChatService(store, broker, node_id=node_id, limits=config.limits, clock=clock,
+                       presence_ttl=config.presence_ttl)
+    sio = RealtimeServer.build_sio(config)
+    emitter = SioEmitter(sio)
+
+    async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):  # type: ignore[no-untyped-def]
+        return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
+
+    fanout = Fanout(broker, emitter, fetch, store.get_conversation, max_gap=config.limits.resume_max_gap)
+    presence = PresenceTracker(store, node_id, clock, config.presence_interval)
+    realtime = RealtimeServer(config, chat, Handshake(store, VisitorTokens(secret, config.security.visitor_token_ttl),
+                                                      clock), presence, sio)
+    realtime.bind(fanout, Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket))
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_event_bytes)
+    gw = Gateway(config, node_id, store, broker, chat, realtime, fanout, presence, app, clock)
+    app[GATEWAY_KEY] = gw
+    realtime.attach(app)
+    app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))
+    app.add_routes(api_routes(chat, store, config))
+
+    async def on_startup(_: web.Application) -> None:
+        await gw.start_background()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await gw.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return gw

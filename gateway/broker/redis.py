@@ -1,0 +1,417 @@
+"""`Broker` over Redis pub/sub (redis.asyncio).
+
+Two kinds of connection per broker:
+
+* a regular `redis.asyncio.Redis` client (small pool) for PUBLISH and PING;
+* one dedicated pub/sub connection, owned by a single reader task, that carries every
+  SUBSCRIBE/UNSUBSCRIBE of this node and all incoming messages.
+
+`subscribe()` writes SUBSCRIBE on the pub/sub connection and waits until the reader
+sees Redis confirm it: from then on everything published to the channel reaches this
+node. The reader never runs the handler itself: it queues decoded envelopes for one
+dispatcher task, so a slow handler or a handler that (un)subscribes cannot stall the
+connection (and cannot deadlock on a confirmation only the reader could read).
+
+When the pub/sub connection breaks (Redis restart, `CLIENT KILL`, network) the reader
+logs, backs off (0.1 s doubling up to 2 s), reconnects, re-subscribes every channel
+currently wanted and, once Redis confirmed all of them, increments `reconnects`.
+Envelopes published in between are lost; the consumer repairs that from the store.
+An idle pub/sub connection is PINGed so a silently dead peer is noticed too.
+
+Channel names on Redis are `prefix + channel` (UTF-8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.broker.base import Envelope, EnvelopeHandler
+
+logger = logging.getLogger(__name__)
+
+SOCKET_TIMEOUT: Final = 2.0
+"""Connect / command timeout (seconds) on every Redis connection."""
+BACKOFF_MIN: Final = 0.1
+BACKOFF_MAX: Final = 2.0
+HEALTH_INTERVAL: Final = 5.0
+"""An idle pub/sub connection is PINGed after this long; no reply within another
+interval counts as a broken connection."""
+CONFIRM_TIMEOUT: Final = 5.0
+"""How long subscribe()/unsubscribe() wait for Redis to confirm."""
+
+_SUBSCRIBE: Final = b"subscribe"
+_UNSUBSCRIBE: Final = b"unsubscribe"
+_MESSAGE: Final = b"message"
+_PONG: Final = b"pong"
+_CLIENT_NAME_BAD_CHARS: Final = re.compile(r"[^A-Za-z0-9._:@-]")
+
+
+class RedisBroker:
+    """A `Broker` on Redis pub/sub. See the module docstring."""
+
+    def __init__(self, url: str, node_id: str, *, prefix: str = "izh:") -> None:
+        self._url = url
+        self._node_id = node_id
+        self._prefix = prefix
+        self._prefix_b = prefix.encode()
+        # PUBLISH / PING: one retry (a pooled connection may be stale after a Redis
+        # restart), no backoff, short socket timeouts: a publish while Redis is down
+        # fails within seconds instead of hanging. Options in the URL win.
+        self._client: Redis = Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._sub_options = self._pubsub_connection_options(url)
+        self._client_name = "izh-sub:" + _CLIENT_NAME_BAD_CHARS.sub("_", node_id)
+
+        self._wanted: set[str] = set()  # channels the caller subscribed to
+        self._active: set[str] = set()  # channels Redis confirmed on the current connection
+        # Replies to (UN)SUBSCRIBE come back in command order, one per channel:
+        # (reply kind, Redis channel) -> waiters in the order the commands were sent.
+        self._waiters: dict[tuple[bytes, bytes], deque[asyncio.Future[None]]] = {}
+        self._conn: AbstractConnection | None = None  # the pub/sub connection, when up
+        self._queue: asyncio.Queue[tuple[str, Envelope]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._reconnects = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisBroker(node_id={self._node_id!r}, prefix={self._prefix!r})"
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def client_name(self) -> str:
+        """The CLIENT SETNAME of the pub/sub connection (best effort), for operators."""
+        return self._client_name
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnects
+
+    # -- Broker ----------------------------------------------------------------------
+
+    async def start(self, handler: EnvelopeHandler) -> None:
+        """Open the pub/sub connection (raise if Redis is unreachable) and start the
+        reader and dispatcher tasks."""
+        self._check_open()
+        if self._reader is not None:
+            raise RuntimeError(f"{self!r} already started")
+        conn = await self._open()
+        if self._closed:  # closed while connecting
+            await conn.disconnect(nowait=True)
+            self._check_open()
+        self._conn = conn
+        self._reader = asyncio.create_task(self._run(conn), name=f"redis-broker-reader:{self._node_id}")
+        self._dispatcher = asyncio.create_task(
+            self._dispatch(handler), name=f"redis-broker-dispatcher:{self._node_id}"
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        tasks = [t for t in (self._reader, self._dispatcher) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        self._fail_waiters(RuntimeError(f"{self!r} closed"))
+        self._wanted.clear()
+        self._active.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        try:
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+        finally:
+            await self._client.aclose()
+
+    async def ping(self) -> None:
+        """Raise if Redis does not answer, or while the pub/sub connection is down."""
+        self._check_open()
+        await self._client.ping()
+        if self._reader is not None and self._conn is None:
+            raise RedisConnectionError("redis pub/sub connection is down (reconnecting)")
+
+    async def publish(self, channel: str, envelope: Envelope) -> None:
+        self._check_open()
+        await self._client.publish(self._key(channel), envelope.pack())
+
+    async def subscribe(self, channel: str) -> None:
+        """Idempotent. Raises if Redis cannot confirm the subscription now; the channel
+        still stays wanted and is subscribed again on the next reconnect."""
+        self._check_started()
+        if channel in self._wanted and channel in self._active:
+            return
+        self._wanted.add(channel)
+        await self._command(_SUBSCRIBE, channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Idempotent. Nothing of `channel` is delivered to the handler after this."""
+        self._check_started()
+        if channel not in self._wanted and channel not in self._active:
+            return
+        self._wanted.discard(channel)
+        try:
+            await self._command(_UNSUBSCRIBE, channel)
+        except (RedisConnectionError, RedisTimeoutError, TimeoutError) as exc:
+            # Without a connection there is no subscription to drop, and a reconnect
+            # only re-subscribes wanted channels; delivery is filtered on _wanted.
+            logger.debug("unsubscribe %r (node %s) not confirmed: %s", channel, self._node_id, exc)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+
+    def _check_started(self) -> None:
+        self._check_open()
+        if self._reader is None:
+            raise RuntimeError(f"{self!r} not started: call start() first")
+
+    def _key(self, channel: str) -> bytes:
+        return self._prefix_b + channel.encode()
+
+    def _channel(self, key: bytes) -> str | None:
+        if not key.startswith(self._prefix_b):
+            return None
+        try:
+            return key[len(self._prefix_b) :].decode()
+        except UnicodeDecodeError:
+            return None
+
+    @staticmethod
+    def _pubsub_connection_options(url: str) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": SOCKET_TIMEOUT,
+            "socket_keepalive": True,
+        }
+        options.update(parse_url(url))
+        # The reader parses RESP2 pub/sub replies itself, and reconnects itself.
+        options["protocol"] = 2
+        options["retry"] = Retry(NoBackoff(), 0)
+        options.setdefault("connection_class", Connection)
+        return options
+
+    async def _open(self) -> AbstractConnection:
+        """A new, connected pub/sub connection (nothing subscribed yet)."""
+        options = dict(self._sub_options)
+        connection_class: type[AbstractConnection] = options.pop("connection_class")
+        conn = connection_class(**options)
+        try:
+            await conn.connect()  # type: ignore[no-untyped-call]
+            # Best effort, so an ACL without CLIENT does not stop us.
+            await conn.send_command("CLIENT", "SETNAME", self._client_name, check_health=False)
+            try:
+                await conn.read_response()
+            except ResponseError as exc:
+                logger.debug("CLIENT SETNAME refused: %s", exc)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        return conn
+
+    async def _command(self, kind: bytes, channel: str) -> None:
+        """Send (UN)SUBSCRIBE for `channel` and wait until the reader sees Redis confirm."""
+        conn = self._conn
+        # (No await between this check and send_command's own check: a broken
+        # connection is never silently re-opened here, only by the reader.)
+        if conn is None or not conn.is_connected:
+            raise RedisConnectionError(
+                f"redis pub/sub connection is down (reconnecting); cannot {kind.decode()} {channel!r}"
+            )
+        key = self._key(channel)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((kind, key), deque()).append(waiter)
+        try:
+            await conn.send_command(kind.upper(), key, check_health=False)
+        except BaseException:
+            waiter.cancel()  # stays queued so later replies still pair up correctly
+            raise
+        try:
+            await asyncio.wait_for(waiter, CONFIRM_TIMEOUT)
+        except TimeoutError:
+            raise RedisTimeoutError(f"redis did not confirm {kind.decode()} {channel!r}") from None
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for queue in waiters.values():
+            for waiter in queue:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                    waiter.exception()  # the awaiter (if any) still gets it; no "never retrieved"
+
+    async def _run(self, conn: AbstractConnection | None) -> None:
+        """The reader task: serve a connection until it breaks, then reconnect."""
+        delay = BACKOFF_MIN
+        resync = False
+        lost_at = 0.0
+        while True:
+            if conn is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                try:
+                    conn = await self._open()
+                except Exception as exc:
+                    logger.debug(
+                        "redis pub/sub reconnect (node %s) failed: %s; next attempt in %.1fs",
+                        self._node_id,
+                        exc,
+                        delay,
+                    )
+                    continue
+                delay = BACKOFF_MIN
+            try:
+                await self._serve(conn, resync=resync, lost_at=lost_at)
+            except Exception as exc:
+                logger.warning(
+                    "redis pub/sub connection lost (node %s): %s; reconnecting",
+                    self._node_id,
+                    exc or type(exc).__name__,
+                )
+            finally:
+                self._conn = None
+                self._active.clear()
+                self._fail_waiters(RedisConnectionError("redis pub/sub connection lost"))
+                await conn.disconnect(nowait=True)
+            conn = None
+            resync = True
+            lost_at = time.monotonic()
+
+    async def _serve(self, conn: AbstractConnection, *, resync: bool, lost_at: float) -> None:
+        """Re-subscribe the wanted channels on `conn`, then read it until it breaks."""
+        self._conn = conn
+        pending: list[asyncio.Future[None]] = []
+        if self._wanted:
+            keys = [self._key(channel) for channel in sorted(self._wanted)]
+            loop = asyncio.get_running_loop()
+            for key in keys:
+                waiter = loop.create_future()
+                self._waiters.setdefault((_SUBSCRIBE, key), deque()).append(waiter)
+                pending.append(waiter)
+            await conn.send_command("SUBSCRIBE", *keys, check_health=False)
+        if resync and not pending:
+            self._restored(lost_at)
+        awaiting_pong = False
+        while True:
+            reply = await conn.read_response(timeout=HEALTH_INTERVAL)
+            if reply is None:  # idle for HEALTH_INTERVAL
+                if awaiting_pong:
+                    raise RedisTimeoutError(f"no reply to PING within {HEALTH_INTERVAL}s")
+                await conn.send_command("PING", check_health=False)
+                awaiting_pong = True
+                continue
+            awaiting_pong = False
+            self._on_reply(reply)
+            if pending and all(waiter.done() for waiter in pending):
+                pending = []
+                if resync:
+                    self._restored(lost_at)
+
+    def _restored(self, lost_at: float) -> None:
+        self._reconnects += 1
+        logger.info(
+            "redis pub/sub connection restored (node %s) after %.2fs; %d channel(s) re-subscribed",
+            self._node_id,
+            time.monotonic() - lost_at,
+            len(self._wanted),
+        )
+
+    def _on_reply(self, reply: object) -> None:
+        if reply == b"PONG":  # PING outside subscribed mode
+            return
+        if not isinstance(reply, list) or len(reply) < 2 or not isinstance(reply[0], bytes):
+            logger.warning("unexpected reply on redis pub/sub connection: %.200r", reply)
+            return
+        kind, key = reply[0].lower(), reply[1]
+        if kind == _PONG:
+            return
+        if not isinstance(key, bytes):
+            logger.warning("unexpected reply on redis pub/sub connection: %.200r", reply)
+            return
+        if kind == _MESSAGE and len(reply) == 3:
+            self._on_message(key, reply[2])
+        elif kind in (_SUBSCRIBE, _UNSUBSCRIBE):
+            channel = self._channel(key)
+            if channel is not None:
+                if kind == _SUBSCRIBE:
+                    self._active.add(channel)
+                else:
+                    self._active.discard(channel)
+            queue = self._waiters.get((kind, key))
+            if queue:
+                waiter = queue.popleft()
+                if not queue:
+                    del self._waiters[(kind, key)]
+                if not waiter.done():
+                    waiter.set_result(None)
+        else:
+            logger.warning("unexpected reply on redis pub/sub connection: %.200r", reply)
+
+    def _on_message(self, key: bytes, payload: object) -> None:
+        channel = self._channel(key)
+        if channel is None or channel not in self._wanted:
+            return
+        if not isinstance(payload, bytes):
+            logger.warning("dropping non-bytes payload on %r (node %s)", channel, self._node_id)
+            return
+        try:
+            envelope = Envelope.unpack(payload)
+        except ValueError as exc:
+            logger.warning(
+                "dropping malformed envelope on %r (node %s, %d bytes): %s",
+                channel,
+                self._node_id,
+                len(payload),
+                exc,
+            )
+            return
+        except Exception:  # unpack promises ValueError; never let a payload kill the reader
+            logger.exception("dropping undecodable envelope on %r (node %s)", channel, self._node_id)
+            return
+        self._queue.put_nowait((channel, envelope))
+
+    async def _dispatch(self, handler: EnvelopeHandler) -> None:
+        """The dispatcher task: run the handler for queued envelopes, in order."""
+        while not self._closed:
+            channel, envelope = await self._queue.get()
+            if channel not in self._wanted:  # unsubscribed since it was queued
+                continue
+            try:
+                await handler(channel, envelope)
+            except Exception:
+                logger.exception(
+                    "envelope handler failed on %r (node %s, kind %r)",
+                    channel,
+                    self._node_id,
+                    envelope.kind,
+                )

@@ -1,0 +1,41 @@
+"""Who is acting: an authenticated agent or a visitor (contact) of one tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.domain import AgentRole, AuthorType
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPrincipal:
+    tenant_id: str
+    agent_id: str
+    role: AgentRole
+    name: str
+
+    @property
+    def participant(self) -> str:
+        return f"agent:{self.agent_id}"
+
+    @property
+    def author(self) -> tuple[AuthorType, str]:
+        return AuthorType.AGENT, self.agent_id
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorPrincipal:
+    tenant_id: str
+    visitor_id: str
+    contact_id: str
+
+    @property
+    def participant(self) -> str:
+        return f"contact:{self.contact_id}"
+
+    @property
+    def author(self) -> tuple[AuthorType, str]:
+        return AuthorType.CONTACT, self.contact_id
+
+
+Principal = AgentPrincipal | VisitorPrincipal

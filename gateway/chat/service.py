@@ -1,0 +1,273 @@
+"""Chat use cases: start, post (idempotent, ordered), history, read, typing, assign, status.
+
+Every method takes the acting principal and checks that the conversation belongs to its
+tenant (and, for a visitor, to its contact); a conversation of anyone else is reported as
+not found. Writes go to the store first, then an envelope goes to the broker (best
+effort: a lost envelope is repaired by the receivers' gap detection).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
+from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
+from gateway.chat.wire import agent_dict, conversation_dict, message_dict, visitor_conversation_dict
+from gateway.config import LimitsConfig
+from gateway.domain import (
+    AgentStatus,
+    Channel,
+    Conversation,
+    ConversationFilter,
+    ConversationStatus,
+    Message,
+    NewMessage,
+)
+from gateway.errors import Code, GatewayError, not_found
+from gateway.store import NotFound, Store
+
+log = logging.getLogger(__name__)
+
+
+def contact_channel(tenant_id: str, contact_id: str) -> str:
+    return f"contact:{tenant_id}:{contact_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    message: Message
+    conversation: Conversation
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    conversation: Conversation
+    agents_available: bool
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        *,
+        node_id: str,
+        limits: LimitsConfig,
+        clock: Callable[[], float],
+        presence_ttl: float,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.node_id = node_id
+        self.limits = limits
+        self.clock = clock
+        self.presence_ttl = presence_ttl
+
+    # --- access ----------------------------------------------------------
+    async def conversation_for(self, p: Principal, conversation_id: str) -> Conversation:
+        try:
+            conv = await self.store.get_conversation(p.tenant_id, conversation_id)
+        except NotFound:
+            raise not_found("conversation") from None
+        if isinstance(p, VisitorPrincipal) and conv.contact_id != p.contact_id:
+            raise not_found("conversation")
+        return conv
+
+    # --- visitor ---------------------------------------------------------
+    async def start_conversation(self, p: VisitorPrincipal) -> StartResult:
+        mine = await self.store.list_conversations(
+            p.tenant_id,
+            ConversationFilter(contact_id=p.contact_id, limit=self.limits.max_conversations_per_visitor + 1),
+        )
+        open_ = [c for c in mine if c.status != ConversationStatus.RESOLVED]
+        if len(open_) >= self.limits.max_conversations_per_visitor:
+            raise GatewayError(
+                Code.LIMIT_REACHED,
+                "too many open conversations",
+                limit=self.limits.max_conversations_per_visitor,
+            )
+        conv = await self.store.create_conversation(
+            tenant_id=p.tenant_id, channel=Channel.WIDGET, contact_id=p.contact_id, now=self.clock()
+        )
+        assigned = await self.try_assign(conv)
+        conv = assigned or conv
+        await self._publish_conversation(conv, created=True)
+        return StartResult(conv, agents_available=assigned is not None)
+
+    async def list_visitor_conversations(self, p: VisitorPrincipal) -> list[Conversation]:
+        return await self.store.list_conversations(
+            p.tenant_id, ConversationFilter(contact_id=p.contact_id, limit=100)
+        )
+
+    # --- messages --------------------------------------------------------
+    async def post_message(self, p: Principal, conversation_id: str, client_id: str, text: str) -> PostResult:
+        conv = await self.conversation_for(p, conversation_id)
+        author_type, author_id = p.author
+        res = await self.store.append_message(
+            p.tenant_id,
+            conv.id,
+            NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id),
+            now=self.clock(),
+        )
+        conv = res.conversation
+        if res.created and isinstance(p, VisitorPrincipal) and conv.status == ConversationStatus.RESOLVED:
+            conv = await self.store.update_conversation(
+                p.tenant_id, conv.id, now=self.clock(), status=ConversationStatus.OPEN
+            )
+            conv = await self.try_assign(conv) or conv
+            await self._publish_conversation(conv)
+        # Published also for a duplicate: the first attempt may have died before publishing,
+        # and receivers drop what they have already delivered.
+        await self.publish_message(res.message, conv)
+        return PostResult(res.message, conv, res.created)
+
+    async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> None:
+        data = message_dict(m, conv.epoch)
+        await self._publish(
+            conv_channel(conv.tenant_id, conv.id),
+            Envelope(
+                kind=kind,
+                tenant_id=conv.tenant_id,
+                conversation_id=conv.id,
+                seq=m.seq if kind == "message" else None,
+                epoch=conv.epoch,
+                data=data,
+                origin=self.node_id,
+            ),
+        )
+        summary = conversation_dict(conv)
+        summary["last_message"] = {"seq": m.seq, "text": m.text[:200], "author": data["author"]}
+        await self._publish(
+            tenant_channel(conv.tenant_id),
+            Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                     data=summary, origin=self.node_id),
+        )
+
+    async def history(
+        self, p: Principal, conversation_id: str, *, before_seq: int | None, after_seq: int, limit: int
+    ) -> tuple[Conversation, list[Message]]:
+        conv = await self.conversation_for(p, conversation_id)
+        limit = max(1, min(limit, self.limits.history_page_max))
+        msgs = await self.store.get_messages(
+            p.tenant_id, conv.id, after_seq=after_seq, before_seq=before_seq, limit=limit,
+            newest=before_seq is not None or after_seq == 0,
+        )
+        return conv, msgs
+
+    async def mark_read(self, p: Principal, conversation_id: str, seq: int) -> int:
+        conv = await self.conversation_for(p, conversation_id)
+        stored = await self.store.set_read(p.tenant_id, conv.id, p.participant, seq)
+        author_type, author_id = p.author
+        await self._publish(
+            conv_channel(conv.tenant_id, conv.id),
+            Envelope(
+                kind="read",
+                tenant_id=conv.tenant_id,
+                conversation_id=conv.id,
+                data={"conversation_id": conv.id, "reader": {"type": author_type.value, "id": author_id},
+                      "seq": stored},
+                origin=self.node_id,
+            ),
+        )
+        return stored
+
+    async def typing(self, p: Principal, conversation_id: str, typing: bool, sid: str | None) -> None:
+        conv = await self.conversation_for(p, conversation_id)
+        author_type, author_id = p.author
+        await self._publish(
+            conv_channel(conv.tenant_id, conv.id),
+            Envelope(
+                kind="typing",
+                tenant_id=conv.tenant_id,
+                conversation_id=conv.id,
+                data={"conversation_id": conv.id, "author": {"type": author_type.value, "id": author_id},
+                      "typing": typing},
+                origin=self.node_id,
+                sid=sid,
+            ),
+        )
+
+    # --- agents ----------------------------------------------------------
+    async def list_conversations(self, p: AgentPrincipal, flt: ConversationFilter) -> list[dict[str, Any]]:
+        convs = await self.store.list_conversations(p.tenant_id, flt)
+        reads = await self.store.get_read_positions(p.tenant_id, p.participant, [c.id for c in convs])
+        return [conversation_dict(c, unread=max(0, c.last_seq - reads.get(c.id, 0))) for c in convs]
+
+    async def update_conversation(
+        self,
+        p: AgentPrincipal,
+        conversation_id: str,
+        *,
+        status: ConversationStatus | None,
+        assignee_id: str | None,
+        unassign: bool,
+    ) -> Conversation:
+        conv = await self.conversation_for(p, conversation_id)
+        if assignee_id is not None:
+            try:
+                await self.store.get_agent(p.tenant_id, assignee_id)
+            except NotFound:
+                raise not_found("agent") from None
+        conv = await self.store.update_conversation(
+            p.tenant_id, conv.id, now=self.clock(), status=status, assignee_id=assignee_id, unassign=unassign
+        )
+        await self._publish_conversation(conv)
+        return conv
+
+    async def set_presence(self, p: AgentPrincipal, status: AgentStatus) -> None:
+        agent = await self.store.set_agent_status(p.tenant_id, p.agent_id, status)
+        await self._publish(
+            tenant_channel(p.tenant_id),
+            Envelope(kind="presence", tenant_id=p.tenant_id, data=agent_dict(agent), origin=self.node_id),
+        )
+        if status == AgentStatus.ONLINE:
+            await self.assign_queued(p.tenant_id)
+
+    async def assign_queued(self, tenant_id: str) -> int:
+        """Give waiting conversations to agents who have room; returns how many were assigned."""
+        n = 0
+        for conv in await self.store.list_unassigned(tenant_id, limit=100):
+            assigned = await self.try_assign(conv)
+            if assigned is None:
+                break
+            await self._publish_conversation(assigned)
+            n += 1
+        return n
+
+    async def try_assign(self, conv: Conversation) -> Conversation | None:
+        now = self.clock()
+        return await self.store.assign_next_agent(
+            conv.tenant_id, conv.id, now=now, fresh_after=now - self.presence_ttl
+        )
+
+    # --- publishing ------------------------------------------------------
+    async def _publish_conversation(self, conv: Conversation, *, created: bool = False) -> None:
+        env_kind = "conversation_created" if created else "conversation"
+        full = conversation_dict(conv)
+        visitor = visitor_conversation_dict(conv)
+        await self._publish(
+            tenant_channel(conv.tenant_id),
+            Envelope(kind=env_kind, tenant_id=conv.tenant_id, conversation_id=conv.id, data=full,
+                     origin=self.node_id),
+        )
+        await self._publish(
+            conv_channel(conv.tenant_id, conv.id),
+            Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id, data=full,
+                     origin=self.node_id, extra={"visitor": visitor}),
+        )
+        await self._publish(
+            contact_channel(conv.tenant_id, conv.contact_id),
+            Envelope(kind=env_kind, tenant_id=conv.tenant_id, conversation_id=conv.id, data=full,
+                     origin=self.node_id, extra={"visitor": visitor}),
+        )
+
+    async def _publish(self, channel: str, env: Envelope) -> None:
+        try:
+            await self.broker.publish(channel, env)
+        except Exception:
+            log.warning("broker publish to %s failed; receivers repair by gap detection", channel,
+                        exc_info=True)

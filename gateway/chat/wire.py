@@ -1,0 +1,72 @@
+"""Domain records → JSON-able dicts as clients see them (docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.domain import Agent, Contact, Conversation, Message
+
+
+def message_dict(m: Message, epoch: str) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "epoch": epoch,
+        "client_id": m.client_id,
+        "author": {"type": m.author_type.value, "id": m.author_id},
+        "text": m.text,
+        "attachments": list(m.attachments),
+        "created_at": m.created_at,
+        "delivery": {"state": m.delivery_state.value, "error": m.delivery_error},
+    }
+
+
+def conversation_dict(c: Conversation, *, unread: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": c.id,
+        "channel": c.channel.value,
+        "contact_id": c.contact_id,
+        "status": c.status.value,
+        "assignee_id": c.assignee_id,
+        "epoch": c.epoch,
+        "last_seq": c.last_seq,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+    if unread is not None:
+        out["unread"] = unread
+    return out
+
+
+def visitor_conversation_dict(c: Conversation) -> dict[str, Any]:
+    """What a visitor may see of its own conversation (no internal routing details)."""
+    return {
+        "id": c.id,
+        "status": c.status.value,
+        "assigned": c.assignee_id is not None,
+        "epoch": c.epoch,
+        "last_seq": c.last_seq,
+        "created_at": c.created_at,
+    }
+
+
+def agent_dict(a: Agent) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "role": a.role.value,
+        "status": a.status.value,
+        "capacity": a.capacity,
+    }
+
+
+def contact_dict(c: Contact) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "email": c.email,
+        "phone": c.phone,
+        "attributes": c.attributes,
+        "created_at": c.created_at,
+    }

@@ -1,0 +1,127 @@
+"""`python -m gateway [serve|migrate|tenant|agent] …`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.admin import create_agent, create_tenant
+from gateway.app import build_gateway
+from gateway.config import Config, ConfigError, load_config
+from gateway.domain import AgentRole
+from gateway.store import NotFound, Store
+from gateway.store.factory import open_store
+
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gateway", description="IZIHelp realtime gateway")
+    sub = p.add_subparsers(dest="cmd")
+    serve = sub.add_parser("serve", help="run the gateway (default)")
+    serve.add_argument("--demo", action="store_true", help="create a demo tenant and agent if none exists")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    t = sub.add_parser("tenant", help="tenant administration")
+    tsub = t.add_subparsers(dest="tcmd", required=True)
+    tc = tsub.add_parser("create", help="create a tenant; prints its widget key and an admin token")
+    tc.add_argument("--name", required=True)
+    tc.add_argument("--admin-name", default="Admin")
+    tc.add_argument("--require-identity", action="store_true")
+    tsub.add_parser("list")
+    a = sub.add_parser("agent", help="agent administration")
+    asub = a.add_subparsers(dest="acmd", required=True)
+    ac = asub.add_parser("create", help="create an agent; prints its token (shown once)")
+    ac.add_argument("--tenant", required=True, help="tenant id")
+    ac.add_argument("--name", required=True)
+    ac.add_argument("--role", choices=[r.value for r in AgentRole], default="agent")
+    ac.add_argument("--capacity", type=int, default=5)
+    return p
+
+
+async def _with_store(config: Config) -> Store:
+    import os
+
+    if not config.storage.database_url:
+        os.makedirs(config.storage.data_dir, exist_ok=True)
+    return await open_store(config.storage.database_url, sqlite_path=config.sqlite_path,
+                            schema=config.storage.database_schema)
+
+
+async def _admin(config: Config, args: argparse.Namespace) -> int:
+    store = await _with_store(config)
+    try:
+        if args.cmd == "migrate":
+            print(json.dumps({"migrated": True}))
+        elif args.cmd == "tenant" and args.tcmd == "create":
+            nt = await create_tenant(store, args.name, admin_name=args.admin_name,
+                                     require_identity=args.require_identity, now=time.time())
+            print(json.dumps({"tenant_id": nt.tenant.id, "widget_key": nt.tenant.widget_key,
+                              "identity_secret": nt.tenant.identity_secret, "admin_agent_id": nt.admin.id,
+                              "admin_token": nt.admin_token}, indent=2))
+        elif args.cmd == "tenant" and args.tcmd == "list":
+            for t in await store.list_tenants():
+                print(json.dumps({"tenant_id": t.id, "name": t.name, "widget_key": t.widget_key,
+                                  "status": t.status.value}))
+        elif args.cmd == "agent" and args.acmd == "create":
+            try:
+                await store.get_tenant(args.tenant)
+            except NotFound:
+                print(f"no tenant {args.tenant!r}", file=sys.stderr)
+                return 2
+            na = await create_agent(store, args.tenant, args.name, role=AgentRole(args.role),
+                                    capacity=args.capacity, now=time.time())
+            print(json.dumps({"agent_id": na.agent.id, "token": na.token}, indent=2))
+        return 0
+    finally:
+        await store.close()
+
+
+async def _serve(config: Config, demo: bool) -> None:
+    gw = await build_gateway(config)
+    if demo:
+        from gateway.demo import ensure_demo
+
+        info = await ensure_demo(gw.store, config, now=time.time())
+        print(info, flush=True)
+    ssl_ctx = None
+    if config.server.tls_cert and config.server.tls_key:
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+    runner = web.AppRunner(gw.app, access_log=None, handle_signals=True)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
+                       reuse_address=True)
+    await site.start()
+    scheme = "https" if ssl_ctx else "http"
+    backend = "PostgreSQL" if config.storage.database_url else f"SQLite at {config.sqlite_path}"
+    broker = "Redis" if config.storage.redis_url else "in-process broker"
+    print(f"IZIHelp gateway {gw.node_id} listening on {scheme}://{config.server.host}:{config.server.port} "
+          f"({backend}, {broker})", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.cmd in (None, "serve"):
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config, getattr(args, "demo", False)))
+        return 0
+    return asyncio.run(_admin(config, args))

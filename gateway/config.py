@@ -1,0 +1,175 @@
+"""Typed settings, read from the environment (and an optional KEY=VALUE file).
+
+Precedence: process environment > file named by GATEWAY_CONFIG > defaults.
+Every setting is documented in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    public_url: str | None = None
+    node_id: str = ""
+    cors_origins: tuple[str, ...] = ("*",)
+    ws_compression: bool = False
+    drain_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    database_url: str | None = None
+    database_schema: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "izh:"
+    data_dir: str = "./data"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_text_chars: int = 4000
+    max_event_bytes: int = 64 * 1024
+    history_page_max: int = 200
+    resume_max_gap: int = 1000
+    max_conversations_per_visitor: int = 20
+    max_watch_per_socket: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    secret: str | None = None  # signs visitor tokens; stored in the database when unset
+    visitor_token_ttl: float = 365 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    presence_ttl: float = 45.0
+    presence_interval: float = 15.0
+
+    @property
+    def sqlite_path(self) -> str:
+        return str(Path(self.storage.data_dir) / "gateway.sqlite3")
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for lineno, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{lineno}: expected KEY=VALUE")
+        out[key.strip()] = value.strip().strip('"').strip("'")
+    return out
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        v = self.env.get(key)
+        return v if v not in (None, "") else default
+
+    def get_int(self, key: str, default: int, lo: int = 0, hi: int = 2**31) -> int:
+        v = self.env.get(key)
+        if v in (None, ""):
+            return default
+        try:
+            n = int(v)
+        except ValueError as exc:
+            raise ConfigError(f"{key} must be an integer, got {v!r}") from exc
+        if not lo <= n <= hi:
+            raise ConfigError(f"{key} must be between {lo} and {hi}, got {n}")
+        return n
+
+    def get_float(self, key: str, default: float) -> float:
+        v = self.env.get(key)
+        if v in (None, ""):
+            return default
+        try:
+            return float(v)
+        except ValueError as exc:
+            raise ConfigError(f"{key} must be a number, got {v!r}") from exc
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        v = self.env.get(key)
+        if v in (None, ""):
+            return default
+        if v.lower() in ("1", "true", "yes", "on"):
+            return True
+        if v.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be a boolean, got {v!r}")
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from `env` (default: os.environ) and its GATEWAY_CONFIG file."""
+    base = dict(os.environ if env is None else env)
+    merged: dict[str, str] = {}
+    if base.get("GATEWAY_CONFIG"):
+        merged.update(read_env_file(base["GATEWAY_CONFIG"]))
+    merged.update(base)
+    r = _Reader(merged)
+    tls_cert, tls_key = r.get_str("TLS_CERT"), r.get_str("TLS_KEY")
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError("TLS_CERT and TLS_KEY must be given together")
+    db = r.get_str("DATABASE_URL")
+    if db and not db.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise ConfigError("DATABASE_URL must start with postgresql://, postgres:// or sqlite:///")
+    redis_url = r.get_str("REDIS_URL")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    origins = tuple(o.strip() for o in (r.get_str("CORS_ORIGINS", "*") or "*").split(",") if o.strip())
+    return Config(
+        server=ServerConfig(
+            host=r.get_str("HOST", "127.0.0.1") or "127.0.0.1",
+            port=r.get_int("PORT", 8080, 0, 65535),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            public_url=r.get_str("PUBLIC_URL"),
+            node_id=r.get_str("NODE_ID", "") or "",
+            cors_origins=origins,
+            ws_compression=r.get_bool("WS_COMPRESSION", False),
+            drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
+        ),
+        storage=StorageConfig(
+            database_url=db,
+            database_schema=r.get_str("DATABASE_SCHEMA"),
+            redis_url=redis_url,
+            redis_prefix=r.get_str("REDIS_PREFIX", "izh:") or "izh:",
+            data_dir=r.get_str("DATA_DIR", "./data") or "./data",
+        ),
+        limits=LimitsConfig(
+            max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),
+            max_event_bytes=r.get_int("MAX_EVENT_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+            history_page_max=r.get_int("HISTORY_PAGE_MAX", 200, 1, 10_000),
+            resume_max_gap=r.get_int("RESUME_MAX_GAP", 1000, 1, 1_000_000),
+            max_conversations_per_visitor=r.get_int("MAX_CONVERSATIONS_PER_VISITOR", 20, 1, 10_000),
+            max_watch_per_socket=r.get_int("MAX_WATCH_PER_SOCKET", 200, 1, 100_000),
+        ),
+        security=SecurityConfig(
+            secret=r.get_str("GATEWAY_SECRET"),
+            visitor_token_ttl=r.get_float("VISITOR_TOKEN_TTL", 365 * 24 * 3600.0),
+        ),
+        presence_ttl=r.get_float("PRESENCE_TTL", 45.0),
+        presence_interval=r.get_float("PRESENCE_INTERVAL", 15.0),
+    )

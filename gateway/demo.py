@@ -1,0 +1,35 @@
+"""A demo tenant and agent for a first run (`python -m gateway serve --demo`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gateway.admin import create_tenant
+from gateway.config import Config
+from gateway.store import Store
+
+DEMO_FILE = "demo.json"
+
+
+async def ensure_demo(store: Store, config: Config, *, now: float) -> str:
+    """Create the demo tenant once (its credentials are kept in DATA_DIR/demo.json)."""
+    path = Path(config.storage.data_dir) / DEMO_FILE
+    if path.exists():
+        info = json.loads(path.read_text())
+    else:
+        nt = await create_tenant(store, "Demo shop", admin_name="Demo agent", now=now)
+        info = {"tenant_id": nt.tenant.id, "widget_key": nt.tenant.widget_key,
+                "identity_secret": nt.tenant.identity_secret, "agent_token": nt.admin_token}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(info, indent=2))
+        path.chmod(0o600)
+    base = f"http://{config.server.host}:{config.server.port}"
+    return (
+        "Demo tenant ready:\n"
+        f"  widget key : {info['widget_key']}\n"
+        f"  agent token: {info['agent_token']}\n"
+        f"  REST       : curl -H 'Authorization: Bearer {info['agent_token']}' {base}/api/v1/conversations\n"
+        f"  health     : {base}/healthz\n"
+        f"  credentials saved in {path}"
+    )

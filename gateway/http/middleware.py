@@ -1,0 +1,48 @@
+"""JSON errors for every REST failure: `{"ok": false, "error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.errors import Code, GatewayError
+from gateway.store import NotFound
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: Code.BAD_REQUEST,
+    401: Code.UNAUTHORIZED,
+    403: Code.FORBIDDEN,
+    404: Code.NOT_FOUND,
+    405: Code.BAD_REQUEST,
+    413: Code.PAYLOAD_TOO_LARGE,
+}
+
+
+def error_response(exc: GatewayError) -> web.Response:
+    return web.json_response(exc.to_dict(), status=exc.http_status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    except NotFound:
+        return error_response(GatewayError(Code.NOT_FOUND, "not found"))
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = _HTTP_CODES.get(exc.status, Code.BAD_REQUEST)
+        return web.json_response(
+            {"ok": False, "error": {"code": code.value, "message": exc.reason}}, status=exc.status
+        )
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(GatewayError(Code.INTERNAL, "internal error"))

@@ -1,0 +1,288 @@
+"""Node-local fan-out: which local connections listen to which broker channel.
+
+A node subscribes the broker only to channels with local listeners. Per conversation
+it remembers the last `seq` delivered and, per watching connection, the last `seq` that
+connection got, so each connection sees every message exactly once, in `seq` order:
+a jump in `seq` (a lost or reordered envelope) is repaired from the store before
+delivering, and a message already delivered is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
+from gateway.chat.service import contact_channel
+from gateway.chat.wire import message_dict
+from gateway.domain import Conversation, Message
+from gateway.realtime.context import Conn, Emitter
+
+log = logging.getLogger(__name__)
+
+EVENT_NAMES: dict[str, str] = {
+    "message": "message:new",
+    "message_updated": "message:updated",
+    "typing": "typing",
+    "read": "read",
+    "conversation": "conversation:updated",
+    "conversation_created": "conversation:created",
+    "presence": "agent:presence",
+}
+
+FetchMessages = Callable[[str, str, int, int], Awaitable[list[Message]]]
+"""(tenant_id, conversation_id, after_seq, limit) -> messages ascending."""
+GetConversation = Callable[[str, str], Awaitable[Conversation]]
+
+
+@dataclass(eq=False)
+class ConvRoute:
+    tenant_id: str
+    conversation_id: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    epoch: str = ""
+    last_seq: int = 0
+    watchers: dict[Conn, int] = field(default_factory=dict)  # conn -> last seq it got
+    closed: bool = False
+
+
+class ResetRequired(Exception):
+    """The client's epoch differs or its gap is too large: it must reload."""
+
+
+class Fanout:
+    def __init__(
+        self,
+        broker: Broker,
+        emitter: Emitter,
+        fetch_messages: FetchMessages,
+        get_conversation: GetConversation,
+        *,
+        max_gap: int,
+        tail: int = 50,
+    ) -> None:
+        self._broker = broker
+        self._emitter = emitter
+        self._fetch = fetch_messages
+        self._get_conv = get_conversation
+        self._max_gap = max_gap
+        self._tail = tail
+        self._convs: dict[str, ConvRoute] = {}
+        self._groups: dict[str, set[Conn]] = {}  # tenant:/contact: channels -> conns
+        self._group_locks: dict[str, asyncio.Lock] = {}
+        self.delivered = 0
+        self.gaps_repaired = 0
+
+    # --- membership -----------------------------------------------------
+    async def join_group(self, conn: Conn, channel: str) -> None:
+        lock = self._group_locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            members = self._groups.get(channel)
+            if members is None:
+                await self._broker.subscribe(channel)
+                members = self._groups[channel] = set()
+            members.add(conn)
+
+    async def leave_group(self, conn: Conn, channel: str) -> None:
+        lock = self._group_locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            members = self._groups.get(channel)
+            if members is None:
+                return
+            members.discard(conn)
+            if not members:
+                del self._groups[channel]
+                self._group_locks.pop(channel, None)
+                await self._safe_unsubscribe(channel)
+
+    async def watch(self, conn: Conn, conversation_id: str, after_seq: int | None, epoch: str | None) -> int:
+        """Start delivering the conversation to `conn`.
+
+        Missing messages (after `after_seq`, or the latest page when it is None) are sent
+        to `conn` as `message:new` before any later message, in order. Returns how many
+        were replayed. Raises ResetRequired when `epoch` is stale or the gap too large.
+        """
+        route = await self._route(conn.tenant_id, conversation_id)
+        async with route.lock:
+            await self._catch_up(route)
+            if after_seq is not None:
+                if epoch is not None and epoch != route.epoch:
+                    raise ResetRequired("the conversation's epoch changed")
+                if after_seq > route.last_seq:
+                    raise ResetRequired("the client is ahead of the server")
+                if route.last_seq - after_seq > self._max_gap:
+                    raise ResetRequired("the gap is too large to replay")
+                start = after_seq
+            else:
+                start = max(0, route.last_seq - self._tail)
+            replayed = 0
+            if route.last_seq > start:
+                missing = await self._fetch(conn.tenant_id, conversation_id, start, route.last_seq - start)
+                for m in missing:
+                    if m.seq > route.last_seq:
+                        break
+                    await self._emitter.emit(conn, "message:new", message_dict(m, route.epoch))
+                    replayed += 1
+            route.watchers[conn] = max(route.last_seq, route.watchers.get(conn, 0))
+            conn.watching.add(conversation_id)
+            return replayed
+
+    async def unwatch(self, conn: Conn, conversation_id: str) -> None:
+        conn.watching.discard(conversation_id)
+        route = self._convs.get(conv_channel(conn.tenant_id, conversation_id))
+        if route is None:
+            return
+        async with route.lock:
+            route.watchers.pop(conn, None)
+            if not route.watchers and not route.closed:
+                route.closed = True
+                self._convs.pop(conv_channel(route.tenant_id, route.conversation_id), None)
+                await self._safe_unsubscribe(conv_channel(route.tenant_id, route.conversation_id))
+
+    async def drop(self, conn: Conn, groups: list[str]) -> None:
+        for conv_id in list(conn.watching):
+            await self.unwatch(conn, conv_id)
+        for channel in groups:
+            await self.leave_group(conn, channel)
+
+    async def _route(self, tenant_id: str, conversation_id: str) -> ConvRoute:
+        ch = conv_channel(tenant_id, conversation_id)
+        while True:
+            route = self._convs.get(ch)
+            if route is None:
+                route = ConvRoute(tenant_id, conversation_id)
+                self._convs[ch] = route
+                async with route.lock:
+                    try:
+                        await self._broker.subscribe(ch)
+                        conv = await self._get_conv(tenant_id, conversation_id)
+                    except BaseException:
+                        route.closed = True
+                        self._convs.pop(ch, None)
+                        raise
+                    route.epoch, route.last_seq = conv.epoch, conv.last_seq
+                return route
+            if not route.closed:
+                return route
+            await asyncio.sleep(0)
+
+    # --- broker side ----------------------------------------------------
+    async def on_envelope(self, channel: str, env: Envelope) -> None:
+        try:
+            if channel.startswith("conv:"):
+                await self._on_conv(channel, env)
+            else:
+                await self._on_group(channel, env)
+        except Exception:
+            log.exception("fan-out of %s on %s failed", env.kind, channel)
+
+    async def _on_group(self, channel: str, env: Envelope) -> None:
+        members = self._groups.get(channel)
+        event = EVENT_NAMES.get(env.kind)
+        if not members or event is None:
+            return
+        agents = [c for c in members if c.is_agent and c.sid != env.sid]
+        visitors = [c for c in members if not c.is_agent and c.sid != env.sid]
+        if agents:
+            await self._emitter.emit_many(agents, event, env.data)
+        if visitors:
+            await self._emitter.emit_many(visitors, event, env.extra.get("visitor", env.data))
+
+    async def _on_conv(self, channel: str, env: Envelope) -> None:
+        route = self._convs.get(channel)
+        if route is None:
+            return
+        if env.kind == "message" and env.seq is not None:
+            async with route.lock:
+                if route.closed:
+                    return
+                if env.epoch and env.epoch != route.epoch:
+                    log.warning("epoch of %s changed; clients will be told to reload", channel)
+                    return
+                if env.seq <= route.last_seq:
+                    return
+                if env.seq > route.last_seq + 1:
+                    await self._catch_up(route, upto=env.seq - 1)
+                    if env.seq <= route.last_seq:
+                        return
+                await self._deliver(route, env.seq, env.data)
+            return
+        event = EVENT_NAMES.get(env.kind)
+        if event is None:
+            return
+        targets = [c for c in route.watchers if c.sid != env.sid]
+        if env.kind == "conversation":
+            # agents get conversation updates from their tenant channel
+            targets = [c for c in targets if not c.is_agent]
+        if not targets:
+            return
+        agents = [c for c in targets if c.is_agent]
+        visitors = [c for c in targets if not c.is_agent]
+        if agents:
+            await self._emitter.emit_many(agents, event, env.data)
+        if visitors:
+            await self._emitter.emit_many(visitors, event, env.extra.get("visitor", env.data))
+
+    async def _deliver(self, route: ConvRoute, seq: int, data: dict[str, Any]) -> None:
+        targets = [c for c, last in route.watchers.items() if last < seq]
+        if targets:
+            await self._emitter.emit_many(targets, "message:new", data)
+            for c in targets:
+                route.watchers[c] = seq
+            self.delivered += len(targets)
+        route.last_seq = seq
+
+    async def _catch_up(self, route: ConvRoute, upto: int | None = None) -> None:
+        """Deliver from the store what the route has not seen yet (caller holds the lock)."""
+        while True:
+            limit = 500 if upto is None else max(1, min(500, upto - route.last_seq))
+            rows = await self._fetch(route.tenant_id, route.conversation_id, route.last_seq, limit)
+            rows = [m for m in rows if upto is None or m.seq <= upto]
+            if not rows:
+                return
+            self.gaps_repaired += 1
+            for m in rows:
+                if m.seq != route.last_seq + 1:
+                    log.error("store returned seq %d after %d for %s", m.seq, route.last_seq,
+                              route.conversation_id)
+                    return
+                await self._deliver(route, m.seq, message_dict(m, route.epoch))
+            if len(rows) < limit:
+                return
+
+    async def resync(self) -> None:
+        """After a broker reconnect: anything may have been lost, catch every route up."""
+        for route in list(self._convs.values()):
+            async with route.lock:
+                if not route.closed:
+                    try:
+                        await self._catch_up(route)
+                    except Exception:
+                        log.exception("resync of %s failed", route.conversation_id)
+
+    async def _safe_unsubscribe(self, channel: str) -> None:
+        try:
+            await self._broker.unsubscribe(channel)
+        except Exception:
+            log.warning("unsubscribe %s failed", channel, exc_info=True)
+
+    # --- introspection --------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        return {
+            "conversations": len(self._convs),
+            "groups": len(self._groups),
+            "watchers": sum(len(r.watchers) for r in self._convs.values()),
+            "delivered": self.delivered,
+            "gaps_repaired": self.gaps_repaired,
+        }
+
+
+def agent_groups(tenant_id: str) -> list[str]:
+    return [tenant_channel(tenant_id)]
+
+
+def visitor_groups(tenant_id: str, contact_id: str) -> list[str]:
+    return [contact_channel(tenant_id, contact_id)]

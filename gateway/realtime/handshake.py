@@ -1,0 +1,98 @@
+"""Socket.IO handshake: the `auth` object → a principal (or a typed refusal)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.auth import VisitorClaims, VisitorTokens, hash_token, verify_identity
+from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
+from gateway.domain import TenantStatus
+from gateway.errors import Code, GatewayError
+from gateway.store import NotFound, Store
+from gateway.validation import as_object, opt_str
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorSession:
+    principal: VisitorPrincipal
+    token: str
+    identified: bool
+
+
+class Handshake:
+    def __init__(self, store: Store, tokens: VisitorTokens, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.clock = clock
+
+    async def agent(self, auth: Any) -> AgentPrincipal:
+        obj = as_object(auth, "auth")
+        token = obj.get("token")
+        if not isinstance(token, str) or not token or len(token) > 200:
+            raise GatewayError(Code.UNAUTHORIZED, "an agent token is required in auth.token")
+        try:
+            agent = await self.store.get_agent_by_token_hash(hash_token(token))
+            tenant = await self.store.get_tenant(agent.tenant_id)
+        except NotFound:
+            raise GatewayError(Code.UNAUTHORIZED, "invalid agent token") from None
+        if tenant.status != TenantStatus.ACTIVE:
+            raise GatewayError(Code.FORBIDDEN, "this account is not active")
+        return AgentPrincipal(agent.tenant_id, agent.id, agent.role, agent.name)
+
+    async def visitor(self, auth: Any) -> VisitorSession:
+        obj = as_object(auth, "auth")
+        key = obj.get("widget_key")
+        if not isinstance(key, str) or not key or len(key) > 200:
+            raise GatewayError(Code.UNAUTHORIZED, "auth.widget_key is required")
+        try:
+            tenant = await self.store.get_tenant_by_widget_key(key)
+        except NotFound:
+            raise GatewayError(Code.UNAUTHORIZED, "unknown widget key") from None
+        if tenant.status != TenantStatus.ACTIVE:
+            raise GatewayError(Code.FORBIDDEN, "this account is not active")
+        now = self.clock()
+        name, email = opt_str(obj, "name", max_len=200), opt_str(obj, "email", max_len=320)
+        claims: VisitorClaims | None = None
+        raw_token = obj.get("visitor_token")
+        if isinstance(raw_token, str) and raw_token:
+            claims = self.tokens.verify(raw_token, tenant.id, now)
+        visitor_id = claims.visitor_id if claims else uuid.uuid4().hex
+
+        identity = obj.get("identity")
+        if identity is not None:
+            ident = as_object(identity, "auth.identity")
+            ident_id, ident_hash = ident.get("id"), ident.get("hash")
+            if (
+                not isinstance(ident_id, str) or not ident_id or len(ident_id) > 200
+                or not isinstance(ident_hash, str) or len(ident_hash) > 200
+                or not verify_identity(tenant.identity_secret, ident_id, ident_hash)
+            ):
+                raise GatewayError(Code.INVALID_IDENTITY, "the identity hash does not match")
+            contact = await self.store.get_or_create_contact_by_identity(
+                tenant.id, "external", ident_id, name=name, email=email, now=now
+            )
+            identified = True
+        elif tenant.require_identity:
+            raise GatewayError(Code.IDENTITY_REQUIRED, "this site requires a verified identity")
+        elif claims is not None:
+            try:
+                contact = await self.store.get_contact(tenant.id, claims.contact_id)
+            except NotFound:  # erased since: start afresh
+                contact = await self.store.get_or_create_contact_by_identity(
+                    tenant.id, "visitor", visitor_id, name=name, email=email, now=now
+                )
+            identified = False
+        else:
+            contact = await self.store.get_or_create_contact_by_identity(
+                tenant.id, "visitor", visitor_id, name=name, email=email, now=now
+            )
+            identified = False
+        if (name and not contact.name) or (email and not contact.email):
+            fields = {k: v for k, v in (("name", name), ("email", email)) if v}
+            contact = await self.store.update_contact(tenant.id, contact.id, fields)
+        principal = VisitorPrincipal(tenant.id, visitor_id, contact.id)
+        token = self.tokens.issue(VisitorClaims(tenant.id, visitor_id, contact.id, now))
+        return VisitorSession(principal, token, identified)

@@ -1,0 +1,226 @@
+"""Socket.IO namespaces /visitor and /agent on python-socketio's AsyncServer.
+
+The handshake turns the `auth` object into a typed `Conn`; every event then goes
+through one dispatcher that validates, calls the handler and shapes the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import socketio
+from aiohttp import web
+from engineio.async_drivers import aiohttp as eio_aiohttp
+
+from gateway.chat.service import ChatService, contact_channel
+from gateway.chat.wire import visitor_conversation_dict
+from gateway.config import Config
+from gateway.domain import AgentStatus
+from gateway.errors import Code, GatewayError
+from gateway.realtime.context import Conn
+from gateway.realtime.fanout import Fanout
+from gateway.realtime.handlers import Handler, Handlers
+from gateway.realtime.handshake import Handshake
+from gateway.realtime.presence import PresenceTracker
+from gateway.store import NotFound
+
+log = logging.getLogger(__name__)
+
+VISITOR_NS = "/visitor"
+AGENT_NS = "/agent"
+
+
+def make_websocket_class(compress: bool) -> type:
+    """engineio's aiohttp websocket wrapper, with permessage-deflate as configured
+    (engineio always offers it; it costs ~100 KB and much CPU per connection)."""
+
+    class WebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
+        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+            request = environ["aiohttp.request"]
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size,
+                                               compress=compress)
+            await self._sock.prepare(request)
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+
+    return WebSocket
+
+
+def _remote(environ: Mapping[str, Any]) -> str:
+    req = environ.get("aiohttp.request")
+    if req is not None and req.remote:
+        return str(req.remote)
+    return str(environ.get("REMOTE_ADDR", ""))
+
+
+class RealtimeServer:
+    def __init__(
+        self,
+        config: Config,
+        chat: ChatService,
+        handshake: Handshake,
+        presence: PresenceTracker,
+        sio: socketio.AsyncServer,
+    ) -> None:
+        self.config = config
+        self.chat = chat
+        self.handshake = handshake
+        self.presence = presence
+        self.sio = sio
+        self.conns: dict[tuple[str, str], Conn] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.fanout: Fanout | None = None
+        self.handlers: Handlers | None = None
+
+    @staticmethod
+    def build_sio(config: Config) -> socketio.AsyncServer:
+        sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            cors_allowed_origins=list(config.server.cors_origins) if config.server.cors_origins != ("*",)
+            else "*",
+            max_http_buffer_size=max(config.limits.max_event_bytes, 1024 * 1024),
+            ping_interval=25,
+            ping_timeout=20,
+            logger=False,
+            engineio_logger=False,
+        )
+        sio.eio._async = {**sio.eio._async, "websocket": make_websocket_class(config.server.ws_compression)}
+        return sio
+
+    def bind(self, fanout: Fanout, handlers: Handlers) -> None:
+        self.fanout = fanout
+        self.handlers = handlers
+        self.sio.register_namespace(_Namespace(VISITOR_NS, self, handlers.visitor))
+        self.sio.register_namespace(_Namespace(AGENT_NS, self, handlers.agent))
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.conns)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- lifecycle of a connection --------------------------------------
+    async def connect(self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any) -> None:
+        assert self.fanout is not None
+        remote = _remote(environ)
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
+        if namespace == AGENT_NS:
+            principal = await self.handshake.agent(auth)
+            conn = Conn(sid, eio_sid, namespace, principal.tenant_id, principal, remote,
+                        user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
+                        origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
+            conn.groups = [f"tenant:{principal.tenant_id}"]
+            conn.session = {"agent_id": principal.agent_id, "tenant_id": principal.tenant_id}
+        else:
+            vs = await self.handshake.visitor(auth)
+            p = vs.principal
+            conn = Conn(sid, eio_sid, namespace, p.tenant_id, p, remote,
+                        user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
+                        origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
+            conn.groups = [contact_channel(p.tenant_id, p.contact_id)]
+            conn.session = {"visitor_token": vs.token, "visitor_id": p.visitor_id,
+                            "contact_id": p.contact_id, "identified": vs.identified}
+        self.conns[(namespace, sid)] = conn
+        try:
+            for ch in conn.groups:
+                await self.fanout.join_group(conn, ch)
+            if conn.is_agent:
+                await self._agent_connected(conn)
+        except BaseException:
+            await self.disconnect(namespace, sid)
+            raise
+        # sent after the CONNECT packet (the task runs once this handler has returned)
+        self._spawn(self._send_session(conn))
+
+    async def _agent_connected(self, conn: Conn) -> None:
+        first = await self.presence.add(conn.agent.agent_id) == 1
+        if first:
+            agent = await self.chat.store.get_agent(conn.tenant_id, conn.agent.agent_id)
+            if agent.status == AgentStatus.OFFLINE:
+                await self.chat.set_presence(conn.agent, AgentStatus.ONLINE)
+            else:
+                await self.chat.assign_queued(conn.tenant_id)
+
+    async def _send_session(self, conn: Conn) -> None:
+        try:
+            session = dict(conn.session)
+            if not conn.is_agent:
+                convs = await self.chat.list_visitor_conversations(conn.visitor)
+                session["conversations"] = [visitor_conversation_dict(c) for c in convs]
+            await self.sio.emit("session", session, to=conn.sid, namespace=conn.namespace)
+        except Exception:
+            log.exception("sending the session to %s failed", conn.sid)
+
+    async def disconnect(self, namespace: str, sid: str) -> None:
+        conn = self.conns.pop((namespace, sid), None)
+        if conn is None or self.fanout is None:
+            return
+        try:
+            await self.fanout.drop(conn, conn.groups)
+            if conn.is_agent:
+                await self.presence.remove(conn.agent.agent_id)
+        except Exception:
+            log.exception("cleanup of %s failed", sid)
+
+    async def dispatch(self, namespace: str, table: Mapping[str, Handler], event: str, sid: str,
+                       args: tuple[Any, ...]) -> dict[str, Any]:
+        conn = self.conns.get((namespace, sid))
+        if conn is None:
+            return GatewayError(Code.UNAUTHORIZED, "not connected").to_dict()
+        handler = table.get(event) if event != "session:get" else None
+        if event == "session:get":
+            return {"ok": True, **conn.session}
+        if handler is None:
+            return GatewayError(Code.UNKNOWN_EVENT, f"unknown event {event[:64]!r}").to_dict()
+        if len(args) > 1:
+            return GatewayError(Code.BAD_REQUEST, "an event takes one payload object").to_dict()
+        payload = args[0] if args else None
+        try:
+            if payload is not None and not isinstance(payload, dict):
+                raise GatewayError(Code.BAD_REQUEST, "payload must be an object")
+            return await handler(conn, payload or {})
+        except GatewayError as exc:
+            return exc.to_dict()
+        except NotFound:
+            return GatewayError(Code.NOT_FOUND, "not found").to_dict()
+        except Exception:
+            log.exception("handler %s failed", event)
+            return GatewayError(Code.INTERNAL, "internal error").to_dict()
+
+
+class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, namespace: str, server: RealtimeServer, table: Mapping[str, Handler]) -> None:
+        super().__init__(namespace)
+        self._server = server
+        self._table = table
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            sid, environ = args[0], args[1]
+            auth = args[2] if len(args) > 2 else None
+            try:
+                await self._server.connect(self.namespace, sid, environ, auth)
+            except GatewayError as exc:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    exc.message, {"code": exc.code.value}
+                ) from None
+            except Exception:
+                log.exception("connect failed")
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "internal error", {"code": Code.INTERNAL.value}
+                ) from None
+            return None
+        if event == "disconnect":
+            await self._server.disconnect(self.namespace, args[0])
+            return None
+        return await self._server.dispatch(self.namespace, self._table, event, args[0], args[1:])

@@ -1,0 +1,102 @@
+"""PostgreSQL backend (asyncpg).
+
+Lifecycle::
+
+    store = PostgresStore("postgresql://user@host/db", schema="tenant_a")  # no I/O yet
+    await store.open()      # pool (search_path = schema) + CREATE SCHEMA IF NOT EXISTS; idempotent
+    await store.migrate()   # under pg_advisory_xact_lock: safe when several nodes start at once
+    ...
+    await store.close()
+
+Transactions run at READ COMMITTED. `SqlStore` takes ``SELECT ... FOR NO KEY UPDATE`` row
+locks where it needs serialisation: the conversation row for `append_message` (so seqs are
+contiguous and never visible out of order) and the tenant row for `assign_next_agent`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from gateway.store.sql import Conflict, Conn, SqlStore, StoreClosed
+
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_LOCK_KEY = "izihelp:create-schema"
+
+
+def quote_schema(schema: str) -> str:
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}: use letters, digits and underscores")
+    return f'"{schema}"'
+
+
+class PostgresStore(SqlStore):
+    _row_lock = " FOR NO KEY UPDATE"  # self-exclusive, yet lets FK checks (KEY SHARE) through
+
+    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._quoted_schema = None if schema is None else quote_schema(schema)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: Any = None
+
+    @property
+    def schema(self) -> str | None:
+        return self._schema
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        settings = {} if self._quoted_schema is None else {"search_path": self._quoted_schema}
+        pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._min_size, max_size=self._max_size, server_settings=settings
+        )
+        try:
+            if self._quoted_schema is not None:
+                await self._create_schema(pool, self._quoted_schema)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    @staticmethod
+    async def _create_schema(pool: Any, quoted: str) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _SCHEMA_LOCK_KEY)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.fetchrow("SELECT 1")
+
+    def _acquire(self) -> Any:
+        if self._pool is None:
+            raise StoreClosed("PostgresStore is not open")
+        return self._pool.acquire()
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Conn]:
+        async with self._acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[Conn]:
+        async with self._acquire() as conn:
+            try:
+                async with conn.transaction():
+                    yield conn
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(str(exc)) from exc
+
+    async def _lock_migrations(self, conn: Conn) -> None:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('izihelp:migrate:' || current_schema()))")

@@ -1,0 +1,710 @@
+"""The `Store` implementation shared by the SQL backends.
+
+Every statement is written once, with PostgreSQL-style ``$n`` placeholders (the SQLite
+backend rewrites them to ``?n``), in the portable subset both engines understand
+(``RETURNING``, ``INSERT ... ON CONFLICT``). A backend supplies only:
+
+* `_read()`  - a connection for one or more reads;
+* `_write()` - a connection inside a transaction that commits on success, rolls back on
+  error and turns unique-constraint violations into `Conflict`;
+* `_row_lock` - the suffix that row-locks a ``SELECT`` inside `_write()` (``FOR NO KEY UPDATE``
+  on PostgreSQL; empty on SQLite, whose write transactions are already exclusive);
+* `_lock_migrations()` - cross-process exclusion for `migrate()` beyond `_write()`;
+* `ping()` and `close()`.
+
+Serialisation points: `append_message` locks the conversation row, `assign_next_agent`
+the tenant row, so sequence numbers and round-robin tickets are assigned without races.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar, Protocol
+
+from gateway.domain import (
+    Agent,
+    AgentRole,
+    AgentStatus,
+    Channel,
+    Contact,
+    Conversation,
+    ConversationFilter,
+    ConversationStatus,
+    DeliveryState,
+    Message,
+    NewMessage,
+    Tenant,
+    TenantStatus,
+)
+from gateway.store.base import AppendResult, NotFound, StoreError
+from gateway.store.migrations import Migration, load_migrations
+from gateway.store.rows import (
+    Params,
+    Row,
+    agent_from_row,
+    contact_from_row,
+    conversation_from_row,
+    dump_json,
+    message_from_row,
+    new_id,
+    tenant_from_row,
+)
+
+# Largest IN (...) list sent in one statement (SQLite caps bound variables).
+IN_CHUNK = 500
+
+_CONTACT_FIELDS = frozenset({"name", "email", "phone", "attributes"})
+
+_CREATE_SCHEMA_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+
+class Conflict(StoreError):
+    """A unique constraint was violated (e.g. a widget key or token hash already in use)."""
+
+
+class StoreClosed(StoreError):
+    """The store was used before `open()` or after `close()`."""
+
+
+class Conn(Protocol):
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def execute(self, sql: str, *args: Any) -> object: ...
+
+
+def chunked(items: Sequence[str], size: int = IN_CHUNK) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def require_row(row: Row | None, what: str) -> Row:
+    if row is None:
+        raise NotFound(what)
+    return row
+
+
+class SqlStore(abc.ABC):
+    _row_lock: ClassVar[str] = ""
+
+    # --- backend hooks ---------------------------------------------------
+    @abc.abstractmethod
+    def _read(self) -> AbstractAsyncContextManager[Conn]: ...
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractAsyncContextManager[Conn]: ...
+
+    @abc.abstractmethod
+    async def _lock_migrations(self, conn: Conn) -> None:
+        """Called first inside the migration transaction: exclude concurrent migrators."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # --- lifecycle -------------------------------------------------------
+    async def migrate(self) -> None:
+        migrations = await asyncio.to_thread(load_migrations)
+        async with self._write() as conn:
+            await self._lock_migrations(conn)
+            await conn.execute(_CREATE_SCHEMA_MIGRATIONS)
+            applied = {int(r["version"]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for migration in migrations:
+                if migration.version not in applied:
+                    await self._apply(conn, migration)
+
+    @staticmethod
+    async def _apply(conn: Conn, migration: Migration) -> None:
+        for statement in migration.statements:
+            await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            migration.version,
+            time.time(),
+        )
+
+    # --- settings --------------------------------------------------------
+    async def get_or_create_setting(self, key: str, value: str) -> str:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value
+            )
+            row = require_row(await conn.fetchrow("SELECT value FROM settings WHERE key = $1", key), key)
+        return str(row["value"])
+
+    # --- tenants ---------------------------------------------------------
+    async def create_tenant(self, *, name: str, widget_key: str, identity_secret: str, now: float) -> Tenant:
+        async with self._write() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO tenants (id, name, widget_key, identity_secret, require_identity, status,"
+                " created_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) RETURNING *",
+                new_id(),
+                name,
+                widget_key,
+                identity_secret,
+                False,
+                TenantStatus.ACTIVE.value,
+                now,
+            )
+        return tenant_from_row(require_row(row, "tenant"))
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        async with self._read() as conn:
+            row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
+        return tenant_from_row(require_row(row, "tenant"))
+
+    async def get_tenant_by_widget_key(self, widget_key: str) -> Tenant:
+        async with self._read() as conn:
+            row = await conn.fetchrow("SELECT * FROM tenants WHERE widget_key = $1", widget_key)
+        return tenant_from_row(require_row(row, "tenant"))
+
+    async def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        require_identity: bool | None = None,
+        status: str | None = None,
+        ended_at: float | None = None,
+    ) -> Tenant:
+        p = Params(tenant_id)
+        sets: list[str] = []
+        if require_identity is not None:
+            sets.append(f"require_identity = {p.add(require_identity)}")
+        if status is not None:
+            sets.append(f"status = {p.add(TenantStatus(status).value)}")
+        if ended_at is not None:
+            sets.append(f"ended_at = {p.add(ended_at)}")
+        if not sets:
+            return await self.get_tenant(tenant_id)
+        async with self._write() as conn:
+            row = await conn.fetchrow(f"UPDATE tenants SET {', '.join(sets)} WHERE id = $1 RETURNING *", *p.values)
+        return tenant_from_row(require_row(row, "tenant"))
+
+    async def list_tenants(self) -> list[Tenant]:
+        async with self._read() as conn:
+            rows = await conn.fetch("SELECT * FROM tenants ORDER BY created_at, id")
+        return [tenant_from_row(r) for r in rows]
+
+    # --- agents ----------------------------------------------------------
+    async def create_agent(
+        self,
+        *,
+        tenant_id: str,
+        name: str,
+        role: AgentRole,
+        token_hash: str,
+        capacity: int,
+        now: float,
+    ) -> Agent:
+        async with self._write() as conn:
+            await self._require_tenant(conn, tenant_id)
+            row = await conn.fetchrow(
+                "INSERT INTO agents (id, tenant_id, name, role, status, capacity, token_hash, created_at,"
+                " last_assigned_at, assign_order) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0)"
+                " RETURNING *",
+                new_id(),
+                tenant_id,
+                name,
+                AgentRole(role).value,
+                AgentStatus.OFFLINE.value,
+                capacity,
+                token_hash,
+                now,
+            )
+        return agent_from_row(require_row(row, "agent"))
+
+    async def get_agent(self, tenant_id: str, agent_id: str) -> Agent:
+        async with self._read() as conn:
+            row = await conn.fetchrow("SELECT * FROM agents WHERE id = $1 AND tenant_id = $2", agent_id, tenant_id)
+        return agent_from_row(require_row(row, "agent"))
+
+    async def get_agent_by_token_hash(self, token_hash: str) -> Agent:
+        async with self._read() as conn:
+            row = await conn.fetchrow("SELECT * FROM agents WHERE token_hash = $1", token_hash)
+        return agent_from_row(require_row(row, "agent"))
+
+    async def list_agents(self, tenant_id: str) -> list[Agent]:
+        async with self._read() as conn:
+            rows = await conn.fetch("SELECT * FROM agents WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id)
+        return [agent_from_row(r) for r in rows]
+
+    async def set_agent_status(self, tenant_id: str, agent_id: str, status: AgentStatus) -> Agent:
+        async with self._write() as conn:
+            row = await conn.fetchrow(
+                "UPDATE agents SET status = $3 WHERE id = $1 AND tenant_id = $2 RETURNING *",
+                agent_id,
+                tenant_id,
+                AgentStatus(status).value,
+            )
+        return agent_from_row(require_row(row, "agent"))
+
+    async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> None:
+        gone = sorted(a for a, n in agent_ids.items() if n <= 0)
+        live = sorted(a for a, n in agent_ids.items() if n > 0)
+        async with self._write() as conn:
+            for ids in chunked(gone):
+                p = Params(node_id)
+                await conn.execute(
+                    f"DELETE FROM agent_presence WHERE node_id = $1 AND agent_id IN ({p.add_all(ids)})",
+                    *p.values,
+                )
+            for ids in chunked(live):
+                p = Params()
+                rows = await conn.fetch(
+                    f"SELECT id, tenant_id FROM agents WHERE id IN ({p.add_all(ids)}) ORDER BY id", *p.values
+                )
+                for row in rows:
+                    await conn.execute(
+                        "INSERT INTO agent_presence (tenant_id, agent_id, node_id, sockets, updated_at)"
+                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, node_id)"
+                        " DO UPDATE SET sockets = excluded.sockets, updated_at = excluded.updated_at",
+                        row["tenant_id"],
+                        row["id"],
+                        node_id,
+                        agent_ids[row["id"]],
+                        now,
+                    )
+
+    async def assign_next_agent(
+        self, tenant_id: str, conversation_id: str, *, now: float, fresh_after: float
+    ) -> Conversation | None:
+        async with self._write() as conn:
+            await self._require_tenant(conn, tenant_id, lock=True)
+            conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id, lock=True))
+            if conv.assignee_id is not None or conv.status != ConversationStatus.OPEN:
+                return None
+            agent_id = await self._next_agent(conn, tenant_id, fresh_after)
+            if agent_id is None:
+                return None
+            await conn.execute(
+                "UPDATE agents SET last_assigned_at = $3, assign_order ="
+                " (SELECT COALESCE(MAX(assign_order), 0) + 1 FROM agents WHERE tenant_id = $2)"
+                " WHERE id = $1 AND tenant_id = $2",
+                agent_id,
+                tenant_id,
+                now,
+            )
+            row = await conn.fetchrow(
+                "UPDATE conversations SET assignee_id = $3, updated_at = $4"
+                " WHERE id = $1 AND tenant_id = $2 RETURNING *",
+                conversation_id,
+                tenant_id,
+                agent_id,
+                now,
+            )
+        return conversation_from_row(require_row(row, "conversation"))
+
+    @staticmethod
+    async def _next_agent(conn: Conn, tenant_id: str, fresh_after: float) -> str | None:
+        row = await conn.fetchrow(
+            "SELECT a.id FROM agents a WHERE a.tenant_id = $1 AND a.status = $2"
+            " AND EXISTS (SELECT 1 FROM agent_presence p WHERE p.tenant_id = a.tenant_id"
+            " AND p.agent_id = a.id AND p.sockets > 0 AND p.updated_at > $3)"
+            " AND (SELECT COUNT(*) FROM conversations c WHERE c.tenant_id = a.tenant_id"
+            " AND c.assignee_id = a.id AND c.status = $4) < a.capacity"
+            " ORDER BY a.assign_order, a.created_at, a.id LIMIT 1",
+            tenant_id,
+            AgentStatus.ONLINE.value,
+            fresh_after,
+            ConversationStatus.OPEN.value,
+        )
+        return None if row is None else str(row["id"])
+
+    async def list_unassigned(self, tenant_id: str, limit: int) -> list[Conversation]:
+        if limit <= 0:
+            return []
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM conversations WHERE tenant_id = $1 AND status = $2 AND assignee_id IS NULL"
+                " ORDER BY created_at, id LIMIT $3",
+                tenant_id,
+                ConversationStatus.OPEN.value,
+                limit,
+            )
+        return [conversation_from_row(r) for r in rows]
+
+    # --- contacts --------------------------------------------------------
+    async def create_contact(
+        self,
+        *,
+        tenant_id: str,
+        name: str | None,
+        email: str | None,
+        phone: str | None = None,
+        now: float,
+    ) -> Contact:
+        async with self._write() as conn:
+            await self._require_tenant(conn, tenant_id)
+            return await self._insert_contact(conn, tenant_id, name, email, phone, now)
+
+    @staticmethod
+    async def _insert_contact(
+        conn: Conn, tenant_id: str, name: str | None, email: str | None, phone: str | None, now: float
+    ) -> Contact:
+        row = await conn.fetchrow(
+            "INSERT INTO contacts (id, tenant_id, name, email, phone, attributes, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            new_id(),
+            tenant_id,
+            name,
+            email,
+            phone,
+            dump_json({}),
+            now,
+        )
+        return contact_from_row(require_row(row, "contact"))
+
+    async def get_contact(self, tenant_id: str, contact_id: str) -> Contact:
+        async with self._read() as conn:
+            row = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1 AND tenant_id = $2", contact_id, tenant_id)
+        return contact_from_row(require_row(row, "contact"))
+
+    async def find_contact_by_identity(self, tenant_id: str, kind: str, value: str) -> Contact | None:
+        async with self._read() as conn:
+            return await self._contact_by_identity(conn, tenant_id, kind, value)
+
+    @staticmethod
+    async def _contact_by_identity(conn: Conn, tenant_id: str, kind: str, value: str) -> Contact | None:
+        row = await conn.fetchrow(
+            "SELECT c.* FROM contact_identities i JOIN contacts c"
+            " ON c.tenant_id = i.tenant_id AND c.id = i.contact_id"
+            " WHERE i.tenant_id = $1 AND i.kind = $2 AND i.value = $3",
+            tenant_id,
+            kind,
+            value,
+        )
+        return None if row is None else contact_from_row(row)
+
+    async def get_or_create_contact_by_identity(
+        self, tenant_id: str, kind: str, value: str, *, name: str | None, email: str | None, now: float
+    ) -> Contact:
+        async with self._write() as conn:
+            found = await self._contact_by_identity(conn, tenant_id, kind, value)
+            if found is not None:
+                return found
+            await self._require_tenant(conn, tenant_id)
+            contact = await self._insert_contact(conn, tenant_id, name, email, None, now)
+            won = await conn.fetchrow(
+                "INSERT INTO contact_identities (tenant_id, kind, value, contact_id) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (tenant_id, kind, value) DO NOTHING RETURNING contact_id",
+                tenant_id,
+                kind,
+                value,
+                contact.id,
+            )
+            if won is not None:
+                return contact
+            # A concurrent caller committed the identity first: drop ours, return theirs.
+            await conn.execute("DELETE FROM contacts WHERE id = $1 AND tenant_id = $2", contact.id, tenant_id)
+            winner = await self._contact_by_identity(conn, tenant_id, kind, value)
+        if winner is None:
+            raise StoreError(f"identity {kind}:{value} vanished while being created")
+        return winner
+
+    async def update_contact(self, tenant_id: str, contact_id: str, fields: dict[str, Any]) -> Contact:
+        unknown = set(fields) - _CONTACT_FIELDS
+        if unknown:
+            raise ValueError(f"unknown contact fields: {sorted(unknown)}")
+        if not fields:
+            return await self.get_contact(tenant_id, contact_id)
+        p = Params(contact_id, tenant_id)
+        sets = [
+            f"{key} = {p.add(dump_json(val) if key == 'attributes' else val)}" for key, val in sorted(fields.items())
+        ]
+        async with self._write() as conn:
+            row = await conn.fetchrow(
+                f"UPDATE contacts SET {', '.join(sets)} WHERE id = $1 AND tenant_id = $2 RETURNING *",
+                *p.values,
+            )
+        return contact_from_row(require_row(row, "contact"))
+
+    async def list_contacts(self, tenant_id: str, *, limit: int, offset: int) -> list[Contact]:
+        if limit <= 0:
+            return []
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM contacts WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+                tenant_id,
+                limit,
+                max(0, offset),
+            )
+        return [contact_from_row(r) for r in rows]
+
+    # --- conversations ---------------------------------------------------
+    async def create_conversation(
+        self,
+        *,
+        tenant_id: str,
+        channel: Channel,
+        contact_id: str,
+        now: float,
+        external_thread_id: str | None = None,
+    ) -> Conversation:
+        channel_value = Channel(channel).value
+        async with self._write() as conn:
+            await self._require_owned(conn, "contacts", tenant_id, contact_id)
+            row = await conn.fetchrow(
+                "INSERT INTO conversations (id, tenant_id, channel, contact_id, status, assignee_id, epoch,"
+                " last_seq, external_thread_id, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, $5, NULL, $6, 0, $7, $8, $8)"
+                " ON CONFLICT (tenant_id, channel, external_thread_id) DO NOTHING RETURNING *",
+                new_id(),
+                tenant_id,
+                channel_value,
+                contact_id,
+                ConversationStatus.OPEN.value,
+                secrets.token_hex(8),
+                external_thread_id,
+                now,
+            )
+            if row is None:  # only possible with an external_thread_id
+                row = await conn.fetchrow(
+                    "SELECT * FROM conversations WHERE tenant_id = $1 AND channel = $2 AND external_thread_id = $3",
+                    tenant_id,
+                    channel_value,
+                    external_thread_id,
+                )
+        return conversation_from_row(require_row(row, "conversation"))
+
+    async def get_conversation(self, tenant_id: str, conversation_id: str) -> Conversation:
+        async with self._read() as conn:
+            return conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+
+    async def list_conversations(self, tenant_id: str, flt: ConversationFilter) -> list[Conversation]:
+        if flt.limit <= 0:
+            return []
+        p = Params(tenant_id)
+        where = ["tenant_id = $1"]
+        if flt.status is not None:
+            where.append(f"status = {p.add(ConversationStatus(flt.status).value)}")
+        if flt.unassigned:
+            where.append("assignee_id IS NULL")
+        elif flt.assignee_id is not None:
+            where.append(f"assignee_id = {p.add(flt.assignee_id)}")
+        if flt.contact_id is not None:
+            where.append(f"contact_id = {p.add(flt.contact_id)}")
+        if flt.channel is not None:
+            where.append(f"channel = {p.add(Channel(flt.channel).value)}")
+        if flt.updated_before is not None:
+            where.append(f"updated_at < {p.add(flt.updated_before)}")
+        sql = (
+            f"SELECT * FROM conversations WHERE {' AND '.join(where)}"
+            f" ORDER BY updated_at DESC, id DESC LIMIT {p.add(flt.limit)}"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, *p.values)
+        return [conversation_from_row(r) for r in rows]
+
+    async def update_conversation(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        now: float,
+        status: ConversationStatus | None = None,
+        assignee_id: str | None = None,
+        unassign: bool = False,
+    ) -> Conversation:
+        if unassign and assignee_id is not None:
+            raise ValueError("pass either assignee_id or unassign, not both")
+        p = Params(conversation_id, tenant_id)
+        sets = [f"updated_at = {p.add(now)}"]
+        if status is not None:
+            sets.append(f"status = {p.add(ConversationStatus(status).value)}")
+        if unassign:
+            sets.append("assignee_id = NULL")
+        elif assignee_id is not None:
+            sets.append(f"assignee_id = {p.add(assignee_id)}")
+        async with self._write() as conn:
+            if assignee_id is not None:
+                await self._require_owned(conn, "agents", tenant_id, assignee_id)
+            row = await conn.fetchrow(
+                f"UPDATE conversations SET {', '.join(sets)} WHERE id = $1 AND tenant_id = $2 RETURNING *",
+                *p.values,
+            )
+        return conversation_from_row(require_row(row, "conversation"))
+
+    async def _conversation_row(self, conn: Conn, tenant_id: str, conversation_id: str, *, lock: bool = False) -> Row:
+        suffix = self._row_lock if lock else ""
+        row = await conn.fetchrow(
+            f"SELECT * FROM conversations WHERE id = $1 AND tenant_id = $2{suffix}",
+            conversation_id,
+            tenant_id,
+        )
+        return require_row(row, "conversation")
+
+    # --- messages --------------------------------------------------------
+    async def append_message(
+        self, tenant_id: str, conversation_id: str, msg: NewMessage, *, now: float
+    ) -> AppendResult:
+        try:
+            return await self._append(tenant_id, conversation_id, msg, now)
+        except Conflict:
+            # Only reachable if a duplicate slipped past the row lock; the first writer wins.
+            async with self._read() as conn:
+                existing = await self._find_duplicate(conn, tenant_id, conversation_id, msg)
+                if existing is None:
+                    raise
+                conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+            return AppendResult(existing, conv, created=False)
+
+    async def _append(self, tenant_id: str, conversation_id: str, msg: NewMessage, now: float) -> AppendResult:
+        async with self._write() as conn:
+            locked = await self._conversation_row(conn, tenant_id, conversation_id, lock=True)
+            existing = await self._find_duplicate(conn, tenant_id, conversation_id, msg)
+            if existing is not None:
+                return AppendResult(existing, conversation_from_row(locked), created=False)
+            conv_row = require_row(
+                await conn.fetchrow(
+                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $3"
+                    " WHERE id = $1 AND tenant_id = $2 RETURNING *",
+                    conversation_id,
+                    tenant_id,
+                    now,
+                ),
+                "conversation",
+            )
+            conv = conversation_from_row(conv_row)
+            row = await conn.fetchrow(
+                "INSERT INTO messages (id, tenant_id, conversation_id, seq, client_id, external_id,"
+                " author_type, author_id, text, attachments, created_at, delivery_state, delivery_error)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) RETURNING *",
+                new_id(),
+                tenant_id,
+                conversation_id,
+                conv.last_seq,
+                msg.client_id,
+                msg.external_id,
+                msg.author_type.value,
+                msg.author_id,
+                msg.text,
+                dump_json(list(msg.attachments)),
+                now,
+                DeliveryState(msg.delivery_state).value,
+            )
+        return AppendResult(message_from_row(require_row(row, "message")), conv, created=True)
+
+    @staticmethod
+    async def _find_duplicate(conn: Conn, tenant_id: str, conversation_id: str, msg: NewMessage) -> Message | None:
+        p = Params(tenant_id, conversation_id)
+        keys: list[str] = []
+        if msg.client_id is not None:
+            keys.append(f"client_id = {p.add(msg.client_id)}")
+        if msg.external_id is not None:
+            keys.append(f"external_id = {p.add(msg.external_id)}")
+        if not keys:
+            return None
+        row = await conn.fetchrow(
+            "SELECT * FROM messages WHERE tenant_id = $1 AND conversation_id = $2"
+            f" AND ({' OR '.join(keys)}) ORDER BY seq LIMIT 1",
+            *p.values,
+        )
+        return None if row is None else message_from_row(row)
+
+    async def get_messages(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int = 100,
+        newest: bool = False,
+    ) -> list[Message]:
+        p = Params(tenant_id, conversation_id, after_seq)
+        where = "tenant_id = $1 AND conversation_id = $2 AND seq > $3"
+        if before_seq is not None:
+            where += f" AND seq < {p.add(before_seq)}"
+        order = "DESC" if newest else "ASC"
+        sql = f"SELECT * FROM messages WHERE {where} ORDER BY seq {order} LIMIT {p.add(max(0, limit))}"
+        async with self._read() as conn:
+            await self._conversation_row(conn, tenant_id, conversation_id)
+            rows = await conn.fetch(sql, *p.values)
+        messages = [message_from_row(r) for r in rows]
+        if newest:
+            messages.reverse()
+        return messages
+
+    async def set_delivery_state(
+        self,
+        tenant_id: str,
+        message_id: str,
+        state: DeliveryState,
+        error: str | None = None,
+    ) -> Message:
+        async with self._write() as conn:
+            row = await conn.fetchrow(
+                "UPDATE messages SET delivery_state = $3, delivery_error = $4"
+                " WHERE id = $1 AND tenant_id = $2 RETURNING *",
+                message_id,
+                tenant_id,
+                DeliveryState(state).value,
+                error,
+            )
+        return message_from_row(require_row(row, "message"))
+
+    # --- read positions -------------------------------------------------
+    async def set_read(self, tenant_id: str, conversation_id: str, participant: str, seq: int) -> int:
+        async with self._write() as conn:
+            conv = await self._conversation_row(conn, tenant_id, conversation_id)
+            target = max(0, min(seq, int(conv["last_seq"])))
+            row = await conn.fetchrow(
+                "INSERT INTO read_positions (tenant_id, conversation_id, participant, seq)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, participant) DO UPDATE SET seq ="
+                " CASE WHEN excluded.seq > read_positions.seq THEN excluded.seq ELSE read_positions.seq END"
+                " RETURNING seq",
+                tenant_id,
+                conversation_id,
+                participant,
+                target,
+            )
+        return int(require_row(row, "read position")["seq"])
+
+    async def get_reads(self, tenant_id: str, conversation_id: str) -> dict[str, int]:
+        """Positions of the conversation's readers; empty for an unknown (or foreign) conversation."""
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                "SELECT participant, seq FROM read_positions WHERE tenant_id = $1 AND conversation_id = $2",
+                tenant_id,
+                conversation_id,
+            )
+        return {str(r["participant"]): int(r["seq"]) for r in rows}
+
+    async def get_read_positions(self, tenant_id: str, participant: str, conversation_ids: list[str]) -> dict[str, int]:
+        """Every requested id is present in the result (0 when never read)."""
+        positions = dict.fromkeys(conversation_ids, 0)
+        async with self._read() as conn:
+            for ids in chunked(sorted(set(conversation_ids))):
+                p = Params(tenant_id, participant)
+                rows = await conn.fetch(
+                    "SELECT conversation_id, seq FROM read_positions WHERE tenant_id = $1"
+                    f" AND participant = $2 AND conversation_id IN ({p.add_all(ids)})",
+                    *p.values,
+                )
+                positions.update({str(r["conversation_id"]): int(r["seq"]) for r in rows})
+        return positions
+
+    # --- helpers ---------------------------------------------------------
+    @staticmethod
+    async def _require(conn: Conn, what: str, sql: str, *args: Any) -> None:
+        require_row(await conn.fetchrow(sql, *args), what)
+
+    @classmethod
+    async def _require_owned(cls, conn: Conn, table: str, tenant_id: str, row_id: str) -> None:
+        """NotFound unless `table` (a constant of this module) holds `row_id` for `tenant_id`."""
+        sql = f"SELECT 1 FROM {table} WHERE id = $1 AND tenant_id = $2"
+        await cls._require(conn, table.rstrip("s"), sql, row_id, tenant_id)
+
+    async def _require_tenant(self, conn: Conn, tenant_id: str, *, lock: bool = False) -> None:
+        suffix = self._row_lock if lock else ""
+        await self._require(conn, "tenant", f"SELECT id FROM tenants WHERE id = $1{suffix}", tenant_id)

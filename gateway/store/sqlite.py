@@ -1,0 +1,146 @@
+"""SQLite backend (aiosqlite).
+
+Lifecycle::
+
+    store = SqliteStore("data/gateway.sqlite3")  # or ":memory:" / a "file:" URI; no I/O here
+    await store.open()      # connect + pragmas (WAL, foreign_keys, busy_timeout); idempotent
+    await store.migrate()
+    ...
+    await store.close()
+
+One connection per store. Every operation holds the store's asyncio.Lock, so a reader
+never sees another task's uncommitted transaction on the shared connection; writes run
+in ``BEGIN IMMEDIATE ... COMMIT``, which also excludes other processes using the same
+file (they wait up to ``busy_timeout``). That makes read-then-write sequences such as
+seq assignment atomic. SQL comes from `SqlStore` with ``$n`` placeholders, rewritten to
+SQLite's numbered ``?n`` form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.store.rows import Row
+from gateway.store.sql import Conflict, Conn, SqlStore, StoreClosed
+
+BUSY_TIMEOUT_MS = 5000
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+)
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+
+
+def to_sqlite_placeholders(sql: str) -> str:
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def is_unique_violation(exc: sqlite3.IntegrityError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in _UNIQUE_ERRORS
+
+
+class _SqliteConn:
+    """`Conn` over an aiosqlite connection; every call consumes and closes its cursor."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        return list(await self._db.execute_fetchall(to_sqlite_placeholders(sql), args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._db.execute_fetchall(to_sqlite_placeholders(sql), args)
+
+
+def _is_file_path(path: str) -> bool:
+    return path != ":memory:" and not path.startswith("file:")
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._db is None:
+                self._db = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        if _is_file_path(self._path):
+            await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self._path, isolation_level=None, uri=self._path.startswith("file:"))
+        try:
+            db.row_factory = sqlite3.Row
+            for pragma in _PRAGMAS:
+                await db.execute_fetchall(pragma)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                await db.close()
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.fetchrow("SELECT 1")
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreClosed("SqliteStore is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Conn]:
+        async with self._lock:
+            yield _SqliteConn(self._connection())
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[Conn]:
+        async with self._lock:
+            db = self._connection()
+            conn = _SqliteConn(db)
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await self._rollback(db)
+                if is_unique_violation(exc):
+                    raise Conflict(str(exc)) from exc
+                raise
+            except BaseException:
+                await self._rollback(db)
+                raise
+
+    async def _lock_migrations(self, conn: Conn) -> None:
+        """Nothing to add: BEGIN IMMEDIATE already excludes every other writer of the file."""
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        if db.in_transaction:
+            await db.execute_fetchall("ROLLBACK")

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: lint, types, unit, contract (SQLite, PostgreSQL,
+# in-process broker, Redis), integration (real server, real Python and Node clients).
+# Needs PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth) and Redis on
+# 127.0.0.1:6379; `.ci/run` starts them when they are not running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+if [ -f tests/node/package.json ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+echo "== ruff"; .venv/bin/ruff check .
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"

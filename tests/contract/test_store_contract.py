@@ -1,0 +1,871 @@
+"""The `Store` contract, run against every backend.
+
+`backend` is a fresh, empty database (a temp SQLite file, or a random PostgreSQL schema
+dropped afterwards) that can open any number of stores on it; `store` is one opened and
+migrated store on it. PostgreSQL must be reachable (IZIHELP_TEST_PG_DSN overrides the
+default DSN): a connection error fails the postgres tests, it never skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from gateway.domain import (
+    Agent,
+    AgentRole,
+    AgentStatus,
+    AuthorType,
+    Channel,
+    Contact,
+    Conversation,
+    ConversationFilter,
+    ConversationStatus,
+    DeliveryState,
+    NewMessage,
+    Tenant,
+    TenantStatus,
+)
+from gateway.store.base import NotFound, Store, StoreError
+from gateway.store.factory import make_store, open_store
+from gateway.store.migrations import load_migrations, split_statements
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+
+# --- backends ----------------------------------------------------------------
+
+PG_DSN = os.environ.get("IZIHELP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def random_schema() -> str:
+    return f"contract_{uuid.uuid4().hex[:12]}"
+
+
+async def drop_schema(schema: str) -> None:
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Backend:
+    kind: str
+    database_url: str
+    schema: str | None
+    opened: list[SqliteStore | PostgresStore] = field(default_factory=list)
+
+    def make(self) -> SqliteStore | PostgresStore:
+        """An unopened store on this backend's database (closed at teardown once opened)."""
+        store = make_store(self.database_url, sqlite_path="unused", schema=self.schema)
+        self.opened.append(store)
+        return store
+
+    async def open(self) -> Store:
+        """Another opened and migrated store on this backend's database."""
+        store = await open_store(self.database_url, sqlite_path="unused", schema=self.schema)
+        assert isinstance(store, SqliteStore | PostgresStore)
+        self.opened.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in self.opened:
+            await store.close()
+
+
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    kind: str = request.param
+    if kind == "sqlite":
+        b = Backend(kind, f"sqlite:///{tmp_path / 'store.sqlite3'}", None)
+    else:
+        b = Backend(kind, PG_DSN, random_schema())
+    try:
+        yield b
+    finally:
+        await b.close_all()
+        if b.schema is not None and b.opened:  # nothing to drop if PostgreSQL was never reached
+            await drop_schema(b.schema)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Store:
+    return await backend.open()
+
+
+# --- builders ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    tenant: Tenant
+    contact: Contact
+    conv: Conversation
+
+
+async def new_tenant(store: Store, name: str = "Acme") -> Tenant:
+    return await store.create_tenant(
+        name=name, widget_key=f"wk_{uuid.uuid4().hex}", identity_secret="s3cret", now=100.0
+    )
+
+
+async def new_agent(
+    store: Store,
+    tenant_id: str,
+    name: str = "Lan",
+    *,
+    capacity: int = 3,
+    now: float = 100.0,
+    status: AgentStatus | None = AgentStatus.ONLINE,
+) -> Agent:
+    agent = await store.create_agent(
+        tenant_id=tenant_id,
+        name=name,
+        role=AgentRole.AGENT,
+        token_hash=uuid.uuid4().hex,
+        capacity=capacity,
+        now=now,
+    )
+    if status is not None:
+        agent = await store.set_agent_status(tenant_id, agent.id, status)
+    return agent
+
+
+async def new_world(store: Store, name: str = "Acme") -> World:
+    tenant = await new_tenant(store, name)
+    contact = await store.create_contact(tenant_id=tenant.id, name="Visitor", email=None, now=100.0)
+    conv = await store.create_conversation(
+        tenant_id=tenant.id, channel=Channel.WIDGET, contact_id=contact.id, now=100.0
+    )
+    return World(tenant, contact, conv)
+
+
+def msg(text: str = "hi", *, client_id: str | None = None, external_id: str | None = None) -> NewMessage:
+    return NewMessage(
+        author_type=AuthorType.CONTACT,
+        author_id=None,
+        text=text,
+        client_id=client_id,
+        external_id=external_id,
+    )
+
+
+async def append_n(store: Store, w: World, n: int, *, now: float = 200.0) -> None:
+    for i in range(n):
+        await store.append_message(w.tenant.id, w.conv.id, msg(f"m{i + 1}"), now=now + i)
+
+
+# --- lifecycle -----------------------------------------------------------------
+
+
+async def test_migrate_twice_is_idempotent(backend: Backend) -> None:
+    store = await backend.open()
+    tenant = await new_tenant(store)
+    await store.migrate()
+    await store.migrate()
+    other = await backend.open()  # a second node starting on the migrated database
+    assert await other.get_tenant(tenant.id) == tenant
+
+
+async def test_concurrent_migrations_on_an_empty_database(backend: Backend) -> None:
+    stores = [backend.make() for _ in range(3)]
+    for s in stores:
+        await s.open()
+    await asyncio.gather(*(s.migrate() for s in stores))
+    tenant = await new_tenant(stores[0])
+    for s in stores:
+        await s.ping()
+        assert await s.get_tenant(tenant.id) == tenant
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+# --- settings --------------------------------------------------------------------
+
+
+async def test_get_or_create_setting_keeps_the_first_value(store: Store) -> None:
+    assert await store.get_or_create_setting("secret", "first") == "first"
+    assert await store.get_or_create_setting("secret", "second") == "first"
+    values = await asyncio.gather(*(store.get_or_create_setting("raced", f"v{i}") for i in range(10)))
+    assert len(set(values)) == 1
+
+
+# --- tenants ---------------------------------------------------------------------
+
+
+async def test_tenant_crud(store: Store) -> None:
+    t = await new_tenant(store, "Cửa hàng Hoa")
+    assert t.status == TenantStatus.ACTIVE and t.require_identity is False and t.ended_at is None
+    assert await store.get_tenant(t.id) == t
+    assert await store.get_tenant_by_widget_key(t.widget_key) == t
+
+    updated = await store.update_tenant(t.id, require_identity=True)
+    assert updated.require_identity is True
+    ended = await store.update_tenant(t.id, status="ended", ended_at=500.5)
+    assert (ended.status, ended.ended_at, ended.require_identity) == (TenantStatus.ENDED, 500.5, True)
+    assert await store.update_tenant(t.id) == ended
+
+    t2 = await new_tenant(store, "Second")
+    assert {x.id for x in await store.list_tenants()} == {t.id, t2.id}  # same created_at
+
+
+async def test_tenant_not_found_and_conflicts(store: Store) -> None:
+    t = await new_tenant(store)
+    with pytest.raises(NotFound):
+        await store.get_tenant("missing")
+    with pytest.raises(NotFound):
+        await store.get_tenant_by_widget_key("missing")
+    with pytest.raises(NotFound):
+        await store.update_tenant("missing", require_identity=True)
+    with pytest.raises(ValueError):
+        await store.update_tenant(t.id, status="bogus")
+    with pytest.raises(StoreError):
+        await store.create_tenant(name="dup", widget_key=t.widget_key, identity_secret="x", now=1.0)
+    assert await store.get_tenant(t.id) == t
+
+
+# --- agents ----------------------------------------------------------------------
+
+
+async def test_agent_crud(store: Store) -> None:
+    t = await new_tenant(store)
+    created = await store.create_agent(
+        tenant_id=t.id, name="Minh", role=AgentRole.ADMIN, token_hash="hash-1", capacity=5, now=101.0
+    )
+    assert (created.role, created.status, created.capacity, created.created_at) == (
+        AgentRole.ADMIN,
+        AgentStatus.OFFLINE,
+        5,
+        101.0,
+    )
+    assert await store.get_agent(t.id, created.id) == created
+    assert await store.get_agent_by_token_hash("hash-1") == created
+    away = await store.set_agent_status(t.id, created.id, AgentStatus.AWAY)
+    assert away.status == AgentStatus.AWAY
+    second = await new_agent(store, t.id, "Hà", now=102.0)
+    assert [a.id for a in await store.list_agents(t.id)] == [created.id, second.id]
+
+    with pytest.raises(NotFound):
+        await store.get_agent(t.id, "missing")
+    with pytest.raises(NotFound):
+        await store.get_agent_by_token_hash("missing")
+    with pytest.raises(NotFound):
+        await store.set_agent_status(t.id, "missing", AgentStatus.ONLINE)
+    with pytest.raises(NotFound):
+        await store.create_agent(
+            tenant_id="missing", name="x", role=AgentRole.AGENT, token_hash="h2", capacity=1, now=1.0
+        )
+    with pytest.raises(StoreError):
+        await store.create_agent(
+            tenant_id=t.id, name="dup", role=AgentRole.AGENT, token_hash="hash-1", capacity=1, now=1.0
+        )
+
+
+# --- contacts --------------------------------------------------------------------
+
+
+async def test_contact_crud(store: Store) -> None:
+    t = await new_tenant(store)
+    c = await store.create_contact(tenant_id=t.id, name="An", email="an@example.com", phone="+84", now=100.0)
+    assert (c.name, c.email, c.phone, c.attributes) == ("An", "an@example.com", "+84", {})
+    assert await store.get_contact(t.id, c.id) == c
+
+    attrs = {"plan": "pro", "tags": ["vip", "hà nội"], "n": 3}
+    updated = await store.update_contact(t.id, c.id, {"name": "Ân", "phone": None, "attributes": attrs})
+    assert (updated.name, updated.email, updated.phone, updated.attributes) == (
+        "Ân",
+        "an@example.com",
+        None,
+        attrs,
+    )
+    assert await store.get_contact(t.id, c.id) == updated
+    assert await store.update_contact(t.id, c.id, {}) == updated
+    with pytest.raises(ValueError):
+        await store.update_contact(t.id, c.id, {"tenant_id": "evil"})
+
+    others = [await store.create_contact(tenant_id=t.id, name=f"c{i}", email=None, now=101.0 + i) for i in range(4)]
+    everyone = [c.id] + [o.id for o in others]
+    assert [x.id for x in await store.list_contacts(t.id, limit=10, offset=0)] == everyone
+    assert [x.id for x in await store.list_contacts(t.id, limit=2, offset=1)] == everyone[1:3]
+
+    with pytest.raises(NotFound):
+        await store.get_contact(t.id, "missing")
+    with pytest.raises(NotFound):
+        await store.update_contact(t.id, "missing", {"name": "x"})
+    with pytest.raises(NotFound):
+        await store.create_contact(tenant_id="missing", name=None, email=None, now=1.0)
+
+
+async def test_contact_identity_get_or_create_is_race_safe(store: Store) -> None:
+    t = await new_tenant(store)
+    assert await store.find_contact_by_identity(t.id, "email", "a@b.c") is None
+    got = await asyncio.gather(
+        *(
+            store.get_or_create_contact_by_identity(t.id, "email", "a@b.c", name=f"n{i}", email="a@b.c", now=100.0)
+            for i in range(20)
+        )
+    )
+    assert len({c.id for c in got}) == 1
+    assert await store.find_contact_by_identity(t.id, "email", "a@b.c") == got[0]
+    assert len(await store.list_contacts(t.id, limit=100, offset=0)) == 1  # losers left no orphans
+
+    again = await store.get_or_create_contact_by_identity(t.id, "email", "a@b.c", name="x", email=None, now=1.0)
+    assert again == got[0]
+    other_kind = await store.get_or_create_contact_by_identity(t.id, "phone", "a@b.c", name=None, email=None, now=1.0)
+    assert other_kind.id != got[0].id
+
+    t2 = await new_tenant(store, "Other")
+    assert await store.find_contact_by_identity(t2.id, "email", "a@b.c") is None
+    theirs = await store.get_or_create_contact_by_identity(t2.id, "email", "a@b.c", name=None, email=None, now=1.0)
+    assert theirs.id != got[0].id and theirs.tenant_id == t2.id
+
+
+# --- tenant isolation ------------------------------------------------------------
+
+
+async def test_cross_tenant_access_is_not_found(store: Store) -> None:
+    a = await new_world(store, "A")
+    b = await new_world(store, "B")
+    agent_a = await new_agent(store, a.tenant.id)
+    appended = await store.append_message(a.tenant.id, a.conv.id, msg("secret"), now=150.0)
+    bt = b.tenant.id
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "get_conversation": lambda: store.get_conversation(bt, a.conv.id),
+        "update_conversation": lambda: store.update_conversation(
+            bt, a.conv.id, now=1.0, status=ConversationStatus.RESOLVED
+        ),
+        "assign foreign agent": lambda: store.update_conversation(bt, b.conv.id, now=1.0, assignee_id=agent_a.id),
+        "get_messages": lambda: store.get_messages(bt, a.conv.id),
+        "append_message": lambda: store.append_message(bt, a.conv.id, msg("x"), now=1.0),
+        "set_delivery_state": lambda: store.set_delivery_state(bt, appended.message.id, DeliveryState.SENT),
+        "set_read": lambda: store.set_read(bt, a.conv.id, "agent:x", 1),
+        "get_contact": lambda: store.get_contact(bt, a.contact.id),
+        "update_contact": lambda: store.update_contact(bt, a.contact.id, {"name": "pwned"}),
+        "create_conversation": lambda: store.create_conversation(
+            tenant_id=bt, channel=Channel.WIDGET, contact_id=a.contact.id, now=1.0
+        ),
+        "get_agent": lambda: store.get_agent(bt, agent_a.id),
+        "set_agent_status": lambda: store.set_agent_status(bt, agent_a.id, AgentStatus.AWAY),
+        "assign_next_agent": lambda: store.assign_next_agent(bt, a.conv.id, now=1.0, fresh_after=0.0),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(NotFound):
+            await attempt()
+            pytest.fail(f"{name} reached another tenant's row")
+
+    assert [c.id for c in await store.list_conversations(bt, ConversationFilter())] == [b.conv.id]
+    assert [c.id for c in await store.list_contacts(bt, limit=10, offset=0)] == [b.contact.id]
+    assert await store.list_agents(bt) == []
+    assert [c.id for c in await store.list_unassigned(bt, 10)] == [b.conv.id]
+    await store.set_read(a.tenant.id, a.conv.id, "agent:x", 1)
+    assert await store.get_reads(bt, a.conv.id) == {}
+    assert await store.get_read_positions(bt, "agent:x", [a.conv.id]) == {a.conv.id: 0}
+    # nothing of A changed
+    assert await store.get_conversation(a.tenant.id, a.conv.id) == appended.conversation
+    assert await store.get_messages(a.tenant.id, a.conv.id) == [appended.message]
+    assert await store.get_agent(a.tenant.id, agent_a.id) == agent_a
+    assert await store.get_contact(a.tenant.id, a.contact.id) == a.contact
+
+
+# --- conversations ---------------------------------------------------------------
+
+
+async def test_create_conversation(store: Store) -> None:
+    w = await new_world(store)
+    c = w.conv
+    assert (c.status, c.last_seq, c.assignee_id, c.external_thread_id, c.channel) == (
+        ConversationStatus.OPEN,
+        0,
+        None,
+        None,
+        Channel.WIDGET,
+    )
+    assert (c.created_at, c.updated_at) == (100.0, 100.0)
+    second = await store.create_conversation(
+        tenant_id=w.tenant.id, channel=Channel.WIDGET, contact_id=w.contact.id, now=101.0
+    )
+    assert second.id != c.id and second.epoch and second.epoch != c.epoch
+    assert await store.get_conversation(w.tenant.id, c.id) == c
+    with pytest.raises(NotFound):
+        await store.get_conversation(w.tenant.id, "missing")
+    with pytest.raises(NotFound):
+        await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET, contact_id="nope", now=1.0)
+
+
+async def test_external_thread_is_get_or_create(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+
+    async def thread(channel: Channel, thread_id: str) -> Conversation:
+        return await store.create_conversation(
+            tenant_id=t, channel=channel, contact_id=w.contact.id, now=300.0, external_thread_id=thread_id
+        )
+
+    raced = await asyncio.gather(*(thread(Channel.FACEBOOK, "fb-1") for _ in range(10)))
+    assert len({c.id for c in raced}) == 1
+    assert raced[0].external_thread_id == "fb-1" and raced[0].channel == Channel.FACEBOOK
+    assert (await thread(Channel.FACEBOOK, "fb-1")).id == raced[0].id
+    assert (await thread(Channel.ZALO, "fb-1")).id != raced[0].id
+    t2 = await new_world(store, "Other")
+    theirs = await store.create_conversation(
+        tenant_id=t2.tenant.id,
+        channel=Channel.FACEBOOK,
+        contact_id=t2.contact.id,
+        now=1.0,
+        external_thread_id="fb-1",
+    )
+    assert theirs.id != raced[0].id
+
+
+async def test_list_conversations_filters_and_ordering(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    agent = await new_agent(store, t)
+    other_contact = await store.create_contact(tenant_id=t, name=None, email=None, now=100.0)
+    email = await store.create_conversation(tenant_id=t, channel=Channel.EMAIL, contact_id=other_contact.id, now=110.0)
+    resolved = await store.create_conversation(tenant_id=t, channel=Channel.WIDGET, contact_id=w.contact.id, now=120.0)
+    resolved = await store.update_conversation(t, resolved.id, now=130.0, status=ConversationStatus.RESOLVED)
+    assigned = await store.update_conversation(t, email.id, now=140.0, assignee_id=agent.id)
+    await store.append_message(t, w.conv.id, msg(), now=150.0)  # bumps w.conv to the top
+
+    def ids(convs: list[Conversation]) -> list[str]:
+        return [c.id for c in convs]
+
+    async def listed(**kw: Any) -> list[str]:
+        return ids(await store.list_conversations(t, ConversationFilter(**kw)))
+
+    assert await listed() == [w.conv.id, assigned.id, resolved.id]
+    assert await listed(limit=2) == [w.conv.id, assigned.id]
+    assert await listed(updated_before=150.0) == [assigned.id, resolved.id]
+    assert await listed(status=ConversationStatus.OPEN) == [w.conv.id, assigned.id]
+    assert await listed(status=ConversationStatus.RESOLVED) == [resolved.id]
+    assert await listed(assignee_id=agent.id) == [assigned.id]
+    assert await listed(unassigned=True) == [w.conv.id, resolved.id]
+    assert await listed(contact_id=w.contact.id) == [w.conv.id, resolved.id]
+    assert await listed(channel=Channel.EMAIL) == [assigned.id]
+    assert await listed(channel=Channel.EMAIL, unassigned=True) == []
+    assert await listed(limit=0) == []
+
+
+async def test_update_conversation(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    agent = await new_agent(store, t)
+    c = await store.update_conversation(t, w.conv.id, now=200.0, assignee_id=agent.id)
+    assert (c.assignee_id, c.updated_at, c.status) == (agent.id, 200.0, ConversationStatus.OPEN)
+    c = await store.update_conversation(t, w.conv.id, now=201.0, status=ConversationStatus.PENDING)
+    assert (c.assignee_id, c.status) == (agent.id, ConversationStatus.PENDING)
+    c = await store.update_conversation(t, w.conv.id, now=202.0, unassign=True)
+    assert c.assignee_id is None and c.updated_at == 202.0
+    assert await store.get_conversation(t, w.conv.id) == c
+    with pytest.raises(NotFound):
+        await store.update_conversation(t, w.conv.id, now=1.0, assignee_id="no-such-agent")
+    with pytest.raises(NotFound):
+        await store.update_conversation(t, "missing", now=1.0, status=ConversationStatus.OPEN)
+    with pytest.raises(ValueError):
+        await store.update_conversation(t, w.conv.id, now=1.0, assignee_id=agent.id, unassign=True)
+
+
+async def test_list_unassigned_is_oldest_first_and_open_only(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    agent = await new_agent(store, t)
+    convs = [
+        await store.create_conversation(tenant_id=t, channel=Channel.WIDGET, contact_id=w.contact.id, now=101.0 + i)
+        for i in range(4)
+    ]
+    await store.update_conversation(t, convs[1].id, now=300.0, assignee_id=agent.id)
+    await store.update_conversation(t, convs[2].id, now=300.0, status=ConversationStatus.RESOLVED)
+    await store.append_message(t, w.conv.id, msg(), now=400.0)  # activity does not change the queue order
+    assert [c.id for c in await store.list_unassigned(t, 10)] == [w.conv.id, convs[0].id, convs[3].id]
+    assert [c.id for c in await store.list_unassigned(t, 1)] == [w.conv.id]
+
+
+# --- messages --------------------------------------------------------------------
+
+
+async def test_append_assigns_contiguous_seqs(store: Store) -> None:
+    w = await new_world(store)
+    results = [
+        await store.append_message(
+            w.tenant.id,
+            w.conv.id,
+            NewMessage(
+                author_type=AuthorType.AGENT,
+                author_id="ag-1",
+                text=f"m{i}",
+                client_id=f"c{i}",
+                attachments=({"url": "https://x/y.png", "size": i},),
+                delivery_state=DeliveryState.PENDING,
+            ),
+            now=200.0 + i,
+        )
+        for i in range(1, 11)
+    ]
+    assert [r.message.seq for r in results] == list(range(1, 11))
+    assert all(r.created for r in results)
+    assert [r.conversation.last_seq for r in results] == list(range(1, 11))
+    last = results[-1]
+    assert last.conversation.updated_at == 210.0
+    assert last.conversation.epoch == w.conv.epoch
+    m = last.message
+    assert (m.tenant_id, m.conversation_id, m.author_type, m.author_id, m.text, m.client_id) == (
+        w.tenant.id,
+        w.conv.id,
+        AuthorType.AGENT,
+        "ag-1",
+        "m10",
+        "c10",
+    )
+    assert m.attachments == ({"url": "https://x/y.png", "size": 10},)
+    assert (m.delivery_state, m.delivery_error, m.created_at) == (DeliveryState.PENDING, None, 210.0)
+    assert await store.get_messages(w.tenant.id, w.conv.id) == [r.message for r in results]
+    assert (await store.get_conversation(w.tenant.id, w.conv.id)).last_seq == 10
+    with pytest.raises(NotFound):
+        await store.append_message(w.tenant.id, "missing", msg(), now=1.0)
+
+
+async def test_client_id_is_idempotent(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    first = await store.append_message(t, w.conv.id, msg("original", client_id="cid-1"), now=200.0)
+    await store.append_message(t, w.conv.id, msg("other"), now=201.0)
+    again = await store.append_message(t, w.conv.id, msg("retry text", client_id="cid-1"), now=202.0)
+    assert again.created is False
+    assert again.message == first.message
+    assert again.conversation.last_seq == 2 and again.conversation.updated_at == 201.0
+    assert [m.text for m in await store.get_messages(t, w.conv.id)] == ["original", "other"]
+    # the key is scoped to the conversation
+    conv2 = await store.create_conversation(tenant_id=t, channel=Channel.WIDGET, contact_id=w.contact.id, now=1.0)
+    elsewhere = await store.append_message(t, conv2.id, msg("x", client_id="cid-1"), now=203.0)
+    assert elsewhere.created and elsewhere.message.seq == 1
+
+
+async def test_external_id_is_idempotent(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    first = await store.append_message(t, w.conv.id, msg("from facebook", external_id="mid.1"), now=200.0)
+    again = await store.append_message(t, w.conv.id, msg("redelivered", external_id="mid.1"), now=201.0)
+    assert (again.created, again.message, again.conversation.last_seq) == (False, first.message, 1)
+    other = await store.append_message(t, w.conv.id, msg("next", external_id="mid.2"), now=202.0)
+    assert other.created and other.message.seq == 2
+    assert len(await store.get_messages(t, w.conv.id)) == 2
+
+
+async def test_concurrent_appends_are_gapless(store: Store) -> None:
+    w = await new_world(store)
+    results = await asyncio.gather(
+        *(store.append_message(w.tenant.id, w.conv.id, msg(f"m{i}", client_id=f"c{i}"), now=200.0) for i in range(50))
+    )
+    assert sorted(r.message.seq for r in results) == list(range(1, 51))
+    assert all(r.created for r in results)
+    assert (await store.get_conversation(w.tenant.id, w.conv.id)).last_seq == 50
+    stored = await store.get_messages(w.tenant.id, w.conv.id, limit=100)
+    assert [m.seq for m in stored] == list(range(1, 51))
+    # each seq belongs to the append that reported it
+    assert {r.message.seq: r.message.client_id for r in results} == {m.seq: m.client_id for m in stored}
+
+
+async def test_concurrent_duplicate_client_ids_store_once(store: Store) -> None:
+    w = await new_world(store)
+    results = await asyncio.gather(
+        *(
+            store.append_message(w.tenant.id, w.conv.id, msg(f"try {i}", client_id=f"k{i % 5}"), now=200.0)
+            for i in range(25)
+        )
+    )
+    created = [r for r in results if r.created]
+    assert len(created) == 5
+    by_key: dict[str | None, set[str]] = {}
+    for r in results:
+        by_key.setdefault(r.message.client_id, set()).add(r.message.id)
+    assert all(len(v) == 1 for v in by_key.values()) and len(by_key) == 5
+    stored = await store.get_messages(w.tenant.id, w.conv.id)
+    assert [m.seq for m in stored] == [1, 2, 3, 4, 5]
+    assert (await store.get_conversation(w.tenant.id, w.conv.id)).last_seq == 5
+
+
+async def test_get_messages_windows(store: Store) -> None:
+    w = await new_world(store)
+    await append_n(store, w, 20)
+
+    async def seqs(**kw: Any) -> list[int]:
+        return [m.seq for m in await store.get_messages(w.tenant.id, w.conv.id, **kw)]
+
+    assert await seqs() == list(range(1, 21))
+    assert await seqs(after_seq=5, limit=3) == [6, 7, 8]
+    assert await seqs(after_seq=5, before_seq=10) == [6, 7, 8, 9]
+    assert await seqs(before_seq=10, limit=3) == [1, 2, 3]
+    assert await seqs(before_seq=10, limit=3, newest=True) == [7, 8, 9]
+    assert await seqs(limit=5, newest=True) == [16, 17, 18, 19, 20]
+    assert await seqs(after_seq=17, limit=5, newest=True) == [18, 19, 20]
+    assert await seqs(after_seq=20) == []
+    assert await seqs(limit=0) == []
+    with pytest.raises(NotFound):
+        await store.get_messages(w.tenant.id, "missing")
+
+
+async def test_set_delivery_state(store: Store) -> None:
+    w = await new_world(store)
+    appended = await store.append_message(
+        w.tenant.id,
+        w.conv.id,
+        NewMessage(author_type=AuthorType.AGENT, author_id="a", text="out", delivery_state=DeliveryState.PENDING),
+        now=200.0,
+    )
+    failed = await store.set_delivery_state(w.tenant.id, appended.message.id, DeliveryState.FAILED, "HTTP 500")
+    assert (failed.delivery_state, failed.delivery_error) == (DeliveryState.FAILED, "HTTP 500")
+    sent = await store.set_delivery_state(w.tenant.id, appended.message.id, DeliveryState.SENT)
+    assert (sent.delivery_state, sent.delivery_error) == (DeliveryState.SENT, None)
+    assert sent.seq == appended.message.seq and sent.text == "out"
+    assert await store.get_messages(w.tenant.id, w.conv.id) == [sent]
+    with pytest.raises(NotFound):
+        await store.set_delivery_state(w.tenant.id, "missing", DeliveryState.SENT)
+
+
+_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")  # any encodable text but NUL
+_TEXT = st.text(_CHARS, max_size=300)
+_SHORT = st.text(_CHARS, max_size=20)
+_JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _SHORT
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_TEXT, attributes=st.dictionaries(_SHORT, _JSON_SCALARS, max_size=4))
+@example(text="Xin chào, tôi cần hỗ trợ đơn hàng #123 — cảm ơn! 😊", attributes={"thành phố": "Hà Nội"})
+@example(text="", attributes={})
+async def test_text_round_trips(store: Store, text: str, attributes: dict[str, Any]) -> None:
+    w = await new_world(store)
+    appended = await store.append_message(
+        w.tenant.id,
+        w.conv.id,
+        NewMessage(
+            author_type=AuthorType.CONTACT,
+            author_id=None,
+            text=text,
+            client_id=text or None,
+            attachments=({"name": text, "meta": attributes},),
+        ),
+        now=200.0,
+    )
+    [stored] = await store.get_messages(w.tenant.id, w.conv.id)
+    assert stored == appended.message
+    assert (stored.text, stored.client_id, stored.attachments) == (
+        text,
+        text or None,
+        ({"name": text, "meta": attributes},),
+    )
+    contact = await store.update_contact(w.tenant.id, w.contact.id, {"name": text, "attributes": attributes})
+    assert await store.get_contact(w.tenant.id, w.contact.id) == contact
+    assert (contact.name, contact.attributes) == (text, attributes)
+
+
+# --- read positions --------------------------------------------------------------
+
+
+async def test_set_read_is_monotonic_and_capped(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    assert await store.set_read(t, w.conv.id, "agent:1", 3) == 0  # nothing to read yet
+    await append_n(store, w, 5)
+    assert await store.set_read(t, w.conv.id, "agent:1", 3) == 3
+    assert await store.set_read(t, w.conv.id, "agent:1", 2) == 3
+    assert await store.set_read(t, w.conv.id, "agent:1", 99) == 5
+    assert await store.set_read(t, w.conv.id, "agent:1", -1) == 5
+    assert await store.set_read(t, w.conv.id, "contact:9", 4) == 4
+    assert await store.get_reads(t, w.conv.id) == {"agent:1": 5, "contact:9": 4}
+    raced = await asyncio.gather(*(store.set_read(t, w.conv.id, "agent:2", s) for s in (1, 5, 2, 4, 3)))
+    assert max(raced) == 5
+    assert (await store.get_reads(t, w.conv.id))["agent:2"] == 5
+    with pytest.raises(NotFound):
+        await store.set_read(t, "missing", "agent:1", 1)
+
+
+async def test_get_read_positions(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    convs = [w.conv] + [
+        await store.create_conversation(tenant_id=t, channel=Channel.WIDGET, contact_id=w.contact.id, now=1.0)
+        for _ in range(2)
+    ]
+    for c in convs:
+        await store.append_message(t, c.id, msg(), now=200.0)
+        await store.append_message(t, c.id, msg(), now=201.0)
+    await store.set_read(t, convs[0].id, "agent:1", 2)
+    await store.set_read(t, convs[1].id, "agent:1", 1)
+    await store.set_read(t, convs[2].id, "agent:2", 2)
+    ids = [c.id for c in convs]
+    assert await store.get_read_positions(t, "agent:1", ids) == {ids[0]: 2, ids[1]: 1, ids[2]: 0}
+    assert await store.get_read_positions(t, "agent:2", ids[:2]) == {ids[0]: 0, ids[1]: 0}
+    assert await store.get_read_positions(t, "agent:1", []) == {}
+
+
+# --- assignment ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Desk:
+    w: World
+    a1: Agent
+    a2: Agent
+
+    @property
+    def tenant_id(self) -> str:
+        return self.w.tenant.id
+
+
+NOW = 1000.0
+FRESH_AFTER = NOW - 45.0
+
+
+async def new_desk(store: Store, *, capacity: int = 2) -> Desk:
+    w = await new_world(store)
+    a1 = await new_agent(store, w.tenant.id, "Lan", capacity=capacity, now=100.0)
+    a2 = await new_agent(store, w.tenant.id, "Hùng", capacity=capacity, now=101.0)
+    await store.touch_presence("node-1", {a1.id: 1}, NOW - 10)
+    await store.touch_presence("node-2", {a2.id: 2}, NOW - 10)
+    return Desk(w, a1, a2)
+
+
+async def new_conv(store: Store, d: Desk) -> Conversation:
+    return await store.create_conversation(
+        tenant_id=d.tenant_id, channel=Channel.WIDGET, contact_id=d.w.contact.id, now=NOW
+    )
+
+
+async def assign(store: Store, d: Desk, conv_id: str, *, fresh_after: float = FRESH_AFTER) -> str | None:
+    conv = await store.assign_next_agent(d.tenant_id, conv_id, now=NOW, fresh_after=fresh_after)
+    return None if conv is None else conv.assignee_id
+
+
+async def test_assign_round_robin_respects_capacity(store: Store) -> None:
+    d = await new_desk(store, capacity=2)
+    convs = [d.w.conv] + [await new_conv(store, d) for _ in range(4)]
+    # same `now` for every call: the rotation must not depend on distinct timestamps
+    assert [await assign(store, d, c.id) for c in convs] == [d.a1.id, d.a2.id, d.a1.id, d.a2.id, None]
+    assigned = await store.get_conversation(d.tenant_id, convs[0].id)
+    assert (assigned.assignee_id, assigned.updated_at) == (d.a1.id, NOW)
+    assert await assign(store, d, convs[0].id) is None  # already assigned
+    # a resolved conversation frees a slot
+    await store.update_conversation(d.tenant_id, convs[1].id, now=NOW, status=ConversationStatus.RESOLVED)
+    assert await assign(store, d, convs[4].id) == d.a2.id
+    resolved = await new_conv(store, d)
+    await store.update_conversation(d.tenant_id, resolved.id, now=NOW, status=ConversationStatus.RESOLVED)
+    assert await assign(store, d, resolved.id) is None  # only open conversations are assigned
+
+
+async def test_assign_needs_online_agents_with_fresh_presence(store: Store) -> None:
+    d = await new_desk(store, capacity=5)
+    t = d.tenant_id
+    await store.set_agent_status(t, d.a1.id, AgentStatus.AWAY)
+    assert await assign(store, d, (await new_conv(store, d)).id) == d.a2.id
+    assert await assign(store, d, (await new_conv(store, d)).id) == d.a2.id
+    await store.set_agent_status(t, d.a2.id, AgentStatus.OFFLINE)
+    assert await assign(store, d, (await new_conv(store, d)).id) is None
+    await store.set_agent_status(t, d.a1.id, AgentStatus.ONLINE)
+    await store.set_agent_status(t, d.a2.id, AgentStatus.ONLINE)
+    # stale presence does not count
+    assert await assign(store, d, (await new_conv(store, d)).id, fresh_after=NOW) is None
+    # zero sockets removes the node's presence row; another node still holding sockets keeps it
+    await store.touch_presence("node-1", {d.a1.id: 0}, NOW)
+    await store.touch_presence("node-3", {d.a2.id: 1, "no-such-agent": 1}, NOW)
+    await store.touch_presence("node-2", {d.a2.id: 0}, NOW)
+    assert await assign(store, d, (await new_conv(store, d)).id) == d.a2.id
+    await store.touch_presence("node-3", {d.a2.id: 0}, NOW)
+    assert await assign(store, d, (await new_conv(store, d)).id) is None
+    with pytest.raises(NotFound):
+        await store.assign_next_agent(t, "missing", now=NOW, fresh_after=FRESH_AFTER)
+
+
+async def test_concurrent_assignment_never_exceeds_capacity(store: Store) -> None:
+    d = await new_desk(store, capacity=3)
+    convs = [await new_conv(store, d) for _ in range(10)]
+    got = await asyncio.gather(*(assign(store, d, c.id) for c in convs))
+    assert sorted(a for a in got if a is not None) == sorted([d.a1.id] * 3 + [d.a2.id] * 3)
+    assert got.count(None) == 4
+    assert len(await store.list_unassigned(d.tenant_id, 100)) == 5  # 4 left over + the world's conversation
+
+
+# --- factory and migrations ------------------------------------------------------
+
+
+async def test_factory_opens_sqlite(tmp_path: Path) -> None:
+    default = await open_store(None, sqlite_path=str(tmp_path / "data" / "gw.sqlite3"))
+    url = await open_store(f"sqlite:///{tmp_path / 'url.sqlite3'}", sqlite_path="unused")
+    memory = await open_store("sqlite:///:memory:", sqlite_path="unused")
+    try:
+        for s in (default, url, memory):
+            assert isinstance(s, SqliteStore)
+            await s.ping()
+        assert (tmp_path / "data" / "gw.sqlite3").exists() and (tmp_path / "url.sqlite3").exists()
+    finally:
+        for s in (default, url, memory):
+            await s.close()
+
+
+@pytest.mark.parametrize("url", ["mysql://localhost/db", "sqlite://", "sqlite:///", "redis://x"])
+async def test_factory_rejects_unknown_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        await open_store(url, sqlite_path="unused")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+async def test_factory_opens_postgres(scheme: str) -> None:
+    schema = random_schema()
+    url = PG_DSN.replace("postgresql://", f"{scheme}://", 1)
+    try:
+        store = await open_store(url, sqlite_path="unused", schema=schema)
+        try:
+            assert isinstance(store, PostgresStore) and store.schema == schema
+            await store.ping()
+            await new_tenant(store)
+        finally:
+            await store.close()
+    finally:
+        await drop_schema(schema)
+
+
+def test_postgres_rejects_unsafe_schema_names() -> None:
+    with pytest.raises(ValueError):
+        PostgresStore(PG_DSN, schema='x"; DROP SCHEMA public; --')
+
+
+def test_packaged_migrations_load_in_order() -> None:
+    migrations = load_migrations()
+    versions = [m.version for m in migrations]
+    assert versions[0] == 1 and versions == sorted(set(versions))
+    assert all(m.statements for m in migrations)
+    assert not any(s.rstrip().endswith(";") for m in migrations for s in m.statements)
+
+
+def test_split_statements() -> None:
+    script = "-- header\nCREATE TABLE a (\n    x TEXT -- trailing\n);\n\nINSERT INTO a VALUES ('p;q');\n"
+    assert split_statements(script) == (
+        "CREATE TABLE a (\n    x TEXT -- trailing\n)",
+        "INSERT INTO a VALUES ('p;q')",
+    )
+    with pytest.raises(ValueError):
+        split_statements("CREATE TABLE b (x TEXT)\n")
+
+
+def test_duplicate_migration_versions_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;\n")
+    (tmp_path / "001_b.sql").write_text("SELECT 2;\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with pytest.raises(ValueError):
+        load_migrations(tmp_path)
+    (tmp_path / "001_b.sql").unlink()
+    assert load_migrations(tmp_path)[0].statements == ("SELECT 1",)

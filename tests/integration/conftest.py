@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.support.server import RunningGateway, make_config, run_gateway
+
+
+@pytest.fixture
+async def gateway(tmp_path) -> AsyncIterator[RunningGateway]:
+    async with run_gateway(make_config(tmp_path, max_text_chars=1000)) as rg:
+        yield rg

@@ -1,0 +1,143 @@
+"""Run a real gateway in this process on a loopback port, with real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from gateway.admin import NewTenant, create_agent, create_tenant
+from gateway.app import Gateway, build_gateway
+from gateway.broker.memory import MemoryHub
+from gateway.config import Config, LimitsConfig, ServerConfig, StorageConfig
+
+
+@dataclass
+class RunningGateway:
+    gw: Gateway
+    url: str
+    runner: web.AppRunner
+
+    async def tenant(self, name: str = "Shop", **kw: Any) -> NewTenant:
+        return await create_tenant(self.gw.store, name, now=time.time(), **kw)
+
+    async def agent_token(self, tenant_id: str, name: str = "Agent", capacity: int = 5) -> tuple[str, str]:
+        na = await create_agent(self.gw.store, tenant_id, name, capacity=capacity, now=time.time())
+        return na.agent.id, na.token
+
+
+def make_config(tmp_path: Any, **limits: Any) -> Config:
+    return Config(
+        server=ServerConfig(host="127.0.0.1", port=0, node_id=f"test-{uuid.uuid4().hex[:6]}"),
+        storage=StorageConfig(data_dir=str(tmp_path)),
+        limits=replace(LimitsConfig(), **limits),
+    )
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(config: Config, hub: MemoryHub | None = None) -> AsyncIterator[RunningGateway]:
+    gw = await build_gateway(config, hub=hub)
+    runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield RunningGateway(gw, f"http://127.0.0.1:{port}", runner)
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Client:
+    """A python-socketio AsyncClient on one namespace that records every event."""
+
+    sio: socketio.AsyncClient
+    namespace: str
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    session: dict[str, Any] = field(default_factory=dict)
+    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def call(self, event: str, data: Any = None, timeout: float = 5.0) -> Any:
+        return await self.sio.call(event, data, namespace=self.namespace, timeout=timeout)
+
+    def of(self, event: str) -> list[Any]:
+        return [d for e, d in self.events if e == event]
+
+    def messages(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.of("message:new") if conversation_id in (None, m["conversation_id"])]
+
+    async def wait_for(self, pred: Any, timeout: float = 5.0) -> None:
+        async def _wait() -> None:
+            async with self._cond:
+                await self._cond.wait_for(lambda: bool(pred()))
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def _record(self, event: str, data: Any) -> None:
+        async with self._cond:
+            if event == "session":
+                self.session = data
+            self.events.append((event, data))
+            self._cond.notify_all()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sio.disconnect()
+
+
+class Refused(Exception):
+    """The server refused the handshake; `data` is its connect_error payload."""
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(repr(data))
+        self.data = data
+
+    @property
+    def code(self) -> str | None:
+        d = self.data.get("data") if isinstance(self.data, dict) else None
+        return d.get("code") if isinstance(d, dict) else None
+
+
+async def connect(url: str, namespace: str, auth: Any, *, wait_session: bool = True) -> Client:
+    sio = socketio.AsyncClient(reconnection=False)
+    client = Client(sio, namespace)
+    refusal: list[Any] = []
+
+    async def catch_all(event: str, *args: Any) -> None:
+        await client._record(event, args[0] if args else None)
+
+    async def on_error(data: Any = None) -> None:
+        refusal.append(data)
+
+    sio.on("*", catch_all, namespace=namespace)
+    sio.on("connect_error", on_error, namespace=namespace)
+    try:
+        await sio.connect(url, namespaces=[namespace], auth=auth, transports=["websocket"], wait_timeout=5)
+    except socketio.exceptions.ConnectionError:
+        await client.close()
+        if refusal:
+            raise Refused(refusal[0]) from None
+        raise
+    if wait_session:
+        await client.wait_for(lambda: client.session)
+    return client
+
+
+async def visitor(url: str, widget_key: str, **auth: Any) -> Client:
+    return await connect(url, "/visitor", {"widget_key": widget_key, **auth})
+
+
+async def agent(url: str, token: str) -> Client:
+    return await connect(url, "/agent", {"token": token})
+
+
+def new_client_id() -> str:
+    return str(uuid.uuid4())
