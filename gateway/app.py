@@ -9,7 +9,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -30,6 +30,7 @@ from gateway.realtime.presence import PresenceTracker
 from gateway.realtime.server import RealtimeServer
 from gateway.realtime.sio_emitter import SioEmitter
 from gateway.store import Store
+from gateway.store.db import Database
 from gateway.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Gateway:
     config: Config
     node_id: str
     store: Store
+    db: Database  # the same database as `store`, for feature stores with their own tables
     broker: Broker
     chat: ChatService
     realtime: RealtimeServer
@@ -46,12 +48,18 @@ class Gateway:
     presence: PresenceTracker
     app: web.Application
     clock: Callable[[], float]
+    handlers: Handlers
+    # features (calls, connectors, widget, …) append their start/stop hooks here
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start_background(self) -> None:
         await self.broker.start(self.fanout.on_envelope)
         self.presence.start()
         self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker-resync"))
+        for hook in self.on_start:
+            await hook()
 
     async def _watch_broker(self) -> None:
         seen = self.broker.reconnects
@@ -63,6 +71,11 @@ class Gateway:
                 await self.fanout.resync()
 
     async def close(self) -> None:
+        for hook in reversed(self.on_stop):
+            try:
+                await hook()
+            except Exception:
+                log.exception("a feature failed to stop cleanly")
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -76,6 +89,11 @@ class Gateway:
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
+async def install_features(gw: Gateway) -> None:
+    """Each feature package adds its routes, Socket.IO handlers (into
+    `gw.handlers.visitor` / `gw.handlers.agent`) and start/stop hooks here, one line each."""
+
+
 def default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -85,15 +103,13 @@ async def build_gateway(
     *,
     clock: Callable[[], float] = time.time,
     hub: MemoryHub | None = None,
-    store: Store | None = None,
 ) -> Gateway:
     node_id = config.server.node_id or default_node_id()
-    if store is None:
-        if not config.storage.database_url:
-            os.makedirs(config.storage.data_dir, exist_ok=True)
-        store = await open_store(
-            config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema
-        )
+    if not config.storage.database_url:
+        os.makedirs(config.storage.data_dir, exist_ok=True)
+    store = await open_store(
+        config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema
+    )
     secret = config.security.secret or await store.get_or_create_setting("visitor_token_secret", new_secret())
     broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)
     chat = ChatService(store, broker, node_id=node_id, limits=config.limits, clock=clock,
@@ -108,14 +124,16 @@ async def build_gateway(
     presence = PresenceTracker(store, node_id, clock, config.presence_interval)
     realtime = RealtimeServer(config, chat, Handshake(store, VisitorTokens(secret, config.security.visitor_token_ttl),
                                                       clock), presence, sio)
-    realtime.bind(fanout, Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket))
+    handlers = Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket)
+    realtime.bind(fanout, handlers)
 
     app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_event_bytes)
-    gw = Gateway(config, node_id, store, broker, chat, realtime, fanout, presence, app, clock)
+    gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers)
     app[GATEWAY_KEY] = gw
     realtime.attach(app)
     app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))
     app.add_routes(api_routes(chat, store, config))
+    await install_features(gw)
 
     async def on_startup(_: web.Application) -> None:
         await gw.start_background()

@@ -9,7 +9,7 @@ effort: a lost envelope is repaired by the receivers' gap detection).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,10 @@ class PostResult:
     created: bool
 
 
+MessageListener = Callable[[Message, Conversation], Awaitable[None]]
+"""Called after a new message is stored and published (e.g. the connectors' outbox)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StartResult:
     conversation: Conversation
@@ -66,6 +70,7 @@ class ChatService:
         self.limits = limits
         self.clock = clock
         self.presence_ttl = presence_ttl
+        self.message_listeners: list[MessageListener] = []
 
     # --- access ----------------------------------------------------------
     async def conversation_for(self, p: Principal, conversation_id: str) -> Conversation:
@@ -123,6 +128,9 @@ class ChatService:
         # Published also for a duplicate: the first attempt may have died before publishing,
         # and receivers drop what they have already delivered.
         await self.publish_message(res.message, conv)
+        if res.created:
+            for listener in self.message_listeners:
+                await listener(res.message, conv)
         return PostResult(res.message, conv, res.created)
 
     async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> None:
@@ -245,6 +253,29 @@ class ChatService:
         )
 
     # --- publishing ------------------------------------------------------
+    async def publish_event(
+        self,
+        conv: Conversation,
+        event: str,
+        data: dict[str, Any],
+        *,
+        to_tenant: bool = False,
+        visitor_data: dict[str, Any] | None = None,
+        sid: str | None = None,
+    ) -> None:
+        """Send a non-message event (no seq, not replayed; e.g. `call:ringing`) to the
+        conversation's watchers, and with `to_tenant` to every agent of the tenant."""
+        extra: dict[str, Any] = {"event": event}
+        if visitor_data is not None:
+            extra["visitor"] = visitor_data
+        channels = [conv_channel(conv.tenant_id, conv.id)]
+        if to_tenant:
+            extra["agents_via_tenant"] = True  # agents get it once, from the tenant channel
+            channels.append(tenant_channel(conv.tenant_id))
+        for ch in channels:
+            await self._publish(ch, Envelope(kind="event", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                                             data=data, origin=self.node_id, sid=sid, extra=extra))
+
     async def _publish_conversation(self, conv: Conversation, *, created: bool = False) -> None:
         env_kind = "conversation_created" if created else "conversation"
         full = conversation_dict(conv)

@@ -179,9 +179,16 @@ class Fanout:
         except Exception:
             log.exception("fan-out of %s on %s failed", env.kind, channel)
 
+    @staticmethod
+    def _event_name(env: Envelope) -> str | None:
+        if env.kind == "event":
+            name = env.extra.get("event")
+            return name if isinstance(name, str) and name else None
+        return EVENT_NAMES.get(env.kind)
+
     async def _on_group(self, channel: str, env: Envelope) -> None:
         members = self._groups.get(channel)
-        event = EVENT_NAMES.get(env.kind)
+        event = self._event_name(env)
         if not members or event is None:
             return
         agents = [c for c in members if c.is_agent and c.sid != env.sid]
@@ -210,12 +217,12 @@ class Fanout:
                         return
                 await self._deliver(route, env.seq, env.data)
             return
-        event = EVENT_NAMES.get(env.kind)
+        event = self._event_name(env)
         if event is None:
             return
         targets = [c for c in route.watchers if c.sid != env.sid]
-        if env.kind == "conversation":
-            # agents get conversation updates from their tenant channel
+        if env.kind == "conversation" or env.extra.get("agents_via_tenant"):
+            # agents get these from their tenant channel
             targets = [c for c in targets if not c.is_agent]
         if not targets:
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gateway.store.base import Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
@@ -30,7 +29,9 @@ def make_store(database_url: str | None, *, sqlite_path: str, schema: str | None
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
 
 
-async def open_store(database_url: str | None, *, sqlite_path: str, schema: str | None = None) -> Store:
+async def open_store(
+    database_url: str | None, *, sqlite_path: str, schema: str | None = None
+) -> SqliteStore | PostgresStore:
     """Open and migrate the store for `database_url` (see `make_store`)."""
     store = make_store(database_url, sqlite_path=sqlite_path, schema=schema)
     await store.open()

@@ -112,6 +112,17 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    # --- raw access for feature stores (gateway.store.db.Database) --------
+    def reader(self) -> AbstractAsyncContextManager[Conn]:
+        return self._read()
+
+    def transaction(self) -> AbstractAsyncContextManager[Conn]:
+        return self._write()
+
+    @property
+    def row_lock(self) -> str:
+        return self._row_lock
+
     # --- lifecycle -------------------------------------------------------
     async def migrate(self) -> None:
         migrations = await asyncio.to_thread(load_migrations)

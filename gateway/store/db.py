@@ -1,0 +1,27 @@
+"""`Database`: raw SQL access for feature stores (calls, connectors, uploads, …).
+
+A feature keeps its own tables (its own numbered migration files in
+gateway/store/migrations/) and its own small store class built on this protocol, so it
+does not grow the core `Store`. Statements use `$n` placeholders and the portable SQL
+subset described in gateway/store/sql.py; both backends run them.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from gateway.store.sql import Conn
+
+
+class Database(Protocol):
+    def reader(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for one or more reads."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection in a transaction: commits on success, rolls back on error, and
+        raises `gateway.store.sql.Conflict` on a unique-constraint violation."""
+
+    @property
+    def row_lock(self) -> str:
+        """Suffix that row-locks a SELECT inside `transaction()` ('' on SQLite)."""
