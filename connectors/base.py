@@ -1,0 +1,96 @@
+"""The one interface every channel connector implements.
+
+A connector turns its channel's inbound events into `InboundMessage`s (handed to an
+`InboundSink`, which maps them into conversations) and sends agents' replies back through
+the channel's real API (`send`, called by the durable outbox, which retries on
+`TransientError` and stops on `PermanentError`).
+
+Webhook-driven connectors expose aiohttp routes; they must verify the channel's
+signature on the raw body *before* parsing, answer 401/403 on a bad signature and hand
+nothing to the sink. Polling connectors run their loop between `start` and `stop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from gateway.domain import Channel
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    kind: str  # "image", "file", "audio", "video"
+    url: str | None = None
+    name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    tenant_id: str
+    channel: Channel
+    external_thread_id: str  # same thread → same conversation
+    external_author_id: str  # the contact's identity on the channel (PSID, email address, …)
+    external_message_id: str  # dedup key: a retried webhook stores nothing new
+    text: str
+    sent_at: float
+    attachments: tuple[Attachment, ...] = ()
+    author_name: str | None = None
+    author_email: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # channel specifics (subject, post id, …)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    tenant_id: str
+    channel: Channel
+    conversation_id: str
+    message_id: str
+    external_thread_id: str
+    recipient_id: str  # the contact's identity on the channel
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    external_message_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class ConnectorError(Exception):
+    pass
+
+
+class TransientError(ConnectorError):
+    """Retry later: 5xx, timeouts, rate limits, quota. `retry_after` in seconds, if known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(ConnectorError):
+    """Do not retry (bad recipient, revoked token, policy): the message ends `failed`."""
+
+
+InboundSink = Callable[[InboundMessage], Awaitable[None]]
+
+
+class Connector(Protocol):
+    channel: Channel
+
+    async def start(self, sink: InboundSink) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, msg: OutboundMessage) -> SendResult: ...
+
+    def routes(self) -> list[web.RouteDef]:
+        """Webhook routes (empty for polling or SMTP connectors)."""
