@@ -14,7 +14,6 @@ publish order per channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from gateway.broker.base import Envelope, EnvelopeHandler
@@ -95,9 +94,7 @@ class MemoryBroker:
         self._check_open()
         if self._consumer is not None:
             raise RuntimeError(f"{self!r} already started")
-        self._consumer = asyncio.create_task(
-            self._consume(handler), name=f"memory-broker-consumer:{self._node_id}"
-        )
+        self._consumer = asyncio.create_task(self._consume(handler), name=f"memory-broker-consumer:{self._node_id}")
 
     async def close(self) -> None:
         if self._closed:
@@ -107,11 +104,15 @@ class MemoryBroker:
             self._hub.remove_subscriber(channel, self)
         self._channels.clear()
         consumer, self._consumer = self._consumer, None
+        # (when close() runs inside the handler, the consumer sees _closed and ends)
         if consumer is not None and consumer is not asyncio.current_task():
-            # (when close() runs inside the handler, the consumer sees _closed and ends)
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+            # Cancel until it ends: a handler may swallow one cancellation (e.g. one
+            # racing with asyncio.wait_for on Python 3.11).
+            while not consumer.done():
+                consumer.cancel()
+                await asyncio.wait([consumer], timeout=0.1)
+            if not consumer.cancelled() and (exc := consumer.exception()) is not None:
+                logger.error("consumer of node %s failed", self._node_id, exc_info=exc)
         while not self._queue.empty():
             self._queue.get_nowait()
 

@@ -24,7 +24,6 @@ Channel names on Redis are `prefix + channel` (UTF-8).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -63,8 +62,14 @@ _CLIENT_NAME_BAD_CHARS: Final = re.compile(r"[^A-Za-z0-9._:@-]")
 class RedisBroker:
     """A `Broker` on Redis pub/sub. See the module docstring."""
 
+    # Timings of the pub/sub connection (seconds); an instance may override them
+    # before start(), e.g. in tests.
+    backoff_min: float = BACKOFF_MIN
+    backoff_max: float = BACKOFF_MAX
+    health_interval: float = HEALTH_INTERVAL
+    confirm_timeout: float = CONFIRM_TIMEOUT
+
     def __init__(self, url: str, node_id: str, *, prefix: str = "izh:") -> None:
-        self._url = url
         self._node_id = node_id
         self._prefix = prefix
         self._prefix_b = prefix.encode()
@@ -126,21 +131,16 @@ class RedisBroker:
             self._check_open()
         self._conn = conn
         self._reader = asyncio.create_task(self._run(conn), name=f"redis-broker-reader:{self._node_id}")
-        self._dispatcher = asyncio.create_task(
-            self._dispatch(handler), name=f"redis-broker-dispatcher:{self._node_id}"
-        )
+        self._dispatcher = asyncio.create_task(self._dispatch(handler), name=f"redis-broker-dispatcher:{self._node_id}")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         current = asyncio.current_task()
-        tasks = [t for t in (self._reader, self._dispatcher) if t is not None and t is not current]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._reader, self._dispatcher):
+            if task is not None and task is not current:
+                await _stop_task(task)
         conn, self._conn = self._conn, None
         self._fail_waiters(RuntimeError(f"{self!r} closed"))
         self._wanted.clear()
@@ -258,7 +258,8 @@ class RedisBroker:
             waiter.cancel()  # stays queued so later replies still pair up correctly
             raise
         try:
-            await asyncio.wait_for(waiter, CONFIRM_TIMEOUT)
+            async with asyncio.timeout(self.confirm_timeout):
+                await waiter
         except TimeoutError:
             raise RedisTimeoutError(f"redis did not confirm {kind.decode()} {channel!r}") from None
 
@@ -272,13 +273,13 @@ class RedisBroker:
 
     async def _run(self, conn: AbstractConnection | None) -> None:
         """The reader task: serve a connection until it breaks, then reconnect."""
-        delay = BACKOFF_MIN
+        delay = self.backoff_min
         resync = False
         lost_at = 0.0
-        while True:
+        while not self._closed:
             if conn is None:
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                delay = min(delay * 2, self.backoff_max)
                 try:
                     conn = await self._open()
                 except Exception as exc:
@@ -289,7 +290,7 @@ class RedisBroker:
                         delay,
                     )
                     continue
-                delay = BACKOFF_MIN
+                delay = self.backoff_min
             try:
                 await self._serve(conn, resync=resync, lost_at=lost_at)
             except Exception as exc:
@@ -322,11 +323,11 @@ class RedisBroker:
         if resync and not pending:
             self._restored(lost_at)
         awaiting_pong = False
-        while True:
-            reply = await conn.read_response(timeout=HEALTH_INTERVAL)
-            if reply is None:  # idle for HEALTH_INTERVAL
+        while not self._closed:
+            reply = await conn.read_response(timeout=self.health_interval)
+            if reply is None:  # idle for health_interval
                 if awaiting_pong:
-                    raise RedisTimeoutError(f"no reply to PING within {HEALTH_INTERVAL}s")
+                    raise RedisTimeoutError(f"no reply to PING within {self.health_interval}s")
                 await conn.send_command("PING", check_health=False)
                 awaiting_pong = True
                 continue
@@ -415,3 +416,14 @@ class RedisBroker:
                     self._node_id,
                     envelope.kind,
                 )
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended. Cancels again while it runs on:
+    `asyncio.wait_for` on Python 3.11 (used inside redis-py) swallows a cancellation
+    that races with the completion of what it waits for."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("task %s failed", task.get_name(), exc_info=exc)

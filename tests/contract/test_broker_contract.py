@@ -36,9 +36,7 @@ from gateway.broker.redis import RedisBroker
 REDIS_URL = "redis://127.0.0.1:6379/0"
 WAIT = 5.0  # generous upper bound for anything to arrive; tests normally take ms
 
-pytestmark = pytest.mark.filterwarnings(
-    "error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning")
 
 Hook = Callable[[str, Envelope], Awaitable[None]]
 
@@ -174,16 +172,14 @@ msgpack_scalars = (
 )
 msgpack_values = st.recursive(
     msgpack_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=16,
 )
 data_dicts = st.dictionaries(st.text(max_size=8), msgpack_values, max_size=5)
 opt_text = st.none() | st.text(max_size=12)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     kind=st.text(max_size=12),
     tenant=st.text(max_size=12),
@@ -210,14 +206,14 @@ def test_envelope_round_trip_property(
     assert Envelope.unpack(env.pack()) == env
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(raw=st.binary(max_size=256))
 def test_unpack_random_bytes_raises_only_value_error(raw: bytes) -> None:
     with contextlib.suppress(ValueError):
         Envelope.unpack(raw)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(obj=msgpack_values | st.dictionaries(st.sampled_from("ktdcseoix"), msgpack_values))
 def test_unpack_wrong_shape_raises_only_value_error(obj: Any) -> None:
     try:
@@ -291,6 +287,29 @@ def test_factory_rejects_other_urls(url: str) -> None:
     with pytest.raises(ValueError) as info:
         make_broker(url, "n1")
     assert "secret" not in str(info.value)
+
+
+async def test_memory_hub_is_shared_and_detaches_closed_brokers() -> None:
+    hub = MemoryHub()
+    a, b = MemoryBroker(hub, "a"), MemoryBroker(hub, "b")
+    got: list[Envelope] = []
+
+    async def record(channel: str, env: Envelope) -> None:
+        got.append(env)
+
+    await a.start(record)
+    await b.start(record)
+    await a.subscribe("ch")
+    await b.subscribe("ch")
+    assert hub.subscriber_count("ch") == 2
+    await b.unsubscribe("ch")
+    assert hub.subscriber_count("ch") == 1
+    await b.subscribe("ch")
+    await b.close()
+    assert hub.subscriber_count("ch") == 1
+    await a.close()
+    assert hub.subscriber_count("ch") == 0
+    assert a.reconnects == 0
 
 
 # -- broker contract ---------------------------------------------------------------------
@@ -403,9 +422,7 @@ async def test_order_per_publisher_with_concurrent_publishers(nodes: NodeFactory
 
     async def run(publisher: Node) -> None:
         for seq in range(200):
-            await publisher.broker.publish(
-                "ch", Envelope("message", "t1", {}, origin=publisher.name, seq=seq)
-            )
+            await publisher.broker.publish("ch", Envelope("message", "t1", {}, origin=publisher.name, seq=seq))
 
     await asyncio.gather(run(a), run(b))
     got = await c.wait_for("ch", 400)
@@ -427,9 +444,7 @@ async def test_many_channels(nodes: NodeFactory) -> None:
     assert sorted((ch, env.data["ch"]) for ch, env in c.received) == sorted((ch, ch) for ch in channels[::2])
 
 
-async def test_handler_exception_does_not_stop_delivery(
-    nodes: NodeFactory, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_handler_exception_does_not_stop_delivery(nodes: NodeFactory, caplog: pytest.LogCaptureFixture) -> None:
     a, b = await nodes(), await nodes()
 
     async def explode(channel: str, env: Envelope) -> None:

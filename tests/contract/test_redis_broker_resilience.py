@@ -163,6 +163,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._sessions: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     @property
@@ -184,6 +186,13 @@ class TcpProxy:
         if self._sessions:
             await asyncio.wait(self._sessions, timeout=2)
 
+    def pause(self) -> None:
+        """Keep connections open but stop forwarding: a frozen peer."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -201,10 +210,10 @@ class TcpProxy:
             self._writers.difference_update((writer, up_writer))
             self._sessions.discard(task)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -249,6 +258,42 @@ async def test_survives_an_outage(nodes: NodeMaker, proxy: TcpProxy) -> None:
     await b.wait_for("ch1", 3)
     await b.wait_for("ch2", 1)
     assert [(ch, env.data["n"]) for ch, env in b.received] == [("ch1", 0), ("ch1", 1), ("ch2", 2), ("ch1", 3)]
+
+
+async def test_health_ping_detects_a_frozen_connection(
+    nodes: NodeMaker, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await nodes()
+    b = await nodes(proxy.url, start=False)
+    broker = broker_of(b)
+    broker.health_interval = 0.1
+    await broker.start(b.handle)
+    await broker.subscribe("ch")
+    await asyncio.sleep(0.3)  # idle: answered PINGs keep the connection
+    assert broker.reconnects == 0
+    await a.broker.publish("ch", envelope(n=1))
+    await b.wait_for("ch", 1)
+
+    proxy.pause()  # the peer stops answering without closing the connection
+    await eventually(lambda: any("no reply to PING" in r.getMessage() for r in caplog.records))
+    proxy.resume()
+    await eventually(lambda: broker.reconnects == 1)
+    await a.broker.publish("ch", envelope(n=2))
+    assert [env.data["n"] for env in await b.wait_for("ch", 2)] == [1, 2]
+
+
+async def test_close_never_hangs(nodes: NodeMaker) -> None:
+    """Closing while the reader is busy (here: PINGing non-stop) always completes,
+    even when a cancellation gets swallowed inside redis-py (asyncio.wait_for on 3.11)."""
+    for i in range(40):
+        node = await nodes(start=False)
+        broker = broker_of(node)
+        broker.health_interval = 0.0005
+        await broker.start(node.handle)
+        await broker.subscribe("ch")
+        await asyncio.sleep(0.0005 * (i % 10))
+        async with asyncio.timeout(2):
+            await broker.close()
 
 
 async def test_unreachable_redis_fails_fast(nodes: NodeMaker) -> None:

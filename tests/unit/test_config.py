@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+
+def test_defaults_are_embedded() -> None:
+    c = load_config({})
+    assert c.storage.database_url is None and c.storage.redis_url is None
+    assert c.server.port == 8080 and c.server.ws_compression is False
+    assert c.sqlite_path.endswith("gateway.sqlite3")
+
+
+def test_env_and_file(tmp_path) -> None:
+    f = tmp_path / "gw.env"
+    f.write_text("# comment\nPORT=9000\nMAX_TEXT_CHARS=10\nREDIS_URL='redis://127.0.0.1:6379/0'\n")
+    c = load_config({"GATEWAY_CONFIG": str(f), "PORT": "9001"})
+    assert c.server.port == 9001  # environment wins over the file
+    assert c.limits.max_text_chars == 10
+    assert c.storage.redis_url == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PORT": "http"},
+        {"PORT": "70000"},
+        {"WS_COMPRESSION": "maybe"},
+        {"DATABASE_URL": "mysql://x"},
+        {"REDIS_URL": "http://x"},
+        {"TLS_CERT": "/a.pem"},
+        {"MAX_TEXT_CHARS": "0"},
+    ],
+)
+def test_bad_values_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        load_config(env)
+
+
+def test_bad_file_line(tmp_path) -> None:
+    f = tmp_path / "gw.env"
+    f.write_text("NOEQUALS\n")
+    with pytest.raises(ConfigError):
+        load_config({"GATEWAY_CONFIG": str(f)})

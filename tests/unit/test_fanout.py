@@ -1,0 +1,128 @@
+"""Fan-out ordering and gap repair, on the real SQLite store and in-process broker,
+with an emitter that records what each connection would receive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from gateway.broker import Envelope, conv_channel
+from gateway.broker.memory import MemoryBroker, MemoryHub
+from gateway.chat.principals import AgentPrincipal
+from gateway.chat.wire import message_dict
+from gateway.domain import AgentRole, AuthorType, Channel, NewMessage
+from gateway.realtime.context import Conn
+from gateway.realtime.fanout import Fanout, ResetRequired
+from gateway.store.sqlite import SqliteStore
+
+
+class RecordingEmitter:
+    def __init__(self) -> None:
+        self.got: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+
+    async def emit(self, conn: Conn, event: str, data: dict[str, Any]) -> None:
+        self.got.setdefault(conn.sid, []).append((event, data))
+
+    async def emit_many(self, conns: Sequence[Conn], event: str, data: dict[str, Any]) -> None:
+        for c in conns:
+            await self.emit(c, event, data)
+
+    async def disconnect(self, conn: Conn) -> None:
+        pass
+
+    def seqs(self, sid: str) -> list[int]:
+        return [d["seq"] for e, d in self.got.get(sid, []) if e == "message:new"]
+
+
+@pytest.fixture
+async def env(tmp_path) -> AsyncIterator[tuple[SqliteStore, MemoryBroker, RecordingEmitter, Fanout, Any]]:
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    await store.open()
+    await store.migrate()
+    t = await store.create_tenant(name="t", widget_key="wk", identity_secret="s", now=0)
+    contact = await store.create_contact(tenant_id=t.id, name=None, email=None, now=0)
+    conv = await store.create_conversation(tenant_id=t.id, channel=Channel.WIDGET, contact_id=contact.id, now=0)
+    broker = MemoryBroker(MemoryHub(), "n1")
+    emitter = RecordingEmitter()
+
+    async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):
+        return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
+
+    fanout = Fanout(broker, emitter, fetch, store.get_conversation, max_gap=100)
+    await broker.start(fanout.on_envelope)
+    yield store, broker, emitter, fanout, conv
+    await broker.close()
+    await store.close()
+
+
+def conn(sid: str, tenant_id: str) -> Conn:
+    return Conn(sid, sid, "/agent", tenant_id, AgentPrincipal(tenant_id, "a" * 32, AgentRole.AGENT, "A"), "127.0.0.1")
+
+
+async def append(store: SqliteStore, conv: Any, text: str):
+    res = await store.append_message(conv.tenant_id, conv.id, NewMessage(AuthorType.SYSTEM, None, text), now=1)
+    return res.message
+
+
+async def test_gap_is_repaired_from_the_store_and_duplicates_dropped(env) -> None:
+    store, broker, emitter, fanout, conv = env
+    c = conn("s1", conv.tenant_id)
+    await fanout.watch(c, conv.id, 0, None)
+    m1, m2, m3 = [await append(store, conv, f"m{i}") for i in (1, 2, 3)]
+    ch = conv_channel(conv.tenant_id, conv.id)
+    # only m3's envelope arrives (m1, m2 were lost), then m1 late, then m3 again
+    for m in (m3, m1, m3):
+        await fanout.on_envelope(ch, Envelope(kind="message", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                                              seq=m.seq, epoch=conv.epoch, data=message_dict(m, conv.epoch)))
+    assert emitter.seqs("s1") == [1, 2, 3]
+    assert fanout.gaps_repaired >= 1
+
+
+async def test_watch_replays_then_live_in_order_each_once(env) -> None:
+    store, broker, emitter, fanout, conv = env
+    for i in range(5):
+        await append(store, conv, f"m{i}")
+    c = conn("s1", conv.tenant_id)
+    assert await fanout.watch(c, conv.id, 2, conv.epoch) == 3
+    m6 = await append(store, conv, "m6")
+    await fanout.on_envelope(conv_channel(conv.tenant_id, conv.id),
+                             Envelope(kind="message", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                                      seq=m6.seq, epoch=conv.epoch, data=message_dict(m6, conv.epoch)))
+    assert emitter.seqs("s1") == [3, 4, 5, 6]
+    with pytest.raises(ResetRequired):
+        await fanout.watch(conn("s2", conv.tenant_id), conv.id, 1, "another-epoch")
+    with pytest.raises(ResetRequired):
+        await fanout.watch(conn("s3", conv.tenant_id), conv.id, 99, conv.epoch)
+
+
+async def test_concurrent_watchers_and_broker_traffic_keep_order(env) -> None:
+    store, broker, emitter, fanout, conv = env
+    ch = conv_channel(conv.tenant_id, conv.id)
+
+    async def writer() -> None:
+        for i in range(40):
+            m = await append(store, conv, f"m{i}")
+            await broker.publish(ch, Envelope(kind="message", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                                              seq=m.seq, epoch=conv.epoch, data=message_dict(m, conv.epoch)))
+            await asyncio.sleep(0)
+
+    async def watcher(i: int) -> None:
+        await asyncio.sleep(0.001 * i)
+        await fanout.watch(conn(f"w{i}", conv.tenant_id), conv.id, 0, conv.epoch)
+
+    await asyncio.gather(writer(), *(watcher(i) for i in range(10)))
+    await asyncio.sleep(0.2)
+    for i in range(10):
+        assert emitter.seqs(f"w{i}") == list(range(1, 41)), i
+
+
+async def test_last_watcher_leaving_unsubscribes(env) -> None:
+    store, broker, emitter, fanout, conv = env
+    c = conn("s1", conv.tenant_id)
+    await fanout.watch(c, conv.id, None, None)
+    assert fanout.stats()["conversations"] == 1
+    await fanout.drop(c, [])
+    assert fanout.stats()["conversations"] == 0

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import Code, GatewayError
+from gateway.validation import message_text, opt_int, req_client_id, req_id, req_int, req_str
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=10,
+)
+
+
+def test_client_id_is_canonicalised() -> None:
+    u = uuid.uuid4()
+    assert req_client_id({"client_id": str(u).upper()}) == str(u)
+    assert req_client_id({"client_id": u.hex}) == str(u)
+
+
+@given(json_values)
+def test_validators_raise_only_bad_request(value: object) -> None:
+    for fn in (
+        lambda: req_id({"x": value}, "x"),
+        lambda: req_client_id({"client_id": value}),
+        lambda: req_int({"x": value}, "x"),
+        lambda: req_str({"x": value}, "x"),
+        lambda: opt_int({"x": value}, "x", 1),
+        lambda: message_text({"text": value}, 100),
+    ):
+        try:
+            fn()
+        except GatewayError as exc:
+            assert exc.code in (Code.BAD_REQUEST, Code.TEXT_TOO_LONG)
+
+
+def test_text_limits() -> None:
+    assert message_text({"text": "chào"}, 4) == "chào"
+    with pytest.raises(GatewayError) as info:
+        message_text({"text": "x" * 5}, 4)
+    assert info.value.code == Code.TEXT_TOO_LONG
+    with pytest.raises(GatewayError):
+        req_int({"x": True}, "x")
