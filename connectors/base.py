@@ -43,6 +43,7 @@ class InboundMessage:
     author_name: str | None = None
     author_email: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # channel specifics (subject, post id, …)
+    channel_id: str | None = None  # the tenant inbox (connectors/channels.py) it arrived on
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class OutboundMessage:
     text: str
     attachments: tuple[Attachment, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    channel_id: str | None = None  # the tenant inbox to send through (None: the first enabled one)
+    attempt: int = 1  # try number; > 1 means an earlier try may already have reached the channel
 
 
 @dataclass(frozen=True, slots=True)

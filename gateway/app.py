@@ -12,26 +12,35 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import socketio
 from aiohttp import web
 
+from connectors.install import install as install_connectors
 from gateway.auth import VisitorTokens, new_secret
 from gateway.broker import Broker
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
+from gateway.calls import install as install_calls
 from gateway.chat.service import ChatService
 from gateway.config import Config
+from gateway.domain import Conversation, Message
 from gateway.http.api import api_routes
-from gateway.http.health import health_routes
+from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
+from gateway.metrics import Metrics
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handlers
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.presence import PresenceTracker
 from gateway.realtime.server import RealtimeServer
 from gateway.realtime.sio_emitter import SioEmitter
+from gateway.reliability import install as install_reliability
 from gateway.store import Store
 from gateway.store.db import Database
 from gateway.store.factory import open_store
+from gateway.transport import LeanEmitter, LeanTransport
+from gateway.transport.hub import LeanSettings
+from gateway.widget.install import install as install_widget
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ class Gateway:
     app: web.Application
     clock: Callable[[], float]
     handlers: Handlers
+    metrics: Metrics
     # features (calls, connectors, widget, …) append their start/stop hooks here
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -92,6 +102,37 @@ GATEWAY_KEY = web.AppKey("gateway", Gateway)
 async def install_features(gw: Gateway) -> None:
     """Each feature package adds its routes, Socket.IO handlers (into
     `gw.handlers.visitor` / `gw.handlers.agent`) and start/stop hooks here, one line each."""
+    await install_widget(gw)
+    await install_connectors(gw)
+    await install_calls(gw)
+    await install_reliability(gw)
+
+
+def _core_metrics(gw: Gateway) -> None:
+    m = gw.metrics
+    m.gauge("izh_open_connections", "Socket.IO connections open on this node", lambda: gw.realtime.connection_count)
+    m.gauge("izh_watched_conversations", "Conversations with local watchers",
+            lambda: gw.fanout.stats()["conversations"])
+    m.counter_fn("izh_deliveries_total", "Messages delivered to connections", lambda: gw.fanout.delivered)
+    m.counter_fn("izh_gaps_repaired_total", "Gaps in a conversation stream repaired from the store",
+                 lambda: gw.fanout.gaps_repaired)
+    m.counter_fn("izh_broker_reconnects_total", "Broker reconnections", lambda: gw.broker.reconnects)
+
+    async def count_message(msg: Message, conv: Conversation) -> None:
+        m.messages.labels(conv.channel.value, msg.author_type.value).inc()
+
+    gw.chat.message_listeners.append(count_message)
+
+
+def make_lean_transport(sio: socketio.AsyncServer, config: Config) -> LeanTransport | None:
+    """The lean websocket transport (WS_TRANSPORT=lean, no permessage-deflate), or None for
+    engineio's stock aiohttp websocket."""
+    if config.server.ws_transport != "lean" or config.server.ws_compression:
+        return None
+    lean = LeanTransport(sio.eio, LeanSettings(high_water=config.server.ws_high_water,
+                                               flush_delay=config.server.ws_flush_delay))
+    lean.install()
+    return lean
 
 
 def default_node_id() -> str:
@@ -115,23 +156,28 @@ async def build_gateway(
     chat = ChatService(store, broker, node_id=node_id, limits=config.limits, clock=clock,
                        presence_ttl=config.presence_ttl)
     sio = RealtimeServer.build_sio(config)
-    emitter = SioEmitter(sio)
+    lean = make_lean_transport(sio, config)
+    emitter = SioEmitter(sio) if lean is None else LeanEmitter(sio, lean)
 
     async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):  # type: ignore[no-untyped-def]
         return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
 
     fanout = Fanout(broker, emitter, fetch, store.get_conversation, max_gap=config.limits.resume_max_gap)
     presence = PresenceTracker(store, node_id, clock, config.presence_interval)
-    realtime = RealtimeServer(config, chat, Handshake(store, VisitorTokens(secret, config.security.visitor_token_ttl),
-                                                      clock), presence, sio)
+    metrics = Metrics()
+    tokens = VisitorTokens(secret, config.security.visitor_token_ttl)
+    realtime = RealtimeServer(config, chat, Handshake(store, tokens, clock), presence, sio, metrics)
     handlers = Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket)
     realtime.bind(fanout, handlers)
 
     app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_event_bytes)
-    gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers)
+    gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
+                 metrics)
+    _core_metrics(gw)
     app[GATEWAY_KEY] = gw
     realtime.attach(app)
     app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))
+    app.add_routes(metrics_routes(metrics))
     app.add_routes(api_routes(chat, store, config))
     await install_features(gw)
 
@@ -140,6 +186,12 @@ async def build_gateway(
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
+
+    if lean is not None:
+        async def on_shutdown(_: web.Application) -> None:
+            await lean.shutdown()
+
+        app.on_shutdown.append(on_shutdown)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import signal
 import ssl
 import sys
 import time
@@ -14,12 +16,20 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from connectors.cli import add_channel_parser, run_channel_command
 from gateway.admin import create_agent, create_tenant
-from gateway.app import build_gateway
+from gateway.app import build_gateway, default_node_id
 from gateway.config import Config, ConfigError, load_config
 from gateway.domain import AgentRole
-from gateway.store import NotFound, Store
+from gateway.drain import DRAINER_KEY
+from gateway.logs import setup_logging
+from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
+from gateway.reliability import is_sqlite
+from gateway.store import NotFound
 from gateway.store.factory import open_store
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+from recording.cli import add_recording_parser, run_recording_command
 
 log = logging.getLogger("gateway")
 
@@ -37,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--admin-name", default="Admin")
     tc.add_argument("--require-identity", action="store_true")
     tsub.add_parser("list")
+    add_tenant_end_parser(tsub)
     a = sub.add_parser("agent", help="agent administration")
     asub = a.add_subparsers(dest="acmd", required=True)
     ac = asub.add_parser("create", help="create an agent; prints its token (shown once)")
@@ -44,10 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     ac.add_argument("--name", required=True)
     ac.add_argument("--role", choices=[r.value for r in AgentRole], default="agent")
     ac.add_argument("--capacity", type=int, default=5)
+    add_channel_parser(sub)
+    add_recording_parser(sub)
+    add_retention_parser(sub)
     return p
 
 
-async def _with_store(config: Config) -> Store:
+async def _with_store(config: Config) -> SqliteStore | PostgresStore:
     import os
 
     if not config.storage.database_url:
@@ -59,6 +73,8 @@ async def _with_store(config: Config) -> Store:
 async def _admin(config: Config, args: argparse.Namespace) -> int:
     store = await _with_store(config)
     try:
+        if is_privacy_command(args):
+            return await run_privacy_command(store, config, args, sqlite=is_sqlite(store))
         if args.cmd == "migrate":
             print(json.dumps({"migrated": True}))
         elif args.cmd == "tenant" and args.tcmd == "create":
@@ -80,6 +96,10 @@ async def _admin(config: Config, args: argparse.Namespace) -> int:
             na = await create_agent(store, args.tenant, args.name, role=AgentRole(args.role),
                                     capacity=args.capacity, now=time.time())
             print(json.dumps({"agent_id": na.agent.id, "token": na.token}, indent=2))
+        elif args.cmd == "channel":
+            return await run_channel_command(store, config, args)
+        elif args.cmd == "recording":
+            return await run_recording_command(store, config, args)
         return 0
     finally:
         await store.close()
@@ -96,7 +116,9 @@ async def _serve(config: Config, demo: bool) -> None:
     if config.server.tls_cert and config.server.tls_key:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
-    runner = web.AppRunner(gw.app, access_log=None, handle_signals=True)
+    # SIGTERM/SIGINT drain first (gateway/drain.py), then the runner stops within the rest of DRAIN_TIMEOUT
+    timeout = config.server.drain_timeout
+    runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2))
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
                        reuse_address=True)
@@ -106,10 +128,17 @@ async def _serve(config: Config, demo: bool) -> None:
     broker = "Redis" if config.storage.redis_url else "in-process broker"
     print(f"IZIHelp gateway {gw.node_id} listening on {scheme}://{config.server.host}:{config.server.port} "
           f"({backend}, {broker})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("signal received: draining (DRAIN_TIMEOUT=%.1fs)", timeout)
+        await gw.app[DRAINER_KEY].drain(timeout * 0.7)
     finally:
         await runner.cleanup()
+        log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if not config.server.node_id:
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=default_node_id()))
+    setup_logging(config.privacy.log_format, config.server.node_id)
     if args.cmd in (None, "serve"):
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(config, getattr(args, "demo", False)))

@@ -26,6 +26,9 @@ class ServerConfig:
     node_id: str = ""
     cors_origins: tuple[str, ...] = ("*",)
     ws_compression: bool = False
+    ws_transport: str = "lean"  # "lean" (gateway/transport) or "stock" (engineio's aiohttp websocket)
+    ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
+    ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
     drain_timeout: float = 10.0
 
 
@@ -46,6 +49,24 @@ class LimitsConfig:
     resume_max_gap: int = 1000
     max_conversations_per_visitor: int = 20
     max_watch_per_socket: int = 200
+    max_upload_bytes: int = 10 * 1024 * 1024
+    # rate limits (gateway/limits.py; per node, in-process token buckets)
+    visitor_messages_per_sec: float = 5.0
+    visitor_messages_burst: float = 20.0
+    ip_messages_per_sec: float = 50.0
+    ip_messages_burst: float = 200.0
+    conversations_per_ip_per_min: float = 30.0
+    conversations_per_ip_burst: float = 20.0
+    uploads_per_ip_per_min: float = 30.0
+    uploads_per_ip_burst: float = 10.0
+    max_connections_per_ip: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    retention_years: float = 3.0  # delete a tenant's data this long after tenants.ended_at
+    retention_interval: float = 24 * 3600.0  # seconds between scheduled retention runs (0 = never)
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +81,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     presence_ttl: float = 45.0
     presence_interval: float = 15.0
 
@@ -121,6 +143,25 @@ class _Reader:
         raise ConfigError(f"{key} must be a boolean, got {v!r}")
 
 
+def _ws_transport(value: str) -> str:
+    if value not in ("lean", "stock"):
+        raise ConfigError(f"WS_TRANSPORT must be lean or stock, got {value!r}")
+    return value
+
+
+def _positive(r: _Reader, key: str, default: float, lo: float = 1e-9) -> float:
+    v = r.get_float(key, default)
+    if v < lo:
+        raise ConfigError(f"{key} must be at least {lo:g}, got {v:g}")
+    return v
+
+
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {value!r}")
+    return value
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from `env` (default: os.environ) and its GATEWAY_CONFIG file."""
     base = dict(os.environ if env is None else env)
@@ -149,6 +190,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             node_id=r.get_str("NODE_ID", "") or "",
             cors_origins=origins,
             ws_compression=r.get_bool("WS_COMPRESSION", False),
+            ws_transport=_ws_transport(r.get_str("WS_TRANSPORT", "lean") or "lean"),
+            ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
+            ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
         ),
         storage=StorageConfig(
@@ -165,10 +209,25 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             resume_max_gap=r.get_int("RESUME_MAX_GAP", 1000, 1, 1_000_000),
             max_conversations_per_visitor=r.get_int("MAX_CONVERSATIONS_PER_VISITOR", 20, 1, 10_000),
             max_watch_per_socket=r.get_int("MAX_WATCH_PER_SOCKET", 200, 1, 100_000),
+            max_upload_bytes=r.get_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1, 2**31 - 1),
+            visitor_messages_per_sec=_positive(r, "RATE_VISITOR_MESSAGES_PER_SEC", 5.0),
+            visitor_messages_burst=_positive(r, "RATE_VISITOR_MESSAGES_BURST", 20.0, lo=1.0),
+            ip_messages_per_sec=_positive(r, "RATE_IP_MESSAGES_PER_SEC", 50.0),
+            ip_messages_burst=_positive(r, "RATE_IP_MESSAGES_BURST", 200.0, lo=1.0),
+            conversations_per_ip_per_min=_positive(r, "RATE_IP_CONVERSATIONS_PER_MIN", 30.0),
+            conversations_per_ip_burst=_positive(r, "RATE_IP_CONVERSATIONS_BURST", 20.0, lo=1.0),
+            uploads_per_ip_per_min=_positive(r, "RATE_IP_UPLOADS_PER_MIN", 30.0),
+            uploads_per_ip_burst=_positive(r, "RATE_IP_UPLOADS_BURST", 10.0, lo=1.0),
+            max_connections_per_ip=r.get_int("MAX_CONNECTIONS_PER_IP", 1000, 1, 10_000_000),
         ),
         security=SecurityConfig(
             secret=r.get_str("GATEWAY_SECRET"),
             visitor_token_ttl=r.get_float("VISITOR_TOKEN_TTL", 365 * 24 * 3600.0),
+        ),
+        privacy=PrivacyConfig(
+            retention_years=_positive(r, "RETENTION_YEARS", 3.0, lo=0.0),
+            retention_interval=_positive(r, "RETENTION_INTERVAL", 24 * 3600.0, lo=0.0),
+            log_format=_log_format(r.get_str("LOG_FORMAT", "text") or "text"),
         ),
         presence_ttl=r.get_float("PRESENCE_TTL", 45.0),
         presence_interval=r.get_float("PRESENCE_INTERVAL", 15.0),

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from gateway.admin import create_tenant
 from gateway.config import Config
 from gateway.store import Store
 
 DEMO_FILE = "demo.json"
+
+
+def load_demo(data_dir: str | Path) -> dict[str, Any] | None:
+    """The demo tenant's credentials (widget key, agent token) if demo mode created them."""
+    path = Path(data_dir) / DEMO_FILE
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    return info if isinstance(info, dict) and "widget_key" in info else None
 
 
 async def ensure_demo(store: Store, config: Config, *, now: float) -> str:
@@ -30,6 +40,7 @@ async def ensure_demo(store: Store, config: Config, *, now: float) -> str:
         f"  widget key : {info['widget_key']}\n"
         f"  agent token: {info['agent_token']}\n"
         f"  REST       : curl -H 'Authorization: Bearer {info['agent_token']}' {base}/api/v1/conversations\n"
+        f"  demo page  : {base}/demo   (agent console: {base}/console)\n"
         f"  health     : {base}/healthz\n"
         f"  credentials saved in {path}"
     )

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/build-widget.sh
 exec .venv/bin/python -m gateway serve --demo "$@"

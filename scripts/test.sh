@@ -9,6 +9,7 @@ bash scripts/setup.sh --dev
 if [ -f tests/node/package.json ]; then
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+echo "== widget"; bash scripts/build-widget.sh
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"

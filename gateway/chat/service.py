@@ -9,7 +9,7 @@ effort: a lost envelope is repaired by the receivers' gap detection).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,9 @@ class PostResult:
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
 """Called after a new message is stored and published (e.g. the connectors' outbox)."""
 
+AttachmentResolver = Callable[[Principal, Conversation, list[str]], Awaitable[list[dict[str, Any]]]]
+"""Checks upload ids (the sender's own, same tenant) and returns the attachment dicts."""
+
 
 @dataclass(frozen=True, slots=True)
 class StartResult:
@@ -71,6 +74,8 @@ class ChatService:
         self.clock = clock
         self.presence_ttl = presence_ttl
         self.message_listeners: list[MessageListener] = []
+        # upload ids of `message:send` → attachment dicts (set by the widget feature)
+        self.attachment_resolver: AttachmentResolver | None = None
 
     # --- access ----------------------------------------------------------
     async def conversation_for(self, p: Principal, conversation_id: str) -> Conversation:
@@ -109,13 +114,20 @@ class ChatService:
         )
 
     # --- messages --------------------------------------------------------
-    async def post_message(self, p: Principal, conversation_id: str, client_id: str, text: str) -> PostResult:
+    async def post_message(self, p: Principal, conversation_id: str, client_id: str, text: str,
+                           attachment_ids: Sequence[str] = ()) -> PostResult:
         conv = await self.conversation_for(p, conversation_id)
         author_type, author_id = p.author
+        attachments: list[dict[str, Any]] = []
+        if attachment_ids:
+            if self.attachment_resolver is None:
+                raise GatewayError(Code.BAD_REQUEST, "attachments are not supported", field="attachments")
+            attachments = await self.attachment_resolver(p, conv, list(attachment_ids))
         res = await self.store.append_message(
             p.tenant_id,
             conv.id,
-            NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id),
+            NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id,
+                       attachments=tuple(attachments)),
             now=self.clock(),
         )
         conv = res.conversation
@@ -275,6 +287,11 @@ class ChatService:
         for ch in channels:
             await self._publish(ch, Envelope(kind="event", tenant_id=conv.tenant_id, conversation_id=conv.id,
                                              data=data, origin=self.node_id, sid=sid, extra=extra))
+
+    async def publish_conversation(self, conv: Conversation, *, created: bool = False) -> None:
+        """Announce a conversation made or changed outside this service (e.g. by a connector)
+        exactly as `start_conversation` / `update_conversation` do."""
+        await self._publish_conversation(conv, created=created)
 
     async def _publish_conversation(self, conv: Conversation, *, created: bool = False) -> None:
         env_kind = "conversation_created" if created else "conversation"

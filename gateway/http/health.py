@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.metrics import Metrics
+
 
 def health_routes(checks: dict[str, Callable[[], Awaitable[None]]], timeout: float = 2.0) -> list[web.RouteDef]:
     async def healthz(_: web.Request) -> web.Response:
@@ -24,3 +26,10 @@ def health_routes(checks: dict[str, Callable[[], Awaitable[None]]], timeout: flo
         return web.json_response({"ok": ok, "checks": results}, status=200 if ok else 503)
 
     return [web.get("/healthz", healthz), web.get("/readyz", readyz)]
+
+
+def metrics_routes(metrics: Metrics) -> list[web.RouteDef]:
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    return [web.get("/metrics", scrape)]

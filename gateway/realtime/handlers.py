@@ -115,8 +115,13 @@ class Handlers:
     async def send(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         conv_id = req_id(p, "conversation_id")
         client_id = req_client_id(p)
-        text = message_text(p, self.chat.limits.max_text_chars)
-        res = await self.chat.post_message(conn.principal, conv_id, client_id, text)
+        attachments = p.get("attachments") or []
+        if not isinstance(attachments, list) or not all(isinstance(a, str) for a in attachments):
+            raise bad_request("'attachments' must be a list of upload ids", field="attachments")
+        ids = [req_id({"attachments": a}, "attachments") for a in dict.fromkeys(attachments)]
+        # the text may be empty when there is an attachment
+        text = "" if ids and p.get("text") in (None, "") else message_text(p, self.chat.limits.max_text_chars)
+        res = await self.chat.post_message(conn.principal, conv_id, client_id, text, ids)
         m = res.message
         return {
             "ok": True,

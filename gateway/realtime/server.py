@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +21,14 @@ from gateway.chat.wire import visitor_conversation_dict
 from gateway.config import Config
 from gateway.domain import AgentStatus
 from gateway.errors import Code, GatewayError
+from gateway.guard import Guard
+from gateway.metrics import Metrics
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler, Handlers
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.presence import PresenceTracker
+from gateway.realtime.reserved import SafeAsyncServer
 from gateway.store import NotFound
 
 log = logging.getLogger(__name__)
@@ -65,20 +69,24 @@ class RealtimeServer:
         handshake: Handshake,
         presence: PresenceTracker,
         sio: socketio.AsyncServer,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self.chat = chat
         self.handshake = handshake
         self.presence = presence
         self.sio = sio
+        self.metrics = metrics
         self.conns: dict[tuple[str, str], Conn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.fanout: Fanout | None = None
         self.handlers: Handlers | None = None
+        self.guard: Guard | None = None  # admission control (gateway/guard.py), set by install
+        self.inflight = 0  # requests being handled (drain waits for 0)
 
     @staticmethod
     def build_sio(config: Config) -> socketio.AsyncServer:
-        sio = socketio.AsyncServer(
+        sio = SafeAsyncServer(
             async_mode="aiohttp",
             cors_allowed_origins=list(config.server.cors_origins) if config.server.cors_origins != ("*",)
             else "*",
@@ -114,15 +122,24 @@ class RealtimeServer:
         assert self.fanout is not None
         remote = _remote(environ)
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
+        if self.guard is not None:
+            self.guard.admit(namespace, remote)
+        try:
+            if namespace == AGENT_NS:
+                principal = await self.handshake.agent(auth)
+            else:
+                vs = await self.handshake.visitor(auth)
+        except BaseException:
+            if self.guard is not None:
+                self.guard.release(namespace, remote)
+            raise
         if namespace == AGENT_NS:
-            principal = await self.handshake.agent(auth)
             conn = Conn(sid, eio_sid, namespace, principal.tenant_id, principal, remote,
                         user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
                         origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
             conn.groups = [f"tenant:{principal.tenant_id}"]
             conn.session = {"agent_id": principal.agent_id, "tenant_id": principal.tenant_id}
         else:
-            vs = await self.handshake.visitor(auth)
             p = vs.principal
             conn = Conn(sid, eio_sid, namespace, p.tenant_id, p, remote,
                         user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
@@ -139,6 +156,7 @@ class RealtimeServer:
         except BaseException:
             await self.disconnect(namespace, sid)
             raise
+        self.metrics.connects.labels(namespace).inc()
         # sent after the CONNECT packet (the task runs once this handler has returned)
         self._spawn(self._send_session(conn))
 
@@ -165,6 +183,9 @@ class RealtimeServer:
         conn = self.conns.pop((namespace, sid), None)
         if conn is None or self.fanout is None:
             return
+        if self.guard is not None:
+            self.guard.release(namespace, conn.remote)
+            self.guard.forget(sid)
         try:
             await self.fanout.drop(conn, conn.groups)
             if conn.is_agent:
@@ -185,17 +206,29 @@ class RealtimeServer:
         if len(args) > 1:
             return GatewayError(Code.BAD_REQUEST, "an event takes one payload object").to_dict()
         payload = args[0] if args else None
+        started = time.perf_counter()
+        outcome = "ok"
+        self.inflight += 1
         try:
+            if self.guard is not None:
+                self.guard.check(namespace, event, sid, conn.remote)
             if payload is not None and not isinstance(payload, dict):
                 raise GatewayError(Code.BAD_REQUEST, "payload must be an object")
             return await handler(conn, payload or {})
         except GatewayError as exc:
+            outcome = exc.code.value
             return exc.to_dict()
         except NotFound:
+            outcome = Code.NOT_FOUND.value
             return GatewayError(Code.NOT_FOUND, "not found").to_dict()
         except Exception:
+            outcome = Code.INTERNAL.value
             log.exception("handler %s failed", event)
             return GatewayError(Code.INTERNAL, "internal error").to_dict()
+        finally:
+            self.inflight -= 1
+            self.metrics.events.labels(namespace, event, outcome).inc()
+            self.metrics.event_latency.labels(namespace, event).observe(time.perf_counter() - started)
 
 
 class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -211,9 +244,11 @@ class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
             try:
                 await self._server.connect(self.namespace, sid, environ, auth)
             except GatewayError as exc:
-                raise socketio.exceptions.ConnectionRefusedError(
-                    exc.message, {"code": exc.code.value}
-                ) from None
+                self._server.metrics.refusals.labels(self.namespace, exc.code.value).inc()
+                data: dict[str, Any] = {"code": exc.code.value}
+                if exc.details:
+                    data["details"] = exc.details
+                raise socketio.exceptions.ConnectionRefusedError(exc.message, data) from None
             except Exception:
                 log.exception("connect failed")
                 raise socketio.exceptions.ConnectionRefusedError(

@@ -19,17 +19,20 @@ SQLite's numbered ``?n`` form.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from gateway.store.rows import Row
 from gateway.store.sql import Conflict, Conn, SqlStore, StoreClosed
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 _PRAGMAS = (
@@ -65,6 +68,17 @@ class _SqliteConn:
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._db.execute_fetchall(to_sqlite_placeholders(sql), args)
+
+
+async def _to_the_end(aw: Awaitable[T]) -> T:
+    """Await `aw` to completion even if the caller is cancelled meanwhile (then re-raise)."""
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 def _is_file_path(path: str) -> bool:
@@ -121,20 +135,27 @@ class SqliteStore(SqlStore):
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Conn]:
+        # aiosqlite runs each statement on its own thread even when the awaiting task is
+        # cancelled, so BEGIN, COMMIT and ROLLBACK are waited for to the end: a cancelled
+        # writer never leaves the shared connection inside a transaction.
         async with self._lock:
             db = self._connection()
             conn = _SqliteConn(db)
-            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+            except BaseException:
+                await _to_the_end(self._rollback(db))
+                raise
             try:
                 yield conn
-                await conn.execute("COMMIT")
+                await _to_the_end(conn.execute("COMMIT"))
             except sqlite3.IntegrityError as exc:
-                await self._rollback(db)
+                await _to_the_end(self._rollback(db))
                 if is_unique_violation(exc):
                     raise Conflict(str(exc)) from exc
                 raise
             except BaseException:
-                await self._rollback(db)
+                await _to_the_end(self._rollback(db))
                 raise
 
     async def _lock_migrations(self, conn: Conn) -> None:

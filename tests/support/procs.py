@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -101,6 +102,7 @@ async def pg_redis_cluster(tmp: Path) -> AsyncIterator[Cluster]:
         "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         "DATA_DIR": str(tmp),
         "PRESENCE_INTERVAL": "1",
+        "MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
         "PYTHONUNBUFFERED": "1",
     }
     cluster = Cluster(env, tmp)

@@ -4,6 +4,7 @@ with an emitter that records what each connection would receive."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -126,3 +127,22 @@ async def test_last_watcher_leaving_unsubscribes(env) -> None:
     assert fanout.stats()["conversations"] == 1
     await fanout.drop(c, [])
     assert fanout.stats()["conversations"] == 0
+
+
+async def test_sqlite_writer_cancelled_mid_transaction_leaves_the_store_usable(tmp_path) -> None:
+    store = SqliteStore(str(tmp_path / "c.sqlite3"))
+    await store.open()
+    await store.migrate()
+    try:
+        t = await store.create_tenant(name="t", widget_key="wk1", identity_secret="s", now=0)
+        for _ in range(20):
+            task = asyncio.create_task(store.create_contact(tenant_id=t.id, name="x", email=None, now=0))
+            await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # every later write still works
+        contact = await store.create_contact(tenant_id=t.id, name="after", email=None, now=0)
+        assert (await store.get_contact(t.id, contact.id)).name == "after"
+    finally:
+        await store.close()

@@ -1,0 +1,105 @@
+"""`python -m bench.calls --n 10 50 100`: N concurrent bridged + recorded calls on loopback.
+
+The gateway runs in its own process (`python -m gateway serve`, SQLite in a temp DATA_DIR,
+recording on); the callers and agents run in a second process (bench/calls/clients.py).
+Gateway CPU is read from /proc/<pid>/stat (utime + stime, all threads) over the
+measurement window. The machine is shared: treat every figure as a range, not a point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_one(n: int, window: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        env = {**os.environ, "DATA_DIR": tmp, "PORT": str(free_port()), "HOST": "127.0.0.1",
+               "CALL_HOST_ADDRESSES": "127.0.0.1", "CALL_RING_TIMEOUT": "30",
+               # every bench caller comes from 127.0.0.1: lift the per-IP conversation rate limit
+               "RATE_IP_CONVERSATIONS_PER_MIN": "100000", "RATE_IP_CONVERSATIONS_BURST": "100000"}
+        for k in ("DATABASE_URL", "REDIS_URL", "MASTER_KEY", "ICE_SERVERS"):
+            env.pop(k, None)
+        created = subprocess.run([sys.executable, "-m", "gateway", "tenant", "create", "--name", "Bench"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        tenant = json.loads(created.stdout)
+        url = f"http://127.0.0.1:{env['PORT']}"
+        with open(Path(tmp) / "gateway.log", "wb") as log:
+            gw = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+            try:
+                for _ in range(100):
+                    try:
+                        urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                cl = subprocess.Popen(
+                    [sys.executable, "-m", "bench.calls.clients", "--url", url, "--key", tenant["widget_key"],
+                     "--token", tenant["admin_token"], "--n", str(n), "--window", str(window)],
+                    cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                assert cl.stdout is not None
+                c0 = t0 = c1 = t1 = 0.0
+                result: dict[str, Any] = {}
+                for line in cl.stdout:
+                    if line.startswith("window-start"):
+                        c0, t0 = cpu_seconds(gw.pid), time.monotonic()
+                    elif line.startswith("window-end"):
+                        c1, t1 = cpu_seconds(gw.pid), time.monotonic()
+                    elif line.startswith("{"):
+                        result = json.loads(line)
+                cl.wait(60)
+                if not result:
+                    raise RuntimeError(f"client failed (exit {cl.returncode})")
+                core = 100.0 * (c1 - c0) / (t1 - t0)
+                result.update({"gateway_cpu_pct_of_core": round(core, 1),
+                               "gateway_cpu_pct_per_call": round(core / n, 2)})
+                return result
+            finally:
+                gw.send_signal(signal.SIGTERM)
+                try:
+                    gw.wait(15)
+                except subprocess.TimeoutExpired:
+                    gw.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.calls")
+    ap.add_argument("--n", type=int, nargs="+", default=[10, 50, 100])
+    ap.add_argument("--window", type=float, default=10.0, help="measurement window in seconds (keep <= 20)")
+    a = ap.parse_args()
+    print(f"{'N':>4} {'setup s':>8} {'gw % core':>10} {'% core/call':>12} {'loss %':>7} "
+          f"{'jitter ms (mean/max)':>21}")
+    for n in a.n:
+        r = run_one(n, min(a.window, 20.0))
+        print(f"{n:>4} {r['setup_s']:>8} {r['gateway_cpu_pct_of_core']:>10} {r['gateway_cpu_pct_per_call']:>12} "
+              f"{r['loss_pct']:>7} {r['jitter_ms_mean']!s:>10}/{r['jitter_ms_max']!s:<10}", flush=True)
+        print("  " + json.dumps(r), flush=True)
+
+
+if __name__ == "__main__":
+    main()

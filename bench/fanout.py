@@ -1,0 +1,167 @@
+"""Side-by-side benchmark: our gateway vs a minimal Node socket.io v4 server (the peer).
+
+    .venv/bin/python -m bench.fanout            # the full run
+    .venv/bin/python -m bench.fanout --quick    # a smoke run, < 60 s
+
+Both servers run as their own processes on loopback, one at a time, under the same load
+generator (bench/load/worker.mjs on the stock npm socket.io-client, in several processes
+with their own 127.0.0.x source address). Server CPU is utime+stime from /proc/<pid>/stat
+over the measured phase. Results go to stdout and to bench/results/latest.json
+(`python -m bench.plot` draws docs/images/perf-fanout.png from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench import procs, workloads
+
+RESULTS = Path(__file__).resolve().parent / "results"
+T = TypeVar("T")
+
+
+def _ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in < 60 s")
+    p.add_argument("--only", default="fanout,rooms,idle,multinode",
+                   help="comma-separated workloads: fanout, rooms, idle, multinode")
+    p.add_argument("--fanout-clients", type=_ints, default=[500, 2000])
+    p.add_argument("--fanout-messages", type=_ints, default=[400, 100], help="messages per fan-out size")
+    p.add_argument("--rooms-pairs", type=int, default=2000, help="the target is 5000; see docs/performance.md")
+    p.add_argument("--rooms-rate", type=float, default=500.0, help="messages/s in total (the target is 5000)")
+    p.add_argument("--rooms-seconds", type=float, default=8.0)
+    p.add_argument("--multinode-pairs", type=int, default=500, help="rooms for (d); its rate is --rooms-rate")
+    p.add_argument("--idle-clients", type=_ints, default=[5000, 19000],
+                   help="cumulative steps (each process here may hold at most `ulimit -Hn` sockets)")
+    p.add_argument("--workers", type=int, default=3, help="load-generator processes")
+    p.add_argument("--no-peer", action="store_true", help="only our gateway")
+    p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    a = p.parse_args(argv)
+    if a.quick:  # tiny defaults for what was not given explicitly
+        given = set(argv if argv is not None else sys.argv[1:])
+        quick = {"--fanout-clients": ("fanout_clients", [20]), "--fanout-messages": ("fanout_messages", [20]),
+                 "--rooms-pairs": ("rooms_pairs", 20), "--rooms-rate": ("rooms_rate", 100.0),
+                 "--rooms-seconds": ("rooms_seconds", 2.0), "--idle-clients": ("idle_clients", [50]),
+                 "--workers": ("workers", 2), "--only": ("only", "fanout,rooms,idle"),
+                 "--multinode-pairs": ("multinode_pairs", 20)}
+        for flag, (attr, value) in quick.items():
+            if flag not in given:
+                setattr(a, attr, value)
+    return a
+
+
+def ratio(ours: float, peer: float) -> str:
+    return f"{ours / peer:.2f}x" if peer else "-"
+
+
+def row(label: str, ours: str, peer: str, r: str) -> None:
+    print(f"  {label:<44} {ours:>14} {peer:>14} {r:>8}", flush=True)
+
+
+async def both(run: Callable[[procs.Server], Awaitable[T]], no_peer: bool, peer_first: bool) -> tuple[T, T | None]:
+    """Run one workload on ours and on the peer, one after the other (alternating order)."""
+    async def on_ours() -> T:
+        async with procs.gateway() as srv:
+            return await run(srv)
+
+    async def on_peer() -> T:
+        async with procs.peer() as srv:
+            return await run(srv)
+
+    if no_peer:
+        return await on_ours(), None
+    if peer_first:
+        p = await on_peer()
+        return await on_ours(), p
+    o = await on_ours()
+    return o, await on_peer()
+
+
+async def main_async(a: argparse.Namespace) -> dict[str, Any]:
+    only = set(a.only.split(","))
+    out: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}}
+    print(f"{'':2}{'workload':<44} {'ours':>14} {'peer':>14} {'ratio':>8}")
+    flip = False
+    if "fanout" in only:
+        out["fanout"] = []
+        for n, m in zip(a.fanout_clients, a.fanout_messages, strict=False):
+            fo, fp = await both(_fanout_run(n, m, a.workers), a.no_peer, flip)
+            flip = not flip
+            out["fanout"].append({"ours": asdict(fo), "peer": asdict(fp) if fp else None})
+            pr = fp.deliveries_per_s if fp else 0.0
+            pc = fp.cpu_us_per_delivery if fp else 0.0
+            row(f"(a) fan-out {n} clients x {m} msgs: deliveries/s", f"{fo.deliveries_per_s:,.0f}",
+                f"{pr:,.0f}", ratio(fo.deliveries_per_s, pr))
+            row("    server CPU us/delivery", f"{fo.cpu_us_per_delivery:.2f}", f"{pc:.2f}",
+                ratio(fo.cpu_us_per_delivery, pc))
+    if "rooms" in only:
+        ro, rp = await both(_rooms_run(a), a.no_peer, flip)
+        flip = not flip
+        out["rooms"] = {"ours": asdict(ro), "peer": asdict(rp) if rp else None}
+        _rooms_rows("(b)", ro, rp)
+    if "idle" in only:
+        o_idle, p_idle = await both(lambda s: workloads.idle(s, a.idle_clients, a.workers), a.no_peer, flip)
+        flip = not flip
+        out["idle"] = {"ours": [asdict(x) for x in o_idle], "peer": [asdict(x) for x in p_idle] if p_idle else None}
+        for i, x in enumerate(o_idle):
+            py = p_idle[i] if p_idle else None
+            row(f"(c) idle {x.clients} clients: KB/connection", f"{x.kb_per_conn:.2f}",
+                f"{py.kb_per_conn:.2f}" if py else "-", ratio(x.kb_per_conn, py.kb_per_conn) if py else "-")
+    if "multinode" in only:
+        async with procs.gateway_pair() as (na, nb):
+            mo = await workloads.rooms(na, a.multinode_pairs, a.rooms_rate, a.rooms_seconds, a.workers,
+                                       agent_srv=nb)
+        out["multinode"] = {"ours": asdict(mo)}
+        _rooms_rows("(d) 2 nodes, PG+Redis:", mo, None)
+    return out
+
+
+def _fanout_run(n: int, m: int, workers: int) -> Callable[[procs.Server], Awaitable[workloads.FanoutResult]]:
+    return lambda s: workloads.fanout(s, n, m, workers)
+
+
+def _rooms_run(a: argparse.Namespace) -> Callable[[procs.Server], Awaitable[workloads.RoomsResult]]:
+    return lambda s: workloads.rooms(s, a.rooms_pairs, a.rooms_rate, a.rooms_seconds, a.workers)
+
+
+def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | None) -> None:
+    row(f"{tag} {o.pairs} rooms @ {o.rate:,.0f}/s: achieved/s", f"{o.achieved_rate:,.0f}",
+        f"{p.achieved_rate:,.0f}" if p else "-", ratio(o.achieved_rate, p.achieved_rate) if p else "-")
+    for name in ("p50_ms", "p99_ms", "max_ms"):
+        ov, pv = getattr(o, name), getattr(p, name) if p else None
+        row(f"    latency {name}", f"{ov:.1f}", f"{pv:.1f}" if pv is not None else "-",
+            ratio(ov, pv) if pv else "-")
+    row("    lost / errors", f"{o.lost} / {o.errors}", f"{p.lost} / {p.errors}" if p else "-", "")
+    row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    t0 = time.monotonic()
+    out = asyncio.run(main_async(a))
+    out["seconds"] = round(time.monotonic() - t0, 1)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=2))
+    print(f"done in {out['seconds']} s; results in {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

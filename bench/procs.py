@@ -1,0 +1,227 @@
+"""The two servers under test as child processes, and what /proc says about them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
+
+
+def node_bin() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise SystemExit("node is required (Node 20)")
+    return node
+
+
+def ensure_npm(dirname: str) -> None:
+    d = BENCH / dirname
+    if not (d / "node_modules").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True)
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    # what the load generator sends in `auth` on each namespace
+    visitor_auth: dict[str, str] = field(default_factory=dict)
+    agent_auth: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] | None = None  # a gateway's environment (None for the peer)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss(self) -> int:
+        return rss_kb(self.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+
+async def _wait_http(srv: Server, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if srv.proc.poll() is not None:
+                raise RuntimeError(f"{srv.name} exited:\n{srv.log()}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(srv.url + path) as resp:
+                    if resp.status < 500:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{srv.name} not ready:\n{srv.log()}")
+
+
+def gateway_env(tmp: Path, *, multinode: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp),
+        "PYTHONUNBUFFERED": "1",
+        # the bench drives thousands of sockets from a few loopback addresses
+        "MAX_CONNECTIONS_PER_IP": "1000000",
+        "RATE_VISITOR_MESSAGES_PER_SEC": "1000000",
+        "RATE_VISITOR_MESSAGES_BURST": "1000000",
+        "RATE_IP_MESSAGES_PER_SEC": "1000000",
+        "RATE_IP_MESSAGES_BURST": "1000000",
+        "RATE_IP_CONVERSATIONS_PER_MIN": "100000000",
+        "RATE_IP_CONVERSATIONS_BURST": "1000000",
+        "MAX_CONVERSATIONS_PER_VISITOR": "10000",
+    }
+    for k in ("DATABASE_URL", "DATABASE_SCHEMA", "REDIS_URL", "REDIS_PREFIX", "MASTER_KEY"):
+        env.pop(k, None)
+    if multinode:
+        env.update(multinode)
+    return env
+
+
+async def gateway_cli(env: dict[str, str], *args: str) -> dict[str, str]:
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT,
+                                  capture_output=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.decode())
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def start_gateway(name: str, env: dict[str, str], tmp: Path, tenant: dict[str, str]) -> Server:
+    port = free_port()
+    log_path = tmp / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.serve"], env={**env, "PORT": str(port), "NODE_ID": name},
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return Server(name, f"http://127.0.0.1:{port}", proc, log_path,
+                  visitor_auth={"widget_key": tenant["widget_key"]}, agent_auth={"token": tenant["admin_token"]},
+                  env=env)
+
+
+async def tenant_auths(srv: Server, n: int) -> list[dict[str, dict[str, str]]]:
+    """n tenants, as (visitor auth, agent auth) pairs: created in the gateway's store, or
+    just named for the peer (which scopes `conversation:updated` by that name)."""
+    if srv.env is None:
+        return [{"visitor": {"tenant": str(i)}, "agent": {"tenant": str(i)}} for i in range(n)]
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bench.tenants", str(n)], env=srv.env,
+                                  cwd=ROOT, capture_output=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.decode())
+    return [{"visitor": {"widget_key": t["widget_key"]}, "agent": {"token": t["admin_token"]}}
+            for t in json.loads(out.stdout)]
+
+
+@contextlib.asynccontextmanager
+async def gateway(name: str = "ours", *, env_extra: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """One gateway node on embedded defaults: a temp DATA_DIR, a tenant made by the CLI."""
+    with tempfile.TemporaryDirectory(prefix="izh-bench-") as d:
+        tmp = Path(d)
+        env = {**gateway_env(tmp), **(env_extra or {})}
+        tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
+        srv = start_gateway(name, env, tmp, tenant)
+        try:
+            await _wait_http(srv, "/healthz")
+            yield srv
+        finally:
+            srv.stop()
+
+
+@contextlib.asynccontextmanager
+async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
+    """Two gateway nodes sharing PostgreSQL (a random schema) and Redis (a random prefix)."""
+    import asyncpg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with tempfile.TemporaryDirectory(prefix="izh-bench-") as d:
+        tmp = Path(d)
+        env = gateway_env(tmp, multinode={
+            "DATABASE_URL": PG_DSN, "DATABASE_SCHEMA": schema, "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}:",
+            "MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        })
+        servers: list[Server] = []
+        try:
+            tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
+            servers = [start_gateway(n, env, tmp, tenant) for n in ("node-a", "node-b")]
+            for s in servers:
+                await _wait_http(s, "/healthz")
+            yield servers[0], servers[1]
+        finally:
+            for s in servers:
+                s.stop()
+            conn = await asyncpg.connect(PG_DSN)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+
+def start_peer(tmp: Path) -> Server:
+    ensure_npm("peer")
+    port = free_port()
+    log_path = tmp / "peer.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(["bash", "-c", f'ulimit -n $(ulimit -Hn); exec "{node_bin()}" server.mjs {port}'],
+                                cwd=BENCH / "peer", stdout=log, stderr=subprocess.STDOUT)
+    return Server("peer", f"http://127.0.0.1:{port}", proc, log_path)
+
+
+@contextlib.asynccontextmanager
+async def peer() -> AsyncIterator[Server]:
+    with tempfile.TemporaryDirectory(prefix="izh-peer-") as d:
+        srv = start_peer(Path(d))
+        try:
+            await _wait_http(srv, "/socket.io/?EIO=4&transport=polling")
+            yield srv
+        finally:
+            srv.stop()

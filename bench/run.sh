@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The benchmark in one command: our gateway vs the Node socket.io peer, same load, same run.
+#   bash bench/run.sh            # full run (~2 min)
+#   bash bench/run.sh --quick    # smoke run (< 60 s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+(cd bench/peer && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)
+(cd bench/load && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)
+ulimit -n "$(ulimit -Hn)"
+.venv/bin/python -m bench.fanout "$@"
+.venv/bin/python -m bench.plot

@@ -1,0 +1,30 @@
+"""Run `python -m gateway serve` for the bench: uvloop when installed, the fd limit raised."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import resource
+import sys
+
+
+def main() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    if os.environ.get("BENCH_GC") == "off":  # an experiment: are the latency spikes collector pauses?
+        gc.disable()
+    from gateway.cli import main as gateway_main
+
+    return gateway_main(["serve", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

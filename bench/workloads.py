@@ -1,0 +1,139 @@
+"""The workloads, each run against one server (ours or the peer) by the same load generator."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from bench.procs import Server, tenant_auths
+from bench.workers import Worker, close_all, split, start_workers
+
+WARMUP = 20
+
+
+@dataclass
+class FanoutResult:
+    clients: int
+    messages: int
+    deliveries_per_s: float
+    cpu_us_per_delivery: float
+    seconds: float
+    send_errors: int
+
+
+async def fanout(srv: Server, clients: int, messages: int, workers: int, inflight: int = 50) -> FanoutResult:
+    """`clients` agents watch one conversation; one visitor posts `messages`, `inflight` at a time."""
+    ws = await start_workers(srv.url, workers)
+    try:
+        sender = ws[0]
+        conv = (await sender.request("sender", "conversation", ns="/visitor", auth=srv.visitor_auth))["id"]
+        counts = split(clients, workers)
+        ready = await asyncio.gather(*(w.request("watchers", "ready", ns="/agent", auth=srv.agent_auth,
+                                                 count=k, conv=conv) for w, k in zip(ws, counts, strict=True)))
+        failed = sum(r["failed"] for r in ready)
+        if failed:
+            raise RuntimeError(f"{failed} watchers failed to connect to {srv.name}")
+        # warm up, then measure
+        await asyncio.gather(*(w.send("expect", total=k * WARMUP) for w, k in zip(ws, counts, strict=True)))
+        await sender.request("send", "sent", n=WARMUP, inflight=min(inflight, WARMUP))
+        await asyncio.gather(*(w.expect("reached") for w in ws))
+        await asyncio.gather(*(w.send("expect", total=k * (WARMUP + messages))
+                               for w, k in zip(ws, counts, strict=True)))
+        cpu0 = srv.cpu()
+        await sender.send("send", n=messages, inflight=inflight)
+        reached = await asyncio.gather(*(w.expect("reached", timeout=300) for w in ws))
+        cpu1 = srv.cpu()
+        sent = await sender.expect("sent")
+        seconds = (max(r["at"] for r in reached) - sent["t0"]) / 1000
+        deliveries = clients * messages
+        return FanoutResult(clients, messages, deliveries / seconds, (cpu1 - cpu0) / deliveries * 1e6, seconds,
+                            int(sent["errors"]))
+    finally:
+        await close_all(ws)
+
+
+@dataclass
+class IdleResult:
+    clients: int
+    kb_per_conn: float
+    rss_mb: float
+
+
+async def idle(srv: Server, steps: list[int], workers: int, settle: float = 2.0) -> list[IdleResult]:
+    """Connect idle agents up to each step (cumulative); resident KB per connection at each."""
+    ws = await start_workers(srv.url, workers)
+    out: list[IdleResult] = []
+    try:
+        await asyncio.sleep(0.5)
+        base = srv.rss()
+        have = 0
+        for n in sorted(steps):
+            counts = split(n - have, workers)
+            ready = await asyncio.gather(*(w.request("idle", "ready", ns="/agent", auth=srv.agent_auth, count=k,
+                                                     timeout=600) for w, k in zip(ws, counts, strict=True)))
+            failed = sum(r["failed"] for r in ready)
+            if failed:
+                raise RuntimeError(f"{failed} idle clients failed to connect to {srv.name}")
+            have = n
+            await asyncio.sleep(settle)
+            rss = srv.rss()
+            out.append(IdleResult(n, (rss - base) / n, rss / 1024))
+        return out
+    finally:
+        await close_all(ws)
+
+
+@dataclass
+class RoomsResult:
+    pairs: int
+    rate: float
+    achieved_rate: float
+    sent: int
+    lost: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_fraction: float
+
+
+def _pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+async def rooms(srv: Server, pairs: int, rate: float, seconds: float, workers: int,
+                agent_srv: Server | None = None) -> RoomsResult:
+    """`pairs` conversations of 1 visitor + 1 agent, each pair its own tenant; visitors post
+    `rate` messages/s in total. With `agent_srv`, agents connect to that node instead."""
+    auths = await tenant_auths(srv, pairs)
+    ws: list[Worker] = await start_workers(srv.url, workers, agent_srv.url if agent_srv else None)
+    try:
+        counts = split(pairs, workers)
+        starts = [sum(counts[:i]) for i in range(workers)]
+        ready = await asyncio.gather(*(w.request("pairs", "ready", count=k, auths=auths[s:s + k], timeout=600)
+                                       for w, k, s in zip(ws, counts, starts, strict=True)))
+        failed = sum(r["failed"] for r in ready)
+        if failed:
+            raise RuntimeError(f"{failed} pairs failed on {srv.name}")
+        servers = [srv] if agent_srv is None else [srv, agent_srv]
+        cpu0 = sum(s.cpu() for s in servers)
+        results: list[dict[str, Any]] = await asyncio.gather(*(
+            w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=5, timeout=seconds + 60)
+            for w, k in zip(ws, counts, strict=True)))
+        cpu1 = sum(s.cpu() for s in servers)
+        lat = sorted(x for r in results for x in r["latencies"])
+        sent = sum(r["sent"] for r in results)
+        send_s = max(r["send_seconds"] for r in results)
+        return RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
+                           sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
+                           lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s)
+    finally:
+        await close_all(ws)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)

@@ -1,0 +1,177 @@
+"""Tenant channel inboxes (`connector_channels`): credentials sealed at rest.
+
+A `ChannelConfig` is one inbox of a tenant on one channel kind. `settings` is public
+JSON (inbox address, `api_base` override, SMTP host, ...); `credentials` is JSON sealed
+with the master key (`SecretBox`, associated data = tenant id + channel id), decrypted
+only on demand through `ChannelStore.credentials`.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.crypto import SecretBox
+from gateway.domain import Channel
+from gateway.store.db import Database
+from gateway.store.rows import Row, new_id
+from gateway.store.sql import Conflict
+
+MAX_SETTINGS_BYTES = 16 * 1024
+MAX_CREDENTIALS_BYTES = 16 * 1024
+
+
+class ChannelError(ValueError):
+    """Invalid channel definition (unknown kind, bad JSON, duplicate address, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    id: str
+    tenant_id: str
+    kind: Channel
+    name: str
+    address: str | None
+    enabled: bool
+    created_at: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_address(kind: Channel, address: str | None) -> str | None:
+    if address is None or not str(address).strip():
+        return None
+    a = str(address).strip()
+    return a.lower() if kind == Channel.EMAIL else a
+
+
+def _from_row(row: Row) -> ChannelConfig:
+    return ChannelConfig(
+        id=str(row["id"]),
+        tenant_id=str(row["tenant_id"]),
+        kind=Channel(row["kind"]),
+        name=str(row["name"]),
+        address=row["address"],
+        enabled=bool(row["enabled"]),
+        created_at=float(row["created_at"]),
+        settings=json.loads(row["settings"]),
+    )
+
+
+class ChannelStore:
+    def __init__(self, db: Database, box: SecretBox, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._box = box
+        self._clock = clock
+
+    @staticmethod
+    def _aad(tenant_id: str, channel_id: str) -> bytes:
+        return f"channel:{tenant_id}:{channel_id}".encode()
+
+    async def add(
+        self,
+        *,
+        tenant_id: str,
+        kind: Channel,
+        name: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any],
+        enabled: bool = True,
+    ) -> ChannelConfig:
+        """`settings["address"]`, if given, is the inbound routing key (unique per kind)."""
+        kind = Channel(kind)
+        if kind in (Channel.WIDGET, Channel.CALL):
+            raise ChannelError(f"{kind.value} is not a connector channel")
+        if not name.strip() or len(name) > 200:
+            raise ChannelError("name must be 1..200 characters")
+        settings_json = json.dumps(settings, ensure_ascii=False, sort_keys=True)
+        creds_json = json.dumps(credentials, sort_keys=True).encode()
+        if len(settings_json) > MAX_SETTINGS_BYTES or len(creds_json) > MAX_CREDENTIALS_BYTES:
+            raise ChannelError("settings or credentials too large")
+        address = normalize_address(kind, settings.get("address"))
+        cid = new_id()
+        sealed = base64.b64encode(self._box.seal(creds_json, self._aad(tenant_id, cid))).decode()
+        try:
+            async with self._db.transaction() as conn:
+                row = await conn.fetchrow(
+                    "INSERT INTO connector_channels (id, tenant_id, kind, name, address, credentials, settings,"
+                    " enabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                    cid, tenant_id, kind.value, name.strip(), address, sealed, settings_json, enabled, self._clock(),
+                )
+        except Conflict:
+            raise ChannelError(f"another {kind.value} channel already uses address {address!r}") from None
+        assert row is not None
+        return _from_row(row)
+
+    async def get(self, tenant_id: str, channel_id: str) -> ChannelConfig | None:
+        async with self._db.reader() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM connector_channels WHERE tenant_id = $1 AND id = $2", tenant_id, channel_id
+            )
+        return None if row is None else _from_row(row)
+
+    async def list(self, tenant_id: str, kind: Channel | None = None) -> list[ChannelConfig]:
+        async with self._db.reader() as conn:
+            if kind is None:
+                rows = await conn.fetch(
+                    "SELECT * FROM connector_channels WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT * FROM connector_channels WHERE tenant_id = $1 AND kind = $2 ORDER BY created_at, id",
+                    tenant_id, Channel(kind).value,
+                )
+        return [_from_row(r) for r in rows]
+
+    async def list_enabled(self, kind: Channel) -> builtins.list[ChannelConfig]:
+        """Every tenant's enabled inboxes of `kind` (for polling connectors)."""
+        async with self._db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM connector_channels WHERE kind = $1 AND enabled = $2 ORDER BY created_at, id",
+                Channel(kind).value, True,
+            )
+        return [_from_row(r) for r in rows]
+
+    async def find_by_address(self, kind: Channel, address: str) -> ChannelConfig | None:
+        """The enabled inbox whose routing key is `address` (any tenant: inbound routing)."""
+        key = normalize_address(Channel(kind), address)
+        if key is None:
+            return None
+        async with self._db.reader() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM connector_channels WHERE kind = $1 AND address = $2 AND enabled = $3",
+                Channel(kind).value, key, True,
+            )
+        return None if row is None else _from_row(row)
+
+    async def for_tenant(self, tenant_id: str, kind: Channel, channel_id: str | None = None) -> ChannelConfig | None:
+        """`channel_id`'s inbox, or else the tenant's first enabled inbox of `kind`."""
+        if channel_id is not None:
+            ch = await self.get(tenant_id, channel_id)
+            return ch if ch is not None and ch.enabled and ch.kind == kind else None
+        for ch in await self.list(tenant_id, kind):
+            if ch.enabled:
+                return ch
+        return None
+
+    async def set_enabled(self, tenant_id: str, channel_id: str, enabled: bool) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE connector_channels SET enabled = $3 WHERE tenant_id = $1 AND id = $2",
+                tenant_id, channel_id, enabled,
+            )
+
+    async def credentials(self, ch: ChannelConfig) -> dict[str, Any]:
+        """Decrypt the inbox's credentials (raises `MasterKeyError` under a wrong key)."""
+        async with self._db.reader() as conn:
+            row = await conn.fetchrow(
+                "SELECT credentials FROM connector_channels WHERE tenant_id = $1 AND id = $2", ch.tenant_id, ch.id
+            )
+        if row is None:
+            return {}
+        plain = self._box.open(base64.b64decode(row["credentials"]), self._aad(ch.tenant_id, ch.id))
+        out: dict[str, Any] = json.loads(plain)
+        return out

@@ -1,0 +1,1 @@
+"""IZIComment: on-site product comment threads (public REST + agents' public replies)."""

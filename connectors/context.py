@@ -1,0 +1,31 @@
+"""`ConnectorContext`: everything a connector class gets in its constructor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connectors.channels import ChannelStore
+from connectors.crypto import SecretBox
+from connectors.inbound import InboundPipeline
+from connectors.links import LinkStore
+from connectors.settings import ConnectorSettings
+from gateway.chat.service import ChatService
+from gateway.config import Config
+from gateway.store import Store
+from gateway.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    config: Config  # gateway config (data_dir, public_url, limits)
+    settings: ConnectorSettings  # connector env settings (SMTP_*, OUTBOX_*)
+    store: Store
+    db: Database  # for a connector's own tables (its own migration file)
+    chat: ChatService
+    channels: ChannelStore  # tenant inboxes: find_by_address / for_tenant / credentials
+    links: LinkStore  # conversation → inbox + recipient
+    inbound: InboundPipeline  # `await ctx.inbound.deliver(msg)` when the caller needs the result
+    box: SecretBox  # master-key box (derive() for HMAC keys)
+    node_id: str
+    clock: Callable[[], float]

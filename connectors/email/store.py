@@ -1,0 +1,63 @@
+"""`email_message_ids`: every Message-ID we received or sent, per tenant and conversation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.store.db import Database
+from gateway.store.sql import Conflict
+
+MAX_THREAD_IDS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadId:
+    message_id: str
+    direction: str  # "in" | "out"
+    subject: str | None
+    created_at: float
+
+
+class EmailIdStore:
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def record(self, tenant_id: str, message_id: str, conversation_id: str, direction: str,
+                     subject: str | None) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO email_message_ids (tenant_id, message_id, conversation_id, direction, subject,"
+                    " created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, message_id) DO NOTHING",
+                    tenant_id, message_id[:998], conversation_id, direction, (subject or "")[:998] or None,
+                    self._clock(),
+                )
+        except Conflict:
+            pass
+
+    async def find_conversation(self, tenant_id: str, ids: list[str]) -> str | None:
+        """The conversation of the first of `ids` we know (In-Reply-To, then References)."""
+        async with self._db.reader() as conn:
+            for mid in ids[:MAX_THREAD_IDS]:
+                row = await conn.fetchrow(
+                    "SELECT conversation_id FROM email_message_ids WHERE tenant_id = $1 AND message_id = $2",
+                    tenant_id, mid,
+                )
+                if row is not None:
+                    return str(row["conversation_id"])
+        return None
+
+    async def thread(self, tenant_id: str, conversation_id: str) -> list[ThreadId]:
+        """Oldest first (the first few and the latest ones when the thread is long)."""
+        async with self._db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT message_id, direction, subject, created_at FROM email_message_ids"
+                " WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY created_at, message_id",
+                tenant_id, conversation_id,
+            )
+        out = [ThreadId(str(r["message_id"]), str(r["direction"]), r["subject"], float(r["created_at"])) for r in rows]
+        if len(out) > MAX_THREAD_IDS:
+            out = out[:1] + out[-(MAX_THREAD_IDS - 1):]
+        return out

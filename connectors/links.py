@@ -1,0 +1,62 @@
+"""`connector_links`: which inbox and channel identity a connector conversation uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationLink:
+    conversation_id: str
+    tenant_id: str
+    channel_id: str | None
+    recipient_id: str  # the contact's identity on the channel (email address, PSID, ...)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class LinkStore:
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def ensure(
+        self, tenant_id: str, conversation_id: str, *, channel_id: str | None, recipient_id: str,
+        meta: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the link once; True when this call created it (= a new connector conversation)."""
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO connector_links (conversation_id, tenant_id, channel_id, recipient_id, meta, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation_id) DO NOTHING RETURNING conversation_id",
+                conversation_id, tenant_id, channel_id, recipient_id, json.dumps(meta or {}), self._clock(),
+            )
+        return row is not None
+
+    async def get(self, tenant_id: str, conversation_id: str) -> ConversationLink | None:
+        async with self._db.reader() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM connector_links WHERE tenant_id = $1 AND conversation_id = $2",
+                tenant_id, conversation_id,
+            )
+        return None if row is None else _link(row)
+
+    async def find(self, conversation_id: str) -> ConversationLink | None:
+        """By conversation id alone (inbound routing by reply address; ids are global)."""
+        async with self._db.reader() as conn:
+            row = await conn.fetchrow("SELECT * FROM connector_links WHERE conversation_id = $1", conversation_id)
+        return None if row is None else _link(row)
+
+
+def _link(row: Any) -> ConversationLink:
+    return ConversationLink(
+        conversation_id=str(row["conversation_id"]),
+        tenant_id=str(row["tenant_id"]),
+        channel_id=row["channel_id"],
+        recipient_id=str(row["recipient_id"]),
+        meta=json.loads(row["meta"]),
+    )

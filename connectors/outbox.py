@@ -1,0 +1,267 @@
+"""Durable outbox: agents' replies in connector conversations go out through it.
+
+Flow: `on_message` (a `ChatService.message_listeners` entry) stores one `connector_outbox`
+row per agent message in a connector conversation (state `queued`) and marks the message
+`pending`. A worker per node claims due rows, calls the channel connector's `send` and
+records the outcome; every delivery-state change is published as `message:updated`.
+
+* Claiming is a conditional ``UPDATE ... WHERE message_id = $x AND <still due> RETURNING``:
+  under PostgreSQL READ COMMITTED a concurrent claimer re-checks the condition after the
+  first commits and gets nothing, so several nodes never claim one row at the same time;
+  SQLite write transactions are exclusive anyway.
+* A claimed row holds a lease (`OutboxSettings.lease`); if its node dies mid-send the row
+  is due again when the lease runs out (crash between store and send ⇒ still delivered).
+* `TransientError` → retry with exponential backoff and jitter (at least `retry_after`),
+  until `max_attempts` or `max_age`, then `failed`; `PermanentError` → `failed` at once.
+* Delivery toward the channel is therefore **at least once**: a node that dies after the
+  channel accepted but before recording `sent` makes a second attempt. Connectors pass
+  `OutboundMessage.message_id` as the channel's idempotency key where one exists (e.g.
+  email uses a Message-ID derived from it, so mail clients collapse duplicates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from connectors.base import Connector, OutboundMessage, PermanentError, TransientError
+from connectors.links import LinkStore
+from connectors.settings import OutboxSettings
+from gateway.chat.service import ChatService
+from gateway.domain import AuthorType, Channel, Conversation, DeliveryState, Message
+from gateway.store import NotFound, Store
+from gateway.store.db import Database
+from gateway.store.rows import Row
+
+log = logging.getLogger(__name__)
+
+NOT_CONNECTOR = frozenset({Channel.WIDGET, Channel.CALL})
+MAX_ERROR_CHARS = 500
+
+_DUE = "((state = 'queued' AND next_attempt_at <= $2) OR (state = 'sending' AND lease_until <= $2))"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    message_id: str
+    tenant_id: str
+    conversation_id: str
+    channel: Channel
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    external_id: str | None
+    created_at: float
+
+
+def _row(r: Row) -> OutboxRow:
+    return OutboxRow(
+        message_id=str(r["message_id"]), tenant_id=str(r["tenant_id"]), conversation_id=str(r["conversation_id"]),
+        channel=Channel(r["channel"]), state=str(r["state"]), attempts=int(r["attempts"]),
+        next_attempt_at=float(r["next_attempt_at"]), last_error=r["last_error"], external_id=r["external_id"],
+        created_at=float(r["created_at"]),
+    )
+
+
+class Outbox:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: Store,
+        chat: ChatService,
+        links: LinkStore,
+        connectors: Mapping[Channel, Connector],
+        settings: OutboxSettings,
+        node_id: str,
+        clock: Callable[[], float],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._chat = chat
+        self._links = links
+        self._connectors = connectors  # live view: connectors registered later are seen
+        self._settings = settings
+        self._node_id = node_id
+        self._clock = clock
+        self._rand = rand
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- enqueue (ChatService message listener) --------------------------
+    async def on_message(self, m: Message, conv: Conversation) -> None:
+        if m.author_type != AuthorType.AGENT or conv.channel in NOT_CONNECTOR:
+            return
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO connector_outbox (message_id, tenant_id, conversation_id, channel, state, attempts,"
+                " next_attempt_at, lease_until, claimed_by, last_error, external_id, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, 'queued', 0, $5, NULL, NULL, NULL, NULL, $5, $5)"
+                " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                m.id, conv.tenant_id, conv.id, conv.channel.value, now,
+            )
+        if row is None:
+            return
+        await self._publish_state(conv.tenant_id, m.id, DeliveryState.PENDING, None)
+        self._wake.set()
+
+    async def get(self, message_id: str) -> OutboxRow | None:
+        async with self._db.reader() as conn:
+            r = await conn.fetchrow("SELECT * FROM connector_outbox WHERE message_id = $1", message_id)
+        return None if r is None else _row(r)
+
+    # --- worker ----------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="connector-outbox")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                n = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox pass failed")
+                n = 0
+            if n == 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+
+    async def run_once(self) -> int:
+        """Claim and process the due rows; returns how many were processed."""
+        rows = await self._claim()
+        for row in rows:
+            await self._process(row)
+        return len(rows)
+
+    async def _claim(self) -> list[OutboxRow]:
+        now = self._clock()
+        async with self._db.reader() as conn:
+            candidates = await conn.fetch(
+                f"SELECT message_id FROM connector_outbox WHERE {_DUE.replace('$2', '$1')}"
+                " ORDER BY next_attempt_at LIMIT $2",
+                now, self._settings.batch,
+            )
+        claimed: list[OutboxRow] = []
+        for c in candidates:
+            async with self._db.transaction() as conn:
+                r = await conn.fetchrow(
+                    "UPDATE connector_outbox SET state = 'sending', attempts = attempts + 1, lease_until = $3,"
+                    f" claimed_by = $4, updated_at = $2 WHERE message_id = $1 AND {_DUE} RETURNING *",
+                    c["message_id"], now, now + self._settings.lease, self._node_id,
+                )
+            if r is not None:
+                claimed.append(_row(r))
+        return claimed
+
+    async def _process(self, row: OutboxRow) -> None:
+        try:
+            out = await self._outbound(row)
+        except NotFound:
+            await self._finish(row, "failed", "conversation or message no longer exists")
+            return
+        connector = self._connectors.get(row.channel)
+        try:
+            if out is None:
+                raise PermanentError("message not found")
+            if connector is None:
+                raise TransientError(f"no {row.channel.value} connector is running on this node")
+            result = await connector.send(out)
+        except PermanentError as exc:
+            await self._finish(row, "failed", str(exc) or type(exc).__name__)
+        except TransientError as exc:
+            await self._retry(row, str(exc) or type(exc).__name__, exc.retry_after)
+        except asyncio.CancelledError:
+            raise  # the lease brings the row back
+        except Exception as exc:  # a connector bug: retry like a transient failure
+            log.exception("connector %s send crashed", row.channel.value)
+            await self._retry(row, f"{type(exc).__name__}: {exc}", None)
+        else:
+            await self._finish(row, "sent", None, external_id=result.external_message_id)
+
+    async def _outbound(self, row: OutboxRow) -> OutboundMessage | None:
+        conv = await self._store.get_conversation(row.tenant_id, row.conversation_id)
+        async with self._db.reader() as conn:
+            found = await conn.fetchrow(
+                "SELECT seq FROM messages WHERE tenant_id = $1 AND id = $2", row.tenant_id, row.message_id
+            )
+        if found is None:
+            return None
+        seq = int(found["seq"])
+        msgs = await self._store.get_messages(row.tenant_id, conv.id, after_seq=seq - 1, limit=1)
+        m = next((x for x in msgs if x.id == row.message_id), None)
+        if m is None:
+            return None
+        link = await self._links.get(row.tenant_id, conv.id)
+        return OutboundMessage(
+            tenant_id=row.tenant_id, channel=row.channel, conversation_id=conv.id, message_id=m.id,
+            external_thread_id=conv.external_thread_id or "", recipient_id=link.recipient_id if link else "",
+            text=m.text, meta=dict(link.meta) if link else {}, channel_id=link.channel_id if link else None,
+            attempt=row.attempts,
+        )
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        s = self._settings
+        delay = float(min(s.max_delay, s.base_delay * (2 ** max(0, attempts - 1))))
+        delay *= 0.5 + self._rand() / 2  # jitter: 50%..100%
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, s.max_age))
+        return delay
+
+    async def _retry(self, row: OutboxRow, error: str, retry_after: float | None) -> None:
+        now = self._clock()
+        delay = self.backoff(row.attempts, retry_after)
+        if row.attempts >= self._settings.max_attempts or now + delay - row.created_at > self._settings.max_age:
+            await self._finish(row, "failed", f"gave up after {row.attempts} attempts: {error}")
+            return
+        async with self._db.transaction() as conn:
+            done = await conn.fetchrow(
+                "UPDATE connector_outbox SET state = 'queued', next_attempt_at = $2, lease_until = NULL,"
+                " claimed_by = NULL, last_error = $3, updated_at = $4"
+                " WHERE message_id = $1 AND state = 'sending' AND claimed_by = $5 RETURNING message_id",
+                row.message_id, now + delay, error[:MAX_ERROR_CHARS], now, self._node_id,
+            )
+        if done is not None:
+            log.info("outbox %s: attempt %d failed (%s); retry in %.1fs", row.message_id, row.attempts, error, delay)
+
+    async def _finish(self, row: OutboxRow, state: str, error: str | None, *, external_id: str | None = None) -> None:
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            done = await conn.fetchrow(
+                "UPDATE connector_outbox SET state = $2, lease_until = NULL, last_error = $3, external_id = $4,"
+                " updated_at = $5 WHERE message_id = $1 AND state = 'sending' AND claimed_by = $6"
+                " RETURNING message_id",
+                row.message_id, state, None if error is None else error[:MAX_ERROR_CHARS], external_id, now,
+                self._node_id,
+            )
+        if done is None:
+            return  # our lease ran out and another node took over
+        delivery = DeliveryState.SENT if state == "sent" else DeliveryState.FAILED
+        with contextlib.suppress(NotFound):
+            await self._publish_state(row.tenant_id, row.message_id, delivery, error)
+
+    async def _publish_state(self, tenant_id: str, message_id: str, state: DeliveryState, error: str | None) -> None:
+        m = await self._store.set_delivery_state(
+            tenant_id, message_id, state, None if error is None else error[:MAX_ERROR_CHARS]
+        )
+        conv = await self._store.get_conversation(tenant_id, m.conversation_id)
+        await self._chat.publish_message(m, conv, kind="message_updated")

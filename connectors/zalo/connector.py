@@ -1,0 +1,293 @@
+"""`ZaloConnector`: Zalo Official Account webhooks in, OA customer-service messages out.
+
+One connector serves every connected OA (`ZaloAccount`, one per tenant inbox). Webhooks of a
+Zalo app arrive at `<webhook_base>/<app_id>`: the app's OA secret verifies the raw body, then
+the event is routed to its OA (`recipient.id` of `user_*` events). Outbound messages are
+routed by their thread id `<oa_id>:<user_id>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from connectors.base import InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
+from connectors.zalo import api, errors, events, signature
+from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
+from connectors.zalo.tokens import Clock, Sleep, TokenManager
+from gateway.domain import Channel
+
+log = logging.getLogger(__name__)
+
+# Called with the account and its new token pair *before* the new access token is used;
+# it must store both tokens durably (the channel's encrypted credentials).
+PersistTokens = Callable[[ZaloAccount, ZaloTokens], Awaitable[None]]
+# The account's token pair as stored now (None: unknown); lets a node adopt a pair another node rotated.
+LoadTokens = Callable[[ZaloAccount], Awaitable[ZaloTokens | None]]
+# Every enabled account (from the channel store); called on start and, throttled, on a routing miss.
+LoadAccounts = Callable[[], Awaitable[list[ZaloAccount]]]
+
+
+@dataclass(slots=True)
+class _Oa:
+    account: ZaloAccount
+    tokens: TokenManager
+    task: asyncio.Task[None] | None = None
+
+
+class ZaloConnector:
+    channel = Channel.ZALO
+
+    def __init__(
+        self,
+        accounts: Iterable[ZaloAccount],
+        persist_tokens: PersistTokens,
+        *,
+        settings: ZaloSettings | None = None,
+        session: aiohttp.ClientSession | None = None,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        background_refresh: bool = True,
+        load_tokens: LoadTokens | None = None,
+        load_accounts: LoadAccounts | None = None,
+        reload_interval: float = 10.0,
+    ) -> None:
+        self.settings = settings or ZaloSettings()
+        self._persist = persist_tokens
+        self._load_tokens = load_tokens
+        self._load_accounts = load_accounts
+        self._reload_interval = reload_interval
+        self._last_reload = float("-inf")
+        self._clock = clock
+        self._sleep = sleep
+        self._http = session
+        self._own_session = session is None
+        self._background_refresh = background_refresh
+        self._sink: InboundSink | None = None
+        self._oas: dict[str, _Oa] = {}
+        for a in accounts:
+            self.add_account(a)
+
+    # accounts -----------------------------------------------------------------------------
+    def add_account(self, account: ZaloAccount) -> None:
+        """Connect (or replace) an OA; its background refresh starts now if the connector runs."""
+        self.remove_account(account.oa_id)
+
+        async def refresher(refresh_token: str) -> ZaloTokens:
+            return await api.refresh_tokens(
+                self._session(), account, refresh_token, self._clock(), self.settings.request_timeout
+            )
+
+        async def persist(tokens: ZaloTokens) -> None:
+            await self._persist(account, tokens)
+
+        async def reload() -> ZaloTokens | None:
+            return None if self._load_tokens is None else await self._load_tokens(account)
+
+        manager = TokenManager(
+            f"{account.tenant_id}/{account.oa_id}",
+            account.tokens,
+            refresher,
+            persist,
+            self._clock,
+            self._sleep,
+            refresh_margin=self.settings.refresh_margin,
+            refresh_retry=self.settings.refresh_retry,
+            reload=reload if self._load_tokens is not None else None,
+        )
+        oa = _Oa(account, manager)
+        self._oas[account.oa_id] = oa
+        if self._sink is not None:
+            self._start_refresh(oa)
+
+    def remove_account(self, oa_id: str) -> None:
+        oa = self._oas.pop(oa_id, None)
+        if oa is not None and oa.task is not None:
+            oa.task.cancel()
+
+    async def reload_accounts(self, *, force: bool = False) -> None:
+        """Pick up OAs connected or disabled since the last load (throttled unless `force`)."""
+        if self._load_accounts is None:
+            return
+        now = self._clock()
+        if not force and now - self._last_reload < self._reload_interval:
+            return
+        self._last_reload = now
+        fresh = {a.oa_id: a for a in await self._load_accounts()}
+        for oa_id in [k for k in self._oas if k not in fresh]:
+            self.remove_account(oa_id)
+        for oa_id, a in fresh.items():
+            current = self._oas.get(oa_id)
+            if current is None or _static(current.account) != _static(a):
+                self.add_account(a)
+
+    def token_manager(self, oa_id: str) -> TokenManager:
+        return self._oas[oa_id].tokens
+
+    def _start_refresh(self, oa: _Oa) -> None:
+        if self._background_refresh and oa.task is None:
+            oa.task = asyncio.create_task(oa.tokens.run(), name=f"zalo-refresh-{oa.account.oa_id}")
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self, sink: InboundSink) -> None:
+        await self.reload_accounts(force=True)
+        self._sink = sink
+        for oa in self._oas.values():
+            self._start_refresh(oa)
+
+    async def stop(self) -> None:
+        self._sink = None
+        tasks = [oa.task for oa in self._oas.values() if oa.task is not None]
+        for oa in self._oas.values():
+            oa.task = None
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._own_session and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+            self._own_session = True
+        return self._http
+
+    # inbound ------------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.settings.webhook_base.rstrip("/") + "/{app_id}", self.handle_webhook)]
+
+    async def _read_limited(self, request: web.Request) -> bytes | None:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        raw = await request.content.read(limit + 1)
+        return None if len(raw) > limit else raw
+
+    def _verify(self, app_id: str, raw: bytes, header: str | None) -> str | None:
+        secrets = {oa.account.oa_secret_key for oa in self._oas.values() if oa.account.app_id == app_id}
+        for secret in sorted(secrets):
+            if (ts := signature.verify(raw, header, app_id, secret)) is not None:
+                return ts
+        return None
+
+    async def handle_webhook(self, request: web.Request) -> web.Response:
+        raw = await self._read_limited(request)
+        if raw is None:
+            return _error(413, "payload_too_large", "body exceeds the limit")
+        app_id = request.match_info["app_id"]
+        if not any(oa.account.app_id == app_id for oa in self._oas.values()):
+            await self.reload_accounts()
+        ts = self._verify(app_id, raw, request.headers.get(signature.SIGNATURE_HEADER))
+        if ts is None:
+            return _error(401, "bad_signature", f"missing or invalid {signature.SIGNATURE_HEADER}")
+        age = self._clock() - int(ts) / 1000.0
+        if age > self.settings.max_event_age or age < -self.settings.max_clock_skew:
+            return _error(403, "stale_timestamp", "event timestamp outside the accepted window")
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            return _error(400, "malformed", "body is not JSON")
+        if not isinstance(event, dict) or str(event.get("timestamp")) != ts:
+            return _error(400, "malformed", "not a Zalo event object")
+        if str(event.get("app_id", app_id)) != app_id:
+            return _error(403, "wrong_app", "app_id does not match the webhook URL")
+        name = str(event.get("event_name"))
+        oa_id = events.account_oa_id(event) or ""
+        if oa_id not in self._oas and name in events.MESSAGE_EVENTS:
+            await self.reload_accounts()
+        oa = self._oas.get(oa_id)
+        if oa is None or oa.account.app_id != app_id or name not in events.MESSAGE_EVENTS:
+            return web.json_response({"ok": True, "ignored": name})
+        try:
+            msg = events.to_inbound(event, oa.account)
+        except events.EventError as e:
+            return _error(400, "malformed", str(e))
+        sink = self._sink
+        if msg is None:
+            return web.json_response({"ok": True, "ignored": name})
+        if sink is None:
+            return _error(503, "not_ready", "connector not started")  # Zalo retries
+        # Durable before acknowledged: the sink stores (deduped by msg_id) before Zalo gets its 200.
+        await sink(msg)
+        return web.json_response({"ok": True})
+
+    # outbound -----------------------------------------------------------------------------
+    async def _route(self, msg: OutboundMessage) -> tuple[_Oa, str]:
+        oa_id, _, user_id = msg.external_thread_id.partition(":")
+        if oa_id not in self._oas:
+            await self.reload_accounts()
+        oa = self._oas.get(oa_id)
+        if oa is None or oa.account.tenant_id != msg.tenant_id:
+            raise PermanentError(f"zalo OA {oa_id!r} is not connected for this tenant")
+        recipient = msg.recipient_id or user_id
+        if not recipient:
+            raise PermanentError("zalo: no recipient user id")
+        return oa, recipient
+
+    @staticmethod
+    def _body(msg: OutboundMessage, recipient: str) -> dict[str, Any]:
+        if msg.attachments:
+            raise PermanentError("zalo: outbound attachments are not supported yet")
+        if not msg.text.strip():
+            raise PermanentError("zalo: empty message")
+        if len(msg.text) > api.MAX_TEXT:
+            raise PermanentError(f"zalo: text longer than {api.MAX_TEXT} characters")
+        message: dict[str, Any] = {"text": msg.text}
+        quote = msg.meta.get("quote_message_id")
+        if isinstance(quote, str) and quote:
+            message["quote_message_id"] = quote
+        return {"recipient": {"user_id": recipient}, "message": message}
+
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        oa, recipient = await self._route(msg)
+        body = self._body(msg, recipient)
+        token = await oa.tokens.access_token()
+        for attempt in (1, 2):
+            resp = await api.post_cs_message(self._session(), oa.account, token, body, self.settings.request_timeout)
+            code = _error_code(resp)
+            if code == 0:
+                data = resp.get("data")
+                data = data if isinstance(data, dict) else {}
+                mid = data.get("message_id")
+                if not isinstance(mid, str) or not mid:
+                    raise TransientError("zalo send: success without data.message_id")
+                return SendResult(external_message_id=mid, meta={"zalo_user_id": data.get("user_id")})
+            detail = f"zalo send failed: {code} {resp.get('message', '')}".strip()
+            kind = errors.classify(code)
+            if kind is errors.ErrorKind.TOKEN and attempt == 1:
+                log.info("zalo oa %s: access token rejected (%s), refreshing", oa.account.oa_id, code)
+                token = await oa.tokens.refresh(stale=token)
+                continue
+            if kind is errors.ErrorKind.TRANSIENT:
+                raise TransientError(detail, retry_after=errors.retry_after(code))
+            raise PermanentError(detail)
+        raise AssertionError("unreachable")
+
+
+def _static(a: ZaloAccount) -> tuple[str, ...]:
+    """What, when changed in the store, replaces an account (tokens excepted: they live in memory)."""
+    return (a.tenant_id, a.app_id, a.oa_secret_key, a.app_secret_key, a.channel_id or "", a.api_base, a.oauth_base)
+
+
+def _error_code(resp: dict[str, Any]) -> int:
+    raw = resp.get("error", 0)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    text = str(raw)
+    return int(text) if text.lstrip("-").isdigit() else -1
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"ok": False, "error": {"code": code, "message": message}}, status=status)

@@ -1,0 +1,129 @@
+"""`ZaloGatewayConnector`: the registry entry; feeds `ZaloConnector` from the tenants' inboxes.
+
+A Zalo inbox (`connector_channels`, kind `zalo`):
+
+* `settings`: `{"address": "<OA id>", "app_id": "<Zalo app id>"}` plus optional `api_base`
+  / `oauth_base` (tests point them at a fake);
+* `credentials` (sealed): `{"oa_secret_key", "app_secret_key", "access_token",
+  "refresh_token", "expires_at"}` (`expires_at` epoch seconds; absent/0 = refresh first).
+
+Rotated tokens are written back into the sealed credentials (`ZaloCredentialWriter`) before
+the new access token is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+from connectors.channels import ChannelConfig, ChannelStore
+from connectors.context import ConnectorContext
+from connectors.crypto import SecretBox
+from connectors.zalo.config import DEFAULT_API_BASE, DEFAULT_OAUTH_BASE, ZaloAccount, ZaloTokens
+from connectors.zalo.connector import ZaloConnector
+from gateway.domain import Channel
+from gateway.store.db import Database
+
+log = logging.getLogger(__name__)
+
+TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at")
+
+
+def account_from_channel(ch: ChannelConfig, creds: dict[str, Any]) -> ZaloAccount:
+    """Raises KeyError / ValueError for an incomplete inbox."""
+    oa_id = ch.address or str(ch.settings["oa_id"])
+    app_id = str(ch.settings.get("app_id") or creds["app_id"])
+    return ZaloAccount(
+        tenant_id=ch.tenant_id,
+        app_id=app_id,
+        oa_id=oa_id,
+        oa_secret_key=str(creds["oa_secret_key"]),
+        app_secret_key=str(creds["app_secret_key"]),
+        tokens=tokens_from(creds),
+        channel_id=ch.id,
+        api_base=str(ch.settings.get("api_base") or DEFAULT_API_BASE),
+        oauth_base=str(ch.settings.get("oauth_base") or DEFAULT_OAUTH_BASE),
+    )
+
+
+def tokens_from(creds: dict[str, Any]) -> ZaloTokens:
+    return ZaloTokens(
+        access_token=str(creds.get("access_token") or ""),
+        refresh_token=str(creds["refresh_token"]),
+        expires_at=float(creds.get("expires_at") or 0.0),
+    )
+
+
+class ZaloCredentialWriter:
+    """Writes a rotated token pair into an inbox's sealed credentials, in one row-locked transaction.
+
+    `ChannelStore` has no update call yet; this uses its storage format (base64 of
+    `SecretBox.seal`, associated data `ChannelStore._aad`). Replace with the framework's
+    call once it exists.
+    """
+
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self._db = db
+        self._box = box
+
+    async def save(self, tenant_id: str, channel_id: str, tokens: ZaloTokens) -> None:
+        aad = ChannelStore._aad(tenant_id, channel_id)
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT credentials FROM connector_channels WHERE tenant_id = $1 AND id = $2" + self._db.row_lock,
+                tenant_id,
+                channel_id,
+            )
+            if row is None:
+                raise LookupError(f"zalo inbox {channel_id} no longer exists")
+            creds: dict[str, Any] = json.loads(self._box.open(base64.b64decode(row["credentials"]), aad))
+            creds.update(
+                access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_at=tokens.expires_at
+            )
+            sealed = base64.b64encode(self._box.seal(json.dumps(creds, sort_keys=True).encode(), aad)).decode()
+            await conn.execute(
+                "UPDATE connector_channels SET credentials = $3 WHERE tenant_id = $1 AND id = $2",
+                tenant_id,
+                channel_id,
+                sealed,
+            )
+
+
+class ZaloGatewayConnector(ZaloConnector):
+    def __init__(self, ctx: ConnectorContext) -> None:
+        self._ctx = ctx
+        self._writer = ZaloCredentialWriter(ctx.db, ctx.box)
+        super().__init__(
+            [],
+            self._persist_tokens,
+            clock=ctx.clock,
+            load_tokens=self._stored_tokens,
+            load_accounts=self._enabled_accounts,
+        )
+
+    async def _enabled_accounts(self) -> list[ZaloAccount]:
+        out: list[ZaloAccount] = []
+        for ch in await self._ctx.channels.list_enabled(Channel.ZALO):
+            try:
+                out.append(account_from_channel(ch, await self._ctx.channels.credentials(ch)))
+            except (KeyError, ValueError, TypeError) as e:
+                log.error("zalo inbox %s (tenant %s) is incomplete: %s", ch.id, ch.tenant_id, e)
+        return out
+
+    async def _stored_tokens(self, account: ZaloAccount) -> ZaloTokens | None:
+        if account.channel_id is None:
+            return None
+        ch = await self._ctx.channels.get(account.tenant_id, account.channel_id)
+        if ch is None:
+            return None
+        try:
+            return tokens_from(await self._ctx.channels.credentials(ch))
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    async def _persist_tokens(self, account: ZaloAccount, tokens: ZaloTokens) -> None:
+        if account.channel_id is None:
+            raise LookupError("zalo account without an inbox id: cannot persist tokens")
+        await self._writer.save(account.tenant_id, account.channel_id, tokens)

@@ -1,0 +1,119 @@
+"""Call rows (table `calls`) and the per-tenant recording switch (table `call_settings`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.store.db import Database
+from gateway.store.rows import Row
+
+_COLS = ("id, tenant_id, conversation_id, contact_id, agent_id, node_id, state, started_at, answered_at, "
+         "ended_at, end_reason, duration, recording_id")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    id: str
+    tenant_id: str
+    conversation_id: str
+    contact_id: str
+    agent_id: str | None
+    node_id: str
+    state: str  # ringing | answered | ended
+    started_at: float
+    answered_at: float | None
+    ended_at: float | None
+    end_reason: str | None
+    duration: float | None
+    recording_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "conversation_id": self.conversation_id, "agent_id": self.agent_id,
+                "state": self.state, "started_at": self.started_at, "answered_at": self.answered_at,
+                "ended_at": self.ended_at, "end_reason": self.end_reason, "duration": self.duration,
+                "recording_id": self.recording_id}
+
+
+def _row(r: Row) -> CallRow:
+    def f(v: Any) -> float | None:
+        return None if v is None else float(v)
+
+    return CallRow(r["id"], r["tenant_id"], r["conversation_id"], r["contact_id"], r["agent_id"], r["node_id"],
+                   r["state"], float(r["started_at"]), f(r["answered_at"]), f(r["ended_at"]), r["end_reason"],
+                   f(r["duration"]), r["recording_id"])
+
+
+class CallStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, row: CallRow) -> None:
+        async with self.db.transaction() as c:
+            await c.execute(
+                f"INSERT INTO calls ({_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                row.id, row.tenant_id, row.conversation_id, row.contact_id, row.agent_id, row.node_id, row.state,
+                row.started_at, row.answered_at, row.ended_at, row.end_reason, row.duration, row.recording_id)
+
+    async def get(self, tenant_id: str, call_id: str) -> CallRow | None:
+        async with self.db.reader() as c:
+            r = await c.fetchrow(f"SELECT {_COLS} FROM calls WHERE tenant_id = $1 AND id = $2", tenant_id, call_id)
+        return None if r is None else _row(r)
+
+    async def active_for_conversation(self, tenant_id: str, conversation_id: str) -> CallRow | None:
+        async with self.db.reader() as c:
+            r = await c.fetchrow(
+                f"SELECT {_COLS} FROM calls WHERE tenant_id = $1 AND conversation_id = $2 AND state <> 'ended' "
+                "ORDER BY started_at DESC LIMIT 1", tenant_id, conversation_id)
+        return None if r is None else _row(r)
+
+    async def list_for_conversation(self, tenant_id: str, conversation_id: str) -> list[CallRow]:
+        async with self.db.reader() as c:
+            rows = await c.fetch(
+                f"SELECT {_COLS} FROM calls WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY started_at",
+                tenant_id, conversation_id)
+        return [_row(r) for r in rows]
+
+    async def answer(self, tenant_id: str, call_id: str, agent_id: str, now: float) -> bool:
+        """ringing → answered; False if someone else got there first or it ended."""
+        async with self.db.transaction() as c:
+            r = await c.fetchrow(
+                "UPDATE calls SET state = 'answered', agent_id = $3, answered_at = $4 "
+                "WHERE tenant_id = $1 AND id = $2 AND state = 'ringing' RETURNING id",
+                tenant_id, call_id, agent_id, now)
+        return r is not None
+
+    async def end(self, tenant_id: str, call_id: str, *, reason: str, now: float, duration: float) -> bool:
+        async with self.db.transaction() as c:
+            r = await c.fetchrow(
+                "UPDATE calls SET state = 'ended', ended_at = $3, end_reason = $4, duration = $5 "
+                "WHERE tenant_id = $1 AND id = $2 AND state <> 'ended' RETURNING id",
+                tenant_id, call_id, now, reason, duration)
+        return r is not None
+
+    async def set_recording(self, tenant_id: str, call_id: str, recording_id: str) -> None:
+        async with self.db.transaction() as c:
+            await c.execute("UPDATE calls SET recording_id = $3 WHERE tenant_id = $1 AND id = $2",
+                            tenant_id, call_id, recording_id)
+
+    async def end_all_unfinished(self, now: float) -> int:
+        """Single-node (embedded) start-up: calls cut by a crash end as `gateway_restart`, and
+        their recordings are marked `truncated` (they decrypt to the prefix written)."""
+        async with self.db.transaction() as c:
+            rows = await c.fetch(
+                "UPDATE calls SET state = 'ended', ended_at = $1, end_reason = 'gateway_restart' "
+                "WHERE state <> 'ended' RETURNING id", now)
+            await c.execute("UPDATE recordings SET state = 'truncated' WHERE state = 'recording'")
+        return len(rows)
+
+    async def recording_enabled(self, tenant_id: str, default: bool) -> bool:
+        async with self.db.reader() as c:
+            r = await c.fetchrow("SELECT recording_enabled FROM call_settings WHERE tenant_id = $1", tenant_id)
+        return default if r is None else bool(r["recording_enabled"])
+
+    async def set_recording_enabled(self, tenant_id: str, enabled: bool) -> None:
+        async with self.db.transaction() as c:
+            await c.execute(
+                "INSERT INTO call_settings (tenant_id, recording_enabled) VALUES ($1, $2) "
+                "ON CONFLICT (tenant_id) DO UPDATE SET recording_enabled = excluded.recording_enabled",
+                tenant_id, enabled)

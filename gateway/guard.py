@@ -1,0 +1,42 @@
+"""Admission control for Socket.IO: drain state, connections per IP and visitor rate limits.
+
+`RealtimeServer` calls `admit`/`release` around a connection's life and `check` before a
+visitor event's handler; the guard knows nothing about Socket.IO itself.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import Code, GatewayError
+from gateway.limits import Limits
+
+VISITOR_NS = "/visitor"
+
+
+class Guard:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.draining = False
+
+    def admit(self, namespace: str, remote: str) -> None:
+        """Before a handshake: refuse while draining, or beyond the visitor connections per IP."""
+        if self.draining:
+            raise GatewayError(Code.UNAVAILABLE, "this node is draining; reconnect", retry_after=1.0)
+        if namespace == VISITOR_NS:
+            self.limits.connections.acquire(remote)
+
+    def release(self, namespace: str, remote: str) -> None:
+        if namespace == VISITOR_NS:
+            self.limits.connections.release(remote)
+
+    def forget(self, sid: str) -> None:
+        self.limits.messages_per_connection.forget(f"conn:{sid}")
+
+    def check(self, namespace: str, event: str, sid: str, remote: str) -> None:
+        """Before a visitor request: raises `rate_limited` (details.retry_after) when over a limit."""
+        if namespace != VISITOR_NS:
+            return
+        if event == "message:send":
+            self.limits.messages_per_connection.hit(f"conn:{sid}")
+            self.limits.messages_per_ip.hit(remote)
+        elif event == "conversation:start":
+            self.limits.conversations_per_ip.hit(remote)

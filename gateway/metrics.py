@@ -1,0 +1,46 @@
+"""Prometheus metrics of one gateway process (its own registry: no global state).
+
+Features add their own metrics to `Metrics.registry` (calls, recording bytes, outbox
+backlog); gauges that mirror live state are read at scrape time through callbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter("izh_socket_events_total", "Socket.IO requests handled",
+                              ["namespace", "event", "outcome"], registry=r)
+        self.event_latency = Histogram("izh_socket_event_seconds", "Socket.IO request handling time",
+                                       ["namespace", "event"], buckets=LATENCY_BUCKETS, registry=r)
+        self.messages = Counter("izh_messages_stored_total", "Messages stored", ["channel", "author"], registry=r)
+        self.connects = Counter("izh_connections_total", "Socket.IO connections accepted", ["namespace"],
+                                registry=r)
+        self.refusals = Counter("izh_connections_refused_total", "Socket.IO handshakes refused",
+                                ["namespace", "code"], registry=r)
+        self.rate_limited = Counter("izh_rate_limited_total", "Requests refused by a rate limit", ["limit"],
+                                    registry=r)
+        self.http_requests = Counter("izh_http_requests_total", "REST requests", ["method", "status"], registry=r)
+
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A gauge whose value is read at scrape time."""
+        g = Gauge(name, doc, registry=self.registry)
+        g.set_function(read)
+
+    def counter_fn(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A monotonically growing value kept elsewhere, exposed as a gauge-typed counter."""
+        self.gauge(name, doc, read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Privacy: retention, data-subject requests (export, erase) and their audit trail."""

@@ -1,0 +1,137 @@
+"""Retention: delete a tenant's data N years after its subscription ended, and expire
+message contents per tenant policy.
+
+Tenant deletion covers every table with a `tenant_id` column (discovered from the live
+schema, so feature tables are included; children before parents), the tenant row, and every
+file under `DATA_DIR/*/<tenant_id>/` (uploads, recordings, …). Recordings are thereby also
+crypto-shredded: the tenant's sealed recording identities (`recording_keys`) are deleted with
+the rest. Expired messages keep their row (so `seq` streams stay gap-free) with text and
+attachments blanked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.privacy.store import PrivacyStore
+
+log = logging.getLogger(__name__)
+
+YEAR = 365.25 * 24 * 3600
+
+
+@dataclass
+class TenantDeletion:
+    tenant_id: str
+    ended_at: float
+    rows: dict[str, int]
+    files: int
+    bytes: int
+
+
+@dataclass
+class RetentionReport:
+    dry_run: bool
+    tenants: list[TenantDeletion] = field(default_factory=list)
+    expired_messages: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "tenants": [{"tenant_id": t.tenant_id, "ended_at": t.ended_at, "rows": t.rows, "files": t.files,
+                         "bytes": t.bytes} for t in self.tenants],
+            "expired_messages": self.expired_messages,
+        }
+
+
+def tenant_dirs(data_dir: str, tenant_id: str) -> list[Path]:
+    root = Path(data_dir)
+    if not root.is_dir() or not tenant_id or "/" in tenant_id or tenant_id in (".", ".."):
+        return []
+    return [d / tenant_id for d in sorted(root.iterdir()) if d.is_dir() and (d / tenant_id).is_dir()]
+
+
+def measure(paths: list[Path]) -> tuple[int, int]:
+    files = size = 0
+    for p in paths:
+        for f in p.rglob("*"):
+            if f.is_file():
+                files += 1
+                size += f.stat().st_size
+    return files, size
+
+
+class Retention:
+    def __init__(self, store: PrivacyStore, data_dir: str, years: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.data_dir = data_dir
+        self.years = years
+        self.clock = clock
+
+    async def run(self, *, dry_run: bool = False, actor: str = "retention") -> RetentionReport:
+        now = self.clock()
+        report = RetentionReport(dry_run)
+        for tenant_id, ended_at in await self.store.ended_tenants(now - self.years * YEAR):
+            dirs = await asyncio.to_thread(tenant_dirs, self.data_dir, tenant_id)
+            files, size = await asyncio.to_thread(measure, dirs)
+            if dry_run:
+                rows = await self.store.count_tenant_rows(tenant_id)
+            else:
+                rows = await self.store.delete_tenant_rows(tenant_id)
+                for d in dirs:
+                    await asyncio.to_thread(shutil.rmtree, d, True)
+                await self.store.audit(tenant_id, actor, "tenant.deleted", tenant_id,
+                                       {"rows": rows, "files": files, "bytes": size, "ended_at": ended_at})
+                log.info("retention: deleted tenant %s (%d rows, %d files)", tenant_id, sum(rows.values()), files)
+            report.tenants.append(TenantDeletion(tenant_id, ended_at, rows, files, size))
+        for tenant_id, days in await self.store.policies_with_retention():
+            n = await self.store.expire_messages(tenant_id, now - days * 86400.0, dry_run=dry_run)
+            if n:
+                report.expired_messages[tenant_id] = n
+                if not dry_run:
+                    await self.store.audit(tenant_id, actor, "messages.expired", tenant_id,
+                                           {"messages": n, "days": days})
+        return report
+
+
+class RetentionScheduler:
+    """Runs `Retention.run` every `interval` seconds inside the gateway (first run after `delay`)."""
+
+    def __init__(self, retention: Retention, interval: float, delay: float = 60.0) -> None:
+        self.retention = retention
+        self.interval = interval
+        self.delay = delay
+        self.runs = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.interval > 0 and self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        await asyncio.sleep(self.delay)
+        while True:
+            try:
+                report = await self.retention.run()
+                self.runs += 1
+                if report.tenants or report.expired_messages:
+                    log.info("retention run: %s", report.to_dict())
+            except Exception:
+                log.exception("retention run failed")
+            await asyncio.sleep(self.interval)

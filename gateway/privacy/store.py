@@ -1,0 +1,188 @@
+"""SQL for privacy: discovery of tenant-owned tables (so features' tables are covered
+without being listed here), policies and the audit trail. Portable SQL on `Database`."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.store.db import Database
+from gateway.store.rows import new_id
+from gateway.store.sql import Conn
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ERASE_MODES = ("anonymise", "delete")
+
+
+def _ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"unexpected table name {name!r}")
+    return f'"{name}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    message_retention_days: int | None = None
+    erase_mode: str = "anonymise"  # what erasing a contact does to its messages
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    tenant_ref: str
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    created_at: float
+
+
+class PrivacyStore:
+    def __init__(self, db: Database, *, sqlite: bool, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.sqlite = sqlite
+        self.clock = clock
+
+    # --- schema discovery -----------------------------------------------------------
+    async def schema(self, conn: Conn) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
+        """Columns of every table and the (child, parent) foreign-key edges."""
+        cols: dict[str, set[str]] = {}
+        edges: set[tuple[str, str]] = set()
+        if self.sqlite:
+            names = [str(r["name"]) for r in await conn.fetch(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            for name in names:
+                cols[name] = {str(r["name"]) for r in await conn.fetch(f"PRAGMA table_info({_ident(name)})")}
+                for fk in await conn.fetch(f"PRAGMA foreign_key_list({_ident(name)})"):
+                    edges.add((name, str(fk["table"])))
+        else:
+            for r in await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
+                                      "WHERE table_schema = current_schema()"):
+                cols.setdefault(str(r["table_name"]), set()).add(str(r["column_name"]))
+            edges = {(str(r["child"]), str(r["parent"])) for r in await conn.fetch(
+                "SELECT tc.table_name AS child, ccu.table_name AS parent "
+                "FROM information_schema.table_constraints tc "
+                "JOIN information_schema.constraint_column_usage ccu "
+                "ON tc.constraint_name = ccu.constraint_name AND tc.table_schema = ccu.table_schema "
+                "WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = current_schema()")}
+        return cols, edges
+
+    async def tenant_tables(self, conn: Conn, with_column: str = "tenant_id") -> list[str]:
+        """Tables with a tenant_id (and `with_column`) column, children before parents, `tenants` excluded."""
+        cols, edges = await self.schema(conn)
+        tables = {t for t, c in cols.items() if "tenant_id" in c and with_column in c}
+        tables.discard("tenants")
+        return _children_first(tables, edges)
+
+    async def count_tenant_rows(self, tenant_id: str) -> dict[str, int]:
+        async with self.db.reader() as conn:
+            out: dict[str, int] = {}
+            for t in await self.tenant_tables(conn):
+                row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM {_ident(t)} WHERE tenant_id = $1", tenant_id)
+                out[t] = int(row["n"]) if row else 0
+            row = await conn.fetchrow("SELECT COUNT(*) AS n FROM tenants WHERE id = $1", tenant_id)
+            out["tenants"] = int(row["n"]) if row else 0
+            return out
+
+    async def delete_tenant_rows(self, tenant_id: str) -> dict[str, int]:
+        """Delete every row of the tenant (all tables, then the tenant) in one transaction."""
+        async with self.db.transaction() as conn:
+            out: dict[str, int] = {}
+            for t in await self.tenant_tables(conn):
+                row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM {_ident(t)} WHERE tenant_id = $1", tenant_id)
+                out[t] = int(row["n"]) if row else 0
+                await conn.execute(f"DELETE FROM {_ident(t)} WHERE tenant_id = $1", tenant_id)
+            await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
+            out["tenants"] = 1
+            return out
+
+    # --- tenants ----------------------------------------------------------------------
+    async def ended_tenants(self, before: float) -> list[tuple[str, float]]:
+        async with self.db.reader() as conn:
+            rows = await conn.fetch("SELECT id, ended_at FROM tenants WHERE ended_at IS NOT NULL AND ended_at <= $1 "
+                                    "ORDER BY ended_at", before)
+            return [(str(r["id"]), float(r["ended_at"])) for r in rows]
+
+    async def end_tenant(self, tenant_id: str, at: float) -> bool:
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow("UPDATE tenants SET ended_at = $2, status = 'ended' WHERE id = $1 RETURNING id",
+                                      tenant_id, at)
+            return row is not None
+
+    # --- policies ---------------------------------------------------------------------
+    async def policy(self, tenant_id: str) -> Policy:
+        async with self.db.reader() as conn:
+            row = await conn.fetchrow("SELECT message_retention_days, erase_mode FROM privacy_policies "
+                                      "WHERE tenant_id = $1", tenant_id)
+        if row is None:
+            return Policy()
+        days = row["message_retention_days"]
+        return Policy(None if days is None else int(days), str(row["erase_mode"]))
+
+    async def set_policy(self, tenant_id: str, policy: Policy) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO privacy_policies (tenant_id, message_retention_days, erase_mode, updated_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET "
+                "message_retention_days = EXCLUDED.message_retention_days, erase_mode = EXCLUDED.erase_mode, "
+                "updated_at = EXCLUDED.updated_at",
+                tenant_id, policy.message_retention_days, policy.erase_mode, self.clock())
+
+    async def policies_with_retention(self) -> list[tuple[str, int]]:
+        async with self.db.reader() as conn:
+            rows = await conn.fetch("SELECT tenant_id, message_retention_days FROM privacy_policies "
+                                    "WHERE message_retention_days IS NOT NULL")
+            return [(str(r["tenant_id"]), int(r["message_retention_days"])) for r in rows]
+
+    async def expire_messages(self, tenant_id: str, before: float, *, dry_run: bool) -> int:
+        """Blank text and attachments of messages created before `before` (rows stay: seq has no holes)."""
+        where = "tenant_id = $1 AND created_at < $2 AND (text <> '' OR attachments <> '[]')"
+        if dry_run:
+            async with self.db.reader() as conn:
+                row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM messages WHERE {where}", tenant_id, before)
+                return int(row["n"]) if row else 0
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(f"UPDATE messages SET text = '', attachments = '[]' WHERE {where} RETURNING id",
+                                    tenant_id, before)
+            return len(rows)
+
+    # --- audit ------------------------------------------------------------------------
+    async def audit(self, tenant_ref: str, actor: str, action: str, subject: str,
+                    details: dict[str, Any]) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO privacy_audit (id, tenant_ref, actor, action, subject, details, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                new_id(), tenant_ref, actor, action, subject, json.dumps(details, sort_keys=True), self.clock())
+
+    async def audit_log(self, tenant_ref: str, limit: int = 100) -> list[AuditEntry]:
+        async with self.db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT id, tenant_ref, actor, action, subject, details, created_at FROM privacy_audit "
+                "WHERE tenant_ref = $1 ORDER BY created_at DESC LIMIT $2", tenant_ref, limit)
+        return [AuditEntry(str(r["id"]), str(r["tenant_ref"]), str(r["actor"]), str(r["action"]),
+                           str(r["subject"]), json.loads(str(r["details"])), float(r["created_at"]))
+                for r in rows]
+
+
+def _children_first(tables: set[str], edges: set[tuple[str, str]]) -> list[str]:
+    """Order `tables` so that a table comes before every table it references."""
+    refs = {t: {p for c, p in edges if c == t and p in tables and p != t} for t in tables}
+    out: list[str] = []
+    remaining = set(tables)
+    while remaining:
+        # a table nobody remaining references can go now
+        ready = sorted(t for t in remaining if not any(t in refs[o] for o in remaining if o != t))
+        if not ready:  # a cycle: fall back to name order for the rest
+            ready = sorted(remaining)
+        out.extend(ready)
+        remaining.difference_update(ready)
+    return out
+
+
+def rows_total(counts: Sequence[int]) -> int:
+    return sum(counts)

@@ -1,0 +1,97 @@
+"""Install reliability, security and privacy features into a built `Gateway`:
+rate limits and connection caps (gateway/limits.py, gateway/guard.py), graceful drain
+(gateway/drain.py), retention and data-subject requests (gateway/privacy/), the OpenAPI
+document and their metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.drain import DRAINER_KEY, Drainer
+from gateway.guard import Guard
+from gateway.http.api import Api
+from gateway.limits import LIMITS_KEY, Limits, upload_limit_middleware
+from gateway.ops_metrics import DbGauges
+from gateway.privacy.dsr import Dsr
+from gateway.privacy.retention import Retention, RetentionScheduler
+from gateway.privacy.routes import PrivacyApi, privacy_routes
+from gateway.privacy.store import PrivacyStore
+from gateway.store.db import Database
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+RETENTION_KEY = web.AppKey("retention", RetentionScheduler)
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
+
+
+def is_sqlite(db: object) -> bool:
+    from gateway.store.sqlite import SqliteStore
+
+    return isinstance(db, SqliteStore)
+
+
+def as_database(store: object) -> Database:
+    """The core store as raw `Database` (both SQL backends are one)."""
+    from gateway.store.sql import SqlStore
+
+    assert isinstance(store, SqlStore), type(store)
+    return store
+
+
+def privacy_store(db: Database) -> PrivacyStore:
+    return PrivacyStore(db, sqlite=is_sqlite(db))
+
+
+def openapi_text() -> str | None:
+    """docs/openapi.yaml of the source tree, or of the working directory (the container's /app)."""
+    for path in (OPENAPI_PATH, Path.cwd() / "docs" / "openapi.yaml"):
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    return None
+
+
+async def install(gw: Gateway) -> None:
+    cfg = gw.config
+    m = gw.metrics
+    limits = Limits(cfg.limits, on_limited=lambda name: m.rate_limited.labels(name).inc())
+    guard = Guard(limits)
+    gw.realtime.guard = guard
+    gw.app[LIMITS_KEY] = limits
+    drainer = Drainer(gw.realtime, guard, gw.node_id, cfg.server.drain_timeout)
+    gw.app[DRAINER_KEY] = drainer
+    gw.app.middlewares.append(drainer.middleware())
+    gw.app.middlewares.append(upload_limit_middleware(limits))
+
+    store = privacy_store(gw.db)
+    retention = RetentionScheduler(
+        Retention(store, cfg.storage.data_dir, cfg.privacy.retention_years, gw.clock),
+        cfg.privacy.retention_interval)
+    gw.app[RETENTION_KEY] = retention
+    gw.on_start.append(retention.start)
+    gw.on_stop.append(retention.stop)
+
+    core = Api(gw.chat, gw.store, cfg)
+    gw.app.add_routes(privacy_routes(PrivacyApi(store, Dsr(store, cfg.storage.data_dir), core.principal,
+                                                core.body)))
+    spec = await asyncio.to_thread(openapi_text)
+
+    async def openapi(_: web.Request) -> web.Response:
+        if spec is None:
+            raise web.HTTPNotFound(reason="docs/openapi.yaml is not installed")
+        return web.Response(text=spec, content_type="application/yaml")
+
+    gw.app.router.add_get("/api/v1/openapi.yaml", openapi)
+
+    m.gauge("izh_rate_limit_buckets", "Live rate-limit buckets and per-IP connection counters",
+            limits.bucket_count)
+    m.gauge("izh_requests_in_flight", "Socket.IO requests being handled", lambda: gw.realtime.inflight)
+    m.gauge("izh_draining", "1 while this node drains", lambda: 1.0 if guard.draining else 0.0)
+    gauges = DbGauges(gw.db, m)
+    gw.on_start.append(gauges.start)
+    gw.on_stop.append(gauges.stop)
+    m.counter_fn("izh_retention_runs_total", "Scheduled retention runs completed", lambda: retention.runs)

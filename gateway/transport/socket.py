@@ -1,0 +1,215 @@
+"""One lean websocket connection: an `asyncio.Protocol` that engineio sees as a socket.
+
+It stands in for engineio's `AsyncSocket` in `AsyncServer.sockets` (same attributes and
+coroutines: `send`, `close`, `check_ping_timeout`, …), so python-socketio's packet and
+namespace layer runs unchanged on top. It holds no task and no queue: inbound frames are
+parsed in `data_received`; outbound bytes go through one per-connection buffer.
+
+Per-connection order: fan-out frames are appended to `_pending` and written by the hub's
+flush (within `flush_delay`); every direct write (acks, private events, CONNECT replies,
+pings, close) first writes whatever is pending, so bytes leave in call order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from engineio import packet as eio_packet
+
+from gateway.transport.frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameError,
+    FrameParser,
+    close_frame,
+    encode_frame,
+)
+
+if TYPE_CHECKING:
+    from gateway.transport.hub import LeanTransport
+
+log = logging.getLogger(__name__)
+
+
+def packet_frame(pkt: Any) -> bytes:
+    """An engine.io packet as one websocket frame (text, or binary for binary payloads)."""
+    encoded = pkt.encode()
+    if isinstance(encoded, bytes):
+        return encode_frame(encoded, OP_BINARY)
+    return encode_frame(encoded.encode("utf-8"), OP_TEXT)
+
+
+class LeanSocket(asyncio.Protocol):
+    __slots__ = (
+        "_hub", "_parser", "_pending", "_pending_size", "_session", "closed", "closing", "connected",
+        "last_ping", "ping_due", "sid", "transport", "upgraded", "upgrading",
+    )
+
+    def __init__(self, hub: LeanTransport, sid: str, max_message: int) -> None:
+        self._hub = hub
+        self.sid = sid
+        self.transport: Any = None  # the asyncio or uvloop transport
+        self._parser = FrameParser(max_message)
+        self._pending: list[bytes] = []  # the shared empty list until something is queued
+        self._pending_size = 0
+        self.connected = True
+        self.upgraded = True
+        self.upgrading = False
+        self.closing = False
+        self.closed = False
+        self._session: dict[str, Any] | None = None
+        self.last_ping: float | None = None  # when an unanswered ping was sent
+        self.ping_due = time.monotonic() + hub.ping_interval
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """engineio's per-socket user session, allocated on first use."""
+        if self._session is None:
+            self._session = {}
+        return self._session
+
+    # --- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._parser.feed(data)
+        except FrameError as exc:
+            self._fail(exc.code, str(exc))
+            return
+        for opcode, payload in frames:
+            if self.closing or self.closed:
+                return
+            if opcode == OP_TEXT:
+                self._on_text(payload.decode("utf-8", "replace"))
+            elif opcode == OP_BINARY:
+                self._hub.on_message(self, payload)
+            elif opcode == OP_PING:
+                self._write(encode_frame(payload, OP_PONG))
+            elif opcode == OP_CLOSE:
+                self._write(close_frame(CLOSE_NORMAL))
+                self._hub.on_gone(self, "client")
+            # OP_PONG: nothing to do (engine.io pings are packets, not frames)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._pending.clear()
+        self._pending_size = 0
+        if not self.closing and not self.closed:
+            self._hub.on_gone(self, "transport")
+
+    # --- engine.io packets in ------------------------------------------------
+    def _on_text(self, text: str) -> None:
+        if not text:
+            return
+        kind = text[0]
+        if kind == "4":
+            self._hub.on_message(self, text[1:])
+        elif kind == "3":
+            self.last_ping = None
+        elif kind == "2":
+            self._write(encode_frame(b"3" + text[1:].encode(), OP_TEXT))
+        elif kind == "1":
+            self._hub.on_gone(self, "client")
+        # "5" (upgrade) and "6" (noop) carry nothing for a websocket-only connection
+
+    # --- bytes out -------------------------------------------------------------
+    def queue(self, frame: bytes) -> None:
+        """Append a pre-built frame; the hub flushes it within its flush delay."""
+        if self.transport is None or self.closing:
+            return
+        if not self._pending:
+            self._hub.mark_dirty(self)
+        self._pending.append(frame)
+        self._pending_size += len(frame)
+        if self._pending_size > self._hub.high_water:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        n = len(self._pending)
+        data = self._pending[0] if n == 1 else b"".join(self._pending)
+        self._hub.frames_coalesced += n
+        self._hub.writes_coalesced += 1
+        self._pending = []
+        self._pending_size = 0
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        t = self.transport
+        if t is None:
+            return
+        if self._pending:
+            self.flush()
+        t.write(data)
+        if t.get_write_buffer_size() > self._hub.high_water:
+            self._hub.on_overflow(self)
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write now, after anything pending (acks, private packets, control)."""
+        self._write(frame)
+
+    def ping_tick(self, now: float) -> None:
+        """Called by the hub's shared timer; sends a ping or closes on a missing pong."""
+        if self.last_ping is not None:
+            if now - self.last_ping > self._hub.ping_timeout:
+                self._hub.on_gone(self, "ping_timeout")
+            return
+        if now >= self.ping_due:
+            self.last_ping = now
+            self.ping_due = now + self._hub.ping_interval
+            self._write(b"\x81\x012")
+
+    def abort(self) -> None:
+        t = self.transport
+        self._pending = []
+        self._pending_size = 0
+        if t is not None:
+            t.abort()
+
+    def close_transport(self, code: int = CLOSE_NORMAL) -> None:
+        t = self.transport
+        if t is None:
+            return
+        self._write(close_frame(code))
+        t.close()
+
+    def _fail(self, code: int, message: str) -> None:
+        log.info("websocket %s: %s", self.sid, message)
+        t = self.transport
+        if t is not None:
+            self._pending = []
+            t.write(close_frame(code, message))
+            t.close()
+        self._hub.on_gone(self, "transport")
+
+    # --- the engineio socket interface ------------------------------------------
+    async def send(self, pkt: Any) -> None:
+        if self.closed:
+            return
+        self._write(packet_frame(pkt))
+
+    async def check_ping_timeout(self) -> bool:
+        return not self.closed
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        await self._hub.server._trigger_event(
+            "disconnect", self.sid, reason or self._hub.server.reason.SERVER_DISCONNECT, run_async=False)
+        if not abort:
+            self._write(packet_frame(eio_packet.Packet(eio_packet.CLOSE)))
+        self.closed = True
+        self.close_transport(CLOSE_NORMAL if not abort else CLOSE_GOING_AWAY)
+        self._hub.forget(self)

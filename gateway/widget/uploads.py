@@ -1,0 +1,173 @@
+"""Uploaded attachments: storage under DATA_DIR/uploads/<tenant>/, access rules, signed
+URLs, and the resolver that turns upload ids of `message:send` into attachment dicts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
+from gateway.domain import Conversation
+from gateway.errors import Code, GatewayError, bad_request, not_found
+from gateway.store import NotFound, Store
+from gateway.store.rows import new_id
+from gateway.widget.store import Upload, WidgetStore
+
+MAX_ATTACHMENTS = 10
+LINK_TTL = 300.0
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+_MIME_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,99}$")
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class TooLarge(GatewayError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(Code.PAYLOAD_TOO_LARGE, f"the file is larger than {limit} bytes", limit=limit)
+
+
+def clean_name(name: str | None) -> str:
+    """A display file name: no path, no control characters, at most 200 characters."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:200] or "file"
+
+
+def clean_mime(value: str | None) -> str:
+    mime = (value or "").split(";", 1)[0].strip().lower()
+    return mime if _MIME_RE.match(mime) else "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Uploader:
+    tenant_id: str
+    type: str  # "contact" | "agent"
+    id: str
+
+    @staticmethod
+    def of(p: Principal) -> Uploader:
+        if isinstance(p, AgentPrincipal):
+            return Uploader(p.tenant_id, "agent", p.agent_id)
+        return Uploader(p.tenant_id, "contact", p.contact_id)
+
+
+class Uploads:
+    def __init__(self, store: WidgetStore, core: Store, root: Path, *, max_bytes: int, secret: str,
+                 clock: Callable[[], float], public_url: str | None = None) -> None:
+        self.store = store
+        self.core = core
+        self.root = root
+        self.max_bytes = max_bytes
+        self._key = hashlib.sha256(b"izh-upload-url:" + secret.encode()).digest()
+        self.clock = clock
+        self.public_url = (public_url or "").rstrip("/")
+
+    def url(self, upload_id: str) -> str:
+        return f"{self.public_url}/api/v1/uploads/{upload_id}"
+
+    def view(self, u: Upload) -> dict[str, Any]:
+        return {"id": u.id, "name": u.name, "mime_type": u.mime_type, "size": u.size, "url": self.url(u.id)}
+
+    def file_path(self, u: Upload) -> Path:
+        return self.root / u.path
+
+    # --- saving ----------------------------------------------------------
+    async def save(self, p: Principal, name: str | None, mime: str | None, declared: int | None,
+                   chunks: AsyncIterator[bytes]) -> Upload:
+        if declared is not None and declared > self.max_bytes:
+            raise TooLarge(self.max_bytes)
+        who = Uploader.of(p)
+        upload_id = new_id()
+        rel = f"{who.tenant_id}/{upload_id}"
+        path = self.root / rel
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        size = 0
+        f = await asyncio.to_thread(open, path, "wb")
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise TooLarge(self.max_bytes)
+                await asyncio.to_thread(f.write, chunk)
+        except BaseException:
+            await asyncio.to_thread(f.close)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.unlink, path)
+            raise
+        await asyncio.to_thread(f.close)
+        if size == 0:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.unlink, path)
+            raise bad_request("the file is empty")
+        u = Upload(upload_id, who.tenant_id, who.type, who.id, None, clean_name(name), clean_mime(mime), size,
+                   rel, self.clock())
+        await self.store.add_upload(u)
+        return u
+
+    # --- reading ---------------------------------------------------------
+    async def readable(self, p: Principal, upload_id: str) -> Upload:
+        """The upload if `p` may read it: any agent of its tenant, the visitor who uploaded
+        it, or the visitor whose conversation it was attached to."""
+        if not _ID_RE.match(upload_id):
+            raise not_found("upload")
+        u = await self.store.get_upload(p.tenant_id, upload_id)
+        if u is None:
+            raise not_found("upload")
+        if isinstance(p, AgentPrincipal):
+            return u
+        assert isinstance(p, VisitorPrincipal)
+        if u.uploader_type == "contact" and u.uploader_id == p.contact_id:
+            return u
+        if u.conversation_id is not None:
+            try:
+                conv = await self.core.get_conversation(p.tenant_id, u.conversation_id)
+            except NotFound:
+                raise not_found("upload") from None
+            if conv.contact_id == p.contact_id:
+                return u
+        raise not_found("upload")
+
+    def sign(self, tenant_id: str, upload_id: str, exp: int) -> str:
+        msg = f"{tenant_id}:{upload_id}:{exp}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def signed_url(self, u: Upload) -> tuple[str, int]:
+        exp = int(self.clock() + LINK_TTL)
+        return f"{self.url(u.id)}?t={u.tenant_id}&exp={exp}&sig={self.sign(u.tenant_id, u.id, exp)}", exp
+
+    async def by_signature(self, upload_id: str, tenant_id: str, exp: str, sig: str) -> Upload:
+        try:
+            exp_i = int(exp)
+        except ValueError:
+            raise GatewayError(Code.UNAUTHORIZED, "invalid link") from None
+        if (not _ID_RE.match(upload_id) or not _ID_RE.match(tenant_id) or exp_i < self.clock()
+                or not hmac.compare_digest(self.sign(tenant_id, upload_id, exp_i), sig)):
+            raise GatewayError(Code.UNAUTHORIZED, "invalid or expired link")
+        u = await self.store.get_upload(tenant_id, upload_id)
+        if u is None:
+            raise not_found("upload")
+        return u
+
+    # --- attaching (message:send) -----------------------------------------
+    async def resolve(self, p: Principal, conv: Conversation, upload_ids: list[str]) -> list[dict[str, Any]]:
+        """Upload ids → attachment dicts; each must be the sender's own upload, not yet
+        attached to another conversation. Binds them to `conv`."""
+        if len(upload_ids) > MAX_ATTACHMENTS:
+            raise GatewayError(Code.LIMIT_REACHED, "too many attachments", limit=MAX_ATTACHMENTS)
+        who = Uploader.of(p)
+        out: list[dict[str, Any]] = []
+        for uid in upload_ids:
+            u = await self.store.get_upload(p.tenant_id, uid)
+            if (u is None or u.uploader_type != who.type or u.uploader_id != who.id
+                    or u.conversation_id not in (None, conv.id)):
+                raise GatewayError(Code.NOT_FOUND, "upload not found", field="attachments", id=uid)
+            out.append(self.view(u))
+        await self.store.bind_uploads(p.tenant_id, upload_ids, conv.id)
+        return out

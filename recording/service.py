@@ -1,0 +1,112 @@
+"""Recording use cases: start (encrypting Ogg/Opus writer), finish, decrypt, export, shred."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.store.rows import new_id
+from recording.agestream import AgeStreamWriter, decrypt_prefix
+from recording.blobs import BlobStore
+from recording.catalogue import Catalogue, RecordingRow
+from recording.keys import KeyRing
+from recording.oggopus import OggOpusMuxer
+
+log = logging.getLogger(__name__)
+
+
+class RecordingGone(Exception):
+    """Unknown id, other tenant, or the key was shredded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    row: RecordingRow
+    data: bytes  # the Ogg/Opus file (or its authenticated prefix)
+    complete: bool
+
+
+class ActiveRecording:
+    """One call's recording; `add` runs on the event loop (mux only), `finish` seals it."""
+
+    def __init__(self, row: RecordingRow, writer: AgeStreamWriter, muxer: OggOpusMuxer,
+                 catalogue: Catalogue) -> None:
+        self.row = row
+        self._writer = writer
+        self._muxer = muxer
+        self._catalogue = catalogue
+        self._done = False
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    def add(self, leg: int, payload: bytes, rtp_ts: int) -> None:
+        if not self._done:
+            try:
+                self._muxer.add(leg, payload, rtp_ts)
+            except Exception:
+                log.exception("recording %s: mux failed; recording stops here", self.row.id)
+                self._done = True
+
+    async def finish(self) -> RecordingRow:
+        self._done = True
+        state = "complete"
+        size, sha = 0, None
+        try:
+            self._muxer.close()
+        except Exception:
+            log.exception("recording %s: closing the muxer failed", self.row.id)
+            state = "failed"
+        try:
+            size, sha = await asyncio.to_thread(self._writer.finish)
+        except Exception:
+            log.exception("recording %s: sealing failed", self.row.id)
+            state = "failed"
+        duration = round(self._muxer.duration, 3)
+        await self._catalogue.finish(self.row.tenant_id, self.row.id, state=state, size=size,
+                                     duration=duration, sha256=sha)
+        return RecordingRow(self.row.id, self.row.tenant_id, self.row.call_id, self.row.key_id, self.row.blob_key,
+                            state, size, duration, sha, self.row.created_at)
+
+
+class Recordings:
+    def __init__(self, keys: KeyRing, catalogue: Catalogue, blobs: BlobStore, clock: Callable[[], float],
+                 monotonic: Callable[[], float]) -> None:
+        self.keys = keys
+        self.catalogue = catalogue
+        self.blobs = blobs
+        self.clock = clock
+        self.monotonic = monotonic
+
+    async def start(self, tenant_id: str, call_id: str, legs: Sequence[str]) -> ActiveRecording:
+        key = await self.keys.current(tenant_id)
+        rec_id = new_id()
+        row = RecordingRow(rec_id, tenant_id, call_id, key.key_id, f"{tenant_id}/{rec_id}.age", "recording",
+                           0, 0.0, None, self.clock())
+        await self.catalogue.insert(row)
+        writer = AgeStreamWriter(self.blobs.create(row.blob_key), key.recipient)
+        muxer = OggOpusMuxer(writer, legs, self.monotonic)
+        return ActiveRecording(row, writer, muxer, self.catalogue)
+
+    async def row(self, tenant_id: str | None, rec_id: str) -> RecordingRow:
+        row = await (self.catalogue.get_any_tenant(rec_id) if tenant_id is None
+                     else self.catalogue.get(tenant_id, rec_id))
+        if row is None:
+            raise RecordingGone(rec_id)
+        return row
+
+    async def ciphertext(self, row: RecordingRow) -> bytes:
+        return await asyncio.to_thread(self.blobs.read, row.blob_key)
+
+    async def decrypt(self, tenant_id: str, rec_id: str) -> Decrypted:
+        row = await self.row(tenant_id, rec_id)
+        try:
+            identity = await self.keys.identity(tenant_id, row.key_id)
+        except Exception as exc:
+            raise RecordingGone(rec_id) from exc
+        data = await self.ciphertext(row)
+        plain, complete = await asyncio.to_thread(decrypt_prefix, data, identity)
+        return Decrypted(row, plain, complete)

@@ -1,0 +1,97 @@
+"""Screenshots of the widget (closed, open, offline) and the agent console → docs/images/.
+
+    .venv/bin/python scripts/screenshots.py
+
+Starts a gateway in this process on a free loopback port with a temporary DATA_DIR and
+the demo tenant, drives headless Debian chromium (/usr/bin/chromium) with Playwright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+from playwright.async_api import Page, async_playwright, expect
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.app import build_gateway  # noqa: E402
+from gateway.config import Config, ServerConfig, StorageConfig  # noqa: E402
+from gateway.demo import ensure_demo, load_demo  # noqa: E402
+
+OUT = ROOT / "docs" / "images"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+T = 15_000
+
+
+async def shot(page: Page, name: str) -> None:
+    await page.wait_for_timeout(300)
+    await page.screenshot(path=str(OUT / name))
+    print("wrote", OUT / name)
+
+
+async def main() -> None:
+    await asyncio.to_thread(subprocess.run, ["bash", str(ROOT / "scripts" / "build-widget.sh")], check=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config(server=ServerConfig(host="127.0.0.1", port=0), storage=StorageConfig(data_dir=tmp))
+        gw = await build_gateway(config)
+        runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        await ensure_demo(gw.store, config, now=time.time())
+        info = load_demo(tmp)
+        assert info is not None
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                vctx = await browser.new_context(locale="vi-VN", viewport={"width": 1200, "height": 760})
+                page = await vctx.new_page()
+                await page.goto(f"{url}/demo")
+                await expect(page.locator(".launcher")).to_be_visible(timeout=T)
+                await shot(page, "widget-closed.png")
+
+                # nobody online yet: the offline state
+                await page.locator(".launcher").click()
+                await page.get_by_label("Tên của bạn").fill("Nguyễn Thị Lan")
+                await page.get_by_role("button", name="Bắt đầu trò chuyện").click()
+                box = page.get_by_role("textbox", name="Nhập tin nhắn…")
+                await box.fill("Xin chào, áo dài lụa còn size M không ạ?")
+                await box.press("Enter")
+                await expect(page.locator(".offline")).to_be_visible(timeout=T)
+                await shot(page, "widget-offline.png")
+
+                # the agent signs in: the conversation is assigned, the agent answers
+                actx = await browser.new_context(locale="vi-VN", viewport={"width": 1200, "height": 700})
+                console = await actx.new_page()
+                await console.goto(f"{url}/console#token={info['agent_token']}")
+                await console.get_by_role("tab", name="All").click()
+                await console.locator("#convs button", has_text="Lan").click()
+                reply = console.get_by_label("Reply")
+                await reply.fill("Dạ còn ạ! Chị muốn màu đỏ hay màu xanh ngọc?")
+                await reply.press("Enter")
+                await expect(page.locator(".msg.them")).to_have_count(1, timeout=T)
+                await box.fill("Màu đỏ nhé, giao về Hà Nội mất mấy ngày?")
+                await box.press("Enter")
+                await expect(page.locator(".offline")).to_be_hidden(timeout=T)
+                await reply.press_sequentially("Dạ 2-3 ngày", delay=20)
+                await expect(page.locator(".typing")).to_be_visible(timeout=T)
+                await shot(page, "widget-open.png")
+                await expect(console.locator("#messages .msg")).to_have_count(3, timeout=T)
+                await shot(console, "console.png")
+                await browser.close()
+        finally:
+            await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,126 @@
+"""aiortc endpoints for call tests: a tone source, an offer with ICE gathered, a frame counter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from gateway.calls import CALLS_KEY
+from gateway.calls.service import CallService
+from tests.support.server import RunningGateway
+
+TB = fractions.Fraction(1, 48000)
+
+
+class Tone(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, freq: float) -> None:
+        super().__init__()
+        self.freq = freq
+        self.pts = 0
+        self.start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        if self.start is None:
+            self.start = loop.time()
+        wait = self.start + self.pts / 48000 - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        t = (np.arange(960) + self.pts) / 48000
+        samples = (np.sin(2 * math.pi * self.freq * t) * 8000).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self.pts
+        frame.time_base = TB
+        self.pts += 960
+        return frame
+
+
+@dataclass
+class Endpoint:
+    pc: RTCPeerConnection
+    frames: int = 0
+    loud_frames: int = 0
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    def start_counting(self) -> None:
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            self._task = asyncio.create_task(self._count(track))
+
+    async def _count(self, track: Any) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames += 1
+                arr = frame.to_ndarray()
+                if np.abs(arr.astype(np.int32)).max() > 500:
+                    self.loud_frames += 1
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+def endpoint(freq: float) -> Endpoint:
+    ep = Endpoint(RTCPeerConnection())
+    ep.pc.addTrack(Tone(freq))
+    ep.start_counting()
+    return ep
+
+
+def calls_of(rg: RunningGateway) -> CallService:
+    return rg.gw.app[CALLS_KEY]
+
+
+@dataclass
+class OggReport:
+    streams: list[str]
+    durations: list[float]
+    peak_freqs: list[float]
+    loud_fraction: list[float]
+
+
+def analyse_ogg(data: bytes) -> OggReport:
+    """Decode every Opus stream of an Ogg file; duration, dominant frequency, share of loud frames."""
+    container = av.open(io.BytesIO(data), mode="r", format="ogg")
+    names = [s.metadata.get("title", "") for s in container.streams.audio]
+    pcm: dict[int, list[np.ndarray]] = {s.index: [] for s in container.streams.audio}
+    for packet in container.demux():
+        if packet.size == 0:
+            continue
+        for frame in packet.decode():
+            pcm[packet.stream.index].append(frame.to_ndarray().reshape(-1))  # type: ignore[union-attr]
+    durations, peaks, loud = [], [], []
+    for idx in sorted(pcm):
+        chunks = pcm[idx]
+        x = np.concatenate(chunks) if chunks else np.zeros(1)
+        durations.append(len(x) / 48000)
+        spec = np.abs(np.fft.rfft(x.astype(np.float64)))
+        peaks.append(float(np.argmax(spec[1:]) + 1) * 48000 / len(x))
+        blocks = [np.abs(c).max() for c in chunks] if chunks else [0.0]
+        loud.append(sum(1 for b in blocks if b > 0.02) / len(blocks))
+    container.close()
+    return OggReport(names, durations, peaks, loud)

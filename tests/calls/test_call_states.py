@@ -1,0 +1,114 @@
+"""Missed, cancelled and declined calls; payload validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.calls.support import calls_of, endpoint
+from tests.calls.test_call_flow import setup_parties
+from tests.support.server import make_config, run_gateway
+
+
+@pytest.fixture
+async def short_ring(tmp_path, loopback_ice, monkeypatch):
+    monkeypatch.setenv("CALL_RING_TIMEOUT", "0.8")
+    async with run_gateway(make_config(tmp_path)) as rg:
+        yield rg
+
+
+async def _ended(client, call_id):
+    await client.wait_for(lambda: any(e["call"]["id"] == call_id and e["call"]["state"] == "ended"
+                                      for e in client.of("call:updated")), timeout=5)
+    return [e["call"] for e in client.of("call:updated") if e["call"]["id"] == call_id]
+
+
+async def test_missed_call(short_ring):
+    rg = short_ring
+    nt, _, _, ag, v, conv = await setup_parties(rg)
+    caller = endpoint(440)
+    try:
+        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+        call_id = ack["call"]["id"]
+        events = await _ended(v, call_id)
+        assert [e["state"] for e in events] == ["ringing", "ended"]
+        assert events[-1]["end_reason"] == "missed" and events[-1]["duration"] == 0
+        agent_events = await _ended(ag, call_id)
+        assert agent_events[-1]["end_reason"] == "missed"
+        row = await calls_of(rg).store.get(nt.tenant.id, call_id)
+        assert row and row.state == "ended" and row.end_reason == "missed" and row.answered_at is None
+        assert row.recording_id  # voicemail-style: what the caller said while ringing
+        late = await ag.call("call:accept", {"call_id": call_id, "sdp": await endpoint(660).offer()})
+        assert not late["ok"] and late["error"]["code"] == "not_found"
+    finally:
+        await caller.close()
+        await v.close()
+        await ag.close()
+
+
+async def test_caller_hangs_up_before_answer(call_gateway):
+    rg = call_gateway
+    nt, _, _, ag, v, conv = await setup_parties(rg)
+    caller = endpoint(440)
+    try:
+        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+        call_id = ack["call"]["id"]
+        again = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await endpoint(1).offer()})
+        assert not again["ok"] and again["error"]["code"] == "limit_reached"
+        h = await v.call("call:hangup", {"call_id": call_id})
+        assert h["ok"] and h["call"]["end_reason"] == "cancelled"
+        events = await _ended(ag, call_id)
+        assert [e["state"] for e in events] == ["ringing", "ended"]
+        row = await calls_of(rg).store.get(nt.tenant.id, call_id)
+        assert row and row.end_reason == "cancelled" and row.duration == 0
+        lst = await v.call("call:list", {"conversation_id": conv["id"]})
+        assert [c["end_reason"] for c in lst["calls"]] == ["cancelled"]
+    finally:
+        await caller.close()
+        await v.close()
+        await ag.close()
+
+
+async def test_all_online_agents_decline(call_gateway):
+    rg = call_gateway
+    nt, _, _, ag, v, conv = await setup_parties(rg)
+    caller = endpoint(440)
+    try:
+        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+        d = await ag.call("call:decline", {"call_id": ack["call"]["id"]})
+        assert d["ok"]
+        events = await _ended(v, ack["call"]["id"])
+        assert events[-1]["end_reason"] == "declined"
+    finally:
+        await caller.close()
+        await v.close()
+        await ag.close()
+
+
+async def test_bad_payloads(call_gateway):
+    rg = call_gateway
+    nt, _, _, ag, v, conv = await setup_parties(rg)
+    try:
+        cases = [
+            (v, "call:start", {"conversation_id": conv["id"]}, "bad_request"),
+            (v, "call:start", {"conversation_id": conv["id"], "sdp": 5}, "bad_request"),
+            (v, "call:start", {"conversation_id": conv["id"], "sdp": "hello"}, "bad_request"),
+            (v, "call:start", {"conversation_id": conv["id"], "sdp": "v=0\r\n" + "a" * 70000}, "payload_too_large"),
+            (v, "call:start", {"conversation_id": conv["id"], "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"},
+             "bad_request"),
+            (v, "call:start", {"conversation_id": "f" * 32, "sdp": "v=0\r\n"}, "not_found"),
+            (v, "call:start", {"conversation_id": "nope", "sdp": "v=0\r\n"}, "bad_request"),
+            (v, "call:hangup", {"call_id": "f" * 32}, "not_found"),
+            (ag, "call:accept", {"call_id": "f" * 32, "sdp": "v=0\r\n"}, "not_found"),
+            (ag, "call:accept", {"call_id": 3}, "bad_request"),
+            (ag, "call:decline", {}, "bad_request"),
+        ]
+        for client, event, payload, code in cases:
+            r = await client.call(event, payload)
+            assert not r["ok"] and r["error"]["code"] == code, (event, payload if len(str(payload)) < 200 else "", r)
+        # a visitor cannot accept; the namespace has no such event
+        r = await v.call("call:accept", {"call_id": "f" * 32, "sdp": "v=0"})
+        assert not r["ok"] and r["error"]["code"] == "unknown_event"
+        assert calls_of(rg).active == {}
+    finally:
+        await v.close()
+        await ag.close()

@@ -1,0 +1,174 @@
+"""Connector tables on every backend: channels, links, email ids, outbox claiming."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from connectors.base import OutboundMessage, SendResult, TransientError
+from connectors.channels import ChannelError, ChannelStore
+from connectors.crypto import SecretBox
+from connectors.email.store import EmailIdStore
+from connectors.links import LinkStore
+from connectors.outbox import Outbox
+from connectors.settings import OutboxSettings
+from gateway.broker.memory import MemoryBroker, MemoryHub
+from gateway.chat.service import ChatService
+from gateway.config import LimitsConfig
+from gateway.domain import AuthorType, Channel, DeliveryState, NewMessage
+from gateway.store.factory import open_store
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+from tests.connectors.conftest import PG_DSN, drop_schema
+
+Opened = SqliteStore | PostgresStore
+
+
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Opened]]:
+    """Two independently opened stores on one fresh database (two "nodes")."""
+    if request.param == "sqlite":
+        url, schema = f"sqlite:///{tmp_path / 'db.sqlite3'}", None
+    else:
+        url, schema = PG_DSN, f"cx_{uuid.uuid4().hex[:12]}"
+    opened: list[Opened] = []
+    try:
+        for _ in range(2):
+            opened.append(await open_store(url, sqlite_path="unused", schema=schema))
+        yield opened
+    finally:
+        for s in opened:
+            await s.close()
+        if schema is not None:
+            await drop_schema(schema)
+
+
+async def tenant(store: Opened, name: str = "Shop") -> str:
+    t = await store.create_tenant(name=name, widget_key=f"wk_{uuid.uuid4().hex}", identity_secret="s", now=1.0)
+    return t.id
+
+
+async def test_channels_seal_credentials_and_route_by_address(stores: list[Opened]) -> None:
+    store = stores[0]
+    box = SecretBox(b"\x05" * 32)
+    channels = ChannelStore(store, box, time.time)
+    t1, t2 = await tenant(store), await tenant(store, "Other")
+    ch = await channels.add(tenant_id=t1, kind=Channel.EMAIL, name="Hỗ trợ", credentials={"password": "p@ss"},
+                            settings={"address": "Support@Shop.VN", "smtp_port": 587})
+    assert ch.address == "support@shop.vn" and ch.settings["smtp_port"] == 587
+    async with store.reader() as conn:
+        raw = await conn.fetchrow("SELECT credentials FROM connector_channels WHERE id = $1", ch.id)
+    assert raw is not None and "p@ss" not in raw["credentials"]
+    assert await channels.credentials(ch) == {"password": "p@ss"}
+    assert (await channels.find_by_address(Channel.EMAIL, "SUPPORT@shop.vn")) == ch
+    assert await channels.find_by_address(Channel.FACEBOOK, "support@shop.vn") is None
+    assert await channels.get(t2, ch.id) is None  # another tenant sees nothing
+    assert await channels.list(t2) == [] and [c.id for c in await channels.list(t1)] == [ch.id]
+    assert (await channels.for_tenant(t1, Channel.EMAIL)) == ch
+    with pytest.raises(ChannelError, match="already uses address"):
+        await channels.add(tenant_id=t2, kind=Channel.EMAIL, name="x", credentials={},
+                           settings={"address": "support@shop.vn"})
+    with pytest.raises(ChannelError):
+        await channels.add(tenant_id=t1, kind=Channel.WIDGET, name="x", credentials={}, settings={})
+    await channels.set_enabled(t1, ch.id, False)
+    assert await channels.find_by_address(Channel.EMAIL, "support@shop.vn") is None
+    assert await channels.for_tenant(t1, Channel.EMAIL) is None
+    # the other node reads it with the same key
+    other = ChannelStore(stores[1], box, time.time)
+    assert await other.credentials(ch) == {"password": "p@ss"}
+
+
+async def test_links_and_email_ids(stores: list[Opened]) -> None:
+    store = stores[0]
+    t = await tenant(store)
+    contact = await store.create_contact(tenant_id=t, name="A", email=None, now=1.0)
+    conv = await store.create_conversation(tenant_id=t, channel=Channel.EMAIL, contact_id=contact.id, now=1.0,
+                                           external_thread_id="root@x")
+    links = LinkStore(store, time.time)
+    results = await asyncio.gather(*(links.ensure(t, conv.id, channel_id=None, recipient_id="a@x") for _ in range(5)))
+    assert sorted(results) == [False] * 4 + [True]
+    link = await links.get(t, conv.id)
+    assert link is not None and link.recipient_id == "a@x"
+    assert await links.get("other-tenant", conv.id) is None
+    ids = EmailIdStore(store, iter(range(10, 100)).__next__)
+    await ids.record(t, "root@x", conv.id, "in", "Hello")
+    await ids.record(t, "root@x", conv.id, "in", "Hello")  # idempotent
+    await ids.record(t, "ours@help", conv.id, "out", "Re: Hello")
+    assert await ids.find_conversation(t, ["unknown@x", "ours@help"]) == conv.id
+    assert await ids.find_conversation("other-tenant", ["ours@help"]) is None
+    assert [x.message_id for x in await ids.thread(t, conv.id)] == ["root@x", "ours@help"]
+
+
+class Recorder:
+    channel = Channel.YOUTUBE
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.sent: list[str] = []
+        self.fail_first = fail_first
+
+    async def start(self, sink: object) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def routes(self) -> list[object]:
+        return []
+
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        await asyncio.sleep(0.01)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise TransientError("busy", retry_after=0.0)
+        self.sent.append(msg.message_id)
+        return SendResult(external_message_id=f"x-{msg.message_id}")
+
+
+def outbox_on(store: Opened, node: str, recorder: Recorder, **settings: float) -> Outbox:
+    chat = ChatService(store, MemoryBroker(MemoryHub(), node), node_id=node, limits=LimitsConfig(),
+                       clock=time.time, presence_ttl=45.0)
+    return Outbox(db=store, store=store, chat=chat, links=LinkStore(store, time.time),
+                  connectors={Channel.YOUTUBE: recorder},  # type: ignore[dict-item]
+                  settings=OutboxSettings(base_delay=0.0, max_delay=0.0, batch=5, **settings),  # type: ignore[arg-type]
+                  node_id=node, clock=time.time)
+
+
+async def test_two_nodes_never_send_one_row_twice(stores: list[Opened]) -> None:
+    a_store, b_store = stores
+    t = await tenant(a_store)
+    contact = await a_store.create_contact(tenant_id=t, name="V", email=None, now=1.0)
+    conv = await a_store.create_conversation(tenant_id=t, channel=Channel.YOUTUBE, contact_id=contact.id, now=1.0,
+                                             external_thread_id="v1")
+    await LinkStore(a_store, time.time).ensure(t, conv.id, channel_id=None, recipient_id="UC1")
+    rec_a, rec_b = Recorder(fail_first=3), Recorder()
+    a, b = outbox_on(a_store, "node-a", rec_a), outbox_on(b_store, "node-b", rec_b)
+    ids = []
+    for i in range(12):
+        res = await a_store.append_message(t, conv.id, NewMessage(author_type=AuthorType.AGENT, author_id=None,
+                                                                  text=f"r{i}", client_id=str(uuid.uuid4())),
+                                           now=time.time())
+        await (a if i % 2 else b).on_message(res.message, res.conversation)
+        ids.append(res.message.id)
+    deadline = time.monotonic() + 30
+    while len(rec_a.sent) + len(rec_b.sent) < len(ids):
+        assert time.monotonic() < deadline
+        await asyncio.gather(a.run_once(), b.run_once())
+    assert sorted(rec_a.sent + rec_b.sent) == sorted(ids)  # each exactly once
+    for mid in ids:
+        row = await a.get(mid)
+        assert row is not None and row.state == "sent" and row.external_id == f"x-{mid}"
+    msgs = await a_store.get_messages(t, conv.id)
+    assert {m.delivery_state for m in msgs} == {DeliveryState.SENT}
+
+
+async def test_backoff_grows_with_jitter_and_respects_retry_after(stores: list[Opened]) -> None:
+    ob = outbox_on(stores[0], "n", Recorder())
+    ob._settings = OutboxSettings(base_delay=2.0, max_delay=60.0)
+    ob._rand = lambda: 1.0
+    assert [ob.backoff(n, None) for n in (1, 2, 3, 6, 20)] == [2.0, 4.0, 8.0, 60.0, 60.0]
+    ob._rand = lambda: 0.0
+    assert ob.backoff(3, None) == 4.0  # jitter: half of 8
+    assert ob.backoff(1, 30.0) == 30.0

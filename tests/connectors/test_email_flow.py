@@ -1,0 +1,173 @@
+"""Email end to end: smtplib → gateway SMTP → agent; agent reply → SMTP sink; threading."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.email.connector import EmailConnector
+from connectors.install import CONNECTORS_KEY, ConnectorHub
+from gateway.config import Config
+from gateway.domain import Channel
+from tests.connectors.smtp_sink import SmtpSink, smtp_sink
+from tests.support.server import RunningGateway, agent, new_client_id, run_gateway
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def hub_of(rg: RunningGateway) -> ConnectorHub:
+    return rg.gw.app[CONNECTORS_KEY]
+
+
+def email_connector(rg: RunningGateway) -> EmailConnector:
+    c = hub_of(rg).connectors[Channel.EMAIL]
+    assert isinstance(c, EmailConnector)
+    return c
+
+
+async def smtp_send(port: int, msg: EmailMessage) -> None:
+    def _send() -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.send_message(msg)
+
+    await asyncio.to_thread(_send)
+
+
+def customer_mail(to: str, subject: str, body: str, msg_id: str, **headers: str) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = "Nguyễn Văn A <khach@example.vn>"
+    m["To"] = to
+    m["Subject"] = subject
+    m["Message-ID"] = msg_id
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    m.set_content(body)
+    return m
+
+
+async def add_inbox(rg: RunningGateway, tenant_id: str, sink: SmtpSink) -> None:
+    await hub_of(rg).ctx.channels.add(
+        tenant_id=tenant_id, kind=Channel.EMAIL, name="Hỗ trợ Shop", credentials={"username": "", "password": ""},
+        settings={"address": "support@shop.test", "smtp_host": "127.0.0.1", "smtp_port": sink.port,
+                  "smtp_security": "none", "domain": "help.test"},
+    )
+
+
+def from_customer(ag, conv_id: str) -> list[dict[str, Any]]:
+    return [m for m in ag.messages(conv_id) if m["author"]["type"] == "contact"]
+
+
+async def wait_for(pred, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_email_round_trip_threads_into_one_conversation(cx_config: Config) -> None:
+    async with smtp_sink() as sink, run_gateway(cx_config) as rg:
+        port = email_connector(rg).smtp_port
+        assert port
+        nt = await rg.tenant()
+        await add_inbox(rg, nt.tenant.id, sink)
+        ag = await agent(rg.url, nt.admin_token)
+        try:
+            first = customer_mail("Support <support@shop.test>", "Hỏi về đơn hàng #123",
+                                  "Chào shop,\nĐơn hàng của tôi chưa tới.\n", "<m1@example.vn>")
+            first.add_attachment(PNG, maintype="image", subtype="png", filename="hoá đơn.png")
+            await smtp_send(port, first)
+
+            await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
+            conv = ag.of("conversation:created")[0]
+            assert conv["channel"] == "email" and conv["assignee_id"] == nt.admin.id
+            conv_id = conv["id"]
+            assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
+            hist = await ag.call("messages:history", {"conversation_id": conv_id})
+            [m1] = hist["messages"]
+            assert m1["text"] == "Chào shop,\nĐơn hàng của tôi chưa tới."
+            [att] = m1["attachments"]
+            assert att["kind"] == "image" and att["name"] == "hoá đơn.png" and att["size"] == len(PNG)
+            assert (Path(cx_config.storage.data_dir) / att["url"]).read_bytes() == PNG
+
+            # the agent answers: it reaches the customer's mailbox, threaded
+            r = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                "text": "Chào anh, đơn hàng sẽ tới vào thứ Hai."})
+            mid = r["message"]["id"]
+            await wait_for(lambda: len(sink.received) == 1)
+            rcpts, out = sink.received[0]
+            assert rcpts == ["khach@example.vn"]
+            assert out["In-Reply-To"] == "<m1@example.vn>"
+            assert "<m1@example.vn>" in out["References"]
+            assert out["Subject"] == "Re: Hỏi về đơn hàng #123"
+            assert out["Message-ID"] == f"<{mid}.{conv_id[:8]}@help.test>"
+            assert str(out["Reply-To"]).startswith(f"reply+{conv_id}.")
+            assert "support@shop.test" in str(out["From"])
+            assert out.get_content().strip() == "Chào anh, đơn hàng sẽ tới vào thứ Hai."
+            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
+                                          for e in ag.of("message:updated")), timeout=20)
+
+            # the customer's answer to that reply lands in the same conversation, live, unquoted
+            answer = customer_mail(
+                "support@shop.test", "Re: Hỏi về đơn hàng #123",
+                "Cảm ơn shop!\n\nVào Th 2, 1 thg 1, 2024 lúc 10:00 Hỗ trợ Shop <support@shop.test> đã viết:\n"
+                "> Chào anh, đơn hàng sẽ tới vào thứ Hai.\n",
+                "<m2@example.vn>", In_Reply_To=out["Message-ID"], References=f"<m1@example.vn> {out['Message-ID']}")
+            await smtp_send(port, answer)
+            await ag.wait_for(lambda: any(m["seq"] == 3 for m in from_customer(ag, conv_id)), timeout=20)
+            assert from_customer(ag, conv_id)[-1]["text"] == "Cảm ơn shop!"
+
+            # a reply sent straight to the per-conversation Reply-To address, no threading headers
+            third = customer_mail(str(out["Reply-To"]), "khác", "Thêm một câu hỏi", "<m3@example.vn>")
+            await smtp_send(port, third)
+            await ag.wait_for(lambda: any(m["seq"] == 4 for m in from_customer(ag, conv_id)), timeout=20)
+            assert from_customer(ag, conv_id)[-1]["text"] == "Thêm một câu hỏi"
+
+            # the same mail again (SMTP retry) stores nothing new
+            await smtp_send(port, third)
+            listed = await ag.call("conversation:list", {})
+            assert [c["id"] for c in listed["conversations"]] == [conv_id]
+            await asyncio.sleep(0.3)
+            hist = await ag.call("messages:history", {"conversation_id": conv_id})
+            assert [m["seq"] for m in hist["messages"]] == [1, 2, 3, 4]
+        finally:
+            await ag.close()
+
+
+async def test_unknown_recipient_is_refused_and_forged_reply_address_too(cx_sqlite_config: Config) -> None:
+    async with smtp_sink() as sink, run_gateway(cx_sqlite_config) as rg:
+        port = email_connector(rg).smtp_port
+        assert port
+        nt = await rg.tenant()
+        await add_inbox(rg, nt.tenant.id, sink)
+        for rcpt in ("nobody@shop.test", f"reply+{'a' * 32}.{'0' * 16}@help.test"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                await smtp_send(port, customer_mail(rcpt, "x", "y", "<x@example.vn>"))
+
+
+async def test_refused_recipient_fails_permanently(cx_sqlite_config: Config) -> None:
+    async with smtp_sink() as sink, run_gateway(cx_sqlite_config) as rg:
+        port = email_connector(rg).smtp_port
+        assert port
+        nt = await rg.tenant()
+        await add_inbox(rg, nt.tenant.id, sink)
+        ag = await agent(rg.url, nt.admin_token)
+        try:
+            await smtp_send(port, customer_mail("support@shop.test", "Hi", "Hello", "<p1@example.vn>"))
+            await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
+            conv_id = ag.of("conversation:created")[0]["id"]
+            assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
+            sink.refuse_code = "550 5.1.1 no such user"
+            mid = (await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                   "text": "reply"}))["message"]["id"]
+            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "failed"
+                                          for e in ag.of("message:updated")), timeout=20)
+            err = [e for e in ag.of("message:updated") if e["id"] == mid][-1]["delivery"]["error"]
+            assert "recipient refused" in err and "no such user" in err
+        finally:
+            await ag.close()

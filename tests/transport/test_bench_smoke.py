@@ -1,0 +1,33 @@
+"""The bench harness runs end to end at tiny sizes (a smoke test, not a timed assertion)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.node, pytest.mark.slow]
+
+
+async def test_bench_quick_run(tmp_path: Path) -> None:
+    assert shutil.which("node"), "node is required"
+    out = tmp_path / "latest.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fanout", "--quick", "--workers", "1", "--fanout-clients", "20",
+        "--idle-clients", "20", "--out", str(out), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    res = json.loads(out.read_text())
+    for who in ("ours", "peer"):
+        fo = res["fanout"][0][who]
+        assert fo["clients"] == 20 and fo["deliveries_per_s"] > 0 and fo["send_errors"] == 0
+        assert res["rooms"][who]["lost"] == 0 and res["rooms"][who]["sent"] > 0
+        assert res["idle"][who][0]["clients"] == 20
+    assert "ratio" in text.decode()

@@ -1,0 +1,120 @@
+"""Per-connection order on the lean transport under mixed broadcast, ack and private traffic.
+
+A bare python-socketio AsyncServer on the lean transport: each `go` request interleaves
+coalesced fan-out frames (LeanEmitter.emit_many to every connection), private events via
+python-socketio's own emit and private events via the Emitter, then acks. Every client
+must see its packets exactly in the order the server issued them, the ack last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import socketio
+from aiohttp import web
+
+from gateway.realtime.context import Conn
+from gateway.transport import LeanEmitter, LeanSocket, LeanTransport
+from gateway.transport.hub import LeanSettings
+from tests.transport.rawws import RawClient
+
+NS = "/t"
+
+
+@contextlib.asynccontextmanager
+async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, socketio.AsyncServer, LeanTransport]]:
+    sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
+    hub = LeanTransport(sio.eio, LeanSettings(**settings))
+    hub.install()
+    emitter = LeanEmitter(sio, hub)
+    conns: dict[str, Conn] = {}
+
+    class Ns(socketio.AsyncNamespace):  # type: ignore[misc]
+        async def on_connect(self, sid: str, environ: dict[str, Any]) -> None:
+            eio_sid = sio.manager.eio_sid_from_sid(sid, NS)
+            conns[sid] = Conn(sid, eio_sid, NS, "t", cast(Any, None), "")
+
+        async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+            conns.pop(sid, None)
+
+        async def on_go(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+            me = conns[sid]
+            tag = data["tag"]
+            for i in range(data["n"]):
+                if i % 3 == 0:
+                    await emitter.emit_many(list(conns.values()), "b", {"tag": tag, "i": i})
+                elif i % 3 == 1:
+                    await sio.emit("p", {"tag": tag, "i": i}, to=sid, namespace=NS)
+                else:
+                    await emitter.emit(me, "q", {"tag": tag, "i": i})
+                if i % 7 == 0:
+                    await asyncio.sleep(0)  # let other requests interleave
+            return {"tag": tag, "n": data["n"]}
+
+    sio.register_namespace(Ns(NS))
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", sio, hub
+    finally:
+        await hub.shutdown()
+        await runner.cleanup()
+
+
+async def test_order_holds_under_mixed_traffic() -> None:
+    async with bare_server() as (url, sio, hub):
+        clients = [await RawClient.connect(url) for _ in range(4)]
+        for c in clients:
+            c.connect_ns(NS, {})
+            kind, _ = await c.recv_packet()
+            assert kind == "connect"
+        assert all(type(sio.eio.sockets[c.eio_sid]) is LeanSocket for c in clients)
+        n = 60
+        for k, c in enumerate(clients):
+            c.emit(NS, "go", {"tag": k, "n": n})
+        # each client: its own p/q events and the broadcasts of every request, per tag in
+        # issue order; its own ack after all of its own events.
+        per_kind = [sum(1 for i in range(n) if i % 3 == r) for r in range(3)]
+        expected_total = len(clients) * per_kind[0] + per_kind[1] + per_kind[2] + 1  # b from all, own p/q, ack
+        for k, c in enumerate(clients):
+            last: dict[int, int] = {}
+            own_done = False
+            got = 0
+            while got < expected_total:
+                kind, body = await asyncio.wait_for(c.recv_packet(), 20)
+                got += 1
+                if kind == "ack":
+                    assert body[1] == [{"tag": k, "n": n}]
+                    assert last.get(k) == n - 1, f"ack overtook events: {last}"
+                    own_done = True
+                    continue
+                event, data = body
+                tag, i = data["tag"], data["i"]
+                if event in ("p", "q"):
+                    assert tag == k and not own_done
+                assert i > last.get(tag, -1), f"client {k}: {event} {i} after {last.get(tag)}"
+                last[tag] = i
+            assert own_done
+            for tag in range(len(clients)):
+                assert last[tag] >= n - 3  # every request's broadcasts got through
+        for c in clients:
+            await c.close()
+
+
+async def test_coalesced_frames_flush_before_a_private_write() -> None:
+    async with bare_server(flush_delay=10.0) as (url, sio, hub):
+        c = await RawClient.connect(url)
+        c.connect_ns(NS, {})
+        assert (await c.recv_packet())[0] == "connect"
+        # with a 10 s flush delay, only the direct write of `p` can push the queued `b` out
+        c.emit(NS, "go", {"tag": 0, "n": 2})
+        seen = [await asyncio.wait_for(c.recv_packet(), 5) for _ in range(3)]
+        assert [s[1][0] if s[0] == "event" else "ack" for s in seen] == ["b", "p", "ack"]
+        await c.close()

@@ -1,0 +1,262 @@
+// The agent console (/console): queue and conversations live, history, reply, typing,
+// assign / transfer, resolve, presence. Token kept in sessionStorage.
+import { io } from "socket.io-client";
+import { Stream, el, fmtSize, uuid } from "./stream.js";
+import { AgentCalls } from "./agentcall.js";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "izh.console.token";
+
+class Console {
+  constructor() {
+    this.convs = new Map();     // id -> Conversation (+ unread, readSeq, preview)
+    this.contacts = new Map();  // contact id -> Contact
+    this.agents = [];
+    this.filter = "queue";
+    this.current = null;
+    this.stream = new Stream();
+    this.links = new Map();
+    this.calls = new AgentCalls({
+      call: (ev, p) => this.call(ev, p),
+      label: (id) => { const c = this.convs.get(id); return c ? this.label(c) : "a visitor"; },
+      open: (id) => { if (this.current !== id) this.open(id); },
+    });
+  }
+
+  boot() {
+    const m = location.hash.match(/token=([^&]+)/);
+    if (m) { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
+    $("login").addEventListener("submit", (e) => { e.preventDefault(); sessionStorage.setItem(TOKEN_KEY, $("token").value.trim()); this.connect(); });
+    $("logout").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
+    $("presence").addEventListener("change", () => this.call("presence:set", { status: $("presence").value }));
+    $("assign").addEventListener("change", () => this.assign());
+    $("resolve").addEventListener("click", () => this.resolve());
+    $("reply").addEventListener("submit", (e) => { e.preventDefault(); this.reply(); });
+    $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
+    $("reply-text").addEventListener("input", () => this.typed());
+    for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
+    if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
+  }
+
+  showLogin(msg) { $("login").hidden = false; $("app").hidden = true; $("login-error").textContent = msg || ""; $("token").focus(); }
+
+  connect() {
+    if (this.socket) this.socket.close();
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const s = (this.socket = io(`${location.origin}/agent`, { transports: ["websocket"], auth: { token } }));
+    s.on("connect_error", (err) => { if (err.data) { s.close(); sessionStorage.removeItem(TOKEN_KEY); this.showLogin(err.message); } });
+    s.on("session", () => this.onSession());
+    s.on("conversation:created", (c) => this.upsert(c));
+    s.on("conversation:updated", (c) => this.upsert(c));
+    s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
+    s.on("message:new", (m) => this.onMessage(m));
+    this.calls.attach(s);
+    s.on("typing", (ev) => { if (this.current && ev.conversation_id === this.current && ev.author.type === "contact") this.showTyping(ev.typing); });
+  }
+
+  call(event, payload) {
+    return new Promise((resolve) => this.socket.timeout(10000).emit(event, payload, (err, ack) => resolve(err ? { ok: false, error: { code: "timeout" } } : ack)));
+  }
+
+  async onSession() {
+    $("login").hidden = true; $("app").hidden = false;
+    const [s, list, agents] = await Promise.all([this.call("session:get"), this.call("conversation:list", { limit: 200 }),
+      this.call("agent:list")]);
+    this.agents = agents.agents || [];
+    const myId = s.agent ? s.agent.id : s.agent_id;
+    this.me = this.agents.find((a) => a.id === myId) || s.agent || { id: myId, name: "", status: "online" };
+    $("me").textContent = this.me.name;
+    $("presence").value = this.me.status;
+    for (const c of list.conversations || []) this.upsert({ ...c, readSeq: c.last_seq - (c.unread || 0) }, true);
+    this.renderList();
+    if (this.current) await this.open(this.current, true);
+  }
+
+  upsert(c, quiet) {
+    const old = this.convs.get(c.id) || {};
+    const merged = { ...old, ...c };
+    if (merged.readSeq === undefined) merged.readSeq = 0;
+    if (c.last_message) merged.preview = c.last_message.text || "📎";
+    merged.unread = this.current === c.id ? 0 : Math.max(0, merged.last_seq - merged.readSeq);
+    this.convs.set(c.id, merged);
+    this.contact(merged.contact_id, c.id);
+    if (!quiet) this.renderList();
+    if (this.current === c.id) this.renderHead();
+  }
+
+  async contact(contactId, convId) {
+    if (this.contacts.has(contactId)) return this.contacts.get(contactId);
+    this.contacts.set(contactId, null);
+    const r = await this.call("conversation:get", { conversation_id: convId });
+    if (r.ok) { this.contacts.set(contactId, r.contact); this.renderList(); if (this.current === convId) this.renderHead(); }
+    return r.contact;
+  }
+
+  label(c) {
+    const ct = this.contacts.get(c.contact_id);
+    return (ct && (ct.name || ct.email)) || `Visitor ${c.contact_id.slice(0, 6)}`;
+  }
+
+  matches(c) {
+    if (this.filter === "queue") return !c.assignee_id && c.status !== "resolved";
+    if (this.filter === "mine") return c.assignee_id === (this.me && this.me.id) && c.status !== "resolved";
+    return true;
+  }
+
+  setFilter(f) {
+    this.filter = f;
+    for (const b of document.querySelectorAll(".tabs button")) b.setAttribute("aria-selected", String(b.dataset.filter === f));
+    this.renderList();
+  }
+
+  renderList() {
+    const all = [...this.convs.values()].sort((a, b) => b.updated_at - a.updated_at);
+    const counts = { queue: 0, mine: 0, all: all.length };
+    const f = this.filter;
+    for (const c of all) { for (const k of ["queue", "mine"]) { this.filter = k; if (this.matches(c)) counts[k]++; } }
+    this.filter = f;
+    for (const k of Object.keys(counts)) $(`count-${k}`).textContent = counts[k] ? `(${counts[k]})` : "";
+    const ul = $("convs");
+    ul.replaceChildren(...all.filter((c) => this.matches(c)).map((c) => el("li", {},
+      el("button", { type: "button", "data-conversation": c.id, "aria-current": String(c.id === this.current), onclick: () => this.open(c.id) },
+        el("div", { class: "row" }, el("span", { class: "name", text: this.label(c) }),
+          c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread`, text: String(c.unread) }) : null),
+        el("div", { class: "preview", text: c.preview || "" }),
+        el("div", { class: "tag", text: `${c.channel} · ${c.status}${c.assignee_id ? "" : " · unassigned"}` })))));
+  }
+
+  renderHead() {
+    const c = this.convs.get(this.current);
+    if (!c) return;
+    const ct = this.contacts.get(c.contact_id);
+    $("conv-title").textContent = this.label(c) + (ct && ct.email && ct.name ? ` <${ct.email}>` : "");
+    $("resolve").textContent = c.status === "resolved" ? "Reopen" : "Resolve";
+    this.renderAssign();
+  }
+
+  renderAssign() {
+    const c = this.convs.get(this.current);
+    if (!c) return;
+    const sel = $("assign");
+    sel.replaceChildren(el("option", { value: "", text: "— unassigned —" }),
+      ...this.agents.map((a) => el("option", { value: a.id, text: `${a.name} (${a.status})` })));
+    sel.value = c.assignee_id || "";
+  }
+
+  async open(id, reopen) {
+    if (this.current && this.current !== id) this.call("conversation:unwatch", { conversation_id: this.current });
+    if (this.current !== id || reopen) { this.stream.reset(null, 0); $("messages").replaceChildren(); }
+    this.current = id;
+    $("none").style.display = "none";
+    $("conv").style.display = "flex";
+    this.showTyping(false);
+    this.renderHead();
+    const h = await this.call("messages:history", { conversation_id: id, limit: 100 });
+    if (!h.ok || this.current !== id) return;
+    this.stream.reset(h.epoch, h.messages.length ? h.messages[0].seq - 1 : h.last_seq);
+    for (const m of h.messages) this.stream.add(m);
+    await this.call("conversation:watch", { conversation_id: id, epoch: h.epoch, after_seq: this.stream.contiguous });
+    this.renderMessages();
+    this.markRead();
+    this.renderList();
+    $("reply-text").focus();
+  }
+
+  onMessage(m) {
+    if (m.conversation_id !== this.current) return;
+    if (this.stream.add(m) !== "added") return;
+    if (m.author.type === "contact") this.showTyping(false);
+    this.renderMessages();
+    this.markRead();
+  }
+
+  markRead() {
+    const c = this.convs.get(this.current);
+    const seq = this.stream.contiguous;
+    if (!c || !seq || document.hidden) return;
+    if (seq > (c.readSeq || 0)) { c.readSeq = seq; this.call("read", { conversation_id: c.id, seq }); }
+    c.unread = 0;
+    this.renderList();
+  }
+
+  renderMessages() {
+    const box = $("messages");
+    const have = new Set([...box.children].map((n) => n.dataset.seq));
+    for (const m of this.stream.visible()) {
+      if (have.has(String(m.seq))) continue;
+      const bubble = el("div", { class: "bubble" });
+      if (m.text) bubble.append(el("div", { text: m.text }));
+      for (const a of m.attachments || []) bubble.append(this.attachment(a));
+      const who = m.author.type === "agent" ? (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name : m.author.type === "contact" ? "Visitor" : "System";
+      const t = new Date(m.created_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      box.append(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })));
+    }
+    box.scrollTop = box.scrollHeight;
+  }
+
+  attachment(a) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const p = this.links.get(a.id) || fetch(`/api/v1/uploads/${a.id}/link`, { headers: { Authorization: `Bearer ${token}` } })
+      .then((r) => r.json()).then((j) => (j.ok ? j.url : null)).catch(() => null);
+    this.links.set(a.id, p);
+    if (/^image\/(png|jpeg|gif|webp)$/.test(a.mime_type)) {
+      const img = el("img", { alt: a.name, "data-upload": a.id });
+      p.then((u) => { if (u) img.src = u; });
+      return img;
+    }
+    const link = el("a", { href: "#", class: "file", "data-upload": a.id, target: "_blank", rel: "noopener", text: `📎 ${a.name} (${fmtSize(a.size)})` });
+    p.then((u) => { if (u) link.href = u; });
+    return link;
+  }
+
+  async reply() {
+    const ta = $("reply-text");
+    const text = ta.value.trim();
+    if (!text || !this.current) return;
+    ta.value = "";
+    this.stopTyping();
+    const client_id = uuid();
+    for (let i = 0; i < 5; i++) {
+      const ack = await this.call("message:send", { conversation_id: this.current, client_id, text });
+      if (ack.ok) { this.onMessage(ack.message); return; }
+      if (ack.error.code !== "timeout") { alert(ack.error.message); return; }
+    }
+  }
+
+  typed() {
+    if (!this.current) return;
+    const now = Date.now();
+    if (!this.typingOn || now - this.typingAt > 2000) {
+      this.typingOn = true; this.typingAt = now;
+      this.socket.emit("typing", { conversation_id: this.current, typing: true }, () => {});
+    }
+    clearTimeout(this.typingIdle);
+    this.typingIdle = setTimeout(() => this.stopTyping(), 3000);
+  }
+
+  stopTyping() {
+    clearTimeout(this.typingIdle);
+    if (this.typingOn && this.current) this.socket.emit("typing", { conversation_id: this.current, typing: false }, () => {});
+    this.typingOn = false;
+  }
+
+  showTyping(on) {
+    $("typing").textContent = on ? "Visitor is typing…" : "";
+    clearTimeout(this.typingHide);
+    if (on) this.typingHide = setTimeout(() => this.showTyping(false), 6000);
+  }
+
+  async assign() {
+    const v = $("assign").value || null;
+    const ack = await this.call("conversation:assign", { conversation_id: this.current, agent_id: v });
+    if (ack.ok) this.upsert(ack.conversation);
+  }
+
+  async resolve() {
+    const c = this.convs.get(this.current);
+    const ack = await this.call("conversation:status", { conversation_id: c.id, status: c.status === "resolved" ? "open" : "resolved" });
+    if (ack.ok) this.upsert(ack.conversation);
+  }
+}
+
+new Console().boot();

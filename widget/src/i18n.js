@@ -1,0 +1,50 @@
+export const STRINGS = {
+  en: {
+    title: "Chat with us", subtitle: "We usually reply in a few minutes", open: "Open chat", close: "Close chat",
+    prechatIntro: "Tell us who you are so we can get back to you.", name: "Your name", email: "Email",
+    optional: "optional", required: "required", start: "Start chat", placeholder: "Type a message…",
+    send: "Send", attach: "Attach a file", messages: "Messages",
+    offline: "No agent online — leave a message and your email, we will get back to you.",
+    save: "Save", saved: "Thanks, we will email you.", typing: "Agent is typing…",
+    sending: "Sending…", sent: "Sent", delivered: "Delivered", read: "Read",
+    tooLarge: "The file is too large (max {size}).", uploadFailed: "The upload failed, please try again.",
+    reconnecting: "Reconnecting…", unread: "{n} unread", greeting: "Hi! How can we help you?",
+    you: "You", agent: "Agent", fillRequired: "Please fill in the required fields.", badEmail: "Please check the email address.",
+    uploading: "Uploading {name}…",
+    call: "Call", hangUp: "Hang up", calling: "Starting the call…", ringing: "Calling… waiting for an agent to answer",
+    connected: "Connected · {time}", callEnded: "Call ended · {time}", callMissed: "No agent answered. Leave a message and we will get back to you.",
+    callDeclined: "No agent can take the call right now. Leave a message and we will get back to you.",
+    callLost: "The call was interrupted.", callFailed: "The call could not be started, please try again.",
+    callBusy: "A call is already in progress.", callUnsupported: "Calls are not supported in this browser.",
+    micDenied: "Microphone access was refused. Allow the microphone in your browser to call us.",
+  },
+  vi: {
+    title: "Trò chuyện với chúng tôi", subtitle: "Chúng tôi thường trả lời trong vài phút", open: "Mở khung chat",
+    close: "Đóng khung chat", prechatIntro: "Cho chúng tôi biết bạn là ai để tiện liên hệ lại.", name: "Tên của bạn",
+    email: "Email", optional: "không bắt buộc", required: "bắt buộc", start: "Bắt đầu trò chuyện",
+    placeholder: "Nhập tin nhắn…", send: "Gửi", attach: "Đính kèm tệp", messages: "Tin nhắn",
+    offline: "Hiện không có nhân viên trực tuyến — hãy để lại tin nhắn và email, chúng tôi sẽ liên hệ lại.",
+    save: "Lưu", saved: "Cảm ơn, chúng tôi sẽ gửi email cho bạn.", typing: "Nhân viên đang nhập…",
+    sending: "Đang gửi…", sent: "Đã gửi", delivered: "Đã nhận", read: "Đã xem",
+    tooLarge: "Tệp quá lớn (tối đa {size}).", uploadFailed: "Tải tệp lên thất bại, vui lòng thử lại.",
+    reconnecting: "Đang kết nối lại…", unread: "{n} tin chưa đọc", greeting: "Xin chào! Chúng tôi có thể giúp gì cho bạn?",
+    you: "Bạn", agent: "Nhân viên", fillRequired: "Vui lòng điền các ô bắt buộc.", badEmail: "Vui lòng kiểm tra lại email.",
+    uploading: "Đang tải lên {name}…",
+    call: "Gọi", hangUp: "Gác máy", calling: "Đang bắt đầu cuộc gọi…", ringing: "Đang gọi… chờ nhân viên trả lời",
+    connected: "Đã kết nối · {time}", callEnded: "Cuộc gọi đã kết thúc · {time}", callMissed: "Không có nhân viên trả lời. Hãy để lại tin nhắn, chúng tôi sẽ liên hệ lại.",
+    callDeclined: "Hiện chưa có nhân viên nhận cuộc gọi. Hãy để lại tin nhắn, chúng tôi sẽ liên hệ lại.",
+    callLost: "Cuộc gọi bị gián đoạn.", callFailed: "Không thể bắt đầu cuộc gọi, vui lòng thử lại.",
+    callBusy: "Đang có một cuộc gọi khác.", callUnsupported: "Trình duyệt này không hỗ trợ gọi điện.",
+    micDenied: "Quyền dùng micro bị từ chối. Hãy cho phép micro trong trình duyệt để gọi cho chúng tôi.",
+  },
+};
+
+export function pickLang(explicit, setting, navLang) {
+  for (const l of [explicit, setting]) if (l && STRINGS[l]) return l;
+  return String(navLang || "").toLowerCase().startsWith("vi") ? "vi" : "en";
+}
+
+export function translator(lang) {
+  const s = STRINGS[lang] || STRINGS.en;
+  return (key, vars) => String(s[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars && vars[k] !== undefined ? vars[k] : ""));
+}
