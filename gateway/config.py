@@ -29,7 +29,9 @@ class ServerConfig:
     ws_transport: str = "lean"  # "lean" (gateway/transport) or "stock" (engineio's aiohttp websocket)
     ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
+    ws_flush_max: float = 0.005  # seconds a window may be extended while wide fan-outs keep coming (lean)
     drain_timeout: float = 10.0
+    widget_dist: str | None = None  # built widget assets; default: widget/dist of the source tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +195,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_transport=_ws_transport(r.get_str("WS_TRANSPORT", "lean") or "lean"),
             ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
+            ws_flush_max=r.get_float("WS_FLUSH_MAX", 0.005),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
+            widget_dist=r.get_str("WIDGET_DIST"),
         ),
         storage=StorageConfig(
             database_url=db,

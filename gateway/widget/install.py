@@ -20,6 +20,8 @@ DEFAULT_DIST = Path(__file__).resolve().parents[2] / "widget" / "dist"
 
 async def install(gw: Gateway, *, dist: Path = DEFAULT_DIST) -> None:
     cfg = gw.config
+    if cfg.server.widget_dist:
+        dist = Path(cfg.server.widget_dist)
     widget_store = WidgetStore(gw.db)
     secret = await gw.store.get_or_create_setting("upload_url_secret", new_secret())
     uploads = Uploads(widget_store, gw.store, Path(cfg.storage.data_dir) / "uploads",

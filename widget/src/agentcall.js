@@ -108,7 +108,7 @@ export class AgentCalls {
     }
     for (const [id, d] of this.ringing) {
       rows.push(el("div", { class: "callrow", "data-call": "ringing", "data-call-id": id },
-        el("span", { class: "ct", text: `📞 Incoming call from ${this.h.label(d.call.conversation_id)}` }),
+        el("span", { class: "ct", text: `Incoming call from ${this.h.label(d.call.conversation_id)}` }),
         el("button", { type: "button", class: "btn accept", "data-action": "accept", text: "Accept", disabled: !!c, onclick: () => this.accept(id) }),
         el("button", { type: "button", class: "btn light", "data-action": "decline", text: "Decline", onclick: () => this.decline(id) })));
     }
