@@ -163,8 +163,9 @@ class ChatService:
         summary["last_message"] = {"seq": m.seq, "text": m.text[:200], "author": data["author"]}
         await self._publish(
             tenant_channel(conv.tenant_id),
+            # "summary": receiving nodes coalesce these per conversation (see Fanout)
             Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id,
-                     data=summary, origin=self.node_id),
+                     data=summary, origin=self.node_id, extra={"summary": True}),
         )
 
     async def history(

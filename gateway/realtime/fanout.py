@@ -1,10 +1,16 @@
 """Node-local fan-out: which local connections listen to which broker channel.
 
 A node subscribes the broker only to channels with local listeners. Per conversation
-it remembers the last `seq` delivered and, per watching connection, the last `seq` that
-connection got, so each connection sees every message exactly once, in `seq` order:
-a jump in `seq` (a lost or reordered envelope) is repaired from the store before
-delivering, and a message already delivered is dropped.
+it remembers the last `seq` delivered; every watching connection has received exactly
+the messages up to that `seq` (a watch replays the missing ones under the route's lock,
+and a delivery goes to every watcher under the same lock), so each connection sees every
+message exactly once, in `seq` order: a jump in `seq` (a lost or reordered envelope) is
+repaired from the store before delivering, and a message already delivered is dropped.
+
+The per-message conversation summary (`conversation:updated` with `last_message`, sent
+to every agent of the tenant) is coalesced per conversation on each node: the first is
+delivered at once, later ones within `summary_interval` are held and only the newest
+(highest `last_seq`) is delivered when the interval ends.
 """
 
 from __future__ import annotations
@@ -45,8 +51,17 @@ class ConvRoute:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     epoch: str = ""
     last_seq: int = 0
-    watchers: dict[Conn, int] = field(default_factory=dict)  # conn -> last seq it got
+    # every watcher has got exactly the messages up to `last_seq` (kept under `lock`)
+    watchers: dict[Conn, None] = field(default_factory=dict)
     closed: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _HeldSummary:
+    """A conversation's summary window on one tenant channel: the newest summary held back."""
+
+    handle: asyncio.TimerHandle | None = None
+    env: Envelope | None = None
 
 
 class ResetRequired(Exception):
@@ -63,6 +78,7 @@ class Fanout:
         *,
         max_gap: int,
         tail: int = 50,
+        summary_interval: float = 0.25,
     ) -> None:
         self._broker = broker
         self._emitter = emitter
@@ -73,7 +89,11 @@ class Fanout:
         self._convs: dict[str, ConvRoute] = {}
         self._groups: dict[str, set[Conn]] = {}  # tenant:/contact: channels -> conns
         self._group_locks: dict[str, asyncio.Lock] = {}
+        self._summary_interval = summary_interval
+        self._held: dict[tuple[str, str], _HeldSummary] = {}  # (channel, conversation id) -> window
+        self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        self.summaries_coalesced = 0
         self.gaps_repaired = 0
 
     # --- membership -----------------------------------------------------
@@ -126,7 +146,7 @@ class Fanout:
                         break
                     await self._emitter.emit(conn, "message:new", message_dict(m, route.epoch))
                     replayed += 1
-            route.watchers[conn] = max(route.last_seq, route.watchers.get(conn, 0))
+            route.watchers[conn] = None
             conn.watching.add(conversation_id)
             return replayed
 
@@ -187,6 +207,48 @@ class Fanout:
         return EVENT_NAMES.get(env.kind)
 
     async def _on_group(self, channel: str, env: Envelope) -> None:
+        if env.kind == "conversation" and env.conversation_id and self._summary_interval > 0:
+            key = (channel, env.conversation_id)
+            held = self._held.get(key)
+            if env.extra.get("summary"):
+                if held is not None:  # inside the window: keep only the newest
+                    if held.env is None or _last_seq(env) >= _last_seq(held.env):
+                        if held.env is not None:
+                            self.summaries_coalesced += 1
+                        held.env = env
+                    else:
+                        self.summaries_coalesced += 1
+                    return
+                self._held[key] = _HeldSummary(self._summary_timer(key))
+            elif held is not None and held.env is not None:
+                # a status change overtakes a held summary: deliver the summary first
+                pending, held.env = held.env, None
+                await self._send_group(channel, pending)
+        await self._send_group(channel, env)
+
+    def _summary_timer(self, key: tuple[str, str]) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(self._summary_interval, self._summary_due, key)
+
+    def _summary_due(self, key: tuple[str, str]) -> None:
+        held = self._held.get(key)
+        if held is None:
+            return
+        if held.env is None:  # nothing arrived in the window: it ends
+            del self._held[key]
+            return
+        env, held.env = held.env, None
+        held.handle = self._summary_timer(key)  # the next window starts now
+        task = asyncio.ensure_future(self._send_group_safe(key[0], env))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_group_safe(self, channel: str, env: Envelope) -> None:
+        try:
+            await self._send_group(channel, env)
+        except Exception:
+            log.exception("fan-out of a conversation summary on %s failed", channel)
+
+    async def _send_group(self, channel: str, env: Envelope) -> None:
         members = self._groups.get(channel)
         event = self._event_name(env)
         if not members or event is None:
@@ -234,12 +296,11 @@ class Fanout:
             await self._emitter.emit_many(visitors, event, env.extra.get("visitor", env.data))
 
     async def _deliver(self, route: ConvRoute, seq: int, data: dict[str, Any]) -> None:
-        targets = [c for c, last in route.watchers.items() if last < seq]
-        if targets:
-            await self._emitter.emit_many(targets, "message:new", data)
-            for c in targets:
-                route.watchers[c] = seq
-            self.delivered += len(targets)
+        # seq == route.last_seq + 1 and every watcher is at route.last_seq: all get it
+        watchers = route.watchers
+        if watchers:
+            await self._emitter.emit_many(list(watchers), "message:new", data)
+            self.delivered += len(watchers)
         route.last_seq = seq
 
     async def _catch_up(self, route: ConvRoute, upto: int | None = None) -> None:
@@ -270,6 +331,15 @@ class Fanout:
                     except Exception:
                         log.exception("resync of %s failed", route.conversation_id)
 
+    def close(self) -> None:
+        """Stop the summary timers (held summaries are dropped: clients reload their lists)."""
+        for held in self._held.values():
+            if held.handle is not None:
+                held.handle.cancel()
+        self._held.clear()
+        for t in self._tasks:
+            t.cancel()
+
     async def _safe_unsubscribe(self, channel: str) -> None:
         try:
             await self._broker.unsubscribe(channel)
@@ -284,7 +354,13 @@ class Fanout:
             "watchers": sum(len(r.watchers) for r in self._convs.values()),
             "delivered": self.delivered,
             "gaps_repaired": self.gaps_repaired,
+            "summaries_coalesced": self.summaries_coalesced,
         }
+
+
+def _last_seq(env: Envelope) -> int:
+    seq = env.data.get("last_seq")
+    return seq if isinstance(seq, int) else 0
 
 
 def agent_groups(tenant_id: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import Envelope, conv_channel
+from gateway.broker import Envelope, conv_channel, tenant_channel
 from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.principals import AgentPrincipal
 from gateway.chat.wire import message_dict
@@ -118,6 +118,42 @@ async def test_concurrent_watchers_and_broker_traffic_keep_order(env) -> None:
     await asyncio.sleep(0.2)
     for i in range(10):
         assert emitter.seqs(f"w{i}") == list(range(1, 41)), i
+
+
+async def test_message_summaries_are_coalesced_per_conversation(env) -> None:
+    store, broker, emitter, fanout, conv = env
+    fanout._summary_interval = 0.05
+    ch = tenant_channel(conv.tenant_id)
+    await fanout.join_group(conn("a1", conv.tenant_id), ch)
+
+    def summary(seq: int, conv_id: str | None = None) -> Envelope:
+        cid = conv_id or conv.id
+        return Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=cid,
+                        data={"id": cid, "last_seq": seq, "status": "open"}, extra={"summary": True})
+
+    def updates(conv_id: str | None = None) -> list[tuple[int, str]]:
+        return [(d["last_seq"], d["status"]) for e, d in emitter.got.get("a1", [])
+                if e == "conversation:updated" and d["id"] == (conv_id or conv.id)]
+
+    # the first goes at once, the rest of the window collapses into the newest one
+    for seq in (1, 2, 4, 3):
+        await fanout.on_envelope(ch, summary(seq))
+    await fanout.on_envelope(ch, summary(7, "other"))  # another conversation: its own window
+    assert updates() == [(1, "open")]
+    assert updates("other") == [(7, "open")]
+    await asyncio.sleep(0.08)
+    assert updates() == [(1, "open"), (4, "open")]
+    # a status change is not held back and is never overtaken by an older held summary
+    await fanout.on_envelope(ch, summary(5))
+    status = Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                      data={"id": conv.id, "last_seq": 5, "status": "resolved"})
+    await fanout.on_envelope(ch, status)
+    assert updates()[-2:] == [(5, "open"), (5, "resolved")]
+    await asyncio.sleep(0.15)  # the windows end with nothing held: the next one goes at once
+    assert updates()[-1] == (5, "resolved")
+    await fanout.on_envelope(ch, summary(6))
+    assert updates()[-1] == (6, "open")
+    fanout.close()
 
 
 async def test_last_watcher_leaving_unsubscribes(env) -> None:
