@@ -4,11 +4,10 @@ Tables a feature has not installed are skipped."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from gateway.metrics import Metrics
+from gateway.periodic import Periodic
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class DbGauges:
         self.db = db
         self.interval = interval
         self.values: dict[str, float] = dict.fromkeys(QUERIES, 0.0)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("db-gauges", self.refresh, interval)
         for name in QUERIES:
             metrics.gauge(name, DOCS[name], lambda name=name: self.values[name])  # type: ignore[misc]
 
@@ -48,17 +47,7 @@ class DbGauges:
                 log.debug("gauge %s not refreshed: %s", name, type(exc).__name__)
 
     async def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.create_task(self._loop(), name="db-gauges")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self.interval)
+        await self._periodic.stop()

@@ -12,7 +12,6 @@ attachments blanked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.periodic import Periodic
 from gateway.privacy.store import PrivacyStore
 
 log = logging.getLogger(__name__)
@@ -111,27 +111,16 @@ class RetentionScheduler:
         self.interval = interval
         self.delay = delay
         self.runs = 0
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", self._run_once, interval, delay=delay)
 
     async def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="retention")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
-    async def _loop(self) -> None:
-        await asyncio.sleep(self.delay)
-        while True:
-            try:
-                report = await self.retention.run()
-                self.runs += 1
-                if report.tenants or report.expired_messages:
-                    log.info("retention run: %s", report.to_dict())
-            except Exception:
-                log.exception("retention run failed")
-            await asyncio.sleep(self.interval)
+    async def _run_once(self) -> None:
+        report = await self.retention.run()
+        self.runs += 1
+        if report.tenants or report.expired_messages:
+            log.info("retention run: %s", report.to_dict())

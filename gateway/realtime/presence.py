@@ -3,11 +3,11 @@ so every node's auto-assignment sees which agents are connected somewhere."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
 
+from gateway.periodic import Periodic
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -18,9 +18,8 @@ class PresenceTracker:
         self._store = store
         self._node_id = node_id
         self._clock = clock
-        self._interval = interval
         self._counts: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("presence-heartbeat", self._heartbeat, interval, delay=interval)
 
     def count(self, agent_id: str) -> int:
         return self._counts.get(agent_id, 0)
@@ -41,22 +40,14 @@ class PresenceTracker:
         return n
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="presence-heartbeat")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.stop()
         if self._counts:
             with contextlib.suppress(Exception):
                 await self._store.touch_presence(self._node_id, dict.fromkeys(self._counts, 0), self._clock())
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            if self._counts:
-                try:
-                    await self._store.touch_presence(self._node_id, dict(self._counts), self._clock())
-                except Exception:
-                    log.warning("presence heartbeat failed", exc_info=True)
+    async def _heartbeat(self) -> None:
+        if self._counts:
+            await self._store.touch_presence(self._node_id, dict(self._counts), self._clock())

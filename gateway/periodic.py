@@ -1,0 +1,42 @@
+"""`Periodic`: one background task that calls an async function every `interval` seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Periodic:
+    """Calls `fn` every `interval` s (the first call after `delay`) between `start()` and
+    `stop()`. An exception is logged and the loop goes on. `interval <= 0` disables it."""
+
+    def __init__(self, name: str, fn: Callable[[], Awaitable[None]], interval: float, *, delay: float = 0.0) -> None:
+        self.name = name
+        self._fn = fn
+        self.interval = interval
+        self.delay = delay
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.interval > 0:
+            self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        await asyncio.sleep(self.delay)
+        while True:
+            try:
+                await self._fn()
+            except Exception:
+                log.exception("periodic task %s failed", self.name)
+            await asyncio.sleep(self.interval)
