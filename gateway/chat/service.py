@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
+from gateway.chat.appender import GroupAppender
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.chat.wire import agent_dict, conversation_dict, message_dict, visitor_conversation_dict
 from gateway.config import LimitsConfig
@@ -73,6 +74,8 @@ class ChatService:
         self.limits = limits
         self.clock = clock
         self.presence_ttl = presence_ttl
+        # sends to one conversation are group-committed (see GroupAppender)
+        self.appender = GroupAppender(store, clock)
         self.message_listeners: list[MessageListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
         self.attachment_resolver: AttachmentResolver | None = None
@@ -123,12 +126,11 @@ class ChatService:
             if self.attachment_resolver is None:
                 raise GatewayError(Code.BAD_REQUEST, "attachments are not supported", field="attachments")
             attachments = await self.attachment_resolver(p, conv, list(attachment_ids))
-        res = await self.store.append_message(
+        res = await self.appender.append(
             p.tenant_id,
             conv.id,
             NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id,
                        attachments=tuple(attachments)),
-            now=self.clock(),
         )
         conv = res.conversation
         if res.created and isinstance(p, VisitorPrincipal) and conv.status == ConversationStatus.RESOLVED:

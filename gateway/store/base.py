@@ -7,6 +7,7 @@ Times are UNIX seconds (float). Ids are opaque strings (UUID hex).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -180,6 +181,16 @@ class Store(Protocol):
         external_id) exists in the conversation, return it with created=False and
         change nothing. Otherwise assign seq = last_seq + 1 in the same transaction
         as the insert, serialised per conversation. Raise NotFound."""
+
+    async def append_messages(
+        self, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage], *, now: float
+    ) -> list[AppendResult]:
+        """`append_message` for up to 200 messages of one conversation in one transaction
+        (group commit): one result per input, in order; new messages take consecutive seqs
+        in input order. A message repeating the client_id/external_id of a stored message,
+        or of an earlier one in the same batch, is returned as that message with
+        created=False. Every result carries the conversation as it is after the batch.
+        Raise NotFound (nothing stored), ValueError for more than 200 messages."""
 
     async def get_messages(
         self,

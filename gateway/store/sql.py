@@ -22,9 +22,9 @@ import abc
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from gateway.domain import (
     Agent,
@@ -55,8 +55,12 @@ from gateway.store.rows import (
     tenant_from_row,
 )
 
+T = TypeVar("T")
+
 # Largest IN (...) list sent in one statement (SQLite caps bound variables).
 IN_CHUNK = 500
+# Most messages `append_messages` takes at once (12 bind values a row, two IN lists).
+MAX_APPEND_BATCH = 200
 
 _CONTACT_FIELDS = frozenset({"name", "email", "phone", "attributes"})
 
@@ -86,6 +90,22 @@ def chunked(items: Sequence[str], size: int = IN_CHUNK) -> Iterator[list[str]]:
         yield list(items[start : start + size])
 
 
+def _keys(m: Message | NewMessage) -> list[tuple[str, str]]:
+    """The idempotency keys of a message: its client_id and its external_id."""
+    keys = []
+    if m.client_id is not None:
+        keys.append(("c", m.client_id))
+    if m.external_id is not None:
+        keys.append(("e", m.external_id))
+    return keys
+
+
+def _lookup(found: dict[tuple[str, str], Message], m: NewMessage) -> Message | None:
+    """The stored duplicate of `m`: by client_id first, then external_id (the earliest seq)."""
+    hits = [found[k] for k in _keys(m) if k in found]
+    return min(hits, key=lambda x: x.seq) if hits else None
+
+
 def require_row(row: Row | None, what: str) -> Row:
     if row is None:
         raise NotFound(what)
@@ -113,6 +133,17 @@ class SqlStore(abc.ABC):
     async def close(self) -> None: ...
 
     # --- raw access for feature stores (gateway.store.db.Database) --------
+    async def _in_write(self, fn: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        """Run `fn` in one write transaction (as `_write()`). `fn` may await only its
+        connection, so a backend can run it in one step (SQLite: on its own thread)."""
+        async with self._write() as conn:
+            return await fn(conn)
+
+    async def _in_read(self, fn: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        """Run `fn` on a read connection (as `_read()`); the same rule as `_in_write`."""
+        async with self._read() as conn:
+            return await fn(conn)
+
     def reader(self) -> AbstractAsyncContextManager[Conn]:
         return self._read()
 
@@ -488,8 +519,10 @@ class SqlStore(abc.ABC):
         return conversation_from_row(require_row(row, "conversation"))
 
     async def get_conversation(self, tenant_id: str, conversation_id: str) -> Conversation:
-        async with self._read() as conn:
-            return conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+        async def read(conn: Conn) -> Row:
+            return await self._conversation_row(conn, tenant_id, conversation_id)
+
+        return conversation_from_row(await self._in_read(read))
 
     async def list_conversations(self, tenant_id: str, flt: ConversationFilter) -> list[Conversation]:
         if flt.limit <= 0:
@@ -558,69 +591,118 @@ class SqlStore(abc.ABC):
     async def append_message(
         self, tenant_id: str, conversation_id: str, msg: NewMessage, *, now: float
     ) -> AppendResult:
+        return (await self.append_messages(tenant_id, conversation_id, [msg], now=now))[0]
+
+    async def append_messages(
+        self, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage], *, now: float
+    ) -> list[AppendResult]:
+        if not msgs:
+            return []
+        if len(msgs) > MAX_APPEND_BATCH:
+            raise ValueError(f"at most {MAX_APPEND_BATCH} messages per append_messages call")
         try:
-            return await self._append(tenant_id, conversation_id, msg, now)
+            return await self._append_batch(tenant_id, conversation_id, msgs, now)
         except Conflict:
             # Only reachable if a duplicate slipped past the row lock; the first writer wins.
+            if len(msgs) > 1:
+                return [await self.append_message(tenant_id, conversation_id, m, now=now) for m in msgs]
             async with self._read() as conn:
-                existing = await self._find_duplicate(conn, tenant_id, conversation_id, msg)
-                if existing is None:
+                existing = await self._find_duplicates(conn, tenant_id, conversation_id, msgs)
+                found = _lookup(existing, msgs[0])
+                if found is None:
                     raise
                 conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
-            return AppendResult(existing, conv, created=False)
+            return [AppendResult(found, conv, created=False)]
 
-    async def _append(self, tenant_id: str, conversation_id: str, msg: NewMessage, now: float) -> AppendResult:
-        async with self._write() as conn:
+    async def _append_batch(
+        self, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage], now: float
+    ) -> list[AppendResult]:
+        """One transaction: lock the conversation, drop duplicates (of stored messages and
+        within the batch), take `k` seqs at once and insert the `k` new rows in one statement."""
+
+        async def write(conn: Conn) -> list[AppendResult]:
             locked = await self._conversation_row(conn, tenant_id, conversation_id, lock=True)
-            existing = await self._find_duplicate(conn, tenant_id, conversation_id, msg)
-            if existing is not None:
-                return AppendResult(existing, conversation_from_row(locked), created=False)
-            conv_row = require_row(
+            stored = await self._find_duplicates(conn, tenant_id, conversation_id, msgs)
+            fresh: list[NewMessage] = []
+            # per input: a stored duplicate, or (index of its row among `fresh`, is it new)
+            plan: list[Message | tuple[int, bool]] = []
+            batch_keys: dict[tuple[str, str], int] = {}
+            for m in msgs:
+                dup = _lookup(stored, m)
+                if dup is not None:
+                    plan.append(dup)
+                    continue
+                keys = _keys(m)
+                first = next((batch_keys[k] for k in keys if k in batch_keys), None)
+                if first is not None:
+                    plan.append((first, False))
+                    continue
+                for k in keys:
+                    batch_keys[k] = len(fresh)
+                plan.append((len(fresh), True))
+                fresh.append(m)
+            if not fresh:
+                unchanged = conversation_from_row(locked)
+                return [AppendResult(d, unchanged, created=False) for d in plan if isinstance(d, Message)]
+            conv = conversation_from_row(require_row(
                 await conn.fetchrow(
-                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $3"
+                    "UPDATE conversations SET last_seq = last_seq + $3, updated_at = $4"
                     " WHERE id = $1 AND tenant_id = $2 RETURNING *",
-                    conversation_id,
-                    tenant_id,
-                    now,
+                    conversation_id, tenant_id, len(fresh), now,
                 ),
                 "conversation",
-            )
-            conv = conversation_from_row(conv_row)
-            row = await conn.fetchrow(
+            ))
+            first_seq = conv.last_seq - len(fresh) + 1
+            p = Params()
+            values = [
+                "(" + ", ".join((
+                    p.add(new_id()), p.add(tenant_id), p.add(conversation_id), p.add(first_seq + i),
+                    p.add(m.client_id), p.add(m.external_id), p.add(m.author_type.value), p.add(m.author_id),
+                    p.add(m.text), p.add(dump_json(list(m.attachments))), p.add(now),
+                    p.add(DeliveryState(m.delivery_state).value))) + ", NULL)"
+                for i, m in enumerate(fresh)
+            ]
+            rows = await conn.fetch(
                 "INSERT INTO messages (id, tenant_id, conversation_id, seq, client_id, external_id,"
                 " author_type, author_id, text, attachments, created_at, delivery_state, delivery_error)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) RETURNING *",
-                new_id(),
-                tenant_id,
-                conversation_id,
-                conv.last_seq,
-                msg.client_id,
-                msg.external_id,
-                msg.author_type.value,
-                msg.author_id,
-                msg.text,
-                dump_json(list(msg.attachments)),
-                now,
-                DeliveryState(msg.delivery_state).value,
+                f" VALUES {', '.join(values)} RETURNING *",
+                *p.values,
             )
-        return AppendResult(message_from_row(require_row(row, "message")), conv, created=True)
+            by_seq = {int(r["seq"]): message_from_row(r) for r in rows}
+            return [
+                AppendResult(d, conv, created=False) if isinstance(d, Message)
+                else AppendResult(by_seq[first_seq + d[0]], conv, created=d[1])
+                for d in plan
+            ]
+
+        return await self._in_write(write)
 
     @staticmethod
-    async def _find_duplicate(conn: Conn, tenant_id: str, conversation_id: str, msg: NewMessage) -> Message | None:
+    async def _find_duplicates(
+        conn: Conn, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage]
+    ) -> dict[tuple[str, str], Message]:
+        """Stored messages of the conversation sharing a client_id or external_id with `msgs`."""
         p = Params(tenant_id, conversation_id)
+        client_ids = list(dict.fromkeys(m.client_id for m in msgs if m.client_id is not None))
+        external_ids = list(dict.fromkeys(m.external_id for m in msgs if m.external_id is not None))
         keys: list[str] = []
-        if msg.client_id is not None:
-            keys.append(f"client_id = {p.add(msg.client_id)}")
-        if msg.external_id is not None:
-            keys.append(f"external_id = {p.add(msg.external_id)}")
+        if client_ids:
+            keys.append(f"client_id IN ({p.add_all(client_ids)})")
+        if external_ids:
+            keys.append(f"external_id IN ({p.add_all(external_ids)})")
         if not keys:
-            return None
-        row = await conn.fetchrow(
+            return {}
+        rows = await conn.fetch(
             "SELECT * FROM messages WHERE tenant_id = $1 AND conversation_id = $2"
-            f" AND ({' OR '.join(keys)}) ORDER BY seq LIMIT 1",
+            f" AND ({' OR '.join(keys)}) ORDER BY seq",
             *p.values,
         )
-        return None if row is None else message_from_row(row)
+        found: dict[tuple[str, str], Message] = {}
+        for r in rows:
+            m = message_from_row(r)
+            for k in _keys(m):
+                found.setdefault(k, m)  # the earliest wins
+        return found
 
     async def get_messages(
         self,

@@ -579,6 +579,65 @@ async def test_concurrent_appends_are_gapless(store: Store) -> None:
     assert {r.message.seq: r.message.client_id for r in results} == {m.seq: m.client_id for m in stored}
 
 
+async def test_append_messages_is_one_ordered_batch(store: Store) -> None:
+    w = await new_world(store)
+    t = w.tenant.id
+    first = await store.append_message(t, w.conv.id, msg("stored", client_id="old"), now=200.0)
+    batch = [
+        msg("a", client_id="a"),
+        msg("retry of stored", client_id="old"),
+        msg("b", external_id="mid.b"),
+        msg("repeat of a", client_id="a"),
+        msg("c"),
+        msg("repeat of b", external_id="mid.b"),
+    ]
+    res = await store.append_messages(t, w.conv.id, batch, now=300.0)
+    assert [r.created for r in res] == [True, False, True, False, True, False]
+    assert [r.message.seq for r in res] == [2, 1, 3, 2, 4, 3]
+    assert res[1].message == first.message
+    assert res[3].message == res[0].message and res[5].message == res[2].message
+    assert [r.message.text for r in res] == ["a", "stored", "b", "a", "c", "b"]
+    assert all(r.conversation.last_seq == 4 and r.conversation.updated_at == 300.0 for r in res)
+    stored = await store.get_messages(t, w.conv.id)
+    assert [(m.seq, m.text) for m in stored] == [(1, "stored"), (2, "a"), (3, "b"), (4, "c")]
+    assert stored[1:] == [res[0].message, res[2].message, res[4].message]
+    # all duplicates: nothing changes, the conversation is reported as it is
+    again = await store.append_messages(t, w.conv.id, [msg("x", client_id="a"), msg("y", client_id="old")], now=400.0)
+    assert [(r.created, r.message.seq) for r in again] == [(False, 2), (False, 1)]
+    assert again[0].conversation.last_seq == 4 and again[0].conversation.updated_at == 300.0
+    assert await store.append_messages(t, w.conv.id, [], now=1.0) == []
+
+
+async def test_append_messages_rejects_foreign_and_oversized_batches(store: Store) -> None:
+    a = await new_world(store, "A")
+    b = await new_world(store, "B")
+    with pytest.raises(NotFound):
+        await store.append_messages(b.tenant.id, a.conv.id, [msg("x"), msg("y")], now=1.0)
+    with pytest.raises(ValueError):
+        await store.append_messages(a.tenant.id, a.conv.id, [msg(str(i)) for i in range(201)], now=1.0)
+    full = await store.append_messages(a.tenant.id, a.conv.id, [msg(str(i), client_id=str(i)) for i in range(200)],
+                                       now=1.0)
+    assert [r.message.seq for r in full] == list(range(1, 201))
+    assert (await store.get_conversation(a.tenant.id, a.conv.id)).last_seq == 200
+    assert await store.get_messages(b.tenant.id, b.conv.id) == []
+
+
+async def test_concurrent_batches_interleave_without_gaps(store: Store) -> None:
+    w = await new_world(store)
+    batches = [[msg(f"{b}.{i}", client_id=f"k{(b * 7 + i) % 30}") for i in range(10)] for b in range(6)]
+    results = await asyncio.gather(*(store.append_messages(w.tenant.id, w.conv.id, x, now=200.0) for x in batches))
+    created = [r.message for rs in results for r in rs if r.created]
+    assert sorted(m.seq for m in created) == list(range(1, 31))
+    stored = await store.get_messages(w.tenant.id, w.conv.id, limit=100)
+    assert [m.seq for m in stored] == list(range(1, 31))
+    # every result of a key is the one stored message of that key
+    by_key = {m.client_id: m for m in stored}
+    assert all(r.message == by_key[r.message.client_id] for rs in results for r in rs)
+    for rs in results:  # within a batch, new messages take increasing seqs in input order
+        seqs = [r.message.seq for r in rs if r.created]
+        assert seqs == sorted(seqs)
+
+
 async def test_concurrent_duplicate_client_ids_store_once(store: Store) -> None:
     w = await new_world(store)
     results = await asyncio.gather(
