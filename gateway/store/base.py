@@ -42,6 +42,15 @@ class AppendResult:
     created: bool  # False when an earlier message with the same client_id/external_id was returned
 
 
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One message to append to one conversation (see `Store.append_batch`)."""
+
+    tenant_id: str
+    conversation_id: str
+    message: NewMessage
+
+
 class Store(Protocol):
     # --- lifecycle -------------------------------------------------------
     async def migrate(self) -> None:
@@ -191,6 +200,14 @@ class Store(Protocol):
         or of an earlier one in the same batch, is returned as that message with
         created=False. Every result carries the conversation as it is after the batch.
         Raise NotFound (nothing stored), ValueError for more than 200 messages."""
+
+    async def append_batch(self, requests: Sequence[AppendRequest], *, now: float) -> list[AppendResult | None]:
+        """Group commit across conversations: up to 200 appends in one transaction. One
+        result per request, in order; None where the conversation is not the tenant's
+        (nothing stored for that request, the others proceed). Within a conversation the
+        rules of `append_messages` hold (consecutive seqs in request order, duplicates of
+        stored or earlier requests returned with created=False). Raise ValueError for
+        more than 200 requests."""
 
     async def get_messages(
         self,

@@ -22,9 +22,10 @@ import abc
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Protocol, TypeVar
+from dataclasses import replace
+from typing import Any, ClassVar, Protocol
 
 from gateway.domain import (
     Agent,
@@ -41,7 +42,7 @@ from gateway.domain import (
     Tenant,
     TenantStatus,
 )
-from gateway.store.base import AppendResult, NotFound, StoreError
+from gateway.store.base import AppendRequest, AppendResult, NotFound, StoreError
 from gateway.store.migrations import Migration, load_migrations
 from gateway.store.rows import (
     Params,
@@ -54,8 +55,6 @@ from gateway.store.rows import (
     new_id,
     tenant_from_row,
 )
-
-T = TypeVar("T")
 
 # Largest IN (...) list sent in one statement (SQLite caps bound variables).
 IN_CHUNK = 500
@@ -100,9 +99,9 @@ def _keys(m: Message | NewMessage) -> list[tuple[str, str]]:
     return keys
 
 
-def _lookup(found: dict[tuple[str, str], Message], m: NewMessage) -> Message | None:
-    """The stored duplicate of `m`: by client_id first, then external_id (the earliest seq)."""
-    hits = [found[k] for k in _keys(m) if k in found]
+def _lookup(found: dict[tuple[str, str, str], Message], rq: AppendRequest) -> Message | None:
+    """The stored duplicate of a request's message, if any (the earliest seq)."""
+    hits = [found[k] for k in ((rq.conversation_id, *key) for key in _keys(rq.message)) if k in found]
     return min(hits, key=lambda x: x.seq) if hits else None
 
 
@@ -133,17 +132,6 @@ class SqlStore(abc.ABC):
     async def close(self) -> None: ...
 
     # --- raw access for feature stores (gateway.store.db.Database) --------
-    async def _in_write(self, fn: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
-        """Run `fn` in one write transaction (as `_write()`). `fn` may await only its
-        connection, so a backend can run it in one step (SQLite: on its own thread)."""
-        async with self._write() as conn:
-            return await fn(conn)
-
-    async def _in_read(self, fn: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
-        """Run `fn` on a read connection (as `_read()`); the same rule as `_in_write`."""
-        async with self._read() as conn:
-            return await fn(conn)
-
     def reader(self) -> AbstractAsyncContextManager[Conn]:
         return self._read()
 
@@ -519,10 +507,8 @@ class SqlStore(abc.ABC):
         return conversation_from_row(require_row(row, "conversation"))
 
     async def get_conversation(self, tenant_id: str, conversation_id: str) -> Conversation:
-        async def read(conn: Conn) -> Row:
-            return await self._conversation_row(conn, tenant_id, conversation_id)
-
-        return conversation_from_row(await self._in_read(read))
+        async with self._read() as conn:
+            return conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
 
     async def list_conversations(self, tenant_id: str, flt: ConversationFilter) -> list[Conversation]:
         if flt.limit <= 0:
@@ -596,112 +582,137 @@ class SqlStore(abc.ABC):
     async def append_messages(
         self, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage], *, now: float
     ) -> list[AppendResult]:
-        if not msgs:
+        res = await self.append_batch([AppendRequest(tenant_id, conversation_id, m) for m in msgs], now=now)
+        out = [r for r in res if r is not None]
+        if len(out) != len(res):
+            raise NotFound("conversation")
+        return out
+
+    async def append_batch(self, requests: Sequence[AppendRequest], *, now: float) -> list[AppendResult | None]:
+        if not requests:
             return []
-        if len(msgs) > MAX_APPEND_BATCH:
-            raise ValueError(f"at most {MAX_APPEND_BATCH} messages per append_messages call")
+        if len(requests) > MAX_APPEND_BATCH:
+            raise ValueError(f"at most {MAX_APPEND_BATCH} messages per append batch")
         try:
-            return await self._append_batch(tenant_id, conversation_id, msgs, now)
+            return await self._append_batch(requests, now)
         except Conflict:
-            # Only reachable if a duplicate slipped past the row lock; the first writer wins.
-            if len(msgs) > 1:
-                return [await self.append_message(tenant_id, conversation_id, m, now=now) for m in msgs]
+            # Only reachable if a duplicate slipped past the row locks; the first writer wins.
+            if len(requests) > 1:
+                return [(await self.append_batch([rq], now=now))[0] for rq in requests]
+            rq = requests[0]
             async with self._read() as conn:
-                existing = await self._find_duplicates(conn, tenant_id, conversation_id, msgs)
-                found = _lookup(existing, msgs[0])
+                existing = await self._find_duplicates(conn, requests)
+                found = _lookup(existing, rq)
                 if found is None:
                     raise
-                conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+                conv = conversation_from_row(await self._conversation_row(conn, rq.tenant_id, rq.conversation_id))
             return [AppendResult(found, conv, created=False)]
 
-    async def _append_batch(
-        self, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage], now: float
-    ) -> list[AppendResult]:
-        """One transaction: lock the conversation, drop duplicates (of stored messages and
-        within the batch), take `k` seqs at once and insert the `k` new rows in one statement."""
-
-        async def write(conn: Conn) -> list[AppendResult]:
-            locked = await self._conversation_row(conn, tenant_id, conversation_id, lock=True)
-            stored = await self._find_duplicates(conn, tenant_id, conversation_id, msgs)
-            fresh: list[NewMessage] = []
-            # per input: a stored duplicate, or (index of its row among `fresh`, is it new)
-            plan: list[Message | tuple[int, bool]] = []
-            batch_keys: dict[tuple[str, str], int] = {}
-            for m in msgs:
-                dup = _lookup(stored, m)
+    async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
+        """One transaction, four statements whatever the batch spans: lock the conversations
+        (in id order, so concurrent batches cannot deadlock), find stored duplicates, advance
+        each conversation's last_seq by its count of new messages, insert the new rows."""
+        async with self._write() as conn:
+            conv_ids = sorted({rq.conversation_id for rq in requests})
+            p = Params()
+            locked = {
+                r["id"]: r for r in await conn.fetch(
+                    f"SELECT * FROM conversations WHERE id IN ({p.add_all(conv_ids)}) ORDER BY id{self._row_lock}",
+                    *p.values)
+            }
+            mine = [rq if (row := locked.get(rq.conversation_id)) is not None and row["tenant_id"] == rq.tenant_id
+                    else None for rq in requests]
+            stored = await self._find_duplicates(conn, [rq for rq in mine if rq is not None])
+            # per request: None (not found), a stored duplicate, or (index into `fresh`, is it new)
+            plan: list[Message | tuple[int, bool] | None] = []
+            fresh: list[tuple[AppendRequest, int]] = []  # (request, its seq)
+            seen: dict[tuple[str, str, str], int] = {}
+            counts: dict[str, int] = {}
+            for rq in mine:
+                if rq is None:
+                    plan.append(None)
+                    continue
+                dup = _lookup(stored, rq)
                 if dup is not None:
                     plan.append(dup)
                     continue
-                keys = _keys(m)
-                first = next((batch_keys[k] for k in keys if k in batch_keys), None)
+                keys = [(rq.conversation_id, *k) for k in _keys(rq.message)]
+                first = next((seen[k] for k in keys if k in seen), None)
                 if first is not None:
                     plan.append((first, False))
                     continue
+                n = counts[rq.conversation_id] = counts.get(rq.conversation_id, 0) + 1
                 for k in keys:
-                    batch_keys[k] = len(fresh)
+                    seen[k] = len(fresh)
                 plan.append((len(fresh), True))
-                fresh.append(m)
-            if not fresh:
-                unchanged = conversation_from_row(locked)
-                return [AppendResult(d, unchanged, created=False) for d in plan if isinstance(d, Message)]
-            conv = conversation_from_row(require_row(
-                await conn.fetchrow(
-                    "UPDATE conversations SET last_seq = last_seq + $3, updated_at = $4"
-                    " WHERE id = $1 AND tenant_id = $2 RETURNING *",
-                    conversation_id, tenant_id, len(fresh), now,
-                ),
-                "conversation",
-            ))
-            first_seq = conv.last_seq - len(fresh) + 1
-            p = Params()
-            values = [
-                "(" + ", ".join((
-                    p.add(new_id()), p.add(tenant_id), p.add(conversation_id), p.add(first_seq + i),
-                    p.add(m.client_id), p.add(m.external_id), p.add(m.author_type.value), p.add(m.author_id),
-                    p.add(m.text), p.add(dump_json(list(m.attachments))), p.add(now),
-                    p.add(DeliveryState(m.delivery_state).value))) + ", NULL)"
-                for i, m in enumerate(fresh)
-            ]
-            rows = await conn.fetch(
-                "INSERT INTO messages (id, tenant_id, conversation_id, seq, client_id, external_id,"
-                " author_type, author_id, text, attachments, created_at, delivery_state, delivery_error)"
-                f" VALUES {', '.join(values)} RETURNING *",
-                *p.values,
-            )
-            by_seq = {int(r["seq"]): message_from_row(r) for r in rows}
-            return [
-                AppendResult(d, conv, created=False) if isinstance(d, Message)
-                else AppendResult(by_seq[first_seq + d[0]], conv, created=d[1])
-                for d in plan
-            ]
-
-        return await self._in_write(write)
+                fresh.append((rq, int(locked[rq.conversation_id]["last_seq"]) + n))
+            convs = {cid: conversation_from_row(row) for cid, row in locked.items()}
+            rows: Sequence[Row] = []
+            if fresh:
+                p = Params(now)
+                cases = " ".join(f"WHEN {p.add(cid)} THEN CAST({p.add(n)} AS INTEGER)" for cid, n in counts.items())
+                await conn.execute(
+                    f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} ELSE 0 END, updated_at = $1"
+                    f" WHERE id IN ({p.add_all(list(counts))})",
+                    *p.values,
+                )
+                for cid, n in counts.items():
+                    convs[cid] = replace(convs[cid], last_seq=convs[cid].last_seq + n, updated_at=now)
+                p = Params()
+                values = [
+                    "(" + ", ".join((
+                        p.add(new_id()), p.add(rq.tenant_id), p.add(rq.conversation_id), p.add(seq),
+                        p.add(m.client_id), p.add(m.external_id), p.add(m.author_type.value), p.add(m.author_id),
+                        p.add(m.text), p.add(dump_json(list(m.attachments))), p.add(now),
+                        p.add(DeliveryState(m.delivery_state).value))) + ", NULL)"
+                    for rq, seq in fresh
+                    for m in (rq.message,)
+                ]
+                rows = await conn.fetch(
+                    "INSERT INTO messages (id, tenant_id, conversation_id, seq, client_id, external_id,"
+                    " author_type, author_id, text, attachments, created_at, delivery_state, delivery_error)"
+                    f" VALUES {', '.join(values)} RETURNING *",
+                    *p.values,
+                )
+        by_seq = {(r["conversation_id"], int(r["seq"])): message_from_row(r) for r in rows}
+        out: list[AppendResult | None] = []
+        for rq, d in zip(mine, plan, strict=True):
+            if rq is None or d is None:
+                out.append(None)
+            elif isinstance(d, Message):
+                out.append(AppendResult(d, convs[rq.conversation_id], created=False))
+            else:
+                frq, seq = fresh[d[0]]
+                out.append(AppendResult(by_seq[(frq.conversation_id, seq)], convs[rq.conversation_id], created=d[1]))
+        return out
 
     @staticmethod
     async def _find_duplicates(
-        conn: Conn, tenant_id: str, conversation_id: str, msgs: Sequence[NewMessage]
-    ) -> dict[tuple[str, str], Message]:
-        """Stored messages of the conversation sharing a client_id or external_id with `msgs`."""
-        p = Params(tenant_id, conversation_id)
-        client_ids = list(dict.fromkeys(m.client_id for m in msgs if m.client_id is not None))
-        external_ids = list(dict.fromkeys(m.external_id for m in msgs if m.external_id is not None))
+        conn: Conn, requests: Sequence[AppendRequest]
+    ) -> dict[tuple[str, str, str], Message]:
+        """Stored messages sharing a (conversation, client_id) or (conversation, external_id)
+        with a request, keyed (conversation_id, "c"|"e", key); the earliest seq wins."""
+        client_ids = list(dict.fromkeys(rq.message.client_id for rq in requests if rq.message.client_id is not None))
+        external_ids = list(dict.fromkeys(
+            rq.message.external_id for rq in requests if rq.message.external_id is not None))
+        if not client_ids and not external_ids:
+            return {}
+        p = Params()
+        conv_in = p.add_all(list(dict.fromkeys(rq.conversation_id for rq in requests)))
         keys: list[str] = []
         if client_ids:
             keys.append(f"client_id IN ({p.add_all(client_ids)})")
         if external_ids:
             keys.append(f"external_id IN ({p.add_all(external_ids)})")
-        if not keys:
-            return {}
         rows = await conn.fetch(
-            "SELECT * FROM messages WHERE tenant_id = $1 AND conversation_id = $2"
-            f" AND ({' OR '.join(keys)}) ORDER BY seq",
+            f"SELECT * FROM messages WHERE conversation_id IN ({conv_in}) AND ({' OR '.join(keys)}) ORDER BY seq",
             *p.values,
         )
-        found: dict[tuple[str, str], Message] = {}
+        found: dict[tuple[str, str, str], Message] = {}
         for r in rows:
             m = message_from_row(r)
             for k in _keys(m):
-                found.setdefault(k, m)  # the earliest wins
+                found.setdefault((m.conversation_id, *k), m)
         return found
 
     async def get_messages(

@@ -36,7 +36,7 @@ from gateway.domain import (
     Tenant,
     TenantStatus,
 )
-from gateway.store.base import NotFound, Store, StoreError
+from gateway.store.base import AppendRequest, NotFound, Store, StoreError
 from gateway.store.factory import make_store, open_store
 from gateway.store.migrations import load_migrations, split_statements
 from gateway.store.postgres import PostgresStore
@@ -636,6 +636,60 @@ async def test_concurrent_batches_interleave_without_gaps(store: Store) -> None:
     for rs in results:  # within a batch, new messages take increasing seqs in input order
         seqs = [r.message.seq for r in rs if r.created]
         assert seqs == sorted(seqs)
+
+
+async def test_append_batch_spans_conversations_and_skips_foreign_ones(store: Store) -> None:
+    a = await new_world(store, "A")
+    b = await new_world(store, "B")
+    t = a.tenant.id
+    a2 = await store.create_conversation(tenant_id=t, channel=Channel.WIDGET, contact_id=a.contact.id, now=1.0)
+    await store.append_message(t, a2.id, msg("earlier", client_id="k"), now=1.0)
+    reqs = [
+        AppendRequest(t, a.conv.id, msg("a1", client_id="k")),  # same key as in a2: scoped per conversation
+        AppendRequest(t, a2.id, msg("retry", client_id="k")),  # duplicate of the stored one
+        AppendRequest(t, b.conv.id, msg("foreign")),  # B's conversation under A's tenant: refused
+        AppendRequest(t, a2.id, msg("a2 new", client_id="n")),
+        AppendRequest(t, "missing", msg("nowhere")),
+        AppendRequest(t, a.conv.id, msg("a1 again", client_id="k")),  # duplicate within the batch
+        AppendRequest(t, a.conv.id, msg("a2nd")),
+    ]
+    res = await store.append_batch(reqs, now=5.0)
+    assert res[2] is None and res[4] is None
+    got = [(r.message.conversation_id, r.message.seq, r.message.text, r.created) if r else None for r in res]
+    assert got == [
+        (a.conv.id, 1, "a1", True), (a2.id, 1, "earlier", False), None, (a2.id, 2, "a2 new", True), None,
+        (a.conv.id, 1, "a1", False), (a.conv.id, 2, "a2nd", True),
+    ]
+    assert res[0] is not None and res[6] is not None and res[3] is not None
+    assert res[0].conversation.last_seq == 2 and res[6].conversation.updated_at == 5.0
+    assert res[3].conversation.last_seq == 2
+    assert (await store.get_conversation(t, a.conv.id)).last_seq == 2
+    assert (await store.get_conversation(t, a2.id)).last_seq == 2
+    assert await store.get_messages(b.tenant.id, b.conv.id) == []
+    assert (await store.get_conversation(b.tenant.id, b.conv.id)).last_seq == 0
+    assert await store.append_batch([], now=1.0) == []
+    with pytest.raises(ValueError):
+        await store.append_batch([AppendRequest(t, a.conv.id, msg(str(i))) for i in range(201)], now=1.0)
+
+
+async def test_concurrent_batches_over_shared_conversations_do_not_deadlock(backend: Backend) -> None:
+    """Two nodes' batches lock the same conversations: in id order, so both commit."""
+    s1, s2 = await backend.open(), await backend.open()
+    w = await new_world(s1)
+    t = w.tenant.id
+    convs = [w.conv.id] + [
+        (await s1.create_conversation(tenant_id=t, channel=Channel.WIDGET, contact_id=w.contact.id, now=1.0)).id
+        for _ in range(5)]
+
+    async def node(store: Store, tag: str, order: list[str]) -> None:
+        for r in range(10):
+            await store.append_batch([AppendRequest(t, c, msg(f"{tag}{r}", client_id=f"{tag}{r}{c}")) for c in order],
+                                     now=2.0)
+
+    await asyncio.wait_for(asyncio.gather(node(s1, "x", convs), node(s2, "y", convs[::-1])), 30)
+    for c in convs:
+        stored = await s1.get_messages(t, c, limit=100)
+        assert [m.seq for m in stored] == list(range(1, 21))
 
 
 async def test_concurrent_duplicate_client_ids_store_once(store: Store) -> None:
