@@ -22,6 +22,7 @@ from gateway.app import build_gateway, default_node_id
 from gateway.config import Config, ConfigError, load_config
 from gateway.domain import AgentRole
 from gateway.drain import DRAINER_KEY
+from gateway.gctune import GcTuning
 from gateway.logs import setup_logging
 from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
 from gateway.reliability import is_sqlite
@@ -122,6 +123,10 @@ async def _serve(config: Config, demo: bool) -> None:
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
                        reuse_address=True)
+    # everything imported and built: keep it out of every garbage collection from now on
+    gc_tuning = GcTuning(config.server.gc_gen0_threshold, config.server.gc_freeze)
+    gc_tuning.export(gw.metrics)
+    gc_tuning.apply()
     await site.start()
     scheme = "https" if ssl_ctx else "http"
     backend = "PostgreSQL" if config.storage.database_url else f"SQLite at {config.sqlite_path}"
@@ -138,6 +143,7 @@ async def _serve(config: Config, demo: bool) -> None:
         await gw.app[DRAINER_KEY].drain(timeout * 0.7)
     finally:
         await runner.cleanup()
+        gc_tuning.remove()
         log.info("stopped")
 
 

@@ -31,6 +31,8 @@ class ServerConfig:
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
     ws_flush_max: float = 0.005  # seconds a window may be extended while wide fan-outs keep coming (lean)
     drain_timeout: float = 10.0
+    gc_gen0_threshold: int = 50_000  # gateway/gctune.py; 0 keeps Python's default
+    gc_freeze: bool = True  # freeze the start-up heap out of every collection
     widget_dist: str | None = None  # built widget assets; default: widget/dist of the source tree
 
 
@@ -197,6 +199,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
             ws_flush_max=r.get_float("WS_FLUSH_MAX", 0.005),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
+            gc_gen0_threshold=r.get_int("GC_GEN0_THRESHOLD", 50_000, 0, 10_000_000),
+            gc_freeze=r.get_bool("GC_FREEZE", True),
             widget_dist=r.get_str("WIDGET_DIST"),
         ),
         storage=StorageConfig(
