@@ -28,6 +28,7 @@ from gateway.domain import (
     NewMessage,
 )
 from gateway.errors import Code, GatewayError, not_found
+from gateway.lru import LruCache
 from gateway.store import NotFound, Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ChatService:
         limits: LimitsConfig,
         clock: Callable[[], float],
         presence_ttl: float,
+        owner_cache_size: int = 100_000,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -76,6 +78,7 @@ class ChatService:
         self.presence_ttl = presence_ttl
         # sends to one conversation are group-committed (see GroupAppender)
         self.appender = GroupAppender(store, clock)
+        self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
         self.attachment_resolver: AttachmentResolver | None = None
@@ -86,9 +89,20 @@ class ChatService:
             conv = await self.store.get_conversation(p.tenant_id, conversation_id)
         except NotFound:
             raise not_found("conversation") from None
+        self._owners.put((conv.tenant_id, conv.id), conv.contact_id)
         if isinstance(p, VisitorPrincipal) and conv.contact_id != p.contact_id:
             raise not_found("conversation")
         return conv
+
+    async def check_access(self, p: Principal, conversation_id: str) -> None:
+        """`conversation_for` without reading the conversation when its owner is known: a
+        conversation's tenant and contact never change, so they are cached (LRU). A
+        conversation deleted since is still refused, by the write that follows."""
+        owner = self._owners.get((p.tenant_id, conversation_id))
+        if owner is None:
+            await self.conversation_for(p, conversation_id)
+        elif isinstance(p, VisitorPrincipal) and owner != p.contact_id:
+            raise not_found("conversation")
 
     # --- visitor ---------------------------------------------------------
     async def start_conversation(self, p: VisitorPrincipal) -> StartResult:
@@ -119,16 +133,18 @@ class ChatService:
     # --- messages --------------------------------------------------------
     async def post_message(self, p: Principal, conversation_id: str, client_id: str, text: str,
                            attachment_ids: Sequence[str] = ()) -> PostResult:
-        conv = await self.conversation_for(p, conversation_id)
         author_type, author_id = p.author
         attachments: list[dict[str, Any]] = []
         if attachment_ids:
             if self.attachment_resolver is None:
                 raise GatewayError(Code.BAD_REQUEST, "attachments are not supported", field="attachments")
+            conv = await self.conversation_for(p, conversation_id)
             attachments = await self.attachment_resolver(p, conv, list(attachment_ids))
+        else:
+            await self.check_access(p, conversation_id)
         res = await self.appender.append(
             p.tenant_id,
-            conv.id,
+            conversation_id,
             NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id,
                        attachments=tuple(attachments)),
         )

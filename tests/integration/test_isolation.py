@@ -72,6 +72,9 @@ async def test_visitor_cannot_touch_another_visitors_conversation(gateway: Runni
     v2 = await visitor(gateway.url, t.tenant.widget_key)
     try:
         conv_id = (await v1.call("conversation:start"))["conversation"]["id"]
+        # the owner's own send first: the node now knows (caches) who owns the conversation
+        sent = await v1.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(), "text": "mine"})
+        assert sent["ok"], sent
         for event, payload in [
             ("conversation:watch", {"conversation_id": conv_id}),
             ("messages:history", {"conversation_id": conv_id}),
@@ -79,6 +82,8 @@ async def test_visitor_cannot_touch_another_visitors_conversation(gateway: Runni
         ]:
             assert (await v2.call(event, payload))["error"]["code"] == "not_found"
         assert (await v2.call("conversation:list"))["conversations"] == []
+        hist = await v1.call("messages:history", {"conversation_id": conv_id})
+        assert [m["text"] for m in hist["messages"]] == ["mine"]
     finally:
         await v1.close()
         await v2.close()

@@ -45,3 +45,16 @@ def test_text_limits() -> None:
     assert info.value.code == Code.TEXT_TOO_LONG
     with pytest.raises(GatewayError):
         req_int({"x": True}, "x")
+
+
+def test_lru_cache_forgets_the_least_recently_used() -> None:
+    from gateway.lru import LruCache
+
+    c: LruCache[str, int] = LruCache(2)
+    c.put("a", 1)
+    c.put("b", 2)
+    assert c.get("a") == 1  # now "b" is the least recently used
+    c.put("c", 3)
+    assert (c.get("a"), c.get("b"), c.get("c"), len(c)) == (1, None, 3, 2)
+    with pytest.raises(ValueError):
+        LruCache(0)
