@@ -11,6 +11,9 @@ from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
 
 @dataclass(eq=False, slots=True)
 class Conn:
+    """One Socket.IO connection (kept per connection: what is empty most of the time is
+    allocated on first use)."""
+
     sid: str
     eio_sid: str
     namespace: str
@@ -19,9 +22,33 @@ class Conn:
     remote: str
     user_agent: str = ""
     origin: str = ""
-    watching: set[str] = field(default_factory=set)  # conversation ids
-    groups: list[str] = field(default_factory=list)  # tenant:/contact: channels joined
-    session: dict[str, Any] = field(default_factory=dict)  # what `session:get` answers
+    groups: Sequence[str] = ()  # tenant:/contact: channels joined
+    _watching: set[str] | None = field(default=None, repr=False)
+    _session: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def watching(self) -> set[str]:
+        """The conversation ids watched (the set is made on first use)."""
+        w = self._watching
+        if w is None:
+            w = self._watching = set()
+        return w
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """What `session:get` answers; an agent's is made from its principal unless set."""
+        s = self._session
+        if s is not None:
+            return s
+        p = self.principal
+        if isinstance(p, AgentPrincipal):
+            return {"agent_id": p.agent_id, "tenant_id": p.tenant_id}
+        s = self._session = {}
+        return s
+
+    @session.setter
+    def session(self, value: dict[str, Any]) -> None:
+        self._session = value
 
     @property
     def is_agent(self) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,7 +162,7 @@ class Fanout:
                 self._convs.pop(conv_channel(route.tenant_id, route.conversation_id), None)
                 await self._safe_unsubscribe(conv_channel(route.tenant_id, route.conversation_id))
 
-    async def drop(self, conn: Conn, groups: list[str]) -> None:
+    async def drop(self, conn: Conn, groups: Sequence[str]) -> None:
         for conv_id in list(conn.watching):
             await self.unwatch(conn, conv_id)
         for channel in groups:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 from gateway.auth import VisitorClaims, VisitorTokens, hash_token, verify_identity
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
-from gateway.domain import TenantStatus
+from gateway.domain import AgentRole, TenantStatus
 from gateway.errors import Code, GatewayError
 from gateway.store import NotFound, Store
 from gateway.validation import as_object, opt_str
@@ -22,11 +23,26 @@ class VisitorSession:
     identified: bool
 
 
+# principals are immutable: connections of one agent (tabs, devices) share one object,
+# and its strings, instead of holding a copy each (bounded: cleared when full)
+PRINCIPAL_CACHE = 4096
+
+
 class Handshake:
     def __init__(self, store: Store, tokens: VisitorTokens, clock: Callable[[], float]) -> None:
         self.store = store
         self.tokens = tokens
         self.clock = clock
+        self._agents: dict[tuple[str, str, AgentRole, str], AgentPrincipal] = {}
+
+    def _agent_principal(self, tenant_id: str, agent_id: str, role: AgentRole, name: str) -> AgentPrincipal:
+        key = (tenant_id, agent_id, role, name)
+        p = self._agents.get(key)
+        if p is None:
+            if len(self._agents) >= PRINCIPAL_CACHE:
+                self._agents.clear()
+            p = self._agents[key] = AgentPrincipal(sys.intern(tenant_id), sys.intern(agent_id), role, name)
+        return p
 
     async def agent(self, auth: Any) -> AgentPrincipal:
         obj = as_object(auth, "auth")
@@ -40,7 +56,7 @@ class Handshake:
             raise GatewayError(Code.UNAUTHORIZED, "invalid agent token") from None
         if tenant.status != TenantStatus.ACTIVE:
             raise GatewayError(Code.FORBIDDEN, "this account is not active")
-        return AgentPrincipal(agent.tenant_id, agent.id, agent.role, agent.name)
+        return self._agent_principal(agent.tenant_id, agent.id, agent.role, agent.name)
 
     async def visitor(self, auth: Any) -> VisitorSession:
         obj = as_object(auth, "auth")
@@ -93,6 +109,6 @@ class Handshake:
         if (name and not contact.name) or (email and not contact.email):
             fields = {k: v for k, v in (("name", name), ("email", email)) if v}
             contact = await self.store.update_contact(tenant.id, contact.id, fields)
-        principal = VisitorPrincipal(tenant.id, visitor_id, contact.id)
+        principal = VisitorPrincipal(sys.intern(tenant.id), visitor_id, contact.id)
         token = self.tokens.issue(VisitorClaims(tenant.id, visitor_id, contact.id, now))
         return VisitorSession(principal, token, identified)

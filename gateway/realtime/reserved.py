@@ -19,6 +19,8 @@ from typing import Any
 
 import socketio
 
+from gateway.transport.manager import LeanManager
+
 log = logging.getLogger(__name__)
 
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
@@ -34,6 +36,10 @@ def safe_event(data: Any) -> list[Any]:
 
 
 class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, client_manager: Any = None, **kwargs: Any) -> None:
+        # no stored room per sid (see gateway/transport/manager.py)
+        super().__init__(client_manager=client_manager if client_manager is not None else LeanManager(), **kwargs)
+
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         await super()._handle_event(eio_sid, namespace, id, safe_event(data))
 

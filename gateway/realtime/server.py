@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -137,14 +138,13 @@ class RealtimeServer:
             conn = Conn(sid, eio_sid, namespace, principal.tenant_id, principal, remote,
                         user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
                         origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
-            conn.groups = [f"tenant:{principal.tenant_id}"]
-            conn.session = {"agent_id": principal.agent_id, "tenant_id": principal.tenant_id}
+            conn.groups = (sys.intern(f"tenant:{principal.tenant_id}"),)  # session: from the principal
         else:
             p = vs.principal
             conn = Conn(sid, eio_sid, namespace, p.tenant_id, p, remote,
                         user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
                         origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
-            conn.groups = [contact_channel(p.tenant_id, p.contact_id)]
+            conn.groups = (contact_channel(p.tenant_id, p.contact_id),)
             conn.session = {"visitor_token": vs.token, "visitor_id": p.visitor_id,
                             "contact_id": p.contact_id, "identified": vs.identified}
         self.conns[(namespace, sid)] = conn

@@ -71,6 +71,11 @@ class FrameParser:
         self._frag_op = 0
         self._max = max_message
 
+    @property
+    def idle(self) -> bool:
+        """No partial frame nor fragmented message held (the parser can be dropped)."""
+        return not self._buf and self._frag is None
+
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         buf = self._buf + data if self._buf else data
         out: list[tuple[int, bytes]] = []

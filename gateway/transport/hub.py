@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,46 @@ log = logging.getLogger(__name__)
 
 # the request headers a connection keeps (engineio's environ copies all of them)
 KEPT_HEADERS = ("User-Agent", "Origin", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP")
+_KEPT_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in KEPT_HEADERS)
+
+
+class LeanEnviron(Mapping[str, Any]):
+    """The WSGI-style environ python-socketio keeps per connection (`AsyncServer.environ`),
+    holding only what the handshake reads: `REQUEST_METHOD`, `REMOTE_ADDR` and the kept
+    headers, in one small object instead of a dict."""
+
+    __slots__ = ("_headers", "_remote")
+
+    def __init__(self, remote: str, headers: tuple[str | None, ...] | None) -> None:
+        self._remote = remote
+        self._headers = headers  # values of _KEPT_KEYS (None when absent), or None: no header
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "REMOTE_ADDR":
+            return self._remote
+        if key == "REQUEST_METHOD":
+            return "GET"
+        h = self._headers
+        if h is not None and key in _KEPT_KEYS:
+            v = h[_KEPT_KEYS.index(key)]
+            if v is not None:
+                return v
+        raise KeyError(key)
+
+    def _keys(self) -> list[str]:
+        keys = ["REQUEST_METHOD", "REMOTE_ADDR"]
+        if self._headers is not None:
+            keys += [k for k, v in zip(_KEPT_KEYS, self._headers, strict=True) if v is not None]
+        return keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def __repr__(self) -> str:
+        return f"LeanEnviron({dict(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +86,8 @@ class LeanTransport:
         self.ping_sweep = settings.ping_sweep
         self.ping_interval = float(server.ping_interval)
         self.ping_timeout = float(server.ping_timeout)
-        self.sockets: set[LeanSocket] = set()
+        self.max_message = int(server.max_http_buffer_size)
+        self._next_due: tuple[float, float] | None = None  # (now, now + ping_interval), shared
         self._dirty: list[LeanSocket] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._ping_handle: asyncio.TimerHandle | None = None
@@ -54,6 +96,11 @@ class LeanTransport:
         self.upgrades = 0
         self.frames_coalesced = 0  # fan-out frames written …
         self.writes_coalesced = 0  # … in this many writes
+
+    @property
+    def sockets(self) -> list[LeanSocket]:
+        """The live lean sockets: those of engineio's `sockets` (no second index per connection)."""
+        return [s for s in self.server.sockets.values() if type(s) is LeanSocket]
 
     # --- wiring -------------------------------------------------------------------
     def install(self) -> None:
@@ -74,7 +121,7 @@ class LeanTransport:
             if h is not None:
                 h.cancel()
         self._flush_handle = self._ping_handle = None
-        for s in list(self.sockets):
+        for s in self.sockets:
             with contextlib.suppress(Exception):
                 await s.close(abort=True, reason=self.server.reason.SERVER_DISCONNECT)
 
@@ -103,14 +150,22 @@ class LeanTransport:
         transport = request.transport
         return transport is not None and hasattr(transport, "set_protocol")
 
-    def _environ(self, request: web.Request) -> dict[str, Any]:
-        # what the handshake needs, not engineio's WSGI-style copy of every header
-        env: dict[str, Any] = {"REQUEST_METHOD": "GET", "REMOTE_ADDR": request.remote or ""}
-        for name in KEPT_HEADERS:
-            v = request.headers.get(name)
-            if v is not None:
-                env["HTTP_" + name.upper().replace("-", "_")] = v
-        return env
+    def _environ(self, request: web.Request) -> LeanEnviron:
+        # what the handshake needs, not engineio's WSGI-style copy of every header; the
+        # address is interned (many connections share one client or proxy address)
+        h = request.headers
+        values = tuple(h.get(name) for name in KEPT_HEADERS)
+        return LeanEnviron(sys.intern(request.remote or ""),
+                           values if any(v is not None for v in values) else None)
+
+    def next_ping_due(self) -> float:
+        """When a socket connected now gets its first ping: one float shared by all the
+        sockets connected within one sweep (the sweep's granularity rounds it anyway)."""
+        now = time.monotonic()
+        nd = self._next_due
+        if nd is None or now - nd[0] >= self.ping_sweep:
+            nd = self._next_due = (now, now + self.ping_interval)
+        return nd[1]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._wants_lean(request):
@@ -127,14 +182,13 @@ class LeanTransport:
         proto.transport = None
         proto.connection_lost(None)
         sid = eio.generate_id()
-        sock = LeanSocket(self, sid, int(eio.max_http_buffer_size))
+        sock = LeanSocket(self, sid, self.max_message)
         transport.set_protocol(sock)
         sock.connection_made(transport)
         transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         b"Sec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n")
         self.upgrades += 1
         eio.sockets[sid] = sock
-        self.sockets.add(sock)
         sock.write_frame(packet_frame(eio_packet.Packet(eio_packet.OPEN, {
             "sid": sid,
             "upgrades": [],
@@ -193,7 +247,6 @@ class LeanTransport:
         self.on_gone(sock, "transport")
 
     def forget(self, sock: LeanSocket) -> None:
-        self.sockets.discard(sock)
         if self.server.sockets.get(sock.sid) is sock:
             del self.server.sockets[sock.sid]
 
@@ -216,9 +269,11 @@ class LeanTransport:
     def _ping_sweep(self) -> None:
         self._ping_handle = None
         now = time.monotonic()
-        for s in list(self.sockets):
-            s.ping_tick(now)
-        if self.sockets:
+        next_due = now + self.ping_interval
+        sockets = self.sockets
+        for s in sockets:
+            s.ping_tick(now, next_due)
+        if sockets:
             self._start_ping_timer()
 
     def _run(self, coro: Awaitable[Any]) -> None:

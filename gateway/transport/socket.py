@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from engineio import packet as eio_packet
@@ -48,26 +47,32 @@ def packet_frame(pkt: Any) -> bytes:
 
 
 class LeanSocket(asyncio.Protocol):
+    # Per-connection state is kept small (thousands of idle connections): the frame parser
+    # exists only while a frame is incomplete, the write buffer only while something is
+    # queued, the user session on first use, and ping times are floats shared by every
+    # socket of one sweep of the hub's timer.
     __slots__ = (
-        "_hub", "_parser", "_pending", "_pending_size", "_session", "closed", "closing", "connected",
-        "last_ping", "ping_due", "sid", "transport", "upgraded", "upgrading",
+        "_hub", "_parser", "_pending", "_pending_size", "_session", "closed", "closing",
+        "last_ping", "ping_due", "sid", "transport",
     )
+
+    # engineio reads these; a lean socket is a connected websocket from the start
+    connected = True
+    upgraded = True
+    upgrading = False
 
     def __init__(self, hub: LeanTransport, sid: str, max_message: int) -> None:
         self._hub = hub
         self.sid = sid
         self.transport: Any = None  # the asyncio or uvloop transport
-        self._parser = FrameParser(max_message)
-        self._pending: list[bytes] = []  # the shared empty list until something is queued
+        self._parser: FrameParser | None = None  # only while a frame is incomplete
+        self._pending: list[bytes] | None = None  # fan-out frames waiting for the hub's flush
         self._pending_size = 0
-        self.connected = True
-        self.upgraded = True
-        self.upgrading = False
         self.closing = False
         self.closed = False
         self._session: dict[str, Any] | None = None
         self.last_ping: float | None = None  # when an unanswered ping was sent
-        self.ping_due = time.monotonic() + hub.ping_interval
+        self.ping_due = hub.next_ping_due()
 
     @property
     def session(self) -> dict[str, Any]:
@@ -76,16 +81,25 @@ class LeanSocket(asyncio.Protocol):
             self._session = {}
         return self._session
 
+    @session.setter
+    def session(self, value: dict[str, Any]) -> None:
+        self._session = value
+
     # --- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            parser = FrameParser(self._hub.max_message)
         try:
-            frames = self._parser.feed(data)
+            frames = parser.feed(data)
         except FrameError as exc:
+            self._parser = None
             self._fail(exc.code, str(exc))
             return
+        self._parser = None if parser.idle else parser
         for opcode, payload in frames:
             if self.closing or self.closed:
                 return
@@ -102,8 +116,9 @@ class LeanSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self._pending.clear()
+        self._pending = None
         self._pending_size = 0
+        self._parser = None
         if not self.closing and not self.closed:
             self._hub.on_gone(self, "transport")
 
@@ -127,21 +142,25 @@ class LeanSocket(asyncio.Protocol):
         """Append a pre-built frame; the hub flushes it within its flush delay."""
         if self.transport is None or self.closing:
             return
-        if not self._pending:
+        pending = self._pending
+        if pending is None:
+            self._pending = [frame]
             self._hub.mark_dirty(self)
-        self._pending.append(frame)
+        else:
+            pending.append(frame)
         self._pending_size += len(frame)
         if self._pending_size > self._hub.high_water:
             self.flush()
 
     def flush(self) -> None:
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
-        n = len(self._pending)
-        data = self._pending[0] if n == 1 else b"".join(self._pending)
+        n = len(pending)
+        data = pending[0] if n == 1 else b"".join(pending)
         self._hub.frames_coalesced += n
         self._hub.writes_coalesced += 1
-        self._pending = []
+        self._pending = None
         self._pending_size = 0
         self._write(data)
 
@@ -159,20 +178,21 @@ class LeanSocket(asyncio.Protocol):
         """Write now, after anything pending (acks, private packets, control)."""
         self._write(frame)
 
-    def ping_tick(self, now: float) -> None:
-        """Called by the hub's shared timer; sends a ping or closes on a missing pong."""
+    def ping_tick(self, now: float, next_due: float) -> None:
+        """Called by the hub's shared timer (`next_due` is `now` + the ping interval, one
+        float for the whole sweep); sends a ping or closes on a missing pong."""
         if self.last_ping is not None:
             if now - self.last_ping > self._hub.ping_timeout:
                 self._hub.on_gone(self, "ping_timeout")
             return
         if now >= self.ping_due:
             self.last_ping = now
-            self.ping_due = now + self._hub.ping_interval
+            self.ping_due = next_due
             self._write(b"\x81\x012")
 
     def abort(self) -> None:
         t = self.transport
-        self._pending = []
+        self._pending = None
         self._pending_size = 0
         if t is not None:
             t.abort()
@@ -188,7 +208,7 @@ class LeanSocket(asyncio.Protocol):
         log.info("websocket %s: %s", self.sid, message)
         t = self.transport
         if t is not None:
-            self._pending = []
+            self._pending = None
             t.write(close_frame(code, message))
             t.close()
         self._hub.on_gone(self, "transport")
