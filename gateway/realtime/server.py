@@ -28,6 +28,7 @@ from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler, Handlers
 from gateway.realtime.handshake import Handshake
+from gateway.realtime.packets import JsonOncePacket
 from gateway.realtime.presence import PresenceTracker
 from gateway.realtime.reserved import SafeAsyncServer
 from gateway.store import NotFound
@@ -89,6 +90,7 @@ class RealtimeServer:
     def build_sio(config: Config) -> socketio.AsyncServer:
         sio = SafeAsyncServer(
             async_mode="aiohttp",
+            serializer=JsonOncePacket,
             cors_allowed_origins=list(config.server.cors_origins) if config.server.cors_origins != ("*",)
             else "*",
             max_http_buffer_size=max(config.limits.max_event_bytes, 1024 * 1024),

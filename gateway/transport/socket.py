@@ -215,9 +215,15 @@ class LeanSocket(asyncio.Protocol):
 
     # --- the engineio socket interface ------------------------------------------
     async def send(self, pkt: Any) -> None:
+        """Acks and private packets join the same buffer as fan-out frames (one ordered
+        stream per connection, flushed within the hub's flush delay), so an ack and the
+        `message:new` of the same send usually leave in one write."""
         if self.closed:
             return
-        self._write(packet_frame(pkt))
+        if self.closing:
+            self._write(packet_frame(pkt))
+        else:
+            self.queue(packet_frame(pkt))
 
     async def check_ping_timeout(self) -> bool:
         return not self.closed

@@ -108,13 +108,15 @@ async def test_order_holds_under_mixed_traffic() -> None:
             await c.close()
 
 
-async def test_coalesced_frames_flush_before_a_private_write() -> None:
-    async with bare_server(flush_delay=10.0) as (url, sio, hub):
+async def test_private_packets_and_acks_share_the_coalescing_buffer() -> None:
+    """Fan-out frames, private packets and the ack of one request leave in order, in one write."""
+    async with bare_server(flush_delay=0.2) as (url, sio, hub):
         c = await RawClient.connect(url)
         c.connect_ns(NS, {})
         assert (await c.recv_packet())[0] == "connect"
-        # with a 10 s flush delay, only the direct write of `p` can push the queued `b` out
+        frames0, writes0 = hub.frames_coalesced, hub.writes_coalesced
         c.emit(NS, "go", {"tag": 0, "n": 2})
         seen = [await asyncio.wait_for(c.recv_packet(), 5) for _ in range(3)]
         assert [s[1][0] if s[0] == "event" else "ack" for s in seen] == ["b", "p", "ack"]
+        assert (hub.frames_coalesced - frames0, hub.writes_coalesced - writes0) == (3, 1)
         await c.close()
