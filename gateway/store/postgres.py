@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.store.sql import Conflict, Conn, SqlStore, StoreClosed
+from gateway.store.sql import MESSAGE_COLUMNS, Conflict, Conn, SqlStore, StoreClosed
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMA_LOCK_KEY = "izihelp:create-schema"
@@ -106,6 +106,26 @@ class PostgresStore(SqlStore):
                     yield conn
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(str(exc)) from exc
+
+    # --- batch append with array parameters: one fixed statement each, whatever the size ---
+    def _sql_lock_conversations(self, conv_ids: list[str]) -> tuple[Any, ...]:
+        return ("SELECT * FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE", conv_ids)
+
+    def _sql_duplicates(self, conv_ids: list[str], client_ids: list[str], external_ids: list[str]) -> tuple[Any, ...]:
+        return ("SELECT * FROM messages WHERE conversation_id = ANY($1::text[])"
+                " AND (client_id = ANY($2::text[]) OR external_id = ANY($3::text[])) ORDER BY seq",
+                conv_ids, client_ids, external_ids)
+
+    def _sql_advance_seqs(self, counts: dict[str, int], now: float) -> tuple[Any, ...]:
+        return ("UPDATE conversations AS c SET last_seq = c.last_seq + v.k, updated_at = $3"
+                " FROM unnest($1::text[], $2::int[]) AS v(id, k) WHERE c.id = v.id",
+                list(counts), list(counts.values()), now)
+
+    def _sql_insert_messages(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        columns = list(zip(*rows, strict=True))
+        return (f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+                " $11::float8[], $12::text[]) RETURNING *", *(list(c) for c in columns))
 
     async def _lock_migrations(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('izihelp:migrate:' || current_schema()))")

@@ -58,6 +58,8 @@ from gateway.store.rows import (
 
 # Largest IN (...) list sent in one statement (SQLite caps bound variables).
 IN_CHUNK = 500
+MESSAGE_COLUMNS = ("id, tenant_id, conversation_id, seq, client_id, external_id, author_type, author_id, text,"
+                   " attachments, created_at, delivery_state")
 # Most messages `append_messages` takes at once (12 bind values a row, two IN lists).
 MAX_APPEND_BATCH = 200
 
@@ -614,12 +616,7 @@ class SqlStore(abc.ABC):
         each conversation's last_seq by its count of new messages, insert the new rows."""
         async with self._write() as conn:
             conv_ids = sorted({rq.conversation_id for rq in requests})
-            p = Params()
-            locked = {
-                r["id"]: r for r in await conn.fetch(
-                    f"SELECT * FROM conversations WHERE id IN ({p.add_all(conv_ids)}) ORDER BY id{self._row_lock}",
-                    *p.values)
-            }
+            locked = {r["id"]: r for r in await conn.fetch(*self._sql_lock_conversations(conv_ids))}
             mine = [rq if (row := locked.get(rq.conversation_id)) is not None and row["tenant_id"] == rq.tenant_id
                     else None for rq in requests]
             stored = await self._find_duplicates(conn, [rq for rq in mine if rq is not None])
@@ -649,31 +646,15 @@ class SqlStore(abc.ABC):
             convs = {cid: conversation_from_row(row) for cid, row in locked.items()}
             rows: Sequence[Row] = []
             if fresh:
-                p = Params(now)
-                cases = " ".join(f"WHEN {p.add(cid)} THEN CAST({p.add(n)} AS INTEGER)" for cid, n in counts.items())
-                await conn.execute(
-                    f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} ELSE 0 END, updated_at = $1"
-                    f" WHERE id IN ({p.add_all(list(counts))})",
-                    *p.values,
-                )
+                await conn.execute(*self._sql_advance_seqs(counts, now))
                 for cid, n in counts.items():
                     convs[cid] = replace(convs[cid], last_seq=convs[cid].last_seq + n, updated_at=now)
-                p = Params()
-                values = [
-                    "(" + ", ".join((
-                        p.add(new_id()), p.add(rq.tenant_id), p.add(rq.conversation_id), p.add(seq),
-                        p.add(m.client_id), p.add(m.external_id), p.add(m.author_type.value), p.add(m.author_id),
-                        p.add(m.text), p.add(dump_json(list(m.attachments))), p.add(now),
-                        p.add(DeliveryState(m.delivery_state).value))) + ", NULL)"
+                rows = await conn.fetch(*self._sql_insert_messages([
+                    (new_id(), rq.tenant_id, rq.conversation_id, seq, m.client_id, m.external_id, m.author_type.value,
+                     m.author_id, m.text, dump_json(list(m.attachments)), now, DeliveryState(m.delivery_state).value)
                     for rq, seq in fresh
                     for m in (rq.message,)
-                ]
-                rows = await conn.fetch(
-                    "INSERT INTO messages (id, tenant_id, conversation_id, seq, client_id, external_id,"
-                    " author_type, author_id, text, attachments, created_at, delivery_state, delivery_error)"
-                    f" VALUES {', '.join(values)} RETURNING *",
-                    *p.values,
-                )
+                ]))
         by_seq = {(r["conversation_id"], int(r["seq"])): message_from_row(r) for r in rows}
         out: list[AppendResult | None] = []
         for rq, d in zip(mine, plan, strict=True):
@@ -686,9 +667,8 @@ class SqlStore(abc.ABC):
                 out.append(AppendResult(by_seq[(frq.conversation_id, seq)], convs[rq.conversation_id], created=d[1]))
         return out
 
-    @staticmethod
     async def _find_duplicates(
-        conn: Conn, requests: Sequence[AppendRequest]
+        self, conn: Conn, requests: Sequence[AppendRequest]
     ) -> dict[tuple[str, str, str], Message]:
         """Stored messages sharing a (conversation, client_id) or (conversation, external_id)
         with a request, keyed (conversation_id, "c"|"e", key); the earliest seq wins."""
@@ -697,23 +677,45 @@ class SqlStore(abc.ABC):
             rq.message.external_id for rq in requests if rq.message.external_id is not None))
         if not client_ids and not external_ids:
             return {}
+        conv_ids = list(dict.fromkeys(rq.conversation_id for rq in requests))
+        found: dict[tuple[str, str, str], Message] = {}
+        for r in await conn.fetch(*self._sql_duplicates(conv_ids, client_ids, external_ids)):
+            m = message_from_row(r)
+            for k in _keys(m):
+                found.setdefault((m.conversation_id, *k), m)
+        return found
+
+    # The four statements of a batch append. These build IN (...) lists and multi-row
+    # VALUES, which both engines run; PostgresStore overrides them with array parameters
+    # so each is one fixed, cached prepared statement whatever the batch size.
+    def _sql_lock_conversations(self, conv_ids: list[str]) -> tuple[Any, ...]:
         p = Params()
-        conv_in = p.add_all(list(dict.fromkeys(rq.conversation_id for rq in requests)))
+        return (f"SELECT * FROM conversations WHERE id IN ({p.add_all(conv_ids)}) ORDER BY id{self._row_lock}",
+                *p.values)
+
+    def _sql_duplicates(self, conv_ids: list[str], client_ids: list[str], external_ids: list[str]) -> tuple[Any, ...]:
+        p = Params()
+        conv_in = p.add_all(conv_ids)
         keys: list[str] = []
         if client_ids:
             keys.append(f"client_id IN ({p.add_all(client_ids)})")
         if external_ids:
             keys.append(f"external_id IN ({p.add_all(external_ids)})")
-        rows = await conn.fetch(
-            f"SELECT * FROM messages WHERE conversation_id IN ({conv_in}) AND ({' OR '.join(keys)}) ORDER BY seq",
-            *p.values,
-        )
-        found: dict[tuple[str, str, str], Message] = {}
-        for r in rows:
-            m = message_from_row(r)
-            for k in _keys(m):
-                found.setdefault((m.conversation_id, *k), m)
-        return found
+        return (f"SELECT * FROM messages WHERE conversation_id IN ({conv_in}) AND ({' OR '.join(keys)}) ORDER BY seq",
+                *p.values)
+
+    def _sql_advance_seqs(self, counts: dict[str, int], now: float) -> tuple[Any, ...]:
+        p = Params(now)
+        cases = " ".join(f"WHEN {p.add(cid)} THEN CAST({p.add(n)} AS INTEGER)" for cid, n in counts.items())
+        return (f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} ELSE 0 END, updated_at = $1"
+                f" WHERE id IN ({p.add_all(list(counts))})", *p.values)
+
+    def _sql_insert_messages(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """`rows`: (id, tenant_id, conversation_id, seq, client_id, external_id, author_type,
+        author_id, text, attachments, created_at, delivery_state); delivery_error is NULL."""
+        p = Params()
+        values = ", ".join("(" + ", ".join(p.add(v) for v in row) + ", NULL)" for row in rows)
+        return (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error) VALUES {values} RETURNING *", *p.values)
 
     async def get_messages(
         self,
