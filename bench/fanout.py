@@ -33,6 +33,10 @@ def _ints(s: str) -> list[int]:
     return [int(x) for x in s.split(",") if x]
 
 
+def _floats(s: str) -> list[float]:
+    return [float(x) for x in s.split(",") if x]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,11 +45,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated workloads: fanout, rooms, idle, multinode")
     p.add_argument("--fanout-clients", type=_ints, default=[500, 2000])
     p.add_argument("--fanout-messages", type=_ints, default=[400, 100], help="messages per fan-out size")
-    p.add_argument("--rooms-pairs", type=int, default=2000, help="the target is 5000; see docs/performance.md")
-    p.add_argument("--rooms-rate", type=float, default=500.0, help="messages/s in total (the target is 5000)")
-    p.add_argument("--rooms-seconds", type=float, default=8.0)
-    p.add_argument("--multinode-pairs", type=int, default=500, help="rooms for (d); its rate is --rooms-rate")
-    p.add_argument("--idle-clients", type=_ints, default=[5000, 19000],
+    p.add_argument("--rooms-pairs", type=int, default=5000, help="conversations of (b) (the issue's 5,000)")
+    p.add_argument("--rooms-rates", type=_floats, default=[1000.0, 2000.0, 3000.0, 5000.0],
+                   help="messages/s in total, one run per rate on the same pairs (the target: 5,000)")
+    p.add_argument("--rooms-seconds", type=float, default=10.0)
+    p.add_argument("--multinode-pairs", type=int, default=5000, help="conversations of (d)")
+    p.add_argument("--multinode-rates", type=_floats, default=[1000.0, 2000.0, 5000.0],
+                   help="messages/s of (d), one run per rate")
+    p.add_argument("--idle-clients", type=_ints, default=[5000, 10000, 19500],
                    help="cumulative steps (each process here may hold at most `ulimit -Hn` sockets)")
     p.add_argument("--workers", type=int, default=3, help="load-generator processes")
     p.add_argument("--no-peer", action="store_true", help="only our gateway")
@@ -54,10 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if a.quick:  # tiny defaults for what was not given explicitly
         given = set(argv if argv is not None else sys.argv[1:])
         quick = {"--fanout-clients": ("fanout_clients", [20]), "--fanout-messages": ("fanout_messages", [20]),
-                 "--rooms-pairs": ("rooms_pairs", 20), "--rooms-rate": ("rooms_rate", 100.0),
+                 "--rooms-pairs": ("rooms_pairs", 20), "--rooms-rates": ("rooms_rates", [100.0]),
                  "--rooms-seconds": ("rooms_seconds", 2.0), "--idle-clients": ("idle_clients", [50]),
                  "--workers": ("workers", 2), "--only": ("only", "fanout,rooms,idle"),
-                 "--multinode-pairs": ("multinode_pairs", 20)}
+                 "--multinode-pairs": ("multinode_pairs", 20), "--multinode-rates": ("multinode_rates", [100.0])}
         for flag, (attr, value) in quick.items():
             if flag not in given:
                 setattr(a, attr, value)
@@ -110,10 +117,13 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             row("    server CPU us/delivery", f"{fo.cpu_us_per_delivery:.2f}", f"{pc:.2f}",
                 ratio(fo.cpu_us_per_delivery, pc))
     if "rooms" in only:
-        ro, rp = await both(_rooms_run(a), a.no_peer, flip)
+        ros, rps = await both(_rooms_run(a), a.no_peer, flip)
         flip = not flip
-        out["rooms"] = {"ours": asdict(ro), "peer": asdict(rp) if rp else None}
-        _rooms_rows("(b)", ro, rp)
+        peers: list[workloads.RoomsResult | None] = list(rps) if rps else [None] * len(ros)
+        out["rooms"] = [{"ours": asdict(ro), "peer": asdict(rp) if rp else None}
+                        for ro, rp in zip(ros, peers, strict=True)]
+        for ro, rp in zip(ros, peers, strict=True):
+            _rooms_rows("(b)", ro, rp)
     if "idle" in only:
         o_idle, p_idle = await both(lambda s: workloads.idle(s, a.idle_clients, a.workers), a.no_peer, flip)
         flip = not flip
@@ -124,10 +134,11 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 f"{py.kb_per_conn:.2f}" if py else "-", ratio(x.kb_per_conn, py.kb_per_conn) if py else "-")
     if "multinode" in only:
         async with procs.gateway_pair() as (na, nb):
-            mo = await workloads.rooms(na, a.multinode_pairs, a.rooms_rate, a.rooms_seconds, a.workers,
-                                       agent_srv=nb)
-        out["multinode"] = {"ours": asdict(mo)}
-        _rooms_rows("(d) 2 nodes, PG+Redis:", mo, None)
+            mos = await workloads.rooms(na, a.multinode_pairs, a.multinode_rates, a.rooms_seconds, a.workers,
+                                        agent_srv=nb)
+        out["multinode"] = [{"ours": asdict(mo)} for mo in mos]
+        for mo in mos:
+            _rooms_rows("(d) 2 nodes, PG+Redis:", mo, None)
     return out
 
 
@@ -135,8 +146,8 @@ def _fanout_run(n: int, m: int, workers: int) -> Callable[[procs.Server], Awaita
     return lambda s: workloads.fanout(s, n, m, workers)
 
 
-def _rooms_run(a: argparse.Namespace) -> Callable[[procs.Server], Awaitable[workloads.RoomsResult]]:
-    return lambda s: workloads.rooms(s, a.rooms_pairs, a.rooms_rate, a.rooms_seconds, a.workers)
+def _rooms_run(a: argparse.Namespace) -> Callable[[procs.Server], Awaitable[list[workloads.RoomsResult]]]:
+    return lambda s: workloads.rooms(s, a.rooms_pairs, a.rooms_rates, a.rooms_seconds, a.workers)
 
 
 def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | None) -> None:

@@ -105,12 +105,14 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-async def rooms(srv: Server, pairs: int, rate: float, seconds: float, workers: int,
-                agent_srv: Server | None = None) -> RoomsResult:
-    """`pairs` conversations of 1 visitor + 1 agent, each pair its own tenant; visitors post
-    `rate` messages/s in total. With `agent_srv`, agents connect to that node instead."""
+async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, workers: int,
+                agent_srv: Server | None = None) -> list[RoomsResult]:
+    """`pairs` conversations of 1 visitor + 1 agent, each pair its own tenant; the visitors
+    post `rate` messages/s in total, for each rate in turn on the same connections (lowest
+    first, so a saturated run comes last). With `agent_srv`, agents connect to that node."""
     auths = await tenant_auths(srv, pairs)
     ws: list[Worker] = await start_workers(srv.url, workers, agent_srv.url if agent_srv else None)
+    out: list[RoomsResult] = []
     try:
         counts = split(pairs, workers)
         starts = [sum(counts[:i]) for i in range(workers)]
@@ -120,17 +122,19 @@ async def rooms(srv: Server, pairs: int, rate: float, seconds: float, workers: i
         if failed:
             raise RuntimeError(f"{failed} pairs failed on {srv.name}")
         servers = [srv] if agent_srv is None else [srv, agent_srv]
-        cpu0 = sum(s.cpu() for s in servers)
-        results: list[dict[str, Any]] = await asyncio.gather(*(
-            w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=5, timeout=seconds + 60)
-            for w, k in zip(ws, counts, strict=True)))
-        cpu1 = sum(s.cpu() for s in servers)
-        lat = sorted(x for r in results for x in r["latencies"])
-        sent = sum(r["sent"] for r in results)
-        send_s = max(r["send_seconds"] for r in results)
-        return RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
-                           sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
-                           lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s)
+        for rate in sorted(rates):
+            cpu0 = sum(s.cpu() for s in servers)
+            results: list[dict[str, Any]] = await asyncio.gather(*(
+                w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=5, timeout=seconds + 60)
+                for w, k in zip(ws, counts, strict=True)))
+            cpu1 = sum(s.cpu() for s in servers)
+            lat = sorted(x for r in results for x in r["latencies"])
+            sent = sum(r["sent"] for r in results)
+            send_s = max(r["send_seconds"] for r in results)
+            out.append(RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
+                                   sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
+                                   lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s))
+        return out
     finally:
         await close_all(ws)
 

@@ -9,6 +9,7 @@
 //   {cmd:"expect", total}                        reply {event:"reached", at} once `total` message:new arrived
 //   {cmd:"pairs", auths, count}                  `count` visitor+agent pairs (auths[i] = {visitor, agent}), one conversation each
 //   {cmd:"run", rate, seconds}                   the pairs' visitors post at `rate`/s; agents measure latency
+//                                                (repeatable on the same pairs: one run per rate)
 //   {cmd:"count"} / {cmd:"close"}
 import { io } from "socket.io-client";
 import { randomUUID } from "node:crypto";
@@ -109,6 +110,8 @@ const handlers = {
   },
   async run(c) {
     let sent = 0, acked = 0, errors = 0, k = 0;
+    for (const p of pairs) p.pending.clear();  // a late arrival of an earlier run is not this run's
+    latencies.length = 0;
     const total = Math.round(c.rate * c.seconds);
     const t0 = performance.now();
     await new Promise((done) => {

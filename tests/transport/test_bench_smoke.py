@@ -28,6 +28,6 @@ async def test_bench_quick_run(tmp_path: Path) -> None:
     for who in ("ours", "peer"):
         fo = res["fanout"][0][who]
         assert fo["clients"] == 20 and fo["deliveries_per_s"] > 0 and fo["send_errors"] == 0
-        assert res["rooms"][who]["lost"] == 0 and res["rooms"][who]["sent"] > 0
+        assert res["rooms"][0][who]["lost"] == 0 and res["rooms"][0][who]["sent"] > 0
         assert res["idle"][who][0]["clients"] == 20
     assert "ratio" in text.decode()
