@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT: Final = 2.0
 """Connect / command timeout (seconds) on every Redis connection."""
+PUBLISH_BATCH: Final = 500
+"""Most PUBLISH commands sent in one pipeline."""
 BACKOFF_MIN: Final = 0.1
 BACKOFF_MAX: Final = 2.0
 HEALTH_INTERVAL: Final = 5.0
@@ -96,6 +98,9 @@ class RedisBroker:
         self._dispatcher: asyncio.Task[None] | None = None
         self._reconnects = 0
         self._closed = False
+        # publishes waiting for the publisher task (channel key, payload, caller's future)
+        self._outbox: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
+        self._publisher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisBroker(node_id={self._node_id!r}, prefix={self._prefix!r})"
@@ -138,7 +143,7 @@ class RedisBroker:
             return
         self._closed = True
         current = asyncio.current_task()
-        for task in (self._reader, self._dispatcher):
+        for task in (self._reader, self._dispatcher, self._publisher):
             if task is not None and task is not current:
                 await _stop_task(task)
         conn, self._conn = self._conn, None
@@ -161,8 +166,45 @@ class RedisBroker:
             raise RedisConnectionError("redis pub/sub connection is down (reconnecting)")
 
     async def publish(self, channel: str, envelope: Envelope) -> None:
+        """Queue the envelope for the publisher, which sends what has queued as one
+        pipeline (one round trip, one pooled connection) and resolves each caller with
+        its outcome. Publishes reach Redis in call order, so a channel's envelopes keep
+        their order; a burst (a group-committed batch: hundreds at once) no longer needs
+        a connection each — which exhausted the pool ("Too many connections")."""
         self._check_open()
-        await self._client.publish(self._key(channel), envelope.pack())
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((self._key(channel), envelope.pack(), fut))
+        if self._publisher is None:
+            self._publisher = asyncio.create_task(self._publish_queued(), name=f"redis-publisher:{self._node_id}")
+        await fut
+
+    async def _publish_queued(self) -> None:
+        try:
+            while self._outbox:
+                batch = self._outbox[:PUBLISH_BATCH]
+                del self._outbox[:PUBLISH_BATCH]
+                try:
+                    pipe = self._client.pipeline(transaction=False)
+                    for key, data, _ in batch:
+                        pipe.publish(key, data)
+                    await pipe.execute()
+                except Exception as exc:
+                    for *_, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                except BaseException:
+                    for *_, fut in batch:
+                        fut.cancel()
+                    raise
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+        finally:
+            self._publisher = None
+            for *_, fut in self._outbox:  # only when cancelled (close)
+                fut.cancel()
+            self._outbox.clear()
 
     async def subscribe(self, channel: str) -> None:
         """Idempotent. Raises if Redis cannot confirm the subscription now; the channel

@@ -356,6 +356,20 @@ async def test_publisher_receives_own_envelope(nodes: NodeFactory) -> None:
     assert await b.wait_for(channel, 1) == [sent]
 
 
+async def test_a_burst_of_concurrent_publishes_all_arrive_in_call_order(nodes: NodeFactory) -> None:
+    """A group-committed batch publishes hundreds of envelopes at once: none may fail for
+    want of a connection, and each channel keeps the order of the publish calls."""
+    a, b = await nodes(), await nodes()
+    channels = [conv_channel("t1", f"c{i}") for i in range(20)]
+    for ch in channels:
+        await b.broker.subscribe(ch)
+    n = 1500
+    await asyncio.gather(*(a.broker.publish(channels[i % 20], envelope(i=i)) for i in range(n)))
+    await b.wait_until(lambda: len(b.received) >= n, 30)
+    for k, ch in enumerate(channels):
+        assert [env.data["i"] for env in b.on(ch)] == list(range(k, n, 20))
+
+
 async def test_unsubscribe_stops_delivery(nodes: NodeFactory) -> None:
     a, b = await nodes(), await nodes()
     await b.broker.subscribe("ch")
