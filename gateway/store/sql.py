@@ -60,6 +60,8 @@ from gateway.store.rows import (
 IN_CHUNK = 500
 MESSAGE_COLUMNS = ("id, tenant_id, conversation_id, seq, client_id, external_id, author_type, author_id, text,"
                    " attachments, created_at, delivery_state")
+# Agents per presence transaction (three bind values a row).
+PRESENCE_CHUNK = 200
 # Most messages `append_messages` takes at once (12 bind values a row, two IN lists).
 MAX_APPEND_BATCH = 200
 
@@ -281,31 +283,36 @@ class SqlStore(abc.ABC):
         return agent_from_row(require_row(row, "agent"))
 
     async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> None:
+        # A heartbeat carries every agent connected to the node (thousands): written in
+        # chunks of PRESENCE_CHUNK, one short transaction and two statements each, so
+        # message writes interleave instead of waiting behind one long transaction.
         gone = sorted(a for a, n in agent_ids.items() if n <= 0)
         live = sorted(a for a, n in agent_ids.items() if n > 0)
-        async with self._write() as conn:
-            for ids in chunked(gone):
+        for ids in chunked(gone, PRESENCE_CHUNK):
+            async with self._write() as conn:
                 p = Params(node_id)
                 await conn.execute(
                     f"DELETE FROM agent_presence WHERE node_id = $1 AND agent_id IN ({p.add_all(ids)})",
                     *p.values,
                 )
-            for ids in chunked(live):
+        for ids in chunked(live, PRESENCE_CHUNK):
+            async with self._write() as conn:
                 p = Params()
                 rows = await conn.fetch(
                     f"SELECT id, tenant_id FROM agents WHERE id IN ({p.add_all(ids)}) ORDER BY id", *p.values
                 )
-                for row in rows:
-                    await conn.execute(
-                        "INSERT INTO agent_presence (tenant_id, agent_id, node_id, sockets, updated_at)"
-                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, node_id)"
-                        " DO UPDATE SET sockets = excluded.sockets, updated_at = excluded.updated_at",
-                        row["tenant_id"],
-                        row["id"],
-                        node_id,
-                        agent_ids[row["id"]],
-                        now,
-                    )
+                if not rows:
+                    continue
+                p = Params(node_id, now)
+                values = ", ".join(
+                    f"({p.add(row['tenant_id'])}, {p.add(row['id'])}, $1, {p.add(agent_ids[row['id']])}, $2)"
+                    for row in rows)
+                await conn.execute(
+                    "INSERT INTO agent_presence (tenant_id, agent_id, node_id, sockets, updated_at)"
+                    f" VALUES {values} ON CONFLICT (agent_id, node_id)"
+                    " DO UPDATE SET sockets = excluded.sockets, updated_at = excluded.updated_at",
+                    *p.values,
+                )
 
     async def assign_next_agent(
         self, tenant_id: str, conversation_id: str, *, now: float, fresh_after: float

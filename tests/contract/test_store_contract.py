@@ -982,3 +982,23 @@ def test_duplicate_migration_versions_are_rejected(tmp_path: Path) -> None:
         load_migrations(tmp_path)
     (tmp_path / "001_b.sql").unlink()
     assert load_migrations(tmp_path)[0].statements == ("SELECT 1",)
+
+
+async def test_a_heartbeat_larger_than_one_chunk_writes_every_agent(store: Store) -> None:
+    w = await new_world(store)
+    agents = [await new_agent(store, w.tenant.id, f"A{i}", now=100.0) for i in range(450)]
+    counts = {a.id: 1 + i % 3 for i, a in enumerate(agents)}
+    counts["not-an-agent"] = 1  # unknown ids are skipped
+    await store.touch_presence("node-big", counts, NOW)
+    assert isinstance(store, SqliteStore | PostgresStore)
+    async with store.reader() as conn:
+        rows = await conn.fetch("SELECT agent_id, sockets, updated_at FROM agent_presence WHERE node_id = $1",
+                                "node-big")
+    assert {r["agent_id"]: (int(r["sockets"]), float(r["updated_at"])) for r in rows} == {
+        a.id: (counts[a.id], NOW) for a in agents}
+    # the next beat updates in place; a zero removes the row
+    await store.touch_presence("node-big", {**dict.fromkeys(counts, 5), agents[0].id: 0}, NOW + 15)
+    async with store.reader() as conn:
+        rows = await conn.fetch("SELECT agent_id, sockets, updated_at FROM agent_presence WHERE node_id = $1",
+                                "node-big")
+    assert len(rows) == 449 and {(int(r["sockets"]), float(r["updated_at"])) for r in rows} == {(5, NOW + 15)}
