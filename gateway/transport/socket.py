@@ -178,17 +178,20 @@ class LeanSocket(asyncio.Protocol):
         """Write now, after anything pending (acks, private packets, control)."""
         self._write(frame)
 
-    def ping_tick(self, now: float, next_due: float) -> None:
+    def ping_tick(self, now: float, next_due: float, may_ping: bool = True) -> bool:
         """Called by the hub's shared timer (`next_due` is `now` + the ping interval, one
-        float for the whole sweep); sends a ping or closes on a missing pong."""
+        float for the whole sweep); closes on a missing pong, and sends a ping when one is
+        due and `may_ping` (else it stays due). Returns whether it pinged."""
         if self.last_ping is not None:
             if now - self.last_ping > self._hub.ping_timeout:
                 self._hub.on_gone(self, "ping_timeout")
-            return
-        if now >= self.ping_due:
+            return False
+        if may_ping and now >= self.ping_due and self.transport is not None:
             self.last_ping = now
             self.ping_due = next_due
             self._write(b"\x81\x012")
+            return True
+        return False
 
     def abort(self) -> None:
         t = self.transport
