@@ -92,7 +92,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.presence.stop()
-        await self.chat.appender.close()
+        await self.chat.close()
         self.fanout.close()
         await self.broker.close()
         await self.store.close()

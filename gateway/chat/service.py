@@ -8,6 +8,7 @@ effort: a lost envelope is repaired by the receivers' gap detection).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from gateway.lru import LruCache
 from gateway.store import NotFound, Store
 
 log = logging.getLogger(__name__)
+
+MAX_PUBLISH_RETRIES = 10_000  # envelopes waiting for a retry at once (a broker down for long)
 
 
 def contact_channel(tenant_id: str, contact_id: str) -> str:
@@ -78,6 +81,8 @@ class ChatService:
         self.presence_ttl = presence_ttl
         # sends to one conversation are group-committed (see GroupAppender)
         self.appender = GroupAppender(store, clock)
+        self._retries: set[asyncio.Task[None]] = set()  # failed publishes being retried
+        self.publish_retry_delays: tuple[float, ...] = (0.5, 2.0, 5.0)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
@@ -335,6 +340,36 @@ class ChatService:
     async def _publish(self, channel: str, env: Envelope) -> None:
         try:
             await self.broker.publish(channel, env)
-        except Exception:
-            log.warning("broker publish to %s failed; receivers repair by gap detection", channel,
-                        exc_info=True)
+        except Exception as exc:
+            # Receivers repair a missing envelope by gap detection, but only when the next
+            # one of the conversation arrives: the last message of a quiet conversation
+            # would wait for it. So a failed publish is retried in the background.
+            if len(self._retries) >= MAX_PUBLISH_RETRIES:
+                log.error("broker publish to %s failed (%s) and %d retries are pending: not retried",
+                          channel, type(exc).__name__, len(self._retries))
+                return
+            log.warning("broker publish to %s failed (%s); retrying in the background", channel, exc)
+            task = asyncio.ensure_future(self._republish(channel, env))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+    async def _republish(self, channel: str, env: Envelope) -> None:
+        last: Exception | None = None
+        for delay in self.publish_retry_delays:
+            await asyncio.sleep(delay)
+            try:
+                await self.broker.publish(channel, env)
+                return
+            except Exception as exc:
+                last = exc
+        log.error("broker publish to %s still failing after %d retries (%s); receivers repair it at the "
+                  "conversation's next message or the next broker reconnect", channel,
+                  len(self.publish_retry_delays), type(last).__name__)
+
+    async def close(self) -> None:
+        """Stop the group-commit drain and the publish retries."""
+        await self.appender.close()
+        for t in list(self._retries):
+            t.cancel()
+        if self._retries:
+            await asyncio.gather(*self._retries, return_exceptions=True)
