@@ -16,12 +16,20 @@ def plot(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
     for who, style in (("ours", "o-"), ("peer", "s--")):
         pts = [(r[who]["clients"], r[who]["deliveries_per_s"]) for r in results.get("fanout", []) if r.get(who)]
         if pts:
             ax1.plot([p[0] for p in pts], [p[1] / 1000 for p in pts], style,
                      label="gateway (lean transport)" if who == "ours" else "Node socket.io 4")
+        rooms = [r[who] for r in results.get("rooms", []) if isinstance(r, dict) and r.get(who)]
+        if rooms:
+            ax3.plot([r["rate"] for r in rooms], [r["p99_ms"] for r in rooms], style,
+                     label="gateway (SQLite, stored)" if who == "ours" else "Node socket.io 4 (no store)")
+        multi = [r[who] for r in results.get("multinode", []) if isinstance(r, dict) and r.get(who)]
+        if multi:
+            ax3.plot([r["rate"] for r in multi], [r["p99_ms"] for r in multi], "^:",
+                     label="gateway, 2 nodes (PostgreSQL + Redis)")
         idle = (results.get("idle") or {}).get(who) or []
         if idle:
             ax2.plot([x["clients"] for x in idle], [x["kb_per_conn"] for x in idle], style,
@@ -29,10 +37,15 @@ def plot(results: dict[str, Any], out: Path) -> None:
     ax1.set(title="Fan-out: one conversation, N watchers", xlabel="clients watching",
             ylabel="deliveries/s (thousands)")
     ax2.set(title="Idle connections", xlabel="connected clients", ylabel="resident KB per connection")
-    for ax in (ax1, ax2):
+    ax3.set(title="Small rooms: p99 visitor→agent latency", xlabel="messages/s (5,000 conversations)",
+            ylabel="p99 latency (ms, log)")
+    ax3.set_yscale("log")
+    ax3.axhline(50, color="grey", lw=0.8, ls="--")
+    for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
     fig.suptitle(f"bench run {results.get('started', '')} (loopback, 2 cores)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

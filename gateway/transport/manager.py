@@ -29,7 +29,7 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
     def _members(self, ns: dict[Any, Any], room: Any) -> dict[str, str]:
         stored = ns.get(room)
         if stored is not None:
-            return dict(stored._fwdm)
+            return dict(stored)
         return self._sid_room(ns, room)
 
     def get_participants(self, namespace: str, room: Any) -> Iterator[tuple[str, str]]:
