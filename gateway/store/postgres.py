@@ -125,7 +125,7 @@ class PostgresStore(SqlStore):
         columns = list(zip(*rows, strict=True))
         return (f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
                 " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
-                " $11::float8[], $12::text[]) RETURNING *", *(list(c) for c in columns))
+                " $11::float8[], $12::text[])", *(list(c) for c in columns))
 
     async def _lock_migrations(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('izihelp:migrate:' || current_schema()))")

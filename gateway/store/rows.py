@@ -8,6 +8,8 @@ back as 0/1 (SQLite) and JSON columns are TEXT.
 from __future__ import annotations
 
 import json
+import secrets
+import time
 import uuid
 from typing import Any, Protocol
 
@@ -48,6 +50,13 @@ class Params:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_message_id() -> str:
+    """32 hex characters like `new_id`, time-ordered (48-bit milliseconds, then 80 random
+    bits, as UUIDv7): consecutive messages land on the same primary-key index page
+    instead of a random one, one page write less per message."""
+    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(10)}"
 
 
 def dump_json(value: Any) -> str:

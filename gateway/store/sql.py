@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,7 @@ from gateway.store.rows import (
     dump_json,
     message_from_row,
     new_id,
+    new_message_id,
     tenant_from_row,
 )
 
@@ -651,18 +653,29 @@ class SqlStore(abc.ABC):
                 plan.append((len(fresh), True))
                 fresh.append((rq, int(locked[rq.conversation_id]["last_seq"]) + n))
             convs = {cid: conversation_from_row(row) for cid, row in locked.items()}
-            rows: Sequence[Row] = []
+            inserted: list[Message] = []
+            encoded_attachments: list[str] = []
             if fresh:
                 await conn.execute(*self._sql_advance_seqs(counts, now))
                 for cid, n in counts.items():
                     convs[cid] = replace(convs[cid], last_seq=convs[cid].last_seq + n, updated_at=now)
-                rows = await conn.fetch(*self._sql_insert_messages([
-                    (new_id(), rq.tenant_id, rq.conversation_id, seq, m.client_id, m.external_id, m.author_type.value,
-                     m.author_id, m.text, dump_json(list(m.attachments)), now, DeliveryState(m.delivery_state).value)
-                    for rq, seq in fresh
-                    for m in (rq.message,)
+                for rq, seq in fresh:
+                    m = rq.message
+                    encoded = dump_json(list(m.attachments))
+                    inserted.append(Message(
+                        id=new_message_id(), tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
+                        client_id=m.client_id, external_id=m.external_id, author_type=m.author_type,
+                        author_id=m.author_id, text=m.text,
+                        # as a read returns them (JSON round trip), without decoding the common empty list
+                        attachments=tuple(json.loads(encoded)) if m.attachments else (),
+                        created_at=now, delivery_state=DeliveryState(m.delivery_state)))
+                    encoded_attachments.append(encoded)
+                await conn.execute(*self._sql_insert_messages([
+                    (x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id, x.author_type.value,
+                     x.author_id, x.text, enc, now, x.delivery_state.value)
+                    for x, enc in zip(inserted, encoded_attachments, strict=True)
                 ]))
-        by_seq = {(r["conversation_id"], int(r["seq"])): message_from_row(r) for r in rows}
+        by_seq = {(x.conversation_id, x.seq): x for x in inserted}
         out: list[AppendResult | None] = []
         for rq, d in zip(mine, plan, strict=True):
             if rq is None or d is None:
@@ -722,7 +735,7 @@ class SqlStore(abc.ABC):
         author_id, text, attachments, created_at, delivery_state); delivery_error is NULL."""
         p = Params()
         values = ", ".join("(" + ", ".join(p.add(v) for v in row) + ", NULL)" for row in rows)
-        return (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error) VALUES {values} RETURNING *", *p.values)
+        return (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error) VALUES {values}", *p.values)
 
     async def get_messages(
         self,
