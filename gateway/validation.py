@@ -116,4 +116,9 @@ def message_text(obj: Mapping[str, Any], max_chars: int) -> str:
         raise bad_request("'text' must not be empty", field="text")
     if "\x00" in v:
         raise bad_request("'text' must not contain NUL", field="text")
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON): not storable text
+            raise bad_request("'text' must be valid Unicode", field="text") from None
     return v

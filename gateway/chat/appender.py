@@ -65,10 +65,13 @@ class GroupAppender:
                 del q[: self._max_batch]
                 try:
                     results = await self._store.append_batch([p.request for p in batch], now=self._clock())
-                except Exception as exc:  # each waiting sender gets the store's error
-                    for p in batch:
-                        if not p.fut.done():
-                            p.fut.set_exception(exc)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        if not batch[0].fut.done():
+                            batch[0].fut.set_exception(exc)
+                        continue
+                    # One bad request must not fail the others: retry each on its own.
+                    await self._one_by_one(batch)
                     continue
                 except BaseException:
                     for p in batch:
@@ -88,6 +91,26 @@ class GroupAppender:
             for p in q:  # only when cancelled (shutdown) mid-queue
                 p.fut.cancel()
             q.clear()
+
+    async def _one_by_one(self, batch: list[_Pending]) -> None:
+        for p in batch:
+            try:
+                r = (await self._store.append_batch([p.request], now=self._clock()))[0]
+            except Exception as exc:
+                if not p.fut.done():
+                    p.fut.set_exception(exc)
+                continue
+            except BaseException:
+                for q in batch:
+                    q.fut.cancel()
+                raise
+            self.batches += 1
+            self.appended += 1
+            if not p.fut.done():
+                if r is None:
+                    p.fut.set_exception(not_found("conversation"))
+                else:
+                    p.fut.set_result(r)
 
     async def close(self) -> None:
         """Cancel the drain in flight (its senders see CancelledError)."""

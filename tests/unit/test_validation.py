@@ -47,6 +47,15 @@ def test_text_limits() -> None:
         req_int({"x": True}, "x")
 
 
+def test_text_must_be_storable_unicode() -> None:
+    """A lone surrogate ("\\ud800" in the JSON) decodes to a str that no database can store."""
+    assert message_text({"text": "emoji 👋 ok"}, 100) == "emoji 👋 ok"
+    for bad in ("\ud800", "a\udfffb", "x\x00"):
+        with pytest.raises(GatewayError) as info:
+            message_text({"text": bad}, 100)
+        assert info.value.code == Code.BAD_REQUEST
+
+
 def test_lru_cache_forgets_the_least_recently_used() -> None:
     from gateway.lru import LruCache
 
