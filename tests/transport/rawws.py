@@ -10,8 +10,11 @@ import json
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
+
+from aiohttp import web
 
 
 def _mask_frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -103,3 +106,20 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serve_lean(sio: Any, hub: Any) -> AsyncIterator[str]:
+    """Serve a python-socketio server whose lean transport `hub` is installed on loopback;
+    yield its URL; shut the hub and the app down after."""
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await hub.shutdown()
+        await runner.cleanup()

@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import socketio
-from aiohttp import web
 
 from gateway.realtime.context import Conn
 from gateway.transport import LeanEmitter, LeanSocket, LeanTransport
 from gateway.transport.hub import LeanSettings
-from tests.transport.rawws import RawClient
+from tests.transport.rawws import RawClient, serve_lean
 
 NS = "/t"
 
@@ -55,17 +54,8 @@ async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, socketio.Asyn
             return {"tag": tag, "n": data["n"]}
 
     sio.register_namespace(Ns(NS))
-    app = web.Application()
-    sio.attach(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", sio, hub
-    finally:
-        await hub.shutdown()
-        await runner.cleanup()
+    async with serve_lean(sio, hub) as url:
+        yield url, sio, hub
 
 
 async def test_order_holds_under_mixed_traffic() -> None:

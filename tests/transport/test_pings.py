@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import socketio
-from aiohttp import web
 
 from gateway.transport import LeanSocket, LeanTransport
 from gateway.transport import hub as hub_module
 from gateway.transport.hub import LeanSettings
-from tests.transport.rawws import RawClient
+from tests.transport.rawws import RawClient, serve_lean
 
 
 @contextlib.asynccontextmanager
@@ -23,17 +22,8 @@ async def ping_server() -> AsyncIterator[tuple[str, LeanTransport]]:
     sio = socketio.AsyncServer(async_mode="aiohttp", ping_interval=1, ping_timeout=1)
     hub = LeanTransport(sio.eio, LeanSettings(ping_sweep=0.2))
     hub.install()
-    app = web.Application()
-    sio.attach(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", hub
-    finally:
-        await hub.shutdown()
-        await runner.cleanup()
+    async with serve_lean(sio, hub) as url:
+        yield url, hub
 
 
 async def test_a_burst_of_due_pings_is_spread_over_slices(monkeypatch: pytest.MonkeyPatch) -> None:
