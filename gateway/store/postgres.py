@@ -111,10 +111,20 @@ class PostgresStore(SqlStore):
     def _sql_lock_conversations(self, conv_ids: list[str]) -> tuple[Any, ...]:
         return ("SELECT * FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE", conv_ids)
 
-    def _sql_duplicates(self, conv_ids: list[str], client_ids: list[str], external_ids: list[str]) -> tuple[Any, ...]:
-        return ("SELECT * FROM messages WHERE conversation_id = ANY($1::text[])"
-                " AND (client_id = ANY($2::text[]) OR external_id = ANY($3::text[])) ORDER BY seq",
-                conv_ids, client_ids, external_ids)
+    def _sql_duplicates(self, client_keys: list[tuple[str, str]],
+                        external_keys: list[tuple[str, str]]) -> tuple[Any, ...]:
+        # One unique-index lookup per (conversation, key) pair, as a LATERAL subquery so that
+        # even a generic plan on a table without statistics cannot turn it into a scan of
+        # `messages` (with `IN` lists, then a plain join, each batch got slower as a fresh
+        # table grew: 0.3 → 2.4 ms after 18,000 messages).
+        return ("SELECT m.* FROM unnest($1::text[], $2::text[]) AS k(conv, cid), LATERAL"
+                " (SELECT * FROM messages WHERE conversation_id = k.conv AND client_id = k.cid) AS m"
+                " UNION ALL"
+                " SELECT m.* FROM unnest($3::text[], $4::text[]) AS k(conv, eid), LATERAL"
+                " (SELECT * FROM messages WHERE conversation_id = k.conv AND external_id = k.eid) AS m"
+                " ORDER BY seq",
+                [c for c, _ in client_keys], [k for _, k in client_keys],
+                [c for c, _ in external_keys], [k for _, k in external_keys])
 
     def _sql_advance_seqs(self, counts: dict[str, int], now: float) -> tuple[Any, ...]:
         return ("UPDATE conversations AS c SET last_seq = c.last_seq + v.k, updated_at = $3"

@@ -692,14 +692,14 @@ class SqlStore(abc.ABC):
     ) -> dict[tuple[str, str, str], Message]:
         """Stored messages sharing a (conversation, client_id) or (conversation, external_id)
         with a request, keyed (conversation_id, "c"|"e", key); the earliest seq wins."""
-        client_ids = list(dict.fromkeys(rq.message.client_id for rq in requests if rq.message.client_id is not None))
-        external_ids = list(dict.fromkeys(
-            rq.message.external_id for rq in requests if rq.message.external_id is not None))
-        if not client_ids and not external_ids:
+        client_keys = list(dict.fromkeys(
+            (rq.conversation_id, rq.message.client_id) for rq in requests if rq.message.client_id is not None))
+        external_keys = list(dict.fromkeys(
+            (rq.conversation_id, rq.message.external_id) for rq in requests if rq.message.external_id is not None))
+        if not client_keys and not external_keys:
             return {}
-        conv_ids = list(dict.fromkeys(rq.conversation_id for rq in requests))
         found: dict[tuple[str, str, str], Message] = {}
-        for r in await conn.fetch(*self._sql_duplicates(conv_ids, client_ids, external_ids)):
+        for r in await conn.fetch(*self._sql_duplicates(client_keys, external_keys)):
             m = message_from_row(r)
             for k in _keys(m):
                 found.setdefault((m.conversation_id, *k), m)
@@ -713,14 +713,17 @@ class SqlStore(abc.ABC):
         return (f"SELECT * FROM conversations WHERE id IN ({p.add_all(conv_ids)}) ORDER BY id{self._row_lock}",
                 *p.values)
 
-    def _sql_duplicates(self, conv_ids: list[str], client_ids: list[str], external_ids: list[str]) -> tuple[Any, ...]:
+    def _sql_duplicates(self, client_keys: list[tuple[str, str]],
+                        external_keys: list[tuple[str, str]]) -> tuple[Any, ...]:
+        """Messages matching a (conversation_id, client_id) or (conversation_id, external_id)
+        key; here a superset (the IN lists are not paired), which the caller filters."""
         p = Params()
-        conv_in = p.add_all(conv_ids)
+        conv_in = p.add_all(list(dict.fromkeys(c for c, _ in (*client_keys, *external_keys))))
         keys: list[str] = []
-        if client_ids:
-            keys.append(f"client_id IN ({p.add_all(client_ids)})")
-        if external_ids:
-            keys.append(f"external_id IN ({p.add_all(external_ids)})")
+        if client_keys:
+            keys.append(f"client_id IN ({p.add_all(list(dict.fromkeys(k for _, k in client_keys)))})")
+        if external_keys:
+            keys.append(f"external_id IN ({p.add_all(list(dict.fromkeys(k for _, k in external_keys)))})")
         return (f"SELECT * FROM messages WHERE conversation_id IN ({conv_in}) AND ({' OR '.join(keys)}) ORDER BY seq",
                 *p.values)
 
