@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="messages/s in total, one run per rate on the same pairs (the target: 5,000)")
     p.add_argument("--rooms-seconds", type=float, default=10.0)
     p.add_argument("--multinode-pairs", type=int, default=5000, help="conversations of (d)")
-    p.add_argument("--multinode-rates", type=_floats, default=[1000.0, 2000.0, 5000.0],
+    p.add_argument("--multinode-rates", type=_floats, default=[1000.0, 2000.0, 3000.0, 5000.0],
                    help="messages/s of (d), one run per rate")
     p.add_argument("--idle-clients", type=_ints, default=[5000, 10000, 19500],
                    help="cumulative steps (each process here may hold at most `ulimit -Hn` sockets)")

@@ -60,7 +60,15 @@ class PostgresStore(SqlStore):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        settings = {} if self._quoted_schema is None else {"search_path": self._quoted_schema}
+        # Custom plans for every prepared statement: asyncpg keeps its statements prepared for
+        # the connection's life, and a generic plan made while a table was small (a fresh
+        # schema, before autovacuum's first ANALYZE) is kept until something invalidates it —
+        # measured: the batch's duplicate lookup went from 0.3 to 1.8 ms as `messages` grew
+        # to 18,000 rows, against 0.1 ms replanned. Planning these short statements costs
+        # ~0.1 ms.
+        settings = {"plan_cache_mode": "force_custom_plan"}
+        if self._quoted_schema is not None:
+            settings["search_path"] = self._quoted_schema
         pool = await asyncpg.create_pool(
             self._dsn, min_size=self._min_size, max_size=self._max_size, server_settings=settings,
             reset=_keep_session,
