@@ -17,6 +17,7 @@ import asyncio
 import logging
 
 from gateway.broker.base import Envelope, EnvelopeHandler
+from gateway.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +107,8 @@ class MemoryBroker:
         consumer, self._consumer = self._consumer, None
         # (when close() runs inside the handler, the consumer sees _closed and ends)
         if consumer is not None and consumer is not asyncio.current_task():
-            # Cancel until it ends: a handler may swallow one cancellation (e.g. one
-            # racing with asyncio.wait_for on Python 3.11).
-            while not consumer.done():
-                consumer.cancel()
-                await asyncio.wait([consumer], timeout=0.1)
-            if not consumer.cancelled() and (exc := consumer.exception()) is not None:
-                logger.error("consumer of node %s failed", self._node_id, exc_info=exc)
+            # a handler may swallow one cancellation: stop_task cancels until it ends
+            await stop_task(consumer, logger, f"consumer of node {self._node_id}")
         while not self._queue.empty():
             self._queue.get_nowait()
 

@@ -38,7 +38,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.batching import GroupQueue
 from gateway.broker.base import Envelope, EnvelopeHandler
+from gateway.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +100,9 @@ class RedisBroker:
         self._dispatcher: asyncio.Task[None] | None = None
         self._reconnects = 0
         self._closed = False
-        # publishes waiting for the publisher task (channel key, payload, caller's future)
-        self._outbox: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
-        self._publisher: asyncio.Task[None] | None = None
+        # (channel key, payload) pairs, sent as pipelines by one publisher task
+        self._publishes: GroupQueue[tuple[bytes, bytes], None] = GroupQueue(
+            self._publish_pipeline, max_batch=PUBLISH_BATCH, name=f"redis-publisher:{node_id}")
 
     def __repr__(self) -> str:
         return f"RedisBroker(node_id={self._node_id!r}, prefix={self._prefix!r})"
@@ -143,9 +145,10 @@ class RedisBroker:
             return
         self._closed = True
         current = asyncio.current_task()
-        for task in (self._reader, self._dispatcher, self._publisher):
+        for task in (self._reader, self._dispatcher):
             if task is not None and task is not current:
-                await _stop_task(task)
+                await stop_task(task, logger, f"task {task.get_name()}")
+        await self._publishes.close()
         conn, self._conn = self._conn, None
         self._fail_waiters(RuntimeError(f"{self!r} closed"))
         self._wanted.clear()
@@ -166,45 +169,19 @@ class RedisBroker:
             raise RedisConnectionError("redis pub/sub connection is down (reconnecting)")
 
     async def publish(self, channel: str, envelope: Envelope) -> None:
-        """Queue the envelope for the publisher, which sends what has queued as one
-        pipeline (one round trip, one pooled connection) and resolves each caller with
-        its outcome. Publishes reach Redis in call order, so a channel's envelopes keep
-        their order; a burst (a group-committed batch: hundreds at once) no longer needs
-        a connection each — which exhausted the pool ("Too many connections")."""
+        """Publishes queued while one is in flight go together as one pipeline (one round
+        trip, one pooled connection), in call order, so a channel's envelopes keep their
+        order; a burst (a group-committed batch: hundreds at once) no longer needs a
+        connection each — which exhausted the pool ("Too many connections")."""
         self._check_open()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((self._key(channel), envelope.pack(), fut))
-        if self._publisher is None:
-            self._publisher = asyncio.create_task(self._publish_queued(), name=f"redis-publisher:{self._node_id}")
-        await fut
+        await self._publishes.submit((self._key(channel), envelope.pack()))
 
-    async def _publish_queued(self) -> None:
-        try:
-            while self._outbox:
-                batch = self._outbox[:PUBLISH_BATCH]
-                del self._outbox[:PUBLISH_BATCH]
-                try:
-                    pipe = self._client.pipeline(transaction=False)
-                    for key, data, _ in batch:
-                        pipe.publish(key, data)
-                    await pipe.execute()
-                except Exception as exc:
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                except BaseException:
-                    for *_, fut in batch:
-                        fut.cancel()
-                    raise
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
-        finally:
-            self._publisher = None
-            for *_, fut in self._outbox:  # only when cancelled (close)
-                fut.cancel()
-            self._outbox.clear()
+    async def _publish_pipeline(self, items: list[tuple[bytes, bytes]]) -> list[None]:
+        pipe = self._client.pipeline(transaction=False)
+        for key, data in items:
+            pipe.publish(key, data)
+        await pipe.execute()
+        return [None] * len(items)
 
     async def subscribe(self, channel: str) -> None:
         """Idempotent. Raises if Redis cannot confirm the subscription now; the channel
@@ -458,14 +435,3 @@ class RedisBroker:
                     self._node_id,
                     envelope.kind,
                 )
-
-
-async def _stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait until it has ended. Cancels again while it runs on:
-    `asyncio.wait_for` on Python 3.11 (used inside redis-py) swallows a cancellation
-    that races with the completion of what it waits for."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.1)
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        logger.error("task %s failed", task.get_name(), exc_info=exc)

@@ -24,6 +24,7 @@ from gateway.chat.service import ChatService
 from gateway.domain import AgentStatus, Conversation
 from gateway.errors import Code, GatewayError, bad_request, not_found
 from gateway.store.rows import new_id
+from gateway.tasks import TaskSet
 from recording.service import Recordings
 
 log = logging.getLogger(__name__)
@@ -55,20 +56,14 @@ class CallService:
         self.node_id = node_id
         self.clock = clock
         self.active: dict[str, ActiveCall] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     def ice_servers(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.settings.ice_servers]
 
     # --- helpers ---------------------------------------------------------
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[None]:
-        async def run() -> None:
-            await coro
-
-        t = asyncio.create_task(run(), name=name)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-        return t
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        return self._tasks.spawn(coro, name)
 
     async def _publish(self, call: ActiveCall) -> None:
         await self.chat.publish_event(call.conv, "call:updated", {"call": call.row.to_dict()}, to_tenant=True)
@@ -206,8 +201,4 @@ class CallService:
         for call in list(self.active.values()):
             with contextlib.suppress(Exception):
                 await self.end(call, SHUTDOWN)
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
+        await self._tasks.close()

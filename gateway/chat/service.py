@@ -31,6 +31,7 @@ from gateway.domain import (
 from gateway.errors import Code, GatewayError, not_found
 from gateway.lru import LruCache
 from gateway.store import NotFound, Store
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ChatService:
         self.presence_ttl = presence_ttl
         # sends to one conversation are group-committed (see GroupAppender)
         self.appender = GroupAppender(store, clock)
-        self._retries: set[asyncio.Task[None]] = set()  # failed publishes being retried
+        self._retries = TaskSet()  # failed publishes being retried
         self.publish_retry_delays: tuple[float, ...] = (0.5, 2.0, 5.0)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
@@ -349,9 +350,7 @@ class ChatService:
                           channel, type(exc).__name__, len(self._retries))
                 return
             log.warning("broker publish to %s failed (%s); retrying in the background", channel, exc)
-            task = asyncio.ensure_future(self._republish(channel, env))
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
+            self._retries.spawn(self._republish(channel, env))
 
     async def _republish(self, channel: str, env: Envelope) -> None:
         last: Exception | None = None
@@ -369,7 +368,4 @@ class ChatService:
     async def close(self) -> None:
         """Stop the group-commit drain and the publish retries."""
         await self.appender.close()
-        for t in list(self._retries):
-            t.cancel()
-        if self._retries:
-            await asyncio.gather(*self._retries, return_exceptions=True)
+        await self._retries.close()

@@ -26,6 +26,7 @@ from gateway.chat.service import contact_channel
 from gateway.chat.wire import message_dict
 from gateway.domain import Conversation, Message
 from gateway.realtime.context import Conn, Emitter
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Fanout:
         self._group_locks: dict[str, asyncio.Lock] = {}
         self._summary_interval = summary_interval
         self._held: dict[tuple[str, str], _HeldSummary] = {}  # (channel, conversation id) -> window
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self.delivered = 0
         self.summaries_coalesced = 0
         self.gaps_repaired = 0
@@ -238,9 +239,7 @@ class Fanout:
             return
         env, held.env = held.env, None
         held.handle = self._summary_timer(key)  # the next window starts now
-        task = asyncio.ensure_future(self._send_group_safe(key[0], env))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._send_group_safe(key[0], env))
 
     async def _send_group_safe(self, channel: str, env: Envelope) -> None:
         try:
@@ -337,8 +336,7 @@ class Fanout:
             if held.handle is not None:
                 held.handle.cancel()
         self._held.clear()
-        for t in self._tasks:
-            t.cancel()
+        self._tasks.cancel()
 
     async def _safe_unsubscribe(self, channel: str) -> None:
         try:

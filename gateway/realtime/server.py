@@ -6,7 +6,6 @@ through one dispatcher that validates, calls the handler and shapes the ack.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
@@ -32,6 +31,7 @@ from gateway.realtime.packets import JsonOncePacket
 from gateway.realtime.presence import PresenceTracker
 from gateway.realtime.reserved import SafeAsyncServer
 from gateway.store import NotFound
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class RealtimeServer:
         self.sio = sio
         self.metrics = metrics
         self.conns: dict[tuple[str, str], Conn] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self.fanout: Fanout | None = None
         self.handlers: Handlers | None = None
         self.guard: Guard | None = None  # admission control (gateway/guard.py), set by install
@@ -116,9 +116,7 @@ class RealtimeServer:
         return len(self.conns)
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     # --- lifecycle of a connection --------------------------------------
     async def connect(self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any) -> None:

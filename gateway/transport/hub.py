@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from engineio import packet as eio_packet
 
+from gateway.tasks import TaskSet
 from gateway.transport.frames import accept_key
 from gateway.transport.socket import LeanSocket, packet_frame
 
@@ -97,7 +98,7 @@ class LeanTransport:
         self._ping_handle: asyncio.TimerHandle | None = None
         self._ping_slice = 0
         self._ping_snapshot: list[LeanSocket] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
         self.dropped_slow = 0
         self.upgrades = 0
         self.frames_coalesced = 0  # fan-out frames written …
@@ -296,9 +297,7 @@ class LeanTransport:
             self._start_ping_timer()
 
     def _run(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
 
 class _Detached(web.StreamResponse):

@@ -1,0 +1,50 @@
+"""Background tasks: kept referenced until they end, and stopped for certain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+
+async def stop_task(task: asyncio.Task[Any], log: logging.Logger, what: str) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again while it runs on:
+    `asyncio.wait_for` on Python 3.11 (used inside redis-py) swallows a cancellation that
+    races with the completion of what it waits for. A failure it ended with is logged."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s failed", what, exc_info=exc)
+
+
+class TaskSet:
+    """Fire-and-forget tasks, held here until they end (the event loop keeps only weak
+    references to tasks, so an unreferenced one can vanish mid-flight)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, aw: Awaitable[Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(aw)
+        if name is not None:
+            task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def cancel(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
+    async def close(self) -> None:
+        """Cancel them all and wait until they have ended."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
