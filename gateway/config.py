@@ -29,7 +29,6 @@ class ServerConfig:
     ws_transport: str = "lean"  # "lean" (gateway/transport) or "stock" (engineio's aiohttp websocket)
     ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
-    ws_flush_max: float = 0.005  # seconds a window may be extended while wide fan-outs keep coming (lean)
     drain_timeout: float = 10.0
     gc_gen0_threshold: int = 50_000  # gateway/gctune.py; 0 keeps Python's default
     gc_freeze: bool = True  # freeze the start-up heap out of every collection
@@ -197,7 +196,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_transport=_ws_transport(r.get_str("WS_TRANSPORT", "lean") or "lean"),
             ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
-            ws_flush_max=r.get_float("WS_FLUSH_MAX", 0.005),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
             gc_gen0_threshold=r.get_int("GC_GEN0_THRESHOLD", 50_000, 0, 10_000_000),
             gc_freeze=r.get_bool("GC_FREEZE", True),

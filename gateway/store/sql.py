@@ -653,8 +653,8 @@ class SqlStore(abc.ABC):
                 plan.append((len(fresh), True))
                 fresh.append((rq, int(locked[rq.conversation_id]["last_seq"]) + n))
             convs = {cid: conversation_from_row(row) for cid, row in locked.items()}
-            inserted: list[Message] = []
-            encoded_attachments: list[str] = []
+            inserted: list[Message] = []  # inserted[i] is fresh[i]
+            rows: list[tuple[Any, ...]] = []
             if fresh:
                 await conn.execute(*self._sql_advance_seqs(counts, now))
                 for cid, n in counts.items():
@@ -662,20 +662,17 @@ class SqlStore(abc.ABC):
                 for rq, seq in fresh:
                     m = rq.message
                     encoded = dump_json(list(m.attachments))
-                    inserted.append(Message(
+                    x = Message(
                         id=new_message_id(), tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
                         client_id=m.client_id, external_id=m.external_id, author_type=m.author_type,
                         author_id=m.author_id, text=m.text,
                         # as a read returns them (JSON round trip), without decoding the common empty list
                         attachments=tuple(json.loads(encoded)) if m.attachments else (),
-                        created_at=now, delivery_state=DeliveryState(m.delivery_state)))
-                    encoded_attachments.append(encoded)
-                await conn.execute(*self._sql_insert_messages([
-                    (x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id, x.author_type.value,
-                     x.author_id, x.text, enc, now, x.delivery_state.value)
-                    for x, enc in zip(inserted, encoded_attachments, strict=True)
-                ]))
-        by_seq = {(x.conversation_id, x.seq): x for x in inserted}
+                        created_at=now, delivery_state=DeliveryState(m.delivery_state))
+                    inserted.append(x)
+                    rows.append((x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id,
+                                 x.author_type.value, x.author_id, x.text, encoded, now, x.delivery_state.value))
+                await conn.execute(*self._sql_insert_messages(rows))
         out: list[AppendResult | None] = []
         for rq, d in zip(mine, plan, strict=True):
             if rq is None or d is None:
@@ -683,8 +680,7 @@ class SqlStore(abc.ABC):
             elif isinstance(d, Message):
                 out.append(AppendResult(d, convs[rq.conversation_id], created=False))
             else:
-                frq, seq = fresh[d[0]]
-                out.append(AppendResult(by_seq[(frq.conversation_id, seq)], convs[rq.conversation_id], created=d[1]))
+                out.append(AppendResult(inserted[d[0]], convs[rq.conversation_id], created=d[1]))
         return out
 
     async def _find_duplicates(

@@ -175,7 +175,7 @@ class LeanSocket(asyncio.Protocol):
             self._hub.on_overflow(self)
 
     def write_frame(self, frame: bytes) -> None:
-        """Write now, after anything pending (acks, private packets, control)."""
+        """Write now, after anything pending (the engine.io OPEN packet, control frames)."""
         self._write(frame)
 
     def ping_tick(self, now: float, next_due: float, may_ping: bool = True) -> bool:
