@@ -1,33 +1,52 @@
-"""JsonOncePacket encodes exactly as the stock Socket.IO packet."""
+"""JsonOncePacket encodes what the stock Socket.IO packet encodes (orjson instead of json)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from socketio import packet as sio_packet
 
-from gateway.realtime.packets import JsonOncePacket
+from gateway.realtime.packets import JsonOncePacket, OrjsonCodec
 
 PAYLOADS: list[Any] = [
-    ["message:new", {"text": "Xin chào 👋", "seq": 1, "nested": [{"a": None, "b": 1.5, "c": True}]}],
-    {"ok": True, "message": {"id": "x" * 32, "attachments": []}},
+    ["message:new", {"text": "Xin chào 👋 — Tiếng Việt", "seq": 1, "nested": [{"a": None, "b": 1.5, "c": True}]}],
+    {"ok": True, "message": {"id": "x" * 32, "attachments": [], "created_at": 1732600000.123456}},
+    ["message:new", {"text": 'quotes " and \\ and \n newline \t tab \x01 control', "seq": 2**62}],
     [],
     ["ev"],
     "plain",
-    42,
 ]
+
+
+def _ascii(data: Any) -> bool:
+    return json.dumps(data).isascii() and "\\u" not in json.dumps(data) and "e+" not in json.dumps(data)
 
 
 @pytest.mark.parametrize("data", PAYLOADS)
 @pytest.mark.parametrize("ptype", [sio_packet.EVENT, sio_packet.ACK])
 @pytest.mark.parametrize("namespace", [None, "/", "/agent"])
 @pytest.mark.parametrize("pid", [None, 0, 17])
-def test_same_bytes_as_stock(data: Any, ptype: int, namespace: str | None, pid: int | None) -> None:
+def test_decodes_as_stock(data: Any, ptype: int, namespace: str | None, pid: int | None) -> None:
     ours = JsonOncePacket(ptype, data=data, namespace=namespace, id=pid)
     stock = sio_packet.Packet(ptype, data=data, namespace=namespace, id=pid)
-    assert ours.encode() == stock.encode()
     assert ours.packet_type == stock.packet_type
+    encoded, stock_encoded = ours.encode(), stock.encode()
+    # what a stock client decodes from our text is what it decodes from stock text
+    back, stock_back = sio_packet.Packet(encoded_packet=encoded), sio_packet.Packet(encoded_packet=stock_encoded)
+    assert (back.packet_type, back.namespace, back.id, back.data) == \
+        (stock_back.packet_type, stock_back.namespace, stock_back.id, stock_back.data)
+    assert json.dumps(back.data) == json.dumps(data)
+    if _ascii(data):
+        assert encoded == stock_encoded
+
+
+def test_non_ascii_text_is_utf8_not_escaped() -> None:
+    data = ["message:new", {"text": "Xin chào"}]
+    encoded = JsonOncePacket(sio_packet.EVENT, data=data, namespace="/agent").encode()
+    assert encoded == '2/agent,["message:new",{"text":"Xin chào"}]'
+    assert len(encoded.encode()) < len(sio_packet.Packet(sio_packet.EVENT, data=data, namespace="/agent").encode())
 
 
 def test_binary_payloads_take_the_stock_path() -> None:
@@ -38,7 +57,33 @@ def test_binary_payloads_take_the_stock_path() -> None:
     assert ours.encode() == stock.encode()
 
 
+def test_what_orjson_cannot_encode_takes_the_stock_encoder() -> None:
+    data = ["ev", {"big": 2**70}]  # beyond 64 bits: orjson refuses, the stdlib writes it
+    ours = JsonOncePacket(sio_packet.EVENT, data=data)
+    assert ours.encode() == sio_packet.Packet(sio_packet.EVENT, data=data).encode()
+
+
 def test_decoding_is_unchanged() -> None:
     p = JsonOncePacket(encoded_packet='2/agent,5["message:send",{"text":"hi"}]')
     assert (p.packet_type, p.namespace, p.id) == (sio_packet.EVENT, "/agent", 5)
     assert p.data == ["message:send", {"text": "hi"}]
+
+
+@pytest.mark.parametrize("text", ['["a",NaN]', '["a","\\ud800"]', '[1e999]'])
+def test_what_orjson_refuses_to_decode_decodes_as_stock(text: str) -> None:
+    ours, stock = OrjsonCodec.loads(text), sio_packet.Packet.json.loads(text)
+    assert json.dumps(ours) == json.dumps(stock)
+
+
+def test_an_integer_beyond_64_bits_decodes_as_a_float() -> None:
+    # the one documented difference: stock gives an int (or refuses > 100 digits); either
+    # way the protocol's range-checked integer fields refuse it as bad_request
+    assert isinstance(OrjsonCodec.loads("[" + "9" * 101 + "]")[0], float)
+
+
+@pytest.mark.parametrize("text", ['["a",', "nope", '{"a":1'])
+def test_what_stock_refuses_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        sio_packet.Packet.json.loads(text)
+    with pytest.raises(ValueError):
+        OrjsonCodec.loads(text)
