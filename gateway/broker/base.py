@@ -99,7 +99,8 @@ def _opt_str(v: object) -> str | None:
 
 EnvelopeHandler = Callable[[str, Envelope], Awaitable[None]]
 """Called with (channel, envelope) for every envelope on a subscribed channel,
-in publish order per channel per publisher."""
+in publish order per channel per publisher. A handler must not change `envelope.data`:
+the in-process broker hands the publisher's own envelope to every subscriber."""
 
 
 class Broker(Protocol):

@@ -102,11 +102,12 @@ async def require_redis() -> None:
 @pytest.fixture(
     params=[
         pytest.param("memory", id="memory"),
+        pytest.param("memory-wire", id="memory-wire"),
         pytest.param("redis", id="redis", marks=pytest.mark.redis),
     ]
 )
 async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[NodeFactory]:
-    hub = MemoryHub()
+    hub = MemoryHub(wire_check=request.param == "memory-wire")
     prefix = f"izh-test:{uuid.uuid4().hex[:12]}:"
     url: str | None = None
     if request.param == "redis":
@@ -495,17 +496,43 @@ async def test_handler_may_subscribe_and_publish(nodes: NodeFactory) -> None:
     assert [env.data["n"] for env in await b.wait_for("room", 1)] == [1]
 
 
-async def test_undecodable_envelope_is_dropped(nodes: NodeFactory) -> None:
-    """An envelope that packs but does not unpack (int map key) is dropped at the
-    receiver, like any malformed payload; later envelopes still arrive."""
+async def test_undecodable_envelope_is_dropped(nodes: NodeFactory, request: pytest.FixtureRequest) -> None:
+    """Over the wire, an envelope that packs but does not unpack (int map key) is dropped
+    at the receiver, like any malformed payload; later envelopes still arrive. The
+    in-process hub without its wire check hands the envelope over as it is."""
     a, b = await nodes(), await nodes()
     await b.broker.subscribe("ch")
     int_keys: dict[Any, Any] = {1: "int keys do not round-trip"}
     await a.broker.publish("ch", Envelope("message", "t1", int_keys))
     await a.broker.publish("ch", envelope(n=1))
-    got = await b.wait_for("ch", 1)
+    over_the_wire = request.node.callspec.params["nodes"] != "memory"
+    got = await b.wait_for("ch", 1 if over_the_wire else 2)
     await b.settle(a)
-    assert [env.data for env in got] == [{"n": 1}]
+    assert [env.data for env in got] == ([{"n": 1}] if over_the_wire else [int_keys, {"n": 1}])
+
+
+async def test_the_in_process_hub_hands_over_the_envelope_itself() -> None:
+    hub = MemoryHub()
+    a, b = MemoryBroker(hub, "a"), MemoryBroker(hub, "b")
+    got: list[Envelope] = []
+
+    async def record(channel: str, env: Envelope) -> None:
+        got.append(env)
+
+    await a.start(record)
+    await b.start(record)
+    await a.subscribe("ch")
+    await b.subscribe("ch")
+    sent = envelope(n=7)
+    assert hub.publish("ch", sent) == 2
+    assert hub.publish("nobody", sent) == 0
+    for _ in range(100):
+        if len(got) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [sent, sent] and all(env is sent for env in got)
+    await a.close()
+    await b.close()
 
 
 async def test_start_and_subscribe_preconditions(nodes: NodeFactory) -> None:
