@@ -121,7 +121,7 @@ def _core_metrics(gw: Gateway) -> None:
     m.counter_fn("izh_broker_reconnects_total", "Broker reconnections", lambda: gw.broker.reconnects)
 
     async def count_message(msg: Message, conv: Conversation) -> None:
-        m.messages.labels(conv.channel.value, msg.author_type.value).inc()
+        m.child(m.messages, conv.channel.value, msg.author_type.value).inc()
 
     gw.chat.message_listeners.append(count_message)
 

@@ -227,8 +227,9 @@ class RealtimeServer:
             return GatewayError(Code.INTERNAL, "internal error").to_dict()
         finally:
             self.inflight -= 1
-            self.metrics.events.labels(namespace, event, outcome).inc()
-            self.metrics.event_latency.labels(namespace, event).observe(time.perf_counter() - started)
+            m = self.metrics
+            m.child(m.events, namespace, event, outcome).inc()
+            m.child(m.event_latency, namespace, event).observe(time.perf_counter() - started)
 
 
 class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
