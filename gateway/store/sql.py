@@ -656,12 +656,12 @@ class SqlStore(abc.ABC):
             inserted: list[Message] = []  # inserted[i] is fresh[i]
             rows: list[tuple[Any, ...]] = []
             if fresh:
-                await conn.execute(*self._sql_advance_seqs(counts, now))
+                await self._advance_seqs(conn, counts, now)
                 for cid, n in counts.items():
                     convs[cid] = replace(convs[cid], last_seq=convs[cid].last_seq + n, updated_at=now)
                 for rq, seq in fresh:
                     m = rq.message
-                    encoded = dump_json(list(m.attachments))
+                    encoded = dump_json(list(m.attachments)) if m.attachments else "[]"
                     x = Message(
                         id=new_message_id(), tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
                         client_id=m.client_id, external_id=m.external_id, author_type=m.author_type,
@@ -672,7 +672,7 @@ class SqlStore(abc.ABC):
                     inserted.append(x)
                     rows.append((x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id,
                                  x.author_type.value, x.author_id, x.text, encoded, now, x.delivery_state.value))
-                await conn.execute(*self._sql_insert_messages(rows))
+                await self._insert_messages(conn, rows)
         out: list[AppendResult | None] = []
         for rq, d in zip(mine, plan, strict=True):
             if rq is None or d is None:
@@ -703,7 +703,9 @@ class SqlStore(abc.ABC):
 
     # The four statements of a batch append. These build IN (...) lists and multi-row
     # VALUES, which both engines run; PostgresStore overrides them with array parameters
-    # so each is one fixed, cached prepared statement whatever the batch size.
+    # so each is one fixed, cached prepared statement whatever the batch size, and
+    # SqliteStore runs the seq advance and the insert as one single-row statement
+    # through `executemany` (`_advance_seqs`, `_insert_messages`).
     def _sql_lock_conversations(self, conv_ids: list[str]) -> tuple[Any, ...]:
         p = Params()
         return (f"SELECT * FROM conversations WHERE id IN ({p.add_all(conv_ids)}) ORDER BY id{self._row_lock}",
@@ -712,22 +714,29 @@ class SqlStore(abc.ABC):
     def _sql_duplicates(self, client_keys: list[tuple[str, str]],
                         external_keys: list[tuple[str, str]]) -> tuple[Any, ...]:
         """Messages matching a (conversation_id, client_id) or (conversation_id, external_id)
-        key; here a superset (the IN lists are not paired), which the caller filters."""
+        key; here a superset (the IN lists are not paired), which the caller filters. One
+        probe of each key's partial unique index (an OR of the two would scan every message
+        of the conversations instead)."""
         p = Params()
-        conv_in = p.add_all(list(dict.fromkeys(c for c, _ in (*client_keys, *external_keys))))
-        keys: list[str] = []
-        if client_keys:
-            keys.append(f"client_id IN ({p.add_all(list(dict.fromkeys(k for _, k in client_keys)))})")
-        if external_keys:
-            keys.append(f"external_id IN ({p.add_all(list(dict.fromkeys(k for _, k in external_keys)))})")
-        return (f"SELECT * FROM messages WHERE conversation_id IN ({conv_in}) AND ({' OR '.join(keys)}) ORDER BY seq",
-                *p.values)
+        parts: list[str] = []
+        for column, keys in (("client_id", client_keys), ("external_id", external_keys)):
+            if keys:
+                convs = p.add_all(list(dict.fromkeys(c for c, _ in keys)))
+                values = p.add_all(list(dict.fromkeys(k for _, k in keys)))
+                parts.append(f"SELECT * FROM messages WHERE conversation_id IN ({convs}) AND {column} IN ({values})")
+        return (" UNION ALL ".join(parts) + " ORDER BY seq", *p.values)
+
+    async def _advance_seqs(self, conn: Conn, counts: dict[str, int], now: float) -> None:
+        await conn.execute(*self._sql_advance_seqs(counts, now))
 
     def _sql_advance_seqs(self, counts: dict[str, int], now: float) -> tuple[Any, ...]:
         p = Params(now)
         cases = " ".join(f"WHEN {p.add(cid)} THEN CAST({p.add(n)} AS INTEGER)" for cid, n in counts.items())
         return (f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} ELSE 0 END, updated_at = $1"
                 f" WHERE id IN ({p.add_all(list(counts))})", *p.values)
+
+    async def _insert_messages(self, conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+        await conn.execute(*self._sql_insert_messages(rows))
 
     def _sql_insert_messages(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
         """`rows`: (id, tenant_id, conversation_id, seq, client_id, external_id, author_type,

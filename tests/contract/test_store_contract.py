@@ -189,6 +189,38 @@ async def test_concurrent_migrations_on_an_empty_database(backend: Backend) -> N
         assert await s.get_tenant(tenant.id) == tenant
 
 
+async def test_migration_7_keeps_messages_and_their_idempotency_keys(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0007 rebuilds `messages` with partial key indexes: a database written at version 6
+    keeps every message, and duplicates by client_id / external_id are still caught."""
+    import gateway.store.sql as sql_module
+
+    older = [m for m in load_migrations() if m.version < 7]
+    monkeypatch.setattr(sql_module, "load_migrations", lambda: older)
+    store = backend.make()
+    await store.open()
+    await store.migrate()
+    w = await new_world(store)
+    first = await store.append_message(w.tenant.id, w.conv.id, msg("a", client_id="c1"), now=200.0)
+    second = await store.append_message(w.tenant.id, w.conv.id, msg("b", external_id="e1"), now=201.0)
+    await store.append_message(w.tenant.id, w.conv.id, msg("c"), now=202.0)
+    before = await store.get_messages(w.tenant.id, w.conv.id)
+    monkeypatch.undo()
+    await store.migrate()
+    assert await store.get_messages(w.tenant.id, w.conv.id) == before and len(before) == 3
+    again = await store.append_batch([
+        AppendRequest(w.tenant.id, w.conv.id, msg("a again", client_id="c1")),
+        AppendRequest(w.tenant.id, w.conv.id, msg("b again", external_id="e1")),
+        AppendRequest(w.tenant.id, w.conv.id, msg("d", client_id="c2", external_id="e2")),
+        AppendRequest(w.tenant.id, w.conv.id, msg("e")),
+    ], now=300.0)
+    assert [(r.message.id, r.created) for r in again[:2] if r] == [(first.message.id, False),
+                                                                     (second.message.id, False)]
+    assert [(r.message.seq, r.created) for r in again[2:] if r] == [(4, True), (5, True)]
+    other = await backend.open()  # another node starting on the migrated database
+    assert [m.text for m in await other.get_messages(w.tenant.id, w.conv.id)] == ["a", "b", "c", "d", "e"]
+
+
 async def test_ping(store: Store) -> None:
     await store.ping()
 
