@@ -32,6 +32,7 @@ from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handlers
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.presence import PresenceTracker
+from gateway.realtime.reserved import SafeAsyncServer
 from gateway.realtime.server import RealtimeServer
 from gateway.realtime.sio_emitter import SioEmitter
 from gateway.reliability import install as install_reliability
@@ -59,6 +60,7 @@ class Gateway:
     clock: Callable[[], float]
     handlers: Handlers
     metrics: Metrics
+    lean: LeanTransport | None = None  # the lean websocket transport, unless WS_TRANSPORT=stock
     # features (calls, connectors, widget, …) append their start/stop hooks here
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -133,6 +135,8 @@ def make_lean_transport(sio: socketio.AsyncServer, config: Config) -> LeanTransp
         return None
     lean = LeanTransport(sio.eio, LeanSettings(high_water=config.server.ws_high_water,
                                                flush_delay=config.server.ws_flush_delay))
+    if isinstance(sio, SafeAsyncServer):
+        lean.event_task = sio.event_task
     lean.install()
     return lean
 
@@ -174,7 +178,7 @@ async def build_gateway(
 
     app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_event_bytes)
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
-                 metrics)
+                 metrics, lean)
     _core_metrics(gw)
     app[GATEWAY_KEY] = gw
     realtime.attach(app)

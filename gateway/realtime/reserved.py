@@ -15,9 +15,11 @@ vector) nor reach any handler.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import socketio
+from socketio import packet as sio_packet
 
 from gateway.transport.manager import LeanManager
 
@@ -43,8 +45,36 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         await super()._handle_event(eio_sid, namespace, id, safe_event(data))
 
+    def event_task(self, eio_sid: str, data: str) -> Awaitable[None] | None:
+        """The lean transport's fast path for a text EVENT packet (`2…`): decode it and return
+        the handler's coroutine (the caller runs it as a task), or None to take the stock
+        path (`_handle_eio_message`) for anything else. The stock path runs one task to
+        decode the packet, which starts a second for the handler; this is one task, with
+        the same checks: a malformed packet is dropped, an event on a namespace the client
+        has not joined is ignored, a reserved event name is renamed (`safe_event`)."""
+        if not data.startswith("2") or eio_sid in self._binary_packet:
+            return None
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except MALFORMED as exc:
+            log.debug("dropped a malformed Socket.IO packet from %s: %s", eio_sid, type(exc).__name__)
+            return _nothing()
+        if pkt.packet_type != sio_packet.EVENT:
+            return None
+        namespace = pkt.namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not self.manager.is_connected(sid, namespace):
+            return _nothing()
+        coro: Awaitable[None] = self._handle_event_internal(self, sid, eio_sid, safe_event(pkt.data), namespace,
+                                                            pkt.id)
+        return coro
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
             await super()._handle_eio_message(eio_sid, data)
         except MALFORMED as exc:
             log.debug("dropped a malformed Socket.IO packet from %s: %s", eio_sid, type(exc).__name__)
+
+
+async def _nothing() -> None:
+    return None

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engineio import packet as eio_packet
-from socketio import packet as sio_packet
+import orjson
 
 from gateway.realtime.context import Conn
 from gateway.realtime.sio_emitter import SioEmitter
+from gateway.transport.frames import encode_frame
 from gateway.transport.hub import LeanTransport
-from gateway.transport.socket import LeanSocket, packet_frame
+from gateway.transport.socket import LeanSocket
 
 
 class LeanEmitter(SioEmitter):
@@ -22,12 +22,18 @@ class LeanEmitter(SioEmitter):
         self._sio_server = sio
         self._hub = hub
 
-    def _frames(self, namespace: str, event: str, data: dict[str, Any]) -> list[bytes] | None:
-        pkt = self._sio_server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
-        encoded = pkt.encode()
-        if isinstance(encoded, list):
-            return None  # binary attachments: several engine.io packets, take the stock path
-        return [packet_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded))]
+    @staticmethod
+    def _frame(namespace: str, event: str, data: dict[str, Any]) -> bytes | None:
+        """The event as one websocket frame: engine.io MESSAGE `4`, Socket.IO EVENT `2`, the
+        namespace unless it is `/`, the JSON (what `JsonOncePacket` writes, without building
+        the two packet objects). None for a payload JSON cannot carry (bytes: the stock
+        path sends it as a binary event with attachments)."""
+        try:
+            body = orjson.dumps([event, data])
+        except TypeError:
+            return None
+        head = b"42" if namespace == "/" else b"42" + namespace.encode() + b","
+        return encode_frame(head + body)
 
     async def emit_many(self, conns: Sequence[Conn], event: str, data: dict[str, Any]) -> None:
         by_ns: dict[str, list[Conn]] = {}
@@ -35,11 +41,10 @@ class LeanEmitter(SioEmitter):
             by_ns.setdefault(c.namespace, []).append(c)
         sockets = self._sio_server.eio.sockets
         for ns, group in by_ns.items():
-            frames = self._frames(ns, event, data)
-            if frames is None:
+            frame = self._frame(ns, event, data)
+            if frame is None:
                 await super().emit_many(group, event, data)
                 continue
-            frame = frames[0]
             for c in group:
                 s = sockets.get(c.eio_sid)
                 if type(s) is LeanSocket:

@@ -16,6 +16,7 @@ from typing import Any, cast
 import socketio
 
 from gateway.realtime.context import Conn
+from gateway.realtime.reserved import SafeAsyncServer
 from gateway.transport import LeanEmitter, LeanSocket, LeanTransport
 from gateway.transport.hub import LeanSettings
 from tests.transport.rawws import RawClient, serve_lean
@@ -25,8 +26,9 @@ NS = "/t"
 
 @contextlib.asynccontextmanager
 async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, socketio.AsyncServer, LeanTransport]]:
-    sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
+    sio = SafeAsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
     hub = LeanTransport(sio.eio, LeanSettings(**settings))
+    hub.event_task = sio.event_task  # as gateway.app wires it: events take the one-task path
     hub.install()
     emitter = LeanEmitter(sio, hub)
     conns: dict[str, Conn] = {}

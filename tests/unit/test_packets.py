@@ -87,3 +87,22 @@ def test_what_stock_refuses_is_refused(text: str) -> None:
         sio_packet.Packet.json.loads(text)
     with pytest.raises(ValueError):
         OrjsonCodec.loads(text)
+
+
+@pytest.mark.parametrize("namespace", ["/", "/agent", "/visitor"])
+@pytest.mark.parametrize("data", [{"text": "Xin chào 👋", "seq": 3, "attachments": []}, {}])
+def test_the_lean_fanout_frame_is_the_packet_frame(namespace: str, data: dict[str, Any]) -> None:
+    from engineio import packet as eio_packet
+
+    from gateway.transport.emitter import LeanEmitter
+    from gateway.transport.socket import packet_frame
+
+    pkt = JsonOncePacket(sio_packet.EVENT, data=["message:new", data], namespace=namespace)
+    assert LeanEmitter._frame(namespace, "message:new", data) == \
+        packet_frame(eio_packet.Packet(eio_packet.MESSAGE, pkt.encode()))
+
+
+def test_the_lean_fanout_frame_leaves_binary_payloads_to_the_stock_path() -> None:
+    from gateway.transport.emitter import LeanEmitter
+
+    assert LeanEmitter._frame("/agent", "file", {"bytes": b"\x00"}) is None
