@@ -137,6 +137,7 @@ def make_lean_transport(sio: socketio.AsyncServer, config: Config) -> LeanTransp
                                                flush_delay=config.server.ws_flush_delay))
     if isinstance(sio, SafeAsyncServer):
         lean.event_task = sio.event_task
+        sio.ack_sink = lean.send_ack
     lean.install()
     return lean
 

@@ -15,7 +15,7 @@ vector) nor reach any handler.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -41,6 +41,9 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, client_manager: Any = None, **kwargs: Any) -> None:
         # no stored room per sid (see gateway/transport/manager.py)
         super().__init__(client_manager=client_manager if client_manager is not None else LeanManager(), **kwargs)
+        # set with the lean transport: queues an ACK (eio_sid, namespace, id, data) as a
+        # ready frame; False leaves it to the stock path (LeanTransport.send_ack)
+        self.ack_sink: Callable[[str, str, int, list[Any]], bool] | None = None
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         await super()._handle_event(eio_sid, namespace, id, safe_event(data))
@@ -65,9 +68,18 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if not self.manager.is_connected(sid, namespace):
             return _nothing()
-        coro: Awaitable[None] = self._handle_event_internal(self, sid, eio_sid, safe_event(pkt.data), namespace,
-                                                            pkt.id)
-        return coro
+        return self._event(sid, eio_sid, safe_event(pkt.data), namespace, pkt.id)
+
+    async def _event(self, sid: str, eio_sid: str, data: list[Any], namespace: str, ack_id: int | None) -> None:
+        """`_handle_event_internal`, with the ACK handed to `ack_sink` when there is one."""
+        r = await self._trigger_event(data[0], namespace, sid, *data[1:])
+        if r == self.not_handled or ack_id is None:
+            return
+        payload = [] if r is None else list(r) if isinstance(r, tuple) else [r]
+        sink = self.ack_sink
+        if sink is None or not sink(eio_sid, namespace, ack_id, payload):
+            await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=ack_id,
+                                                               data=payload))
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:

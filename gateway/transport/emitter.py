@@ -7,13 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from gateway.realtime.context import Conn
 from gateway.realtime.sio_emitter import SioEmitter
-from gateway.transport.frames import encode_frame
 from gateway.transport.hub import LeanTransport
-from gateway.transport.socket import LeanSocket
+from gateway.transport.socket import LeanSocket, json_packet_frame
 
 
 class LeanEmitter(SioEmitter):
@@ -24,16 +21,8 @@ class LeanEmitter(SioEmitter):
 
     @staticmethod
     def _frame(namespace: str, event: str, data: dict[str, Any]) -> bytes | None:
-        """The event as one websocket frame: engine.io MESSAGE `4`, Socket.IO EVENT `2`, the
-        namespace unless it is `/`, the JSON (what `JsonOncePacket` writes, without building
-        the two packet objects). None for a payload JSON cannot carry (bytes: the stock
-        path sends it as a binary event with attachments)."""
-        try:
-            body = orjson.dumps([event, data])
-        except TypeError:
-            return None
-        head = b"42" if namespace == "/" else b"42" + namespace.encode() + b","
-        return encode_frame(head + body)
+        """The event as one websocket frame (None: a payload for the stock path)."""
+        return json_packet_frame(b"42", namespace, [event, data])
 
     async def emit_many(self, conns: Sequence[Conn], event: str, data: dict[str, Any]) -> None:
         by_ns: dict[str, list[Conn]] = {}

@@ -16,7 +16,7 @@ from engineio import packet as eio_packet
 
 from gateway.tasks import TaskSet
 from gateway.transport.frames import accept_key
-from gateway.transport.socket import LeanSocket, packet_frame
+from gateway.transport.socket import LeanSocket, json_packet_frame, packet_frame
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,19 @@ class LeanTransport:
                 self._run(task)
                 return
         self._run(self._message(sock.sid, data))
+
+    def send_ack(self, eio_sid: str, namespace: str, ack_id: int, data: list[Any]) -> bool:
+        """Queue a Socket.IO ACK to a lean socket, encoded straight to its frame (behind what
+        is already queued for it, like `LeanSocket.send`). False when `eio_sid` is not a
+        lean socket or the payload is not JSON: the caller takes the stock path."""
+        sock = self.server.sockets.get(eio_sid)
+        if type(sock) is not LeanSocket:
+            return False
+        frame = json_packet_frame(b"43", namespace, data, ack_id)
+        if frame is None:
+            return False
+        sock.queue(frame)
+        return True
 
     async def _message(self, sid: str, data: str | bytes) -> None:
         handler = self.server.handlers.get("message")

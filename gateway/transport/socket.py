@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from engineio import packet as eio_packet
 
 from gateway.transport.frames import (
@@ -36,6 +37,21 @@ if TYPE_CHECKING:
     from gateway.transport.hub import LeanTransport
 
 log = logging.getLogger(__name__)
+
+
+def json_packet_frame(head: bytes, namespace: str, data: Any, ack_id: int | None = None) -> bytes | None:
+    """A Socket.IO EVENT (`head` b"42") or ACK (b"43") as one text frame, encoded straight
+    from orjson: what `JsonOncePacket` and engineio's packet write, without building either.
+    None for a payload JSON cannot carry (bytes: the stock path sends attachments)."""
+    try:
+        body = orjson.dumps(data)
+    except TypeError:
+        return None
+    if namespace != "/":
+        head += namespace.encode() + b","
+    if ack_id is not None:
+        head += str(ack_id).encode()
+    return encode_frame(head + body)
 
 
 def packet_frame(pkt: Any) -> bytes:

@@ -28,7 +28,8 @@ NS = "/t"
 async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, socketio.AsyncServer, LeanTransport]]:
     sio = SafeAsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
     hub = LeanTransport(sio.eio, LeanSettings(**settings))
-    hub.event_task = sio.event_task  # as gateway.app wires it: events take the one-task path
+    hub.event_task = sio.event_task  # as gateway.app wires it: events take the one-task path …
+    sio.ack_sink = hub.send_ack  # … and acks go straight to frames
     hub.install()
     emitter = LeanEmitter(sio, hub)
     conns: dict[str, Conn] = {}

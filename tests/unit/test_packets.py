@@ -106,3 +106,17 @@ def test_the_lean_fanout_frame_leaves_binary_payloads_to_the_stock_path() -> Non
     from gateway.transport.emitter import LeanEmitter
 
     assert LeanEmitter._frame("/agent", "file", {"bytes": b"\x00"}) is None
+
+
+@pytest.mark.parametrize("namespace", ["/", "/agent"])
+@pytest.mark.parametrize("ack_id", [0, 7, 12345])
+def test_the_lean_ack_frame_is_the_packet_frame(namespace: str, ack_id: int) -> None:
+    from engineio import packet as eio_packet
+
+    from gateway.transport.socket import json_packet_frame, packet_frame
+
+    data = [{"ok": True, "message": {"text": "Cảm ơn", "seq": 9}}]
+    pkt = JsonOncePacket(sio_packet.ACK, data=data, namespace=namespace, id=ack_id)
+    assert json_packet_frame(b"43", namespace, data, ack_id) == \
+        packet_frame(eio_packet.Packet(eio_packet.MESSAGE, pkt.encode()))
+    assert json_packet_frame(b"43", namespace, [b"\x00"], ack_id) is None
