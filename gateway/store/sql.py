@@ -286,8 +286,10 @@ class SqlStore(abc.ABC):
 
     async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> None:
         # A heartbeat carries every agent connected to the node (thousands): written in
-        # chunks of PRESENCE_CHUNK, one short transaction and two statements each, so
-        # message writes interleave instead of waiting behind one long transaction.
+        # chunks of PRESENCE_CHUNK, one short transaction and two statements each, with a
+        # yield to the loop after each, so message writes interleave instead of waiting
+        # behind one long transaction. (SQLite's statements never suspend: without the
+        # yield, 5,000 agents were one 33 ms stall of the loop every heartbeat.)
         gone = sorted(a for a, n in agent_ids.items() if n <= 0)
         live = sorted(a for a, n in agent_ids.items() if n > 0)
         for ids in chunked(gone, PRESENCE_CHUNK):
@@ -297,6 +299,7 @@ class SqlStore(abc.ABC):
                     f"DELETE FROM agent_presence WHERE node_id = $1 AND agent_id IN ({p.add_all(ids)})",
                     *p.values,
                 )
+            await asyncio.sleep(0)
         for ids in chunked(live, PRESENCE_CHUNK):
             async with self._write() as conn:
                 p = Params()
@@ -315,6 +318,7 @@ class SqlStore(abc.ABC):
                     " DO UPDATE SET sockets = excluded.sockets, updated_at = excluded.updated_at",
                     *p.values,
                 )
+            await asyncio.sleep(0)
 
     async def assign_next_agent(
         self, tenant_id: str, conversation_id: str, *, now: float, fresh_after: float

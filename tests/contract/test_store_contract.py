@@ -1021,7 +1021,14 @@ async def test_a_heartbeat_larger_than_one_chunk_writes_every_agent(store: Store
     agents = [await new_agent(store, w.tenant.id, f"A{i}", now=100.0) for i in range(450)]
     counts = {a.id: 1 + i % 3 for i, a in enumerate(agents)}
     counts["not-an-agent"] = 1  # unknown ids are skipped
-    await store.touch_presence("node-big", counts, NOW)
+    # the loop runs other work between the chunks (3 here), not only after the whole beat
+    ticks = 0
+    beat = asyncio.create_task(store.touch_presence("node-big", counts, NOW))
+    while not beat.done():
+        ticks += 1
+        await asyncio.sleep(0)
+    await beat
+    assert ticks >= 3
     assert isinstance(store, SqliteStore | PostgresStore)
     async with store.reader() as conn:
         rows = await conn.fetch("SELECT agent_id, sockets, updated_at FROM agent_presence WHERE node_id = $1",
