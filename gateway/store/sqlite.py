@@ -138,6 +138,12 @@ def _checkpoint(path: str, *, uri: bool, mode: str) -> tuple[int, int, int]:
         db.close()
 
 
+def checkpoint_file(path: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
+    """A checkpoint of the database file at `path` from a connection of its own (blocking:
+    run it on a thread). Returns SQLite's (busy, WAL frames, frames checkpointed)."""
+    return _checkpoint(path, uri=path.startswith("file:"), mode=mode)
+
+
 class SqliteStore(SqlStore):
     def __init__(self, path: str, *, checkpoint_interval: float = 1.0) -> None:
         self._path = path

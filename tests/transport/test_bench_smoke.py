@@ -31,3 +31,15 @@ async def test_bench_quick_run(tmp_path: Path) -> None:
         assert res["rooms"][0][who]["lost"] == 0 and res["rooms"][0][who]["sent"] > 0
         assert res["idle"][who][0]["clients"] == 20
     assert "ratio" in text.decode()
+
+
+@pytest.mark.parametrize("backend", [[], ["--postgres"]], ids=["sqlite", "postgres"])
+async def test_store_bench_quick_run(backend: list[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.store", "--messages", "300", "--conversations", "50", "--batch", "1",
+        "--batch", "8", *backend, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    lines = text.decode().splitlines()
+    assert len(lines) == 2 and all("µs/msg" in line for line in lines), lines
+    assert "batch ~  1: 300 messages" in lines[0]

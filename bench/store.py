@@ -1,0 +1,103 @@
+"""The store's append path alone: `Store.append_batch` across many conversations.
+
+    .venv/bin/python -m bench.store                     # SQLite, batches of ~1, 4 and 16
+    .venv/bin/python -m bench.store --batch 4 --messages 20000
+    .venv/bin/python -m bench.store --postgres          # PostgreSQL 127.0.0.1:5432/test, a
+                                                        # random schema, dropped after
+
+Prints CPU and wall µs per message for each batch size: what one message costs the node
+in the store (building the batch, the four statements, the commit), without the sockets
+and the Socket.IO layer around it. Batches mix random conversations (as group commit
+makes them under load); sizes are uniform in 1 .. 2*batch - 1. A passive WAL checkpoint
+runs every 2,000 messages, as the server's checkpoint thread does every second.
+There is no peer to compare with; compare commits (run both, alternating: the machine
+is noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from gateway.domain import AuthorType, Channel, NewMessage
+from gateway.store.base import AppendRequest, Store
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore, checkpoint_file
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _conversations(store: Store, n: int) -> tuple[str, list[str]]:
+    tenant = await store.create_tenant(name="bench", widget_key=uuid.uuid4().hex, identity_secret="x" * 32, now=1.0)
+    out = []
+    for _ in range(n):
+        contact = await store.create_contact(tenant_id=tenant.id, name=None, email=None, now=1.0)
+        conv = await store.create_conversation(tenant_id=tenant.id, channel=Channel.WIDGET, contact_id=contact.id,
+                                               now=1.0)
+        out.append(conv.id)
+    return tenant.id, out
+
+
+async def run(store: Store, sqlite_path: str | None, conversations: int, messages: int, batch: int,
+              seed: int = 1) -> tuple[float, float, int]:
+    tenant, convs = await _conversations(store, conversations)
+    rnd = random.Random(seed)
+    done = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while done < messages:
+        k = rnd.randint(1, 2 * batch - 1)
+        reqs = [AppendRequest(tenant, rnd.choice(convs), NewMessage(
+            author_type=AuthorType.CONTACT, author_id=None, text=f"message {done + i} from the bench",
+            client_id=str(uuid.uuid4()))) for i in range(k)]
+        await store.append_batch(reqs, now=time.time())
+        if sqlite_path is not None and done // 2000 != (done + k) // 2000:
+            await asyncio.to_thread(checkpoint_file, sqlite_path)
+        done += k
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return cpu / done * 1e6, wall / done * 1e6, done
+
+
+async def one(args: argparse.Namespace, batch: int) -> str:
+    if args.postgres:
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        pg = PostgresStore(PG_DSN, schema=schema)
+        await pg.open()
+        try:
+            await pg.migrate()
+            cpu, wall, n = await run(pg, None, args.conversations, args.messages, batch)
+        finally:
+            async with pg.transaction() as conn:
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await pg.close()
+        return f"postgres  batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg (this process), wall {wall:6.1f}"
+    with tempfile.TemporaryDirectory() as d:
+        path = str(Path(d) / "bench.sqlite3")
+        lite = SqliteStore(path)
+        await lite.open()
+        try:
+            await lite.migrate()
+            cpu, wall, n = await run(lite, path, args.conversations, args.messages, batch)
+        finally:
+            await lite.close()
+    return f"sqlite    batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg, wall {wall:6.1f} µs/msg"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, action="append", help="mean batch size (repeatable; default 1, 4, 16)")
+    p.add_argument("--messages", type=int, default=40_000)
+    p.add_argument("--conversations", type=int, default=5_000)
+    p.add_argument("--postgres", action="store_true", help="PostgreSQL at 127.0.0.1:5432/test instead of SQLite")
+    args = p.parse_args()
+    for b in args.batch or [1, 4, 16]:
+        print(asyncio.run(one(args, b)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
