@@ -290,18 +290,23 @@ def test_factory_rejects_other_urls(url: str) -> None:
     assert "secret" not in str(info.value)
 
 
-async def test_memory_hub_is_shared_and_detaches_closed_brokers() -> None:
-    hub = MemoryHub()
+async def two_memory_brokers_on(hub: MemoryHub) -> tuple[MemoryBroker, MemoryBroker, list[Envelope]]:
+    """Brokers "a" and "b" on `hub`, started and subscribed to "ch", recording into one list."""
     a, b = MemoryBroker(hub, "a"), MemoryBroker(hub, "b")
     got: list[Envelope] = []
 
     async def record(channel: str, env: Envelope) -> None:
         got.append(env)
 
-    await a.start(record)
-    await b.start(record)
-    await a.subscribe("ch")
-    await b.subscribe("ch")
+    for broker in (a, b):
+        await broker.start(record)
+        await broker.subscribe("ch")
+    return a, b, got
+
+
+async def test_memory_hub_is_shared_and_detaches_closed_brokers() -> None:
+    hub = MemoryHub()
+    a, b, _ = await two_memory_brokers_on(hub)
     assert hub.subscriber_count("ch") == 2
     await b.unsubscribe("ch")
     assert hub.subscriber_count("ch") == 1
@@ -513,16 +518,7 @@ async def test_undecodable_envelope_is_dropped(nodes: NodeFactory, request: pyte
 
 async def test_the_in_process_hub_hands_over_the_envelope_itself() -> None:
     hub = MemoryHub()
-    a, b = MemoryBroker(hub, "a"), MemoryBroker(hub, "b")
-    got: list[Envelope] = []
-
-    async def record(channel: str, env: Envelope) -> None:
-        got.append(env)
-
-    await a.start(record)
-    await b.start(record)
-    await a.subscribe("ch")
-    await b.subscribe("ch")
+    a, b, got = await two_memory_brokers_on(hub)
     sent = envelope(n=7)
     assert hub.publish("ch", sent) == 2
     assert hub.publish("nobody", sent) == 0
