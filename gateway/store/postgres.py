@@ -134,16 +134,16 @@ class PostgresStore(SqlStore):
                 [c for c, _ in client_keys], [k for _, k in client_keys],
                 [c for c, _ in external_keys], [k for _, k in external_keys])
 
-    def _sql_advance_seqs(self, counts: dict[str, int], now: float) -> tuple[Any, ...]:
-        return ("UPDATE conversations AS c SET last_seq = c.last_seq + v.k, updated_at = $3"
-                " FROM unnest($1::text[], $2::int[]) AS v(id, k) WHERE c.id = v.id",
-                list(counts), list(counts.values()), now)
+    async def _advance_seqs(self, conn: Conn, counts: dict[str, int], now: float) -> None:
+        await conn.execute("UPDATE conversations AS c SET last_seq = c.last_seq + v.k, updated_at = $3"
+                           " FROM unnest($1::text[], $2::int[]) AS v(id, k) WHERE c.id = v.id",
+                           list(counts), list(counts.values()), now)
 
-    def _sql_insert_messages(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    async def _insert_messages(self, conn: Conn, rows: list[tuple[Any, ...]]) -> None:
         columns = list(zip(*rows, strict=True))
-        return (f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-                " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
-                " $11::float8[], $12::text[])", *(list(c) for c in columns))
+        await conn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[],"
+                           " $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+                           " $10::text[], $11::float8[], $12::text[])", *(list(c) for c in columns))
 
     async def _lock_migrations(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('izihelp:migrate:' || current_schema()))")

@@ -132,6 +132,17 @@ class SqlStore(abc.ABC):
         """Called first inside the migration transaction: exclude concurrent migrators."""
 
     @abc.abstractmethod
+    async def _advance_seqs(self, conn: Conn, counts: dict[str, int], now: float) -> None:
+        """Inside `_append_batch`'s transaction: add `counts[id]` to each conversation's
+        last_seq and set its updated_at to `now`."""
+
+    @abc.abstractmethod
+    async def _insert_messages(self, conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+        """Inside `_append_batch`'s transaction: insert `rows`, each (id, tenant_id,
+        conversation_id, seq, client_id, external_id, author_type, author_id, text,
+        attachments, created_at, delivery_state); delivery_error is NULL."""
+
+    @abc.abstractmethod
     async def ping(self) -> None: ...
 
     @abc.abstractmethod
@@ -705,11 +716,11 @@ class SqlStore(abc.ABC):
                 found.setdefault((m.conversation_id, *k), m)
         return found
 
-    # The four statements of a batch append. These build IN (...) lists and multi-row
-    # VALUES, which both engines run; PostgresStore overrides them with array parameters
-    # so each is one fixed, cached prepared statement whatever the batch size, and
-    # SqliteStore runs the seq advance and the insert as one single-row statement
-    # through `executemany` (`_advance_seqs`, `_insert_messages`).
+    # The four statements of a batch append. The lock and the duplicate lookup build IN
+    # (...) lists, which both engines run; PostgresStore overrides them with array
+    # parameters, so each is one fixed, cached prepared statement whatever the batch size.
+    # The seq advance and the insert are backend hooks (`_advance_seqs`, `_insert_messages`):
+    # arrays on PostgreSQL, one single-row statement through `executemany` on SQLite.
     def _sql_lock_conversations(self, conv_ids: list[str]) -> tuple[Any, ...]:
         p = Params()
         return (f"SELECT * FROM conversations WHERE id IN ({p.add_all(conv_ids)}) ORDER BY id{self._row_lock}",
@@ -729,25 +740,6 @@ class SqlStore(abc.ABC):
                 values = p.add_all(list(dict.fromkeys(k for _, k in keys)))
                 parts.append(f"SELECT * FROM messages WHERE conversation_id IN ({convs}) AND {column} IN ({values})")
         return (" UNION ALL ".join(parts) + " ORDER BY seq", *p.values)
-
-    async def _advance_seqs(self, conn: Conn, counts: dict[str, int], now: float) -> None:
-        await conn.execute(*self._sql_advance_seqs(counts, now))
-
-    def _sql_advance_seqs(self, counts: dict[str, int], now: float) -> tuple[Any, ...]:
-        p = Params(now)
-        cases = " ".join(f"WHEN {p.add(cid)} THEN CAST({p.add(n)} AS INTEGER)" for cid, n in counts.items())
-        return (f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} ELSE 0 END, updated_at = $1"
-                f" WHERE id IN ({p.add_all(list(counts))})", *p.values)
-
-    async def _insert_messages(self, conn: Conn, rows: list[tuple[Any, ...]]) -> None:
-        await conn.execute(*self._sql_insert_messages(rows))
-
-    def _sql_insert_messages(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """`rows`: (id, tenant_id, conversation_id, seq, client_id, external_id, author_type,
-        author_id, text, attachments, created_at, delivery_state); delivery_error is NULL."""
-        p = Params()
-        values = ", ".join("(" + ", ".join(p.add(v) for v in row) + ", NULL)" for row in rows)
-        return (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error) VALUES {values}", *p.values)
 
     async def get_messages(
         self,
