@@ -57,7 +57,7 @@ _PRAGMAS = (
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 0",  # waits happen in BEGIN's async retry, not on the loop
-    "PRAGMA wal_autocheckpoint = 0",  # checkpoints run on a thread (SqliteStore._checkpoint)
+    "PRAGMA wal_autocheckpoint = 0",  # checkpoints run on a thread (checkpoint_file)
     # reads: a 64 MiB page cache and the file mapped (256 MiB), instead of a pread()
     # system call per page missing from SQLite's default 2 MiB cache
     "PRAGMA cache_size = -65536",
@@ -128,20 +128,15 @@ def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
     return db
 
 
-def _checkpoint(path: str, *, uri: bool, mode: str) -> tuple[int, int, int]:
-    """One checkpoint from its own connection (run on a worker thread)."""
-    db = sqlite3.connect(path, isolation_level=None, uri=uri, timeout=BUSY_TIMEOUT_S)
+def checkpoint_file(path: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
+    """A checkpoint of the database file at `path` from a connection of its own (blocking:
+    run it on a thread). Returns SQLite's (busy, WAL frames, frames checkpointed)."""
+    db = sqlite3.connect(path, isolation_level=None, uri=path.startswith("file:"), timeout=BUSY_TIMEOUT_S)
     try:
         row = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
     finally:
         db.close()
-
-
-def checkpoint_file(path: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
-    """A checkpoint of the database file at `path` from a connection of its own (blocking:
-    run it on a thread). Returns SQLite's (busy, WAL frames, frames checkpointed)."""
-    return _checkpoint(path, uri=path.startswith("file:"), mode=mode)
 
 
 class SqliteStore(SqlStore):
@@ -181,7 +176,7 @@ class SqliteStore(SqlStore):
                 return
             if _is_file_path(self._path):  # the fsync off the loop; closing then has little left to copy
                 with contextlib.suppress(sqlite3.Error):
-                    await asyncio.to_thread(_checkpoint, self._path, uri=False, mode="TRUNCATE")
+                    await asyncio.to_thread(checkpoint_file, self._path, "TRUNCATE")
             self._rollback(db)
             db.close()
 
@@ -194,7 +189,7 @@ class SqliteStore(SqlStore):
         while True:
             await asyncio.sleep(self._checkpoint_interval)
             try:
-                await asyncio.to_thread(_checkpoint, self._path, uri=False, mode="PASSIVE")
+                await asyncio.to_thread(checkpoint_file, self._path)
                 self.checkpoints += 1
             except sqlite3.Error as exc:
                 log.warning("sqlite checkpoint failed (retrying in %.1fs): %s", self._checkpoint_interval, exc)
@@ -249,6 +244,7 @@ class SqliteStore(SqlStore):
         conn.executemany(_INSERT_MESSAGE, rows)
 
     async def _advance_seqs(self, conn: Conn, counts: dict[str, int], now: float) -> None:
+        """One single-row UPDATE run for every conversation, as `_insert_messages`."""
         assert isinstance(conn, _InlineConn)
         conn.executemany(_ADVANCE_SEQ, [(n, now, cid) for cid, n in counts.items()])
 
