@@ -49,10 +49,6 @@ class MemoryHub:
     def subscriber_count(self, channel: str) -> int:
         return len(self._subscribers.get(channel, ()))
 
-    @property
-    def wire_check(self) -> bool:
-        return self._wire_check
-
     def publish(self, channel: str, envelope: Envelope) -> int:
         """Hand `envelope` to every broker subscribed to `channel`; return how many got it."""
         brokers = self._subscribers.get(channel)
@@ -62,9 +58,9 @@ class MemoryHub:
             for broker in list(brokers):
                 broker.enqueue(channel, envelope)
             return len(brokers)
-        return self.publish_raw(channel, envelope.pack())
+        return self._publish_packed(channel, envelope.pack())
 
-    def publish_raw(self, channel: str, raw: bytes) -> int:
+    def _publish_packed(self, channel: str, raw: bytes) -> int:
         """Hand packed `raw` to every broker subscribed to `channel`, each unpacking its own
         copy; return how many got it."""
         brokers = list(self._subscribers.get(channel, ()))
