@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -42,8 +43,13 @@ from gateway.store.factory import open_store
 from gateway.transport import LeanEmitter, LeanTransport
 from gateway.transport.hub import LeanSettings
 from gateway.widget.install import install as install_widget
+from gateway.workers.handoff import HandoffSender, handoff_middleware, message_size
+from gateway.workers.sids import WorkerSids
+from gateway.workers.supervisor import WorkerIdentity
 
 log = logging.getLogger(__name__)
+
+ENGINEIO_PATH = "/socket.io/"  # python-socketio's default path, where RealtimeServer attaches
 
 @dataclass
 class Gateway:
@@ -114,6 +120,7 @@ async def install_features(gw: Gateway) -> None:
 
 def _core_metrics(gw: Gateway) -> None:
     m = gw.metrics
+    m.info("izh_node_info", "The node (with WORKERS > 1: the worker) that answered this scrape", node=gw.node_id)
     m.gauge("izh_open_connections", "Socket.IO connections open on this node", lambda: gw.realtime.connection_count)
     m.gauge("izh_watched_conversations", "Conversations with local watchers",
             lambda: gw.fanout.stats()["conversations"])
@@ -151,7 +158,10 @@ async def build_gateway(
     *,
     clock: Callable[[], float] = time.time,
     hub: MemoryHub | None = None,
+    worker: WorkerIdentity | None = None,
 ) -> Gateway:
+    """`worker`: this process is one of a node's WORKERS (gateway/workers): its Engine.IO
+    session ids name it, and requests for a sibling's sessions are handed to that sibling."""
     node_id = config.server.node_id or default_node_id()
     if not config.storage.database_url:
         os.makedirs(config.storage.data_dir, exist_ok=True)
@@ -177,10 +187,25 @@ async def build_gateway(
     handlers = Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket)
     realtime.bind(fanout, handlers)
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_event_bytes)
+    middlewares: list[Any] = [error_middleware]
+    if worker is not None:
+        sids = WorkerSids(worker.index, worker.count)
+        sio.eio.generate_id = sids.generate
+        sender = HandoffSender(worker.paths, message_size(config.limits.max_event_bytes))
+        middlewares.insert(0, handoff_middleware(ENGINEIO_PATH, sids, sender))
+    app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_event_bytes)
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
                  metrics, lean)
     _core_metrics(gw)
+    if worker is not None:
+        async def close_sender() -> None:
+            sender.close()
+
+        gw.on_stop.append(close_sender)
+        metrics.counter_fn("izh_handoffs_sent_total", "Requests handed to the sibling worker holding their session",
+                           lambda: sender.sent)
+        metrics.counter_fn("izh_handoffs_failed_total", "Hand-offs that failed (the client got 'Invalid session')",
+                           lambda: sender.failed)
     app[GATEWAY_KEY] = gw
     realtime.attach(app)
     app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))

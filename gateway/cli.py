@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -30,6 +31,8 @@ from gateway.store import NotFound
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from gateway.workers.handoff import HandoffReceiver, message_size
+from gateway.workers.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity
 from recording.cli import add_recording_parser, run_recording_command
 
 log = logging.getLogger("gateway")
@@ -63,8 +66,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_store(config: Config) -> SqliteStore | PostgresStore:
-    import os
-
     if not config.storage.database_url:
         os.makedirs(config.storage.data_dir, exist_ok=True)
     return await open_store(config.storage.database_url, sqlite_path=config.sqlite_path,
@@ -106,8 +107,26 @@ async def _admin(config: Config, args: argparse.Namespace) -> int:
         await store.close()
 
 
-async def _serve(config: Config, demo: bool) -> None:
-    gw = await build_gateway(config)
+async def _supervise(config: Config, demo: bool) -> int:
+    """WORKERS > 1: migrate (and create the demo) once, then run the workers."""
+    store = await _with_store(config)
+    try:
+        if demo:
+            from gateway.demo import ensure_demo
+
+            print(await ensure_demo(store, config, now=time.time()), flush=True)
+    finally:
+        await store.close()
+    env = {**os.environ, "NODE_ID": config.server.node_id}
+    sup = Supervisor(config.server.workers, own_command(drop=("--demo",)), env,
+                     stop_timeout=config.server.drain_timeout + 5)
+    print(f"IZIHelp gateway {config.server.node_id}: {config.server.workers} workers on "
+          f"http://{config.server.host}:{config.server.port}", flush=True)
+    return await sup.run()
+
+
+async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = None) -> None:
+    gw = await build_gateway(config, worker=worker)
     if demo:
         from gateway.demo import ensure_demo
 
@@ -122,7 +141,15 @@ async def _serve(config: Config, demo: bool) -> None:
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2))
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
-                       reuse_address=True)
+                       reuse_address=True, reuse_port=worker is not None)
+    receiver = None
+    if worker is not None:
+        assert runner.server is not None  # set up above
+        receiver = HandoffReceiver(worker.socket_path(worker.index), runner.server,
+                                   message_size(config.limits.max_event_bytes))
+        receiver.start()
+        gw.metrics.counter_fn("izh_handoffs_adopted_total", "Connections adopted from sibling workers",
+                              lambda: receiver.adopted if receiver else 0)
     # everything imported and built: keep it out of every garbage collection from now on
     gc_tuning = GcTuning(config.server.gc_gen0_threshold, config.server.gc_freeze)
     gc_tuning.export(gw.metrics)
@@ -142,6 +169,8 @@ async def _serve(config: Config, demo: bool) -> None:
         log.info("signal received: draining (DRAIN_TIMEOUT=%.1fs)", timeout)
         await gw.app[DRAINER_KEY].drain(timeout * 0.7)
     finally:
+        if receiver is not None:
+            receiver.close()
         await runner.cleanup()
         gc_tuning.remove()
         log.info("stopped")
@@ -157,9 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not config.server.node_id:
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=default_node_id()))
+    serving = args.cmd in (None, "serve")
+    worker = worker_identity(os.environ, config.server.workers) if serving and config.server.workers > 1 else None
+    if worker is not None:
+        node_id = f"{config.server.node_id}-w{worker.index}"
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=node_id))
     setup_logging(config.privacy.log_format, config.server.node_id)
-    if args.cmd in (None, "serve"):
+    if serving and config.server.workers > 1 and worker is None:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(config, getattr(args, "demo", False)))
+            return asyncio.run(_supervise(config, getattr(args, "demo", False)))
+        return 0
+    if serving:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config, getattr(args, "demo", False), worker))
         return 0
     return asyncio.run(_admin(config, args))

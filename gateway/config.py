@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.workers.sids import MAX_WORKERS
+
 
 class ConfigError(ValueError):
     pass
@@ -30,6 +32,7 @@ class ServerConfig:
     ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
     drain_timeout: float = 10.0
+    workers: int = 1  # processes serving this node's port (gateway/workers); > 1 needs PostgreSQL + Redis
     gc_gen0_threshold: int = 50_000  # gateway/gctune.py; 0 keeps Python's default
     gc_freeze: bool = True  # freeze the start-up heap out of every collection
     widget_dist: str | None = None  # built widget assets; default: widget/dist of the source tree
@@ -182,11 +185,21 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     redis_url = r.get_str("REDIS_URL")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    workers = r.get_int("WORKERS", 1, 1, MAX_WORKERS)
+    port = r.get_int("PORT", 8080, 0, 65535)
+    if workers > 1:
+        if not db or db.startswith("sqlite:///") or not redis_url:
+            raise ConfigError("WORKERS > 1 needs DATABASE_URL (PostgreSQL) and REDIS_URL: the workers are nodes "
+                              "sharing them")
+        if tls_cert:
+            raise ConfigError("WORKERS > 1 cannot hand TLS connections between workers: terminate TLS in front")
+        if port == 0:
+            raise ConfigError("WORKERS > 1 needs a fixed PORT (the workers share it)")
     origins = tuple(o.strip() for o in (r.get_str("CORS_ORIGINS", "*") or "*").split(",") if o.strip())
     return Config(
         server=ServerConfig(
             host=r.get_str("HOST", "127.0.0.1") or "127.0.0.1",
-            port=r.get_int("PORT", 8080, 0, 65535),
+            port=port,
             tls_cert=tls_cert,
             tls_key=tls_key,
             public_url=r.get_str("PUBLIC_URL"),
@@ -197,6 +210,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
+            workers=workers,
             gc_gen0_threshold=r.get_int("GC_GEN0_THRESHOLD", 50_000, 0, 10_000_000),
             gc_freeze=r.get_bool("GC_FREEZE", True),
             widget_dist=r.get_str("WIDGET_DIST"),

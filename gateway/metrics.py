@@ -54,5 +54,10 @@ class Metrics:
         """A monotonically growing value kept elsewhere, exposed as a gauge-typed counter."""
         self.gauge(name, doc, read)
 
+    def info(self, name: str, doc: str, **labels: str) -> None:
+        """A constant 1 with `labels` (which node/worker answered this scrape)."""
+        g = Gauge(name, doc, list(labels), registry=self.registry)
+        g.labels(**labels).set(1)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,12 +1,13 @@
-// Drives the gateway with the stock npm socket.io-client over websocket:
+// Drives the gateway with the stock npm socket.io-client (websocket, or the transports given):
 // a visitor starts a conversation and sends; an agent watches and replies; the visitor
 // gets the reply; a repeated client_id is acknowledged with the same seq.
-// Usage: node conversation.mjs <url> <widget_key> <agent_token>   → prints a JSON report.
+// Usage: node conversation.mjs <url> <widget_key> <agent_token> [transports, e.g. polling,websocket]
+//   → prints a JSON report.
 import { io } from "socket.io-client";
 import { randomUUID } from "node:crypto";
 
-const [url, widgetKey, agentToken] = process.argv.slice(2);
-const opts = { transports: ["websocket"], reconnection: false, timeout: 5000 };
+const [url, widgetKey, agentToken, transports = "websocket"] = process.argv.slice(2);
+const opts = { transports: transports.split(","), reconnection: false, timeout: 5000 };
 const fail = (msg) => { console.error(msg); process.exit(1); };
 setTimeout(() => fail("timed out"), 15000).unref();
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,8 +106,9 @@ class Refused(Exception):
         return d.get("code") if isinstance(d, dict) else None
 
 
-async def connect(url: str, namespace: str, auth: Any, *, wait_session: bool = True) -> Client:
-    sio = socketio.AsyncClient(reconnection=False)
+async def connect(url: str, namespace: str, auth: Any, *, wait_session: bool = True,
+                  transports: Sequence[str] = ("websocket",), **client_options: Any) -> Client:
+    sio = socketio.AsyncClient(reconnection=False, **client_options)
     client = Client(sio, namespace)
     refusal: list[Any] = []
 
@@ -120,7 +121,7 @@ async def connect(url: str, namespace: str, auth: Any, *, wait_session: bool = T
     sio.on("*", catch_all, namespace=namespace)
     sio.on("connect_error", on_error, namespace=namespace)
     try:
-        await sio.connect(url, namespaces=[namespace], auth=auth, transports=["websocket"], wait_timeout=5)
+        await sio.connect(url, namespaces=[namespace], auth=auth, transports=list(transports), wait_timeout=5)
     except socketio.exceptions.ConnectionError:
         await client.close()
         if refusal:
@@ -131,12 +132,13 @@ async def connect(url: str, namespace: str, auth: Any, *, wait_session: bool = T
     return client
 
 
-async def visitor(url: str, widget_key: str, **auth: Any) -> Client:
-    return await connect(url, "/visitor", {"widget_key": widget_key, **auth})
+async def visitor(url: str, widget_key: str, *, options: dict[str, Any] | None = None, **auth: Any) -> Client:
+    """`options`: for `connect` (transports, AsyncClient options), apart from the auth fields."""
+    return await connect(url, "/visitor", {"widget_key": widget_key, **auth}, **(options or {}))
 
 
-async def agent(url: str, token: str) -> Client:
-    return await connect(url, "/agent", {"token": token})
+async def agent(url: str, token: str, **options: Any) -> Client:
+    return await connect(url, "/agent", {"token": token}, **options)
 
 
 def new_client_id() -> str:

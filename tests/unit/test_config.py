@@ -31,11 +31,24 @@ def test_env_and_file(tmp_path) -> None:
         {"REDIS_URL": "http://x"},
         {"TLS_CERT": "/a.pem"},
         {"MAX_TEXT_CHARS": "0"},
+        {"WORKERS": "0"},
+        {"WORKERS": "33"},
+        {"WORKERS": "2"},  # embedded SQLite + in-process broker cannot be shared by processes
+        {"WORKERS": "2", "DATABASE_URL": "sqlite:///x.db", "REDIS_URL": "redis://h"},
+        {"WORKERS": "2", "DATABASE_URL": "postgresql://h/db"},
+        {"WORKERS": "2", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h", "PORT": "0"},
+        {"WORKERS": "2", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h", "TLS_CERT": "/c",
+         "TLS_KEY": "/k"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         load_config(env)
+
+
+def test_workers_with_shared_backends() -> None:
+    c = load_config({"WORKERS": "4", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h"})
+    assert c.server.workers == 4 and load_config({}).server.workers == 1
 
 
 def test_bad_file_line(tmp_path) -> None:

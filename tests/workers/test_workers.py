@@ -1,0 +1,172 @@
+"""One node as three worker processes on one port (WORKERS=3), sharing PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.test_node_client import EXPECTED, run_node_conversation
+from tests.support.procs import Cluster, Node, pg_redis_cluster
+from tests.support.server import Client, agent, new_client_id, visitor
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def _children(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(x) for x in text.split()}
+
+
+async def _workers_up(node: Node, count: int, timeout: float = 20.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = _children(node.proc.pid)
+        if len(kids) == count:
+            return kids
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"workers: {_children(node.proc.pid)}\n{node.log()}")
+
+
+async def _start(cluster: Cluster) -> tuple[Node, dict[str, str]]:
+    t = await cluster.cli("tenant", "create", "--name", "Workers")  # migrates too
+    node = cluster.start("node-w", WORKERS="3")
+    await cluster.wait_ready(node)
+    await _workers_up(node, 3)
+    return node, t
+
+
+def _mark(c: Client) -> str:
+    sid = c.sio.eio.sid
+    assert isinstance(sid, str) and sid
+    return sid[0]
+
+
+async def _fresh_connections() -> aiohttp.ClientSession:
+    # one TCP connection per request: the kernel picks a worker for each
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+async def test_workers_share_the_port_and_hand_over_polling_sessions(tmp_path: Path) -> None:
+    async with pg_redis_cluster(tmp_path) as cluster:
+        node, t = await _start(cluster)
+        clients: list[Client] = []
+        try:
+            ag = await agent(node.url, t["admin_token"])
+            clients.append(ag)
+            ws = [await visitor(node.url, t["widget_key"]) for _ in range(12)]
+            clients += ws
+            assert len({_mark(c) for c in [ag, *ws]}) >= 2  # spread over workers by the kernel
+
+            # long-polling only, every request on a new connection: most land on a worker
+            # that does not hold the session and are handed over to the one that does
+            http = await _fresh_connections()
+            pv = await visitor(node.url, t["widget_key"], options={"transports": ["polling"], "http_session": http})
+            clients.append(pv)
+            conv = (await pv.call("conversation:start"))["conversation"]["id"]
+            assert (await ag.call("conversation:watch", {"conversation_id": conv}))["ok"]
+            for i in range(8):
+                r = await pv.call("message:send", {"conversation_id": conv, "client_id": new_client_id(),
+                                                   "text": f"poll {i}"})
+                assert r["message"]["seq"] == i + 1
+            await ag.wait_for(lambda: len(ag.messages(conv)) == 8)
+            await ag.call("message:send", {"conversation_id": conv, "client_id": new_client_id(), "text": "hi"})
+            await pv.wait_for(lambda: any(m["text"] == "hi" for m in pv.messages(conv)))
+
+            # the stock client's default: polling, then an upgrade to websocket on a new connection
+            http2 = await _fresh_connections()
+            up = await visitor(node.url, t["widget_key"],
+                               options={"transports": ["polling", "websocket"], "http_session": http2})
+            clients.append(up)
+            for _ in range(50):
+                if up.sio.transport() == "websocket":
+                    break
+                await asyncio.sleep(0.1)
+            assert up.sio.transport() == "websocket"
+            conv2 = (await up.call("conversation:start"))["conversation"]["id"]
+            r = await up.call("message:send", {"conversation_id": conv2, "client_id": new_client_id(), "text": "up"})
+            assert r["ok"]
+
+            # each worker counts what it adopted: sum over scrapes until all three answered
+            adopted = await _scrape_workers(node.url, "izh_handoffs_adopted_total")
+            assert len(adopted) == 3 and sum(adopted.values()) >= 3, adopted
+            await http.close()
+            await http2.close()
+        finally:
+            for c in clients:
+                with contextlib.suppress(Exception):
+                    await c.close()
+
+
+@pytest.mark.node
+async def test_the_stock_node_client_polls_then_upgrades_across_workers(tmp_path: Path) -> None:
+    async with pg_redis_cluster(tmp_path) as cluster:
+        node, t = await _start(cluster)
+        for _ in range(3):
+            got = await run_node_conversation(node.url, t["widget_key"], t["admin_token"], "polling,websocket")
+            assert got == EXPECTED
+        assert sum((await _scrape_workers(node.url, "izh_handoffs_adopted_total")).values()) >= 1
+
+
+async def _scrape_workers(url: str, metric: str) -> dict[str, float]:
+    """`metric` of each worker: /metrics on fresh connections until every node id was seen."""
+    seen: dict[str, float] = {}
+    async with await _fresh_connections() as http:
+        for _ in range(200):
+            async with http.get(url + "/metrics") as r:
+                text = await r.text()
+            node = _node_of(text)
+            for line in text.splitlines():
+                if line.startswith(metric + " "):
+                    seen[node] = float(line.split()[1])
+            if len(seen) == 3:
+                break
+    return seen
+
+
+def _node_of(metrics: str) -> str:
+    for line in metrics.splitlines():
+        if line.startswith("izh_node_info{"):
+            return line.split('node="', 1)[1].split('"', 1)[0]
+    raise AssertionError("no izh_node_info in /metrics")
+
+
+async def test_a_dead_worker_is_restarted_and_sigterm_stops_them_all(tmp_path: Path) -> None:
+    async with pg_redis_cluster(tmp_path) as cluster:
+        node, t = await _start(cluster)
+        first = await _workers_up(node, 3)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = _children(node.proc.pid)
+            if len(now) == 3 and victim not in now:
+                break
+            await asyncio.sleep(0.1)
+        now = _children(node.proc.pid)
+        assert len(now) == 3 and victim not in now and len(now & first) == 2
+        # the node keeps serving on its port, on every worker
+        ok: list[Any] = []
+        for _ in range(9):
+            v = await visitor(node.url, t["widget_key"])
+            ok.append((await v.call("conversation:start"))["ok"])
+            await v.close()
+        assert all(ok)
+        node.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(node.proc.wait, 30)
+        assert code == 0, node.log()
+        assert not any(_alive(pid) for pid in now)
