@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in < 60 s")
-    p.add_argument("--only", default="fanout,rooms,idle,multinode",
-                   help="comma-separated workloads: fanout, rooms, idle, multinode")
+    p.add_argument("--only", default="fanout,rooms,idle,bignode,multinode",
+                   help="comma-separated workloads: fanout, rooms, idle, bignode (idle on one node of "
+                        "--node-workers processes, PG+Redis), multinode")
     p.add_argument("--fanout-clients", type=_ints, default=[500, 2000])
     p.add_argument("--fanout-messages", type=_ints, default=[400, 100], help="messages per fan-out size")
     p.add_argument("--rooms-pairs", type=int, default=5000, help="conversations of (b) (the issue's 5,000)")
@@ -54,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="messages/s of (d), one run per rate")
     p.add_argument("--idle-clients", type=_ints, default=[5000, 10000, 19500],
                    help="cumulative steps (each process here may hold at most `ulimit -Hn` sockets)")
+    p.add_argument("--bignode-clients", type=_ints, default=[20000, 50000],
+                   help="cumulative idle steps on one node of --node-workers worker processes (ours only: "
+                        "one process may hold at most `ulimit -Hn` sockets, the peer is one process)")
+    p.add_argument("--node-workers", type=int, default=3, help="WORKERS of the bignode workload")
     p.add_argument("--workers", type=int, default=3, help="load-generator processes")
     p.add_argument("--no-peer", action="store_true", help="only our gateway")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -63,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         quick = {"--fanout-clients": ("fanout_clients", [20]), "--fanout-messages": ("fanout_messages", [20]),
                  "--rooms-pairs": ("rooms_pairs", 20), "--rooms-rates": ("rooms_rates", [100.0]),
                  "--rooms-seconds": ("rooms_seconds", 2.0), "--idle-clients": ("idle_clients", [50]),
+                 "--bignode-clients": ("bignode_clients", [60]), "--node-workers": ("node_workers", 2),
                  "--workers": ("workers", 2), "--only": ("only", "fanout,rooms,idle"),
                  "--multinode-pairs": ("multinode_pairs", 20), "--multinode-rates": ("multinode_rates", [100.0])}
         for flag, (attr, value) in quick.items():
@@ -132,6 +138,16 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             py = p_idle[i] if p_idle else None
             row(f"(c) idle {x.clients} clients: KB/connection", f"{x.kb_per_conn:.2f}",
                 f"{py.kb_per_conn:.2f}" if py else "-", ratio(x.kb_per_conn, py.kb_per_conn) if py else "-")
+    if "bignode" in only:
+        # a load-generator process holds at most ~16,000 sockets here (hard fd limit 20,000)
+        load = max(a.workers, -(-max(a.bignode_clients) // 16_000))
+        async with procs.gateway_workers(a.node_workers) as srv:
+            big = await workloads.idle(srv, a.bignode_clients, load)
+        out["bignode"] = {"workers": a.node_workers, "ours": [asdict(x) for x in big]}
+        for x in big:
+            row(f"(c) idle {x.clients} clients, 1 node of {a.node_workers} workers: KB/conn",
+                f"{x.kb_per_conn:.2f}", "-", "-")
+            row("    node RSS MB (all workers)", f"{x.rss_mb:,.0f}", "-", "")
     if "multinode" in only:
         async with procs.gateway_pair() as (na, nb):
             mos = await workloads.rooms(na, a.multinode_pairs, a.multinode_rates, a.rooms_seconds, a.workers,

@@ -46,6 +46,18 @@ def rss_kb(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
 
 
+def children(pid: int) -> list[int]:
+    """Direct children (a WORKERS > 1 node's worker processes)."""
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def tree(pid: int) -> list[int]:
+    return [pid, *children(pid)]
+
+
 def node_bin() -> str:
     node = shutil.which("node")
     if not node:
@@ -75,16 +87,17 @@ class Server:
         return self.proc.pid
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """The server's CPU seconds; a node with workers: its supervisor's and live workers' together."""
+        return sum(cpu_seconds(p) for p in tree(self.pid))
 
     def rss(self) -> int:
-        return rss_kb(self.pid)
+        return sum(rss_kb(p) for p in tree(self.pid))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(5)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -177,8 +190,8 @@ async def gateway(name: str = "ours", *, env_extra: dict[str, str] | None = None
 
 
 @contextlib.asynccontextmanager
-async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
-    """Two gateway nodes sharing PostgreSQL (a random schema) and Redis (a random prefix)."""
+async def _shared_backends() -> AsyncIterator[tuple[Path, dict[str, str]]]:
+    """An environment on PostgreSQL (a random schema, dropped after) and Redis (a random prefix)."""
     import asyncpg
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -189,6 +202,20 @@ async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
             "REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}:",
             "MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
         })
+        try:
+            yield tmp, env
+        finally:
+            conn = await asyncpg.connect(PG_DSN)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
+    """Two gateway nodes sharing PostgreSQL and Redis."""
+    async with _shared_backends() as (tmp, env):
         servers: list[Server] = []
         try:
             tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
@@ -199,11 +226,39 @@ async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
         finally:
             for s in servers:
                 s.stop()
-            conn = await asyncpg.connect(PG_DSN)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def gateway_workers(count: int) -> AsyncIterator[Server]:
+    """One node of `count` worker processes on one port (WORKERS), on PostgreSQL and Redis."""
+    async with _shared_backends() as (tmp, env):
+        env = {**env, "WORKERS": str(count)}
+        tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
+        srv = start_gateway("ours-workers", env, tmp, tenant)
+        try:
+            await _wait_workers(srv, count)
+            yield srv
+        finally:
+            srv.stop(timeout=30)
+
+
+async def _wait_workers(srv: Server, count: int, timeout: float = 60.0) -> None:
+    """Until each of the node's `count` workers has answered /metrics (fresh connections:
+    the kernel picks a worker for each)."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        while time.monotonic() < deadline and len(seen) < count:
+            if srv.proc.poll() is not None:
+                raise RuntimeError(f"{srv.name} exited:\n{srv.log()}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(srv.url + "/metrics") as resp:
+                    for line in (await resp.text()).splitlines():
+                        if line.startswith("izh_node_info{"):
+                            seen.add(line.split('node="', 1)[1].split('"', 1)[0])
+            await asyncio.sleep(0.05)
+    if len(seen) < count:
+        raise RuntimeError(f"{srv.name}: {len(seen)} of {count} workers answered:\n{srv.log()}")
 
 
 def start_peer(tmp: Path) -> Server:

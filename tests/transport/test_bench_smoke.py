@@ -33,6 +33,22 @@ async def test_bench_quick_run(tmp_path: Path) -> None:
     assert "ratio" in text.decode()
 
 
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_bench_bignode_quick_run(tmp_path: Path) -> None:
+    """The idle workload on one node of two worker processes (PostgreSQL + Redis)."""
+    out = tmp_path / "big.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fanout", "--quick", "--only", "bignode", "--workers", "1",
+        "--bignode-clients", "30,60", "--out", str(out), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    res = json.loads(out.read_text())["bignode"]
+    assert res["workers"] == 2 and [x["clients"] for x in res["ours"]] == [30, 60]
+    assert all(x["rss_mb"] > 0 for x in res["ours"])
+
+
 @pytest.mark.parametrize("backend", [[], ["--postgres"]], ids=["sqlite", "postgres"])
 async def test_store_bench_quick_run(backend: list[str]) -> None:
     proc = await asyncio.create_subprocess_exec(
