@@ -47,7 +47,19 @@ async def _start(cluster: Cluster) -> tuple[Node, dict[str, str]]:
     node = cluster.start("node-w", WORKERS="3")
     await cluster.wait_ready(node)
     await _workers_up(node, 3)
+    await _all_listening(node, 3)
     return node, t
+
+
+async def _all_listening(node: Node, count: int, timeout: float = 20.0) -> None:
+    """Until every worker has answered on the shared port (a started worker may not be
+    listening yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(await _scrape_workers(node.url, "izh_node_info", tries=30)) == count:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not all {count} workers listen:\n{node.log()}")
 
 
 def _mark(c: Client) -> str:
@@ -122,17 +134,18 @@ async def test_the_stock_node_client_polls_then_upgrades_across_workers(tmp_path
         assert sum((await _scrape_workers(node.url, "izh_handoffs_adopted_total")).values()) >= 1
 
 
-async def _scrape_workers(url: str, metric: str) -> dict[str, float]:
-    """`metric` of each worker: /metrics on fresh connections until every node id was seen."""
+async def _scrape_workers(url: str, metric: str, tries: int = 200) -> dict[str, float]:
+    """`metric` of each worker: /metrics on fresh connections until every node id was seen
+    (at most `tries` scrapes)."""
     seen: dict[str, float] = {}
     async with await _fresh_connections() as http:
-        for _ in range(200):
+        for _ in range(tries):
             async with http.get(url + "/metrics") as r:
                 text = await r.text()
             node = _node_of(text)
             for line in text.splitlines():
-                if line.startswith(metric + " "):
-                    seen[node] = float(line.split()[1])
+                if line.startswith((metric + " ", metric + "{")):
+                    seen[node] = float(line.rsplit(" ", 1)[1])
             if len(seen) == 3:
                 break
     return seen
