@@ -15,14 +15,30 @@ contiguous and never visible out of order) and the tenant row for `assign_next_a
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 
-from gateway.store.sql import MESSAGE_COLUMNS, Conflict, Conn, SqlStore, StoreClosed
+from gateway.domain import Conversation, Message
+from gateway.store.base import AppendRequest, AppendResult
+from gateway.store.rows import conversation_from_row
+from gateway.store.sql import (
+    MESSAGE_COLUMNS,
+    BatchPlan,
+    Conflict,
+    Conn,
+    SqlStore,
+    StoreClosed,
+    _lookup,
+    new_message_row,
+)
+
+log = logging.getLogger(__name__)
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMA_LOCK_KEY = "izihelp:create-schema"
@@ -52,6 +68,7 @@ class PostgresStore(SqlStore):
         self._min_size = min_size
         self._max_size = max_size
         self._pool: Any = None
+        self.deadlocks = 0  # append statements that lost a deadlock (and were retried with ordered locks)
 
     @property
     def schema(self) -> str | None:
@@ -115,7 +132,60 @@ class PostgresStore(SqlStore):
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(str(exc)) from exc
 
-    # --- batch append with array parameters: one fixed statement each, whatever the size ---
+    # --- batch append: two round trips, no explicit transaction --------------------------
+    async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
+        """Find stored duplicates (one read), then advance the seqs and insert the new rows in
+        ONE statement (`_APPEND`): its UPDATE row-locks each conversation and reads the
+        newest `last_seq` (READ COMMITTED re-reads a row it waited for), and the INSERT takes
+        each message's seq from what the UPDATE returned, so seqs stay contiguous under
+        concurrent writers without a BEGIN, a locking SELECT and a COMMIT of their own
+        (six round trips before, two now). A duplicate committed by another node between the
+        read and the write fails the statement on the unique index (`Conflict`: the caller
+        retries each request, and finds it). Rare cases take the locking transaction of
+        `SqlStore`: a deadlock between two such statements (their UPDATEs lock in array
+        order, sorted by id, but the planner does not promise it) and one conversation id
+        claimed by two tenants in one batch."""
+        tenant_of: dict[str, str] = {}
+        for rq in requests:
+            if tenant_of.setdefault(rq.conversation_id, rq.tenant_id) != rq.tenant_id:
+                return await super()._append_batch(requests, now)
+        async with self._read() as conn:
+            stored = await self._find_duplicates(conn, requests)
+            # a stored message of another tenant under this id: not the requester's conversation
+            mine = [None if (d := _lookup(stored, rq)) is not None and d.tenant_id != rq.tenant_id else rq
+                    for rq in requests]
+            bp = BatchPlan.make(mine, stored)
+            convs: dict[str, Conversation] = {}
+            inserted: list[Message | None] = [None] * len(bp.fresh)
+            if bp.fresh:
+                made = [new_message_row(rq, n, now) for rq, n in bp.fresh]  # seq column: n for now
+                ids = sorted(bp.counts)
+                cols = list(zip(*(values for _, values in made), strict=True))
+                try:
+                    updated = await conn.fetch(_APPEND, ids, [tenant_of[c] for c in ids],
+                                               [bp.counts[c] for c in ids], now, *(list(c) for c in cols))
+                except asyncpg.UniqueViolationError as exc:
+                    raise Conflict(str(exc)) from exc
+                except asyncpg.DeadlockDetectedError:
+                    self.deadlocks += 1
+                    log.warning("append statement lost a deadlock; retrying the batch with ordered row locks")
+                    return await super()._append_batch(requests, now)
+                first: dict[str, int] = {}  # the seq before this batch's messages, per conversation
+                for row in updated:
+                    convs[row["id"]] = conversation_from_row(row)
+                    first[row["id"]] = int(row["last_seq"]) - int(row["added"])
+                for j, ((rq, n), (x, _)) in enumerate(zip(bp.fresh, made, strict=True)):
+                    base = first.get(rq.conversation_id)
+                    inserted[j] = replace(x, seq=base + n) if base is not None else None
+            missing = sorted({rq.conversation_id for rq, d in zip(mine, bp.plan, strict=True)
+                              if rq is not None and d is not None and rq.conversation_id not in convs})
+            if missing:  # conversations of stored duplicates only (retries)
+                for row in await conn.fetch("SELECT * FROM conversations WHERE id = ANY($1::text[])", missing):
+                    if row["tenant_id"] == tenant_of[row["id"]]:
+                        convs[row["id"]] = conversation_from_row(row)
+        return bp.results(mine, inserted, convs)
+
+    # --- the locking path's statements, with array parameters: one fixed statement each ---
     def _sql_lock_conversations(self, conv_ids: list[str]) -> tuple[Any, ...]:
         return ("SELECT * FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE", conv_ids)
 
@@ -147,3 +217,19 @@ class PostgresStore(SqlStore):
 
     async def _lock_migrations(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('izihelp:migrate:' || current_schema()))")
+
+
+_APPEND = (
+    "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) AS k(id, tenant_id, added)),"
+    " upd AS (UPDATE conversations AS c SET last_seq = c.last_seq + k.added, updated_at = $4 FROM k"
+    "  WHERE c.id = k.id AND c.tenant_id = k.tenant_id RETURNING c.*, k.added),"
+    f" ins AS (INSERT INTO messages ({MESSAGE_COLUMNS})"
+    "  SELECT r.id, r.tenant_id, r.conversation_id, upd.last_seq - upd.added + r.n, r.client_id, r.external_id,"
+    "   r.author_type, r.author_id, r.text, r.attachments, r.created_at, r.delivery_state"
+    "  FROM unnest($5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[],"
+    "   $12::text[], $13::text[], $14::text[], $15::float8[], $16::text[])"
+    "   AS r(id, tenant_id, conversation_id, n, client_id, external_id, author_type, author_id, text, attachments,"
+    "   created_at, delivery_state)"
+    "  JOIN upd ON upd.id = r.conversation_id)"
+    " SELECT * FROM upd"
+)

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 from gateway.domain import (
@@ -115,6 +115,79 @@ def require_row(row: Row | None, what: str) -> Row:
     if row is None:
         raise NotFound(what)
     return row
+
+
+def new_message_row(rq: AppendRequest, seq: int, now: float) -> tuple[Message, tuple[Any, ...]]:
+    """The stored form of a new message with its seq: the Message (as a read returns it)
+    and its row in MESSAGE_COLUMNS order."""
+    m = rq.message
+    encoded = dump_json(list(m.attachments)) if m.attachments else "[]"
+    x = Message(
+        id=new_message_id(), tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
+        client_id=m.client_id, external_id=m.external_id, author_type=m.author_type,
+        author_id=m.author_id, text=m.text,
+        # as a read returns them (JSON round trip), without decoding the common empty list
+        attachments=tuple(json.loads(encoded)) if m.attachments else (),
+        created_at=now, delivery_state=DeliveryState(m.delivery_state))
+    return x, (x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id,
+               x.author_type.value, x.author_id, x.text, encoded, now, x.delivery_state.value)
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What a batch append does with each request, decided before anything is written.
+
+    `plan[i]`: None (no such conversation for the request's tenant), a stored duplicate
+    (`Message`), or `(j, created)`: the request's message is `fresh[j]` (created=False
+    when an earlier request of the batch has the same key). `fresh[j] = (request, n)`: the
+    n-th new message of its conversation in this batch (seq = last_seq before + n).
+    `counts`: new messages per conversation."""
+
+    plan: list[Message | tuple[int, bool] | None]
+    fresh: list[tuple[AppendRequest, int]]
+    counts: dict[str, int]
+
+    @classmethod
+    def make(cls, mine: Sequence[AppendRequest | None],
+             stored: dict[tuple[str, str, str], Message]) -> BatchPlan:
+        plan: list[Message | tuple[int, bool] | None] = []
+        fresh: list[tuple[AppendRequest, int]] = []
+        seen: dict[tuple[str, str, str], int] = {}
+        counts: dict[str, int] = {}
+        for rq in mine:
+            if rq is None:
+                plan.append(None)
+                continue
+            dup = _lookup(stored, rq)
+            if dup is not None:
+                plan.append(dup)
+                continue
+            keys = [(rq.conversation_id, *k) for k in _keys(rq.message)]
+            first = next((seen[k] for k in keys if k in seen), None)
+            if first is not None:
+                plan.append((first, False))
+                continue
+            n = counts[rq.conversation_id] = counts.get(rq.conversation_id, 0) + 1
+            for k in keys:
+                seen[k] = len(fresh)
+            plan.append((len(fresh), True))
+            fresh.append((rq, n))
+        return cls(plan, fresh, counts)
+
+    def results(self, mine: Sequence[AppendRequest | None], inserted: Sequence[Message | None],
+                convs: dict[str, Conversation]) -> list[AppendResult | None]:
+        """`inserted[j]`: the stored `fresh[j]` (None if its conversation vanished)."""
+        out: list[AppendResult | None] = []
+        for rq, d in zip(mine, self.plan, strict=True):
+            conv = convs.get(rq.conversation_id) if rq is not None else None
+            if rq is None or d is None or conv is None:
+                out.append(None)
+            elif isinstance(d, Message):
+                out.append(AppendResult(d, conv, created=False))
+            else:
+                x = inserted[d[0]]
+                out.append(AppendResult(x, conv, created=d[1]) if x is not None else None)
+        return out
 
 
 class SqlStore(abc.ABC):
@@ -643,60 +716,20 @@ class SqlStore(abc.ABC):
             locked = {r["id"]: r for r in await conn.fetch(*self._sql_lock_conversations(conv_ids))}
             mine = [rq if (row := locked.get(rq.conversation_id)) is not None and row["tenant_id"] == rq.tenant_id
                     else None for rq in requests]
-            stored = await self._find_duplicates(conn, [rq for rq in mine if rq is not None])
-            # per request: None (not found), a stored duplicate, or (index into `fresh`, is it new)
-            plan: list[Message | tuple[int, bool] | None] = []
-            fresh: list[tuple[AppendRequest, int]] = []  # (request, its seq)
-            seen: dict[tuple[str, str, str], int] = {}
-            counts: dict[str, int] = {}
-            for rq in mine:
-                if rq is None:
-                    plan.append(None)
-                    continue
-                dup = _lookup(stored, rq)
-                if dup is not None:
-                    plan.append(dup)
-                    continue
-                keys = [(rq.conversation_id, *k) for k in _keys(rq.message)]
-                first = next((seen[k] for k in keys if k in seen), None)
-                if first is not None:
-                    plan.append((first, False))
-                    continue
-                n = counts[rq.conversation_id] = counts.get(rq.conversation_id, 0) + 1
-                for k in keys:
-                    seen[k] = len(fresh)
-                plan.append((len(fresh), True))
-                fresh.append((rq, int(locked[rq.conversation_id]["last_seq"]) + n))
+            bp = BatchPlan.make(mine, await self._find_duplicates(conn, [rq for rq in mine if rq is not None]))
             convs = {cid: conversation_from_row(row) for cid, row in locked.items()}
-            inserted: list[Message] = []  # inserted[i] is fresh[i]
-            rows: list[tuple[Any, ...]] = []
-            if fresh:
-                await self._advance_seqs(conn, counts, now)
-                for cid, n in counts.items():
+            inserted: list[Message] = []  # inserted[i] is bp.fresh[i]
+            if bp.fresh:
+                await self._advance_seqs(conn, bp.counts, now)
+                for cid, n in bp.counts.items():
                     convs[cid] = replace(convs[cid], last_seq=convs[cid].last_seq + n, updated_at=now)
-                for rq, seq in fresh:
-                    m = rq.message
-                    encoded = dump_json(list(m.attachments)) if m.attachments else "[]"
-                    x = Message(
-                        id=new_message_id(), tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
-                        client_id=m.client_id, external_id=m.external_id, author_type=m.author_type,
-                        author_id=m.author_id, text=m.text,
-                        # as a read returns them (JSON round trip), without decoding the common empty list
-                        attachments=tuple(json.loads(encoded)) if m.attachments else (),
-                        created_at=now, delivery_state=DeliveryState(m.delivery_state))
+                rows: list[tuple[Any, ...]] = []
+                for rq, n in bp.fresh:
+                    x, values = new_message_row(rq, int(locked[rq.conversation_id]["last_seq"]) + n, now)
                     inserted.append(x)
-                    rows.append((x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id,
-                                 x.author_type.value, x.author_id, x.text, encoded, now, x.delivery_state.value))
+                    rows.append(values)
                 await self._insert_messages(conn, rows)
-        out: list[AppendResult | None] = []
-        for rq, d in zip(mine, plan, strict=True):
-            if rq is None or d is None:
-                out.append(None)
-            elif isinstance(d, Message):
-                out.append(AppendResult(d, convs[rq.conversation_id], created=False))
-            else:
-                out.append(AppendResult(inserted[d[0]], convs[rq.conversation_id], created=d[1]))
-        return out
+        return bp.results(mine, inserted, convs)
 
     async def _find_duplicates(
         self, conn: Conn, requests: Sequence[AppendRequest]

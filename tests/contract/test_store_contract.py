@@ -704,6 +704,77 @@ async def test_append_batch_spans_conversations_and_skips_foreign_ones(store: St
         await store.append_batch([AppendRequest(t, a.conv.id, msg(str(i))) for i in range(201)], now=1.0)
 
 
+async def test_append_batch_never_answers_with_another_tenants_messages(store: Store) -> None:
+    """A key that exists in another tenant's conversation is not a duplicate for the caller,
+    and a batch naming one conversation under two tenants serves only the owner."""
+    a = await new_world(store, "A")
+    b = await new_world(store, "B")
+    await store.append_message(b.tenant.id, b.conv.id, msg("b's secret", client_id="k", external_id="x"), now=1.0)
+    res = await store.append_batch([AppendRequest(a.tenant.id, b.conv.id, msg("probe", client_id="k")),
+                                    AppendRequest(a.tenant.id, b.conv.id, msg("probe", external_id="x"))], now=2.0)
+    assert res == [None, None]
+    mixed = await store.append_batch([
+        AppendRequest(a.tenant.id, b.conv.id, msg("intruder", client_id="i")),
+        AppendRequest(b.tenant.id, b.conv.id, msg("owner", client_id="o")),
+        AppendRequest(b.tenant.id, b.conv.id, msg("retry", client_id="k")),
+        AppendRequest(a.tenant.id, a.conv.id, msg("own", client_id="k")),
+    ], now=3.0)
+    got = [(r.message.text, r.message.seq, r.created) if r else None for r in mixed]
+    assert got == [None, ("owner", 2, True), ("b's secret", 1, False), ("own", 1, True)]
+    assert [m.text for m in await store.get_messages(b.tenant.id, b.conv.id)] == ["b's secret", "owner"]
+    assert (await store.get_conversation(b.tenant.id, b.conv.id)).last_seq == 2
+
+
+async def test_a_retry_of_stored_messages_only_returns_them_with_their_conversation(store: Store) -> None:
+    w = await new_world(store)
+    first = await store.append_messages(w.tenant.id, w.conv.id, [msg("one", client_id="1"), msg("two", client_id="2")],
+                                        now=1.0)
+    again = await store.append_batch([AppendRequest(w.tenant.id, w.conv.id, msg("two", client_id="2")),
+                                      AppendRequest(w.tenant.id, w.conv.id, msg("one", client_id="1"))], now=9.0)
+    assert [(r.message.id, r.created, r.conversation.last_seq) for r in again if r] == [
+        (first[1].message.id, False, 2), (first[0].message.id, False, 2)]
+    assert (await store.get_conversation(w.tenant.id, w.conv.id)).updated_at == 1.0  # nothing written
+
+
+@pytest.mark.postgres
+async def test_postgres_append_survives_a_deadlock() -> None:
+    """The append statement that loses a deadlock is answered by the locking transaction.
+    Another connection holds one of two conversations and then wants the other; the append
+    wants both. Run with either conversation held first: in one of the two the append holds
+    what the other connection wants next, a deadlock that PostgreSQL breaks by failing the
+    append's statement (the other connection waits 20 s before it checks)."""
+    b = Backend("postgres", PG_DSN, random_schema())
+    try:
+        store = await b.open()
+        assert isinstance(store, PostgresStore)
+        w = await new_world(store)
+        other = await asyncpg.connect(PG_DSN)
+        try:
+            await other.execute(f'SET search_path = "{b.schema}"; SET deadlock_timeout = \'20s\'')
+            for held_first in (0, 1):
+                pair = [(await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET,
+                                                         contact_id=w.contact.id, now=1.0)).id for _ in range(2)]
+                tx = other.transaction()
+                await tx.start()
+                await other.execute("UPDATE conversations SET updated_at = 7 WHERE id = $1", pair[held_first])
+                append = asyncio.create_task(store.append_batch(
+                    [AppendRequest(w.tenant.id, c, msg(f"to {c}", client_id=c)) for c in pair], now=5.0))
+                await asyncio.sleep(0.3)  # the append has taken what it could and waits
+                await asyncio.wait_for(other.execute("UPDATE conversations SET updated_at = 8 WHERE id = $1",
+                                                     pair[1 - held_first]), 10)
+                await tx.commit()
+                res = await asyncio.wait_for(append, 10)
+                assert [(r.message.seq, r.created) for r in res if r] == [(1, True), (1, True)]
+                for c in pair:
+                    assert [m.seq for m in await store.get_messages(w.tenant.id, c)] == [1]
+        finally:
+            await other.close()
+        assert store.deadlocks == 1
+    finally:
+        await b.close_all()
+        await drop_schema(b.schema or "")
+
+
 async def test_concurrent_batches_over_shared_conversations_do_not_deadlock(backend: Backend) -> None:
     """Two nodes' batches lock the same conversations: in id order, so both commit."""
     s1, s2 = await backend.open(), await backend.open()
