@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--node-workers", type=int, default=3, help="WORKERS of the bignode workload")
     p.add_argument("--workers", type=int, default=3, help="load-generator processes")
     p.add_argument("--no-peer", action="store_true", help="only our gateway")
+    p.add_argument("--timeline", action="store_true",
+                   help="(b)/(d): also print when the messages over 50 ms were sent, in 100 ms windows")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     a = p.parse_args(argv)
     if a.quick:  # tiny defaults for what was not given explicitly
@@ -151,7 +153,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     if "multinode" in only:
         async with procs.gateway_pair() as (na, nb):
             mos = await workloads.rooms(na, a.multinode_pairs, a.multinode_rates, a.rooms_seconds, a.workers,
-                                        agent_srv=nb)
+                                        agent_srv=nb, timeline=a.timeline)
         out["multinode"] = [{"ours": asdict(mo)} for mo in mos]
         for mo in mos:
             _rooms_rows("(d) 2 nodes, PG+Redis:", mo, None)
@@ -163,7 +165,8 @@ def _fanout_run(n: int, m: int, workers: int) -> Callable[[procs.Server], Awaita
 
 
 def _rooms_run(a: argparse.Namespace) -> Callable[[procs.Server], Awaitable[list[workloads.RoomsResult]]]:
-    return lambda s: workloads.rooms(s, a.rooms_pairs, a.rooms_rates, a.rooms_seconds, a.workers)
+    return lambda s: workloads.rooms(s, a.rooms_pairs, a.rooms_rates, a.rooms_seconds, a.workers,
+                                     timeline=a.timeline)
 
 
 def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | None) -> None:
@@ -175,6 +178,11 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
             ratio(ov, pv) if pv else "-")
     row("    lost / errors", f"{o.lost} / {o.errors}", f"{p.lost} / {p.errors}" if p else "-", "")
     row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
+    for who, r in (("ours", o), ("peer", p)):
+        if r is not None and r.slow_windows:
+            worst = ", ".join(f"{t:.1f}s:{n}/{m:.0f}ms" for t, n, m in r.slow_windows[:8])
+            print(f"      {who}: {len(r.slow_windows)} windows of 100 ms with messages > 50 ms; worst "
+                  f"(sent at, count/max): {worst}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

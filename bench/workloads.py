@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.procs import Server, tenant_auths
@@ -97,6 +97,9 @@ class RoomsResult:
     p99_ms: float
     max_ms: float
     cpu_fraction: float
+    # with `timeline`: the 100 ms windows (by send time) holding messages over 50 ms,
+    # worst first: (window start s, messages over 50 ms, max ms)
+    slow_windows: list[tuple[float, int, float]] = field(default_factory=list)
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -106,10 +109,11 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, workers: int,
-                agent_srv: Server | None = None) -> list[RoomsResult]:
+                agent_srv: Server | None = None, timeline: bool = False) -> list[RoomsResult]:
     """`pairs` conversations of 1 visitor + 1 agent, each pair its own tenant; the visitors
     post `rate` messages/s in total, for each rate in turn on the same connections (lowest
-    first, so a saturated run comes last). With `agent_srv`, agents connect to that node."""
+    first, so a saturated run comes last). With `agent_srv`, agents connect to that node.
+    `timeline`: also report when the slow messages were sent (are they stalls or queueing?)."""
     auths = await tenant_auths(srv, pairs)
     ws: list[Worker] = await start_workers(srv.url, workers, agent_srv.url if agent_srv else None)
     out: list[RoomsResult] = []
@@ -125,7 +129,8 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
         for rate in sorted(rates):
             cpu0 = sum(s.cpu() for s in servers)
             results: list[dict[str, Any]] = await asyncio.gather(*(
-                w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=5, timeout=seconds + 60)
+                w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=5, timeout=seconds + 60,
+                          timeline=timeline)
                 for w, k in zip(ws, counts, strict=True)))
             cpu1 = sum(s.cpu() for s in servers)
             lat = sorted(x for r in results for x in r["latencies"])
@@ -133,10 +138,22 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             send_s = max(r["send_seconds"] for r in results)
             out.append(RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
                                    sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
-                                   lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s))
+                                   lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s,
+                                   slow_windows([p for r in results for p in r.get("timeline") or []])))
         return out
     finally:
         await close_all(ws)
+
+
+def slow_windows(points: list[list[float]], window_ms: float = 100.0,
+                 slow_ms: float = 50.0) -> list[tuple[float, int, float]]:
+    """(window start s, messages over `slow_ms`, max ms) per window that has any, worst first."""
+    by: dict[int, list[float]] = {}
+    for sent, lat in points:
+        if lat > slow_ms:
+            by.setdefault(int(sent // window_ms), []).append(lat)
+    rows = [(w * window_ms / 1000, len(v), max(v)) for w, v in by.items()]
+    return sorted(rows, key=lambda r: (-r[1], -r[2]))
 
 
 def median(xs: list[float]) -> float:

@@ -8,8 +8,9 @@
 //   {cmd:"send", n, inflight}                    the sender posts n messages, `inflight` at a time
 //   {cmd:"expect", total}                        reply {event:"reached", at} once `total` message:new arrived
 //   {cmd:"pairs", auths, count}                  `count` visitor+agent pairs (auths[i] = {visitor, agent}), one conversation each
-//   {cmd:"run", rate, seconds}                   the pairs' visitors post at `rate`/s; agents measure latency
-//                                                (repeatable on the same pairs: one run per rate)
+//   {cmd:"run", rate, seconds, timeline}         the pairs' visitors post at `rate`/s; agents measure latency
+//                                                (repeatable on the same pairs: one run per rate); with
+//                                                timeline, also [sent ms after start, latency ms] per message
 //   {cmd:"count"} / {cmd:"close"}
 import { io } from "socket.io-client";
 import { randomUUID } from "node:crypto";
@@ -25,6 +26,8 @@ let expectTotal = Infinity;
 let sender = null;
 let pairs = [];
 const latencies = [];
+let timeline = null;  // [sent ms after the run's start, latency ms] while a run asks for it
+let runStart = 0;
 
 const open = (ns, auth) => new Promise((res, rej) => {
   const s = io((ns === "/agent" && opts.agentUrl ? opts.agentUrl : opts.url) + ns, { ...base, auth });
@@ -98,7 +101,9 @@ const handlers = {
       a.on("message:new", (m) => {
         const sentAt = pair.pending.get(m.client_id);
         if (sentAt !== undefined) {
-          latencies.push(performance.now() - sentAt);
+          const now = performance.now();
+          latencies.push(now - sentAt);
+          if (timeline) timeline.push([Math.round(sentAt - runStart), Math.round((now - sentAt) * 10) / 10]);
           pair.pending.delete(m.client_id);
         }
       });
@@ -114,6 +119,8 @@ const handlers = {
     latencies.length = 0;
     const total = Math.round(c.rate * c.seconds);
     const t0 = performance.now();
+    runStart = t0;
+    timeline = c.timeline ? [] : null;
     await new Promise((done) => {
       const tick = () => {
         const due = Math.min(total, Math.floor((performance.now() - t0) / 1000 * c.rate));
@@ -136,8 +143,9 @@ const handlers = {
     }
     const lost = pairs.reduce((n, p) => n + p.pending.size, 0);
     out({ event: "ran", sent, acked, errors, lost, send_seconds: sendSeconds,
-          latencies: latencies.map((x) => Math.round(x * 100) / 100) });
+          latencies: latencies.map((x) => Math.round(x * 100) / 100), timeline: timeline || undefined });
     latencies.length = 0;
+    timeline = null;
   },
   async count() { out({ event: "count", received }); },
   async close() {
