@@ -3,6 +3,7 @@ without being listed here), policies and the audit trail. Portable SQL on `Datab
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -16,6 +17,9 @@ from gateway.store.sql import Conn
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ERASE_MODES = ("anonymise", "delete")
+# Rows per transaction of a tenant purge or a message expiry: a few ms each on SQLite,
+# where the statement runs on the event loop.
+PURGE_CHUNK = 500
 
 
 def _ident(name: str) -> str:
@@ -42,10 +46,12 @@ class AuditEntry:
 
 
 class PrivacyStore:
-    def __init__(self, db: Database, *, sqlite: bool, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, *, sqlite: bool, clock: Callable[[], float] = time.time,
+                 chunk: int = PURGE_CHUNK) -> None:
         self.db = db
         self.sqlite = sqlite
         self.clock = clock
+        self.chunk = chunk  # rows per transaction of a purge or an expiry
 
     # --- schema discovery -----------------------------------------------------------
     async def schema(self, conn: Conn) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
@@ -89,16 +95,36 @@ class PrivacyStore:
             return out
 
     async def delete_tenant_rows(self, tenant_id: str) -> dict[str, int]:
-        """Delete every row of the tenant (all tables, then the tenant) in one transaction."""
+        """Delete every row of the tenant: each table (children first) `chunk` rows per
+        transaction, then the tenant row. Between chunks the event loop and other writers
+        run (on SQLite a statement runs on the loop: one transaction for a large tenant
+        would stall every connection of the node). An interrupted purge leaves an ended
+        tenant with fewer rows, and the next run finishes it."""
+        async with self.db.reader() as conn:
+            tables = await self.tenant_tables(conn)
+        out: dict[str, int] = {}
+        for t in tables:
+            locate = "rowid IN (SELECT rowid" if self.sqlite else "ctid = ANY(ARRAY(SELECT ctid"
+            close = ")" if self.sqlite else "))"
+            sql = f"DELETE FROM {_ident(t)} WHERE {locate} FROM {_ident(t)} WHERE tenant_id = $1 LIMIT $2{close} " \
+                  "RETURNING 1"
+            out[t] = await self._in_chunks(sql, tenant_id)
         async with self.db.transaction() as conn:
-            out: dict[str, int] = {}
-            for t in await self.tenant_tables(conn):
-                row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM {_ident(t)} WHERE tenant_id = $1", tenant_id)
-                out[t] = int(row["n"]) if row else 0
-                await conn.execute(f"DELETE FROM {_ident(t)} WHERE tenant_id = $1", tenant_id)
             await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
-            out["tenants"] = 1
-            return out
+        out["tenants"] = 1
+        return out
+
+    async def _in_chunks(self, sql: str, *args: Any) -> int:
+        """Runs `sql` (… LIMIT ${len(args) + 1} … RETURNING) in transactions of its own until
+        it touches fewer than `chunk` rows; the rows touched in all."""
+        total = 0
+        while True:
+            async with self.db.transaction() as conn:
+                n = len(await conn.fetch(sql, *args, self.chunk))
+            total += n
+            if n < self.chunk:
+                return total
+            await asyncio.sleep(0)
 
     # --- tenants ----------------------------------------------------------------------
     async def ended_tenants(self, before: float) -> list[tuple[str, float]]:
@@ -139,16 +165,16 @@ class PrivacyStore:
             return [(str(r["tenant_id"]), int(r["message_retention_days"])) for r in rows]
 
     async def expire_messages(self, tenant_id: str, before: float, *, dry_run: bool) -> int:
-        """Blank text and attachments of messages created before `before` (rows stay: seq has no holes)."""
+        """Blank text and attachments of messages created before `before` (rows stay: seq has
+        no holes), `chunk` messages per transaction."""
         where = "tenant_id = $1 AND created_at < $2 AND (text <> '' OR attachments <> '[]')"
         if dry_run:
             async with self.db.reader() as conn:
                 row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM messages WHERE {where}", tenant_id, before)
                 return int(row["n"]) if row else 0
-        async with self.db.transaction() as conn:
-            rows = await conn.fetch(f"UPDATE messages SET text = '', attachments = '[]' WHERE {where} RETURNING id",
-                                    tenant_id, before)
-            return len(rows)
+        return await self._in_chunks(f"UPDATE messages SET text = '', attachments = '[]' WHERE id IN "
+                                     f"(SELECT id FROM messages WHERE {where} LIMIT $3) RETURNING id",
+                                     tenant_id, before)
 
     # --- audit ------------------------------------------------------------------------
     async def audit(self, tenant_ref: str, actor: str, action: str, subject: str,

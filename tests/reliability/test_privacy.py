@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -20,8 +21,8 @@ import aiohttp
 import pytest
 
 from gateway.privacy.retention import YEAR, Retention
-from gateway.privacy.store import Policy
-from gateway.reliability import privacy_store
+from gateway.privacy.store import Policy, PrivacyStore
+from gateway.reliability import is_sqlite, privacy_store
 from gateway.store.rows import new_id
 from tests.support.procs import PG_DSN, ROOT
 from tests.support.server import RunningGateway, make_config, new_client_id, run_gateway, visitor
@@ -129,6 +130,31 @@ async def test_message_retention_policy_blanks_old_messages(rg) -> None:
     assert (await later.run()).expired_messages == {d["tenant"]: 3}
     msgs = await rg.gw.store.get_messages(d["tenant"], d["conv"], after_seq=0, limit=50)
     assert [m.seq for m in msgs] == [1, 2, 3] and all(m.text == "" for m in msgs)
+
+
+async def test_a_purge_and_an_expiry_go_in_chunks_and_let_the_loop_run(rg) -> None:
+    """Two rows per transaction here: every row still goes, and the event loop runs between
+    the chunks (on SQLite each statement runs on the loop)."""
+    gone = await _populate(rg, "Big", n=7)
+    kept = await _populate(rg, "Neighbour", n=2)
+    ps = PrivacyStore(rg.gw.db, sqlite=is_sqlite(rg.gw.db), chunk=2)
+    await ps.set_policy(kept["tenant"], Policy(message_retention_days=1))
+    expire = asyncio.create_task(ps.expire_messages(kept["tenant"], time.time() + 2 * 86400, dry_run=False))
+    assert await expire == 2
+    before = await ps.count_tenant_rows(gone["tenant"])
+    kept_before = await ps.count_tenant_rows(kept["tenant"])
+    assert before["messages"] == 7
+    ticks = 0
+    purge = asyncio.create_task(ps.delete_tenant_rows(gone["tenant"]))
+    while not purge.done():
+        ticks += 1
+        await asyncio.sleep(0)
+    assert await purge == before
+    assert ticks >= 4  # the 7 messages alone take 4 transactions of 2
+    assert all(n == 0 for n in (await ps.count_tenant_rows(gone["tenant"])).values())
+    assert await ps.count_tenant_rows(kept["tenant"]) == kept_before
+    msgs = await rg.gw.store.get_messages(kept["tenant"], kept["conv"], after_seq=0, limit=50)
+    assert [m.text for m in msgs] == ["", ""]
 
 
 async def _api(rg, method: str, path: str, token: str, body: object = None) -> tuple[int, bytes, str]:
