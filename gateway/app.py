@@ -19,6 +19,7 @@ from aiohttp import web
 from connectors.install import install as install_connectors
 from gateway.auth import VisitorTokens, new_secret
 from gateway.broker import Broker
+from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
 from gateway.calls import install as install_calls
@@ -29,6 +30,7 @@ from gateway.http.api import api_routes
 from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
 from gateway.metrics import Metrics
+from gateway.noderpc import NodeRpc
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handlers
 from gateway.realtime.handshake import Handshake
@@ -66,6 +68,7 @@ class Gateway:
     clock: Callable[[], float]
     handlers: Handlers
     metrics: Metrics
+    rpc: NodeRpc  # requests to other nodes (and workers): calls live in one process
     lean: LeanTransport | None = None  # the lean websocket transport, unless WS_TRANSPORT=stock
     # features (calls, connectors, widget, …) append their start/stop hooks here
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -73,11 +76,18 @@ class Gateway:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start_background(self) -> None:
-        await self.broker.start(self.fanout.on_envelope)
+        await self.broker.start(self._on_envelope)
+        await self.rpc.start()
         self.presence.start()
         self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker-resync"))
         for hook in self.on_start:
             await hook()
+
+    async def _on_envelope(self, channel: str, env: Envelope) -> None:
+        if channel.startswith("node:"):
+            await self.rpc.on_envelope(env)
+        else:
+            await self.fanout.on_envelope(channel, env)
 
     async def _watch_broker(self) -> None:
         seen = self.broker.reconnects
@@ -100,6 +110,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.presence.stop()
+        await self.rpc.close()
         await self.chat.close()
         self.fanout.close()
         await self.broker.close()
@@ -195,7 +206,7 @@ async def build_gateway(
         middlewares.insert(0, handoff_middleware(ENGINEIO_PATH, sids, sender))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_event_bytes)
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
-                 metrics, lean)
+                 metrics, NodeRpc(broker, node_id), lean)
     _core_metrics(gw)
     if worker is not None:
         async def close_sender() -> None:

@@ -51,7 +51,7 @@ async def install(gw: Gateway, settings: CallSettings | None = None) -> CallServ
                                   embedded=not cfg.storage.database_url)
     service = CallService(store=CallStore(gw.db), chat=gw.chat, recordings=recordings, settings=settings,
                           rtc_config=rtc_configuration(settings.ice_servers), node_id=gw.node_id, clock=gw.clock)
-    handlers = CallHandlers(service, gw.fanout)
+    handlers = CallHandlers(service, gw.fanout, gw.rpc)
     gw.handlers.visitor.update(handlers.visitor)
     gw.handlers.agent.update(handlers.agent)
     gw.app.add_routes(CallRoutes(Api(gw.chat, gw.store, cfg), recordings).routes())

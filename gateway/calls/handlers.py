@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.calls.service import CallService
+from gateway.chat.principals import AgentPrincipal
+from gateway.domain import AgentRole
 from gateway.errors import Code, GatewayError, bad_request
+from gateway.noderpc import NodeRpc
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
 from gateway.validation import req_id
@@ -26,9 +29,17 @@ def req_sdp(p: Mapping[str, Any], max_bytes: int) -> str:
 
 
 class CallHandlers:
-    def __init__(self, calls: CallService, fanout: Fanout) -> None:
+    """A call lives in the process that terminated the caller's leg. `call:accept`,
+    `call:decline` and an agent's `call:hangup` arriving at another node or worker are
+    run there through `NodeRpc` (the agent's own principal travels with the request), and
+    the ack comes back the same way."""
+
+    def __init__(self, calls: CallService, fanout: Fanout, rpc: NodeRpc) -> None:
         self.calls = calls
         self.fanout = fanout
+        self.rpc = rpc
+        rpc.handlers.update({"call:accept": self._remote_accept, "call:decline": self._remote_decline,
+                             "call:hangup": self._remote_hangup})
         self.visitor = {
             "call:config": self.config,
             "call:start": self.start,
@@ -62,17 +73,59 @@ class CallHandlers:
     async def accept(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         call_id = req_id(p, "call_id")
         sdp = req_sdp(p, self.max_sdp)
+        if (ack := await self._elsewhere(conn.agent, "call:accept", call_id, sdp=sdp)) is not None:
+            return ack
         row, answer = await self.calls.accept(conn.agent, call_id, sdp)
         return {"ok": True, "call": row.to_dict(), "sdp": answer}
 
     async def decline(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
-        row = await self.calls.decline(conn.agent, req_id(p, "call_id"))
+        call_id = req_id(p, "call_id")
+        if (ack := await self._elsewhere(conn.agent, "call:decline", call_id)) is not None:
+            return ack
+        row = await self.calls.decline(conn.agent, call_id)
         return {"ok": True, "call": row.to_dict()}
 
     async def hangup(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
+        call_id = req_id(p, "call_id")
+        if conn.is_agent and (ack := await self._elsewhere(conn.agent, "call:hangup", call_id)) is not None:
+            return ack
         principal = conn.visitor if not conn.is_agent else conn.agent
-        row = await self.calls.hangup(principal, req_id(p, "call_id"))
+        row = await self.calls.hangup(principal, call_id)
         return {"ok": True, "call": row.to_dict()}
+
+    # --- a call held by another process -------------------------------------------------
+    async def _elsewhere(self, agent: AgentPrincipal, method: str, call_id: str, **params: Any) -> Ack | None:
+        """The ack of `method` run where the call lives, or None when it is not elsewhere."""
+        owner = await self.calls.owner_elsewhere(agent.tenant_id, call_id)
+        if owner is None:
+            return None
+        return await self.rpc.call(owner, method, agent.tenant_id, {
+            "agent": {"agent_id": agent.agent_id, "role": agent.role.value, "name": agent.name},
+            "call_id": call_id, **params})
+
+    @staticmethod
+    def _agent(tenant_id: str, params: dict[str, Any]) -> tuple[AgentPrincipal, str]:
+        a = params.get("agent")
+        call_id = params.get("call_id")
+        try:
+            if not isinstance(a, dict) or not isinstance(call_id, str):
+                raise ValueError
+            return AgentPrincipal(tenant_id, str(a["agent_id"]), AgentRole(a["role"]), str(a["name"])), call_id
+        except (KeyError, ValueError):
+            raise bad_request("malformed node request") from None
+
+    async def _remote_accept(self, tenant_id: str, params: dict[str, Any]) -> Ack:
+        agent, call_id = self._agent(tenant_id, params)
+        row, answer = await self.calls.accept(agent, call_id, str(params.get("sdp", "")))
+        return {"ok": True, "call": row.to_dict(), "sdp": answer}
+
+    async def _remote_decline(self, tenant_id: str, params: dict[str, Any]) -> Ack:
+        agent, call_id = self._agent(tenant_id, params)
+        return {"ok": True, "call": (await self.calls.decline(agent, call_id)).to_dict()}
+
+    async def _remote_hangup(self, tenant_id: str, params: dict[str, Any]) -> Ack:
+        agent, call_id = self._agent(tenant_id, params)
+        return {"ok": True, "call": (await self.calls.hangup(agent, call_id)).to_dict()}
 
     async def list(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         principal = conn.visitor if not conn.is_agent else conn.agent

@@ -74,6 +74,15 @@ class CallService:
             raise not_found("call")
         return call
 
+    async def owner_elsewhere(self, tenant_id: str, call_id: str) -> str | None:
+        """The node (or worker) holding a live call that is not in this process, if any."""
+        if call_id in self.active:
+            return None
+        row = await self.store.get(tenant_id, call_id)
+        if row is None or row.state == "ended" or row.node_id == self.node_id:
+            return None
+        return row.node_id
+
     async def _online_agents(self, tenant_id: str) -> set[str]:
         return {a.id for a in await self.chat.store.list_agents(tenant_id) if a.status == AgentStatus.ONLINE}
 

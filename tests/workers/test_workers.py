@@ -134,6 +134,51 @@ async def test_the_stock_node_client_polls_then_upgrades_across_workers(tmp_path
         assert sum((await _scrape_workers(node.url, "izh_handoffs_adopted_total")).values()) >= 1
 
 
+async def test_a_call_is_answered_by_an_agent_on_another_worker(tmp_path: Path) -> None:
+    """The call lives on the caller's worker; the agent's accept and hang-up travel there
+    through Redis (gateway/noderpc.py), the media goes to it directly."""
+    from tests.calls.support import endpoint
+
+    async with pg_redis_cluster(tmp_path) as cluster:
+        cluster.env.update({"CALL_HOST_ADDRESSES": "127.0.0.1", "ICE_SERVERS": "[]"})
+        node, t = await _start(cluster)
+        clients: list[Client] = []
+        caller, callee = endpoint(440), endpoint(660)
+        try:
+            v = await visitor(node.url, t["widget_key"])
+            clients.append(v)
+            ag = None
+            for _ in range(30):  # an agent connection that landed on another worker than the caller's
+                c = await agent(node.url, t["admin_token"])
+                clients.append(c)
+                if _mark(c) != _mark(v):
+                    ag = c
+                    break
+            assert ag is not None
+            await ag.call("presence:set", {"status": "online"})
+            conv = (await v.call("conversation:start"))["conversation"]["id"]
+            ack = await v.call("call:start", {"conversation_id": conv, "sdp": await caller.offer()}, timeout=10)
+            assert ack["ok"], ack
+            await caller.answer(ack["sdp"])
+            acc = await ag.call("call:accept", {"call_id": ack["call"]["id"], "sdp": await callee.offer()},
+                                timeout=10)
+            assert acc["ok"] and acc["call"]["state"] == "answered", acc
+            await callee.answer(acc["sdp"])
+            for _ in range(100):
+                if caller.frames > 10 and callee.frames > 10:
+                    break
+                await asyncio.sleep(0.1)
+            assert caller.frames > 10 and callee.frames > 10, (caller.frames, callee.frames)
+            hang = await ag.call("call:hangup", {"call_id": ack["call"]["id"]})
+            assert hang["ok"] and hang["call"]["end_reason"] == "agent_hangup", hang
+        finally:
+            for e in (caller, callee):
+                await e.close()
+            for c in clients:
+                with contextlib.suppress(Exception):
+                    await c.close()
+
+
 async def _scrape_workers(url: str, metric: str, tries: int = 200) -> dict[str, float]:
     """`metric` of each worker: /metrics on fresh connections until every node id was seen
     (at most `tries` scrapes)."""

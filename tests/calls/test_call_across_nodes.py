@@ -1,0 +1,123 @@
+"""A call held by one node, answered by an agent connected to another (two gateways in
+this process sharing PostgreSQL and an in-process broker; WORKERS=N workers are such nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from gateway.broker.memory import MemoryHub
+from tests.calls.support import calls_of, endpoint
+from tests.support.procs import PG_DSN
+from tests.support.server import RunningGateway, agent, make_config, run_gateway, visitor
+
+pytestmark = [pytest.mark.postgres]
+
+
+@pytest.fixture
+async def two_nodes(tmp_path: Any, loopback_ice: None, monkeypatch: pytest.MonkeyPatch
+                    ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
+    import asyncpg
+
+    monkeypatch.setenv("MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("CALL_RING_TIMEOUT", "10")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    hub = MemoryHub()
+
+    def config(name: str) -> Any:
+        cfg = make_config(tmp_path / name)
+        return replace(cfg, server=replace(cfg.server, node_id=name),
+                       storage=replace(cfg.storage, database_url=PG_DSN, database_schema=schema))
+
+    try:
+        async with run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b:
+            yield a, b
+    finally:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def _frames_flow(caller: Any, callee: Any) -> None:
+    for _ in range(100):
+        if caller.frames > 10 and callee.frames > 10:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no audio: caller {caller.frames}, callee {callee.frames}")
+
+
+async def test_an_agent_on_another_node_answers_and_hangs_up(two_nodes: tuple[RunningGateway, RunningGateway]
+                                                             ) -> None:
+    a, b = two_nodes
+    nt = await a.tenant()
+    agent_id, token = await a.agent_token(nt.tenant.id)
+    ag = await agent(b.url, token)                      # the agent on node B
+    await ag.call("presence:set", {"status": "online"})
+    v = await visitor(a.url, nt.tenant.widget_key)      # the caller on node A
+    caller, callee = endpoint(440), endpoint(660)
+    try:
+        conv = (await v.call("conversation:start"))["conversation"]
+        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+        assert ack["ok"], ack
+        call_id = ack["call"]["id"]
+        await caller.answer(ack["sdp"])
+        assert call_id in calls_of(a).active and call_id not in calls_of(b).active
+        await ag.wait_for(lambda: ag.of("call:ringing"))
+
+        acc = await ag.call("call:accept", {"call_id": call_id, "sdp": await callee.offer()}, timeout=10)
+        assert acc["ok"], acc
+        assert acc["call"]["state"] == "answered" and acc["call"]["agent_id"] == agent_id
+        await callee.answer(acc["sdp"])
+        await _frames_flow(caller, callee)
+        assert caller.loud_frames > 5 and callee.loud_frames > 5
+
+        again = await ag.call("call:accept", {"call_id": call_id, "sdp": await endpoint(1).offer()})
+        assert again["ok"] is False and again["error"]["code"] == "conversation_closed"  # the code crossed nodes
+
+        hang = await ag.call("call:hangup", {"call_id": call_id})
+        assert hang["ok"] and hang["call"]["state"] == "ended" and hang["call"]["end_reason"] == "agent_hangup"
+        assert call_id not in calls_of(a).active
+        await v.wait_for(lambda: any(e["call"]["state"] == "ended" for e in v.of("call:updated")))
+        gone = await ag.call("call:hangup", {"call_id": call_id})
+        assert gone["ok"] is False and gone["error"]["code"] == "not_found"
+    finally:
+        for c in (caller, callee):
+            await c.close()
+        for cl in (ag, v):
+            with contextlib.suppress(Exception):
+                await cl.close()
+
+
+async def test_a_decline_from_another_node_ends_a_call_nobody_else_can_take(
+        two_nodes: tuple[RunningGateway, RunningGateway]) -> None:
+    a, b = two_nodes
+    nt = await a.tenant()
+    _, token = await a.agent_token(nt.tenant.id)
+    ag = await agent(b.url, token)
+    await ag.call("presence:set", {"status": "online"})
+    v = await visitor(a.url, nt.tenant.widget_key)
+    caller = endpoint(440)
+    try:
+        conv = (await v.call("conversation:start"))["conversation"]
+        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+        call_id = ack["call"]["id"]
+        res = await ag.call("call:decline", {"call_id": call_id})
+        assert res["ok"], res
+        await v.wait_for(lambda: any(e["call"]["end_reason"] == "declined" for e in v.of("call:updated")
+                                     if e["call"]["state"] == "ended"))
+        assert call_id not in calls_of(a).active
+    finally:
+        await caller.close()
+        for cl in (ag, v):
+            with contextlib.suppress(Exception):
+                await cl.close()
