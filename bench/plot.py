@@ -34,6 +34,10 @@ def plot(results: dict[str, Any], out: Path) -> None:
         if idle:
             ax2.plot([x["clients"] for x in idle], [x["kb_per_conn"] for x in idle], style,
                      label="gateway (lean transport)" if who == "ours" else "Node socket.io 4")
+    big = (results.get("bignode") or {}).get("ours") or []
+    if big:
+        ax2.plot([x["clients"] for x in big], [x["kb_per_conn"] for x in big], "D-.",
+                 label=f"gateway, one node of {results['bignode'].get('workers')} workers (PG + Redis)")
     ax1.set(title="Fan-out: one conversation, N watchers", xlabel="clients watching",
             ylabel="deliveries/s (thousands)")
     ax2.set(title="Idle connections", xlabel="connected clients", ylabel="resident KB per connection")
