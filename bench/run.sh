@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark in one command: our gateway vs the Node socket.io peer, same load, same run.
-#   bash bench/run.sh            # full run (~4 min)
+#   bash bench/run.sh            # full run (~8 min; the bignode and (d) workloads need PostgreSQL and Redis)
 #   bash bench/run.sh --quick    # smoke run (< 60 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."

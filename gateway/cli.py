@@ -27,6 +27,7 @@ from gateway.gctune import GcTuning
 from gateway.logs import setup_logging
 from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
 from gateway.reliability import is_sqlite
+from gateway.stallwatch import StallWatch
 from gateway.store import NotFound
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
@@ -155,6 +156,14 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     gc_tuning.export(gw.metrics)
     gc_tuning.apply()
     await site.start()
+    stall_watch = None
+    if config.server.loop_stall_ms:
+        stall_watch = StallWatch(config.server.loop_stall_ms / 1000)
+        stall_watch.start()
+        gw.metrics.counter_fn("izh_loop_stalls_total", "Event-loop stalls longer than LOOP_STALL_MS (stack logged)",
+                              lambda: stall_watch.stalls if stall_watch else 0)
+        gw.metrics.gauge("izh_loop_stall_max_seconds", "The longest event-loop stall so far",
+                         lambda: stall_watch.longest if stall_watch else 0.0)
     scheme = "https" if ssl_ctx else "http"
     backend = "PostgreSQL" if config.storage.database_url else f"SQLite at {config.sqlite_path}"
     broker = "Redis" if config.storage.redis_url else "in-process broker"
@@ -169,6 +178,8 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
         log.info("signal received: draining (DRAIN_TIMEOUT=%.1fs)", timeout)
         await gw.app[DRAINER_KEY].drain(timeout * 0.7)
     finally:
+        if stall_watch is not None:
+            stall_watch.stop()
         if receiver is not None:
             receiver.close()
         await runner.cleanup()

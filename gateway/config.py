@@ -32,6 +32,7 @@ class ServerConfig:
     ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
     drain_timeout: float = 10.0
+    loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/stallwatch.py; 0 = off)
     workers: int = 1  # processes serving this node's port (gateway/workers); > 1 needs PostgreSQL + Redis
     gc_gen0_threshold: int = 50_000  # gateway/gctune.py; 0 keeps Python's default
     gc_freeze: bool = True  # freeze the start-up heap out of every collection
@@ -211,6 +212,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
             workers=workers,
+            loop_stall_ms=r.get_int("LOOP_STALL_MS", 200, 0, 60_000),
             gc_gen0_threshold=r.get_int("GC_GEN0_THRESHOLD", 50_000, 0, 10_000_000),
             gc_freeze=r.get_bool("GC_FREEZE", True),
             widget_dist=r.get_str("WIDGET_DIST"),

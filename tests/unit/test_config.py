@@ -31,6 +31,7 @@ def test_env_and_file(tmp_path) -> None:
         {"REDIS_URL": "http://x"},
         {"TLS_CERT": "/a.pem"},
         {"MAX_TEXT_CHARS": "0"},
+        {"LOOP_STALL_MS": "-1"},
         {"WORKERS": "0"},
         {"WORKERS": "33"},
         {"WORKERS": "2"},  # embedded SQLite + in-process broker cannot be shared by processes
@@ -49,6 +50,7 @@ def test_bad_values_are_refused(env: dict[str, str]) -> None:
 def test_workers_with_shared_backends() -> None:
     c = load_config({"WORKERS": "4", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h"})
     assert c.server.workers == 4 and load_config({}).server.workers == 1
+    assert load_config({}).server.loop_stall_ms == 200 and load_config({"LOOP_STALL_MS": "0"}).server.loop_stall_ms == 0
 
 
 def test_bad_file_line(tmp_path) -> None:
