@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -12,11 +13,12 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 ENV_INDEX = "GATEWAY_WORKER_INDEX"
 ENV_DIR = "GATEWAY_WORKER_DIR"
 
@@ -85,7 +87,7 @@ class Supervisor:
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         env = {**self.env, ENV_INDEX: str(index), ENV_DIR: self.run_dir}
-        proc = await asyncio.create_subprocess_exec(*self.argv, env=env)
+        proc = await asyncio.create_subprocess_exec(*self.argv, env=env, preexec_fn=_die_with_parent(os.getpid()))
         log.info("worker %d started (pid %d)", index, proc.pid)
         self.procs[index] = proc
         return proc
@@ -144,6 +146,21 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         p.kill()
             await asyncio.gather(*(p.wait() for p in live))
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For the child, between fork and exec: SIGTERM it (so it drains and exits) when the
+    supervisor dies, even by SIGKILL (Linux `PR_SET_PDEATHSIG`); elsewhere a no-op."""
+    def setup() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
 
 
 def own_command(drop: Sequence[str] = ()) -> list[str]:

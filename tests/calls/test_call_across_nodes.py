@@ -16,7 +16,7 @@ import pytest
 
 from gateway.broker.memory import MemoryHub
 from tests.calls.support import calls_of, endpoint
-from tests.support.procs import PG_DSN
+from tests.support.procs import PG_DSN, drop_schema
 from tests.support.server import RunningGateway, agent, make_config, run_gateway, visitor
 
 pytestmark = [pytest.mark.postgres]
@@ -25,8 +25,6 @@ pytestmark = [pytest.mark.postgres]
 @pytest.fixture
 async def two_nodes(tmp_path: Any, loopback_ice: None, monkeypatch: pytest.MonkeyPatch
                     ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
-    import asyncpg
-
     monkeypatch.setenv("MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
     monkeypatch.setenv("CALL_RING_TIMEOUT", "10")
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -41,11 +39,7 @@ async def two_nodes(tmp_path: Any, loopback_ice: None, monkeypatch: pytest.Monke
         async with run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b:
             yield a, b
     finally:
-        conn = await asyncpg.connect(PG_DSN)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(schema)
 
 
 async def _frames_flow(caller: Any, callee: Any) -> None:

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from gateway.config import Config, StorageConfig
+from tests.support.procs import drop_schema
 from tests.support.server import make_config
 
 PG_DSN = os.environ.get("IZIHELP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -25,14 +25,6 @@ FAST_OUTBOX = {
     "SMTP_HOST": "127.0.0.1",
     "SMTP_PORT": "0",
 }
-
-
-async def drop_schema(schema: str) -> None:
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -56,7 +48,7 @@ async def cx_config(request: pytest.FixtureRequest, tmp_path: Path, cx_env: dict
         yield replace(base, storage=StorageConfig(database_url=PG_DSN, database_schema=schema,
                                                   data_dir=str(tmp_path)))
     finally:
-        await drop_schema(schema)
+        await drop_schema(schema, PG_DSN)
 
 
 @pytest.fixture

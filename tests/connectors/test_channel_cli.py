@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.connectors.conftest import PG_DSN, drop_schema
+from tests.connectors.conftest import PG_DSN
+from tests.support.procs import drop_schema
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -53,4 +54,4 @@ async def test_shared_database_without_master_key_is_refused(tmp_path: Path) -> 
                                     DATABASE_SCHEMA=schema)
         assert r.returncode == 2 and "MASTER_KEY is not set" in r.stderr
     finally:
-        await drop_schema(schema)
+        await drop_schema(schema, PG_DSN)

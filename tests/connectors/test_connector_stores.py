@@ -24,7 +24,8 @@ from gateway.domain import AuthorType, Channel, DeliveryState, NewMessage
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
-from tests.connectors.conftest import PG_DSN, drop_schema
+from tests.connectors.conftest import PG_DSN
+from tests.support.procs import drop_schema
 
 Opened = SqliteStore | PostgresStore
 
@@ -45,7 +46,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         for s in opened:
             await s.close()
         if schema is not None:
-            await drop_schema(schema)
+            await drop_schema(schema, PG_DSN)
 
 
 async def tenant(store: Opened, name: str = "Shop") -> str:

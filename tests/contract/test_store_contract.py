@@ -41,6 +41,7 @@ from gateway.store.factory import make_store, open_store
 from gateway.store.migrations import load_migrations, split_statements
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from tests.support.procs import drop_schema as drop_pg_schema
 
 # --- backends ----------------------------------------------------------------
 
@@ -52,11 +53,7 @@ def random_schema() -> str:
 
 
 async def drop_schema(schema: str) -> None:
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_pg_schema(schema, PG_DSN)
 
 
 @dataclass

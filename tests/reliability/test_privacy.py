@@ -24,7 +24,7 @@ from gateway.privacy.retention import YEAR, Retention
 from gateway.privacy.store import Policy, PrivacyStore
 from gateway.reliability import is_sqlite, privacy_store
 from gateway.store.rows import new_id
-from tests.support.procs import PG_DSN, ROOT
+from tests.support.procs import PG_DSN, ROOT, drop_schema
 from tests.support.server import RunningGateway, make_config, new_client_id, run_gateway, visitor
 
 MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -43,13 +43,7 @@ async def rg(request, tmp_path, monkeypatch) -> AsyncIterator[RunningGateway]:
             yield running
     finally:
         if schema:
-            import asyncpg
-
-            conn = await asyncpg.connect(PG_DSN)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
+            await drop_schema(schema)
 
 
 def _exists(path: str) -> bool:

@@ -88,10 +88,20 @@ class Cluster:
         raise AssertionError(f"{node.name} not ready:\n{node.log()}")
 
 
+async def drop_schema(schema: str, dsn: str = PG_DSN) -> None:
+    """DROP SCHEMA … CASCADE: a test's random PostgreSQL schema, after it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def pg_redis_cluster(tmp: Path) -> AsyncIterator[Cluster]:
     """Environment for nodes sharing one PostgreSQL schema and one Redis prefix (dropped after)."""
-    import asyncpg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     env = {
@@ -111,8 +121,4 @@ async def pg_redis_cluster(tmp: Path) -> AsyncIterator[Cluster]:
     finally:
         for node in cluster.nodes:
             node.kill()
-        conn = await asyncpg.connect(PG_DSN)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(schema)

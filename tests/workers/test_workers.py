@@ -179,6 +179,18 @@ async def test_a_call_is_answered_by_an_agent_on_another_worker(tmp_path: Path) 
                     await c.close()
 
 
+async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    async with pg_redis_cluster(tmp_path) as cluster:
+        node, _ = await _start(cluster)
+        workers = await _workers_up(node, 3)
+        node.kill()  # SIGKILL: no chance to stop them itself
+        for _ in range(200):  # each drains (DRAIN_TIMEOUT) and exits
+            if not any(_alive(p) for p in workers):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(_alive(p) for p in workers)
+
+
 async def _scrape_workers(url: str, metric: str, tries: int = 200) -> dict[str, float]:
     """`metric` of each worker: /metrics on fresh connections until every node id was seen
     (at most `tries` scrapes)."""
