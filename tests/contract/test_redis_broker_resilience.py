@@ -308,3 +308,31 @@ async def test_unreachable_redis_fails_fast(nodes: NodeMaker) -> None:
             await node.broker.publish("ch", envelope(n=1))
         with pytest.raises(RedisConnectionError):
             await node.broker.ping()
+
+
+async def test_a_killed_publishing_connection_is_replaced_without_losing_the_publish(
+        nodes: NodeMaker, admin: aioredis.Redis) -> None:
+    a, b = await nodes(), await nodes()
+    await b.broker.subscribe("ch")
+    await a.broker.publish("ch", envelope(n=1))
+    await b.wait_for("ch", 1)
+    name = "izh-pub:" + broker_of(a).node_id
+    ids = [int(c["id"]) for c in await admin.client_list() if c.get("name") == name]
+    assert len(ids) == 1  # one publishing connection, named for the node
+    assert await admin.execute_command("CLIENT", "KILL", "ID", ids[0]) == 1
+    await a.broker.publish("ch", envelope(n=2))  # the stale connection fails; a new one sends it
+    await b.wait_for("ch", 2)
+    assert [env.data["n"] for env in b.on("ch")] == [1, 2]
+    assert len([c for c in await admin.client_list() if c.get("name") == name]) == 1
+
+
+async def test_publish_replies_are_read_as_integers_and_errors() -> None:
+    from gateway.broker.redis import _integer_replies
+
+    reader = asyncio.StreamReader()
+    reader.feed_data(b":1\r\n:0\r\n-ERR no such thing\r\n:3\r\n")
+    assert await _integer_replies(reader, 4) == ["ERR no such thing"]
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"+OK\r\n")
+    with pytest.raises(Exception, match="unexpected reply"):
+        await _integer_replies(reader, 1)
