@@ -5,7 +5,8 @@ Connections per broker:
 * a regular `redis.asyncio.Redis` client (small pool) for PING, and one connection of
   its own for PUBLISH, written to in batches and its integer replies read as raw lines;
 * one dedicated pub/sub connection, owned by a single reader task, that carries every
-  SUBSCRIBE/UNSUBSCRIBE of this node and all incoming messages.
+  SUBSCRIBE/UNSUBSCRIBE of this node and all incoming messages (its replies parsed by
+  `resp.RespReader`, many per socket read).
 
 `subscribe()` writes SUBSCRIBE on the pub/sub connection and waits until the reader
 sees Redis confirm it: from then on everything published to the channel reaches this
@@ -41,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.batching import GroupQueue
 from gateway.broker.base import Envelope, EnvelopeHandler
+from gateway.broker.resp import IDLE, RespReader
 from gateway.tasks import stop_task
 
 logger = logging.getLogger(__name__)
@@ -374,9 +376,13 @@ class RedisBroker:
         if resync and not pending:
             self._restored(lost_at)
         awaiting_pong = False
+        stream = conn._reader  # redis-py's stream; replies are parsed here (gateway/broker/resp.py)
+        if stream is None:
+            raise RedisConnectionError("pub/sub connection closed")
+        replies = RespReader(stream)
         while not self._closed:
-            reply = await conn.read_response(timeout=self.health_interval)
-            if reply is None:  # idle for health_interval
+            reply = await replies.next(self.health_interval)
+            if reply is IDLE:  # nothing for health_interval
                 if awaiting_pong:
                     raise RedisTimeoutError(f"no reply to PING within {self.health_interval}s")
                 await conn.send_command("PING", check_health=False)
