@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.calls.service import CallService
@@ -15,6 +16,7 @@ from gateway.realtime.fanout import Fanout
 from gateway.validation import req_id
 
 Ack = dict[str, Any]
+AgentOp = Callable[[AgentPrincipal, str, dict[str, Any]], Awaitable[Ack]]  # (agent, call id, params) → ack
 
 
 def req_sdp(p: Mapping[str, Any], max_bytes: int) -> str:
@@ -38,8 +40,10 @@ class CallHandlers:
         self.calls = calls
         self.fanout = fanout
         self.rpc = rpc
-        rpc.handlers.update({"call:accept": self._remote_accept, "call:decline": self._remote_decline,
-                             "call:hangup": self._remote_hangup})
+        self._agent_ops: dict[str, AgentOp] = {"call:accept": self._accept, "call:decline": self._decline,
+                                               "call:hangup": self._hangup}
+        for method in self._agent_ops:
+            rpc.handlers[method] = functools.partial(self._remote, method)
         self.visitor = {
             "call:config": self.config,
             "call:start": self.start,
@@ -72,59 +76,47 @@ class CallHandlers:
 
     async def accept(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         call_id = req_id(p, "call_id")
-        sdp = req_sdp(p, self.max_sdp)
-        if (ack := await self._elsewhere(conn.agent, "call:accept", call_id, sdp=sdp)) is not None:
-            return ack
-        row, answer = await self.calls.accept(conn.agent, call_id, sdp)
-        return {"ok": True, "call": row.to_dict(), "sdp": answer}
+        return await self._run(conn.agent, "call:accept", call_id, {"sdp": req_sdp(p, self.max_sdp)})
 
     async def decline(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
-        call_id = req_id(p, "call_id")
-        if (ack := await self._elsewhere(conn.agent, "call:decline", call_id)) is not None:
-            return ack
-        row = await self.calls.decline(conn.agent, call_id)
-        return {"ok": True, "call": row.to_dict()}
+        return await self._run(conn.agent, "call:decline", req_id(p, "call_id"), {})
 
     async def hangup(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         call_id = req_id(p, "call_id")
-        if conn.is_agent and (ack := await self._elsewhere(conn.agent, "call:hangup", call_id)) is not None:
-            return ack
-        principal = conn.visitor if not conn.is_agent else conn.agent
-        row = await self.calls.hangup(principal, call_id)
-        return {"ok": True, "call": row.to_dict()}
+        if conn.is_agent:
+            return await self._run(conn.agent, "call:hangup", call_id, {})
+        return {"ok": True, "call": (await self.calls.hangup(conn.visitor, call_id)).to_dict()}
 
-    # --- a call held by another process -------------------------------------------------
-    async def _elsewhere(self, agent: AgentPrincipal, method: str, call_id: str, **params: Any) -> Ack | None:
-        """The ack of `method` run where the call lives, or None when it is not elsewhere."""
+    # --- an agent's call operations, here or in the process holding the call -------------
+    async def _run(self, agent: AgentPrincipal, method: str, call_id: str, params: dict[str, Any]) -> Ack:
+        """`method`'s ack: run here, or through `NodeRpc` where the call lives."""
         owner = await self.calls.owner_elsewhere(agent.tenant_id, call_id)
         if owner is None:
-            return None
+            return await self._agent_ops[method](agent, call_id, params)
         return await self.rpc.call(owner, method, agent.tenant_id, {
             "agent": {"agent_id": agent.agent_id, "role": agent.role.value, "name": agent.name},
             "call_id": call_id, **params})
 
-    @staticmethod
-    def _agent(tenant_id: str, params: dict[str, Any]) -> tuple[AgentPrincipal, str]:
+    async def _remote(self, method: str, tenant_id: str, params: dict[str, Any]) -> Ack:
+        """A sibling's `_run` of `method` for a call held here."""
         a = params.get("agent")
         call_id = params.get("call_id")
         try:
             if not isinstance(a, dict) or not isinstance(call_id, str):
                 raise ValueError
-            return AgentPrincipal(tenant_id, str(a["agent_id"]), AgentRole(a["role"]), str(a["name"])), call_id
+            agent = AgentPrincipal(tenant_id, str(a["agent_id"]), AgentRole(a["role"]), str(a["name"]))
         except (KeyError, ValueError):
             raise bad_request("malformed node request") from None
+        return await self._agent_ops[method](agent, call_id, params)
 
-    async def _remote_accept(self, tenant_id: str, params: dict[str, Any]) -> Ack:
-        agent, call_id = self._agent(tenant_id, params)
+    async def _accept(self, agent: AgentPrincipal, call_id: str, params: dict[str, Any]) -> Ack:
         row, answer = await self.calls.accept(agent, call_id, str(params.get("sdp", "")))
         return {"ok": True, "call": row.to_dict(), "sdp": answer}
 
-    async def _remote_decline(self, tenant_id: str, params: dict[str, Any]) -> Ack:
-        agent, call_id = self._agent(tenant_id, params)
+    async def _decline(self, agent: AgentPrincipal, call_id: str, params: dict[str, Any]) -> Ack:
         return {"ok": True, "call": (await self.calls.decline(agent, call_id)).to_dict()}
 
-    async def _remote_hangup(self, tenant_id: str, params: dict[str, Any]) -> Ack:
-        agent, call_id = self._agent(tenant_id, params)
+    async def _hangup(self, agent: AgentPrincipal, call_id: str, params: dict[str, Any]) -> Ack:
         return {"ok": True, "call": (await self.calls.hangup(agent, call_id)).to_dict()}
 
     async def list(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
