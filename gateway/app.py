@@ -30,7 +30,7 @@ from gateway.http.api import api_routes
 from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
 from gateway.metrics import Metrics
-from gateway.noderpc import NodeRpc
+from gateway.noderpc import NODE_PREFIX, NodeRpc
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handlers
 from gateway.realtime.handshake import Handshake
@@ -84,7 +84,7 @@ class Gateway:
             await hook()
 
     async def _on_envelope(self, channel: str, env: Envelope) -> None:
-        if channel.startswith("node:"):
+        if channel.startswith(NODE_PREFIX):
             await self.rpc.on_envelope(env)
         else:
             await self.fanout.on_envelope(channel, env)

@@ -146,11 +146,10 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     receiver = None
     if worker is not None:
         assert runner.server is not None  # set up above
-        receiver = HandoffReceiver(worker.socket_path(worker.index), runner.server,
-                                   message_size(config.limits.max_event_bytes))
-        receiver.start()
+        receiver = adopting = HandoffReceiver(worker.path, runner.server, message_size(config.limits.max_event_bytes))
+        adopting.start()
         gw.metrics.counter_fn("izh_handoffs_adopted_total", "Connections adopted from sibling workers",
-                              lambda: receiver.adopted if receiver else 0)
+                              lambda: adopting.adopted)
     # everything imported and built: keep it out of every garbage collection from now on
     gc_tuning = GcTuning(config.server.gc_gen0_threshold, config.server.gc_freeze)
     gc_tuning.export(gw.metrics)
@@ -158,12 +157,11 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     await site.start()
     stall_watch = None
     if config.server.loop_stall_ms:
-        stall_watch = StallWatch(config.server.loop_stall_ms / 1000)
-        stall_watch.start()
+        stall_watch = watch = StallWatch(config.server.loop_stall_ms / 1000)
+        watch.start()
         gw.metrics.counter_fn("izh_loop_stalls_total", "Event-loop stalls longer than LOOP_STALL_MS (stack logged)",
-                              lambda: stall_watch.stalls if stall_watch else 0)
-        gw.metrics.gauge("izh_loop_stall_max_seconds", "The longest event-loop stall so far",
-                         lambda: stall_watch.longest if stall_watch else 0.0)
+                              lambda: watch.stalls)
+        gw.metrics.gauge("izh_loop_stall_max_seconds", "The longest event-loop stall so far", lambda: watch.longest)
     scheme = "https" if ssl_ctx else "http"
     backend = "PostgreSQL" if config.storage.database_url else f"SQLite at {config.sqlite_path}"
     broker = "Redis" if config.storage.redis_url else "in-process broker"

@@ -25,11 +25,12 @@ from gateway.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 RPC_KIND = "rpc"
+NODE_PREFIX = "node:"  # the broker channels of nodes
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]  # (tenant id, params) → result
 
 
 def node_channel(node_id: str) -> str:
-    return f"node:{node_id}"
+    return NODE_PREFIX + node_id
 
 
 class NodeRpc:

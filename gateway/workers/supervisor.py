@@ -31,16 +31,15 @@ class WorkerIdentity:
     count: int
     run_dir: str
 
-    def socket_path(self, index: int) -> str:
-        return socket_path(self.run_dir, index)
-
     @property
     def paths(self) -> list[str]:
-        return [self.socket_path(i) for i in range(self.count)]
+        """The hand-off socket of every worker, by index."""
+        return [os.path.join(self.run_dir, f"w{i}.sock") for i in range(self.count)]
 
-
-def socket_path(run_dir: str, index: int) -> str:
-    return os.path.join(run_dir, f"w{index}.sock")
+    @property
+    def path(self) -> str:
+        """This worker's own hand-off socket."""
+        return self.paths[self.index]
 
 
 def worker_identity(env: Mapping[str, str], count: int) -> WorkerIdentity | None:
