@@ -18,15 +18,13 @@ MAX_BULK: Final = 512 * 1024 * 1024  # Redis' own limit on a string
 _INCOMPLETE: Final = object()
 IDLE: Final = object()  # what `RespReader.next` returns when no reply came in time
 
-Reply = bytes | int | list["Reply"] | ResponseError | None
-
-
 class ProtocolError(ValueError):
     """The stream is not RESP2: the connection cannot be trusted any more."""
 
 
 def parse(buf: bytes | bytearray, pos: int) -> tuple[object, int]:
-    """One reply starting at `pos`: (reply, position after it), or (`_INCOMPLETE`, pos)."""
+    """One reply starting at `pos`: (reply, position after it), or (`_INCOMPLETE`, pos).
+    A reply is bytes, an int, None (null), a `ResponseError`, or a list of replies."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
         return _INCOMPLETE, pos

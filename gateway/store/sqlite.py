@@ -48,9 +48,9 @@ from gateway.store.sql import MESSAGE_COLUMNS, Conflict, Conn, SqlStore, StoreCl
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0  # how long a write waits for another process's lock before failing
-# Prepared statements kept per connection (sqlite3's default is 128). A batch append's four
-# statements differ in text with the batch's size and spread, and re-preparing a long multi-row
-# INSERT costs more than running it.
+# Prepared statements kept per connection (sqlite3's default is 128). A batch append's lock
+# and duplicate lookup differ in text with the batch's size and spread (their IN lists), and
+# re-preparing them would cost more than running them.
 STATEMENT_CACHE = 2048
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
