@@ -6,7 +6,7 @@
                                                         # random schema, dropped after
 
 Prints CPU and wall µs per message for each batch size: what one message costs the node
-in the store (building the batch, the four statements, the commit), without the sockets
+in the store (building the batch, its statements and their commit), without the sockets
 and the Socket.IO layer around it. Batches mix random conversations (as group commit
 makes them under load); sizes are uniform in 1 .. 2*batch - 1. A passive WAL checkpoint
 runs every 2,000 messages, as the server's checkpoint thread does every second.
@@ -24,12 +24,11 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.procs import PG_DSN
 from gateway.domain import AuthorType, Channel, NewMessage
 from gateway.store.base import AppendRequest, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore, checkpoint_file
-
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 async def _conversations(store: Store, n: int) -> tuple[str, list[str]]:
