@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.domain import AuthorType, Channel, NewMessage
+from gateway.store import sqlite as sqlite_store
 from gateway.store.sql import Conflict
 from gateway.store.sqlite import SqliteStore
 
@@ -102,3 +103,58 @@ async def test_checkpoints_run_off_the_loop_and_bound_the_wal(tmp_path: Path) ->
         assert check.execute("SELECT count(*) FROM messages").fetchone()[0] == 2000
     finally:
         check.close()
+
+
+
+async def test_a_checkpoint_that_falls_behind_the_writes_finishes_with_them_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite starts the WAL over only when a write begins after a checkpoint copied every
+    frame, and a PASSIVE pass copies no further than the oldest open transaction: beside a
+    writer that is never idle (the loop's own connection under load) it never finishes,
+    and the WAL grows for as long as the writes go on. The first pass here is made to fall
+    behind that way; the store's second pass, with its writes held, must finish it."""
+    path = tmp_path / "t.sqlite3"
+    store = await open_store(path, checkpoint_interval=3600)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
+    passes: list[tuple[int, int, int]] = []
+    checkpoint_file = sqlite_store.checkpoint_file
+
+    def behind_the_writes(p: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        if not passes:  # a transaction open across the pass, and frames written past it
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM messages").fetchone()
+            writer.execute("UPDATE tenants SET name = name || '.'")
+        result = checkpoint_file(p, mode)
+        if not passes:
+            reader.execute("ROLLBACK")
+        passes.append(result)
+        return result
+
+    try:
+        tenant = await store.create_tenant(name="T", widget_key="wk", identity_secret="s", now=1.0)
+        contact = await store.create_contact(tenant_id=tenant.id, name=None, email=None, now=1.0)
+        conv = await store.create_conversation(tenant_id=tenant.id, channel=Channel.WIDGET, contact_id=contact.id,
+                                               now=1.0)
+
+        async def append(n: int, tag: str) -> None:
+            await store.append_messages(tenant.id, conv.id, [
+                NewMessage(author_type=AuthorType.CONTACT, author_id=None, text="x" * 500, client_id=f"{tag}{j}")
+                for j in range(n)], now=2.0)
+
+        await append(200, "a")
+        monkeypatch.setattr(sqlite_store, "checkpoint_file", behind_the_writes)
+        assert await store.checkpoint()
+        first, second = passes
+        assert first[2] < first[1]  # the first pass fell behind
+        assert second[0] == 0 and second[1] == second[2]  # the second copied every frame
+        monkeypatch.undo()
+        await append(1, "b")  # the next write starts the WAL over: a few frames, not all of them again
+        _, frames, _ = checkpoint_file(str(path))
+        assert frames < second[1] // 4, (frames, second)
+        assert store.wal_restarts == 1
+    finally:
+        reader.close()
+        writer.close()
+        await store.close()
+
