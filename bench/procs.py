@@ -243,8 +243,8 @@ async def gateway_workers(count: int) -> AsyncIterator[Server]:
 
 
 async def _wait_workers(srv: Server, count: int, timeout: float = 60.0) -> None:
-    """Until each of the node's `count` workers has answered /metrics (fresh connections:
-    the kernel picks a worker for each)."""
+    """Until each of the node's `count` workers has answered /metrics?scope=worker (fresh
+    connections: the kernel picks a worker for each)."""
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
@@ -252,7 +252,7 @@ async def _wait_workers(srv: Server, count: int, timeout: float = 60.0) -> None:
             if srv.proc.poll() is not None:
                 raise RuntimeError(f"{srv.name} exited:\n{srv.log()}")
             with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(srv.url + "/metrics") as resp:
+                async with http.get(srv.url + "/metrics?scope=worker") as resp:
                     for line in (await resp.text()).splitlines():
                         if line.startswith("izh_node_info{"):
                             seen.add(line.split('node="', 1)[1].split('"', 1)[0])

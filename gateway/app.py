@@ -42,10 +42,12 @@ from gateway.reliability import install as install_reliability
 from gateway.store import Store
 from gateway.store.db import Database
 from gateway.store.factory import open_store
+from gateway.store.sqlite import SqliteStore
 from gateway.transport import LeanEmitter, LeanTransport
 from gateway.transport.hub import LeanSettings
 from gateway.widget.install import install as install_widget
 from gateway.workers.handoff import HandoffSender, handoff_middleware, message_size
+from gateway.workers.scrape import NodeScrape
 from gateway.workers.sids import WorkerSids
 from gateway.workers.supervisor import WorkerIdentity
 
@@ -131,7 +133,7 @@ async def install_features(gw: Gateway) -> None:
 
 def _core_metrics(gw: Gateway) -> None:
     m = gw.metrics
-    m.info("izh_node_info", "The node (with WORKERS > 1: the worker) that answered this scrape", node=gw.node_id)
+    m.info("izh_node_info", "The node (with WORKERS > 1: each worker's node id)", node=gw.node_id)
     m.gauge("izh_open_connections", "Socket.IO connections open on this node", lambda: gw.realtime.connection_count)
     m.gauge("izh_watched_conversations", "Conversations with local watchers",
             lambda: gw.fanout.stats()["conversations"])
@@ -139,6 +141,12 @@ def _core_metrics(gw: Gateway) -> None:
     m.counter_fn("izh_gaps_repaired_total", "Gaps in a conversation stream repaired from the store",
                  lambda: gw.fanout.gaps_repaired)
     m.counter_fn("izh_broker_reconnects_total", "Broker reconnections", lambda: gw.broker.reconnects)
+    store = gw.store
+    if isinstance(store, SqliteStore):
+        m.counter_fn("izh_sqlite_checkpoints_total", "SQLite checkpoints run", lambda: store.checkpoints)
+        m.counter_fn("izh_sqlite_wal_restarts_total",
+                     "SQLite checkpoints that copied the whole WAL, so that the next write starts it over "
+                     "(flat while writes go on: the WAL is growing)", lambda: store.wal_restarts)
 
     async def count_message(msg: Message, conv: Conversation) -> None:
         m.child(m.messages, conv.channel.value, msg.author_type.value).inc()
@@ -220,7 +228,9 @@ async def build_gateway(
     app[GATEWAY_KEY] = gw
     realtime.attach(app)
     app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))
-    app.add_routes(metrics_routes(metrics))
+    node_scrape = None if worker is None else NodeScrape(metrics.registry, gw.rpc, worker.node_ids(node_id),
+                                                         worker.index)
+    app.add_routes(metrics_routes(metrics, node_scrape))
     app.add_routes(api_routes(chat, store, config))
     await install_features(gw)
 

@@ -33,7 +33,7 @@ from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from gateway.workers.handoff import HandoffReceiver, message_size
-from gateway.workers.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity
+from gateway.workers.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity, worker_node_id
 from recording.cli import add_recording_parser, run_recording_command
 
 log = logging.getLogger("gateway")
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serving = args.cmd in (None, "serve")
     worker = worker_identity(os.environ, config.server.workers) if serving and config.server.workers > 1 else None
     if worker is not None:
-        node_id = f"{config.server.node_id}-w{worker.index}"
+        node_id = worker_node_id(config.server.node_id, worker.index)
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=node_id))
     setup_logging(config.privacy.log_format, config.server.node_id)
     if serving and config.server.workers > 1 and worker is None:

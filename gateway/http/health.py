@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.errors import Code, GatewayError
 from gateway.metrics import Metrics
+from gateway.workers.scrape import NodeScrape
 
 
 def health_routes(checks: dict[str, Callable[[], Awaitable[None]]], timeout: float = 2.0) -> list[web.RouteDef]:
@@ -28,8 +30,20 @@ def health_routes(checks: dict[str, Callable[[], Awaitable[None]]], timeout: flo
     return [web.get("/healthz", healthz), web.get("/readyz", readyz)]
 
 
-def metrics_routes(metrics: Metrics) -> list[web.RouteDef]:
-    async def scrape(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+def metrics_routes(metrics: Metrics, node: NodeScrape | None = None) -> list[web.RouteDef]:
+    """`/metrics`; with `node` (WORKERS > 1), for every worker of the node, each sample
+    labelled `worker`, or `?scope=worker` for the worker that answers."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        scope = request.query.get("scope", "node")
+        if scope not in ("node", "worker"):
+            raise GatewayError(Code.BAD_REQUEST, "scope must be 'node' or 'worker'", field="scope")
+        if node is None:
+            body = metrics.render()
+        elif scope == "worker":
+            body = node.worker_only()
+        else:
+            body = await node.node()
+        return web.Response(body=body, headers={"Content-Type": metrics.content_type})
 
     return [web.get("/metrics", scrape)]

@@ -36,10 +36,21 @@ class WorkerIdentity:
         """The hand-off socket of every worker, by index."""
         return [os.path.join(self.run_dir, f"w{i}.sock") for i in range(self.count)]
 
+    def node_ids(self, own: str) -> list[str]:
+        """Every worker's node id, given this worker's (`worker_node_id`)."""
+        suffix = worker_node_id("", self.index)
+        base = own[: -len(suffix)] if own.endswith(suffix) else own
+        return [worker_node_id(base, i) for i in range(self.count)]
+
     @property
     def path(self) -> str:
         """This worker's own hand-off socket."""
         return self.paths[self.index]
+
+
+def worker_node_id(node_id: str, index: int) -> str:
+    """The node id of worker `index` of the node `node_id`."""
+    return f"{node_id}-w{index}"
 
 
 def worker_identity(env: Mapping[str, str], count: int) -> WorkerIdentity | None:

@@ -98,3 +98,8 @@ async def test_rest_errors_are_typed_json(gateway: RunningGateway) -> None:
         async with http.get("/metrics") as r:
             text = await r.text()
             assert "izh_open_connections" in text and "izh_socket_events_total" in text
+            assert "izh_sqlite_wal_restarts_total" in text  # the embedded store
+        async with http.get("/metrics?scope=worker") as r:  # one process: the same
+            assert r.status == 200 and "izh_open_connections" in await r.text()
+        async with http.get("/metrics?scope=cluster") as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_request"

@@ -116,6 +116,15 @@ async def test_workers_share_the_port_and_hand_over_polling_sessions(tmp_path: P
             # each worker counts what it adopted: sum over scrapes until all three answered
             adopted = await _scrape_workers(node.url, "izh_handoffs_adopted_total")
             assert len(adopted) == 3 and sum(adopted.values()) >= 3, adopted
+            # one scrape of the node answers for all three, each sample labelled by worker
+            async with http.get(node.url + "/metrics") as resp:
+                text = await resp.text()
+            info = [line for line in text.splitlines() if line.startswith("izh_node_info{")]
+            assert len(info) == 3 and {f'worker="{i}"' in " ".join(info) for i in range(3)} == {True}, info
+            assert "izh_scrape_workers_missing 0.0" in text
+            whole = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                        if line.startswith("izh_handoffs_adopted_total{"))
+            assert whole >= sum(adopted.values())
             await http.close()
             await http2.close()
         finally:
@@ -192,12 +201,12 @@ async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> Non
 
 
 async def _scrape_workers(url: str, metric: str, tries: int = 200) -> dict[str, float]:
-    """`metric` of each worker: /metrics on fresh connections until every node id was seen
-    (at most `tries` scrapes)."""
+    """`metric` of each worker: /metrics?scope=worker on fresh connections until every node
+    id was seen (at most `tries` scrapes)."""
     seen: dict[str, float] = {}
     async with await _fresh_connections() as http:
         for _ in range(tries):
-            async with http.get(url + "/metrics") as r:
+            async with http.get(url + "/metrics?scope=worker") as r:
                 text = await r.text()
             node = _node_of(text)
             for line in text.splitlines():
