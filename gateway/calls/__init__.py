@@ -16,6 +16,7 @@ from gateway.calls.ice import restrict_host_addresses, rtc_configuration
 from gateway.calls.service import CallService
 from gateway.calls.settings import CallSettings, load_call_settings
 from gateway.calls.store import CallStore
+from gateway.calls.sweep import NodeSweeper
 from gateway.http.api import Api
 from gateway.store.db import Database
 from recording.blobs import LocalBlobStore
@@ -60,6 +61,18 @@ async def install(gw: Gateway, settings: CallSettings | None = None) -> CallServ
             await service.store.end_all_unfinished(gw.clock())
 
         gw.on_start.append(recover)
-    gw.on_stop.append(service.close)
+        gw.on_stop.append(service.close)
+    else:  # several nodes: each ends what dead ones left (gateway/calls/sweep.py)
+        sweeper = NodeSweeper(service.store, gw.chat, gw.node_id, gw.clock,
+                              heartbeat=settings.node_heartbeat, stale_after=settings.node_stale_after)
+        gw.on_start.append(sweeper.start)
+
+        async def stop() -> None:
+            await service.close()  # its calls end first, then the heartbeat goes
+            await sweeper.stop()
+
+        gw.on_stop.append(stop)
+        gw.metrics.counter_fn("izh_calls_of_lost_nodes_ended_total",
+                              "Unfinished calls of nodes gone silent that this node ended", lambda: sweeper.ended)
     gw.app[CALLS_KEY] = service
     return service

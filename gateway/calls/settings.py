@@ -6,6 +6,8 @@ ICE_SERVERS         JSON list of RTCIceServer dicts ({"urls": â€¦, "username": â
 CALL_HOST_ADDRESSES comma list of local IPs the gateway's ICE may use (default: all but
                     loopback, aioice's behaviour); tests and benches set 127.0.0.1
 CALL_MAX_DURATION   hard cap on a call's length in seconds (14400)
+CALL_NODE_HEARTBEAT seconds between a node's liveness writes (15); the unfinished calls of
+                    a node silent for 4 of them are ended by the others as `node_lost`
 RECORDING_DEFAULT   record calls of tenants without an explicit switch (true)
 MASTER_KEY          base64 of 32 bytes; wraps tenants' recording identities
 """
@@ -45,6 +47,12 @@ class CallSettings:
     recording_default: bool = True
     master_key: str | None = None
     max_sdp_bytes: int = 64 * 1024
+    node_heartbeat: float = 15.0
+
+    @property
+    def node_stale_after(self) -> float:
+        """Silence after which a node counts as gone (its calls are ended by the others)."""
+        return 4 * self.node_heartbeat
 
 
 def parse_ice_servers(raw: str | None) -> tuple[IceServer, ...]:
@@ -103,4 +111,5 @@ def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
         max_duration=num("CALL_MAX_DURATION", 4 * 3600.0),
         recording_default=rec in ("1", "true", "yes", "on"),
         master_key=merged.get("MASTER_KEY") or None,
+        node_heartbeat=num("CALL_NODE_HEARTBEAT", 15.0),
     )

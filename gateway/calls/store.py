@@ -96,6 +96,50 @@ class CallStore:
             await c.execute("UPDATE calls SET recording_id = $3 WHERE tenant_id = $1 AND id = $2",
                             tenant_id, call_id, recording_id)
 
+    async def heartbeat(self, node_id: str, now: float) -> None:
+        """This node is alive (`node_heartbeats`)."""
+        async with self.db.transaction() as c:
+            await c.execute("INSERT INTO node_heartbeats (node_id, updated_at) VALUES ($1, $2) "
+                            "ON CONFLICT (node_id) DO UPDATE SET updated_at = excluded.updated_at", node_id, now)
+
+    async def forget_node(self, node_id: str) -> None:
+        """A clean shutdown: the node's calls have ended, it needs no sweeping."""
+        async with self.db.transaction() as c:
+            await c.execute("DELETE FROM node_heartbeats WHERE node_id = $1", node_id)
+
+    async def end_orphaned(self, own_node: str, now: float, stale_before: float) -> list[CallRow]:
+        """End the unfinished calls of other nodes that are gone: whose heartbeat is older
+        than `stale_before`, or that never wrote one and started before it (a node of an
+        older version). Reason `node_lost`; their recordings are marked `truncated`."""
+        ended = await self._end_where(
+            "node_id <> $3 AND (node_id IN (SELECT node_id FROM node_heartbeats WHERE updated_at < $4)"
+            " OR (started_at < $4 AND node_id NOT IN (SELECT node_id FROM node_heartbeats)))",
+            now, "node_lost", own_node, stale_before)
+        async with self.db.transaction() as c:  # the gone nodes' rows: nothing of theirs is left to end
+            await c.execute("DELETE FROM node_heartbeats WHERE updated_at < $1 AND node_id <> $2",
+                            stale_before, own_node)
+        return ended
+
+    async def end_unfinished_of(self, node_id: str, now: float) -> list[CallRow]:
+        """Start-up of a node that reuses its id (a restarted worker): what its previous
+        process left unfinished ends as `gateway_restart`."""
+        return await self._end_where("node_id = $3", now, "gateway_restart", node_id)
+
+    async def _end_where(self, where: str, now: float, reason: str, *args: Any) -> list[CallRow]:
+        """`where` takes its arguments from $3 on ($1 is `now`, $2 the reason)."""
+        # duration: the answered time up to now (the media may have stopped earlier; nobody knows when)
+        async with self.db.transaction() as c:
+            rows = await c.fetch(
+                "UPDATE calls SET state = 'ended', ended_at = $1, end_reason = $2, "
+                "duration = CASE WHEN answered_at IS NULL THEN 0.0 ELSE $1 - answered_at END "
+                f"WHERE state <> 'ended' AND {where} RETURNING {_COLS}", now, reason, *args)
+            ended = [_row(r) for r in rows]
+            for call in ended:
+                await c.execute("UPDATE recordings SET state = 'truncated' "
+                                "WHERE tenant_id = $1 AND call_id = $2 AND state = 'recording'",
+                                call.tenant_id, call.id)
+        return ended
+
     async def end_all_unfinished(self, now: float) -> int:
         """Single-node (embedded) start-up: calls cut by a crash end as `gateway_restart`, and
         their recordings are marked `truncated` (they decrypt to the prefix written)."""

@@ -64,8 +64,10 @@ def test_settings():
                             '{"urls": ["turn:t.example.com"], "username": "u", "credential": "p"}]'})
     assert s.ring_timeout == 5 and len(s.ice_servers) == 2 and s.recording_default
     assert s.ice_servers[1].to_dict() == {"urls": ["turn:t.example.com"], "username": "u", "credential": "p"}
+    assert s.node_heartbeat == 15 and s.node_stale_after == 60
+    assert load_call_settings({"CALL_NODE_HEARTBEAT": "2"}).node_stale_after == 8
     for bad in ({"ICE_SERVERS": "nope"}, {"ICE_SERVERS": '[{"urls": "http://x"}]'}, {"CALL_RING_TIMEOUT": "-1"},
-                {"RECORDING_DEFAULT": "maybe"}):
+                {"RECORDING_DEFAULT": "maybe"}, {"CALL_NODE_HEARTBEAT": "0"}, {"CALL_NODE_HEARTBEAT": "soon"}):
         with pytest.raises(ConfigError):
             load_call_settings(bad)
 
