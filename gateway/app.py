@@ -147,6 +147,11 @@ def _core_metrics(gw: Gateway) -> None:
         m.counter_fn("izh_sqlite_wal_restarts_total",
                      "SQLite checkpoints that copied the whole WAL, so that the next write starts it over "
                      "(flat while writes go on: the WAL is growing)", lambda: store.wal_restarts)
+        m.counter_fn("izh_sqlite_checkpoint_hold_seconds_total",
+                     "Time checkpoints held the node's writes to let the WAL start over",
+                     lambda: store.writes_held_seconds)
+        m.gauge("izh_sqlite_checkpoint_hold_max_seconds", "The longest such hold since start",
+                lambda: store.writes_held_max)
 
     async def count_message(msg: Message, conv: Conversation) -> None:
         m.child(m.messages, conv.channel.value, msg.author_type.value).inc()

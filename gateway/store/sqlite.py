@@ -155,6 +155,8 @@ class SqliteStore(SqlStore):
         self.wal_restarts = 0  # checkpoints that copied the whole WAL (the next write starts it over)
         self.wal_frames_copied = 0  # frames those copied
         self._copied_until = 0  # the WAL's size at the last complete checkpoint
+        self.writes_held_seconds = 0.0  # time the checkpoints' second passes held this store's writes
+        self.writes_held_max = 0.0  # the longest such hold
 
     @property
     def path(self) -> str:
@@ -218,7 +220,13 @@ class SqliteStore(SqlStore):
             async with self._lock:
                 if self._db is None:
                     return False
-                busy, frames, copied = await asyncio.to_thread(checkpoint_file, self._path)
+                held = time.monotonic()
+                try:
+                    busy, frames, copied = await asyncio.to_thread(checkpoint_file, self._path)
+                finally:
+                    held = time.monotonic() - held
+                    self.writes_held_seconds += held
+                    self.writes_held_max = max(self.writes_held_max, held)
         self.checkpoints += 1
         done = not busy and copied == frames
         if done and frames and frames != self._copied_until:  # not the same WAL again (no write since)

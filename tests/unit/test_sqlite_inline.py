@@ -153,6 +153,7 @@ async def test_a_checkpoint_that_falls_behind_the_writes_finishes_with_them_held
         _, frames, _ = checkpoint_file(str(path))
         assert frames < second[1] // 4, (frames, second)
         assert store.wal_restarts == 1
+        assert 0 < store.writes_held_max <= store.writes_held_seconds
     finally:
         reader.close()
         writer.close()
