@@ -28,6 +28,7 @@ class Attachment:
     name: str | None = None
     mime_type: str | None = None
     size: int | None = None
+    path: str | None = None  # outbound: the file on this node (an agent's upload)
 
 
 @dataclass(frozen=True, slots=True)

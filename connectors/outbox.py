@@ -25,10 +25,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from connectors.base import Connector, OutboundMessage, PermanentError, TransientError
+from connectors.attachments import kind_of
+from connectors.base import Attachment, Connector, OutboundMessage, PermanentError, TransientError
 from connectors.links import LinkStore
 from connectors.settings import OutboxSettings
 from gateway.chat.service import ChatService
@@ -179,6 +181,9 @@ class Outbox:
         except NotFound:
             await self._finish(row, "failed", "conversation or message no longer exists")
             return
+        except PermanentError as exc:
+            await self._finish(row, "failed", str(exc))
+            return
         connector = self._connectors.get(row.channel)
         try:
             if out is None:
@@ -215,9 +220,24 @@ class Outbox:
         return OutboundMessage(
             tenant_id=row.tenant_id, channel=row.channel, conversation_id=conv.id, message_id=m.id,
             external_thread_id=conv.external_thread_id or "", recipient_id=link.recipient_id if link else "",
-            text=m.text, meta=dict(link.meta) if link else {}, channel_id=link.channel_id if link else None,
+            text=m.text, attachments=await self._attachments(row.tenant_id, m.attachments),
+            meta=dict(link.meta) if link else {}, channel_id=link.channel_id if link else None,
             attempt=row.attempts,
         )
+
+    async def _attachments(self, tenant_id: str, stored: Sequence[dict[str, Any]]) -> tuple[Attachment, ...]:
+        """The message's attachments (the agent's uploads) as the connector sends them: a
+        signed link and the local file. One that is gone fails the send (`PermanentError`)
+        rather than leaving the customer a message without it."""
+        out = []
+        for a in stored:
+            exporter = self._chat.attachment_exporter
+            f = None if exporter is None else await exporter(tenant_id, a)
+            if f is None:
+                raise PermanentError(f"attachment {str(a.get('name') or a.get('id'))[:80]!r} is not available")
+            out.append(Attachment(kind=kind_of(f.mime_type), url=f.url, name=f.name, mime_type=f.mime_type,
+                                  size=f.size, path=f.path))
+        return tuple(out)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         s = self._settings

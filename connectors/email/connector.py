@@ -23,6 +23,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import formataddr, formatdate
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -62,6 +63,7 @@ from gateway.store import NotFound
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENTS = 20
+MAX_OUTBOUND_BYTES = 20 * 1024 * 1024  # in all, per mail: what common SMTP relays take (25 MB) after base64
 
 
 class EmailConnector:
@@ -255,7 +257,26 @@ class EmailConnector:
             chain = [t for t in thread if t is not parent] + [parent]  # the parent's id comes last
             em["References"] = " ".join(f"<{t.message_id}>" for t in chain)
         em.set_content(msg.text)
+        await self._attach(em, msg)
         return em, our_id
+
+    async def _attach(self, em: EmailMessage, msg: OutboundMessage) -> None:
+        """The agent's files as MIME parts (a mail carries its files; the links in a
+        message's attachments expire). Over MAX_OUTBOUND_BYTES in all, or a file gone from
+        this node's disk, fails the send (`PermanentError`): the agent sees it failed."""
+        total = sum(a.size or 0 for a in msg.attachments)
+        if total > MAX_OUTBOUND_BYTES:
+            raise PermanentError(f"attachments of {total} bytes exceed {MAX_OUTBOUND_BYTES} for email")
+        for a in msg.attachments:
+            if a.path is None:
+                raise PermanentError(f"attachment {a.name!r} has no file on this node")
+            try:
+                data = await asyncio.to_thread(Path(a.path).read_bytes)
+            except OSError as exc:
+                raise PermanentError(f"attachment {a.name!r} cannot be read: {exc.strerror}") from None
+            maintype, _, subtype = (a.mime_type or "application/octet-stream").partition("/")
+            em.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                              filename=a.name or "attachment")
 
 
 class _Handler:

@@ -158,6 +158,9 @@ class FacebookConnector:
         bad = [a.kind for a in msg.attachments if a.kind not in OUTBOUND_ATTACHMENT_KINDS or not a.url]
         if bad:
             raise PermanentError(f"unsupported attachments for Messenger: {bad}")
+        if any(not (a.url or "").startswith(("https://", "http://")) for a in msg.attachments):
+            # Meta fetches the file from its URL: a link relative to this gateway reaches nothing
+            raise PermanentError("Messenger attachments need PUBLIC_URL (Meta downloads the file from it)")
         if not msg.text and not msg.attachments:
             raise PermanentError("nothing to send")
         mids: list[str] = []

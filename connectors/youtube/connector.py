@@ -130,7 +130,11 @@ class YouTubeConnector:
     async def send(self, msg: OutboundMessage) -> SendResult:
         parent = msg.meta.get("parent_id")
         parent_id = parent if isinstance(parent, str) and parent else msg.external_thread_id
-        text = "\n".join([msg.text, *(a.url for a in msg.attachments if a.url)]).strip()
+        if msg.attachments:
+            # an agent's file goes out as a link that expires (LINK_TTL): in a public comment,
+            # a dead link for ever
+            raise PermanentError("YouTube comment replies carry text only; send the file another way")
+        text = msg.text.strip()
         if not text:
             raise PermanentError("empty reply: YouTube comments need text")
         for attempt in (1, 2):

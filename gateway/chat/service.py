@@ -57,6 +57,22 @@ AttachmentResolver = Callable[[Principal, Conversation, list[str]], Awaitable[li
 
 
 @dataclass(frozen=True, slots=True)
+class ExportedFile:
+    """A stored message attachment as a channel can take it: a link that works without
+    credentials for a while (absolute when PUBLIC_URL is set) and the file on this node."""
+
+    url: str
+    path: str
+    name: str
+    mime_type: str
+    size: int
+
+
+AttachmentExporter = Callable[[str, dict[str, Any]], Awaitable[ExportedFile | None]]
+"""(tenant id, a stored message's attachment dict) → the file, or None when it is gone."""
+
+
+@dataclass(frozen=True, slots=True)
 class StartResult:
     conversation: Conversation
     agents_available: bool
@@ -88,6 +104,7 @@ class ChatService:
         self.message_listeners: list[MessageListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
         self.attachment_resolver: AttachmentResolver | None = None
+        self.attachment_exporter: AttachmentExporter | None = None  # set by the widget feature (uploads)
 
     # --- access ----------------------------------------------------------
     async def conversation_for(self, p: Principal, conversation_id: str) -> Conversation:

@@ -28,6 +28,7 @@ async def install(gw: Gateway, *, dist: Path = DEFAULT_DIST) -> None:
                       max_bytes=cfg.limits.max_upload_bytes, secret=secret, clock=gw.clock,
                       public_url=cfg.server.public_url)
     gw.chat.attachment_resolver = uploads.resolve
+    gw.chat.attachment_exporter = uploads.export
     routes = WidgetRoutes(
         api=Api(gw.chat, gw.store, cfg), store=gw.store, widget_store=widget_store, uploads=uploads,
         verify_token=gw.realtime.handshake.tokens.verify, cors_origins=cfg.server.cors_origins, dist=dist,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
+from gateway.chat.service import ExportedFile
 from gateway.domain import Conversation
 from gateway.errors import Code, GatewayError, bad_request, not_found
 from gateway.store import NotFound, Store
@@ -154,6 +155,18 @@ class Uploads:
         if u is None:
             raise not_found("upload")
         return u
+
+    async def export(self, tenant_id: str, attachment: dict[str, Any]) -> ExportedFile | None:
+        """A message's upload attachment for a channel connector (outbound): a signed link
+        and the file; None for what is not one of this tenant's uploads any more."""
+        upload_id = attachment.get("id")
+        if not isinstance(upload_id, str) or not _ID_RE.match(upload_id):
+            return None
+        u = await self.store.get_upload(tenant_id, upload_id)
+        if u is None:
+            return None
+        url, _ = self.signed_url(u)
+        return ExportedFile(url=url, path=str(self.file_path(u)), name=u.name, mime_type=u.mime_type, size=u.size)
 
     # --- attaching (message:send) -----------------------------------------
     async def resolve(self, p: Principal, conv: Conversation, upload_ids: list[str]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from connectors.email.connector import EmailConnector
@@ -169,5 +170,59 @@ async def test_refused_recipient_fails_permanently(cx_sqlite_config: Config) -> 
                                           for e in ag.of("message:updated")), timeout=20)
             err = [e for e in ag.of("message:updated") if e["id"] == mid][-1]["delivery"]["error"]
             assert "recipient refused" in err and "no such user" in err
+        finally:
+            await ag.close()
+
+
+async def agent_upload(url: str, token: str, name: str, mime: str, data: bytes) -> str:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{url}/api/v1/uploads", params={"name": name}, data=data,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": mime}) as r:
+        assert r.status == 201, await r.text()
+        upload_id: str = (await r.json())["upload"]["id"]
+        return upload_id
+
+
+async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Config) -> None:
+    async with smtp_sink() as sink, run_gateway(cx_config) as rg:
+        port = email_connector(rg).smtp_port
+        assert port
+        nt = await rg.tenant()
+        await add_inbox(rg, nt.tenant.id, sink)
+        ag = await agent(rg.url, nt.admin_token)
+        try:
+            await smtp_send(port, customer_mail("support@shop.test", "Hoá đơn", "Gửi tôi hoá đơn", "<f1@example.vn>"))
+            await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
+            conv_id = ag.of("conversation:created")[0]["id"]
+            assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
+            pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
+            upload_id = await agent_upload(rg.url, nt.admin_token, "hoá đơn 123.pdf", "application/pdf", pdf)
+            res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                  "text": "Hoá đơn đây ạ.", "attachments": [upload_id]})
+            assert res["ok"], res
+            await wait_for(lambda: len(sink.received) == 1)
+            _, mail = sink.received[0]
+            body = mail.get_body(preferencelist=("plain",))
+            assert body is not None and body.get_content().strip() == "Hoá đơn đây ạ."
+            [part] = list(mail.iter_attachments())
+            assert part.get_filename() == "hoá đơn 123.pdf"
+            assert part.get_content_type() == "application/pdf"
+            assert part.get_content() == pdf
+            mid = res["message"]["id"]
+            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
+                                          for e in ag.of("message:updated")), timeout=20)
+
+            # a file gone from the disk: the send fails for the agent to see, nothing half-sent
+            gone_id = await agent_upload(rg.url, nt.admin_token, "x.png", "image/png", PNG)
+            (Path(cx_config.storage.data_dir) / "uploads" / nt.tenant.id / gone_id).unlink()
+            res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                  "text": "", "attachments": [gone_id]})
+            assert res["ok"], res
+            mid = res["message"]["id"]
+            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "failed"
+                                          for e in ag.of("message:updated")), timeout=20)
+            [failed] = [e for e in ag.of("message:updated") if e["id"] == mid and e["delivery"]["state"] == "failed"]
+            assert "cannot be read" in failed["delivery"]["error"]
+            assert len(sink.received) == 1
         finally:
             await ag.close()

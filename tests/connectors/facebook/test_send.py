@@ -45,6 +45,14 @@ async def test_send_with_attachment_makes_one_call_each(connector, graph):
     assert res.meta["message_ids"] == [text_call.response["message_id"], att_call.response["message_id"]]
 
 
+async def test_an_attachment_meta_cannot_download_fails_before_any_call(connector, graph):
+    # without PUBLIC_URL an upload's link is relative to the gateway: Meta could not fetch it
+    with pytest.raises(PermanentError, match="PUBLIC_URL"):
+        await connector.send(out(MESSENGER, "See invoice", attachments=(
+            Attachment(kind="file", url="/api/v1/uploads/abc?sig=x", path="/tmp/x"),)))
+    assert graph.sends() == []
+
+
 async def test_comment_reply(connector, graph):
     res = await connector.send(out(COMMENTS, "Cảm ơn chị, shop đã nhắn tin riêng."))
     (call,) = graph.calls

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from connectors.base import OutboundMessage, PermanentError, TransientError
+from connectors.base import Attachment, OutboundMessage, PermanentError, TransientError
 from connectors.youtube import YouTubeConfig
 from gateway.domain import Channel
 from tests.connectors.youtube.conftest import Sink
@@ -38,6 +40,15 @@ async def test_reply_is_comments_insert_with_parent_id(fake: FakeYouTube, make_c
     await conn.poll_once()
     assert sink.ids == [tid]
     assert fake.threads[tid].replies[0].author_channel_id == OWNER_CHANNEL
+
+
+async def test_a_reply_with_a_file_fails_without_calling_youtube(fake: FakeYouTube, make_connector):
+    tid = fake.add_thread("vid00000001", "Cho xem hoá đơn?")
+    conn = make_connector()
+    msg = replace(reply(tid), attachments=(Attachment(kind="file", url="/api/v1/uploads/x?sig=y", path="/tmp/x"),))
+    with pytest.raises(PermanentError, match="text only"):
+        await conn.send(msg)
+    assert fake.inserts == []
 
 
 async def test_reply_to_a_reply_uses_parent_override(fake: FakeYouTube, make_connector):
