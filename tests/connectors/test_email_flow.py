@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import time
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -151,27 +153,41 @@ async def test_unknown_recipient_is_refused_and_forged_reply_address_too(cx_sqli
                 await smtp_send(port, customer_mail(rcpt, "x", "y", "<x@example.vn>"))
 
 
-async def test_refused_recipient_fails_permanently(cx_sqlite_config: Config) -> None:
-    async with smtp_sink() as sink, run_gateway(cx_sqlite_config) as rg:
+@contextlib.asynccontextmanager
+async def email_conversation(config: Config, msg_id: str
+                             ) -> AsyncIterator[tuple[SmtpSink, RunningGateway, Any, Any, str]]:
+    """A gateway with an email inbox whose SMTP server is `sink`, an agent, and the
+    conversation a customer's first mail opened, watched by the agent."""
+    async with smtp_sink() as sink, run_gateway(config) as rg:
         port = email_connector(rg).smtp_port
         assert port
         nt = await rg.tenant()
         await add_inbox(rg, nt.tenant.id, sink)
         ag = await agent(rg.url, nt.admin_token)
         try:
-            await smtp_send(port, customer_mail("support@shop.test", "Hi", "Hello", "<p1@example.vn>"))
+            await smtp_send(port, customer_mail("support@shop.test", "Hỏi", "Chào shop", msg_id))
             await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
             conv_id = ag.of("conversation:created")[0]["id"]
             assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
-            sink.refuse_code = "550 5.1.1 no such user"
-            mid = (await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
-                                                   "text": "reply"}))["message"]["id"]
-            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "failed"
-                                          for e in ag.of("message:updated")), timeout=20)
-            err = [e for e in ag.of("message:updated") if e["id"] == mid][-1]["delivery"]["error"]
-            assert "recipient refused" in err and "no such user" in err
+            yield sink, rg, nt, ag, conv_id
         finally:
             await ag.close()
+
+
+async def failed_with(ag: Any, mid: str) -> str:
+    await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "failed"
+                                  for e in ag.of("message:updated")), timeout=20)
+    error: str = [e for e in ag.of("message:updated") if e["id"] == mid][-1]["delivery"]["error"]
+    return error
+
+
+async def test_refused_recipient_fails_permanently(cx_sqlite_config: Config) -> None:
+    async with email_conversation(cx_sqlite_config, "<p1@example.vn>") as (sink, _, _, ag, conv_id):
+        sink.refuse_code = "550 5.1.1 no such user"
+        mid = (await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                               "text": "reply"}))["message"]["id"]
+        err = await failed_with(ag, mid)
+        assert "recipient refused" in err and "no such user" in err
 
 
 async def agent_upload(url: str, token: str, name: str, mime: str, data: bytes) -> str:
@@ -184,45 +200,30 @@ async def agent_upload(url: str, token: str, name: str, mime: str, data: bytes) 
 
 
 async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Config) -> None:
-    async with smtp_sink() as sink, run_gateway(cx_config) as rg:
-        port = email_connector(rg).smtp_port
-        assert port
-        nt = await rg.tenant()
-        await add_inbox(rg, nt.tenant.id, sink)
-        ag = await agent(rg.url, nt.admin_token)
-        try:
-            await smtp_send(port, customer_mail("support@shop.test", "Hoá đơn", "Gửi tôi hoá đơn", "<f1@example.vn>"))
-            await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
-            conv_id = ag.of("conversation:created")[0]["id"]
-            assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
-            pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
-            upload_id = await agent_upload(rg.url, nt.admin_token, "hoá đơn 123.pdf", "application/pdf", pdf)
-            res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
-                                                  "text": "Hoá đơn đây ạ.", "attachments": [upload_id]})
-            assert res["ok"], res
-            await wait_for(lambda: len(sink.received) == 1)
-            _, mail = sink.received[0]
-            body = mail.get_body(preferencelist=("plain",))
-            assert body is not None and body.get_content().strip() == "Hoá đơn đây ạ."
-            [part] = list(mail.iter_attachments())
-            assert part.get_filename() == "hoá đơn 123.pdf"
-            assert part.get_content_type() == "application/pdf"
-            assert part.get_content() == pdf
-            mid = res["message"]["id"]
-            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
-                                          for e in ag.of("message:updated")), timeout=20)
+    async with email_conversation(cx_config, "<f1@example.vn>") as (sink, rg, nt, ag, conv_id):
+        token = nt.admin_token
+        pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
+        upload_id = await agent_upload(rg.url, token, "hoá đơn 123.pdf", "application/pdf", pdf)
+        res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                              "text": "Hoá đơn đây ạ.", "attachments": [upload_id]})
+        assert res["ok"], res
+        await wait_for(lambda: len(sink.received) == 1)
+        _, mail = sink.received[0]
+        body = mail.get_body(preferencelist=("plain",))
+        assert body is not None and body.get_content().strip() == "Hoá đơn đây ạ."
+        [part] = list(mail.iter_attachments())
+        assert part.get_filename() == "hoá đơn 123.pdf"
+        assert part.get_content_type() == "application/pdf"
+        assert part.get_content() == pdf
+        mid = res["message"]["id"]
+        await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
+                                      for e in ag.of("message:updated")), timeout=20)
 
-            # a file gone from the disk: the send fails for the agent to see, nothing half-sent
-            gone_id = await agent_upload(rg.url, nt.admin_token, "x.png", "image/png", PNG)
-            (Path(cx_config.storage.data_dir) / "uploads" / nt.tenant.id / gone_id).unlink()
-            res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
-                                                  "text": "", "attachments": [gone_id]})
-            assert res["ok"], res
-            mid = res["message"]["id"]
-            await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "failed"
-                                          for e in ag.of("message:updated")), timeout=20)
-            [failed] = [e for e in ag.of("message:updated") if e["id"] == mid and e["delivery"]["state"] == "failed"]
-            assert "cannot be read" in failed["delivery"]["error"]
-            assert len(sink.received) == 1
-        finally:
-            await ag.close()
+        # a file gone from the disk: the send fails for the agent to see, nothing half-sent
+        gone_id = await agent_upload(rg.url, token, "x.png", "image/png", PNG)
+        (Path(cx_config.storage.data_dir) / "uploads" / nt.tenant.id / gone_id).unlink()
+        res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                              "text": "", "attachments": [gone_id]})
+        assert res["ok"], res
+        assert "cannot be read" in await failed_with(ag, res["message"]["id"])
+        assert len(sink.received) == 1
