@@ -11,6 +11,7 @@ from connectors.base import PermanentError, TransientError
 from connectors.zalo.config import ZaloAccount, ZaloTokens
 
 CS_MESSAGE_PATH = "/v3.0/oa/message/cs"
+UPLOAD_PATHS = {"image": "/v2.0/oa/upload/image", "file": "/v2.0/oa/upload/file"}  # multipart field `file`
 OAUTH_TOKEN_PATH = "/v4/oa/access_token"
 MAX_TEXT = 2000
 
@@ -61,6 +62,23 @@ async def post_cs_message(
             return await _read_json(resp, "zalo send")
     except (aiohttp.ClientError, TimeoutError) as e:
         raise TransientError(f"zalo send: {type(e).__name__}: {e}") from e
+
+
+async def upload(
+    session: aiohttp.ClientSession, account: ZaloAccount, access_token: str, kind: str, name: str, mime_type: str,
+    data: bytes, timeout: float,
+) -> dict[str, Any]:
+    """POST a file to the OA's upload API (`kind` "image" → `data.attachment_id`, "file" →
+    `data.token`); return the JSON envelope (`error` may be non-zero)."""
+    url = account.api_base.rstrip("/") + UPLOAD_PATHS[kind]
+    form = aiohttp.FormData(quote_fields=False)  # the file name as browsers send it: UTF-8, not %-escaped
+    form.add_field("file", data, filename=name, content_type=mime_type)
+    try:
+        async with session.post(url, data=form, headers={"access_token": access_token},
+                                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            return await _read_json(resp, f"zalo upload {kind}")
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise TransientError(f"zalo upload {kind}: {type(e).__name__}: {e}") from e
 
 
 async def refresh_tokens(

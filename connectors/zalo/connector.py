@@ -10,23 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from connectors.base import InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
+from connectors.base import Attachment, InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
 from connectors.zalo import api, errors, events, signature
 from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
 from connectors.zalo.tokens import Clock, Sleep, TokenManager
 from gateway.domain import Channel
 
 log = logging.getLogger(__name__)
+# What the OA upload API takes (confirmed in several open-source integrations, not tried live):
+# images through upload/image (sent as a media template), at most 1 MB; documents through
+# upload/file, PDF/DOC/DOCX only (Zalo drops other types without an error), at most 5 MB.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
+FILE_TYPES = frozenset({"application/pdf", "application/msword",
+                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"})
+MAX_IMAGE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 5 * 1024 * 1024
 
 # Called with the account and its new token pair *before* the new access token is used;
 # it must store both tokens durably (the channel's encrypted credentials).
@@ -237,34 +247,80 @@ class ZaloConnector:
         return oa, recipient
 
     @staticmethod
-    def _body(msg: OutboundMessage, recipient: str) -> dict[str, Any]:
-        if msg.attachments:
-            raise PermanentError("zalo: outbound attachments are not supported yet")
+    def _text_message(msg: OutboundMessage) -> dict[str, Any] | None:
         if not msg.text.strip():
-            raise PermanentError("zalo: empty message")
+            if not msg.attachments:
+                raise PermanentError("zalo: empty message")
+            return None
         if len(msg.text) > api.MAX_TEXT:
             raise PermanentError(f"zalo: text longer than {api.MAX_TEXT} characters")
         message: dict[str, Any] = {"text": msg.text}
         quote = msg.meta.get("quote_message_id")
         if isinstance(quote, str) and quote:
             message["quote_message_id"] = quote
-        return {"recipient": {"user_id": recipient}, "message": message}
+        return message
 
     async def send(self, msg: OutboundMessage) -> SendResult:
+        """The text as one message, then each attachment as one more (uploaded first: an
+        image to `upload/image` → a media template, anything else to `upload/file` → a
+        file message). A retry after a partial success sends the rest again (as Messenger)."""
         oa, recipient = await self._route(msg)
-        body = self._body(msg, recipient)
+        text = self._text_message(msg)
+        for a in msg.attachments:  # all checked before anything is sent
+            _check(a)
+        files = [(a, await _read(a)) for a in msg.attachments]
+        mids: list[str] = []
+        user: Any = None
+        if text is not None:
+            mid, user = await self._post(oa, {"recipient": {"user_id": recipient}, "message": text})
+            mids.append(mid)
+        for att, data in files:
+            kind = "image" if (att.mime_type or "") in IMAGE_TYPES else "file"
+            up = await self._call(oa, f"zalo upload {kind}", functools.partial(
+                self._upload, oa, kind, att.name or "file", att.mime_type or "application/octet-stream", data))
+            if kind == "image":
+                ref = up.get("attachment_id")
+                attachment: dict[str, Any] = {"type": "template", "payload": {
+                    "template_type": "media", "elements": [{"media_type": "image", "attachment_id": ref}]}}
+            else:
+                ref = up.get("token")
+                attachment = {"type": "file", "payload": {"token": ref}}
+            if not isinstance(ref, str) or not ref:
+                raise TransientError(f"zalo upload {kind}: success without an id")
+            mid, user = await self._post(oa, {"recipient": {"user_id": recipient},
+                                              "message": {"attachment": attachment}})
+            mids.append(mid)
+        meta: dict[str, Any] = {"zalo_user_id": user}
+        if len(mids) > 1:
+            meta["message_ids"] = mids
+        return SendResult(external_message_id=mids[0], meta=meta)
+
+    async def _upload(self, oa: _Oa, kind: str, name: str, mime_type: str, data: bytes,
+                      token: str) -> dict[str, Any]:
+        return await api.upload(self._session(), oa.account, token, kind, name, mime_type, data,
+                                self.settings.request_timeout)
+
+    async def _post(self, oa: _Oa, body: dict[str, Any]) -> tuple[str, Any]:
+        """One customer-service message: its message_id and the user id Zalo answered."""
+        data = await self._call(oa, "zalo send", lambda t: api.post_cs_message(
+            self._session(), oa.account, t, body, self.settings.request_timeout))
+        mid = data.get("message_id")
+        if not isinstance(mid, str) or not mid:
+            raise TransientError("zalo send: success without data.message_id")
+        return mid, data.get("user_id")
+
+    async def _call(self, oa: _Oa, what: str,
+                    request: Callable[[str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """`request(access_token)` → its `data` on success; a rejected token is refreshed
+        once, other codes become Transient/PermanentError (errors.classify)."""
         token = await oa.tokens.access_token()
         for attempt in (1, 2):
-            resp = await api.post_cs_message(self._session(), oa.account, token, body, self.settings.request_timeout)
+            resp = await request(token)
             code = _error_code(resp)
             if code == 0:
                 data = resp.get("data")
-                data = data if isinstance(data, dict) else {}
-                mid = data.get("message_id")
-                if not isinstance(mid, str) or not mid:
-                    raise TransientError("zalo send: success without data.message_id")
-                return SendResult(external_message_id=mid, meta={"zalo_user_id": data.get("user_id")})
-            detail = f"zalo send failed: {code} {resp.get('message', '')}".strip()
+                return data if isinstance(data, dict) else {}
+            detail = f"{what} failed: {code} {resp.get('message', '')}".strip()
             kind = errors.classify(code)
             if kind is errors.ErrorKind.TOKEN and attempt == 1:
                 log.info("zalo oa %s: access token rejected (%s), refreshing", oa.account.oa_id, code)
@@ -274,6 +330,25 @@ class ZaloConnector:
                 raise TransientError(detail, retry_after=errors.retry_after(code))
             raise PermanentError(detail)
         raise AssertionError("unreachable")
+
+
+def _check(a: Attachment) -> None:
+    mime = a.mime_type or ""
+    limit = MAX_IMAGE_BYTES if mime in IMAGE_TYPES else MAX_FILE_BYTES if mime in FILE_TYPES else None
+    if limit is None:
+        raise PermanentError(f"zalo: cannot send {a.name!r} ({mime or 'unknown type'}): Zalo takes JPEG/PNG "
+                             "images and PDF/DOC/DOCX files")
+    if (a.size or 0) > limit:
+        raise PermanentError(f"zalo: {a.name!r} is {a.size} bytes, over Zalo's {limit} for this type")
+
+
+async def _read(a: Attachment) -> bytes:
+    if a.path is None:
+        raise PermanentError(f"zalo: attachment {a.name!r} has no file on this node")
+    try:
+        return await asyncio.to_thread(Path(a.path).read_bytes)
+    except OSError as exc:
+        raise PermanentError(f"zalo: attachment {a.name!r} cannot be read: {exc.strerror}") from None
 
 
 def _static(a: ZaloAccount) -> tuple[str, ...]:

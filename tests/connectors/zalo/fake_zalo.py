@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import secrets
@@ -125,6 +126,7 @@ class FakeZalo:
     user_errors: dict[str, int] = field(default_factory=dict)  # user_id -> error code for sends
     failures: list[Failure] = field(default_factory=list)  # consumed one per send
     sent: list[dict[str, Any]] = field(default_factory=list)  # accepted message bodies (+ message_id)
+    uploads: dict[str, tuple[str, str, str, bytes]] = field(default_factory=dict)  # id/token -> kind, name, type, bytes
     send_calls: int = 0
     refresh_calls: int = 0
     refresh_errors: list[dict[str, Any]] = field(default_factory=list)
@@ -149,6 +151,8 @@ class FakeZalo:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v3.0/oa/message/cs", self._send)
+        app.router.add_post("/v2.0/oa/upload/image", functools.partial(self._upload, "image"))
+        app.router.add_post("/v2.0/oa/upload/file", functools.partial(self._upload, "file"))
         app.router.add_post("/v4/oa/access_token", self._token)
         return app
 
@@ -156,14 +160,49 @@ class FakeZalo:
     def _err(code: int, message: str | None = None) -> web.Response:
         return web.json_response({"error": code, "message": message or ERR_TEXT.get(code, "error")})
 
-    async def _send(self, request: web.Request) -> web.Response:
-        self.send_calls += 1
-        token = request.headers.get("access_token", "")
-        exp = self.access_tokens.get(token)
+    def _token_error(self, request: web.Request) -> web.Response | None:
+        exp = self.access_tokens.get(request.headers.get("access_token", ""))
         if exp is None:
             return self._err(-216)
         if exp <= self.clock():
             return self._err(-220)
+        return None
+
+    async def _upload(self, kind: str, request: web.Request) -> web.Response:
+        """`upload/image` → `data.attachment_id`, `upload/file` → `data.token` (multipart `file`)."""
+        if (err := self._token_error(request)) is not None:
+            return err
+        if not request.content_type.startswith("multipart/"):
+            return self._err(-201, "file is invalid!")
+        form = await request.post()
+        f = form.get("file")
+        if not isinstance(f, web.FileField):
+            return self._err(-201, "file is invalid!")
+        data = f.file.read()
+        if not data:
+            return self._err(-201, "file is invalid!")
+        ref = secrets.token_hex(12)
+        self.uploads[ref] = (kind, f.filename, f.content_type, data)
+        key = "attachment_id" if kind == "image" else "token"
+        return web.json_response({"data": {key: ref}, "error": 0, "message": "Success"})
+
+    def _attachment_ok(self, attachment: Any) -> bool:
+        if not isinstance(attachment, dict):
+            return False
+        payload = attachment.get("payload") or {}
+        if attachment.get("type") == "file":
+            up = self.uploads.get(payload.get("token", ""))
+            return up is not None and up[0] == "file"
+        if attachment.get("type") == "template" and payload.get("template_type") == "media":
+            elements = payload.get("elements") or [{}]
+            up = self.uploads.get(elements[0].get("attachment_id", ""))
+            return up is not None and up[0] == "image" and elements[0].get("media_type") == "image"
+        return False
+
+    async def _send(self, request: web.Request) -> web.Response:
+        self.send_calls += 1
+        if (err := self._token_error(request)) is not None:
+            return err
         if self.failures:
             f = self.failures.pop(0)
             if f.status is not None:
@@ -175,10 +214,14 @@ class FakeZalo:
         except ValueError:
             return self._err(-201, "body is invalid!")
         user = (body.get("recipient") or {}).get("user_id")
-        text = (body.get("message") or {}).get("text")
+        message = body.get("message") or {}
+        text = message.get("text")
         if not isinstance(user, str) or not user.isdigit():
             return self._err(-201, "user_id is invalid!")
-        if not isinstance(text, str) or not text or len(text) > 2000:
+        if "attachment" in message:
+            if not self._attachment_ok(message["attachment"]):
+                return self._err(-100, "attachment_id was expired")
+        elif not isinstance(text, str) or not text or len(text) > 2000:
             return self._err(-201, "text is invalid!")
         if user in self.user_errors:
             return self._err(self.user_errors[user])

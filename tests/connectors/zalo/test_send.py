@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from connectors.base import OutboundMessage, PermanentError, TransientError
+from connectors.base import Attachment, OutboundMessage, PermanentError, TransientError
 from connectors.zalo import ZaloTokens
 from connectors.zalo.api import RefreshError
 from gateway.domain import Channel
@@ -140,3 +140,50 @@ async def test_invalid_user_id_and_bad_messages_are_permanent(fake, harness_fact
     with pytest.raises(PermanentError, match="not connected"):
         await h.connector.send(out(tenant_id="other-tenant"))
     assert fake.sent == []
+
+
+async def test_an_image_and_a_file_are_uploaded_then_sent_after_the_text(fake, harness_factory, tmp_path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 8
+    (tmp_path / "a.png").write_bytes(png)
+    (tmp_path / "b.pdf").write_bytes(pdf)
+    h = await harness_factory()
+    res = await h.connector.send(out("Ảnh và hoá đơn đây ạ", attachments=(
+        Attachment(kind="image", url="/u/a", name="ảnh.png", mime_type="image/png", size=len(png),
+                   path=str(tmp_path / "a.png")),
+        Attachment(kind="file", url="/u/b", name="hoá đơn.pdf", mime_type="application/pdf", size=len(pdf),
+                   path=str(tmp_path / "b.pdf")),
+    )))
+    text, image, file = fake.sent
+    assert text["message"] == {"text": "Ảnh và hoá đơn đây ạ"}
+    [element] = image["message"]["attachment"]["payload"]["elements"]
+    assert image["message"]["attachment"]["payload"]["template_type"] == "media"
+    assert fake.uploads[element["attachment_id"]] == ("image", "ảnh.png", "image/png", png)
+    assert fake.uploads[file["message"]["attachment"]["payload"]["token"]] == (
+        "file", "hoá đơn.pdf", "application/pdf", pdf)
+    assert res.external_message_id == text["message_id"]
+    assert res.meta["message_ids"] == [text["message_id"], image["message_id"], file["message_id"]]
+
+
+async def test_a_file_alone_is_one_message_and_a_missing_file_sends_nothing(fake, harness_factory, tmp_path) -> None:
+    (tmp_path / "c.pdf").write_bytes(b"%PDF-1.4\n")
+    h = await harness_factory()
+    pdf = Attachment(kind="file", name="c.pdf", mime_type="application/pdf", path=str(tmp_path / "c.pdf"))
+    res = await h.connector.send(out("", attachments=(pdf,)))
+    [sent] = fake.sent
+    assert sent["message"]["attachment"]["type"] == "file" and res.external_message_id == sent["message_id"]
+    gone = Attachment(kind="file", name="gone.pdf", mime_type="application/pdf", path=str(tmp_path / "gone.pdf"))
+    with pytest.raises(PermanentError, match="cannot be read"):
+        await h.connector.send(out("có kèm file", attachments=(gone,)))
+    assert len(fake.sent) == 1 and len(fake.uploads) == 1  # the text did not go out without its file
+
+
+async def test_what_zalo_does_not_take_fails_before_any_call(fake, harness_factory, tmp_path) -> None:
+    (tmp_path / "z").write_bytes(b"x")
+    h = await harness_factory()
+    for att in (Attachment(kind="file", name="a.zip", mime_type="application/zip", size=1, path=str(tmp_path / "z")),
+                Attachment(kind="image", name="big.png", mime_type="image/png", size=2 * 1024 * 1024,
+                           path=str(tmp_path / "z"))):
+        with pytest.raises(PermanentError, match="zalo"):
+            await h.connector.send(out("kèm file", attachments=(att,)))
+    assert fake.sent == [] and fake.uploads == {}
