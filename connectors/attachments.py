@@ -1,4 +1,5 @@
-"""Inbound attachment files: DATA_DIR/attachments/<tenant>/<xx>/<uuid>-<safe name>."""
+"""Attachment files: inbound ones stored under DATA_DIR/attachments/<tenant>/<xx>/<uuid>-<safe
+name>; outbound ones (an agent's uploads) read from where the outbox found them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import uuid
 from pathlib import Path
 
-from connectors.base import Attachment
+from connectors.base import Attachment, PermanentError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -21,6 +22,17 @@ def kind_of(mime_type: str) -> str:
 def safe_name(name: str | None) -> str:
     base = _SAFE.sub("_", (name or "attachment").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]).strip("._")
     return (base or "attachment")[:100]
+
+
+async def read_outbound(a: Attachment) -> bytes:
+    """The bytes of an outbound attachment's file; `PermanentError` when it has none or it
+    cannot be read (the send fails for the agent to see, not without the file)."""
+    if a.path is None:
+        raise PermanentError(f"attachment {a.name!r} has no file on this node")
+    try:
+        return await asyncio.to_thread(Path(a.path).read_bytes)
+    except OSError as exc:
+        raise PermanentError(f"attachment {a.name!r} cannot be read: {exc.strerror}") from None
 
 
 class AttachmentStore:

@@ -229,9 +229,9 @@ class Outbox:
         """The message's attachments (the agent's uploads) as the connector sends them: a
         signed link and the local file. One that is gone fails the send (`PermanentError`)
         rather than leaving the customer a message without it."""
+        exporter = self._chat.attachment_exporter
         out = []
         for a in stored:
-            exporter = self._chat.attachment_exporter
             f = None if exporter is None else await exporter(tenant_id, a)
             if f is None:
                 raise PermanentError(f"attachment {str(a.get('name') or a.get('id'))[:80]!r} is not available")

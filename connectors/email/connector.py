@@ -23,14 +23,13 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import formataddr, formatdate
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
 
-from connectors.attachments import AttachmentStore
+from connectors.attachments import AttachmentStore, read_outbound
 from connectors.base import (
     Attachment,
     InboundMessage,
@@ -268,12 +267,7 @@ class EmailConnector:
         if total > MAX_OUTBOUND_BYTES:
             raise PermanentError(f"attachments of {total} bytes exceed {MAX_OUTBOUND_BYTES} for email")
         for a in msg.attachments:
-            if a.path is None:
-                raise PermanentError(f"attachment {a.name!r} has no file on this node")
-            try:
-                data = await asyncio.to_thread(Path(a.path).read_bytes)
-            except OSError as exc:
-                raise PermanentError(f"attachment {a.name!r} cannot be read: {exc.strerror}") from None
+            data = await read_outbound(a)
             maintype, _, subtype = (a.mime_type or "application/octet-stream").partition("/")
             em.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
                               filename=a.name or "attachment")

@@ -16,12 +16,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from connectors.attachments import read_outbound
 from connectors.base import Attachment, InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
 from connectors.zalo import api, errors, events, signature
 from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
@@ -266,16 +266,14 @@ class ZaloConnector:
         file message). A retry after a partial success sends the rest again (as Messenger)."""
         oa, recipient = await self._route(msg)
         text = self._text_message(msg)
-        for a in msg.attachments:  # all checked before anything is sent
-            _check(a)
-        files = [(a, await _read(a)) for a in msg.attachments]
+        kinds = [_upload_kind(a) for a in msg.attachments]  # all checked, and read, before anything is sent
+        files = [(a, kind, await read_outbound(a)) for a, kind in zip(msg.attachments, kinds, strict=True)]
         mids: list[str] = []
         user: Any = None
         if text is not None:
             mid, user = await self._post(oa, {"recipient": {"user_id": recipient}, "message": text})
             mids.append(mid)
-        for att, data in files:
-            kind = "image" if (att.mime_type or "") in IMAGE_TYPES else "file"
+        for att, kind, data in files:
             up = await self._call(oa, f"zalo upload {kind}", functools.partial(
                 self._upload, oa, kind, att.name or "file", att.mime_type or "application/octet-stream", data))
             if kind == "image":
@@ -332,23 +330,16 @@ class ZaloConnector:
         raise AssertionError("unreachable")
 
 
-def _check(a: Attachment) -> None:
+def _upload_kind(a: Attachment) -> str:
+    """Which upload API takes `a` ("image" or "file"); `PermanentError` for what neither takes."""
     mime = a.mime_type or ""
-    limit = MAX_IMAGE_BYTES if mime in IMAGE_TYPES else MAX_FILE_BYTES if mime in FILE_TYPES else None
-    if limit is None:
+    kind, limit = ("image", MAX_IMAGE_BYTES) if mime in IMAGE_TYPES else ("file", MAX_FILE_BYTES)
+    if kind == "file" and mime not in FILE_TYPES:
         raise PermanentError(f"zalo: cannot send {a.name!r} ({mime or 'unknown type'}): Zalo takes JPEG/PNG "
                              "images and PDF/DOC/DOCX files")
     if (a.size or 0) > limit:
         raise PermanentError(f"zalo: {a.name!r} is {a.size} bytes, over Zalo's {limit} for this type")
-
-
-async def _read(a: Attachment) -> bytes:
-    if a.path is None:
-        raise PermanentError(f"zalo: attachment {a.name!r} has no file on this node")
-    try:
-        return await asyncio.to_thread(Path(a.path).read_bytes)
-    except OSError as exc:
-        raise PermanentError(f"zalo: attachment {a.name!r} cannot be read: {exc.strerror}") from None
+    return kind
 
 
 def _static(a: ZaloAccount) -> tuple[str, ...]:
