@@ -153,7 +153,6 @@ class SqliteStore(SqlStore):
         self.checkpoints = 0
         self.commits = 0  # write transactions committed on this store's connection
         self.wal_restarts = 0  # checkpoints that copied the whole WAL (the next write starts it over)
-        self.wal_frames_copied = 0  # frames those copied
         self._copied_until = 0  # the WAL's size at the last complete checkpoint
         self.writes_held_seconds = 0.0  # time the checkpoints' second passes held this store's writes
         self.writes_held_max = 0.0  # the longest such hold
@@ -231,7 +230,6 @@ class SqliteStore(SqlStore):
         done = not busy and copied == frames
         if done and frames and frames != self._copied_until:  # not the same WAL again (no write since)
             self.wal_restarts += 1
-            self.wal_frames_copied += frames
         self._copied_until = frames if done else 0
         return done
 
