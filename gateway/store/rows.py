@@ -105,7 +105,9 @@ def contact_from_row(row: Row) -> Contact:
     )
 
 
-def conversation_from_row(row: Row) -> Conversation:
+def conversation_from_row(row: Row, *, advanced_by: int = 0, now: float = 0.0) -> Conversation:
+    """The row's conversation; with `advanced_by` > 0, as after appending that many
+    messages at `now` (last_seq advanced, updated_at = now)."""
     return Conversation(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -114,10 +116,10 @@ def conversation_from_row(row: Row) -> Conversation:
         status=ConversationStatus(row["status"]),
         assignee_id=row["assignee_id"],
         epoch=row["epoch"],
-        last_seq=int(row["last_seq"]),
+        last_seq=int(row["last_seq"]) + advanced_by,
         external_thread_id=row["external_thread_id"],
         created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
+        updated_at=now if advanced_by else float(row["updated_at"]),
     )
 
 

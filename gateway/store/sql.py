@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from gateway.domain import (
@@ -717,12 +717,12 @@ class SqlStore(abc.ABC):
             mine = [rq if (row := locked.get(rq.conversation_id)) is not None and row["tenant_id"] == rq.tenant_id
                     else None for rq in requests]
             bp = BatchPlan.make(mine, await self._find_duplicates(conn, [rq for rq in mine if rq is not None]))
-            convs = {cid: conversation_from_row(row) for cid, row in locked.items()}
+            counts = bp.counts
+            convs = {cid: conversation_from_row(row, advanced_by=counts.get(cid, 0), now=now)
+                     for cid, row in locked.items()}
             inserted: list[Message] = []  # inserted[i] is bp.fresh[i]
             if bp.fresh:
-                await self._advance_seqs(conn, bp.counts, now)
-                for cid, n in bp.counts.items():
-                    convs[cid] = replace(convs[cid], last_seq=convs[cid].last_seq + n, updated_at=now)
+                await self._advance_seqs(conn, counts, now)
                 rows: list[tuple[Any, ...]] = []
                 for rq, n in bp.fresh:
                     x, values = new_message_row(rq, int(locked[rq.conversation_id]["last_seq"]) + n, now)

@@ -48,6 +48,8 @@ from gateway.store.sql import MESSAGE_COLUMNS, Conflict, Conn, SqlStore, StoreCl
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0  # how long a write waits for another process's lock before failing
+# Checkpoint passes run beside the writes before one runs with them held (`checkpoint`).
+UNLOCKED_PASSES = 3
 # Prepared statements kept per connection (sqlite3's default is 128). A batch append's lock
 # and duplicate lookup differ in text with the batch's size and spread (their IN lists), and
 # re-preparing them would cost more than running them.
@@ -209,13 +211,20 @@ class SqliteStore(SqlStore):
         gets there: what it copies is the WAL as of its start, and the writes meanwhile
         add frames. The WAL then grows for as long as the writes go on (measured: 2 GB in
         30 s at 3,000 msg/s), and every append to it lands on new file blocks, which the
-        kernel zeroes first (27 % of the node's CPU). So: one PASSIVE pass beside the
-        writes, then, if this store wrote meanwhile, a second pass over just those frames
-        with this store's writes held back (its lock; measured 7-30 ms a second at
-        3,000 msg/s, most of it the two fsyncs)."""
-        commits = self.commits
-        busy, frames, copied = await asyncio.to_thread(checkpoint_file, self._path)
-        if frames and (busy or copied < frames or self.commits != commits):
+        kernel zeroes first (27 % of the node's CPU). So: up to `UNLOCKED_PASSES` PASSIVE
+        passes beside the writes, each copying what was written during the one before
+        (the first a second of writes, the next the few ms the first took, ...), then, if
+        this store still wrote meanwhile, a last pass over just that remainder with this
+        store's writes held back (its lock). The hold is then the last pass's two fsyncs
+        and a small copy, not the copy and fsync of everything written during the first
+        pass (measured: see docs/performance.md, sixth session)."""
+        busy = frames = copied = 0
+        for _ in range(UNLOCKED_PASSES):
+            commits = self.commits
+            busy, frames, copied = await asyncio.to_thread(checkpoint_file, self._path)
+            if not frames or (not busy and copied == frames and self.commits == commits):
+                break
+        else:
             async with self._lock:
                 if self._db is None:
                     return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,29 +107,33 @@ async def test_checkpoints_run_off_the_loop_and_bound_the_wal(tmp_path: Path) ->
 
 
 
-async def test_a_checkpoint_that_falls_behind_the_writes_finishes_with_them_held(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite starts the WAL over only when a write begins after a checkpoint copied every
-    frame, and a PASSIVE pass copies no further than the oldest open transaction: beside a
-    writer that is never idle (the loop's own connection under load) it never finishes,
-    and the WAL grows for as long as the writes go on. The first pass here is made to fall
-    behind that way; the store's second pass, with its writes held, must finish it."""
+async def _checkpoint_behind_the_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, behind: Callable[[int, bool], bool],
+) -> tuple[SqliteStore, list[tuple[int, int, int, bool]], int]:
+    """A store with 200 messages, then one `store.checkpoint()` whose pass i (locked: run
+    with the store's writes held) is made to fall behind the writes where `behind(i,
+    locked)`: a transaction is open across it and frames are written past it, as the
+    loop's own connection does under load. Returns the store (still open), the passes as
+    (busy, frames, copied, locked) and the WAL frames a single later write leaves."""
     path = tmp_path / "t.sqlite3"
     store = await open_store(path, checkpoint_interval=3600)
     reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     writer = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
-    passes: list[tuple[int, int, int]] = []
+    passes: list[tuple[int, int, int, bool]] = []
     checkpoint_file = sqlite_store.checkpoint_file
 
-    def behind_the_writes(p: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
-        if not passes:  # a transaction open across the pass, and frames written past it
+    def one_pass(p: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        locked = store._lock.locked()
+        fall_behind = behind(len(passes), locked)
+        if fall_behind:
             reader.execute("BEGIN")
             reader.execute("SELECT count(*) FROM messages").fetchone()
             writer.execute("UPDATE tenants SET name = name || '.'")
+            store.commits += 1  # as if the store had written meanwhile
         result = checkpoint_file(p, mode)
-        if not passes:
+        if fall_behind:
             reader.execute("ROLLBACK")
-        passes.append(result)
+        passes.append((*result, locked))
         return result
 
     try:
@@ -143,19 +148,55 @@ async def test_a_checkpoint_that_falls_behind_the_writes_finishes_with_them_held
                 for j in range(n)], now=2.0)
 
         await append(200, "a")
-        monkeypatch.setattr(sqlite_store, "checkpoint_file", behind_the_writes)
+        monkeypatch.setattr(sqlite_store, "checkpoint_file", one_pass)
         assert await store.checkpoint()
-        first, second = passes
-        assert first[2] < first[1]  # the first pass fell behind
-        assert second[0] == 0 and second[1] == second[2]  # the second copied every frame
         monkeypatch.undo()
-        await append(1, "b")  # the next write starts the WAL over: a few frames, not all of them again
+        await append(1, "b")  # the next write starts the WAL over (or not)
         _, frames, _ = checkpoint_file(str(path))
-        assert frames < second[1] // 4, (frames, second)
-        assert store.wal_restarts == 1
-        assert 0 < store.writes_held_max <= store.writes_held_seconds
+    except BaseException:
+        await store.close()
+        raise
     finally:
         reader.close()
         writer.close()
+    return store, passes, frames
+
+
+async def test_a_checkpoint_that_falls_behind_the_writes_finishes_with_them_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite starts the WAL over only when a write begins after a checkpoint copied every
+    frame, and a PASSIVE pass copies no further than the oldest open transaction: beside a
+    writer that is never idle (the loop's own connection under load) it never finishes,
+    and the WAL grows for as long as the writes go on. Every pass beside the writes here
+    falls behind that way; the last one, with the store's writes held, must finish it."""
+    store, passes, frames_after = await _checkpoint_behind_the_writes(
+        tmp_path, monkeypatch, behind=lambda i, locked: not locked)
+    try:
+        *unlocked, last = passes
+        assert len(unlocked) == sqlite_store.UNLOCKED_PASSES
+        assert all(copied < frames and not locked for _, frames, copied, locked in unlocked)
+        assert last[3] and last[0] == 0 and last[1] == last[2]  # held, and it copied every frame
+        assert frames_after < last[1] // 4, (frames_after, last)  # a few frames, not all of them again
+        assert store.wal_restarts == 1
+        assert 0 < store.writes_held_max <= store.writes_held_seconds
+    finally:
+        await store.close()
+
+
+async def test_a_checkpoint_catches_up_beside_the_writes_without_holding_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a later pass beside the writes copies what the first fell behind on (the
+    writes paused, or a pass was short enough), the checkpoint finishes without holding
+    the store's writes at all."""
+    store, passes, frames_after = await _checkpoint_behind_the_writes(
+        tmp_path, monkeypatch, behind=lambda i, locked: i == 0)
+    try:
+        first, second = passes
+        assert first[2] < first[1] and not first[3]
+        assert second[0] == 0 and second[1] == second[2] and not second[3]
+        assert frames_after < second[1] // 4, (frames_after, second)
+        assert store.wal_restarts == 1
+        assert store.writes_held_max == 0 and store.writes_held_seconds == 0
+    finally:
         await store.close()
 
