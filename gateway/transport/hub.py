@@ -94,7 +94,7 @@ class LeanTransport:
         self.max_message = int(server.max_http_buffer_size)
         self._next_due: tuple[float, float] | None = None  # (now, now + ping_interval), shared
         self._dirty: list[LeanSocket] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self._ping_handle: asyncio.TimerHandle | None = None
         self._ping_slice = 0
         self._ping_snapshot: list[LeanSocket] = []
@@ -284,7 +284,13 @@ class LeanTransport:
     def mark_dirty(self, sock: LeanSocket) -> None:
         self._dirty.append(sock)
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.flush_delay, self.flush_all)
+            self._flush_handle = asyncio.get_running_loop().call_later(self.flush_delay, self._flush_due)
+
+    def _flush_due(self) -> None:
+        # Behind the callbacks already ready: a task woken in the loop turn that queued the
+        # first frame (the broker's delivery of a message whose ack is queued) queues its
+        # frames before the flush instead of into a second write.
+        self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_all)
 
     def flush_all(self) -> None:
         self._flush_handle = None
