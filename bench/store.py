@@ -7,8 +7,10 @@
 
 Prints CPU and wall µs per message for each batch size: what one message costs the node
 in the store (building the batch, its statements and their commit), without the sockets
-and the Socket.IO layer around it. Batches mix random conversations (as group commit
-makes them under load); sizes are uniform in 1 .. 2*batch - 1. A passive WAL checkpoint
+and the Socket.IO layer around it; with --postgres also the CPU of every postgres process
+on the machine over the run (the server's side: parsing, planning, executing, WAL).
+Batches mix random conversations (as group commit makes them under load); sizes are
+uniform in 1 .. 2*batch - 1. A passive WAL checkpoint
 runs every 2,000 messages, as the server's checkpoint thread does every second.
 There is no peer to compare with; compare commits (run both, alternating: the machine
 is noisy).
@@ -24,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.procs import PG_DSN
+from bench.procs import PG_DSN, cpu_of_tree
 from gateway.domain import AuthorType, Channel, NewMessage
 from gateway.store.base import AppendRequest, Store
 from gateway.store.postgres import PostgresStore
@@ -43,11 +45,11 @@ async def _conversations(store: Store, n: int) -> tuple[str, list[str]]:
 
 
 async def run(store: Store, sqlite_path: str | None, conversations: int, messages: int, batch: int,
-              seed: int = 1) -> tuple[float, float, int]:
+              seed: int = 1) -> tuple[float, float, float, int]:
     tenant, convs = await _conversations(store, conversations)
     rnd = random.Random(seed)
     done = 0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, pg0 = time.process_time(), time.perf_counter(), cpu_of_tree("postgres")
     while done < messages:
         k = rnd.randint(1, 2 * batch - 1)
         reqs = [AppendRequest(tenant, rnd.choice(convs), NewMessage(
@@ -58,7 +60,8 @@ async def run(store: Store, sqlite_path: str | None, conversations: int, message
             await asyncio.to_thread(checkpoint_file, sqlite_path)
         done += k
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return cpu / done * 1e6, wall / done * 1e6, done
+    pg = cpu_of_tree("postgres") - pg0  # meaningful with --postgres only
+    return cpu / done * 1e6, wall / done * 1e6, pg / done * 1e6, done
 
 
 async def one(args: argparse.Namespace, batch: int) -> str:
@@ -68,19 +71,20 @@ async def one(args: argparse.Namespace, batch: int) -> str:
         await pg.open()
         try:
             await pg.migrate()
-            cpu, wall, n = await run(pg, None, args.conversations, args.messages, batch)
+            cpu, wall, server, n = await run(pg, None, args.conversations, args.messages, batch)
         finally:
             async with pg.transaction() as conn:
                 await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await pg.close()
-        return f"postgres  batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg (this process), wall {wall:6.1f}"
+        return (f"postgres  batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg (this process),"
+                f" PostgreSQL {server:6.1f} µs/msg (every postgres process), wall {wall:6.1f}")
     with tempfile.TemporaryDirectory() as d:
         path = str(Path(d) / "bench.sqlite3")
         lite = SqliteStore(path)
         await lite.open()
         try:
             await lite.migrate()
-            cpu, wall, n = await run(lite, path, args.conversations, args.messages, batch)
+            cpu, wall, _, n = await run(lite, path, args.conversations, args.messages, batch)
         finally:
             await lite.close()
     return f"sqlite    batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg, wall {wall:6.1f} µs/msg"
