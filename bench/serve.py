@@ -1,8 +1,8 @@
-"""Run `python -m gateway serve` for the bench: uvloop when installed, the fd limit raised."""
+"""Run `python -m gateway serve` for the bench, the fd limit raised (the event loop is the
+gateway's own choice, EVENT_LOOP: uvloop by default, as in production)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import resource
@@ -13,12 +13,6 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
     if os.environ.get("BENCH_GC") == "off":  # an experiment: are the latency spikes collector pauses?
         gc.disable()
     from gateway.cli import main as gateway_main

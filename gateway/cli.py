@@ -23,6 +23,8 @@ from gateway.app import build_gateway, default_node_id
 from gateway.config import Config, ConfigError, load_config
 from gateway.domain import AgentRole
 from gateway.drain import DRAINER_KEY
+from gateway.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
+from gateway.eventloop import run as run_on_loop
 from gateway.gctune import GcTuning
 from gateway.logs import setup_logging
 from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
@@ -166,7 +168,7 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     backend = "PostgreSQL" if config.storage.database_url else f"SQLite at {config.sqlite_path}"
     broker = "Redis" if config.storage.redis_url else "in-process broker"
     print(f"IZIHelp gateway {gw.node_id} listening on {scheme}://{config.server.host}:{config.server.port} "
-          f"({backend}, {broker})", flush=True)
+          f"({backend}, {broker}, {running_loop_name()} event loop)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -201,12 +203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_id = worker_node_id(config.server.node_id, worker.index)
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=node_id))
     setup_logging(config.privacy.log_format, config.server.node_id)
+    if serving:
+        try:
+            loop_factory(config.server.event_loop)
+        except EventLoopUnavailable as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
     if serving and config.server.workers > 1 and worker is None:
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(_supervise(config, getattr(args, "demo", False)))
+            return run_on_loop(_supervise(config, getattr(args, "demo", False)), config.server.event_loop)
         return 0
     if serving:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(config, getattr(args, "demo", False), worker))
+            run_on_loop(_serve(config, getattr(args, "demo", False), worker), config.server.event_loop)
         return 0
     return asyncio.run(_admin(config, args))

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.eventloop import EVENT_LOOPS
 from gateway.workers.sids import MAX_WORKERS
 
 
@@ -32,6 +33,7 @@ class ServerConfig:
     ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
     drain_timeout: float = 10.0
+    event_loop: str = "auto"  # gateway/eventloop.py: auto (uvloop when installed), uvloop or asyncio
     loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/stallwatch.py; 0 = off)
     workers: int = 1  # processes serving this node's port (gateway/workers); > 1 needs PostgreSQL + Redis
     gc_gen0_threshold: int = 50_000  # gateway/gctune.py; 0 keeps Python's default
@@ -156,6 +158,12 @@ def _ws_transport(value: str) -> str:
     return value
 
 
+def _event_loop(value: str) -> str:
+    if value not in EVENT_LOOPS:
+        raise ConfigError(f"EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, got {value!r}")
+    return value
+
+
 def _positive(r: _Reader, key: str, default: float, lo: float = 1e-9) -> float:
     v = r.get_float(key, default)
     if v < lo:
@@ -211,6 +219,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
+            event_loop=_event_loop(r.get_str("EVENT_LOOP", "auto") or "auto"),
             workers=workers,
             loop_stall_ms=r.get_int("LOOP_STALL_MS", 200, 0, 60_000),
             gc_gen0_threshold=r.get_int("GC_GEN0_THRESHOLD", 50_000, 0, 10_000_000),

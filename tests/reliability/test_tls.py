@@ -114,4 +114,5 @@ async def test_https_and_wss_with_self_signed_ca(tmp_path) -> None:
         rc = await asyncio.to_thread(proc.wait, 20)
         out = proc.stdout.read().decode() if proc.stdout else ""
     assert "listening on https://" in out
+    assert "uvloop event loop" in out  # the default EVENT_LOOP
     assert rc == 0, out[-2000:]

@@ -32,6 +32,7 @@ def test_env_and_file(tmp_path) -> None:
         {"TLS_CERT": "/a.pem"},
         {"MAX_TEXT_CHARS": "0"},
         {"LOOP_STALL_MS": "-1"},
+        {"EVENT_LOOP": "trio"},
         {"WORKERS": "0"},
         {"WORKERS": "33"},
         {"WORKERS": "2"},  # embedded SQLite + in-process broker cannot be shared by processes
