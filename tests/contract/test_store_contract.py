@@ -39,7 +39,7 @@ from gateway.domain import (
 from gateway.store.base import AppendRequest, NotFound, Store, StoreError
 from gateway.store.factory import make_store, open_store
 from gateway.store.migrations import load_migrations, split_statements
-from gateway.store.postgres import PostgresStore
+from gateway.store.postgres import _APPEND, APPEND_POOL_SETTINGS, PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.procs import drop_schema as drop_pg_schema
 
@@ -748,9 +748,17 @@ async def test_postgres_append_survives_a_deadlock() -> None:
         other = await asyncpg.connect(PG_DSN)
         try:
             await other.execute(f'SET search_path = "{b.schema}"; SET deadlock_timeout = \'20s\'')
+            async def new_conv() -> str:
+                return (await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET,
+                                                        contact_id=w.contact.id, now=1.0)).id
+
             for held_first in (0, 1):
-                pair = [(await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET,
-                                                         contact_id=w.contact.id, now=1.0)).id for _ in range(2)]
+                # created in id order, so that the append's row locks come in the same order
+                # whether its plan visits the conversations by id or as stored
+                pair = [await new_conv()]
+                while (nxt := await new_conv()) < pair[0]:
+                    pass
+                pair.append(nxt)
                 tx = other.transaction()
                 await tx.start()
                 await other.execute("UPDATE conversations SET updated_at = 7 WHERE id = $1", pair[held_first])
@@ -767,6 +775,60 @@ async def test_postgres_append_survives_a_deadlock() -> None:
         finally:
             await other.close()
         assert store.deadlocks == 1
+    finally:
+        await b.close_all()
+        await drop_schema(b.schema or "")
+
+
+async def test_postgres_append_plans_are_index_lookups_on_a_fresh_schema() -> None:
+    """The append pool keeps one generic plan per statement for the connection's life, made
+    at its first execution, here on empty tables: it must be per-key index lookups in nested
+    loops (no scan of a table, no hash of one), or it would slow down as the tables grow."""
+    b = Backend("postgres", PG_DSN, random_schema())
+    try:
+        store = await b.open()
+        assert isinstance(store, PostgresStore)
+        w = await new_world(store)
+        conv = (await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET,
+                                                contact_id=w.contact.id, now=1.0)).id
+        c = await asyncpg.connect(PG_DSN, server_settings={"search_path": f'"{b.schema}"', **APPEND_POOL_SETTINGS})
+        try:
+            async def literal(value: Any, pg_type: str) -> str:
+                if not isinstance(value, list):
+                    return repr(value)
+                text = str(await c.fetchval(f"SELECT $1::{pg_type}::text", value))
+                return "'" + text.replace("'", "''") + f"'::{pg_type}"
+
+            dup_sql, *dup_args = store._sql_duplicates([(conv, "a")], [(conv, "b")])
+            types = ["text[]", "text[]", "int[]", "float8"] + ["text[]"] * 3 + ["bigint[]"] + ["text[]"] * 6 + [
+                "float8[]", "text[]"]
+            append_args: list[Any] = [[conv], [w.tenant.id], [1], 5.0, [uuid.uuid4().hex], [w.tenant.id], [conv], [1],
+                                      ["c1"], [None], ["contact"], [None], ["hi"], ["[]"], [5.0], ["sent"]]
+            plans = []
+            # and the foreign-key check each inserted message fires (PostgreSQL's own query
+            # text, planned the same way: generic, under the pool's settings). Its query is
+            # not ours to shape: on a table that has never been analyzed its generic plan may
+            # take an index led by tenant_id; once autovacuum has analyzed the table (within
+            # about a minute of its first 50 changes) PostgreSQL re-plans, and then it is this.
+            fk_sql = ('SELECT 1 FROM ONLY "conversations" x WHERE "tenant_id" OPERATOR(pg_catalog.=) $1'
+                      ' AND "id" OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x')
+            for name, sql, args, arg_types in (("d", dup_sql, dup_args, ["text[]"] * 4),
+                                               ("a", _APPEND, append_args, types),
+                                               ("f", fk_sql, [w.tenant.id, conv], ["text", "text"])):
+                if name == "f":
+                    await c.execute("ANALYZE conversations")
+                await c.execute(f"PREPARE {name}({', '.join(arg_types)}) AS {sql}")
+                lits = [await literal(v, t) for v, t in zip(args, arg_types, strict=True)]
+                rows = await c.fetch(f"EXPLAIN (COSTS OFF) EXECUTE {name}({', '.join(lits)})")
+                plans.append("\n".join(r[0] for r in rows))
+        finally:
+            await c.close()
+        for plan in plans:
+            assert "Seq Scan" not in plan and "Hash" not in plan and "Merge" not in plan, plan
+        assert "Index Scan using messages_client_id_idx" in plans[0], plans[0]
+        assert "Index Scan using conversations_pkey" in plans[1], plans[1]
+        assert "Index Scan using conversations_pkey" in plans[2] or \
+            "Index Scan using conversations_tenant_id_id_key" in plans[2], plans[2]
     finally:
         await b.close_all()
         await drop_schema(b.schema or "")
