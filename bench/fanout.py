@@ -153,7 +153,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     if "multinode" in only:
         async with procs.gateway_pair() as (na, nb):
             mos = await workloads.rooms(na, a.multinode_pairs, a.multinode_rates, a.rooms_seconds, a.workers,
-                                        agent_srv=nb, timeline=a.timeline)
+                                        agent_srv=nb, timeline=a.timeline, store_cpu=procs.store_cpu_seconds)
         out["multinode"] = [{"ours": asdict(mo)} for mo in mos]
         for mo in mos:
             _rooms_rows("(d) 2 nodes, PG+Redis:", mo, None)
@@ -178,6 +178,8 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
             ratio(ov, pv) if pv else "-")
     row("    lost / errors", f"{o.lost} / {o.errors}", f"{p.lost} / {p.errors}" if p else "-", "")
     row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
+    if o.store_cpu_fraction is not None:
+        row("    PostgreSQL + Redis CPU (cores busy)", f"{o.store_cpu_fraction:.2f}", "-", "")
     for who, r in (("ours", o), ("peer", p)):
         if r is not None and r.slow_windows:
             worst = ", ".join(f"{t:.1f}s:{n}/{m:.0f}ms" for t, n, m in r.slow_windows[:8])

@@ -64,6 +64,11 @@ def cpu_of_tree(name: str) -> float:
     return total
 
 
+def store_cpu_seconds() -> float:
+    """CPU seconds of the machine's PostgreSQL and Redis processes (see `cpu_of_tree`)."""
+    return cpu_of_tree("postgres") + cpu_of_tree("redis-server")
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/<pid>/stat."""
     raw = Path(f"/proc/{pid}/stat").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,8 @@ class RoomsResult:
     p99_ms: float
     max_ms: float
     cpu_fraction: float
+    # (d): the CPU of every postgres and redis-server process on the machine, in cores
+    store_cpu_fraction: float | None = None
     # with `timeline`: the 100 ms windows (by send time) holding messages over 50 ms,
     # worst first: (window start s, messages over 50 ms, max ms)
     slow_windows: list[tuple[float, int, float]] = field(default_factory=list)
@@ -109,11 +112,13 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, workers: int,
-                agent_srv: Server | None = None, timeline: bool = False) -> list[RoomsResult]:
+                agent_srv: Server | None = None, timeline: bool = False,
+                store_cpu: Callable[[], float] | None = None) -> list[RoomsResult]:
     """`pairs` conversations of 1 visitor + 1 agent, each pair its own tenant; the visitors
     post `rate` messages/s in total, for each rate in turn on the same connections (lowest
     first, so a saturated run comes last). With `agent_srv`, agents connect to that node.
-    `timeline`: also report when the slow messages were sent (are they stalls or queueing?)."""
+    `timeline`: also report when the slow messages were sent (are they stalls or queueing?).
+    `store_cpu`: CPU seconds of the database and broker processes, read around each rate."""
     auths = await tenant_auths(srv, pairs)
     ws: list[Worker] = await start_workers(srv.url, workers, agent_srv.url if agent_srv else None)
     out: list[RoomsResult] = []
@@ -128,17 +133,20 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
         servers = [srv] if agent_srv is None else [srv, agent_srv]
         for rate in sorted(rates):
             cpu0 = sum(s.cpu() for s in servers)
+            store0 = store_cpu() if store_cpu else 0.0
             results: list[dict[str, Any]] = await asyncio.gather(*(
                 w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=5, timeout=seconds + 60,
                           timeline=timeline)
                 for w, k in zip(ws, counts, strict=True)))
             cpu1 = sum(s.cpu() for s in servers)
+            store1 = store_cpu() if store_cpu else 0.0
             lat = sorted(x for r in results for x in r["latencies"])
             sent = sum(r["sent"] for r in results)
             send_s = max(r["send_seconds"] for r in results)
             out.append(RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
                                    sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
                                    lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s,
+                                   (store1 - store0) / send_s if store_cpu else None,
                                    slow_windows([p for r in results for p in r.get("timeline") or []])))
         return out
     finally:
