@@ -57,10 +57,9 @@ def cpu_of_tree(name: str) -> float:
     total = 0.0
     for pid in processes_named(name):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in _stat_fields(pid)[11:15]) / CLK_TCK
         except OSError:
             continue
-        total += sum(int(x) for x in fields[11:15]) / CLK_TCK
     return total
 
 
@@ -69,10 +68,16 @@ def store_cpu_seconds() -> float:
     return cpu_of_tree("postgres") + cpu_of_tree("redis-server")
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: fields[0] is the state, [11:15] utime,
+    stime, cutime, cstime."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2:].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/<pid>/stat."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
