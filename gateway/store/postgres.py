@@ -109,28 +109,23 @@ class PostgresStore(SqlStore):
         # measured: the batch's duplicate lookup went from 0.3 to 1.8 ms as `messages` grew
         # to 18,000 rows, against 0.1 ms replanned. Planning these short statements costs
         # ~0.1 ms.
-        settings = {"plan_cache_mode": "force_custom_plan"}
-        if self._quoted_schema is not None:
-            settings["search_path"] = self._quoted_schema
-        pool = await asyncpg.create_pool(
-            self._dsn, min_size=self._min_size, max_size=self._max_size, server_settings=settings,
-            reset=_keep_session,
-        )
-        append_pool = None
+        pool = await self._create_pool({"plan_cache_mode": "force_custom_plan"}, self._min_size, self._max_size)
         try:
             if self._quoted_schema is not None:
                 await self._create_schema(pool, self._quoted_schema)
-            append_settings = {**APPEND_POOL_SETTINGS}
-            if self._quoted_schema is not None:
-                append_settings["search_path"] = self._quoted_schema
-            append_pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._append_pool_size, server_settings=append_settings,
-                reset=_keep_session,
-            )
+            append_pool = await self._create_pool(APPEND_POOL_SETTINGS, 1, self._append_pool_size)
         except BaseException:
             await pool.close()
             raise
         self._pool, self._append_pool = pool, append_pool
+
+    async def _create_pool(self, settings: dict[str, str], min_size: int, max_size: int) -> Any:
+        """A pool whose sessions have `settings`, in this store's schema, without asyncpg's
+        reset query."""
+        if self._quoted_schema is not None:
+            settings = {**settings, "search_path": self._quoted_schema}
+        return await asyncpg.create_pool(self._dsn, min_size=min_size, max_size=max_size, server_settings=settings,
+                                         reset=_keep_session)
 
     @staticmethod
     async def _create_schema(pool: Any, quoted: str) -> None:
