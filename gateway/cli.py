@@ -203,18 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_id = worker_node_id(config.server.node_id, worker.index)
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=node_id))
     setup_logging(config.privacy.log_format, config.server.node_id)
-    if serving:
-        try:
-            loop_factory(config.server.event_loop)
-        except EventLoopUnavailable as exc:
-            print(f"configuration error: {exc}", file=sys.stderr)
-            return 2
-    if serving and config.server.workers > 1 and worker is None:
-        with contextlib.suppress(KeyboardInterrupt):
-            return run_on_loop(_supervise(config, getattr(args, "demo", False)), config.server.event_loop)
-        return 0
-    if serving:
-        with contextlib.suppress(KeyboardInterrupt):
-            run_on_loop(_serve(config, getattr(args, "demo", False), worker), config.server.event_loop)
-        return 0
-    return asyncio.run(_admin(config, args))
+    if not serving:
+        return asyncio.run(_admin(config, args))
+    try:
+        _, new_loop = loop_factory(config.server.event_loop)
+    except EventLoopUnavailable as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        if config.server.workers > 1 and worker is None:
+            return run_on_loop(_supervise(config, getattr(args, "demo", False)), new_loop)
+        run_on_loop(_serve(config, getattr(args, "demo", False), worker), new_loop)
+    return 0

@@ -45,8 +45,7 @@ def running_loop_name() -> str:
     return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
 
-def run(main: Coroutine[Any, Any, T], choice: str) -> T:
-    """`asyncio.run(main)` on the loop `choice` names."""
-    _, factory = loop_factory(choice)
+def run(main: Coroutine[Any, Any, T], factory: LoopFactory) -> T:
+    """`asyncio.run(main)` on a loop made by `factory` (see `loop_factory`)."""
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

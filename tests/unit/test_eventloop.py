@@ -30,7 +30,7 @@ def test_run_uses_the_chosen_loop(choice: str, expected: str) -> None:
         await asyncio.sleep(0)
         return running_loop_name()
 
-    assert run(main(), choice) == expected
+    assert run(main(), loop_factory(choice)[1]) == expected
     assert load_config({"EVENT_LOOP": choice}).server.event_loop == choice
 
 
