@@ -165,7 +165,8 @@ def make_lean_transport(sio: socketio.AsyncServer, config: Config) -> LeanTransp
     if config.server.ws_transport != "lean" or config.server.ws_compression:
         return None
     lean = LeanTransport(sio.eio, LeanSettings(high_water=config.server.ws_high_water,
-                                               flush_delay=config.server.ws_flush_delay))
+                                               flush_delay=config.server.ws_flush_delay,
+                                               send_thread=config.server.send_thread))
     if isinstance(sio, SafeAsyncServer):
         lean.event_task = sio.event_task
         sio.ack_sink = lean.send_ack

@@ -32,6 +32,7 @@ class ServerConfig:
     ws_transport: str = "lean"  # "lean" (gateway/transport) or "stock" (engineio's aiohttp websocket)
     ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
+    send_thread: bool = True  # lean websocket writes on a C thread off the event loop (gateway/transport/sender.py)
     drain_timeout: float = 10.0
     event_loop: str = "auto"  # gateway/eventloop.py: auto (uvloop when installed), uvloop or asyncio
     loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/stallwatch.py; 0 = off)
@@ -218,6 +219,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_transport=_ws_transport(r.get_str("WS_TRANSPORT", "lean") or "lean"),
             ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
+            send_thread=r.get_bool("SEND_THREAD", True),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
             event_loop=_event_loop(r.get_str("EVENT_LOOP", "auto") or "auto"),
             workers=workers,

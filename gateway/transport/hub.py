@@ -16,6 +16,7 @@ from engineio import packet as eio_packet
 
 from gateway.tasks import TaskSet
 from gateway.transport.frames import accept_key
+from gateway.transport.sender import SendThread, sender_available
 from gateway.transport.socket import LeanSocket, json_packet_frame, packet_frame
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class LeanSettings:
     high_water: int = 1024 * 1024  # bytes buffered for one connection before it is dropped
     flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced
     ping_sweep: float = 1.0  # seconds between sweeps of the shared ping timer
+    send_thread: bool = False  # socket writes on the C send thread (sender.py) when built
 
 
 PING_SLICES = 10
@@ -89,6 +91,8 @@ class LeanTransport:
         self.high_water = settings.high_water
         self.flush_delay = settings.flush_delay
         self.ping_sweep = settings.ping_sweep
+        self._send_thread = settings.send_thread and sender_available()
+        self.sender: SendThread | None = None  # started with the first connection
         self.ping_interval = float(server.ping_interval)
         self.ping_timeout = float(server.ping_timeout)
         self.max_message = int(server.max_http_buffer_size)
@@ -135,10 +139,16 @@ class LeanTransport:
         for s in self.sockets:
             with contextlib.suppress(Exception):
                 await s.close(abort=True, reason=self.server.reason.SERVER_DISCONNECT)
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
 
     def stats(self) -> dict[str, int]:
-        return {"connections": len(self.sockets), "upgrades": self.upgrades, "dropped_slow": self.dropped_slow,
-                "frames_coalesced": self.frames_coalesced, "writes_coalesced": self.writes_coalesced}
+        out = {"connections": len(self.sockets), "upgrades": self.upgrades, "dropped_slow": self.dropped_slow,
+               "frames_coalesced": self.frames_coalesced, "writes_coalesced": self.writes_coalesced}
+        if self.sender is not None:
+            out.update(self.sender.stats())
+        return out
 
     # --- the upgrade --------------------------------------------------------------------
     def _wants_lean(self, request: web.Request) -> bool:
@@ -192,6 +202,8 @@ class LeanTransport:
         transport.pause_reading()
         proto.transport = None
         proto.connection_lost(None)
+        if self._send_thread and self.sender is None:
+            self.sender = SendThread(asyncio.get_running_loop())
         sid = eio.generate_id()
         sock = LeanSocket(self, sid, self.max_message)
         transport.set_protocol(sock)

@@ -7,13 +7,16 @@ parsed in `data_received`; outbound bytes go through one per-connection buffer.
 
 Per-connection order: fan-out frames are appended to `_pending` and written by the hub's
 flush (within `flush_delay`); every direct write (acks, private events, CONNECT replies,
-pings, close) first writes whatever is pending, so bytes leave in call order.
+pings, close) first writes whatever is pending, so bytes leave in call order. Writes go
+to the hub's send thread (`sender.py`, which keeps that order) where it runs, else to
+the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -186,9 +189,32 @@ class LeanSocket(asyncio.Protocol):
             return
         if self._pending:
             self.flush()
+        sender = self._hub.sender
+        if sender is not None and sender.write(self, t, data):
+            return
         t.write(data)
         if t.get_write_buffer_size() > self._hub.high_water:
             self._hub.on_overflow(self)
+
+    # --- from the send thread (gateway/transport/sender.py) ---------------------------
+    def write_diverted(self, rest: bytes) -> None:
+        """Bytes the socket would not take on the send thread, in order: the transport
+        buffers them and writes them when the socket becomes writable. A connection being
+        closed loses them (its client resumes by `(epoch, seq)` after reconnecting)."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(rest)
+        if t.get_write_buffer_size() > self._hub.high_water:
+            self._hub.on_overflow(self)
+
+    def write_failed(self, err: int) -> None:
+        """The send thread's write failed (the peer reset or went away): as uvloop does on
+        a failed write, the connection is closed."""
+        log.debug("websocket %s: write failed: %s", self.sid, os.strerror(err))
+        t = self.transport
+        if t is not None:
+            t.abort()
 
     def write_frame(self, frame: bytes) -> None:
         """Write now, after anything pending (the engine.io OPEN packet, control frames)."""
@@ -228,7 +254,7 @@ class LeanSocket(asyncio.Protocol):
         t = self.transport
         if t is not None:
             self._pending = None
-            t.write(close_frame(code, message))
+            self._write(close_frame(code, message))
             t.close()
         self._hub.on_gone(self, "transport")
 

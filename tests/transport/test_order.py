@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
+import pytest
 import socketio
 
 from gateway.realtime.context import Conn
@@ -45,13 +46,14 @@ async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, socketio.Asyn
         async def on_go(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
             me = conns[sid]
             tag = data["tag"]
+            pad = "x" * data.get("pad", 0)
             for i in range(data["n"]):
                 if i % 3 == 0:
-                    await emitter.emit_many(list(conns.values()), "b", {"tag": tag, "i": i})
+                    await emitter.emit_many(list(conns.values()), "b", {"tag": tag, "i": i, "pad": pad})
                 elif i % 3 == 1:
-                    await sio.emit("p", {"tag": tag, "i": i}, to=sid, namespace=NS)
+                    await sio.emit("p", {"tag": tag, "i": i, "pad": pad}, to=sid, namespace=NS)
                 else:
-                    await emitter.emit(me, "q", {"tag": tag, "i": i})
+                    await emitter.emit(me, "q", {"tag": tag, "i": i, "pad": pad})
                 if i % 7 == 0:
                     await asyncio.sleep(0)  # let other requests interleave
             return {"tag": tag, "n": data["n"]}
@@ -61,8 +63,9 @@ async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, socketio.Asyn
         yield url, sio, hub
 
 
-async def test_order_holds_under_mixed_traffic() -> None:
-    async with bare_server() as (url, sio, hub):
+@pytest.mark.parametrize("send_thread", [False, True], ids=["loop-writes", "send-thread"])
+async def test_order_holds_under_mixed_traffic(send_thread: bool) -> None:
+    async with bare_server(send_thread=send_thread) as (url, sio, hub):
         clients = [await RawClient.connect(url) for _ in range(4)]
         for c in clients:
             c.connect_ns(NS, {})
@@ -97,8 +100,34 @@ async def test_order_holds_under_mixed_traffic() -> None:
             assert own_done
             for tag in range(len(clients)):
                 assert last[tag] >= n - 3  # every request's broadcasts got through
+        assert (hub.sender is not None and hub.sender.jobs > 0) == send_thread
         for c in clients:
             await c.close()
+
+
+async def test_order_holds_when_the_send_thread_diverts_to_the_transport() -> None:
+    """A client that reads late (a tiny receive buffer, nothing read while the server
+    sends): the send thread's writes would block, so they and every later one of that
+    connection go back to the transport, in order; the client then gets every packet in
+    issue order, and the connection goes back to the thread once the transport drained."""
+    async with bare_server(send_thread=True, high_water=64 * 1024 * 1024) as (url, sio, hub):
+        c = await RawClient.connect(url, rcvbuf=4096)
+        c.connect_ns(NS, {})
+        assert (await c.recv_packet())[0] == "connect"
+        assert hub.sender is not None
+        n = 90
+        c.emit(NS, "go", {"tag": 0, "n": n, "pad": 80_000})  # 7 MB: more than the kernel takes
+        await asyncio.sleep(0.5)  # the server writes all of it while the client reads nothing
+        assert hub.sender.diverted > 0
+        seen = [await asyncio.wait_for(c.recv_packet(), 10) for _ in range(n + 1)]
+        assert [body[1]["i"] for kind, body in seen[:n]] == list(range(n))
+        assert seen[n][0] == "ack"
+        jobs = hub.sender.jobs
+        c.emit(NS, "go", {"tag": 1, "n": 3})
+        seen = [await asyncio.wait_for(c.recv_packet(), 10) for _ in range(4)]
+        assert [body[1]["i"] for kind, body in seen[:3]] == [0, 1, 2] and seen[3][0] == "ack"
+        assert hub.sender.jobs > jobs  # back on the thread
+        await c.close()
 
 
 async def test_private_packets_and_acks_share_the_coalescing_buffer() -> None:
