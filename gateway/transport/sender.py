@@ -8,12 +8,10 @@ that work runs beside the loop instead of on it.
 How a connection's bytes stay in order and never reach another connection:
 
 - A connection with nothing in flight here and an empty transport buffer starts a *run*:
-  its writes go to the thread, in submission order, until the thread has reported all of
-  them back (`_on_done`). The thread writes only to our `dup()` of the socket (the loop
-  may close its own descriptor at any time, and a new connection may then get its
-  number); the dup is kept while the connection writes (a sweep closes it after a second
-  or two without writes) and closed when the connection is lost, or when its last write
-  is reported if that comes later.
+  its socket is `dup()`ed (the loop may close its own descriptor at any time, and a new
+  connection may then get its number; the thread only ever writes to the dup) and its
+  writes go to the thread, in submission order, until the thread has reported all of them
+  back (`_on_done`); then the dup is closed and the run ends.
 - A connection whose transport holds unwritten bytes (uvloop buffers what the socket
   would not take) and has nothing in flight writes through the transport, behind them.
 - A write the socket would not take whole ("would block": the client reads slowly) is
@@ -63,23 +61,16 @@ def plain_tcp_transports() -> frozenset[type]:
 
 
 class _Run:
-    """A connection's dup and its writes in flight on the thread."""
+    """One connection's writes in flight on the thread."""
 
-    __slots__ = ("bytes", "diverted", "fd", "gone", "jobs", "sock", "used")
+    __slots__ = ("bytes", "diverted", "fd", "jobs", "sock")
 
     def __init__(self, sock: LeanSocket, fd: int) -> None:
         self.sock = sock
         self.fd = fd  # our dup of the connection's socket
-        self.jobs = 0  # in flight on the thread
+        self.jobs = 0
         self.bytes = 0
-        self.diverted = False  # the thread handed some back: `unstall` when jobs reach 0
-        self.used = True  # written since the last sweep
-        self.gone = False  # the connection is lost: close the dup when jobs reach 0
-
-
-# A connection's dup outlives its writes by one to two sweeps (an active connection pays
-# dup() and close() about once a second, not per write) and never its connection.
-SWEEP_SECONDS = 1.0
+        self.diverted = False
 
 
 class SendThread:
@@ -91,7 +82,6 @@ class SendThread:
         self._sender = Sender(self._efd)
         self._runs: dict[int, _Run] = {}
         self._closed = False
-        self._sweep_handle: asyncio.TimerHandle | None = None
         # Only plain TCP transports write what they are given to their socket as it is; a
         # TLS transport's socket carries records (its `socket` extra is the TCP socket
         # under the TLS layer), so its writes stay on the transport.
@@ -106,49 +96,23 @@ class SendThread:
         write it to the transport (its buffer holds bytes to go first, or no dup is possible)."""
         key = id(sock)  # `_runs` keeps `sock` alive while the key is in use
         run = self._runs.get(key)
-        if run is None or not run.jobs:
+        if run is None:
             if type(t) not in self._plain or t.get_write_buffer_size() or t.is_closing():
                 return False
-            if run is None:
-                try:
-                    fd = os.dup(t.get_extra_info("socket").fileno())
-                except (OSError, AttributeError):  # out of descriptors: the loop writes it
-                    return False
-                run = self._runs[key] = _Run(sock, fd)
-                if self._sweep_handle is None:
-                    self._sweep_handle = self._loop.call_later(SWEEP_SECONDS, self._sweep)
+            try:
+                fd = os.dup(t.get_extra_info("socket").fileno())
+            except (OSError, AttributeError):  # out of descriptors: the loop writes it
+                return False
+            run = self._runs[key] = _Run(sock, fd)
         run.jobs += 1
         run.bytes += len(data)
-        run.used = True
         self.jobs += 1
         self._sender.submit(run.fd, data, key)
         return True
 
-    def release(self, sock: LeanSocket) -> None:
-        """The connection is lost: close its dup now, or when its last write is reported
-        (until then the dup keeps the socket open, so the client sees the close after the
-        bytes written before it)."""
+    def in_flight(self, sock: LeanSocket) -> int:
         run = self._runs.get(id(sock))
-        if run is None:
-            return
-        if run.jobs:
-            run.gone = True
-        else:
-            self._end(id(sock), run)
-
-    def _end(self, key: int, run: _Run) -> None:
-        del self._runs[key]
-        os.close(run.fd)
-
-    def _sweep(self) -> None:
-        self._sweep_handle = None
-        idle = [(key, run) for key, run in self._runs.items() if not run.jobs and not run.used]
-        for key, run in idle:
-            self._end(key, run)
-        for run in self._runs.values():
-            run.used = False
-        if self._runs:
-            self._sweep_handle = self._loop.call_later(SWEEP_SECONDS, self._sweep)
+        return 0 if run is None else run.bytes
 
     def _on_done(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -158,36 +122,33 @@ class SendThread:
             run = runs[key]
             run.jobs -= 1
             run.bytes -= nbytes
+            sock = run.sock
             if rest is not None:
                 self.diverted += 1
                 run.diverted = True
-                run.sock.write_diverted(rest)
+                sock.write_diverted(rest)
             elif err:
                 self.failed += 1
-                run.sock.write_failed(err)
-            if not run.jobs:
-                if run.diverted:
-                    run.diverted = False
-                    if not self._closed:
-                        self._sender.unstall(key)
-                if run.gone:
-                    self._end(key, run)
+                sock.write_failed(err)
+            if run.jobs == 0:
+                del runs[key]
+                os.close(run.fd)
+                if run.diverted and not self._closed:
+                    self._sender.unstall(key)
 
     def stats(self) -> dict[str, int]:
         return {"send_jobs": self.jobs, "send_diverted": self.diverted, "send_failed": self.failed,
-                "send_dups": len(self._runs)}
+                "send_runs": len(self._runs)}
 
     def close(self) -> None:
         """Write what is queued, stop the thread, release every dup."""
         if self._closed:
             return
         self._closed = True
-        if self._sweep_handle is not None:
-            self._sweep_handle.cancel()
         self._loop.remove_reader(self._efd)
         self._sender.close()
         self._on_done()
-        for run in self._runs.values():
+        for run in self._runs.values():  # only if a drain failed: never leak descriptors
             with contextlib.suppress(OSError):
                 os.close(run.fd)
         self._runs.clear()

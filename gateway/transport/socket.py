@@ -135,9 +135,6 @@ class LeanSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        sender = self._hub.sender
-        if sender is not None:
-            sender.release(self)
         self._pending = None
         self._pending_size = 0
         self._parser = None

@@ -19,7 +19,6 @@ import socketio
 from gateway.realtime.context import Conn
 from gateway.realtime.reserved import SafeAsyncServer
 from gateway.transport import LeanEmitter, LeanSocket, LeanTransport
-from gateway.transport import sender as sender_module
 from gateway.transport.hub import LeanSettings
 from tests.transport.rawws import RawClient, serve_lean
 
@@ -143,38 +142,3 @@ async def test_private_packets_and_acks_share_the_coalescing_buffer() -> None:
         assert [s[1][0] if s[0] == "event" else "ack" for s in seen] == ["b", "p", "ack"]
         assert (hub.frames_coalesced - frames0, hub.writes_coalesced - writes0) == (3, 1)
         await c.close()
-
-
-async def test_the_send_threads_dups_are_released_when_idle_and_when_the_connection_goes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The thread writes to a dup of each writing connection's socket: an idle connection's
-    dup is closed by the sweep, a lost connection's at once (it would hold the socket open)."""
-    monkeypatch.setattr(sender_module, "SWEEP_SECONDS", 0.1)
-    async with bare_server(send_thread=True) as (url, sio, hub):
-        a, b = await RawClient.connect(url), await RawClient.connect(url)
-        for c in (a, b):
-            c.connect_ns(NS, {})
-            assert (await c.recv_packet())[0] == "connect"
-        assert hub.sender is not None
-        a.emit(NS, "go", {"tag": 0, "n": 3})
-        for _ in range(4):
-            await asyncio.wait_for(a.recv_packet(), 5)
-        assert hub.sender.stats()["send_dups"] >= 1
-        for _ in range(50):  # idle: the sweep closes both dups within two sweeps
-            if hub.sender.stats()["send_dups"] == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert hub.sender.stats()["send_dups"] == 0
-        monkeypatch.setattr(sender_module, "SWEEP_SECONDS", 3600.0)
-        b.emit(NS, "go", {"tag": 1, "n": 3})
-        for _ in range(4):
-            await asyncio.wait_for(b.recv_packet(), 5)
-        assert hub.sender.stats()["send_dups"] == 2  # the broadcasts went to `a` too
-        b_sock = sio.eio.sockets[b.eio_sid]
-        await b.close()
-        for _ in range(100):  # lost: released with the connection, not by a sweep
-            if b_sock.transport is None and hub.sender.stats()["send_dups"] == 1:
-                break
-            await asyncio.sleep(0.02)
-        assert b_sock.transport is None and hub.sender.stats()["send_dups"] == 1  # only `a`'s
-        await a.close()
