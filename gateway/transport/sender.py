@@ -28,15 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.transport.socket import LeanSocket
-
-log = logging.getLogger(__name__)
-
 
 def sender_available() -> bool:
     """Whether the C extension is built (`pip install` compiles it; a tree without it runs
@@ -63,13 +59,12 @@ def plain_tcp_transports() -> frozenset[type]:
 class _Run:
     """One connection's writes in flight on the thread."""
 
-    __slots__ = ("bytes", "diverted", "fd", "jobs", "sock")
+    __slots__ = ("diverted", "fd", "jobs", "sock")
 
     def __init__(self, sock: LeanSocket, fd: int) -> None:
         self.sock = sock
         self.fd = fd  # our dup of the connection's socket
         self.jobs = 0
-        self.bytes = 0
         self.diverted = False
 
 
@@ -105,23 +100,17 @@ class SendThread:
                 return False
             run = self._runs[key] = _Run(sock, fd)
         run.jobs += 1
-        run.bytes += len(data)
         self.jobs += 1
         self._sender.submit(run.fd, data, key)
         return True
-
-    def in_flight(self, sock: LeanSocket) -> int:
-        run = self._runs.get(id(sock))
-        return 0 if run is None else run.bytes
 
     def _on_done(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._efd)
         runs = self._runs
-        for key, nbytes, rest, err in self._sender.drain():
+        for key, _nbytes, rest, err in self._sender.drain():
             run = runs[key]
             run.jobs -= 1
-            run.bytes -= nbytes
             sock = run.sock
             if rest is not None:
                 self.diverted += 1

@@ -190,8 +190,10 @@ class LeanSocket(asyncio.Protocol):
         if self._pending:
             self.flush()
         sender = self._hub.sender
-        if sender is not None and sender.write(self, t, data):
-            return
+        if sender is None or not sender.write(self, t, data):
+            self._write_transport(t, data)
+
+    def _write_transport(self, t: Any, data: bytes) -> None:
         t.write(data)
         if t.get_write_buffer_size() > self._hub.high_water:
             self._hub.on_overflow(self)
@@ -202,11 +204,8 @@ class LeanSocket(asyncio.Protocol):
         buffers them and writes them when the socket becomes writable. A connection being
         closed loses them (its client resumes by `(epoch, seq)` after reconnecting)."""
         t = self.transport
-        if t is None or t.is_closing():
-            return
-        t.write(rest)
-        if t.get_write_buffer_size() > self._hub.high_water:
-            self._hub.on_overflow(self)
+        if t is not None and not t.is_closing():
+            self._write_transport(t, rest)
 
     def write_failed(self, err: int) -> None:
         """The send thread's write failed (the peer reset or went away): as uvloop does on
