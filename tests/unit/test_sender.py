@@ -27,6 +27,16 @@ def _drain_all(sender: Sender, efd: int, n: int, timeout: float = 5.0) -> list[t
     return out
 
 
+def _read_available(sock: socket.socket) -> bytes:
+    """Everything the socket holds now (it is made non-blocking)."""
+    sock.setblocking(False)
+    got = bytearray()
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            got.extend(sock.recv(1 << 20))
+    return bytes(got)
+
+
 @pytest.fixture
 def efd():
     fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -48,12 +58,7 @@ def test_jobs_are_written_whole_and_in_order(efd: int) -> None:
         sender.submit(fd, c, 11)
     results = _drain_all(sender, efd, len(chunks))
     assert results == [(11, len(c), None, 0) for c in chunks]
-    b.setblocking(False)
-    got = bytearray()
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            got.extend(b.recv(1 << 20))
-    assert bytes(got) == b"".join(chunks)
+    assert _read_available(b) == b"".join(chunks)
     sender.close()
     os.close(fd)
     a.close()
@@ -75,17 +80,11 @@ def test_a_write_that_would_block_diverts_it_and_every_later_write_in_order(efd:
     # before the first diverted job: written whole; from it on: every byte handed back
     assert all(r[2] is None for r in results[:first])
     assert all(r[2] == chunks[i] for i, r in enumerate(results) if i > first)
-    b.setblocking(False)
-    written = bytearray()
-    while True:
-        try:
-            written.extend(b.recv(65536))
-        except BlockingIOError:
-            break
+    written = _read_available(b)
     tail = results[first][2]
     assert tail is not None
     # what reached the socket and what came back are the whole stream, in order
-    assert bytes(written) + tail + b"".join(r[2] for r in results[first + 1:] if r[2] is not None) \
+    assert written + tail + b"".join(r[2] for r in results[first + 1:] if r[2] is not None) \
         == b"".join(chunks)
 
     # still diverted until unstalled (even with room now); other connections are not
