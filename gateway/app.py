@@ -152,6 +152,9 @@ def _core_metrics(gw: Gateway) -> None:
                      lambda: store.writes_held_seconds)
         m.gauge("izh_sqlite_checkpoint_hold_max_seconds", "The longest such hold since start",
                 lambda: store.writes_held_max)
+        m.counter_fn("izh_sqlite_writer_jobs_total",
+                     "Commits run on the SQLite writer thread (0 when it is off: SQLITE_WRITE_THREAD or not built)",
+                     lambda: store.writer_jobs)
 
     async def count_message(msg: Message, conv: Conversation) -> None:
         m.child(m.messages, conv.channel.value, msg.author_type.value).inc()
@@ -191,7 +194,8 @@ async def build_gateway(
     if not config.storage.database_url:
         os.makedirs(config.storage.data_dir, exist_ok=True)
     store = await open_store(
-        config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema
+        config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema,
+        sqlite_write_thread=config.storage.sqlite_write_thread,
     )
     secret = config.security.secret or await store.get_or_create_setting("visitor_token_secret", new_secret())
     broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)

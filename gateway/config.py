@@ -49,6 +49,7 @@ class StorageConfig:
     redis_url: str | None = None
     redis_prefix: str = "izh:"
     data_dir: str = "./data"
+    sqlite_write_thread: bool = True  # SQLite commits on a C thread off the event loop (gateway/store/sqlwriter.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +235,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             redis_url=redis_url,
             redis_prefix=r.get_str("REDIS_PREFIX", "izh:") or "izh:",
             data_dir=r.get_str("DATA_DIR", "./data") or "./data",
+            sqlite_write_thread=r.get_bool("SQLITE_WRITE_THREAD", True),
         ),
         limits=LimitsConfig(
             max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),

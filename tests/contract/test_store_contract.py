@@ -62,16 +62,19 @@ class Backend:
     database_url: str
     schema: str | None
     opened: list[SqliteStore | PostgresStore] = field(default_factory=list)
+    sqlite_write_thread: bool = True
 
     def make(self) -> SqliteStore | PostgresStore:
         """An unopened store on this backend's database (closed at teardown once opened)."""
-        store = make_store(self.database_url, sqlite_path="unused", schema=self.schema)
+        store = make_store(self.database_url, sqlite_path="unused", schema=self.schema,
+                           sqlite_write_thread=self.sqlite_write_thread)
         self.opened.append(store)
         return store
 
     async def open(self) -> Store:
         """Another opened and migrated store on this backend's database."""
-        store = await open_store(self.database_url, sqlite_path="unused", schema=self.schema)
+        store = await open_store(self.database_url, sqlite_path="unused", schema=self.schema,
+                                 sqlite_write_thread=self.sqlite_write_thread)
         assert isinstance(store, SqliteStore | PostgresStore)
         self.opened.append(store)
         return store
@@ -81,11 +84,13 @@ class Backend:
             await store.close()
 
 
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+# "sqlite": commits on the writer thread (gateway/store/sqlwriter.py); "sqlite-inline": on the loop
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("sqlite-inline"),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     kind: str = request.param
-    if kind == "sqlite":
-        b = Backend(kind, f"sqlite:///{tmp_path / 'store.sqlite3'}", None)
+    if kind.startswith("sqlite"):
+        b = Backend(kind, f"sqlite:///{tmp_path / 'store.sqlite3'}", None, sqlite_write_thread=kind == "sqlite")
     else:
         b = Backend(kind, PG_DSN, random_schema())
     try:

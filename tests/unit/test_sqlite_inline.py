@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from gateway.store.sql import Conflict
 from gateway.store.sqlite import SqliteStore
 
 
-async def open_store(path: Path, **kw: float) -> SqliteStore:
+async def open_store(path: Path, **kw: Any) -> SqliteStore:
     store = SqliteStore(str(path), **kw)
     await store.open()
     await store.migrate()
