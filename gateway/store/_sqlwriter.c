@@ -112,14 +112,24 @@ static void *arena_alloc(Chunk **arena, size_t size) {
     return p;
 }
 
+/* The job's memory: the arena's newest chunk is kept for the next job (a chunk malloc'd
+ * and freed per job cost more than the conversion), unless it is a large one. */
 static void job_free(Writer *w) {
+    Chunk *keep = w->arena;
+    if (keep != NULL && keep->cap > 4 * 65536)
+        keep = NULL;
     Chunk *c = w->arena;
     while (c != NULL) {
         Chunk *next = c->next;
-        free(c);
+        if (c != keep)
+            free(c);
         c = next;
     }
-    w->arena = NULL;
+    if (keep != NULL) {
+        keep->next = NULL;
+        keep->used = 0;
+    }
+    w->arena = keep;
     w->steps = NULL;
     w->nsteps = 0;
     free(w->errmsg);
@@ -502,6 +512,8 @@ static PyObject *Writer_close(Writer *self, PyObject *unused) {
 static void Writer_dealloc(Writer *self) {
     writer_close(self);
     job_free(self);
+    free(self->arena); /* the chunk job_free keeps */
+    self->arena = NULL;
     Py_CLEAR(self->conn);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
