@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <string.h>
@@ -242,6 +243,10 @@ static void run_job(Writer *w) {
 
 static void *thread_main(void *arg) {
     Writer *w = arg;
+    /* SCHED_BATCH: a wakeup by `submit` does not preempt the event loop's thread (which
+     * holds the GIL) on its core; the job runs on an idle core or when the loop waits. */
+    struct sched_param batch = {0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->state != ST_QUEUED && !w->stop)

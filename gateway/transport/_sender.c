@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -198,6 +199,10 @@ static void run_job(Sender *self, Job *job) {
 
 static void *sender_main(void *arg) {
     Sender *self = (Sender *)arg;
+    /* SCHED_BATCH: a wakeup by `submit` does not preempt the event loop's thread (which
+     * holds the GIL) on its core; the writes run on an idle core or when the loop waits. */
+    struct sched_param batch = {0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
     JobVec work = {NULL, 0, 0};
     pthread_mutex_lock(&self->lock);
     for (;;) {

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from gateway.transport._sender import Sender
+from tests.support.threads import task_ids, wait_for_policy
 
 
 def _drain_all(sender: Sender, efd: int, n: int, timeout: float = 5.0) -> list[tuple[int, int, bytes | None, int]]:
@@ -128,3 +129,15 @@ def test_bad_calls_are_refused(efd: int) -> None:
     with pytest.raises(RuntimeError):
         sender.unstall(1)
     assert sender.stats()["running"] == 0
+
+
+def test_the_thread_runs_as_sched_batch(efd: int) -> None:
+    """A submit's wakeup must not preempt the event loop's thread on its core (measured:
+    (b) at 5,000 msg/s went from saturated to p50 18-103 ms with both C threads so)."""
+    before = task_ids()
+    sender = Sender(efd)
+    try:
+        (tid,) = task_ids() - before
+        wait_for_policy(tid, os.SCHED_BATCH)
+    finally:
+        sender.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _sqlite3
 import asyncio
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from gateway.store._sqlwriter import Writer, same_library
 from gateway.store.sql import Conflict
 from gateway.store.sqlite import SqliteStore, _connect
 from gateway.store.sqlwriter import SqlWriter, Step, open_writer
+from tests.support.threads import task_ids, wait_for_policy
 
 
 def _db(path: Path) -> sqlite3.Connection:
@@ -36,6 +38,22 @@ def test_a_closed_connection_or_another_object_is_refused(tmp_path: Path) -> Non
         Writer(db, 0)
     with pytest.raises(TypeError):
         Writer(object(), 0)  # type: ignore[arg-type]
+
+
+def test_the_thread_runs_as_sched_batch(tmp_path: Path) -> None:
+    """A submit's wakeup must not preempt the event loop's thread, which holds the GIL, on
+    its core (measured: docs/performance.md, ninth session)."""
+    db = _db(tmp_path / "w.sqlite3")
+    efd = os.eventfd(0)
+    before = task_ids()
+    writer = Writer(db, efd)
+    try:
+        (tid,) = task_ids() - before
+        wait_for_policy(tid, os.SCHED_BATCH)
+    finally:
+        writer.close()
+        db.close()
+        os.close(efd)
 
 
 async def test_steps_run_in_order_in_the_callers_transaction(tmp_path: Path) -> None:
