@@ -138,8 +138,8 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             cpu0 = sum(s.cpu() for s in servers)
             store0 = store_cpu() if store_cpu else 0.0
             results: list[dict[str, Any]] = await asyncio.gather(*(
-                w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=LOST_AFTER_S, timeout=seconds + 90,
-                          timeline=timeline)
+                w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=LOST_AFTER_S,
+                          timeout=seconds + 90, timeline=timeline)
                 for w, k in zip(ws, counts, strict=True)))
             cpu1 = sum(s.cpu() for s in servers)
             store1 = store_cpu() if store_cpu else 0.0
