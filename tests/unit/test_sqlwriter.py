@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,21 @@ def _db(path: Path) -> sqlite3.Connection:
     db = _connect(str(path), uri=False)
     db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, f REAL, n TEXT)")
     return db
+
+
+Table = tuple[sqlite3.Connection, SqlWriter]
+
+
+@pytest.fixture
+async def table(tmp_path: Path) -> AsyncIterator[Table]:
+    """A connection with table t, and a writer on it."""
+    db = _db(tmp_path / "w.sqlite3")
+    writer = SqlWriter(db, asyncio.get_running_loop())
+    try:
+        yield db, writer
+    finally:
+        writer.close()
+        db.close()
 
 
 def test_the_extension_uses_the_sqlite3_modules_library() -> None:
@@ -56,77 +72,62 @@ def test_the_thread_runs_as_sched_batch(tmp_path: Path) -> None:
         os.close(efd)
 
 
-async def test_steps_run_in_order_in_the_callers_transaction(tmp_path: Path) -> None:
-    db = _db(tmp_path / "w.sqlite3")
-    writer = SqlWriter(db, asyncio.get_running_loop())
-    try:
-        assert writer.filename() == str(tmp_path / "w.sqlite3")
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO t (k, v) VALUES (1, 'read before')")
+async def test_steps_run_in_order_in_the_callers_transaction(table: Table, tmp_path: Path) -> None:
+    db, writer = table
+    assert writer.filename() == str(tmp_path / "w.sqlite3")
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO t (k, v) VALUES (1, 'read before')")
+    await writer.run([
+        ("INSERT INTO t (k, v, f, n) VALUES (?1, ?2, ?3, ?4)",
+         [(2, "два", 2.5, None), (3, "x" * 100_000, -1.0, "y")]),
+        ("UPDATE t SET v = v || ?1 WHERE k = ?2", [("!", 1), ("?", 2)]),
+        ("COMMIT", None),
+    ])
+    assert not db.in_transaction
+    rows = db.execute("SELECT k, v, f, n FROM t ORDER BY k").fetchall()
+    assert [tuple(r) for r in rows] == [(1, "read before!", None, None), (2, "два?", 2.5, None),
+                                        (3, "x" * 100_000, -1.0, "y")]
+    assert writer.jobs == 1
+
+
+async def test_an_error_stops_the_job_names_its_code_and_changes_nothing_after_rollback(table: Table) -> None:
+    db, writer = table
+    db.execute("INSERT INTO t (k, v) VALUES (1, 'kept')")
+    db.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.IntegrityError) as err:
         await writer.run([
-            ("INSERT INTO t (k, v, f, n) VALUES (?1, ?2, ?3, ?4)",
-             [(2, "два", 2.5, None), (3, "x" * 100_000, -1.0, "y")]),
-            ("UPDATE t SET v = v || ?1 WHERE k = ?2", [("!", 1), ("?", 2)]),
+            ("INSERT INTO t (k, v) VALUES (?1, ?2)", [(2, "new"), (1, "duplicate"), (3, "never")]),
             ("COMMIT", None),
         ])
-        assert not db.in_transaction
-        rows = db.execute("SELECT k, v, f, n FROM t ORDER BY k").fetchall()
-        assert [tuple(r) for r in rows] == [(1, "read before!", None, None), (2, "два?", 2.5, None),
-                                            (3, "x" * 100_000, -1.0, "y")]
-        assert writer.jobs == 1
-    finally:
-        writer.close()
-        db.close()
+    assert err.value.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"
+    assert db.in_transaction  # the COMMIT step never ran
+    db.execute("ROLLBACK")
+    assert [tuple(r) for r in db.execute("SELECT k, v FROM t")] == [(1, "kept")]
+
+    cases: list[tuple[list[Step], str]] = [
+        ([("INSERT INTO t (k) VALUES (?1)", [(5, 6)])], "SQLITE_RANGE"),  # more values than parameters
+        ([("SELECT 1; SELECT 2", None)], "SQLITE_MISUSE"),  # one statement per step
+        ([("INSERT INTO nowhere VALUES (1)", None)], "SQLITE_ERROR"),
+    ]
+    for steps, name in cases:
+        with pytest.raises(sqlite3.OperationalError) as op:
+            await writer.run(steps)
+        assert op.value.sqlite_errorname == name
+    assert [tuple(r) for r in db.execute("SELECT k, v FROM t")] == [(1, "kept")]
 
 
-async def test_an_error_stops_the_job_names_its_code_and_changes_nothing_after_rollback(tmp_path: Path) -> None:
-    db = _db(tmp_path / "w.sqlite3")
-    writer = SqlWriter(db, asyncio.get_running_loop())
-    try:
-        db.execute("INSERT INTO t (k, v) VALUES (1, 'kept')")
-        db.execute("BEGIN IMMEDIATE")
-        with pytest.raises(sqlite3.IntegrityError) as err:
-            await writer.run([
-                ("INSERT INTO t (k, v) VALUES (?1, ?2)", [(2, "new"), (1, "duplicate"), (3, "never")]),
-                ("COMMIT", None),
-            ])
-        assert err.value.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"
-        assert db.in_transaction  # the COMMIT step never ran
-        db.execute("ROLLBACK")
-        assert [tuple(r) for r in db.execute("SELECT k, v FROM t")] == [(1, "kept")]
-
-        cases: list[tuple[list[Step], str]] = [
-            ([("INSERT INTO t (k) VALUES (?1)", [(5, 6)])], "SQLITE_RANGE"),  # more values than parameters
-            ([("SELECT 1; SELECT 2", None)], "SQLITE_MISUSE"),  # one statement per step
-            ([("INSERT INTO nowhere VALUES (1)", None)], "SQLITE_ERROR"),
-        ]
-        for steps, name in cases:
-            with pytest.raises(sqlite3.OperationalError) as op:
-                await writer.run(steps)
-            assert op.value.sqlite_errorname == name
-        assert [tuple(r) for r in db.execute("SELECT k, v FROM t")] == [(1, "kept")]
-    finally:
-        writer.close()
-        db.close()
-
-
-async def test_bad_parameters_are_refused_before_anything_runs(tmp_path: Path) -> None:
-    db = _db(tmp_path / "w.sqlite3")
-    writer = SqlWriter(db, asyncio.get_running_loop())
-    try:
-        with pytest.raises(TypeError):
-            await writer.run([("INSERT INTO t (k, v) VALUES (?1, ?2)", [(1, "a"), (2, b"bytes")])])
-        with pytest.raises(ValueError):
-            await writer.run([("INSERT INTO t (k, v) VALUES (?1, ?2)", [(1, "a"), (2,)])])
-        with pytest.raises(OverflowError):
-            await writer.run([("INSERT INTO t (k) VALUES (?1)", [(2**70,)])])
-        assert writer.jobs == 0
-        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 0
-        await writer.run([("INSERT INTO t (k) VALUES (?1)", [(7,)])])  # still usable
-        assert db.execute("SELECT k FROM t").fetchone()[0] == 7
-    finally:
-        writer.close()
-        db.close()
+async def test_bad_parameters_are_refused_before_anything_runs(table: Table) -> None:
+    db, writer = table
+    with pytest.raises(TypeError):
+        await writer.run([("INSERT INTO t (k, v) VALUES (?1, ?2)", [(1, "a"), (2, b"bytes")])])
+    with pytest.raises(ValueError):
+        await writer.run([("INSERT INTO t (k, v) VALUES (?1, ?2)", [(1, "a"), (2,)])])
+    with pytest.raises(OverflowError):
+        await writer.run([("INSERT INTO t (k) VALUES (?1)", [(2**70,)])])
+    assert writer.jobs == 0
+    assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    await writer.run([("INSERT INTO t (k) VALUES (?1)", [(7,)])])  # still usable
+    assert db.execute("SELECT k FROM t").fetchone()[0] == 7
 
 
 async def test_the_loop_keeps_running_while_the_thread_writes(tmp_path: Path) -> None:
