@@ -132,8 +132,8 @@ def test_bad_calls_are_refused(efd: int) -> None:
 
 
 def test_the_thread_runs_as_sched_batch(efd: int) -> None:
-    """A submit's wakeup must not preempt the event loop's thread on its core (measured:
-    (b) at 5,000 msg/s went from saturated to p50 18-103 ms with both C threads so)."""
+    """A submit's wakeup must not preempt the event loop's thread, which holds the GIL, on
+    its core (docs/performance.md, ninth session)."""
     before = task_ids()
     sender = Sender(efd)
     try:
