@@ -454,6 +454,10 @@ static PyObject *Writer_submit(Writer *self, PyObject *steps) {
 }
 
 static PyObject *Writer_result(Writer *self, PyObject *unused) {
+    if (!self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
+        return NULL;
+    }
     pthread_mutex_lock(&self->mu);
     int state = self->state;
     pthread_mutex_unlock(&self->mu);
@@ -476,6 +480,10 @@ static PyObject *Writer_result(Writer *self, PyObject *unused) {
 }
 
 static PyObject *Writer_busy(Writer *self, PyObject *unused) {
+    if (!self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
+        return NULL;
+    }
     pthread_mutex_lock(&self->mu);
     int busy = self->state == ST_QUEUED;
     pthread_mutex_unlock(&self->mu);
@@ -483,6 +491,10 @@ static PyObject *Writer_busy(Writer *self, PyObject *unused) {
 }
 
 static PyObject *Writer_jobs(Writer *self, PyObject *unused) {
+    if (!self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
+        return NULL;
+    }
     pthread_mutex_lock(&self->mu);
     unsigned long long jobs = self->jobs;
     pthread_mutex_unlock(&self->mu);
@@ -505,8 +517,7 @@ static void writer_close(Writer *self) {
         free(self->cache[k].sql);
     }
     self->ncache = 0;
-    pthread_mutex_destroy(&self->mu);
-    pthread_cond_destroy(&self->cv);
+    /* the mutex and condition stay: result(), busy() and jobs() still read the state */
 }
 
 static PyObject *Writer_close(Writer *self, PyObject *unused) {
@@ -519,6 +530,10 @@ static void Writer_dealloc(Writer *self) {
     job_free(self);
     free(self->arena); /* the chunk job_free keeps */
     self->arena = NULL;
+    if (self->started) {
+        pthread_mutex_destroy(&self->mu);
+        pthread_cond_destroy(&self->cv);
+    }
     Py_CLEAR(self->conn);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -193,7 +193,10 @@ class SqliteStore(SqlStore):
                 await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
             self._db = _connect(self._path, uri=self._uri)
             if self._write_thread:
-                self._writer = open_writer(self._db, self._path, asyncio.get_running_loop())
+                try:
+                    self._writer = open_writer(self._db, self._path, asyncio.get_running_loop())
+                except OSError as exc:  # no thread or eventfd to be had: commits stay inline
+                    log.warning("sqlite writer thread off: %s", exc)
             if _is_file_path(self._path):
                 self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 

@@ -248,3 +248,20 @@ async def test_no_writer_where_it_cannot_be_trusted(tmp_path: Path, monkeypatch:
         writer.close()
     finally:
         db.close()
+
+
+async def test_a_job_in_flight_at_close_is_finished_and_settled(tmp_path: Path) -> None:
+    db = _db(tmp_path / "w.sqlite3")
+    writer = SqlWriter(db, asyncio.get_running_loop())
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        run = asyncio.create_task(writer.run([
+            ("INSERT INTO t (k, v) VALUES (?1, ?2)", [(k, "v") for k in range(50_000)]), ("COMMIT", None)]))
+        await asyncio.sleep(0)  # submitted; close before the loop hears it is done
+        writer.close()
+        await run
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 50_000
+        with pytest.raises(sqlite3.ProgrammingError):
+            await writer.run([("COMMIT", None)])
+    finally:
+        db.close()
