@@ -154,7 +154,7 @@ def _core_metrics(gw: Gateway) -> None:
                 lambda: store.writes_held_max)
         m.counter_fn("izh_sqlite_writer_jobs_total",
                      "Commits run on the SQLite writer thread (0 when it is off: SQLITE_WRITE_THREAD or not built)",
-                     lambda: store.writer_jobs)
+                     lambda: store.writer_commits)
 
     async def count_message(msg: Message, conv: Conversation) -> None:
         m.child(m.messages, conv.channel.value, msg.author_type.value).inc()

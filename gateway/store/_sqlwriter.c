@@ -86,7 +86,6 @@ typedef struct {
     /* Prepared statements: the thread's while it runs, close's after the join. */
     Cached cache[CACHE_MAX];
     size_t ncache;
-    unsigned long long jobs;
 } Writer;
 
 /* The head of CPython's sqlite3.Connection (Modules/_sqlite/connection.h, 3.11-3.13). */
@@ -257,7 +256,6 @@ static void *thread_main(void *arg) {
         run_job(w);
         pthread_mutex_lock(&w->mu);
         w->state = ST_DONE;
-        w->jobs++;
         uint64_t one = 1;
         ssize_t n;
         do {
@@ -415,6 +413,13 @@ static PyObject *Writer_filename(Writer *self, PyObject *unused) {
     return PyUnicode_FromString(name != NULL ? name : "");
 }
 
+static int read_state(Writer *self) {
+    pthread_mutex_lock(&self->mu);
+    int state = self->state;
+    pthread_mutex_unlock(&self->mu);
+    return state;
+}
+
 static PyObject *Writer_submit(Writer *self, PyObject *steps) {
     if (!self->started || self->closed) {
         PyErr_SetString(PyExc_RuntimeError, "the writer is closed");
@@ -424,10 +429,7 @@ static PyObject *Writer_submit(Writer *self, PyObject *steps) {
         PyErr_SetString(PyExc_TypeError, "steps must be a non-empty list");
         return NULL;
     }
-    pthread_mutex_lock(&self->mu);
-    int state = self->state;
-    pthread_mutex_unlock(&self->mu);
-    if (state != ST_IDLE) {
+    if (read_state(self) != ST_IDLE) {
         PyErr_SetString(PyExc_RuntimeError, "a job is in flight: collect its result first");
         return NULL;
     }
@@ -458,9 +460,7 @@ static PyObject *Writer_result(Writer *self, PyObject *unused) {
         PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
         return NULL;
     }
-    pthread_mutex_lock(&self->mu);
-    int state = self->state;
-    pthread_mutex_unlock(&self->mu);
+    int state = read_state(self);
     if (state != ST_DONE) {
         PyErr_SetString(PyExc_RuntimeError, state == ST_QUEUED ? "the job is still running" : "no job submitted");
         return NULL;
@@ -479,28 +479,6 @@ static PyObject *Writer_result(Writer *self, PyObject *unused) {
     return out;
 }
 
-static PyObject *Writer_busy(Writer *self, PyObject *unused) {
-    if (!self->started) {
-        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
-        return NULL;
-    }
-    pthread_mutex_lock(&self->mu);
-    int busy = self->state == ST_QUEUED;
-    pthread_mutex_unlock(&self->mu);
-    return PyBool_FromLong(busy);
-}
-
-static PyObject *Writer_jobs(Writer *self, PyObject *unused) {
-    if (!self->started) {
-        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
-        return NULL;
-    }
-    pthread_mutex_lock(&self->mu);
-    unsigned long long jobs = self->jobs;
-    pthread_mutex_unlock(&self->mu);
-    return PyLong_FromUnsignedLongLong(jobs);
-}
-
 static void writer_close(Writer *self) {
     if (!self->started || self->closed)
         return;
@@ -517,7 +495,7 @@ static void writer_close(Writer *self) {
         free(self->cache[k].sql);
     }
     self->ncache = 0;
-    /* the mutex and condition stay: result(), busy() and jobs() still read the state */
+    /* the mutex and condition stay: result() still reads the state */
 }
 
 static PyObject *Writer_close(Writer *self, PyObject *unused) {
@@ -543,8 +521,6 @@ static PyMethodDef Writer_methods[] = {
      "submit(steps): run [(sql, [row, ...] | None), ...] on the thread; the eventfd is signalled when done"},
     {"result", (PyCFunction)Writer_result, METH_NOARGS,
      "result() -> None | (rc, extended_rc, message, step): the finished job's outcome"},
-    {"busy", (PyCFunction)Writer_busy, METH_NOARGS, "whether a job is queued or running"},
-    {"jobs", (PyCFunction)Writer_jobs, METH_NOARGS, "jobs finished so far"},
     {"filename", (PyCFunction)Writer_filename, METH_NOARGS, "the connection's main database file"},
     {"close", (PyCFunction)Writer_close, METH_NOARGS,
      "finish a queued job, stop the thread, finalize the prepared statements (before the connection closes)"},

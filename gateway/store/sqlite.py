@@ -169,7 +169,7 @@ class SqliteStore(SqlStore):
         self._db: sqlite3.Connection | None = None
         self._write_thread = write_thread
         self._writer: SqlWriter | None = None
-        self._writer_jobs_before = 0
+        self.writer_commits = 0  # commits run on the writer thread
         self._lock = asyncio.Lock()
         self._checkpoint_interval = checkpoint_interval
         self._checkpointer: asyncio.Task[None] | None = None
@@ -194,7 +194,8 @@ class SqliteStore(SqlStore):
             self._db = _connect(self._path, uri=self._uri)
             if self._write_thread:
                 try:
-                    self._writer = open_writer(self._db, self._path, asyncio.get_running_loop())
+                    file = self._path if _is_file_path(self._path) else None
+                    self._writer = open_writer(self._db, file, asyncio.get_running_loop())
                 except OSError as exc:  # no thread or eventfd to be had: commits stay inline
                     log.warning("sqlite writer thread off: %s", exc)
             if _is_file_path(self._path):
@@ -209,7 +210,6 @@ class SqliteStore(SqlStore):
                     await task
             writer, self._writer = self._writer, None
             if writer is not None:
-                self._writer_jobs_before = writer.jobs
                 writer.close()
             db, self._db = self._db, None
             if db is None:
@@ -303,11 +303,6 @@ class SqliteStore(SqlStore):
                 raise
 
     @property
-    def writer_jobs(self) -> int:
-        """Commits run on the writer thread so far."""
-        return self._writer.jobs if self._writer is not None else self._writer_jobs_before
-
-    @property
     def write_thread(self) -> bool:
         """Whether commits run on the writer thread (`sqlwriter.py`; else inline)."""
         return self._writer is not None
@@ -317,6 +312,7 @@ class SqliteStore(SqlStore):
         once for all of them, or inline where there is no writer."""
         if self._writer is not None:
             await self._writer.run([*deferred, ("COMMIT", None)])
+            self.writer_commits += 1
             return
         for sql, rows in deferred:
             db.executemany(sql, rows).close()

@@ -28,7 +28,6 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -72,8 +71,9 @@ def _same_library() -> bool:
     return bool(_sqlwriter.same_library(module_file))
 
 
-def open_writer(db: sqlite3.Connection, path: str, loop: asyncio.AbstractEventLoop) -> SqlWriter | None:
-    """A writer on `db` (the store's connection to `path`), or None where none can be used."""
+def open_writer(db: sqlite3.Connection, file: str | None, loop: asyncio.AbstractEventLoop) -> SqlWriter | None:
+    """A writer on `db` (the store's connection, to the database file `file`; None for an
+    in-memory database), or None where none can be used."""
     if sys.version_info[:2] not in _KNOWN_LAYOUTS:
         return None
     try:
@@ -83,10 +83,9 @@ def open_writer(db: sqlite3.Connection, path: str, loop: asyncio.AbstractEventLo
     except ImportError:
         return None
     writer = SqlWriter(db, loop)
-    expected = os.path.realpath(path) if path != ":memory:" and not path.startswith("file:") else None
-    if expected is not None and os.path.realpath(writer.filename()) != expected:
+    if file is not None and os.path.realpath(writer.filename()) != os.path.realpath(file):
         writer.close()
-        log.warning("sqlite writer thread off: the connection handle does not name %s", path)
+        log.warning("sqlite writer thread off: the connection handle does not name %s", file)
         return None
     return writer
 
@@ -110,14 +109,14 @@ class SqlWriter:
     def filename(self) -> str:
         return str(self._writer.filename())
 
-    async def run(self, steps: Sequence[Step]) -> None:
+    async def run(self, steps: list[Step]) -> None:
         """Run `steps` on the thread, in order, stopping at the first error, which is raised
         here as the `sqlite3` module's exception (the transaction is left to the caller to
         roll back)."""
         if self._closed:
             raise sqlite3.ProgrammingError("the writer is closed")
         fut: asyncio.Future[tuple[int, int, str, int] | None] = self._loop.create_future()
-        self._writer.submit(list(steps))
+        self._writer.submit(steps)
         self._pending = fut
         self.jobs += 1
         cancelled = False

@@ -7,7 +7,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,17 +14,11 @@ from gateway.domain import AuthorType, Channel, NewMessage
 from gateway.store import sqlite as sqlite_store
 from gateway.store.sql import Conflict
 from gateway.store.sqlite import SqliteStore
-
-
-async def open_store(path: Path, **kw: Any) -> SqliteStore:
-    store = SqliteStore(str(path), **kw)
-    await store.open()
-    await store.migrate()
-    return store
+from tests.support.stores import open_sqlite
 
 
 async def test_unique_violations_become_conflict_and_roll_back(tmp_path: Path) -> None:
-    store = await open_store(tmp_path / "t.sqlite3")
+    store = await open_sqlite(tmp_path / "t.sqlite3")
     try:
         with pytest.raises(Conflict):
             async with store.transaction() as conn:
@@ -37,7 +30,7 @@ async def test_unique_violations_become_conflict_and_roll_back(tmp_path: Path) -
 
 
 async def test_a_cancelled_transaction_is_rolled_back(tmp_path: Path) -> None:
-    store = await open_store(tmp_path / "t.sqlite3")
+    store = await open_sqlite(tmp_path / "t.sqlite3")
     entered = asyncio.Event()
     try:
         async def slow() -> None:
@@ -58,7 +51,7 @@ async def test_a_cancelled_transaction_is_rolled_back(tmp_path: Path) -> None:
 
 async def test_another_process_holding_the_lock_is_waited_for_without_blocking_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite3"
-    store = await open_store(path)
+    store = await open_sqlite(path)
     other = sqlite3.connect(path, isolation_level=None)
     try:
         tenant = await store.create_tenant(name="T", widget_key="wk", identity_secret="s", now=1.0)
@@ -85,7 +78,7 @@ async def test_another_process_holding_the_lock_is_waited_for_without_blocking_t
 
 async def test_checkpoints_run_off_the_loop_and_bound_the_wal(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite3"
-    store = await open_store(path, checkpoint_interval=0.05)
+    store = await open_sqlite(path, checkpoint_interval=0.05)
     try:
         tenant = await store.create_tenant(name="T", widget_key="wk", identity_secret="s", now=1.0)
         contact = await store.create_contact(tenant_id=tenant.id, name=None, email=None, now=1.0)
@@ -117,7 +110,7 @@ async def _checkpoint_behind_the_writes(
     loop's own connection does under load. Returns the store (still open), the passes as
     (busy, frames, copied, locked) and the WAL frames a single later write leaves."""
     path = tmp_path / "t.sqlite3"
-    store = await open_store(path, checkpoint_interval=3600)
+    store = await open_sqlite(path, checkpoint_interval=3600)
     reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     writer = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
     passes: list[tuple[int, int, int, bool]] = []

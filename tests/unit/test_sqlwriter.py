@@ -16,8 +16,9 @@ from gateway.domain import AuthorType, Channel, NewMessage
 from gateway.store import sqlwriter
 from gateway.store._sqlwriter import Writer, same_library
 from gateway.store.sql import Conflict
-from gateway.store.sqlite import SqliteStore, _connect
+from gateway.store.sqlite import _connect
 from gateway.store.sqlwriter import SqlWriter, Step, open_writer
+from tests.support.stores import open_sqlite
 from tests.support.threads import task_ids, wait_for_policy
 
 
@@ -165,9 +166,7 @@ async def test_the_loop_keeps_running_while_the_thread_writes(tmp_path: Path) ->
 
 
 async def test_a_cancelled_caller_waits_for_the_thread_before_the_store_is_used_again(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "s.sqlite3"))
-    await store.open()
-    await store.migrate()
+    store = await open_sqlite(tmp_path / "s.sqlite3")
     try:
         assert store.write_thread
         rows = [(f"k{i}", "v" * 100) for i in range(200_000)]
@@ -192,9 +191,7 @@ async def test_a_cancelled_caller_waits_for_the_thread_before_the_store_is_used_
 
 
 async def test_a_duplicate_in_a_deferred_write_is_a_conflict_and_rolls_back(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "s.sqlite3"))
-    await store.open()
-    await store.migrate()
+    store = await open_sqlite(tmp_path / "s.sqlite3")
     try:
         assert store.write_thread
         with pytest.raises(Conflict):
@@ -215,19 +212,17 @@ async def test_a_duplicate_in_a_deferred_write_is_a_conflict_and_rolls_back(tmp_
 async def test_appends_go_through_the_writer_and_inline_gives_the_same_rows(tmp_path: Path) -> None:
     results = []
     for write_thread in (True, False):
-        store = SqliteStore(str(tmp_path / f"s{write_thread}.sqlite3"), write_thread=write_thread)
-        await store.open()
-        await store.migrate()
+        store = await open_sqlite(tmp_path / f"s{write_thread}.sqlite3", write_thread=write_thread)
         try:
             assert store.write_thread is write_thread
             tenant = await store.create_tenant(name="T", widget_key="wk", identity_secret="s", now=1.0)
             contact = await store.create_contact(tenant_id=tenant.id, name=None, email=None, now=1.0)
             conv = await store.create_conversation(tenant_id=tenant.id, channel=Channel.WIDGET,
                                                    contact_id=contact.id, now=1.0)
-            jobs = store.writer_jobs
+            jobs = store.writer_commits
             msgs = [NewMessage(AuthorType.CONTACT, contact.id, f"m{i}", client_id=f"c{i % 3}") for i in range(5)]
             res = await store.append_messages(tenant.id, conv.id, msgs, now=1.0)
-            assert store.writer_jobs == jobs + (1 if write_thread else 0)
+            assert store.writer_commits == jobs + (1 if write_thread else 0)
             results.append([(r.message.seq, r.message.text, r.created) for r in res])
         finally:
             await store.close()
