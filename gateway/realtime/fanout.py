@@ -10,13 +10,16 @@ repaired from the store before delivering, and a message already delivered is dr
 The per-message conversation summary (`conversation:updated` with `last_message`, sent
 to every agent of the tenant) is coalesced per conversation on each node: the first is
 delivered at once, later ones within `summary_interval` are held and only the newest
-(highest `last_seq`) is delivered when the interval ends.
+(highest `last_seq`) is delivered when the interval ends. The windows all have the same
+length, so they end in the order they opened: they wait in one queue under one timer (a
+timer per window cost ~3 % of the loop at 4,000 messages/s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +62,10 @@ class ConvRoute:
 
 @dataclass(eq=False, slots=True)
 class _HeldSummary:
-    """A conversation's summary window on one tenant channel: the newest summary held back."""
+    """A conversation's summary window on one tenant channel: when it ends (loop time) and
+    the newest summary held back."""
 
-    handle: asyncio.TimerHandle | None = None
+    ends: float
     env: Envelope | None = None
 
 
@@ -92,6 +96,8 @@ class Fanout:
         self._group_locks: dict[str, asyncio.Lock] = {}
         self._summary_interval = summary_interval
         self._held: dict[tuple[str, str], _HeldSummary] = {}  # (channel, conversation id) -> window
+        self._ends: deque[tuple[float, tuple[str, str]]] = deque()  # windows by end, oldest first
+        self._tick: asyncio.TimerHandle | None = None  # at the end of the oldest window
         self._tasks = TaskSet()
         self.delivered = 0
         self.summaries_coalesced = 0
@@ -220,26 +226,46 @@ class Fanout:
                     else:
                         self.summaries_coalesced += 1
                     return
-                self._held[key] = _HeldSummary(self._summary_timer(key))
+                self._open_window(key)
+                self._arm()
             elif held is not None and held.env is not None:
                 # a status change overtakes a held summary: deliver the summary first
                 pending, held.env = held.env, None
                 await self._send_group(channel, pending)
         await self._send_group(channel, env)
 
-    def _summary_timer(self, key: tuple[str, str]) -> asyncio.TimerHandle:
-        return asyncio.get_running_loop().call_later(self._summary_interval, self._summary_due, key)
-
-    def _summary_due(self, key: tuple[str, str]) -> None:
+    def _open_window(self, key: tuple[str, str]) -> None:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self._summary_interval
         held = self._held.get(key)
         if held is None:
-            return
-        if held.env is None:  # nothing arrived in the window: it ends
-            del self._held[key]
-            return
-        env, held.env = held.env, None
-        held.handle = self._summary_timer(key)  # the next window starts now
-        self._tasks.spawn(self._send_group_safe(key[0], env))
+            self._held[key] = _HeldSummary(ends)
+        else:
+            held.ends = ends
+        self._ends.append((ends, key))
+
+    def _arm(self) -> None:
+        if self._tick is None and self._ends:
+            self._tick = asyncio.get_running_loop().call_at(self._ends[0][0], self._windows_due)
+
+    def _windows_due(self) -> None:
+        """End the windows that are due: a window that held a summary delivers it and the
+        next window starts; one that held nothing ends."""
+        self._tick = None
+        now = asyncio.get_running_loop().time() + 0.001  # the timer's resolution: never spin on it
+        q = self._ends
+        while q and q[0][0] <= now:
+            ends, key = q.popleft()
+            held = self._held.get(key)
+            if held is None or held.ends != ends:
+                continue
+            if held.env is None:
+                del self._held[key]
+                continue
+            env, held.env = held.env, None
+            self._open_window(key)
+            self._tasks.spawn(self._send_group_safe(key[0], env))
+        self._arm()
 
     async def _send_group_safe(self, channel: str, env: Envelope) -> None:
         try:
@@ -332,10 +358,11 @@ class Fanout:
 
     def close(self) -> None:
         """Stop the summary timers (held summaries are dropped: clients reload their lists)."""
-        for held in self._held.values():
-            if held.handle is not None:
-                held.handle.cancel()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         self._held.clear()
+        self._ends.clear()
         self._tasks.cancel()
 
     async def _safe_unsubscribe(self, channel: str) -> None:
@@ -353,6 +380,7 @@ class Fanout:
             "delivered": self.delivered,
             "gaps_repaired": self.gaps_repaired,
             "summaries_coalesced": self.summaries_coalesced,
+            "summary_windows": len(self._held),
         }
 
 

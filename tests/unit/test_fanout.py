@@ -156,6 +156,40 @@ async def test_message_summaries_are_coalesced_per_conversation(env) -> None:
     fanout.close()
 
 
+async def test_summary_windows_of_many_conversations_end_each_on_time(env) -> None:
+    """Windows opened at different times end in order under one timer: each conversation's
+    held summary goes out one interval after its window opened, and idle windows end."""
+    store, broker, emitter, fanout, conv = env
+    fanout._summary_interval = 0.06
+    ch = tenant_channel(conv.tenant_id)
+    await fanout.join_group(conn("a1", conv.tenant_id), ch)
+    loop = asyncio.get_running_loop()
+    got: dict[str, list[tuple[int, float]]] = {}
+    emit = emitter.emit_many
+
+    async def timed(conns, event, data):
+        got.setdefault(data["id"], []).append((data["last_seq"], loop.time()))
+        await emit(conns, event, data)
+
+    emitter.emit_many = timed
+    opened: dict[str, float] = {}
+    for i in range(30):
+        cid = f"c{i}"
+        opened[cid] = loop.time()
+        for seq in (1, 2, 3):  # the first goes at once, 2 is replaced by 3 in the window
+            await fanout.on_envelope(ch, Envelope(kind="conversation", tenant_id=conv.tenant_id,
+                                                  conversation_id=cid, data={"id": cid, "last_seq": seq},
+                                                  extra={"summary": True}))
+        await asyncio.sleep(0.007)
+    await asyncio.sleep(0.25)
+    for cid, t0 in opened.items():
+        assert [seq for seq, _ in got[cid]] == [1, 3], cid
+        assert 0.05 <= got[cid][1][1] - t0 < 0.12, cid
+    assert fanout.stats()["summary_windows"] == 0  # the windows after the held ones ended idle
+    assert fanout._tick is None
+    fanout.close()
+
+
 async def test_last_watcher_leaving_unsubscribes(env) -> None:
     store, broker, emitter, fanout, conv = env
     c = conn("s1", conv.tenant_id)
