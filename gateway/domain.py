@@ -1,10 +1,12 @@
-"""Domain records shared by every layer: plain frozen dataclasses and enums."""
+"""Domain records shared by every layer: immutable records (`gateway/records.py`) and enums."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from gateway.records import record
 
 
 class TenantStatus(enum.StrEnum):
@@ -54,7 +56,7 @@ class DeliveryState(enum.StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tenant:
     id: str
     name: str
@@ -66,7 +68,7 @@ class Tenant:
     ended_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Agent:
     id: str
     tenant_id: str
@@ -77,7 +79,7 @@ class Agent:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Contact:
     id: str
     tenant_id: str
@@ -88,7 +90,7 @@ class Contact:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Conversation:
     id: str
     tenant_id: str
@@ -103,7 +105,7 @@ class Conversation:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Message:
     id: str
     tenant_id: str
@@ -120,7 +122,7 @@ class Message:
     delivery_error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NewMessage:
     """A message as a writer hands it to the store (seq is assigned there)."""
 
@@ -133,7 +135,7 @@ class NewMessage:
     delivery_state: DeliveryState = DeliveryState.NONE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConversationFilter:
     status: ConversationStatus | None = None
     assignee_id: str | None = None

@@ -9,10 +9,12 @@ only to channels it has local listeners for: `conv:<tenant>:<conversation>` and
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 import msgpack
+
+from gateway.records import record
 
 
 def conv_channel(tenant_id: str, conversation_id: str) -> str:
@@ -23,7 +25,7 @@ def tenant_channel(tenant_id: str) -> str:
     return f"tenant:{tenant_id}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Envelope:
     """One event on a channel.
 

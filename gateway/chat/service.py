@@ -30,6 +30,7 @@ from gateway.domain import (
 )
 from gateway.errors import Code, GatewayError, not_found
 from gateway.lru import LruCache
+from gateway.records import record
 from gateway.store import NotFound, Store
 from gateway.tasks import TaskSet
 
@@ -42,7 +43,7 @@ def contact_channel(tenant_id: str, contact_id: str) -> str:
     return f"contact:{tenant_id}:{contact_id}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PostResult:
     message: Message
     conversation: Conversation
@@ -72,7 +73,7 @@ AttachmentExporter = Callable[[str, dict[str, Any]], Awaitable[ExportedFile | No
 """(tenant id, a stored message's attachment dict) → the file, or None when it is gone."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartResult:
     conversation: Conversation
     agents_available: bool

@@ -8,7 +8,6 @@ Times are UNIX seconds (float). Ids are opaque strings (UUID hex).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.domain import (
@@ -25,6 +24,7 @@ from gateway.domain import (
     NewMessage,
     Tenant,
 )
+from gateway.records import record
 
 
 class StoreError(Exception):
@@ -35,14 +35,14 @@ class NotFound(StoreError):
     """The row does not exist (or belongs to another tenant)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AppendResult:
     message: Message
     conversation: Conversation  # the conversation after the append (last_seq updated)
     created: bool  # False when an earlier message with the same client_id/external_id was returned
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AppendRequest:
     """One message to append to one conversation (see `Store.append_batch`)."""
 
