@@ -7,11 +7,12 @@ back as 0/1 (SQLite) and JSON columns are TEXT.
 
 from __future__ import annotations
 
+import enum
 import json
-import secrets
+import os
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.domain import (
     Agent,
@@ -48,6 +49,16 @@ class Params:
         return ", ".join(self.add(v) for v in values)
 
 
+E = TypeVar("E", bound=enum.Enum)
+
+
+def member(cls: type[E], value: Any) -> E:
+    """`cls(value)` (ValueError for a value that is not a member's), through the enum's
+    value map first: `cls(value)` costs ~0.35 µs in CPython 3.11, the map 0.03 µs."""
+    found = cls._value2member_map_.get(value)
+    return found if found is not None else cls(value)  # type: ignore[return-value]
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -56,7 +67,7 @@ def new_message_id() -> str:
     """32 hex characters like `new_id`, time-ordered (48-bit milliseconds, then 80 random
     bits, as UUIDv7): consecutive messages land on the same primary-key index page
     instead of a random one, one page write less per message."""
-    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(10)}"
+    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
 
 
 def dump_json(value: Any) -> str:
@@ -111,9 +122,9 @@ def conversation_from_row(row: Row, *, advanced_by: int = 0, now: float = 0.0) -
     return Conversation(
         id=row["id"],
         tenant_id=row["tenant_id"],
-        channel=Channel(row["channel"]),
+        channel=member(Channel, row["channel"]),
         contact_id=row["contact_id"],
-        status=ConversationStatus(row["status"]),
+        status=member(ConversationStatus, row["status"]),
         assignee_id=row["assignee_id"],
         epoch=row["epoch"],
         last_seq=int(row["last_seq"]) + advanced_by,
@@ -132,11 +143,11 @@ def message_from_row(row: Row) -> Message:
         seq=int(row["seq"]),
         client_id=row["client_id"],
         external_id=row["external_id"],
-        author_type=AuthorType(row["author_type"]),
+        author_type=member(AuthorType, row["author_type"]),
         author_id=row["author_id"],
         text=row["text"],
         attachments=tuple(attachments),
         created_at=float(row["created_at"]),
-        delivery_state=DeliveryState(row["delivery_state"]),
+        delivery_state=member(DeliveryState, row["delivery_state"]),
         delivery_error=row["delivery_error"],
     )

@@ -52,6 +52,7 @@ from gateway.store.rows import (
     contact_from_row,
     conversation_from_row,
     dump_json,
+    member,
     message_from_row,
     new_id,
     new_message_id,
@@ -128,7 +129,7 @@ def new_message_row(rq: AppendRequest, seq: int, now: float) -> tuple[Message, t
         author_id=m.author_id, text=m.text,
         # as a read returns them (JSON round trip), without decoding the common empty list
         attachments=tuple(json.loads(encoded)) if m.attachments else (),
-        created_at=now, delivery_state=DeliveryState(m.delivery_state))
+        created_at=now, delivery_state=member(DeliveryState, m.delivery_state))
     return x, (x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id,
                x.author_type.value, x.author_id, x.text, encoded, now, x.delivery_state.value)
 
