@@ -10,15 +10,16 @@ CPU under the small-rooms bench for nothing a single process needs. `MemoryHub(w
 takes the Redis path instead: `publish()` packs the envelope once and every subscribed
 broker unpacks its own copy (a payload that does not survive the round trip is logged and
 dropped, as the Redis reader does); the broker contract suite runs on both.
-Each broker delivers to its handler from one consumer task reading an
-`asyncio.Queue`, so handlers never run inside `publish()` and envelopes arrive in
-publish order per channel.
+Each broker delivers to its handler from one consumer task draining a queue (a deque and
+a future the consumer sleeps on while it is empty: cheaper than `asyncio.Queue`), so
+handlers never run inside `publish()` and envelopes arrive in publish order per channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from gateway.broker.base import Envelope, EnvelopeHandler
 from gateway.tasks import stop_task
@@ -89,7 +90,8 @@ class MemoryBroker:
         self._hub = hub
         self._node_id = node_id
         self._channels: set[str] = set()
-        self._queue: asyncio.Queue[tuple[str, Envelope]] = asyncio.Queue()
+        self._queue: deque[tuple[str, Envelope]] = deque()
+        self._wake: asyncio.Future[None] | None = None  # the consumer sleeps on it while the queue is empty
         self._consumer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -126,8 +128,7 @@ class MemoryBroker:
         if consumer is not None and consumer is not asyncio.current_task():
             # a handler may swallow one cancellation: stop_task cancels until it ends
             await stop_task(consumer, logger, f"consumer of node {self._node_id}")
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._queue.clear()
 
     async def ping(self) -> None:
         self._check_open()
@@ -149,7 +150,12 @@ class MemoryBroker:
     def enqueue(self, channel: str, envelope: Envelope) -> None:
         """Called by the hub: queue `envelope` for the consumer task."""
         if not self._closed:
-            self._queue.put_nowait((channel, envelope))
+            self._queue.append((channel, envelope))
+            wake = self._wake
+            if wake is not None:
+                self._wake = None
+                if not wake.done():
+                    wake.set_result(None)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -161,8 +167,14 @@ class MemoryBroker:
             raise RuntimeError(f"{self!r} not started: call start() first")
 
     async def _consume(self, handler: EnvelopeHandler) -> None:
+        q = self._queue
+        loop = asyncio.get_running_loop()
         while not self._closed:
-            channel, envelope = await self._queue.get()
+            if not q:
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            channel, envelope = q.popleft()
             if channel not in self._channels:  # unsubscribed since it was queued
                 continue
             try:
