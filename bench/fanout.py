@@ -180,11 +180,17 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
     row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
     if o.store_cpu_fraction is not None:
         row("    PostgreSQL + Redis CPU (cores busy)", f"{o.store_cpu_fraction:.2f}", "-", "")
+    row("    load generators' own loop delay p99/max ms", f"{o.client_lag_p99_ms:.1f} / {o.client_lag_max_ms:.0f}",
+        f"{p.client_lag_p99_ms:.1f} / {p.client_lag_max_ms:.0f}" if p else "-", "")
     for who, r in (("ours", o), ("peer", p)):
         if r is not None and r.slow_windows:
-            worst = ", ".join(f"{t:.1f}s:{n}/{m:.0f}ms" for t, n, m in r.slow_windows[:8])
-            print(f"      {who}: {len(r.slow_windows)} windows of 100 ms with messages > 50 ms; worst "
-                  f"(sent at, count/max): {worst}", flush=True)
+            stalls = r.client_lag_windows
+            worst = ", ".join(f"{t:.1f}s:{n}/{m:.0f}ms"
+                              + (f" (load gen stalled {stalls[round(t, 1)]:.0f} ms)" if round(t, 1) in stalls else "")
+                              for t, n, m in r.slow_windows[:8])
+            stalled = sum(1 for t, _, _ in r.slow_windows if round(t, 1) in stalls)
+            print(f"      {who}: {len(r.slow_windows)} windows of 100 ms with messages > 50 ms, {stalled} of them "
+                  f"while a load generator stalled > 20 ms; worst (sent at, count/max): {worst}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

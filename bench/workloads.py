@@ -106,6 +106,12 @@ class RoomsResult:
     # with `timeline`: the 100 ms windows (by send time) holding messages over 50 ms,
     # worst first: (window start s, messages over 50 ms, max ms)
     slow_windows: list[tuple[float, int, float]] = field(default_factory=list)
+    # the load generators' own event-loop delay during the sends (the worst process): a
+    # message that reaches a stalled load generator is timed late by as much
+    client_lag_p99_ms: float = float("nan")
+    client_lag_max_ms: float = float("nan")
+    # with `timeline`: the longest load-generator stall (ms) per 100 ms window, by window start s
+    client_lag_windows: dict[float, float] = field(default_factory=dict)
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -150,7 +156,10 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
                                    sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
                                    lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s,
                                    (store1 - store0) / send_s if store_cpu else None,
-                                   slow_windows([p for r in results for p in r.get("timeline") or []])))
+                                   slow_windows([p for r in results for p in r.get("timeline") or []]),
+                                   max(r.get("lag_p99_ms", float("nan")) for r in results),
+                                   max(r.get("lag_max_ms", float("nan")) for r in results),
+                                   lag_windows([w for r in results for w in r.get("lag_windows") or []])))
         return out
     finally:
         await close_all(ws)
@@ -165,6 +174,15 @@ def slow_windows(points: list[list[float]], window_ms: float = 100.0,
             by.setdefault(int(sent // window_ms), []).append(lat)
     rows = [(w * window_ms / 1000, len(v), max(v)) for w, v in by.items()]
     return sorted(rows, key=lambda r: (-r[1], -r[2]))
+
+
+def lag_windows(points: list[list[float]], window_ms: float = 100.0) -> dict[float, float]:
+    """[window index, stall ms] from every load generator → the longest stall per window start (s)."""
+    out: dict[float, float] = {}
+    for w, ms in points:
+        key = w * window_ms / 1000
+        out[key] = max(out.get(key, 0.0), ms)
+    return out
 
 
 def median(xs: list[float]) -> float:

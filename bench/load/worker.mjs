@@ -10,11 +10,15 @@
 //   {cmd:"pairs", auths, count}                  `count` visitor+agent pairs (auths[i] = {visitor, agent}), one conversation each
 //   {cmd:"run", rate, seconds, timeline}         the pairs' visitors post at `rate`/s; agents measure latency
 //                                                (repeatable on the same pairs: one run per rate); with
-//                                                timeline, also [sent ms after start, latency ms] per message
+//                                                timeline, also [sent ms after start, latency ms] per message;
+//                                                always this process's own event-loop delay (lag_p99_ms,
+//                                                lag_max_ms) and, with timeline, its stalls over 20 ms as
+//                                                [100 ms window after start, longest stall ms] (lag_windows)
 //   {cmd:"count"} / {cmd:"close"}
 import { io } from "socket.io-client";
 import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const opts = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -121,6 +125,21 @@ const handlers = {
     const t0 = performance.now();
     runStart = t0;
     timeline = c.timeline ? [] : null;
+    // this process's own stalls: a message that arrives while it is stalled is timed late
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    const lagWindows = new Map();
+    let expected = performance.now() + 10;
+    const lagTimer = setInterval(() => {
+      const now = performance.now();
+      const late = now - expected;
+      expected = now + 10;
+      if (late > 20 && timeline) {
+        for (let w = Math.floor((now - late - t0) / 100); w <= Math.floor((now - t0) / 100); w++) {
+          lagWindows.set(w, Math.max(lagWindows.get(w) || 0, Math.round(late)));
+        }
+      }
+    }, 10);
     await new Promise((done) => {
       const tick = () => {
         const due = Math.min(total, Math.floor((performance.now() - t0) / 1000 * c.rate));
@@ -141,9 +160,14 @@ const handlers = {
     while (performance.now() < deadline && (latencies.length < sent || acked + errors < sent)) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    clearInterval(lagTimer);
+    delay.disable();
     const lost = pairs.reduce((n, p) => n + p.pending.size, 0);
     out({ event: "ran", sent, acked, errors, lost, send_seconds: sendSeconds,
-          latencies: latencies.map((x) => Math.round(x * 100) / 100), timeline: timeline || undefined });
+          latencies: latencies.map((x) => Math.round(x * 100) / 100), timeline: timeline || undefined,
+          // the histogram holds the time between its 10 ms ticks: the delay is what exceeds 10 ms
+          lag_p99_ms: Math.max(0, delay.percentile(99) / 1e6 - 10), lag_max_ms: Math.max(0, delay.max / 1e6 - 10),
+          lag_windows: timeline ? [...lagWindows.entries()] : undefined });
     latencies.length = 0;
     timeline = null;
   },
