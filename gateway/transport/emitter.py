@@ -4,7 +4,7 @@ packet through engineio as before)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.realtime.context import Conn
@@ -25,11 +25,19 @@ class LeanEmitter(SioEmitter):
         return json_packet_frame(b"42", namespace, [event, data])
 
     async def emit_many(self, conns: Sequence[Conn], event: str, data: dict[str, Any]) -> None:
-        by_ns: dict[str, list[Conn]] = {}
-        for c in conns:
-            by_ns.setdefault(c.namespace, []).append(c)
+        if not conns:
+            return
+        ns = conns[0].namespace
+        groups: Iterable[tuple[str, Sequence[Conn]]]
+        if len(conns) == 1 or all(c.namespace == ns for c in conns):  # the usual case: one namespace
+            groups = ((ns, conns),)
+        else:
+            by_ns: dict[str, list[Conn]] = {}
+            for c in conns:
+                by_ns.setdefault(c.namespace, []).append(c)
+            groups = by_ns.items()
         sockets = self._sio_server.eio.sockets
-        for ns, group in by_ns.items():
+        for ns, group in groups:
             frame = self._frame(ns, event, data)
             if frame is None:
                 await super().emit_many(group, event, data)

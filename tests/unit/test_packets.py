@@ -120,3 +120,33 @@ def test_the_lean_ack_frame_is_the_packet_frame(namespace: str, ack_id: int) -> 
     assert json_packet_frame(b"43", namespace, data, ack_id) == \
         packet_frame(eio_packet.Packet(eio_packet.MESSAGE, pkt.encode()))
     assert json_packet_frame(b"43", namespace, [b"\x00"], ack_id) is None
+
+
+@pytest.mark.parametrize("namespaces", [["/agent"], ["/agent", "/agent", "/agent"], ["/agent", "/visitor", "/agent"]],
+                         ids=["one", "one-namespace", "mixed"])
+async def test_lean_fanout_gives_each_connection_its_namespace_packet(namespaces: list[str]) -> None:
+    """Connections that are not lean sockets (long-polling) get the packet through engineio,
+    encoded for their own namespace, in the order given."""
+    from typing import cast
+
+    from socketio import AsyncServer
+
+    from gateway.realtime.context import Conn
+    from gateway.transport.emitter import LeanEmitter
+
+    sio = AsyncServer(async_mode="aiohttp", serializer=JsonOncePacket)
+    sent: list[tuple[str, str]] = []
+    for i in range(len(namespaces)):
+        sio.eio.sockets[f"e{i}"] = object()  # a socket the lean transport does not serve
+    emitter = LeanEmitter(sio, cast(Any, None))
+
+    async def record(eio_sid: str, pkt: Any) -> None:
+        sent.append((eio_sid, pkt.data))
+
+    emitter._send = record  # type: ignore[method-assign]
+    conns = [Conn(f"s{i}", f"e{i}", ns, "t", cast(Any, None), "") for i, ns in enumerate(namespaces)]
+    await emitter.emit_many(conns, "message:new", {"seq": 1})
+    assert sorted(sent) == sorted((f"e{i}", f'2{ns},["message:new",{{"seq":1}}]')
+                                  for i, ns in enumerate(namespaces))
+    await emitter.emit_many([], "message:new", {"seq": 2})
+    assert len(sent) == len(namespaces)
