@@ -180,6 +180,8 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
     row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
     if o.store_cpu_fraction is not None:
         row("    PostgreSQL + Redis CPU (cores busy)", f"{o.store_cpu_fraction:.2f}", "-", "")
+    row("    server loop thread: on a CPU / waiting for one", f"{o.loop_on_cpu:.0%} / {o.loop_waiting:.0%}",
+        f"{p.loop_on_cpu:.0%} / {p.loop_waiting:.0%}" if p else "-", "")
     row("    load generators' own loop delay p99/max ms", f"{o.client_lag_p99_ms:.1f} / {o.client_lag_max_ms:.0f}",
         f"{p.client_lag_p99_ms:.1f} / {p.client_lag_max_ms:.0f}" if p else "-", "")
     for who, r in (("ours", o), ("peer", p)):

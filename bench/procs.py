@@ -81,6 +81,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def main_thread_sched(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread
+    (the event loop's in both servers), from /proc/<pid>/schedstat."""
+    on_cpu, waiting = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
 def rss_kb(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
 
@@ -131,6 +138,10 @@ class Server:
 
     def rss(self) -> int:
         return sum(rss_kb(p) for p in tree(self.pid))
+
+    def sched(self) -> tuple[float, float]:
+        """The main thread's (seconds on a CPU, seconds waiting for one)."""
+        return main_thread_sched(self.pid)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:

@@ -112,6 +112,11 @@ class RoomsResult:
     client_lag_max_ms: float = float("nan")
     # with `timeline`: the longest load-generator stall (ms) per 100 ms window, by window start s
     client_lag_windows: dict[float, float] = field(default_factory=dict)
+    # the server's main (event-loop) thread during the sends, as fractions of the time: on a
+    # CPU, and runnable but waiting for one (this machine's cores are shared with the load
+    # generators); with two nodes, the node that waited most
+    loop_on_cpu: float = float("nan")
+    loop_waiting: float = float("nan")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -142,16 +147,19 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
         servers = [srv] if agent_srv is None else [srv, agent_srv]
         for rate in sorted(rates):
             cpu0 = sum(s.cpu() for s in servers)
+            sched0 = [s.sched() for s in servers]
             store0 = store_cpu() if store_cpu else 0.0
             results: list[dict[str, Any]] = await asyncio.gather(*(
                 w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=LOST_AFTER_S,
                           timeout=seconds + 90, timeline=timeline)
                 for w, k in zip(ws, counts, strict=True)))
             cpu1 = sum(s.cpu() for s in servers)
+            sched1 = [s.sched() for s in servers]
             store1 = store_cpu() if store_cpu else 0.0
             lat = sorted(x for r in results for x in r["latencies"])
             sent = sum(r["sent"] for r in results)
             send_s = max(r["send_seconds"] for r in results)
+            on_cpu, waiting = _worst_wait(sched0, sched1, send_s)
             out.append(RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
                                    sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
                                    lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s,
@@ -159,7 +167,8 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
                                    slow_windows([p for r in results for p in r.get("timeline") or []]),
                                    max(r.get("lag_p99_ms", float("nan")) for r in results),
                                    max(r.get("lag_max_ms", float("nan")) for r in results),
-                                   lag_windows([w for r in results for w in r.get("lag_windows") or []])))
+                                   lag_windows([w for r in results for w in r.get("lag_windows") or []]),
+                                   on_cpu, waiting))
         return out
     finally:
         await close_all(ws)
@@ -174,6 +183,13 @@ def slow_windows(points: list[list[float]], window_ms: float = 100.0,
             by.setdefault(int(sent // window_ms), []).append(lat)
     rows = [(w * window_ms / 1000, len(v), max(v)) for w, v in by.items()]
     return sorted(rows, key=lambda r: (-r[1], -r[2]))
+
+
+def _worst_wait(before: list[tuple[float, float]], after: list[tuple[float, float]],
+                seconds: float) -> tuple[float, float]:
+    """(on a CPU, waiting for one) as fractions of `seconds`, of the server that waited most."""
+    return max((((b[0] - a[0]) / seconds, (b[1] - a[1]) / seconds) for a, b in zip(before, after, strict=True)),
+               key=lambda x: x[1])
 
 
 def lag_windows(points: list[list[float]], window_ms: float = 100.0) -> dict[float, float]:
