@@ -5,17 +5,46 @@ per connection, ~420 bytes, and `basic_disconnect` scans every room of the names
 each disconnect costs O(connections). Here a sid's own room is implied by the namespace's
 `None` room (which maps every connected sid to its engine.io sid): it is never stored, and
 emitting to it, `rooms()` and leaving it behave as before.
+
+The sids of a namespace that are connecting or disconnecting (between the handshake and
+the end of the connect handler; between the disconnect and the end of its handler) are
+kept in insertion-ordered hash sets instead of python-socketio's lists: it asks `sid in`
+and `.remove(sid)` of them on every disconnect and `is_connected`, so a mass disconnect
+(a network blip, a deploy) of n clients cost O(n²): measured, 10,000 clients leaving at
+once stalled the loop for 0.7 to 0.9 s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import socketio
 
 
+class _SidSet(dict[str, None]):
+    """The list methods python-socketio uses on its pending sids, on a dict: O(1) each."""
+
+    def append(self, sid: str) -> None:
+        self[sid] = None
+
+    def remove(self, sid: str) -> None:
+        del self[sid]
+
+
+class _Pending(dict[str, _SidSet]):
+    """namespace -> its pending sids; the manager stores a new list here, kept as a `_SidSet`."""
+
+    def __setitem__(self, namespace: str, sids: Iterable[str]) -> None:
+        super().__setitem__(namespace, sids if isinstance(sids, _SidSet) else _SidSet((s, None) for s in sids))
+
+
 class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending_connect: dict[str, _SidSet] = _Pending()
+        self.pending_disconnect: dict[str, _SidSet] = _Pending()
+
     def _sid_room(self, ns: dict[Any, Any], room: Any) -> dict[str, str]:
         """The members of `room` when it is a sid's own (implied) room, else {}."""
         if room is None or not isinstance(room, str):

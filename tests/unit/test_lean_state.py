@@ -62,6 +62,40 @@ async def test_manager_keeps_no_room_per_sid() -> None:
     assert NS not in mgr.rooms
 
 
+class _CountingSid(str):
+    """A sid that counts the equality tests made against it."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _CountingSid.compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+async def test_pending_connects_and_disconnects_are_hash_sets() -> None:
+    """While many handshakes or disconnect handlers are in flight, each check of one sid
+    finds it by hash, not by comparing it with every other pending sid."""
+    sio = SafeAsyncServer(async_mode="aiohttp")
+    mgr = sio.manager
+    pending = [cast(str, await mgr.pre_connect(f"eio-{i}", NS)) for i in range(2000)]
+    assert not mgr.is_connected(pending[-1], NS) and mgr.is_pre_connected(pending[-1], NS)
+    for sid in pending:
+        await mgr.connect(sid, NS)
+    assert NS not in mgr.pending_connect and all(mgr.is_connected(sid, NS) for sid in pending)
+
+    for sid in pending:
+        mgr.pre_disconnect(sid, NS)  # every client drops at once
+    last = _CountingSid(pending[-1])
+    _CountingSid.compared = 0
+    assert not mgr.is_connected(last, NS)
+    assert _CountingSid.compared <= 2  # a list would compare it with the 1,999 before it
+    for sid in pending:
+        await mgr.disconnect(sid, NS)
+    assert NS not in mgr.pending_disconnect and NS not in mgr.rooms
+
+
 async def test_manager_emit_to_a_sid() -> None:
     sent: list[tuple[str, Any]] = []
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=LeanManager())
