@@ -4,7 +4,7 @@ The default single-process gateway runs one hub with one broker; the contract su
 runs several brokers on one hub to stand in for several gateway nodes.
 
 By default the hub hands the published `Envelope` itself to every subscribed broker:
-envelopes are frozen and their handlers only read `data` (see `Broker`), so there is
+envelopes are immutable records and their handlers only read `data` (see `Broker`), so there is
 nothing to copy. Packing and unpacking each envelope with msgpack cost ~8 % of a node's
 CPU under the small-rooms bench for nothing a single process needs. `MemoryHub(wire_check=True)`
 takes the Redis path instead: `publish()` packs the envelope once and every subscribed
