@@ -189,16 +189,16 @@ class SqliteStore(SqlStore):
         async with self._lock:
             if self._db is not None:
                 return
-            if _is_file_path(self._path):
+            on_disk = _is_file_path(self._path)
+            if on_disk:
                 await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
             self._db = _connect(self._path, uri=self._uri)
             if self._write_thread:
                 try:
-                    file = self._path if _is_file_path(self._path) else None
-                    self._writer = open_writer(self._db, file, asyncio.get_running_loop())
+                    self._writer = open_writer(self._db, self._path if on_disk else None, asyncio.get_running_loop())
                 except OSError as exc:  # no thread or eventfd to be had: commits stay inline
                     log.warning("sqlite writer thread off: %s", exc)
-            if _is_file_path(self._path):
+            if on_disk:
                 self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gateway.transport.socket import LeanSocket
 
+
 def sender_available() -> bool:
     """Whether the C extension is built (`pip install` compiles it; a tree without it runs
     every write on the loop, as `SEND_THREAD=off` does)."""
