@@ -186,11 +186,11 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
         f"{p.client_lag_p99_ms:.1f} / {p.client_lag_max_ms:.0f}" if p else "-", "")
     for who, r in (("ours", o), ("peer", p)):
         if r is not None and r.slow_windows:
-            stalls = r.client_lag_windows
+            stalls = r.client_lag_windows  # keyed by window start, computed as slow_windows computes it
             worst = ", ".join(f"{t:.1f}s:{n}/{m:.0f}ms"
-                              + (f" (load gen stalled {stalls[round(t, 1)]:.0f} ms)" if round(t, 1) in stalls else "")
+                              + (f" (load gen stalled {stalls[t]:.0f} ms)" if t in stalls else "")
                               for t, n, m in r.slow_windows[:8])
-            stalled = sum(1 for t, _, _ in r.slow_windows if round(t, 1) in stalls)
+            stalled = sum(1 for t, _, _ in r.slow_windows if t in stalls)
             print(f"      {who}: {len(r.slow_windows)} windows of 100 ms with messages > 50 ms, {stalled} of them "
                   f"while a load generator stalled > 20 ms; worst (sent at, count/max): {worst}", flush=True)
 
