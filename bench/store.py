@@ -7,8 +7,10 @@
 
 Prints CPU and wall µs per message for each batch size: what one message costs the node
 in the store (building the batch, its statements and their commit), without the sockets
-and the Socket.IO layer around it; with --postgres also the CPU of every postgres process
-on the machine over the run (the server's side: parsing, planning, executing, WAL).
+and the Socket.IO layer around it; with SQLite also the bytes this process wrote per
+message (`/proc/self/io` wchar: the WAL frames and the checkpoints' copies into the
+database file); with --postgres the CPU of every postgres process on the machine over the
+run (the server's side: parsing, planning, executing, WAL).
 Batches mix random conversations (as group commit makes them under load); sizes are
 uniform in 1 .. 2*batch - 1. A passive WAL checkpoint
 runs every 2,000 messages, as the server's checkpoint thread does every second.
@@ -46,14 +48,26 @@ async def _conversations(store: Store, n: int) -> tuple[str, list[str]]:
     return tenant.id, out
 
 
+def written_bytes() -> int:
+    """Bytes this process has passed to write(2) and its kin so far (`/proc/self/io`
+    wchar; 0 where there is no such file)."""
+    try:
+        with open("/proc/self/io") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("wchar:")), 0)
+    except OSError:
+        return 0
+
+
 async def run(store: Store, sqlite_path: str | None, conversations: int, messages: int, batch: int,
-              seed: int = 1, server_cpu: Callable[[], float] | None = None) -> tuple[float, float, float, int]:
-    """(this process's CPU, wall, `server_cpu`'s CPU, all µs per message; messages)."""
+              seed: int = 1, server_cpu: Callable[[], float] | None = None
+              ) -> tuple[float, float, float, float, int]:
+    """(this process's CPU, wall, `server_cpu`'s CPU, all µs per message; bytes this process
+    wrote per message; messages)."""
     tenant, convs = await _conversations(store, conversations)
     rnd = random.Random(seed)
     done = 0
     server0 = server_cpu() if server_cpu else 0.0  # read outside the timed phase
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, written0 = time.process_time(), time.perf_counter(), written_bytes()
     while done < messages:
         k = rnd.randint(1, 2 * batch - 1)
         reqs = [AppendRequest(tenant, rnd.choice(convs), NewMessage(
@@ -64,8 +78,9 @@ async def run(store: Store, sqlite_path: str | None, conversations: int, message
             await asyncio.to_thread(checkpoint_file, sqlite_path)
         done += k
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    written = written_bytes() - written0
     server = server_cpu() - server0 if server_cpu else 0.0
-    return cpu / done * 1e6, wall / done * 1e6, server / done * 1e6, done
+    return cpu / done * 1e6, wall / done * 1e6, server / done * 1e6, written / done, done
 
 
 async def one(args: argparse.Namespace, batch: int) -> str:
@@ -75,7 +90,7 @@ async def one(args: argparse.Namespace, batch: int) -> str:
         await pg.open()
         try:
             await pg.migrate()
-            cpu, wall, server, n = await run(pg, None, args.conversations, args.messages, batch,
+            cpu, wall, server, _, n = await run(pg, None, args.conversations, args.messages, batch,
                                              server_cpu=partial(cpu_of_tree, "postgres"))
         finally:
             async with pg.transaction() as conn:
@@ -89,10 +104,11 @@ async def one(args: argparse.Namespace, batch: int) -> str:
         await lite.open()
         try:
             await lite.migrate()
-            cpu, wall, _, n = await run(lite, path, args.conversations, args.messages, batch)
+            cpu, wall, _, written, n = await run(lite, path, args.conversations, args.messages, batch)
         finally:
             await lite.close()
-    return f"sqlite    batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg, wall {wall:6.1f} µs/msg"
+    return (f"sqlite    batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg, wall {wall:6.1f} µs/msg,"
+            f" written {written / 1024:5.1f} KB/msg")
 
 
 def main() -> int:

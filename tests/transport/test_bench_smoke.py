@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -59,3 +60,6 @@ async def test_store_bench_quick_run(backend: list[str]) -> None:
     lines = text.decode().splitlines()
     assert len(lines) == 2 and all("µs/msg" in line for line in lines), lines
     assert "batch ~  1: 300 messages" in lines[0]
+    if not backend:  # SQLite: the WAL and checkpoint bytes this process wrote, per message
+        written = [float(re.search(r"written +([0-9.]+) KB/msg", line)[1]) for line in lines]  # type: ignore[index]
+        assert all(w > 0 for w in written), lines
