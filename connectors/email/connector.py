@@ -41,6 +41,7 @@ from connectors.base import (
 )
 from connectors.channels import ChannelConfig
 from connectors.context import ConnectorContext
+from connectors.email.compose import text_to_html
 from connectors.email.parse import (
     body_text,
     first_address,
@@ -256,6 +257,8 @@ class EmailConnector:
             chain = [t for t in thread if t is not parent] + [parent]  # the parent's id comes last
             em["References"] = " ".join(f"<{t.message_id}>" for t in chain)
         em.set_content(msg.text)
+        if msg.text.strip():  # a file sent without words: the text part alone
+            em.add_alternative(text_to_html(msg.text), subtype="html")
         await self._attach(em, msg)
         return em, our_id
 

@@ -111,7 +111,13 @@ async def test_email_round_trip_threads_into_one_conversation(cx_config: Config)
             assert out["Message-ID"] == f"<{mid}.{conv_id[:8]}@help.test>"
             assert str(out["Reply-To"]).startswith(f"reply+{conv_id}.")
             assert "support@shop.test" in str(out["From"])
-            assert out.get_content().strip() == "Chào anh, đơn hàng sẽ tới vào thứ Hai."
+            # multipart/alternative: the agent's text, and the same text as HTML
+            assert out.get_content_type() == "multipart/alternative"
+            plain = out.get_body(preferencelist=("plain",))
+            assert plain is not None and plain.get_content().strip() == "Chào anh, đơn hàng sẽ tới vào thứ Hai."
+            rich = out.get_body(preferencelist=("html",))
+            assert rich is not None and rich.get_content_charset() == "utf-8"
+            assert "<p" in rich.get_content() and "Chào anh, đơn hàng sẽ tới vào thứ Hai." in rich.get_content()
             await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
                                           for e in ag.of("message:updated")), timeout=20)
 
@@ -209,8 +215,13 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
         assert res["ok"], res
         await wait_for(lambda: len(sink.received) == 1)
         _, mail = sink.received[0]
+        # multipart/mixed: the text and its HTML as one alternative part, then the file
+        assert mail.get_content_type() == "multipart/mixed"
+        assert [p.get_content_type() for p in mail.iter_parts()] == ["multipart/alternative", "application/pdf"]
         body = mail.get_body(preferencelist=("plain",))
         assert body is not None and body.get_content().strip() == "Hoá đơn đây ạ."
+        rich = mail.get_body(preferencelist=("html",))
+        assert rich is not None and "Hoá đơn đây ạ." in rich.get_content()
         [part] = list(mail.iter_attachments())
         assert part.get_filename() == "hoá đơn 123.pdf"
         assert part.get_content_type() == "application/pdf"
@@ -219,6 +230,15 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
         await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
                                       for e in ag.of("message:updated")), timeout=20)
 
+        # a file sent without words: a text part and the file, no empty HTML alternative
+        res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                              "text": "", "attachments": [upload_id]})
+        assert res["ok"], res
+        await wait_for(lambda: len(sink.received) == 2)
+        _, bare = sink.received[1]
+        assert [p.get_content_type() for p in bare.iter_parts()] == ["text/plain", "application/pdf"]
+        assert bare.get_body(preferencelist=("html",)) is None
+
         # a file gone from the disk: the send fails for the agent to see, nothing half-sent
         gone_id = await agent_upload(rg.url, token, "x.png", "image/png", PNG)
         (Path(cx_config.storage.data_dir) / "uploads" / nt.tenant.id / gone_id).unlink()
@@ -226,4 +246,4 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
                                               "text": "", "attachments": [gone_id]})
         assert res["ok"], res
         assert "cannot be read" in await failed_with(ag, res["message"]["id"])
-        assert len(sink.received) == 1
+        assert len(sink.received) == 2
