@@ -72,6 +72,7 @@ class Gateway:
     metrics: Metrics
     rpc: NodeRpc  # requests to other nodes (and workers): calls live in one process
     lean: LeanTransport | None = None  # the lean websocket transport, unless WS_TRANSPORT=stock
+    worker: WorkerIdentity | None = None  # this process's place among its node's WORKERS
     # features (calls, connectors, widget, …) append their start/stop hooks here
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -224,7 +225,7 @@ async def build_gateway(
         middlewares.insert(0, handoff_middleware(ENGINEIO_PATH, sids, sender))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_event_bytes)
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
-                 metrics, NodeRpc(broker, node_id), lean)
+                 metrics, NodeRpc(broker, node_id), lean, worker)
     _core_metrics(gw)
     if worker is not None:
         async def close_sender() -> None:

@@ -1,32 +1,37 @@
 """Admission control for Socket.IO: drain state, connections per IP and visitor rate limits.
 
 `RealtimeServer` calls `admit`/`release` around a connection's life and `check` before a
-visitor event's handler; the guard knows nothing about Socket.IO itself.
+visitor event's handler; the guard knows nothing about Socket.IO itself. The connections
+per IP are counted for the whole node (`gateway.ipconns`: across its workers too); the
+rate limits per process (`gateway.limits`).
 """
 
 from __future__ import annotations
 
 from gateway.errors import Code, GatewayError
+from gateway.ipconns import IpConnections
 from gateway.limits import Limits
 
 VISITOR_NS = "/visitor"
 
 
 class Guard:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, connections: IpConnections) -> None:
         self.limits = limits
+        self.connections = connections
         self.draining = False
 
-    def admit(self, namespace: str, remote: str) -> None:
+    async def admit(self, namespace: str, remote: str) -> None:
         """Before a handshake: refuse while draining, or beyond the visitor connections per IP."""
         if self.draining:
             raise GatewayError(Code.UNAVAILABLE, "this node is draining; reconnect", retry_after=1.0)
         if namespace == VISITOR_NS:
-            self.limits.connections.acquire(remote)
+            await self.connections.acquire(remote)
 
     def release(self, namespace: str, remote: str) -> None:
+        """A connection `admit` let in has ended (or its handshake failed)."""
         if namespace == VISITOR_NS:
-            self.limits.connections.release(remote)
+            self.connections.release(remote)
 
     def forget(self, sid: str) -> None:
         self.limits.messages_per_connection.forget(f"conn:{sid}")

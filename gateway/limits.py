@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, KeysView
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,9 @@ class ConnectionCounter:
     def count(self, key: str) -> int:
         return self._counts.get(key, 0)
 
+    def keys(self) -> KeysView[str]:
+        return self._counts.keys()
+
     def acquire(self, key: str) -> None:
         n = self._counts.get(key, 0)
         if n >= self.limit:
@@ -131,7 +134,8 @@ class ConnectionCounter:
 
 
 class Limits:
-    """The limiters of one node. Keys: `conn:<sid>` per connection, the client IP per address."""
+    """The rate limiters of one process. Keys: `conn:<sid>` per connection, the client IP per
+    address. (Open connections per IP: `gateway.ipconns`, held by the `Guard`.)"""
 
     def __init__(self, cfg: LimitsConfig, *, clock: Callable[[], float] = time.monotonic,
                  on_limited: Callable[[str], None] | None = None) -> None:
@@ -144,11 +148,10 @@ class Limits:
         self.conversations_per_ip = mk("conversations_per_ip", cfg.conversations_per_ip_per_min / 60.0,
                                        cfg.conversations_per_ip_burst)
         self.uploads = mk("uploads_per_ip", cfg.uploads_per_ip_per_min / 60.0, cfg.uploads_per_ip_burst)
-        self.connections = ConnectionCounter(cfg.max_connections_per_ip)
 
     def bucket_count(self) -> int:
         return (len(self.messages_per_connection) + len(self.messages_per_ip) + len(self.conversations_per_ip)
-                + len(self.uploads) + len(self.connections))
+                + len(self.uploads))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

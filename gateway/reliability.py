@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.drain import DRAINER_KEY, Drainer
 from gateway.guard import Guard
 from gateway.http.api import Api
+from gateway.ipconns import SharedIpConnections, ip_connections
 from gateway.limits import LIMITS_KEY, Limits, upload_limit_middleware
 from gateway.ops_metrics import DbGauges
 from gateway.privacy.dsr import Dsr
@@ -59,7 +60,18 @@ async def install(gw: Gateway) -> None:
     cfg = gw.config
     m = gw.metrics
     limits = Limits(cfg.limits, on_limited=lambda name: m.rate_limited.labels(name).inc())
-    guard = Guard(limits)
+    connections = ip_connections(cfg.limits.max_connections_per_ip, redis_url=cfg.storage.redis_url,
+                                 prefix=cfg.storage.redis_prefix,
+                                 worker_node_ids=gw.worker.node_ids(gw.node_id) if gw.worker else None,
+                                 index=gw.worker.index if gw.worker else 0)
+    gw.on_start.append(connections.start)
+    gw.on_stop.append(connections.close)
+    if isinstance(connections, SharedIpConnections):
+        shared = connections
+        m.counter_fn("izh_ip_connections_redis_errors_total",
+                     "Failed Redis calls of the node-wide connections-per-IP count (then counted per worker)",
+                     lambda: float(shared.redis_errors))
+    guard = Guard(limits, connections)
     gw.realtime.guard = guard
     gw.app[LIMITS_KEY] = limits
     drainer = Drainer(gw.realtime, guard, gw.node_id, cfg.server.drain_timeout)
@@ -88,7 +100,7 @@ async def install(gw: Gateway) -> None:
     gw.app.router.add_get("/api/v1/openapi.yaml", openapi)
 
     m.gauge("izh_rate_limit_buckets", "Live rate-limit buckets and per-IP connection counters",
-            limits.bucket_count)
+            lambda: limits.bucket_count() + len(connections))
     m.gauge("izh_requests_in_flight", "Socket.IO requests being handled", lambda: gw.realtime.inflight)
     m.gauge("izh_draining", "1 while this node drains", lambda: 1.0 if guard.draining else 0.0)
     gauges = DbGauges(gw.db, m)

@@ -124,7 +124,7 @@ class RealtimeServer:
         remote = _remote(environ)
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
         if self.guard is not None:
-            self.guard.admit(namespace, remote)
+            await self.guard.admit(namespace, remote)
         try:
             if namespace == AGENT_NS:
                 principal = await self.handshake.agent(auth)

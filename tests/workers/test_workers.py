@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.test_node_client import EXPECTED, run_node_conversation
 from tests.support.procs import Cluster, Node, pg_redis_cluster
-from tests.support.server import Client, agent, new_client_id, visitor
+from tests.support.server import Client, Refused, agent, new_client_id, visitor
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -127,6 +127,44 @@ async def test_workers_share_the_port_and_hand_over_polling_sessions(tmp_path: P
             assert whole >= sum(adopted.values())
             await http.close()
             await http2.close()
+        finally:
+            for c in clients:
+                with contextlib.suppress(Exception):
+                    await c.close()
+
+
+async def test_connections_per_ip_are_limited_for_the_whole_node(tmp_path: Path) -> None:
+    """MAX_CONNECTIONS_PER_IP=4 on a node of three workers: 4 visitors from one address in
+    all, wherever the kernel puts each connection (counted per worker, up to 12 would get in),
+    and a place freed on one worker is free on every other."""
+    async with pg_redis_cluster(tmp_path) as cluster:
+        t = await cluster.cli("tenant", "create", "--name", "Limits")
+        node = cluster.start("node-l", WORKERS="3", MAX_CONNECTIONS_PER_IP="4")
+        await cluster.wait_ready(node)
+        await _workers_up(node, 3)
+        await _all_listening(node, 3)
+        clients: list[Client] = []
+        try:
+            refused: list[Refused] = []
+            for _ in range(10):
+                try:
+                    clients.append(await visitor(node.url, t["widget_key"]))
+                except Refused as exc:
+                    refused.append(exc)
+            assert len(clients) == 4, node.log()
+            assert [r.code for r in refused] == ["rate_limited"] * 6
+            await clients.pop().close()
+            deadline = time.monotonic() + 5
+            while len(clients) < 4:  # the next connection may land on any worker
+                try:
+                    clients.append(await visitor(node.url, t["widget_key"]))
+                except Refused:
+                    assert time.monotonic() < deadline, "the freed place was not seen by the other workers"
+                    await asyncio.sleep(0.1)
+            with pytest.raises(Refused):
+                await visitor(node.url, t["widget_key"])
+            agents = [await agent(node.url, t["admin_token"]) for _ in range(5)]  # agents are not limited
+            clients += agents
         finally:
             for c in clients:
                 with contextlib.suppress(Exception):

@@ -1,0 +1,259 @@
+"""Open `/visitor` connections per client IP, for a whole node (`MAX_CONNECTIONS_PER_IP`).
+
+One process: `LocalIpConnections`, a count per address in memory.
+
+A node of several workers (`WORKERS=N`, gateway/workers): the kernel spreads one address's
+connections over the workers (`SO_REUSEPORT` hashes the source port too), so counts kept by
+each worker would let an address hold N times the limit, and dividing the limit by N would
+refuse connections below it (the spread is uneven). `SharedIpConnections` counts in Redis,
+which the workers require anyway: one hash per worker (address → its connections there),
+and a Lua script that sums the address over the node's workers and counts the new
+connection only if the sum is below the limit — one atomic step, so two workers cannot both
+take the last place. The check costs one Redis round trip per visitor handshake (none per
+message); a release goes to Redis with the worker's next check, or on the loop's next turn
+if none comes first (so a visitor that reconnects at once is not refused by its own old
+connection).
+
+Each worker's own in-memory counts are the truth and its hash a mirror: a worker starts by
+replacing its hash (a new process holds no connections, whatever a dead predecessor left),
+and rewrites it every `ttl / 3` seconds from memory, which also repairs a release that
+failed to reach Redis; the hash expires `ttl` seconds after its worker stopped writing, so
+a node that is gone frees its addresses. While Redis cannot be reached, a worker admits by
+its own counts alone (the limit per worker, as a single process does) and logs it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.errors import Code, GatewayError
+from gateway.limits import ConnectionCounter
+from gateway.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = 60.0
+
+# Releases first (ARGV from the 4th on: addresses whose connection to this worker ended),
+# then the check. KEYS: the node's worker hashes, this worker's first. ARGV: address, limit,
+# ttl (s), released addresses... 1 when counted, 0 when the node is at the limit for it.
+_ACQUIRE = """
+for i = 4, #ARGV do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+local total = 0
+for _, key in ipairs(KEYS) do
+  total = total + (tonumber(redis.call('HGET', key, ARGV[1])) or 0)
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: this worker's hash. ARGV: released addresses (one entry per ended connection).
+_RELEASE = """
+for i = 1, #ARGV do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return #ARGV
+"""
+
+# KEYS: this worker's hash. ARGV: ttl, then address, count, address, count, ...
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return #ARGV
+"""
+
+
+def too_many() -> GatewayError:
+    return GatewayError(Code.RATE_LIMITED, "too many connections from this address",
+                        limit="connections_per_ip", retry_after=5.0)
+
+
+class IpConnections(Protocol):
+    limit: int
+
+    async def acquire(self, key: str) -> None:
+        """Count one more connection from `key`, or raise `rate_limited` (nothing counted)."""
+
+    def release(self, key: str) -> None:
+        """One connection from `key` has ended (one that `acquire` counted)."""
+
+    def count(self, key: str) -> int:
+        """This process's connections from `key`."""
+
+    def __len__(self) -> int:
+        """Addresses with a connection to this process."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalIpConnections:
+    """The counts of this process alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counter = ConnectionCounter(limit)
+
+    async def acquire(self, key: str) -> None:
+        self._counter.acquire(key)
+
+    def release(self, key: str) -> None:
+        self._counter.release(key)
+
+    def count(self, key: str) -> int:
+        return self._counter.count(key)
+
+    def __len__(self) -> int:
+        return len(self._counter)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class SharedIpConnections:
+    """The counts of every worker of a node, summed in Redis (see the module docstring).
+
+    `keys`: the hash of each worker of the node, by worker index; `index`: this worker's.
+    The Redis client becomes this object's: `close` closes it."""
+
+    def __init__(self, redis: Redis, keys: Sequence[str], index: int, limit: int, *,
+                 ttl: float = DEFAULT_TTL) -> None:
+        if not 0 <= index < len(keys):
+            raise ValueError(f"worker index {index} outside 0..{len(keys) - 1}")
+        self.limit = limit
+        self.ttl = ttl
+        self._redis = redis
+        self._keys = [keys[index], *(k for i, k in enumerate(keys) if i != index)]
+        self._own = keys[index]
+        self._shared: dict[str, int] = {}  # connections counted in Redis too
+        self._local = ConnectionCounter(limit)  # connections admitted while Redis was unreachable
+        # ended connections not yet subtracted in Redis: the next acquire's script or a flush
+        # (whichever comes first) sends them, so an acquire right after a release sees it
+        self._released: list[str] = []
+        self._flushing = False
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._release = redis.register_script(_RELEASE)
+        self._replace = redis.register_script(_REPLACE)
+        self._tasks = TaskSet()
+        self._refresher: asyncio.Task[None] | None = None
+        self.degraded = False  # the last Redis call failed
+        self.redis_errors = 0
+
+    async def acquire(self, key: str) -> None:
+        try:
+            released, self._released = self._released, []
+            counted = await self._acquire(keys=self._keys, args=[key, self.limit, int(self.ttl), *released])
+        except (RedisError, OSError) as exc:
+            self._failed("acquire", exc)
+            if self.count(key) >= self.limit:
+                raise too_many() from None
+            self._local.acquire(key)
+            return
+        self.degraded = False
+        if not counted:
+            raise too_many()
+        self._shared[key] = self._shared.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        if self._local.count(key):
+            self._local.release(key)
+            return
+        n = self._shared.get(key, 0)
+        if n <= 0:
+            return
+        if n == 1:
+            del self._shared[key]
+        else:
+            self._shared[key] = n - 1
+        self._released.append(key)
+        if not self._flushing:
+            self._flushing = True
+            self._tasks.spawn(self._flush())
+
+    def count(self, key: str) -> int:
+        return self._shared.get(key, 0) + self._local.count(key)
+
+    def __len__(self) -> int:
+        return len(self._shared.keys() | self._local.keys())
+
+    async def start(self) -> None:
+        """Replace this worker's hash (a predecessor's counts are not ours) and keep it fresh."""
+        await self.sync()
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh(), name="ipconns-refresh")
+
+    async def close(self) -> None:
+        """Stop refreshing, drop this worker's hash and close the Redis client (this object's)."""
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._tasks.close()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._own)
+        await self._redis.aclose()
+
+    async def sync(self) -> bool:
+        """Write this worker's counts to its hash; False if Redis could not be reached."""
+        args: list[str | int] = [int(self.ttl)]
+        for key, n in self._shared.items():
+            args += [key, n]
+        try:
+            await self._replace(keys=[self._own], args=args)
+        except (RedisError, OSError) as exc:
+            self._failed("sync", exc)
+            return False
+        self.degraded = False
+        return True
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self.sync()
+
+    async def _flush(self) -> None:
+        """Send the releases no acquire has taken along (the next turn of the loop)."""
+        self._flushing = False
+        released, self._released = self._released, []
+        if not released:
+            return
+        try:
+            await self._release(keys=[self._own], args=released)
+        except (RedisError, OSError) as exc:
+            self._failed("release", exc)  # the next sync rewrites the hash from memory
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.redis_errors += 1
+        if not self.degraded:
+            log.warning("connections per IP: Redis %s failed (%s: %s); counting this worker's connections only "
+                        "until it answers", what, type(exc).__name__, exc)
+        self.degraded = True
+
+
+def ip_connections(limit: int, *, redis_url: str | None, prefix: str, worker_node_ids: Sequence[str] | None,
+                   index: int = 0) -> IpConnections:
+    """Shared across the workers of a node when this process is one of them (`worker_node_ids`:
+    every worker's node id, by index) and Redis is configured; else this process's own."""
+    if not worker_node_ids or len(worker_node_ids) < 2 or not redis_url:
+        return LocalIpConnections(limit)
+    keys = [f"{prefix}ipconns:{node_id}" for node_id in worker_node_ids]
+    return SharedIpConnections(Redis.from_url(redis_url), keys, index, limit)

@@ -1,0 +1,226 @@
+"""Contract suite for `IpConnections` (connections per client IP), run against both
+implementations: `LocalIpConnections` (one process) and `SharedIpConnections` (the workers
+of a node, counted in the local Redis under a random prefix). Then what only the shared one
+promises: one limit for all the workers of a node, a restarted worker's stale counts gone,
+a release that missed Redis repaired, and admission by the worker's own counts while Redis
+is unreachable. Redis must be running: its tests fail (never skip) when it is not."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.errors import GatewayError
+from gateway.ipconns import IpConnections, LocalIpConnections, SharedIpConnections, ip_connections
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+LIMIT = 3
+
+Factory = Callable[[int], IpConnections]  # worker index -> that worker's counter
+
+
+def _keys(prefix: str, workers: int) -> list[str]:
+    return [f"{prefix}ipconns:node-w{i}" for i in range(workers)]
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()
+
+
+@pytest.fixture(params=["local", "shared"])
+async def make(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Factory]:
+    made: list[IpConnections] = []
+
+    def factory(index: int = 0) -> IpConnections:
+        if request.param == "local":
+            c: IpConnections = LocalIpConnections(LIMIT)
+        else:
+            c = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(redis_prefix, 2), index, LIMIT)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        await c.close()
+
+
+async def _refused(c: IpConnections, key: str) -> GatewayError:
+    with pytest.raises(GatewayError) as info:
+        await c.acquire(key)
+    return info.value
+
+
+# --- the contract --------------------------------------------------------------------
+
+async def test_admits_up_to_the_limit_then_refuses_with_rate_limited(make: Factory) -> None:
+    c = make(0)
+    await c.start()
+    for _ in range(LIMIT):
+        await c.acquire("10.0.0.1")
+    err = await _refused(c, "10.0.0.1")
+    assert err.code.value == "rate_limited" and err.details["limit"] == "connections_per_ip"
+    assert err.details["retry_after"] > 0
+    assert c.count("10.0.0.1") == LIMIT  # the refusal counted nothing
+
+
+async def test_addresses_are_counted_apart(make: Factory) -> None:
+    c = make(0)
+    await c.start()
+    for _ in range(LIMIT):
+        await c.acquire("10.0.0.1")
+    await c.acquire("10.0.0.2")
+    await c.acquire("2001:db8::1")
+    assert (c.count("10.0.0.1"), c.count("10.0.0.2"), c.count("2001:db8::1")) == (LIMIT, 1, 1)
+    assert len(c) == 3
+
+
+async def test_a_release_makes_room_and_a_last_release_forgets_the_address(make: Factory) -> None:
+    c = make(0)
+    await c.start()
+    for _ in range(LIMIT):
+        await c.acquire("10.0.0.1")
+    c.release("10.0.0.1")
+    await c.acquire("10.0.0.1")
+    for _ in range(LIMIT):
+        c.release("10.0.0.1")
+    assert c.count("10.0.0.1") == 0 and len(c) == 0
+    c.release("10.0.0.1")  # one release too many changes nothing
+    for _ in range(LIMIT):
+        await _eventually_admitted(c, "10.0.0.1")
+    await _refused(c, "10.0.0.1")
+
+
+async def _eventually_admitted(c: IpConnections, key: str, timeout: float = 2.0) -> None:
+    """Admitted once released places have reached the count (a shared release is sent in
+    the background)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                await c.acquire(key)
+                return
+            except GatewayError:
+                await asyncio.sleep(0.01)
+
+
+# --- the workers of one node (shared only) ----------------------------------------------
+
+async def _pair(prefix: str, limit: int = LIMIT) -> Sequence[SharedIpConnections]:
+    ws = [SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(prefix, 2), i, limit) for i in range(2)]
+    for w in ws:
+        await w.start()
+    return ws
+
+
+async def test_the_workers_of_a_node_share_one_limit(redis_prefix: str) -> None:
+    w0, w1 = await _pair(redis_prefix)
+    try:
+        await w0.acquire("10.0.0.1")
+        await w0.acquire("10.0.0.1")
+        await w1.acquire("10.0.0.1")
+        await _refused(w0, "10.0.0.1")
+        await _refused(w1, "10.0.0.1")
+        w1.release("10.0.0.1")
+        await _eventually_admitted(w0, "10.0.0.1")
+        assert (w0.count("10.0.0.1"), w1.count("10.0.0.1")) == (3, 0)
+        await _refused(w1, "10.0.0.1")
+        # the last place, asked for by both workers at once: exactly one gets it
+        w0.release("10.0.0.1")
+        await asyncio.sleep(0.05)
+        got = await asyncio.gather(w0.acquire("10.0.0.1"), w1.acquire("10.0.0.1"), return_exceptions=True)
+        assert sorted(type(g).__name__ for g in got) == ["GatewayError", "NoneType"], got
+    finally:
+        for w in (w0, w1):
+            await w.close()
+
+
+async def test_a_restarted_worker_drops_what_its_predecessor_counted(redis_prefix: str) -> None:
+    w0, w1 = await _pair(redis_prefix)
+    try:
+        for _ in range(LIMIT):
+            await w1.acquire("10.0.0.1")
+        await _refused(w0, "10.0.0.1")
+        # worker 1 dies without closing (its hash stays behind); its replacement starts
+        stale = w1
+        w1 = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(redis_prefix, 2), 1, LIMIT)
+        await w1.start()
+        await w0.acquire("10.0.0.1")
+        await stale._redis.aclose()
+    finally:
+        for w in (w0, w1):
+            await w.close()
+
+
+async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(redis_prefix: str) -> None:
+    w0, w1 = await _pair(redis_prefix)
+    try:
+        for _ in range(LIMIT):
+            await w0.acquire("10.0.0.1")
+        # Redis does not hear of these releases (as if the connection broke meanwhile) ...
+        missed = SharedIpConnections(aioredis.Redis.from_url("redis://127.0.0.1:1/0"), _keys(redis_prefix, 2),
+                                     0, LIMIT)
+        w0._release = missed._release  # a script bound to an unreachable server
+        w0.release("10.0.0.1")
+        w0.release("10.0.0.1")
+        await w0._tasks.close()
+        await _refused(w1, "10.0.0.1")  # the hash still says 3
+        # ... until this worker rewrites its hash from what it holds
+        assert await w0.sync()
+        await w1.acquire("10.0.0.1")
+        await w1.acquire("10.0.0.1")
+        await _refused(w1, "10.0.0.1")
+        await missed.close()
+    finally:
+        for w in (w0, w1):
+            await w.close()
+
+
+async def test_a_hash_expires_when_its_worker_stops_refreshing_it(redis_prefix: str) -> None:
+    w0 = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(redis_prefix, 2), 0, LIMIT, ttl=1.0)
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await w0.acquire("10.0.0.1")
+        ttl = await r.ttl(_keys(redis_prefix, 2)[0])
+        assert 0 < ttl <= 1
+    finally:
+        await w0.close()
+        await r.aclose()
+
+
+async def test_while_redis_is_unreachable_a_worker_counts_its_own(redis_prefix: str,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    w = SharedIpConnections(aioredis.Redis.from_url("redis://127.0.0.1:1/0"), _keys(redis_prefix, 2), 0, LIMIT)
+    try:
+        assert not await w.sync()
+        for _ in range(LIMIT):
+            await w.acquire("10.0.0.1")
+        err = await _refused(w, "10.0.0.1")
+        assert err.code.value == "rate_limited"
+        assert w.degraded and w.redis_errors >= LIMIT + 1
+        assert sum("counting this worker's connections only" in r.getMessage() for r in caplog.records) == 1
+        w.release("10.0.0.1")
+        await w.acquire("10.0.0.1")
+    finally:
+        await w.close()
+
+
+def test_one_process_counts_alone() -> None:
+    assert isinstance(ip_connections(5, redis_url=REDIS_URL, prefix="p:", worker_node_ids=None), LocalIpConnections)
+    assert isinstance(ip_connections(5, redis_url=None, prefix="p:", worker_node_ids=["a-w0", "a-w1"]),
+                      LocalIpConnections)
+    shared = ip_connections(5, redis_url=REDIS_URL, prefix="p:", worker_node_ids=["a-w0", "a-w1"], index=1)
+    assert isinstance(shared, SharedIpConnections) and shared._own == "p:ipconns:a-w1"
+    with pytest.raises(ValueError):
+        SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), ["k0", "k1"], 2, 5)
