@@ -1,4 +1,5 @@
-"""In-process rate limits (per node): token buckets keyed by connection or client IP.
+"""In-process rate limits (per process: on a node of several WORKERS, each worker's own):
+token buckets keyed by connection or client IP.
 
 `RateLimiter` is the reusable piece: `hit(key)` takes one token from `key`'s bucket or raises
 `GatewayError(rate_limited, details.retry_after)`. Idle buckets are dropped (a bucket that
