@@ -132,7 +132,7 @@ class SharedIpConnections:
     """The counts of every worker of a node, summed in Redis (see the module docstring).
 
     `keys`: the hash of each worker of the node, by worker index; `index`: this worker's.
-    The Redis client becomes this object's: `close` closes it."""
+    The Redis client stays the caller's."""
 
     def __init__(self, redis: Redis, keys: Sequence[str], index: int, limit: int, *,
                  ttl: float = DEFAULT_TTL) -> None:
@@ -201,7 +201,7 @@ class SharedIpConnections:
             self._refresher = asyncio.create_task(self._refresh(), name="ipconns-refresh")
 
     async def close(self) -> None:
-        """Stop refreshing, drop this worker's hash and close the Redis client (this object's)."""
+        """Stop refreshing and drop this worker's hash (the Redis client stays open: the caller's)."""
         task, self._refresher = self._refresher, None
         if task is not None:
             task.cancel()
@@ -210,7 +210,6 @@ class SharedIpConnections:
         await self._tasks.close()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._own)
-        await self._redis.aclose()
 
     async def sync(self) -> bool:
         """Write this worker's counts to its hash; False if Redis could not be reached."""
@@ -248,12 +247,3 @@ class SharedIpConnections:
                         "until it answers", what, type(exc).__name__, exc)
         self.degraded = True
 
-
-def ip_connections(limit: int, *, redis_url: str | None, prefix: str, worker_node_ids: Sequence[str] | None,
-                   index: int = 0) -> IpConnections:
-    """Shared across the workers of a node when this process is one of them (`worker_node_ids`:
-    every worker's node id, by index) and Redis is configured; else this process's own."""
-    if not worker_node_ids or len(worker_node_ids) < 2 or not redis_url:
-        return LocalIpConnections(limit)
-    keys = [f"{prefix}ipconns:{node_id}" for node_id in worker_node_ids]
-    return SharedIpConnections(Redis.from_url(redis_url), keys, index, limit)

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, KeysView
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -83,10 +83,14 @@ class RateLimiter:
         """Take `cost` tokens or raise `rate_limited` with `details.retry_after` (seconds)."""
         wait = self.try_hit(key, cost)
         if wait > 0:
-            if self.on_limited is not None:
-                self.on_limited(self.name)
-            raise GatewayError(Code.RATE_LIMITED, f"too many requests ({self.name})",
-                               limit=self.name, retry_after=math.ceil(wait * 1000) / 1000)
+            self.refuse(math.ceil(wait * 1000) / 1000)
+
+    def refuse(self, retry_after: float) -> NoReturn:
+        """Raise this limit's `rate_limited` (and count it)."""
+        if self.on_limited is not None:
+            self.on_limited(self.name)
+        raise GatewayError(Code.RATE_LIMITED, f"too many requests ({self.name})",
+                           limit=self.name, retry_after=retry_after)
 
     def forget(self, key: str) -> None:
         self._buckets.pop(key, None)
@@ -162,13 +166,17 @@ LIMITS_KEY = web.AppKey("limits", Limits)
 UPLOAD_PATH = "/api/v1/uploads"
 
 
-def upload_limit_middleware(limits: Limits) -> Any:
-    """Applies `limits.uploads` (per client IP) to `POST /api/v1/uploads` before its handler runs."""
+def upload_limit_middleware(hit: Callable[[str], Awaitable[None] | None]) -> Any:
+    """Applies the uploads limit per client IP to `POST /api/v1/uploads` before its handler
+    runs. `hit(ip)`: `limits.uploads.hit` (raises), or a limit shared by the node's workers
+    (`gateway.shared_limits`: returns an awaitable that raises)."""
 
     @web.middleware
     async def limit_uploads(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "POST" and request.path.rstrip("/") == UPLOAD_PATH:
-            limits.uploads.hit(client_ip(request))
+            pending = hit(client_ip(request))
+            if pending is not None:
+                await pending
         return await handler(request)
 
     return limit_uploads

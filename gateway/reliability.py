@@ -14,13 +14,13 @@ from aiohttp import web
 from gateway.drain import DRAINER_KEY, Drainer
 from gateway.guard import Guard
 from gateway.http.api import Api
-from gateway.ipconns import SharedIpConnections, ip_connections
 from gateway.limits import LIMITS_KEY, Limits, upload_limit_middleware
 from gateway.ops_metrics import DbGauges
 from gateway.privacy.dsr import Dsr
 from gateway.privacy.retention import Retention, RetentionScheduler
 from gateway.privacy.routes import PrivacyApi, privacy_routes
 from gateway.privacy.store import PrivacyStore
+from gateway.shared_limits import node_limits
 from gateway.store.db import Database
 
 if TYPE_CHECKING:
@@ -60,24 +60,24 @@ async def install(gw: Gateway) -> None:
     cfg = gw.config
     m = gw.metrics
     limits = Limits(cfg.limits, on_limited=lambda name: m.rate_limited.labels(name).inc())
-    connections = ip_connections(cfg.limits.max_connections_per_ip, redis_url=cfg.storage.redis_url,
-                                 prefix=cfg.storage.redis_prefix,
-                                 worker_node_ids=gw.worker.node_ids(gw.node_id) if gw.worker else None,
-                                 index=gw.worker.index if gw.worker else 0)
-    gw.on_start.append(connections.start)
-    gw.on_stop.append(connections.close)
-    if isinstance(connections, SharedIpConnections):
-        shared = connections
-        m.counter_fn("izh_ip_connections_redis_errors_total",
-                     "Failed Redis calls of the node-wide connections-per-IP count (then counted per worker)",
-                     lambda: float(shared.redis_errors))
-    guard = Guard(limits, connections)
+    node = node_limits(limits, cfg.limits.max_connections_per_ip, redis_url=cfg.storage.redis_url,
+                       prefix=cfg.storage.redis_prefix,
+                       worker_node_ids=gw.worker.node_ids(gw.node_id) if gw.worker else None,
+                       index=gw.worker.index if gw.worker else 0)
+    gw.on_start.append(node.start)
+    gw.on_stop.append(node.close)
+    if node.redis is not None:
+        m.counter_fn("izh_node_limits_redis_errors_total",
+                     "Failed Redis calls of the limits shared by the node's workers (then enforced per worker)",
+                     lambda: float(node.redis_errors()))
+    connections = node.connections
+    guard = Guard(limits, connections, node.conversations)
     gw.realtime.guard = guard
     gw.app[LIMITS_KEY] = limits
     drainer = Drainer(gw.realtime, guard, gw.node_id, cfg.server.drain_timeout)
     gw.app[DRAINER_KEY] = drainer
     gw.app.middlewares.append(drainer.middleware())
-    gw.app.middlewares.append(upload_limit_middleware(limits))
+    gw.app.middlewares.append(upload_limit_middleware(limits.uploads.hit if node.uploads is None else node.uploads.hit))
 
     store = privacy_store(gw.db)
     retention = RetentionScheduler(

@@ -211,7 +211,9 @@ class RealtimeServer:
         self.inflight += 1
         try:
             if self.guard is not None:
-                self.guard.check(namespace, event, sid, conn.remote)
+                pending = self.guard.check(namespace, event, sid, conn.remote)
+                if pending is not None:
+                    await pending
             if payload is not None and not isinstance(payload, dict):
                 raise GatewayError(Code.BAD_REQUEST, "payload must be an object")
             return await handler(conn, payload or {})

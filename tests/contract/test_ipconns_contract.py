@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.errors import GatewayError
-from gateway.ipconns import IpConnections, LocalIpConnections, SharedIpConnections, ip_connections
+from gateway.ipconns import IpConnections, LocalIpConnections, SharedIpConnections
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 3
@@ -43,18 +43,22 @@ async def redis_prefix() -> AsyncIterator[str]:
 @pytest.fixture(params=["local", "shared"])
 async def make(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Factory]:
     made: list[IpConnections] = []
+    clients: list[aioredis.Redis] = []
 
     def factory(index: int = 0) -> IpConnections:
         if request.param == "local":
             c: IpConnections = LocalIpConnections(LIMIT)
         else:
-            c = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(redis_prefix, 2), index, LIMIT)
+            clients.append(aioredis.Redis.from_url(REDIS_URL))
+            c = SharedIpConnections(clients[-1], _keys(redis_prefix, 2), index, LIMIT)
         made.append(c)
         return c
 
     yield factory
     for c in made:
         await c.close()
+    for r in clients:
+        await r.aclose()
 
 
 async def _refused(c: IpConnections, key: str) -> GatewayError:
@@ -118,10 +122,20 @@ async def _eventually_admitted(c: IpConnections, key: str, timeout: float = 2.0)
 # --- the workers of one node (shared only) ----------------------------------------------
 
 async def _pair(prefix: str, limit: int = LIMIT) -> Sequence[SharedIpConnections]:
-    ws = [SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(prefix, 2), i, limit) for i in range(2)]
+    ws = [_shared(REDIS_URL, prefix, i, limit) for i in range(2)]
     for w in ws:
         await w.start()
     return ws
+
+
+def _shared(url: str, prefix: str, index: int, limit: int = LIMIT, **kw: float) -> SharedIpConnections:
+    return SharedIpConnections(aioredis.Redis.from_url(url), _keys(prefix, 2), index, limit, **kw)
+
+
+async def _close(*ws: SharedIpConnections) -> None:
+    for w in ws:
+        await w.close()
+        await w._redis.aclose()
 
 
 async def test_the_workers_of_a_node_share_one_limit(redis_prefix: str) -> None:
@@ -142,8 +156,7 @@ async def test_the_workers_of_a_node_share_one_limit(redis_prefix: str) -> None:
         got = await asyncio.gather(w0.acquire("10.0.0.1"), w1.acquire("10.0.0.1"), return_exceptions=True)
         assert sorted(type(g).__name__ for g in got) == ["GatewayError", "NoneType"], got
     finally:
-        for w in (w0, w1):
-            await w.close()
+        await _close(w0, w1)
 
 
 async def test_a_restarted_worker_drops_what_its_predecessor_counted(redis_prefix: str) -> None:
@@ -154,13 +167,12 @@ async def test_a_restarted_worker_drops_what_its_predecessor_counted(redis_prefi
         await _refused(w0, "10.0.0.1")
         # worker 1 dies without closing (its hash stays behind); its replacement starts
         stale = w1
-        w1 = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(redis_prefix, 2), 1, LIMIT)
+        w1 = _shared(REDIS_URL, redis_prefix, 1)
         await w1.start()
         await w0.acquire("10.0.0.1")
         await stale._redis.aclose()
     finally:
-        for w in (w0, w1):
-            await w.close()
+        await _close(w0, w1)
 
 
 async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(redis_prefix: str) -> None:
@@ -169,8 +181,7 @@ async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(redis_pr
         for _ in range(LIMIT):
             await w0.acquire("10.0.0.1")
         # Redis does not hear of these releases (as if the connection broke meanwhile) ...
-        missed = SharedIpConnections(aioredis.Redis.from_url("redis://127.0.0.1:1/0"), _keys(redis_prefix, 2),
-                                     0, LIMIT)
+        missed = _shared("redis://127.0.0.1:1/0", redis_prefix, 0)
         w0._release = missed._release  # a script bound to an unreachable server
         w0.release("10.0.0.1")
         w0.release("10.0.0.1")
@@ -181,27 +192,26 @@ async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(redis_pr
         await w1.acquire("10.0.0.1")
         await w1.acquire("10.0.0.1")
         await _refused(w1, "10.0.0.1")
-        await missed.close()
+        await _close(missed)
     finally:
-        for w in (w0, w1):
-            await w.close()
+        await _close(w0, w1)
 
 
 async def test_a_hash_expires_when_its_worker_stops_refreshing_it(redis_prefix: str) -> None:
-    w0 = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), _keys(redis_prefix, 2), 0, LIMIT, ttl=1.0)
+    w0 = _shared(REDIS_URL, redis_prefix, 0, ttl=1.0)
     r = aioredis.Redis.from_url(REDIS_URL)
     try:
         await w0.acquire("10.0.0.1")
         ttl = await r.ttl(_keys(redis_prefix, 2)[0])
         assert 0 < ttl <= 1
     finally:
-        await w0.close()
+        await _close(w0)
         await r.aclose()
 
 
 async def test_while_redis_is_unreachable_a_worker_counts_its_own(redis_prefix: str,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
-    w = SharedIpConnections(aioredis.Redis.from_url("redis://127.0.0.1:1/0"), _keys(redis_prefix, 2), 0, LIMIT)
+    w = _shared("redis://127.0.0.1:1/0", redis_prefix, 0)
     try:
         assert not await w.sync()
         for _ in range(LIMIT):
@@ -213,14 +223,4 @@ async def test_while_redis_is_unreachable_a_worker_counts_its_own(redis_prefix: 
         w.release("10.0.0.1")
         await w.acquire("10.0.0.1")
     finally:
-        await w.close()
-
-
-def test_one_process_counts_alone() -> None:
-    assert isinstance(ip_connections(5, redis_url=REDIS_URL, prefix="p:", worker_node_ids=None), LocalIpConnections)
-    assert isinstance(ip_connections(5, redis_url=None, prefix="p:", worker_node_ids=["a-w0", "a-w1"]),
-                      LocalIpConnections)
-    shared = ip_connections(5, redis_url=REDIS_URL, prefix="p:", worker_node_ids=["a-w0", "a-w1"], index=1)
-    assert isinstance(shared, SharedIpConnections) and shared._own == "p:ipconns:a-w1"
-    with pytest.raises(ValueError):
-        SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), ["k0", "k1"], 2, 5)
+        await _close(w)

@@ -136,10 +136,11 @@ async def test_workers_share_the_port_and_hand_over_polling_sessions(tmp_path: P
 async def test_connections_per_ip_are_limited_for_the_whole_node(tmp_path: Path) -> None:
     """MAX_CONNECTIONS_PER_IP=4 on a node of three workers: 4 visitors from one address in
     all, wherever the kernel puts each connection (counted per worker, up to 12 would get in),
-    and a place freed on one worker is free on every other."""
+    and a place freed on one worker is free on every other; the conversations and uploads per IP too."""
     async with pg_redis_cluster(tmp_path) as cluster:
         t = await cluster.cli("tenant", "create", "--name", "Limits")
-        node = cluster.start("node-l", WORKERS="3", MAX_CONNECTIONS_PER_IP="4")
+        node = cluster.start("node-l", WORKERS="3", MAX_CONNECTIONS_PER_IP="4", RATE_IP_CONVERSATIONS_BURST="3",
+                             RATE_IP_CONVERSATIONS_PER_MIN="1", RATE_IP_UPLOADS_BURST="2", RATE_IP_UPLOADS_PER_MIN="1")
         await cluster.wait_ready(node)
         await _workers_up(node, 3)
         await _all_listening(node, 3)
@@ -163,6 +164,19 @@ async def test_connections_per_ip_are_limited_for_the_whole_node(tmp_path: Path)
                     await asyncio.sleep(0.1)
             with pytest.raises(Refused):
                 await visitor(node.url, t["widget_key"])
+            # conversations per IP: one bucket for the node (per worker, two or three workers
+            # holding these visitors would have let 6-8 of the 8 through)
+            starts = [await c.call("conversation:start") for c in clients for _ in range(2)]
+            assert [s["ok"] for s in starts].count(True) == 3, starts
+            assert {s["error"]["code"] for s in starts if not s["ok"]} == {"rate_limited"}
+            # uploads per IP, each POST on a new connection (so on any worker): 2 for the node
+            http = await _fresh_connections()
+            statuses = []
+            for _ in range(6):
+                async with http.post(node.url + "/api/v1/uploads", data=b"x") as resp:
+                    statuses.append(resp.status)
+            await http.close()
+            assert statuses.count(429) == 4, statuses
             agents = [await agent(node.url, t["admin_token"]) for _ in range(5)]  # agents are not limited
             clients += agents
         finally:
