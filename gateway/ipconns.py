@@ -212,10 +212,12 @@ class SharedIpConnections:
             await self._redis.delete(self._own)
 
     async def sync(self) -> bool:
-        """Write this worker's counts to its hash; False if Redis could not be reached."""
+        """Write this worker's counts to its hash; False if Redis could not be reached. The
+        counts already leave out the releases still queued: the hash written, they are done."""
         args: list[str | int] = [int(self.ttl)]
         for key, n in self._shared.items():
             args += [key, n]
+        self._released = []
         try:
             await self._replace(keys=[self._own], args=args)
         except (RedisError, OSError) as exc:

@@ -197,6 +197,20 @@ async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(redis_pr
         await _close(w0, w1)
 
 
+async def test_a_sync_with_releases_still_queued_counts_each_once(redis_prefix: str) -> None:
+    w0, w1 = await _pair(redis_prefix)
+    try:
+        for _ in range(LIMIT):
+            await w0.acquire("10.0.0.1")
+        w0.release("10.0.0.1")  # queued; the sync below writes the count without it ...
+        assert await w0.sync()
+        await asyncio.sleep(0.1)  # ... and the flush that follows must not subtract it again
+        await w1.acquire("10.0.0.1")
+        await _refused(w1, "10.0.0.1")
+    finally:
+        await _close(w0, w1)
+
+
 async def test_a_hash_expires_when_its_worker_stops_refreshing_it(redis_prefix: str) -> None:
     w0 = _shared(REDIS_URL, redis_prefix, 0, ttl=1.0)
     r = aioredis.Redis.from_url(REDIS_URL)
