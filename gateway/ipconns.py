@@ -33,8 +33,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.errors import Code, GatewayError
-from gateway.limits import ConnectionCounter
+from gateway.limits import ConnectionCounter, too_many_connections
 from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -75,11 +74,6 @@ end
 if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return #ARGV
 """
-
-
-def too_many() -> GatewayError:
-    return GatewayError(Code.RATE_LIMITED, "too many connections from this address",
-                        limit="connections_per_ip", retry_after=5.0)
 
 
 class IpConnections(Protocol):
@@ -164,12 +158,12 @@ class SharedIpConnections:
         except (RedisError, OSError) as exc:
             self._failed("acquire", exc)
             if self.count(key) >= self.limit:
-                raise too_many() from None
+                raise too_many_connections() from None
             self._local.acquire(key)
             return
         self.degraded = False
         if not counted:
-            raise too_many()
+            raise too_many_connections()
         self._shared[key] = self._shared.get(key, 0) + 1
 
     def release(self, key: str) -> None:

@@ -107,6 +107,12 @@ class RateLimiter:
             del self._buckets[key]
 
 
+def too_many_connections() -> GatewayError:
+    """The refusal of a connection beyond `MAX_CONNECTIONS_PER_IP`."""
+    return GatewayError(Code.RATE_LIMITED, "too many connections from this address",
+                        limit="connections_per_ip", retry_after=5.0)
+
+
 class ConnectionCounter:
     """Open connections per key (client IP), refusing beyond `limit`. Keys at 0 are dropped."""
 
@@ -126,8 +132,7 @@ class ConnectionCounter:
     def acquire(self, key: str) -> None:
         n = self._counts.get(key, 0)
         if n >= self.limit:
-            raise GatewayError(Code.RATE_LIMITED, "too many connections from this address",
-                               limit="connections_per_ip", retry_after=5.0)
+            raise too_many_connections()
         self._counts[key] = n + 1
 
     def release(self, key: str) -> None:
