@@ -11,21 +11,17 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from gateway.errors import Code, GatewayError
-from gateway.ipconns import IpConnections
 from gateway.limits import Limits
-from gateway.shared_limits import SharedRateLimiter
+from gateway.shared_limits import NodeLimits
 
 VISITOR_NS = "/visitor"
 
 
 class Guard:
-    def __init__(self, limits: Limits, connections: IpConnections,
-                 conversations: SharedRateLimiter | None = None) -> None:
-        """`conversations`: the conversations-per-IP limit shared by the node's workers
-        (else `limits.conversations_per_ip`, this process's)."""
+    def __init__(self, limits: Limits, node: NodeLimits) -> None:
         self.limits = limits
-        self.connections = connections
-        self.conversations = conversations
+        self.connections = node.connections
+        self.conversations = node.conversations
         self.draining = False
 
     async def admit(self, namespace: str, remote: str) -> None:
@@ -45,15 +41,13 @@ class Guard:
 
     def check(self, namespace: str, event: str, sid: str, remote: str) -> Awaitable[None] | None:
         """Before a visitor request: raises `rate_limited` (details.retry_after) when over a
-        limit of this process; returns an awaitable (which raises so) when the limit is the
-        node's, shared by its workers, and None when there is nothing more to wait for."""
+        limit, or returns an awaitable that does (a limit shared by the node's workers asks
+        Redis); None when there is nothing more to wait for."""
         if namespace != VISITOR_NS:
             return None
         if event == "message:send":
             self.limits.messages_per_connection.hit(f"conn:{sid}")
             self.limits.messages_per_ip.hit(remote)
         elif event == "conversation:start":
-            if self.conversations is not None:
-                return self.conversations.hit(remote)
-            self.limits.conversations_per_ip.hit(remote)
+            return self.conversations(remote)
         return None

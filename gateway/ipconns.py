@@ -76,6 +76,27 @@ return #ARGV
 """
 
 
+class RedisFailures:
+    """The failed Redis calls of a limit shared by a node's workers: counted, and logged
+    once per run of failures (until a call succeeds again)."""
+
+    def __init__(self, subject: str, fallback: str) -> None:
+        self.subject = subject
+        self.fallback = fallback  # what the worker does meanwhile
+        self.count = 0
+        self.degraded = False  # the last Redis call failed
+
+    def failed(self, call: str, exc: BaseException) -> None:
+        self.count += 1
+        if not self.degraded:
+            log.warning("%s: Redis %s failed (%s: %s); %s until it answers", self.subject, call,
+                        type(exc).__name__, exc, self.fallback)
+        self.degraded = True
+
+    def ok(self) -> None:
+        self.degraded = False
+
+
 class IpConnections(Protocol):
     limit: int
 
@@ -148,20 +169,19 @@ class SharedIpConnections:
         self._replace = redis.register_script(_REPLACE)
         self._tasks = TaskSet()
         self._refresher: asyncio.Task[None] | None = None
-        self.degraded = False  # the last Redis call failed
-        self.redis_errors = 0
+        self.failures = RedisFailures("connections per IP", "counting this worker's connections only")
 
     async def acquire(self, key: str) -> None:
         try:
             released, self._released = self._released, []
             counted = await self._acquire(keys=self._keys, args=[key, self.limit, int(self.ttl), *released])
         except (RedisError, OSError) as exc:
-            self._failed("acquire", exc)
+            self.failures.failed("acquire", exc)
             if self.count(key) >= self.limit:
                 raise too_many_connections() from None
             self._local.acquire(key)
             return
-        self.degraded = False
+        self.failures.ok()
         if not counted:
             raise too_many_connections()
         self._shared[key] = self._shared.get(key, 0) + 1
@@ -215,9 +235,9 @@ class SharedIpConnections:
         try:
             await self._replace(keys=[self._own], args=args)
         except (RedisError, OSError) as exc:
-            self._failed("sync", exc)
+            self.failures.failed("sync", exc)
             return False
-        self.degraded = False
+        self.failures.ok()
         return True
 
     async def _refresh(self) -> None:
@@ -234,12 +254,4 @@ class SharedIpConnections:
         try:
             await self._release(keys=[self._own], args=released)
         except (RedisError, OSError) as exc:
-            self._failed("release", exc)  # the next sync rewrites the hash from memory
-
-    def _failed(self, what: str, exc: BaseException) -> None:
-        self.redis_errors += 1
-        if not self.degraded:
-            log.warning("connections per IP: Redis %s failed (%s: %s); counting this worker's connections only "
-                        "until it answers", what, type(exc).__name__, exc)
-        self.degraded = True
-
+            self.failures.failed("release", exc)  # the next sync rewrites the hash from memory

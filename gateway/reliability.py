@@ -70,14 +70,13 @@ async def install(gw: Gateway) -> None:
         m.counter_fn("izh_node_limits_redis_errors_total",
                      "Failed Redis calls of the limits shared by the node's workers (then enforced per worker)",
                      lambda: float(node.redis_errors()))
-    connections = node.connections
-    guard = Guard(limits, connections, node.conversations)
+    guard = Guard(limits, node)
     gw.realtime.guard = guard
     gw.app[LIMITS_KEY] = limits
     drainer = Drainer(gw.realtime, guard, gw.node_id, cfg.server.drain_timeout)
     gw.app[DRAINER_KEY] = drainer
     gw.app.middlewares.append(drainer.middleware())
-    gw.app.middlewares.append(upload_limit_middleware(limits.uploads.hit if node.uploads is None else node.uploads.hit))
+    gw.app.middlewares.append(upload_limit_middleware(node.uploads))
 
     store = privacy_store(gw.db)
     retention = RetentionScheduler(
@@ -100,7 +99,7 @@ async def install(gw: Gateway) -> None:
     gw.app.router.add_get("/api/v1/openapi.yaml", openapi)
 
     m.gauge("izh_rate_limit_buckets", "Live rate-limit buckets and per-IP connection counters",
-            lambda: limits.bucket_count() + len(connections))
+            lambda: limits.bucket_count() + len(node.connections))
     m.gauge("izh_requests_in_flight", "Socket.IO requests being handled", lambda: gw.realtime.inflight)
     m.gauge("izh_draining", "1 while this node drains", lambda: 1.0 if guard.draining else 0.0)
     gauges = DbGauges(gw.db, m)

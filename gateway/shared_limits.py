@@ -17,18 +17,15 @@ that is logged once until Redis answers again.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.ipconns import IpConnections, LocalIpConnections, SharedIpConnections
+from gateway.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
 from gateway.limits import Limits, RateLimiter
-
-log = logging.getLogger(__name__)
 
 # KEYS: the bucket. ARGV: rate (tokens/s), burst, cost. Returns the seconds to wait, as a
 # string ("0" when the tokens were taken): Lua numbers would come back truncated to integers.
@@ -59,8 +56,7 @@ class SharedRateLimiter:
         self.name = local.name
         self._prefix = key_prefix
         self._take = redis.register_script(_TAKE)
-        self.degraded = False  # the last Redis call failed
-        self.redis_errors = 0
+        self.failures = RedisFailures(f"rate limit {self.name}", "limiting per worker")
 
     async def hit(self, key: str, cost: float = 1.0) -> None:
         """Take `cost` tokens from `key`'s bucket of the node or raise `rate_limited` with
@@ -68,27 +64,28 @@ class SharedRateLimiter:
         try:
             wait = float(await self._take(keys=[self._prefix + key], args=[self.local.rate, self.local.burst, cost]))
         except (RedisError, OSError, ValueError) as exc:
-            self.redis_errors += 1
-            if not self.degraded:
-                log.warning("rate limit %s: Redis failed (%s: %s); limiting per worker until it answers",
-                            self.name, type(exc).__name__, exc)
-            self.degraded = True
+            self.failures.failed("take", exc)
             self.local.hit(key, cost)
             return
-        self.degraded = False
+        self.failures.ok()
         if wait > 0:
             self.local.refuse(math.ceil(wait * 1000) / 1000)
 
 
+Hit = Callable[[str], Awaitable[None] | None]  # takes a token for an address or raises rate_limited
+
+
 @dataclass
 class NodeLimits:
-    """What a process enforces for its whole node beyond its own `Limits`: the connections
-    per IP, and — on a node of several workers — the conversations and uploads per IP."""
+    """What a process enforces for its whole node beyond its own `Limits`: the connections,
+    conversation starts and uploads per IP — shared through Redis on a node of several
+    workers, else this process's own. A `Hit` returns an awaitable when it asks Redis."""
 
     connections: IpConnections
-    conversations: SharedRateLimiter | None = None
-    uploads: SharedRateLimiter | None = None
+    conversations: Hit
+    uploads: Hit
     redis: Redis | None = None
+    shared: Sequence[SharedIpConnections | SharedRateLimiter] = ()
 
     async def start(self) -> None:
         await self.connections.start()
@@ -99,9 +96,7 @@ class NodeLimits:
             await self.redis.aclose()
 
     def redis_errors(self) -> int:
-        shared = [x for x in (self.connections, self.conversations, self.uploads)
-                  if isinstance(x, SharedIpConnections | SharedRateLimiter)]
-        return sum(x.redis_errors for x in shared)
+        return sum(x.failures.count for x in self.shared)
 
 
 def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str | None, prefix: str,
@@ -109,13 +104,13 @@ def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str |
     """Shared through Redis when this process is one of a node's workers (`worker_node_ids`:
     every worker's node id, by index) and Redis is configured; else this process's own."""
     if not worker_node_ids or len(worker_node_ids) < 2 or not redis_url:
-        return NodeLimits(LocalIpConnections(max_connections_per_ip))
+        return NodeLimits(LocalIpConnections(max_connections_per_ip), limits.conversations_per_ip.hit,
+                          limits.uploads.hit)
     redis = Redis.from_url(redis_url)
     node = worker_node_ids[0].rsplit("-w", 1)[0]
-    keys = [f"{prefix}ipconns:{node_id}" for node_id in worker_node_ids]
-    return NodeLimits(
-        SharedIpConnections(redis, keys, index, max_connections_per_ip),
-        SharedRateLimiter(limits.conversations_per_ip, redis, f"{prefix}ratelimit:{node}:conversations_per_ip:"),
-        SharedRateLimiter(limits.uploads, redis, f"{prefix}ratelimit:{node}:uploads_per_ip:"),
-        redis,
-    )
+    connections = SharedIpConnections(redis, [f"{prefix}ipconns:{node_id}" for node_id in worker_node_ids], index,
+                                      max_connections_per_ip)
+    conversations = SharedRateLimiter(limits.conversations_per_ip, redis,
+                                      f"{prefix}ratelimit:{node}:conversations_per_ip:")
+    uploads = SharedRateLimiter(limits.uploads, redis, f"{prefix}ratelimit:{node}:uploads_per_ip:")
+    return NodeLimits(connections, conversations.hit, uploads.hit, redis, (connections, conversations, uploads))

@@ -232,7 +232,7 @@ async def test_while_redis_is_unreachable_a_worker_counts_its_own(redis_prefix: 
             await w.acquire("10.0.0.1")
         err = await _refused(w, "10.0.0.1")
         assert err.code.value == "rate_limited"
-        assert w.degraded and w.redis_errors >= LIMIT + 1
+        assert w.failures.degraded and w.failures.count >= LIMIT + 1
         assert sum("counting this worker's connections only" in r.getMessage() for r in caplog.records) == 1
         w.release("10.0.0.1")
         await w.acquire("10.0.0.1")

@@ -109,11 +109,11 @@ async def test_while_redis_is_unreachable_each_worker_limits_alone(redis: aiored
             await w.hit("10.0.0.1")
         with pytest.raises(GatewayError):
             await w.hit("10.0.0.1")
-        assert w.degraded and w.redis_errors == BURST + 1
+        assert w.failures.degraded and w.failures.count == BURST + 1
         assert sum("limiting per worker" in r.getMessage() for r in caplog.records) == 1
         w._take = SharedRateLimiter(_limiter(), redis, prefix)._take  # Redis is back
         await w.hit("10.0.0.1")
-        assert not w.degraded
+        assert not w.failures.degraded
     finally:
         await gone.aclose()
 
@@ -121,16 +121,19 @@ async def test_while_redis_is_unreachable_each_worker_limits_alone(redis: aiored
 async def test_node_limits_are_shared_only_on_a_node_of_workers_with_redis() -> None:
     limits = Limits(LimitsConfig())
     one = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", worker_node_ids=None)
-    assert isinstance(one.connections, LocalIpConnections) and one.conversations is None and one.redis is None
+    assert isinstance(one.connections, LocalIpConnections) and one.redis is None and one.shared == ()
+    assert one.conversations == limits.conversations_per_ip.hit and one.uploads == limits.uploads.hit
     assert one.connections.limit == 7
     no_redis = node_limits(limits, 7, redis_url=None, prefix="p:", worker_node_ids=["n-w0", "n-w1"])
     assert isinstance(no_redis.connections, LocalIpConnections)
     shared = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", worker_node_ids=["n-w0", "n-w1"], index=1)
     try:
         assert isinstance(shared.connections, SharedIpConnections) and shared.connections._own == "p:ipconns:n-w1"
-        assert shared.conversations is not None
-        assert shared.conversations._prefix == "p:ratelimit:n:conversations_per_ip:"
-        assert shared.uploads is not None and shared.uploads.local is limits.uploads
+        conversations, uploads = shared.shared[1:]
+        assert isinstance(conversations, SharedRateLimiter) and isinstance(uploads, SharedRateLimiter)
+        assert shared.conversations == conversations.hit and shared.uploads == uploads.hit
+        assert conversations._prefix == "p:ratelimit:n:conversations_per_ip:"
+        assert uploads.local is limits.uploads
         assert shared.redis_errors() == 0
     finally:
         await shared.close()
