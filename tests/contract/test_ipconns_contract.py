@@ -121,13 +121,6 @@ async def _eventually_admitted(c: IpConnections, key: str, timeout: float = 2.0)
 
 # --- the workers of one node (shared only) ----------------------------------------------
 
-async def _pair(prefix: str, limit: int = LIMIT) -> Sequence[SharedIpConnections]:
-    ws = [_shared(REDIS_URL, prefix, i, limit) for i in range(2)]
-    for w in ws:
-        await w.start()
-    return ws
-
-
 def _shared(url: str, prefix: str, index: int, limit: int = LIMIT, **kw: float) -> SharedIpConnections:
     return SharedIpConnections(aioredis.Redis.from_url(url), _keys(prefix, 2), index, limit, **kw)
 
@@ -138,77 +131,81 @@ async def _close(*ws: SharedIpConnections) -> None:
         await w._redis.aclose()
 
 
-async def test_the_workers_of_a_node_share_one_limit(redis_prefix: str) -> None:
-    w0, w1 = await _pair(redis_prefix)
-    try:
-        await w0.acquire("10.0.0.1")
-        await w0.acquire("10.0.0.1")
+@pytest.fixture
+async def pair(redis_prefix: str) -> AsyncIterator[Sequence[SharedIpConnections]]:
+    """Workers 0 and 1 of one node, started."""
+    ws = [_shared(REDIS_URL, redis_prefix, i) for i in range(2)]
+    for w in ws:
+        await w.start()
+    yield ws
+    await _close(*ws)
+
+
+async def test_the_workers_of_a_node_share_one_limit(pair: Sequence[SharedIpConnections]) -> None:
+    w0, w1 = pair
+    await w0.acquire("10.0.0.1")
+    await w0.acquire("10.0.0.1")
+    await w1.acquire("10.0.0.1")
+    await _refused(w0, "10.0.0.1")
+    await _refused(w1, "10.0.0.1")
+    w1.release("10.0.0.1")
+    await _eventually_admitted(w0, "10.0.0.1")
+    assert (w0.count("10.0.0.1"), w1.count("10.0.0.1")) == (3, 0)
+    await _refused(w1, "10.0.0.1")
+    # the last place, asked for by both workers at once: exactly one gets it
+    w0.release("10.0.0.1")
+    await asyncio.sleep(0.05)
+    got = await asyncio.gather(w0.acquire("10.0.0.1"), w1.acquire("10.0.0.1"), return_exceptions=True)
+    assert sorted(type(g).__name__ for g in got) == ["GatewayError", "NoneType"], got
+
+
+async def test_a_restarted_worker_drops_what_its_predecessor_counted(pair: Sequence[SharedIpConnections],
+                                                                    redis_prefix: str) -> None:
+    w0, w1 = pair
+    for _ in range(LIMIT):
         await w1.acquire("10.0.0.1")
-        await _refused(w0, "10.0.0.1")
-        await _refused(w1, "10.0.0.1")
-        w1.release("10.0.0.1")
-        await _eventually_admitted(w0, "10.0.0.1")
-        assert (w0.count("10.0.0.1"), w1.count("10.0.0.1")) == (3, 0)
-        await _refused(w1, "10.0.0.1")
-        # the last place, asked for by both workers at once: exactly one gets it
-        w0.release("10.0.0.1")
-        await asyncio.sleep(0.05)
-        got = await asyncio.gather(w0.acquire("10.0.0.1"), w1.acquire("10.0.0.1"), return_exceptions=True)
-        assert sorted(type(g).__name__ for g in got) == ["GatewayError", "NoneType"], got
-    finally:
-        await _close(w0, w1)
-
-
-async def test_a_restarted_worker_drops_what_its_predecessor_counted(redis_prefix: str) -> None:
-    w0, w1 = await _pair(redis_prefix)
+    await _refused(w0, "10.0.0.1")
+    # worker 1 dies without closing (its hash stays behind); its replacement starts
+    replacement = _shared(REDIS_URL, redis_prefix, 1)
     try:
-        for _ in range(LIMIT):
-            await w1.acquire("10.0.0.1")
-        await _refused(w0, "10.0.0.1")
-        # worker 1 dies without closing (its hash stays behind); its replacement starts
-        stale = w1
-        w1 = _shared(REDIS_URL, redis_prefix, 1)
-        await w1.start()
+        await replacement.start()
         await w0.acquire("10.0.0.1")
-        await stale._redis.aclose()
     finally:
-        await _close(w0, w1)
+        await _close(replacement)
 
 
-async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(redis_prefix: str) -> None:
-    w0, w1 = await _pair(redis_prefix)
+async def test_a_release_that_missed_redis_is_repaired_by_the_next_sync(pair: Sequence[SharedIpConnections],
+                                                                        redis_prefix: str) -> None:
+    w0, w1 = pair
+    for _ in range(LIMIT):
+        await w0.acquire("10.0.0.1")
+    # Redis does not hear of these releases (as if the connection broke meanwhile) ...
+    missed = _shared("redis://127.0.0.1:1/0", redis_prefix, 0)
     try:
-        for _ in range(LIMIT):
-            await w0.acquire("10.0.0.1")
-        # Redis does not hear of these releases (as if the connection broke meanwhile) ...
-        missed = _shared("redis://127.0.0.1:1/0", redis_prefix, 0)
         w0._release = missed._release  # a script bound to an unreachable server
         w0.release("10.0.0.1")
         w0.release("10.0.0.1")
-        await w0._tasks.close()
+        await asyncio.sleep(0.2)
+        assert w0.failures.count == 1  # the flush tried, and failed (connection refused)
         await _refused(w1, "10.0.0.1")  # the hash still says 3
         # ... until this worker rewrites its hash from what it holds
         assert await w0.sync()
         await w1.acquire("10.0.0.1")
         await w1.acquire("10.0.0.1")
         await _refused(w1, "10.0.0.1")
+    finally:
         await _close(missed)
-    finally:
-        await _close(w0, w1)
 
 
-async def test_a_sync_with_releases_still_queued_counts_each_once(redis_prefix: str) -> None:
-    w0, w1 = await _pair(redis_prefix)
-    try:
-        for _ in range(LIMIT):
-            await w0.acquire("10.0.0.1")
-        w0.release("10.0.0.1")  # queued; the sync below writes the count without it ...
-        assert await w0.sync()
-        await asyncio.sleep(0.1)  # ... and the flush that follows must not subtract it again
-        await w1.acquire("10.0.0.1")
-        await _refused(w1, "10.0.0.1")
-    finally:
-        await _close(w0, w1)
+async def test_a_sync_with_releases_still_queued_counts_each_once(pair: Sequence[SharedIpConnections]) -> None:
+    w0, w1 = pair
+    for _ in range(LIMIT):
+        await w0.acquire("10.0.0.1")
+    w0.release("10.0.0.1")  # queued; the sync below writes the count without it ...
+    assert await w0.sync()
+    await asyncio.sleep(0.1)  # ... and the flush that follows must not subtract it again
+    await w1.acquire("10.0.0.1")
+    await _refused(w1, "10.0.0.1")
 
 
 async def test_a_hash_expires_when_its_worker_stops_refreshing_it(redis_prefix: str) -> None:
