@@ -24,7 +24,6 @@ its own counts alone (the limit per worker, as a single process does) and logs i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.limits import ConnectionCounter, too_many_connections
+from gateway.periodic import Periodic
 from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class SharedIpConnections:
         self._release = redis.register_script(_RELEASE)
         self._replace = redis.register_script(_REPLACE)
         self._tasks = TaskSet()
-        self._refresher: asyncio.Task[None] | None = None
+        self._refresher = Periodic("ipconns-refresh", self._refresh, ttl / 3, delay=ttl / 3)
         self.failures = RedisFailures("connections per IP", "counting this worker's connections only")
 
     async def acquire(self, key: str) -> None:
@@ -211,16 +211,11 @@ class SharedIpConnections:
     async def start(self) -> None:
         """Replace this worker's hash (a predecessor's counts are not ours) and keep it fresh."""
         await self.sync()
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh(), name="ipconns-refresh")
+        self._refresher.start()
 
     async def close(self) -> None:
         """Stop refreshing and drop this worker's hash (the Redis client stays open: the caller's)."""
-        task, self._refresher = self._refresher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._refresher.stop()
         await self._tasks.close()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._own)
@@ -241,9 +236,7 @@ class SharedIpConnections:
         return True
 
     async def _refresh(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
-            await self.sync()
+        await self.sync()
 
     async def _flush(self) -> None:
         """Send the releases no acquire has taken along (the next turn of the loop)."""
