@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from gateway.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,10 @@ class Periodic:
             self._task = asyncio.create_task(self._loop(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # cancels again while it runs on: a call inside `fn` may swallow one (stop_task)
+            await stop_task(task, log, f"periodic task {self.name}")
 
     async def _loop(self) -> None:
         await asyncio.sleep(self.delay)
