@@ -5,9 +5,10 @@
     .venv/bin/python -m bench.store --postgres          # PostgreSQL 127.0.0.1:5432/test, a
                                                         # random schema, dropped after
 
-Prints CPU and wall µs per message for each batch size: what one message costs the node
-in the store (building the batch, its statements and their commit), without the sockets
-and the Socket.IO layer around it; with SQLite also the bytes this process wrote per
+Prints CPU (the process's, and the event loop's thread alone: what limits a node) and wall
+µs per message for each batch size: what one message costs the node in the store (building
+the batch, its statements and their commit), without the sockets and the Socket.IO layer
+around it; with SQLite also the bytes this process wrote per
 message (`/proc/self/io` wchar: the WAL frames and the checkpoints' copies into the
 database file); with --postgres the CPU of every postgres process on the machine over the
 run (the server's side: parsing, planning, executing, WAL).
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.procs import PG_DSN, cpu_of_tree
 from gateway.domain import AuthorType, Channel, NewMessage
@@ -58,16 +60,24 @@ def written_bytes() -> int:
         return 0
 
 
+class Figures(NamedTuple):
+    cpu: float  # this process's CPU, µs per message (every thread: the writer's too)
+    loop: float  # the event loop's thread alone, µs per message (what limits a node)
+    wall: float  # µs per message
+    server: float  # `server_cpu`'s CPU, µs per message
+    written: float  # bytes this process wrote per message
+    messages: int
+
+
 async def run(store: Store, sqlite_path: str | None, conversations: int, messages: int, batch: int,
               seed: int = 1, server_cpu: Callable[[], float] | None = None
-              ) -> tuple[float, float, float, float, int]:
-    """(this process's CPU, wall, `server_cpu`'s CPU, all µs per message; bytes this process
-    wrote per message; messages)."""
+              ) -> Figures:
     tenant, convs = await _conversations(store, conversations)
     rnd = random.Random(seed)
     done = 0
     server0 = server_cpu() if server_cpu else 0.0  # read outside the timed phase
     cpu0, wall0, written0 = time.process_time(), time.perf_counter(), written_bytes()
+    loop0 = time.thread_time()
     while done < messages:
         k = rnd.randint(1, 2 * batch - 1)
         reqs = [AppendRequest(tenant, rnd.choice(convs), NewMessage(
@@ -77,10 +87,10 @@ async def run(store: Store, sqlite_path: str | None, conversations: int, message
         if sqlite_path is not None and done // 2000 != (done + k) // 2000:
             await asyncio.to_thread(checkpoint_file, sqlite_path)
         done += k
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    cpu, loop, wall = time.process_time() - cpu0, time.thread_time() - loop0, time.perf_counter() - wall0
     written = written_bytes() - written0
     server = server_cpu() - server0 if server_cpu else 0.0
-    return cpu / done * 1e6, wall / done * 1e6, server / done * 1e6, written / done, done
+    return Figures(cpu / done * 1e6, loop / done * 1e6, wall / done * 1e6, server / done * 1e6, written / done, done)
 
 
 async def one(args: argparse.Namespace, batch: int) -> str:
@@ -90,25 +100,26 @@ async def one(args: argparse.Namespace, batch: int) -> str:
         await pg.open()
         try:
             await pg.migrate()
-            cpu, wall, server, _, n = await run(pg, None, args.conversations, args.messages, batch,
-                                             server_cpu=partial(cpu_of_tree, "postgres"))
+            f = await run(pg, None, args.conversations, args.messages, batch,
+                          server_cpu=partial(cpu_of_tree, "postgres"))
         finally:
             async with pg.transaction() as conn:
                 await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await pg.close()
-        return (f"postgres  batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg (this process),"
-                f" PostgreSQL {server:6.1f} µs/msg (every postgres process), wall {wall:6.1f}")
+        return (f"postgres  batch ~{batch:>3}: {f.messages} messages, CPU {f.cpu:6.1f} µs/msg (this process;"
+                f" loop thread {f.loop:6.1f}), PostgreSQL {f.server:6.1f} µs/msg (every postgres process),"
+                f" wall {f.wall:6.1f}")
     with tempfile.TemporaryDirectory() as d:
         path = str(Path(d) / "bench.sqlite3")
         lite = SqliteStore(path)
         await lite.open()
         try:
             await lite.migrate()
-            cpu, wall, _, written, n = await run(lite, path, args.conversations, args.messages, batch)
+            f = await run(lite, path, args.conversations, args.messages, batch)
         finally:
             await lite.close()
-    return (f"sqlite    batch ~{batch:>3}: {n} messages, CPU {cpu:6.1f} µs/msg, wall {wall:6.1f} µs/msg,"
-            f" written {written / 1024:5.1f} KB/msg")
+    return (f"sqlite    batch ~{batch:>3}: {f.messages} messages, CPU {f.cpu:6.1f} µs/msg (loop thread"
+            f" {f.loop:6.1f}), wall {f.wall:6.1f} µs/msg, written {f.written / 1024:5.1f} KB/msg")
 
 
 def main() -> int:

@@ -839,6 +839,26 @@ async def test_postgres_append_plans_are_index_lookups_on_a_fresh_schema() -> No
         await drop_schema(b.schema or "")
 
 
+async def test_sqlite_duplicate_lookup_probes_each_key_once(tmp_path: Path) -> None:
+    """The batch's duplicate lookup on SQLite: one probe of the partial unique index per
+    (conversation, key) pair, the pairs as the outer loop — not every conversation of the
+    batch against every key (n² probes), nor a scan of `messages`."""
+    store = SqliteStore(str(tmp_path / "plan.sqlite3"))
+    await store.open()
+    try:
+        await store.migrate()
+        sql, *args = store._sql_duplicates([("c1", "a"), ("c2", "b")], [("c1", "x")])
+        async with store.reader() as conn:
+            plan = [str(r["detail"]) for r in await conn.fetch("EXPLAIN QUERY PLAN " + sql, *args)]
+            assert await conn.fetch(sql, *args) == []
+    finally:
+        await store.close()
+    searches = [line for line in plan if line.startswith("SEARCH m ")]
+    assert searches == ["SEARCH m USING INDEX messages_client_id_idx (conversation_id=? AND client_id=?)",
+                        "SEARCH m USING INDEX messages_external_id_idx (conversation_id=? AND external_id=?)"], plan
+    assert not [line for line in plan if line.startswith("SCAN m")], plan
+
+
 async def test_concurrent_batches_over_shared_conversations_do_not_deadlock(backend: Backend) -> None:
     """Two nodes' batches lock the same conversations: in id order, so both commit."""
     s1, s2 = await backend.open(), await backend.open()

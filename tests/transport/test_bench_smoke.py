@@ -60,6 +60,8 @@ async def test_store_bench_quick_run(backend: list[str]) -> None:
     lines = text.decode().splitlines()
     assert len(lines) == 2 and all("µs/msg" in line for line in lines), lines
     assert "batch ~  1: 300 messages" in lines[0]
+    loop = [float(re.search(r"loop thread +([0-9.]+)\)", line)[1]) for line in lines]  # type: ignore[index]
+    assert all(x > 0 for x in loop), lines
     if not backend:  # SQLite: the WAL and checkpoint bytes this process wrote, per message
         written = [float(re.search(r"written +([0-9.]+) KB/msg", line)[1]) for line in lines]  # type: ignore[index]
         assert all(w > 0 for w in written), lines
