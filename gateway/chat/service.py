@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
@@ -48,6 +48,8 @@ class PostResult:
     message: Message
     conversation: Conversation
     created: bool
+    # the message as clients see it (`message_dict`), as published: the ack reuses it
+    wire: dict[str, Any] = field(compare=False)
 
 
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
@@ -181,13 +183,15 @@ class ChatService:
             await self._publish_conversation(conv)
         # Published also for a duplicate: the first attempt may have died before publishing,
         # and receivers drop what they have already delivered.
-        await self.publish_message(res.message, conv)
+        wire = await self.publish_message(res.message, conv)
         if res.created:
             for listener in self.message_listeners:
                 await listener(res.message, conv)
-        return PostResult(res.message, conv, res.created)
+        return PostResult(res.message, conv, res.created, wire)
 
-    async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> None:
+    async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> dict[str, Any]:
+        """Publish `m` to its conversation's watchers and its summary to the tenant's agents;
+        returns the message as published (`message_dict`; not to be changed)."""
         data = message_dict(m, conv.epoch)
         await self._publish(
             conv_channel(conv.tenant_id, conv.id),
@@ -209,6 +213,7 @@ class ChatService:
             Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id,
                      data=summary, origin=self.node_id, extra={"summary": True}),
         )
+        return data
 
     async def history(
         self, p: Principal, conversation_id: str, *, before_seq: int | None, after_seq: int, limit: int

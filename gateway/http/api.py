@@ -132,7 +132,7 @@ class Api:
         res = await self.chat.post_message(p, conv_id, req_client_id(body),
                                            message_text(body, self.config.limits.max_text_chars))
         return web.json_response(
-            {"ok": True, "duplicate": not res.created, "message": message_dict(res.message, res.conversation.epoch)},
+            {"ok": True, "duplicate": not res.created, "message": res.wire},
             status=201 if res.created else 200,
         )
 

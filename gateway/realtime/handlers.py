@@ -122,12 +122,7 @@ class Handlers:
         # the text may be empty when there is an attachment
         text = "" if ids and p.get("text") in (None, "") else message_text(p, self.chat.limits.max_text_chars)
         res = await self.chat.post_message(conn.principal, conv_id, client_id, text, ids)
-        m = res.message
-        return {
-            "ok": True,
-            "duplicate": not res.created,
-            "message": message_dict(m, res.conversation.epoch),
-        }
+        return {"ok": True, "duplicate": not res.created, "message": res.wire}
 
     async def history(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         conv_id = req_id(p, "conversation_id")

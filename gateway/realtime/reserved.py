@@ -21,6 +21,7 @@ from typing import Any
 import socketio
 from socketio import packet as sio_packet
 
+from gateway.realtime.packets import decode_event
 from gateway.transport.manager import LeanManager
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,20 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if not data.startswith("2") or eio_sid in self._binary_packet:
             return None
         try:
-            pkt = self.packet_class(encoded_packet=data)
+            decoded = decode_event(data)
+            if decoded is None:
+                pkt = self.packet_class(encoded_packet=data)
+                if pkt.packet_type != sio_packet.EVENT:
+                    return None
+                decoded = pkt.namespace, pkt.id, pkt.data
         except MALFORMED as exc:
             log.debug("dropped a malformed Socket.IO packet from %s: %s", eio_sid, type(exc).__name__)
             return _nothing()
-        if pkt.packet_type != sio_packet.EVENT:
-            return None
-        namespace = pkt.namespace or "/"
+        namespace = decoded[0] or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if not self.manager.is_connected(sid, namespace):
             return _nothing()
-        return self._event(sid, eio_sid, safe_event(pkt.data), namespace, pkt.id)
+        return self._event(sid, eio_sid, safe_event(decoded[2]), namespace, decoded[1])
 
     async def _event(self, sid: str, eio_sid: str, data: list[Any], namespace: str, ack_id: int | None) -> None:
         """`_handle_event_internal`, with the ACK handed to `ack_sink` when there is one."""
@@ -80,6 +84,16 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if sink is None or not sink(eio_sid, namespace, ack_id, payload):
             await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=ack_id,
                                                                data=payload))
+
+    async def _trigger_event(self, event: str, namespace: str, *args: Any) -> Any:
+        """Straight to the namespace's handler object when no handler function is registered
+        for the namespace (python-socketio resolves handler functions first, then namespace
+        objects; with none of the first the result is the same)."""
+        if namespace not in self.handlers and "*" not in self.handlers:
+            handler = self.namespace_handlers.get(namespace)
+            if handler is not None:
+                return await handler.trigger_event(event, *args)
+        return await super()._trigger_event(event, namespace, *args)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:

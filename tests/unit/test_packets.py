@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from socketio import packet as sio_packet
 
-from gateway.realtime.packets import JsonOncePacket, OrjsonCodec
+from gateway.realtime.packets import JsonOncePacket, OrjsonCodec, decode_event
 
 PAYLOADS: list[Any] = [
     ["message:new", {"text": "Xin chào 👋 — Tiếng Việt", "seq": 1, "nested": [{"a": None, "b": 1.5, "c": True}]}],
@@ -67,6 +67,44 @@ def test_decoding_is_unchanged() -> None:
     p = JsonOncePacket(encoded_packet='2/agent,5["message:send",{"text":"hi"}]')
     assert (p.packet_type, p.namespace, p.id) == (sio_packet.EVENT, "/agent", 5)
     assert p.data == ["message:send", {"text": "hi"}]
+
+
+EVENT_TEXTS = [
+    '2["message:send",{"text":"hi"}]',
+    '2/visitor,["message:send",{"conversation_id":"c","client_id":"a-b-c","text":"xin chào, 1-2 ngày"}]',
+    '2/visitor,17["message:send",{"text":"hi"}]',
+    '2/,0["ev"]',
+    "20017[]",
+    '2/agent,123456789012345["ev",1]',
+    '2/agent,1234567890123456["ev"]',  # 16 digits: the packet class
+    '2/agent?x=1,5["ev"]',  # a query on the namespace: the packet class
+    '21-["ev",{"_placeholder":true,"num":0}]',  # an attachment count: the packet class
+    "2/agent,5",  # no payload
+    "2/agent",  # no comma
+    '2/agent,5{"a":1}',  # not an array
+    '2/agent,5"ev"',
+    "2",
+    '2["a",NaN]',
+]
+
+
+@pytest.mark.parametrize("text", EVENT_TEXTS)
+def test_decode_event_decodes_as_the_packet_class_or_defers_to_it(text: str) -> None:
+    fast = decode_event(text)
+    pkt = JsonOncePacket(encoded_packet=text)
+    if fast is not None:
+        assert fast[0] == pkt.namespace and fast[1] == pkt.id, (fast, text)
+        assert json.dumps(fast[2]) == json.dumps(pkt.data)
+    else:  # only the uncommon forms are left to the packet class
+        assert not text.startswith('2/visitor,17["') and not text.startswith('2["')
+
+
+@pytest.mark.parametrize("text", ['2/visitor,3["a",', '2/visitor,3[nope]', '2["a"', "2[\x00]"])
+def test_decode_event_refuses_what_the_packet_class_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        JsonOncePacket(encoded_packet=text)
+    with pytest.raises(ValueError):
+        decode_event(text)
 
 
 @pytest.mark.parametrize("text", ['["a",NaN]', '["a","\\ud800"]', '[1e999]'])
