@@ -157,6 +157,12 @@ def _core_metrics(gw: Gateway) -> None:
                      "Commits run on the SQLite writer thread (0 when it is off: SQLITE_WRITE_THREAD or not built)",
                      lambda: store.writer_commits)
 
+    def count_batch(messages: int, seconds: float) -> None:
+        m.append_batch_size.observe(messages)
+        m.append_batch_seconds.observe(seconds)
+
+    gw.chat.appender.on_batch = count_batch
+
     async def count_message(msg: Message, conv: Conversation) -> None:
         m.child(m.messages, conv.channel.value, msg.author_type.value).inc()
 

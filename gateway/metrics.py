@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 200)
 
 
 class Metrics:
@@ -26,6 +27,12 @@ class Metrics:
         self.event_latency = Histogram("izh_socket_event_seconds", "Socket.IO request handling time",
                                        ["namespace", "event"], buckets=LATENCY_BUCKETS, registry=r)
         self.messages = Counter("izh_messages_stored_total", "Messages stored", ["channel", "author"], registry=r)
+        # group commit (gateway/chat/appender.py): one observation per transaction
+        self.append_batch_seconds = Histogram(
+            "izh_append_batch_seconds", "Time to write one group-committed batch of messages (its transaction)",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.append_batch_size = Histogram(
+            "izh_append_batch_messages", "Messages per group-committed batch", buckets=BATCH_SIZE_BUCKETS, registry=r)
         self.connects = Counter("izh_connections_total", "Socket.IO connections accepted", ["namespace"],
                                 registry=r)
         self.refusals = Counter("izh_connections_refused_total", "Socket.IO handshakes refused",

@@ -13,6 +13,7 @@ frames into one write per recipient.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from gateway.batching import GroupQueue
@@ -29,6 +30,8 @@ class GroupAppender:
         self._clock = clock
         self._queue: GroupQueue[AppendRequest, AppendResult | None] = GroupQueue(
             self._write, max_batch=max_batch, isolate_failures=True, name="group-commit")
+        # told (messages, seconds) of each batch written (metrics: batch sizes and times)
+        self.on_batch: Callable[[int, float], None] | None = None
 
     @property
     def batches(self) -> int:
@@ -50,7 +53,11 @@ class GroupAppender:
         return result
 
     async def _write(self, requests: list[AppendRequest]) -> list[AppendResult | None]:
-        return await self._store.append_batch(requests, now=self._clock())
+        started = time.perf_counter()
+        results = await self._store.append_batch(requests, now=self._clock())
+        if self.on_batch is not None:
+            self.on_batch(len(requests), time.perf_counter() - started)
+        return results
 
     async def close(self) -> None:
         """Stop the batch in flight (its senders see CancelledError)."""
