@@ -42,11 +42,17 @@ class GroupQueue(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """Flush `item` with whatever else is queued; its result, or its flush's error. A
         cancelled caller's item may still be flushed."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: T) -> asyncio.Future[R]:
+        """`submit` without waiting: the future of `item`'s result (or error). A future
+        cancelled before its flush is skipped when the results are settled (the item may
+        still be flushed)."""
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, fut))
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name=self._name)
-        return await fut
+        return fut
 
     async def _drain(self) -> None:
         q = self._queue

@@ -8,7 +8,7 @@ only to channels it has local listeners for: `conv:<tenant>:<conversation>` and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import field
 from typing import Any, Protocol
 
@@ -116,6 +116,12 @@ class Broker(Protocol):
 
     async def publish(self, channel: str, envelope: Envelope) -> None:
         """Best effort: an error is logged by the caller, never fatal to a send."""
+
+    async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
+        """`publish` of each (channel, envelope), in order, waiting once for all (one round
+        trip where the broker has them). Raises when any of them failed; some may have been
+        published then (a caller that publishes them again makes duplicates, which
+        receivers tolerate)."""
 
     async def subscribe(self, channel: str) -> None:
         """Idempotent. When it returns, envelopes published afterwards are delivered."""

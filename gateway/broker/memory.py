@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
 
 from gateway.broker.base import Envelope, EnvelopeHandler
 from gateway.tasks import stop_task
@@ -136,6 +137,11 @@ class MemoryBroker:
     async def publish(self, channel: str, envelope: Envelope) -> None:
         self._check_open()
         self._hub.publish(channel, envelope)
+
+    async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
+        self._check_open()
+        for channel, envelope in items:
+            self._hub.publish(channel, envelope)
 
     async def subscribe(self, channel: str) -> None:
         self._check_started()

@@ -30,6 +30,7 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -183,6 +184,14 @@ class RedisBroker:
         connection each — which exhausted the pool ("Too many connections")."""
         self._check_open()
         await self._publishes.submit((self._key(channel), envelope.pack()))
+
+    async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
+        """Queued together, so they go in the same pipeline (or the next, beyond its size)."""
+        self._check_open()
+        futures = [self._publishes.enqueue((self._key(channel), envelope.pack())) for channel, envelope in items]
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _publish_pipeline(self, items: list[tuple[bytes, bytes]]) -> list[None]:
         """One write of the PUBLISH commands in RESP on this broker's publishing connection,

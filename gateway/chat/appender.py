@@ -13,6 +13,7 @@ frames into one write per recipient.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -51,6 +52,11 @@ class GroupAppender:
         if result is None:
             raise not_found("conversation")
         return result
+
+    def enqueue(self, request: AppendRequest) -> asyncio.Future[AppendResult | None]:
+        """`append` without waiting, for a caller that appends several messages at once: the
+        future of the request's result (None: the conversation is not the tenant's)."""
+        return self._queue.enqueue(request)
 
     async def _write(self, requests: list[AppendRequest]) -> list[AppendResult | None]:
         started = time.perf_counter()

@@ -31,7 +31,7 @@ from gateway.domain import (
 from gateway.errors import Code, GatewayError, not_found
 from gateway.lru import LruCache
 from gateway.records import record
-from gateway.store import NotFound, Store
+from gateway.store import AppendRequest, AppendResult, NotFound, Store
 from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,12 @@ AttachmentExporter = Callable[[str, dict[str, Any]], Awaitable[ExportedFile | No
 class StartResult:
     conversation: Conversation
     agents_available: bool
+
+
+def _new_message(p: Principal, client_id: str, text: str, attachments: Sequence[dict[str, Any]]) -> NewMessage:
+    author_type, author_id = p.author
+    return NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id,
+                      attachments=tuple(attachments))
 
 
 class ChatService:
@@ -159,7 +165,6 @@ class ChatService:
     # --- messages --------------------------------------------------------
     async def post_message(self, p: Principal, conversation_id: str, client_id: str, text: str,
                            attachment_ids: Sequence[str] = ()) -> PostResult:
-        author_type, author_id = p.author
         attachments: list[dict[str, Any]] = []
         if attachment_ids:
             if self.attachment_resolver is None:
@@ -168,52 +173,105 @@ class ChatService:
             attachments = await self.attachment_resolver(p, conv, list(attachment_ids))
         else:
             await self.check_access(p, conversation_id)
-        res = await self.appender.append(
-            p.tenant_id,
-            conversation_id,
-            NewMessage(author_type=author_type, author_id=author_id, text=text, client_id=client_id,
-                       attachments=tuple(attachments)),
-        )
-        conv = res.conversation
-        if res.created and isinstance(p, VisitorPrincipal) and conv.status == ConversationStatus.RESOLVED:
-            conv = await self.store.update_conversation(
-                p.tenant_id, conv.id, now=self.clock(), status=ConversationStatus.OPEN
-            )
-            conv = await self.try_assign(conv) or conv
-            await self._publish_conversation(conv)
-        # Published also for a duplicate: the first attempt may have died before publishing,
-        # and receivers drop what they have already delivered.
-        wire = await self.publish_message(res.message, conv)
-        if res.created:
-            for listener in self.message_listeners:
-                await listener(res.message, conv)
-        return PostResult(res.message, conv, res.created, wire)
+        rq = AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, attachments))
+        (out,) = await self.post_messages([(p, rq)])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def quick_post(self, p: Principal, conversation_id: str, client_id: str, text: str) -> AppendRequest | None:
+        """For `post_messages`: the append request of a text message to a conversation whose
+        owner is known (cached, see `check_access`), so that nothing has to be read first;
+        None when it is not known (`post_message` reads it). Raises not_found for a
+        conversation of another contact."""
+        owner = self._owners.get((p.tenant_id, conversation_id))
+        if owner is None:
+            return None
+        if isinstance(p, VisitorPrincipal) and owner != p.contact_id:
+            raise not_found("conversation")
+        return AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, ()))
+
+    async def post_messages(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> list[PostResult | Exception]:
+        """Store each post's message (group-committed with whatever else is queued, in this
+        order), publish them all with one broker call, run the message listeners: per post
+        its result, or the error it alone met (not_found when its conversation is not its
+        tenant's). Access must have been checked (`check_access`, `quick_post`). A cancelled
+        caller's messages may still be stored; their retries with the same client ids
+        return them."""
+        futures = [self.appender.enqueue(rq) for _, rq in posts]
+        stored: list[AppendResult | Exception] = []
+        try:
+            for fut in futures:  # the first wait is the batch's; the rest are usually done by then
+                try:
+                    res = await fut
+                except Exception as exc:
+                    stored.append(exc)
+                    continue
+                stored.append(res if res is not None else not_found("conversation"))
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        out: list[PostResult | Exception] = []
+        envelopes: list[tuple[str, Envelope]] = []
+        for (p, _), got in zip(posts, stored, strict=True):
+            if isinstance(got, Exception):
+                out.append(got)
+                continue
+            conv = got.conversation
+            if got.created and isinstance(p, VisitorPrincipal) and conv.status == ConversationStatus.RESOLVED:
+                try:
+                    conv = await self._reopen(p, conv)
+                except Exception as exc:
+                    out.append(exc)
+                    continue
+            # Published also for a duplicate: the first attempt may have died before publishing,
+            # and receivers drop what they have already delivered.
+            wire, mine = self._message_envelopes(got.message, conv)
+            envelopes += mine
+            out.append(PostResult(got.message, conv, got.created, wire))
+        await self._publish_all(envelopes)
+        for k, r in enumerate(out):
+            if isinstance(r, PostResult) and r.created:
+                try:
+                    for listener in self.message_listeners:
+                        await listener(r.message, r.conversation)
+                except Exception as exc:
+                    out[k] = exc
+        return out
+
+    async def _reopen(self, p: VisitorPrincipal, conv: Conversation) -> Conversation:
+        """A visitor wrote into a resolved conversation: it is open again (and assigned)."""
+        conv = await self.store.update_conversation(p.tenant_id, conv.id, now=self.clock(),
+                                                    status=ConversationStatus.OPEN)
+        conv = await self.try_assign(conv) or conv
+        await self._publish_conversation(conv)
+        return conv
 
     async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> dict[str, Any]:
         """Publish `m` to its conversation's watchers and its summary to the tenant's agents;
         returns the message as published (`message_dict`; not to be changed)."""
+        data, envelopes = self._message_envelopes(m, conv, kind)
+        for channel, env in envelopes:
+            await self._publish(channel, env)
+        return data
+
+    def _message_envelopes(self, m: Message, conv: Conversation, kind: str = "message"
+                           ) -> tuple[dict[str, Any], list[tuple[str, Envelope]]]:
+        """The message as clients see it, and what publishes it: the envelope to its
+        conversation's channel and the conversation's summary to its tenant's."""
         data = message_dict(m, conv.epoch)
-        await self._publish(
-            conv_channel(conv.tenant_id, conv.id),
-            Envelope(
-                kind=kind,
-                tenant_id=conv.tenant_id,
-                conversation_id=conv.id,
-                seq=m.seq if kind == "message" else None,
-                epoch=conv.epoch,
-                data=data,
-                origin=self.node_id,
-            ),
-        )
         summary = conversation_dict(conv)
         summary["last_message"] = {"seq": m.seq, "text": m.text[:200], "author": data["author"]}
-        await self._publish(
-            tenant_channel(conv.tenant_id),
+        return data, [
+            (conv_channel(conv.tenant_id, conv.id),
+             Envelope(kind=kind, tenant_id=conv.tenant_id, conversation_id=conv.id,
+                      seq=m.seq if kind == "message" else None, epoch=conv.epoch, data=data, origin=self.node_id)),
             # "summary": receiving nodes coalesce these per conversation (see Fanout)
-            Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id,
-                     data=summary, origin=self.node_id, extra={"summary": True}),
-        )
-        return data
+            (tenant_channel(conv.tenant_id),
+             Envelope(kind="conversation", tenant_id=conv.tenant_id, conversation_id=conv.id,
+                      data=summary, origin=self.node_id, extra={"summary": True})),
+        ]
 
     async def history(
         self, p: Principal, conversation_id: str, *, before_seq: int | None, after_seq: int, limit: int
@@ -374,6 +432,16 @@ class ChatService:
                 return
             log.warning("broker publish to %s failed (%s); retrying in the background", channel, exc)
             self._retries.spawn(self._republish(channel, env))
+
+    async def _publish_all(self, envelopes: list[tuple[str, Envelope]]) -> None:
+        """`_publish` of each, with one broker call (each again on its own when that fails)."""
+        if not envelopes:
+            return
+        try:
+            await self.broker.publish_many(envelopes)
+        except Exception:
+            for channel, env in envelopes:
+                await self._publish(channel, env)
 
     async def _republish(self, channel: str, env: Envelope) -> None:
         last: Exception | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway.chat.service import ChatService
+from gateway.chat.service import ChatService, PostResult
 from gateway.chat.wire import (
     agent_dict,
     contact_dict,
@@ -39,6 +39,10 @@ from gateway.validation import (
 
 Ack = dict[str, Any]
 Handler = Callable[[Conn, Mapping[str, Any]], Awaitable[Ack]]
+
+
+def send_ack(res: PostResult) -> Ack:
+    return {"ok": True, "duplicate": not res.created, "message": res.wire}
 
 
 class Handlers:
@@ -113,6 +117,11 @@ class Handlers:
         return {"ok": True, "results": results}
 
     async def send(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
+        conv_id, client_id, text, ids = self.parse_send(p)
+        return send_ack(await self.chat.post_message(conn.principal, conv_id, client_id, text, ids))
+
+    def parse_send(self, p: Mapping[str, Any]) -> tuple[str, str, str, list[str]]:
+        """A `message:send` payload's (conversation id, client id, text, upload ids)."""
         conv_id = req_id(p, "conversation_id")
         client_id = req_client_id(p)
         attachments = p.get("attachments") or []
@@ -121,8 +130,7 @@ class Handlers:
         ids = [req_id({"attachments": a}, "attachments") for a in dict.fromkeys(attachments)]
         # the text may be empty when there is an attachment
         text = "" if ids and p.get("text") in (None, "") else message_text(p, self.chat.limits.max_text_chars)
-        res = await self.chat.post_message(conn.principal, conv_id, client_id, text, ids)
-        return {"ok": True, "duplicate": not res.created, "message": res.wire}
+        return conv_id, client_id, text, ids
 
     async def history(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         conv_id = req_id(p, "conversation_id")

@@ -16,18 +16,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import socketio
 from socketio import packet as sio_packet
 
 from gateway.realtime.packets import decode_event
+from gateway.tasks import TaskSet
 from gateway.transport.manager import LeanManager
 
 log = logging.getLogger(__name__)
 
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 RESERVED = frozenset({"connect", "disconnect", "connect_error", "__disconnect_final"})
+
+
+@dataclass(slots=True)
+class QueuedEvent:
+    """A client event waiting in a batch (`SafeAsyncServer.batch_handlers`)."""
+
+    namespace: str
+    sid: str
+    args: list[Any]  # the event's arguments (its payload)
+    eio_sid: str
+    ack_id: int | None
+
+
+Reply = Callable[[QueuedEvent, Any], None]
+"""Sends a queued event's handler result as its ACK (nothing when the client asked none)."""
+
+BatchHandler = Callable[[str, list[QueuedEvent], Reply], Awaitable[None]]
+"""(namespace, the events queued in one turn of the loop, reply): handles them all and
+replies to each (in any order); must not raise."""
 
 
 def safe_event(data: Any) -> list[Any]:
@@ -45,17 +66,25 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         # set with the lean transport: queues an ACK (eio_sid, namespace, id, data) as a
         # ready frame; False leaves it to the stock path (LeanTransport.send_ack)
         self.ack_sink: Callable[[str, str, int, list[Any]], bool] | None = None
+        # (namespace, event) → a handler of all such events that arrive in one turn of the
+        # loop, run as one task (instead of one task per event) on the lean transport's path
+        self.batch_handlers: dict[tuple[str, str], BatchHandler] = {}
+        self._queued: dict[tuple[str, str], list[QueuedEvent]] = {}
+        self._batches = TaskSet()
+        self.batched_events = 0
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         await super()._handle_event(eio_sid, namespace, id, safe_event(data))
 
-    def event_task(self, eio_sid: str, data: str) -> Awaitable[None] | None:
+    def event_task(self, eio_sid: str, data: str) -> Awaitable[None] | Literal[True] | None:
         """The lean transport's fast path for a text EVENT packet (`2…`): decode it and return
         the handler's coroutine (the caller runs it as a task), or None to take the stock
         path (`_handle_eio_message`) for anything else. The stock path runs one task to
         decode the packet, which starts a second for the handler; this is one task, with
         the same checks: a malformed packet is dropped, an event on a namespace the client
-        has not joined is ignored, a reserved event name is renamed (`safe_event`)."""
+        has not joined is ignored, a reserved event name is renamed (`safe_event`). An event
+        with a batch handler is queued instead (True: nothing to run): the first of a turn
+        of the loop starts the task that takes all of them."""
         if not data.startswith("2") or eio_sid in self._binary_packet:
             return None
         try:
@@ -72,14 +101,42 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if not self.manager.is_connected(sid, namespace):
             return _nothing()
-        return self._event(sid, eio_sid, safe_event(decoded[2]), namespace, decoded[1])
+        event = safe_event(decoded[2])
+        if self.batch_handlers:
+            key = (namespace, event[0])
+            handler = self.batch_handlers.get(key)
+            if handler is not None:
+                queued = self._queued.get(key)
+                if queued is None:
+                    queued = self._queued[key] = []
+                    self._batches.spawn(self._batch(key, handler))
+                queued.append(QueuedEvent(namespace, sid, event[1:], eio_sid, decoded[1]))
+                self.batched_events += 1
+                return True
+        return self._event(sid, eio_sid, event, namespace, decoded[1])
+
+    async def _batch(self, key: tuple[str, str], handler: BatchHandler) -> None:
+        events = self._queued.pop(key)
+        try:
+            await handler(key[0], events, self._reply)
+        except Exception:
+            log.exception("batch handler of %s %s failed", *key)
+
+    def _reply(self, ev: QueuedEvent, result: Any) -> None:
+        if ev.ack_id is None:
+            return
+        payload = _ack_payload(result)
+        sink = self.ack_sink
+        if sink is None or not sink(ev.eio_sid, ev.namespace, ev.ack_id, payload):
+            self._batches.spawn(self._send_packet(ev.eio_sid, self.packet_class(
+                sio_packet.ACK, namespace=ev.namespace, id=ev.ack_id, data=payload)))
 
     async def _event(self, sid: str, eio_sid: str, data: list[Any], namespace: str, ack_id: int | None) -> None:
         """`_handle_event_internal`, with the ACK handed to `ack_sink` when there is one."""
         r = await self._trigger_event(data[0], namespace, sid, *data[1:])
         if r == self.not_handled or ack_id is None:
             return
-        payload = [] if r is None else list(r) if isinstance(r, tuple) else [r]
+        payload = _ack_payload(r)
         sink = self.ack_sink
         if sink is None or not sink(eio_sid, namespace, ack_id, payload):
             await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=ack_id,
@@ -104,3 +161,8 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
 async def _nothing() -> None:
     return None
+
+
+def _ack_payload(result: Any) -> list[Any]:
+    """A handler's return value as the ACK's arguments (as python-socketio makes them)."""
+    return [] if result is None else list(result) if isinstance(result, tuple) else [result]

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
-from gateway.chat.service import ChatService, contact_channel
+from gateway.chat.service import ChatService, PostResult, contact_channel
 from gateway.chat.wire import visitor_conversation_dict
 from gateway.config import Config
 from gateway.domain import AgentStatus
@@ -25,18 +25,19 @@ from gateway.guard import Guard
 from gateway.metrics import Metrics
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
-from gateway.realtime.handlers import Handler, Handlers
+from gateway.realtime.handlers import Handler, Handlers, send_ack
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.packets import JsonOncePacket
 from gateway.realtime.presence import PresenceTracker
-from gateway.realtime.reserved import SafeAsyncServer
-from gateway.store import NotFound
+from gateway.realtime.reserved import QueuedEvent, Reply, SafeAsyncServer
+from gateway.store import AppendRequest, NotFound
 from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 VISITOR_NS = "/visitor"
 AGENT_NS = "/agent"
+SEND = "message:send"
 
 
 def make_websocket_class(compress: bool) -> type:
@@ -85,6 +86,7 @@ class RealtimeServer:
         self.handlers: Handlers | None = None
         self.guard: Guard | None = None  # admission control (gateway/guard.py), set by install
         self.inflight = 0  # requests being handled (drain waits for 0)
+        self._tables: dict[str, Mapping[str, Handler]] = {}
 
     @staticmethod
     def build_sio(config: Config) -> socketio.AsyncServer:
@@ -105,8 +107,11 @@ class RealtimeServer:
     def bind(self, fanout: Fanout, handlers: Handlers) -> None:
         self.fanout = fanout
         self.handlers = handlers
-        self.sio.register_namespace(_Namespace(VISITOR_NS, self, handlers.visitor))
-        self.sio.register_namespace(_Namespace(AGENT_NS, self, handlers.agent))
+        self._tables = {VISITOR_NS: handlers.visitor, AGENT_NS: handlers.agent}
+        for namespace, table in self._tables.items():
+            self.sio.register_namespace(_Namespace(namespace, self, table))
+            if isinstance(self.sio, SafeAsyncServer):
+                self.sio.batch_handlers[(namespace, SEND)] = self.send_batch
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app)
@@ -195,43 +200,133 @@ class RealtimeServer:
 
     async def dispatch(self, namespace: str, table: Mapping[str, Handler], event: str, sid: str,
                        args: tuple[Any, ...]) -> dict[str, Any]:
+        req = self._request(namespace, table, event, sid, args)
+        if isinstance(req, dict):
+            return req
+        conn, handler, payload = req
+        started = self._begin()
+        try:
+            pending = self._check(namespace, event, conn)
+        except Exception as exc:
+            return self._fail(namespace, event, exc, started)
+        return await self._handle(namespace, event, conn, handler, payload, pending, started)
+
+    def _request(self, namespace: str, table: Mapping[str, Handler], event: str, sid: str,
+                 args: Sequence[Any]) -> tuple[Conn, Handler, Any] | dict[str, Any]:
+        """(connection, handler, payload) of a request, or the answer to one that goes no
+        further (not connected, unknown event, more than one argument, `session:get`)."""
         conn = self.conns.get((namespace, sid))
         if conn is None:
             return GatewayError(Code.UNAUTHORIZED, "not connected").to_dict()
-        handler = table.get(event) if event != "session:get" else None
         if event == "session:get":
             return {"ok": True, **conn.session}
+        handler = table.get(event)
         if handler is None:
             return GatewayError(Code.UNKNOWN_EVENT, f"unknown event {event[:64]!r}").to_dict()
         if len(args) > 1:
             return GatewayError(Code.BAD_REQUEST, "an event takes one payload object").to_dict()
-        payload = args[0] if args else None
-        started = time.perf_counter()
-        outcome = "ok"
+        return conn, handler, args[0] if args else None
+
+    def _begin(self) -> float:
         self.inflight += 1
+        return time.perf_counter()
+
+    def _check(self, namespace: str, event: str, conn: Conn) -> Awaitable[None] | None:
+        """The admission limits (raises rate_limited), or what to wait for before handling."""
+        return None if self.guard is None else self.guard.check(namespace, event, conn.sid, conn.remote)
+
+    async def _handle(self, namespace: str, event: str, conn: Conn, handler: Handler, payload: Any,
+                      pending: Awaitable[None] | None, started: float) -> dict[str, Any]:
+        outcome = "ok"
         try:
-            if self.guard is not None:
-                pending = self.guard.check(namespace, event, sid, conn.remote)
-                if pending is not None:
-                    await pending
-            if payload is not None and not isinstance(payload, dict):
-                raise GatewayError(Code.BAD_REQUEST, "payload must be an object")
-            return await handler(conn, payload or {})
-        except GatewayError as exc:
-            outcome = exc.code.value
-            return exc.to_dict()
-        except NotFound:
-            outcome = Code.NOT_FOUND.value
-            return GatewayError(Code.NOT_FOUND, "not found").to_dict()
-        except Exception:
-            outcome = Code.INTERNAL.value
-            log.exception("handler %s failed", event)
-            return GatewayError(Code.INTERNAL, "internal error").to_dict()
+            if pending is not None:
+                await pending
+            return await handler(conn, _payload(payload))
+        except Exception as exc:
+            outcome, ack = self._failure(event, exc)
+            return ack
         finally:
-            self.inflight -= 1
-            m = self.metrics
-            m.child(m.events, namespace, event, outcome).inc()
-            m.child(m.event_latency, namespace, event).observe(time.perf_counter() - started)
+            self._done(namespace, event, outcome, started)
+
+    def _fail(self, namespace: str, event: str, exc: Exception, started: float) -> dict[str, Any]:
+        outcome, ack = self._failure(event, exc)
+        self._done(namespace, event, outcome, started)
+        return ack
+
+    @staticmethod
+    def _failure(event: str, exc: Exception) -> tuple[str, dict[str, Any]]:
+        """(metrics outcome, the error ack) of a handler's exception."""
+        if isinstance(exc, GatewayError):
+            return exc.code.value, exc.to_dict()
+        if isinstance(exc, NotFound):
+            return Code.NOT_FOUND.value, GatewayError(Code.NOT_FOUND, "not found").to_dict()
+        log.error("handler %s failed", event, exc_info=exc)
+        return Code.INTERNAL.value, GatewayError(Code.INTERNAL, "internal error").to_dict()
+
+    def _done(self, namespace: str, event: str, outcome: str, started: float) -> None:
+        self.inflight -= 1
+        m = self.metrics
+        m.child(m.events, namespace, event, outcome).inc()
+        m.child(m.event_latency, namespace, event).observe(time.perf_counter() - started)
+
+    async def send_batch(self, namespace: str, events: list[QueuedEvent], reply: Reply) -> None:
+        """The `message:send`s that arrived in one turn of the loop, in one task: each is
+        checked and validated as `dispatch` does, the text messages to conversations whose
+        owner is known go to the store and the broker together (`ChatService.post_messages`),
+        the others (attachments, a conversation not yet seen) each run `dispatch`'s way in a
+        task of their own. Each is answered, and counted, as `dispatch` would."""
+        assert self.handlers is not None
+        table = self._tables[namespace]
+        send = self.handlers.send
+        posts: list[tuple[QueuedEvent, Conn, AppendRequest, float]] = []
+        for ev in events:
+            req = self._request(namespace, table, SEND, ev.sid, ev.args)
+            if isinstance(req, dict):
+                reply(ev, req)
+                continue
+            conn, handler, payload = req
+            started = self._begin()
+            rq: AppendRequest | None = None
+            try:
+                pending = self._check(namespace, SEND, conn)
+                if pending is None and handler == send:
+                    conv_id, client_id, text, ids = self.handlers.parse_send(_payload(payload))
+                    if not ids:
+                        rq = self.chat.quick_post(conn.principal, conv_id, client_id, text)
+            except Exception as exc:
+                reply(ev, self._fail(namespace, SEND, exc, started))
+                continue
+            if rq is None:
+                self._spawn(self._handle_and_reply(ev, conn, handler, payload, pending, started, reply))
+            else:
+                posts.append((ev, conn, rq, started))
+        if not posts:
+            return
+        results: list[PostResult | Exception]
+        try:
+            results = await self.chat.post_messages([(conn.principal, rq) for _, conn, rq, _ in posts])
+        except Exception as exc:  # a bug: each is answered `internal`
+            results = [exc] * len(posts)
+        except BaseException:
+            for _, _, _, started in posts:
+                self._done(namespace, SEND, "ok", started)  # as dispatch counts a cancelled request
+            raise
+        for (ev, _, _, started), res in zip(posts, results, strict=True):
+            if isinstance(res, Exception):
+                reply(ev, self._fail(namespace, SEND, res, started))
+            else:
+                self._done(namespace, SEND, "ok", started)
+                reply(ev, send_ack(res))
+
+    async def _handle_and_reply(self, ev: QueuedEvent, conn: Conn, handler: Handler, payload: Any,
+                                pending: Awaitable[None] | None, started: float, reply: Reply) -> None:
+        reply(ev, await self._handle(ev.namespace, SEND, conn, handler, payload, pending, started))
+
+
+def _payload(payload: Any) -> Mapping[str, Any]:
+    if payload is not None and not isinstance(payload, dict):
+        raise GatewayError(Code.BAD_REQUEST, "payload must be an object")
+    return payload or {}
 
 
 class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from engineio import packet as eio_packet
@@ -106,8 +106,9 @@ class LeanTransport:
         self.dropped_slow = 0
         self.upgrades = 0
         # Socket.IO's fast path for events (SafeAsyncServer.event_task): given the engineio
-        # sid and a text packet, the coroutine that handles it, or None for the stock path
-        self.event_task: Callable[[str, str], Awaitable[None] | None] | None = None
+        # sid and a text packet, the coroutine that handles it, True when it was taken
+        # without one (queued for a batch), or None for the stock path
+        self.event_task: Callable[[str, str], Awaitable[None] | Literal[True] | None] | None = None
         self.fast_events = 0  # text packets that took it
         self.frames_coalesced = 0  # fan-out frames written …
         self.writes_coalesced = 0  # … in this many writes
@@ -246,7 +247,8 @@ class LeanTransport:
             task = fast(sock.sid, data)
             if task is not None:
                 self.fast_events += 1
-                self._run(task)
+                if task is not True:
+                    self._run(task)
                 return
         self._run(self._message(sock.sid, data))
 

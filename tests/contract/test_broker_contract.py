@@ -376,6 +376,31 @@ async def test_a_burst_of_concurrent_publishes_all_arrive_in_call_order(nodes: N
         assert [env.data["i"] for env in b.on(ch)] == list(range(k, n, 20))
 
 
+async def test_publish_many_arrives_in_order_interleaved_with_publish(nodes: NodeFactory) -> None:
+    """A batch of sends publishes its envelopes with one `publish_many` (several channels,
+    more than one pipeline's worth on Redis); each channel keeps the call order, also
+    across single publishes before and after."""
+    a, b = await nodes(), await nodes()
+    channels = [conv_channel("t1", "c1"), tenant_channel("t1")]
+    for ch in channels:
+        await b.broker.subscribe(ch)
+    await a.broker.publish(channels[0], envelope(i=-1))
+    n = 1200
+    await a.broker.publish_many([(channels[k % 2], envelope(i=k)) for k in range(n)])
+    await a.broker.publish(channels[1], envelope(i=n))
+    await a.broker.publish_many([])
+    await b.wait_until(lambda: len(b.received) >= n + 2, 30)
+    assert [env.data["i"] for env in b.on(channels[0])] == [-1, *range(0, n, 2)]
+    assert [env.data["i"] for env in b.on(channels[1])] == [*range(1, n, 2), n]
+
+
+async def test_publish_many_on_a_closed_broker_raises(nodes: NodeFactory) -> None:
+    a = await nodes()
+    await a.broker.close()
+    with pytest.raises(RuntimeError):
+        await a.broker.publish_many([("ch", envelope(i=1))])
+
+
 async def test_unsubscribe_stops_delivery(nodes: NodeFactory) -> None:
     a, b = await nodes(), await nodes()
     await b.broker.subscribe("ch")

@@ -77,6 +77,10 @@ class RawClient:
     def send_text(self, text: str) -> None:
         self.writer.write(_mask_frame(text.encode()))
 
+    def send_texts(self, texts: list[str]) -> None:
+        """Several frames in one write: the server reads them in one go."""
+        self.writer.write(b"".join(_mask_frame(t.encode()) for t in texts))
+
     def connect_ns(self, ns: str, auth: dict[str, Any]) -> None:
         self.send_text(f"40{ns},{json.dumps(auth)}")
 
