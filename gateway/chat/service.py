@@ -130,11 +130,18 @@ class ChatService:
         """`conversation_for` without reading the conversation when its owner is known: a
         conversation's tenant and contact never change, so they are cached (LRU). A
         conversation deleted since is still refused, by the write that follows."""
+        if not self._known_access(p, conversation_id):
+            await self.conversation_for(p, conversation_id)
+
+    def _known_access(self, p: Principal, conversation_id: str) -> bool:
+        """True when the conversation's owner is cached and `p` may use it; False when it is
+        not cached (to be read); raises not_found for a conversation of another contact."""
         owner = self._owners.get((p.tenant_id, conversation_id))
         if owner is None:
-            await self.conversation_for(p, conversation_id)
-        elif isinstance(p, VisitorPrincipal) and owner != p.contact_id:
+            return False
+        if isinstance(p, VisitorPrincipal) and owner != p.contact_id:
             raise not_found("conversation")
+        return True
 
     # --- visitor ---------------------------------------------------------
     async def start_conversation(self, p: VisitorPrincipal) -> StartResult:
@@ -184,11 +191,8 @@ class ChatService:
         owner is known (cached, see `check_access`), so that nothing has to be read first;
         None when it is not known (`post_message` reads it). Raises not_found for a
         conversation of another contact."""
-        owner = self._owners.get((p.tenant_id, conversation_id))
-        if owner is None:
+        if not self._known_access(p, conversation_id):
             return None
-        if isinstance(p, VisitorPrincipal) and owner != p.contact_id:
-            raise not_found("conversation")
         return AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, ()))
 
     async def post_messages(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> list[PostResult | Exception]:
