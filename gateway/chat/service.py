@@ -256,8 +256,7 @@ class ChatService:
         """Publish `m` to its conversation's watchers and its summary to the tenant's agents;
         returns the message as published (`message_dict`; not to be changed)."""
         data, envelopes = self._message_envelopes(m, conv, kind)
-        for channel, env in envelopes:
-            await self._publish(channel, env)
+        await self._publish_all(envelopes)
         return data
 
     def _message_envelopes(self, m: Message, conv: Conversation, kind: str = "message"
