@@ -123,24 +123,30 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             log.exception("batch handler of %s %s failed", *key)
 
     def _reply(self, ev: QueuedEvent, result: Any) -> None:
-        if ev.ack_id is None:
-            return
-        payload = _ack_payload(result)
-        sink = self.ack_sink
-        if sink is None or not sink(ev.eio_sid, ev.namespace, ev.ack_id, payload):
-            self._batches.spawn(self._send_packet(ev.eio_sid, self.packet_class(
-                sio_packet.ACK, namespace=ev.namespace, id=ev.ack_id, data=payload)))
+        if ev.ack_id is not None:
+            stock = self._ack(ev.eio_sid, ev.namespace, ev.ack_id, result)
+            if stock is not None:
+                self._batches.spawn(stock)
 
     async def _event(self, sid: str, eio_sid: str, data: list[Any], namespace: str, ack_id: int | None) -> None:
         """`_handle_event_internal`, with the ACK handed to `ack_sink` when there is one."""
         r = await self._trigger_event(data[0], namespace, sid, *data[1:])
         if r == self.not_handled or ack_id is None:
             return
-        payload = _ack_payload(r)
+        stock = self._ack(eio_sid, namespace, ack_id, r)
+        if stock is not None:
+            await stock
+
+    def _ack(self, eio_sid: str, namespace: str, ack_id: int, result: Any) -> Awaitable[None] | None:
+        """Hand a handler's result as its ACK to `ack_sink`; when there is none or it does
+        not take it, the stock send to run instead."""
+        payload = [] if result is None else list(result) if isinstance(result, tuple) else [result]
         sink = self.ack_sink
-        if sink is None or not sink(eio_sid, namespace, ack_id, payload):
-            await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=ack_id,
-                                                               data=payload))
+        if sink is not None and sink(eio_sid, namespace, ack_id, payload):
+            return None
+        send: Awaitable[None] = self._send_packet(eio_sid, self.packet_class(
+            sio_packet.ACK, namespace=namespace, id=ack_id, data=payload))
+        return send
 
     async def _trigger_event(self, event: str, namespace: str, *args: Any) -> Any:
         """Straight to the namespace's handler object when no handler function is registered
@@ -162,7 +168,3 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 async def _nothing() -> None:
     return None
 
-
-def _ack_payload(result: Any) -> list[Any]:
-    """A handler's return value as the ACK's arguments (as python-socketio makes them)."""
-    return [] if result is None else list(result) if isinstance(result, tuple) else [result]
