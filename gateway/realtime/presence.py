@@ -1,5 +1,13 @@
 """Agent presence of this node: live socket counts per agent, heartbeated to the store
-so every node's auto-assignment sees which agents are connected somewhere."""
+so every node's auto-assignment sees which agents are connected somewhere.
+
+A connect or disconnect writes the agent's count at once (the caller waits for the write,
+so a connected agent can be assigned as soon as its connect returns), but the writes of
+one turn of the loop, and those that queue while one runs, share one `touch_presence`
+(`GroupQueue`): each writes the counts as they are when it runs. A node whose agents all
+reconnect or disconnect at once (a restart, a network cut) then makes a few transactions
+instead of one per agent, each of which would have queued in front of message appends.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +15,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from gateway.batching import GroupQueue
 from gateway.periodic import Periodic
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
+
+WRITE_BATCH = 2_000  # agents per coalesced write (touch_presence chunks it into transactions)
 
 
 class PresenceTracker:
@@ -20,6 +31,8 @@ class PresenceTracker:
         self._clock = clock
         self._counts: dict[str, int] = {}
         self._periodic = Periodic("presence-heartbeat", self._heartbeat, interval, delay=interval)
+        self._writes: GroupQueue[str, None] = GroupQueue(self._write, max_batch=WRITE_BATCH, name="presence-writes")
+        self._stopped = False
 
     def count(self, agent_id: str) -> int:
         return self._counts.get(agent_id, 0)
@@ -27,7 +40,7 @@ class PresenceTracker:
     async def add(self, agent_id: str) -> int:
         n = self._counts.get(agent_id, 0) + 1
         self._counts[agent_id] = n
-        await self._store.touch_presence(self._node_id, {agent_id: n}, self._clock())
+        await self._writes.submit(agent_id)
         return n
 
     async def remove(self, agent_id: str) -> int:
@@ -36,14 +49,25 @@ class PresenceTracker:
             self._counts[agent_id] = n
         else:
             self._counts.pop(agent_id, None)
-        await self._store.touch_presence(self._node_id, {agent_id: n}, self._clock())
+        await self._writes.submit(agent_id)
         return n
+
+    async def _write(self, agent_ids: list[str]) -> list[None]:
+        """The current count of each agent in `agent_ids` (0: none left), in one call."""
+        if not self._stopped:
+            counts = self._counts
+            await self._store.touch_presence(self._node_id, {a: counts.get(a, 0) for a in agent_ids}, self._clock())
+        return [None] * len(agent_ids)
 
     def start(self) -> None:
         self._periodic.start()
 
     async def stop(self) -> None:
+        """Stop the heartbeat and the coalesced writes (a write in flight is cancelled and
+        rolled back; later ones write nothing), then remove this node's rows."""
         await self._periodic.stop()
+        self._stopped = True
+        await self._writes.close()
         if self._counts:
             with contextlib.suppress(Exception):
                 await self._store.touch_presence(self._node_id, dict.fromkeys(self._counts, 0), self._clock())

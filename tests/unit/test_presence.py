@@ -1,0 +1,96 @@
+"""PresenceTracker on a real SQLite store: connects and disconnects of one moment share
+their writes, each write carries the counts as they are, and stop leaves no rows."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.domain import AgentRole
+from gateway.realtime.presence import PresenceTracker
+from gateway.store.sql import StoreClosed
+from gateway.store.sqlite import SqliteStore
+
+NODE = "node-1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(str(tmp_path / "p.sqlite3"))
+    await s.open()
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def make_agents(store: SqliteStore, n: int) -> list[str]:
+    t = await store.create_tenant(name="t", widget_key="wk", identity_secret="s" * 32, now=1.0)
+    return [(await store.create_agent(tenant_id=t.id, name=f"a{i}", role=AgentRole.AGENT, token_hash=f"h{i}",
+                                      capacity=3, now=1.0)).id for i in range(n)]
+
+
+def rows(store: SqliteStore) -> dict[str, int]:
+    """The node's presence rows, read through a connection of their own (what other nodes see)."""
+    with sqlite3.connect(store.path) as db:
+        return dict(db.execute("SELECT agent_id, sockets FROM agent_presence WHERE node_id = ?", (NODE,)).fetchall())
+
+
+def tracker(store: SqliteStore) -> PresenceTracker:
+    return PresenceTracker(store, NODE, lambda: 100.0, interval=3600)
+
+
+async def test_a_storm_of_connects_and_disconnects_shares_its_transactions(store: SqliteStore) -> None:
+    agents = await make_agents(store, 500)
+    pt = tracker(store)
+    before = store.commits
+    assert await asyncio.gather(*(pt.add(a) for a in agents)) == [1] * 500
+    assert rows(store) == dict.fromkeys(agents, 1)
+    connect_commits = store.commits - before
+    assert connect_commits <= 5, connect_commits  # one per agent before: 500
+
+    before = store.commits
+    assert await asyncio.gather(*(pt.remove(a) for a in agents)) == [0] * 500
+    assert rows(store) == {}
+    assert store.commits - before <= 5
+    await pt.stop()
+
+
+async def test_each_write_carries_the_counts_as_they_are(store: SqliteStore) -> None:
+    a, b = await make_agents(store, 2)
+    pt = tracker(store)
+    # the same turn: a connects twice and leaves once, b connects and leaves
+    assert list(await asyncio.gather(pt.add(a), pt.add(a), pt.add(b), pt.remove(a), pt.remove(b))) == [1, 2, 1, 1, 0]
+    assert rows(store) == {a: 1}
+    assert pt.count(a) == 1 and pt.count(b) == 0
+    # a connect has been written when it returns: other nodes can assign to the agent
+    assert await pt.add(b) == 1
+    assert rows(store) == {a: 1, b: 1}
+    assert await pt.remove(a) == 0
+    assert rows(store) == {b: 1}
+    await pt.stop()
+
+
+async def test_stop_removes_the_rows_and_later_changes_write_nothing(store: SqliteStore) -> None:
+    a, b = await make_agents(store, 2)
+    pt = tracker(store)
+    await asyncio.gather(pt.add(a), pt.add(b))
+    assert rows(store) == {a: 1, b: 1}
+    await pt.stop()
+    assert rows(store) == {}
+    # connections closing during the shutdown after the tracker stopped
+    assert await pt.remove(a) == 0
+    assert await pt.add(b) == 2
+    assert rows(store) == {}
+
+
+async def test_a_failed_write_fails_every_change_it_carried(store: SqliteStore) -> None:
+    a, b = await make_agents(store, 2)
+    pt = tracker(store)
+    await store.close()
+    results = await asyncio.gather(pt.add(a), pt.add(b), return_exceptions=True)
+    assert [type(r) for r in results] == [StoreClosed, StoreClosed]
+    await pt.stop()
