@@ -4,6 +4,7 @@ their writes, each write carries the counts as they are, and stop leaves no rows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,7 @@ async def make_agents(store: SqliteStore, n: int) -> list[str]:
 
 def rows(store: SqliteStore) -> dict[str, int]:
     """The node's presence rows, read through a connection of their own (what other nodes see)."""
-    with sqlite3.connect(store.path) as db:
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
         return dict(db.execute("SELECT agent_id, sockets FROM agent_presence WHERE node_id = ?", (NODE,)).fetchall())
 
 
