@@ -11,6 +11,7 @@ instead of one per agent, each of which would have queued in front of message ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -73,5 +74,9 @@ class PresenceTracker:
                 await self._store.touch_presence(self._node_id, dict.fromkeys(self._counts, 0), self._clock())
 
     async def _heartbeat(self) -> None:
+        """Refresh every agent's row through the same queue as connects and disconnects:
+        each write takes the counts as they are when it starts, and one runs at a time, so
+        an agent who leaves while a heartbeat of thousands is being written (several
+        transactions) is removed by the write after it instead of being left behind."""
         if self._counts:
-            await self._store.touch_presence(self._node_id, dict(self._counts), self._clock())
+            await asyncio.gather(*[self._writes.enqueue(a) for a in list(self._counts)])

@@ -95,3 +95,18 @@ async def test_a_failed_write_fails_every_change_it_carried(store: SqliteStore) 
     results = await asyncio.gather(pt.add(a), pt.add(b), return_exceptions=True)
     assert [type(r) for r in results] == [StoreClosed, StoreClosed]
     await pt.stop()
+
+
+async def test_a_heartbeat_does_not_bring_back_an_agent_who_left_while_it_ran(store: SqliteStore) -> None:
+    # 450 agents: the heartbeat's write takes three transactions, with turns of the loop
+    # between them; the last agent leaves during the first
+    agents = sorted(await make_agents(store, 450))
+    pt = tracker(store)
+    await asyncio.gather(*(pt.add(a) for a in agents))
+    last = agents[-1]
+    beat = asyncio.ensure_future(pt._heartbeat())
+    await asyncio.sleep(0)
+    assert await pt.remove(last) == 0
+    await beat
+    assert rows(store) == dict.fromkeys(agents[:-1], 1)
+    await pt.stop()
