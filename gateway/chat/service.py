@@ -252,12 +252,9 @@ class ChatService:
         await self._publish_conversation(conv)
         return conv
 
-    async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> dict[str, Any]:
-        """Publish `m` to its conversation's watchers and its summary to the tenant's agents;
-        returns the message as published (`message_dict`; not to be changed)."""
-        data, envelopes = self._message_envelopes(m, conv, kind)
-        await self._publish_all(envelopes)
-        return data
+    async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> None:
+        """Publish `m` to its conversation's watchers and its summary to the tenant's agents."""
+        await self._publish_all(self._message_envelopes(m, conv, kind)[1])
 
     def _message_envelopes(self, m: Message, conv: Conversation, kind: str = "message"
                            ) -> tuple[dict[str, Any], list[tuple[str, Envelope]]]:

@@ -167,4 +167,3 @@ class SafeAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
 async def _nothing() -> None:
     return None
-
