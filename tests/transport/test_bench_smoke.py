@@ -65,3 +65,17 @@ async def test_store_bench_quick_run(backend: list[str]) -> None:
     if not backend:  # SQLite: the WAL and checkpoint bytes this process wrote, per message
         written = [float(re.search(r"written +([0-9.]+) KB/msg", line)[1]) for line in lines]  # type: ignore[index]
         assert all(w > 0 for w in written), lines
+
+
+async def test_storm_bench_quick_run() -> None:
+    """bench/storm.py end to end, both servers: the probe's messages all arrive."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.storm", "--pairs", "20", "--workers", "1", "--window", "1", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    out = text.decode()
+    assert proc.returncode == 0, out[-3000:]
+    rows = re.findall(r"(ours|peer)\s+probe (?:before|during).*?(\d+) of (\d+) arrived", out)
+    assert len(rows) == 4, out
+    assert all(int(got) == int(sent) > 0 for _, got, sent in rows), out
+    assert re.search(r"ours  all gone after \d+\.\d+ s", out), out

@@ -1,0 +1,153 @@
+"""The lean transport's dispatch budget: a storm of packets and closes (many clients
+disconnecting at once) is spread over turns of the loop, each connection's packets still
+handled in arrival order, nothing dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import socketio
+
+from gateway.transport import LeanSocket, LeanTransport
+from gateway.transport.hub import LeanSettings
+from tests.transport.rawws import RawClient, serve_lean
+
+BUDGET = 3
+CLIENTS = 30
+
+
+class TurnCounter:
+    """Counts turns of the loop: a callback that schedules itself again for the next one."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self._handle: asyncio.Handle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.turn += 1
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+@contextlib.asynccontextmanager
+async def budget_server(log: list[tuple[str, Any]]) -> AsyncIterator[tuple[str, LeanTransport]]:
+    # handlers run inline, in the task of their packet: the order they record is the order
+    # their packets were dispatched in
+    sio = socketio.AsyncServer(async_mode="aiohttp", async_handlers=False)
+    hub = LeanTransport(sio.eio, LeanSettings(dispatch_budget=BUDGET))
+    hub.install()
+
+    async def ev(sid: str, data: Any) -> None:
+        log.append((sid, data))
+
+    async def connect(sid: str, *_: Any) -> None:
+        if log:  # after the first storm began: a namespace joined again
+            log.append((sid, "connected"))
+
+    async def disconnect(sid: str, *_: Any) -> None:
+        log.append((sid, "gone"))
+
+    for name, handler in (("ev", ev), ("connect", connect), ("disconnect", disconnect)):
+        sio.on(name, handler)
+
+    async with serve_lean(sio, hub) as url:
+        yield url, hub
+
+
+async def test_a_disconnect_storm_is_spread_over_turns_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    turns = TurnCounter()
+    per_turn: dict[int, int] = {}  # leaving items (DISCONNECT packets, ends) dispatched per turn
+    dispatch, gone = LeanTransport._dispatch, LeanTransport._gone
+
+    def count(turn: int) -> None:
+        per_turn[turn] = per_turn.get(turn, 0) + 1
+
+    def spy_dispatch(self: LeanTransport, sock: LeanSocket, data: str | bytes) -> None:
+        if isinstance(data, str) and data.startswith("1"):
+            count(turns.turn)
+        dispatch(self, sock, data)
+
+    def spy_gone(self: LeanTransport, sock: LeanSocket, why: str) -> None:
+        count(turns.turn)
+        gone(self, sock, why)
+
+    monkeypatch.setattr(LeanTransport, "_dispatch", spy_dispatch)
+    monkeypatch.setattr(LeanTransport, "_gone", spy_gone)
+    log: list[tuple[str, Any]] = []
+    async with budget_server(log) as (url, hub):
+        clients = [await RawClient.connect(url) for _ in range(CLIENTS + 2)]
+        sids: list[str] = []
+        for c in clients:
+            c.connect_ns("/", {})
+            kind, body = await c.recv_packet()
+            assert kind == "connect"
+            sids.append(body["sid"])
+        storm, (reopener, probe) = clients[:CLIENTS], clients[CLIENTS:]
+        await asyncio.sleep(0.05)
+        per_turn.clear()
+        turns.start()
+        try:
+            # every client at once: two events, its namespace's DISCONNECT, then its end
+            for c in storm:
+                c.send_texts(['42["ev",1]', '42["ev",2]', "41"])
+                c.writer.close()
+            # behind them: one client leaves its namespace and joins it again on the same
+            # connection (its CONNECT must wait for its DISCONNECT), one just sends
+            reopener.send_texts(["41", "40", '42["ev","again"]'])
+            probe.send_text('42["ev","probe"]')
+            for _ in range(200):
+                if sum(1 for _, what in log if what == "gone") == CLIENTS + 1 and len(log) >= 3 * CLIENTS + 4:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            turns.stop()
+        for c in storm:
+            with contextlib.suppress(ConnectionError, OSError):
+                await c.writer.wait_closed()
+        # nothing dropped, and each connection's packets handled in the order it sent them
+        for sid in sids[:CLIENTS]:
+            assert [what for s, what in log if s == sid] == [1, 2, "gone"]
+        mine = [(s, what) for s, what in log if what in ("connected", "again") or s == sids[CLIENTS]]
+        assert mine[0] == (sids[CLIENTS], "gone")
+        assert [what for _, what in mine[1:]] == ["connected", "again"]
+        assert mine[1][0] == mine[2][0] != sids[CLIENTS]  # the namespace's new session
+        # the probe did not wait for the storm to be worked off
+        kinds = [what for _, what in log]
+        assert kinds.index("probe") < len(kinds) - 1 - kinds[::-1].index("gone")
+        # the storm waited for later turns: at most a budget per turn from the sockets' reads
+        # and a budget from the backlog
+        assert hub.deferred > 0
+        assert hub.backlog_max > BUDGET
+        assert max(per_turn.values()) <= 2 * BUDGET
+        assert len(per_turn) >= 2 * CLIENTS // (2 * BUDGET)
+        assert not hub._backlog and not hub._held
+        await reopener.close()
+        await probe.close()
+
+
+async def test_without_a_storm_nothing_waits() -> None:
+    log: list[tuple[str, Any]] = []
+    async with budget_server(log) as (url, hub):
+        c = await RawClient.connect(url)
+        c.connect_ns("/", {})
+        kind, body = await c.recv_packet()
+        assert kind == "connect"
+        for n in range(10):  # one packet per turn: never over the budget
+            c.send_text(f'42["ev",{n}]')
+            for _ in range(100):
+                if len(log) > n:
+                    break
+                await asyncio.sleep(0.005)
+        assert [what for _, what in log] == list(range(10))
+        assert hub.deferred == 0
+        await c.close()
