@@ -91,7 +91,7 @@ class LoopCounter(_LoopMetric):
 
     def collect(self) -> Iterator[Metric]:
         fam = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
-        for key, cell in self._cells.items():
+        for key, cell in list(self._cells.items()):  # a copy: safe from a scrape on another thread
             fam.add_metric(list(key), cell.value)
         yield fam
 
@@ -115,7 +115,7 @@ class LoopHistogram(_LoopMetric):
     def collect(self) -> Iterator[Metric]:
         fam = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
         les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
-        for key, cell in self._cells.items():
+        for key, cell in list(self._cells.items()):  # a copy: safe from a scrape on another thread
             cumulative = 0
             buckets: list[tuple[str, float]] = []
             for le, n in zip(les, cell.counts, strict=True):
