@@ -95,6 +95,7 @@ class PostgresStore(SqlStore):
         self._pool: Any = None
         self._append_pool: Any = None  # the batch append's connections (APPEND_POOL_SETTINGS)
         self.deadlocks = 0  # append statements that lost a deadlock (and were retried with ordered locks)
+        self.optimistic_retries = 0  # append statements that met a stored duplicate (run again after reading them)
 
     @property
     def schema(self) -> str | None:
@@ -168,57 +169,72 @@ class PostgresStore(SqlStore):
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(str(exc)) from exc
 
-    # --- batch append: two round trips, no explicit transaction --------------------------
+    # --- batch append: one round trip, no explicit transaction ---------------------------
     async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
-        """Find stored duplicates (one read), then advance the seqs and insert the new rows in
-        ONE statement (`_APPEND`): its UPDATE row-locks each conversation and reads the
-        newest `last_seq` (READ COMMITTED re-reads a row it waited for), and the INSERT takes
-        each message's seq from what the UPDATE returned, so seqs stay contiguous under
-        concurrent writers without a BEGIN, a locking SELECT and a COMMIT of their own
-        (six round trips before, two now). A duplicate committed by another node between the
-        read and the write fails the statement on the unique index (`Conflict`: the caller
-        retries each request, and finds it). Rare cases take the locking transaction of
-        `SqlStore`: a deadlock between two such statements (their UPDATEs lock in array
-        order, sorted by id, but the planner does not promise it) and one conversation id
-        claimed by two tenants in one batch."""
+        """Advance the seqs and insert the new rows in ONE statement (`_APPEND`): its UPDATE
+        row-locks each conversation and reads the newest `last_seq` (READ COMMITTED re-reads
+        a row it waited for), and the INSERT takes each message's seq from what the UPDATE
+        returned, so seqs stay contiguous under concurrent writers without a BEGIN, a
+        locking SELECT and a COMMIT of their own.
+
+        Stored duplicates (a client's retry of a message it already sent) are rare, so the
+        statement runs first as if there were none: a duplicate fails it on its unique
+        index, which undoes the whole statement (no seq is taken), and the batch runs again
+        with the stored duplicates read first (`_find_duplicates`) — one round trip for a
+        batch without retries, three for one with (two before, whatever the batch). A
+        duplicate committed by another node between that read and the write fails the
+        statement again (`Conflict`: the caller retries each request, and finds it). Rare
+        cases take the locking transaction of `SqlStore`: a deadlock between two such
+        statements (their UPDATEs lock in array order, sorted by id, but the planner does
+        not promise it) and one conversation id claimed by two tenants in one batch."""
         tenant_of: dict[str, str] = {}
         for rq in requests:
             if tenant_of.setdefault(rq.conversation_id, rq.tenant_id) != rq.tenant_id:
                 return await super()._append_batch(requests, now)
         async with self._acquire_for_append() as conn:
+            try:
+                return await self._append_with(conn, requests, tenant_of, {}, now)
+            except asyncpg.UniqueViolationError:
+                self.optimistic_retries += 1
             stored = await self._find_duplicates(conn, requests)
-            # a stored message of another tenant under this id: not the requester's conversation
-            mine = [None if (d := _lookup(stored, rq)) is not None and d.tenant_id != rq.tenant_id else rq
-                    for rq in requests]
-            bp = BatchPlan.make(mine, stored)
-            convs: dict[str, Conversation] = {}
-            inserted: list[Message | None] = [None] * len(bp.fresh)
-            if bp.fresh:
-                made = [new_message_row(rq, n, now) for rq, n in bp.fresh]  # seq column: n for now
-                ids = sorted(bp.counts)
-                cols = list(zip(*(values for _, values in made), strict=True))
-                try:
-                    updated = await conn.fetch(_APPEND, ids, [tenant_of[c] for c in ids],
-                                               [bp.counts[c] for c in ids], now, *(list(c) for c in cols))
-                except asyncpg.UniqueViolationError as exc:
-                    raise Conflict(str(exc)) from exc
-                except asyncpg.DeadlockDetectedError:
-                    self.deadlocks += 1
-                    log.warning("append statement lost a deadlock; retrying the batch with ordered row locks")
-                    return await super()._append_batch(requests, now)
-                first: dict[str, int] = {}  # the seq before this batch's messages, per conversation
-                for row in updated:
+            try:
+                return await self._append_with(conn, requests, tenant_of, stored, now)
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(str(exc)) from exc
+
+    async def _append_with(self, conn: Any, requests: Sequence[AppendRequest], tenant_of: dict[str, str],
+                           stored: dict[tuple[str, str, str], Message], now: float) -> list[AppendResult | None]:
+        """`_APPEND` of the requests that `stored` (the stored duplicates known) leaves new."""
+        # a stored message of another tenant under this id: not the requester's conversation
+        mine = [None if (d := _lookup(stored, rq)) is not None and d.tenant_id != rq.tenant_id else rq
+                for rq in requests]
+        bp = BatchPlan.make(mine, stored)
+        convs: dict[str, Conversation] = {}
+        inserted: list[Message | None] = [None] * len(bp.fresh)
+        if bp.fresh:
+            made = [new_message_row(rq, n, now) for rq, n in bp.fresh]  # seq column: n for now
+            ids = sorted(bp.counts)
+            cols = list(zip(*(values for _, values in made), strict=True))
+            try:
+                updated = await conn.fetch(_APPEND, ids, [tenant_of[c] for c in ids],
+                                           [bp.counts[c] for c in ids], now, *(list(c) for c in cols))
+            except asyncpg.DeadlockDetectedError:
+                self.deadlocks += 1
+                log.warning("append statement lost a deadlock; retrying the batch with ordered row locks")
+                return await super()._append_batch(requests, now)
+            first: dict[str, int] = {}  # the seq before this batch's messages, per conversation
+            for row in updated:
+                convs[row["id"]] = conversation_from_row(row)
+                first[row["id"]] = int(row["last_seq"]) - int(row["added"])
+            for j, ((rq, n), (x, _)) in enumerate(zip(bp.fresh, made, strict=True)):
+                base = first.get(rq.conversation_id)
+                inserted[j] = replace(x, seq=base + n) if base is not None else None
+        missing = sorted({rq.conversation_id for rq, d in zip(mine, bp.plan, strict=True)
+                          if rq is not None and d is not None and rq.conversation_id not in convs})
+        if missing:  # conversations of stored duplicates only (retries)
+            for row in await conn.fetch("SELECT * FROM conversations WHERE id = ANY($1::text[])", missing):
+                if row["tenant_id"] == tenant_of[row["id"]]:
                     convs[row["id"]] = conversation_from_row(row)
-                    first[row["id"]] = int(row["last_seq"]) - int(row["added"])
-                for j, ((rq, n), (x, _)) in enumerate(zip(bp.fresh, made, strict=True)):
-                    base = first.get(rq.conversation_id)
-                    inserted[j] = replace(x, seq=base + n) if base is not None else None
-            missing = sorted({rq.conversation_id for rq, d in zip(mine, bp.plan, strict=True)
-                              if rq is not None and d is not None and rq.conversation_id not in convs})
-            if missing:  # conversations of stored duplicates only (retries)
-                for row in await conn.fetch("SELECT * FROM conversations WHERE id = ANY($1::text[])", missing):
-                    if row["tenant_id"] == tenant_of[row["id"]]:
-                        convs[row["id"]] = conversation_from_row(row)
         return bp.results(mine, inserted, convs)
 
     # --- the locking path's statements, with array parameters: one fixed statement each ---

@@ -739,6 +739,36 @@ async def test_a_retry_of_stored_messages_only_returns_them_with_their_conversat
 
 
 @pytest.mark.postgres
+async def test_postgres_append_is_one_statement_unless_a_batch_holds_a_retry() -> None:
+    """The append statement runs first as if nothing were stored yet; a stored duplicate in
+    the batch fails it (undone whole: no seq taken) and the batch runs again with the
+    duplicates read first, answering the retry with the stored message and storing the
+    rest with contiguous seqs."""
+    b = Backend("postgres", PG_DSN, random_schema())
+    try:
+        store = await b.open()
+        assert isinstance(store, PostgresStore)
+        w = await new_world(store)
+        t = w.tenant.id
+        first = await store.append_messages(t, w.conv.id, [msg("one", client_id="c1"), msg("two", client_id="c2")],
+                                            now=1.0)
+        assert store.optimistic_retries == 0
+        mixed = await store.append_batch([AppendRequest(t, w.conv.id, msg("three", client_id="c3")),
+                                          AppendRequest(t, w.conv.id, msg("two again", client_id="c2")),
+                                          AppendRequest(t, w.conv.id, msg("four", client_id="c4"))], now=2.0)
+        assert store.optimistic_retries == 1
+        assert [(r.message.text, r.message.seq, r.created) for r in mixed if r] == [
+            ("three", 3, True), ("two", 2, False), ("four", 4, True)]
+        assert mixed[1] is not None and mixed[1].message.id == first[1].message.id
+        assert [m.seq for m in await store.get_messages(t, w.conv.id)] == [1, 2, 3, 4]
+        later = await store.append_batch([AppendRequest(t, w.conv.id, msg("five", client_id="c5"))], now=3.0)
+        assert later[0] is not None and later[0].message.seq == 5 and store.optimistic_retries == 1
+    finally:
+        await b.close_all()
+        await drop_schema(b.schema or "")
+
+
+@pytest.mark.postgres
 async def test_postgres_append_survives_a_deadlock() -> None:
     """The append statement that loses a deadlock is answered by the locking transaction.
     Another connection holds one of two conversations and then wants the other; the append
