@@ -269,11 +269,10 @@ class LeanTransport:
         if self._held and sock in self._held:
             self._defer(sock, data, "")
         elif type(data) is str and data[:1] == "1":  # a Socket.IO DISCONNECT
-            if self._backlog or self._turn_dispatched >= self.dispatch_budget:
-                self._defer(sock, data, "")
-            else:
-                self._count_dispatch()
+            if self._admitted():
                 self._dispatch(sock, data)
+            else:
+                self._defer(sock, data, "")
         else:
             self._dispatch(sock, data)
 
@@ -282,11 +281,10 @@ class LeanTransport:
         runs as a task, admitted as DISCONNECT packets are (`on_message`)."""
         if sock.closing or sock.closed:
             return
-        if self._backlog or self._turn_dispatched >= self.dispatch_budget:
+        if self._admitted():
+            self._gone(sock, why)
+        else:
             self._defer(sock, None, why)
-            return
-        self._count_dispatch()
-        self._gone(sock, why)
 
     def _dispatch(self, sock: LeanSocket, data: str | bytes) -> None:
         if len(data) > self.server.max_http_buffer_size:
@@ -302,10 +300,15 @@ class LeanTransport:
                 return
         self._run(self._message(sock.sid, data))
 
-    def _count_dispatch(self) -> None:
+    def _admitted(self) -> bool:
+        """Whether a leaving connection's packet or end may be dispatched now (counted
+        against this turn's budget); False: it waits in the backlog."""
+        if self._backlog or self._turn_dispatched >= self.dispatch_budget:
+            return False
         if not self._turn_dispatched:
             asyncio.get_running_loop().call_soon(self._new_turn)
         self._turn_dispatched += 1
+        return True
 
     def _new_turn(self) -> None:
         self._turn_dispatched = 0
