@@ -230,7 +230,7 @@ class PostgresStore(SqlStore):
                 base = first.get(rq.conversation_id)
                 inserted[j] = replace(x, seq=base + n) if base is not None else None
         missing = sorted({rq.conversation_id for rq, d in zip(mine, bp.plan, strict=True)
-                          if rq is not None and d is not None and rq.conversation_id not in convs})
+                          if rq is not None and isinstance(d, Message) and rq.conversation_id not in convs})
         if missing:  # conversations of stored duplicates only (retries)
             for row in await conn.fetch("SELECT * FROM conversations WHERE id = ANY($1::text[])", missing):
                 if row["tenant_id"] == tenant_of[row["id"]]:
