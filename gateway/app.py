@@ -156,6 +156,10 @@ def _core_metrics(gw: Gateway) -> None:
         m.counter_fn("izh_sqlite_writer_jobs_total",
                      "Commits run on the SQLite writer thread (0 when it is off: SQLITE_WRITE_THREAD or not built)",
                      lambda: store.writer_commits)
+        m.counter_fn("izh_sqlite_append_retries_total",
+                     "Batch appends whose one writer job failed (a stored duplicate: a client's retry; another "
+                     "process holding the file's write lock) and that ran again the locking way",
+                     lambda: store.optimistic_retries)
 
     def count_batch(messages: int, seconds: float) -> None:
         m.append_batch_size.observe(messages)

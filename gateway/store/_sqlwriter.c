@@ -8,7 +8,10 @@
  * typically a batch's seq UPDATEs, its message INSERTs and the COMMIT — on a thread of its
  * own that never takes the GIL, and signals an eventfd when the job is done. The loop
  * converts the parameters to C values before (`submit`) and collects the outcome after
- * (`result`); nothing of Python is touched in between.
+ * (`rows`, `result`); nothing of Python is touched in between. A step marked to collect
+ * keeps the rows its statement returns (copied into the job's memory on the thread,
+ * turned into tuples by `rows` on the loop): that lets a whole transaction, reads
+ * included, be one job (the SQLite store's batch append, `sqlite.py`).
  *
  * The job runs on the *same* SQLite connection as the store's `sqlite3.Connection` (its
  * `sqlite3 *`, read from the object: `Writer` checks the type, and the Python side checks
@@ -34,17 +37,25 @@ enum { ST_IDLE = 0, ST_QUEUED = 1, ST_DONE = 2 };
 enum { CACHE_MAX = 32 };
 
 typedef struct {
-    int type; /* SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT or SQLITE_NULL */
-    int n;    /* text: bytes */
+    int type; /* SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB (collected only) or SQLITE_NULL */
+    int n;    /* text, blob: bytes */
     sqlite3_int64 i;
     double d;
-    const char *s; /* text: in the job's arena */
+    const char *s; /* text, blob: in the job's arena */
 } Value;
+
+/* A row a collecting step returned: in the job's arena, in the order the steps ran. */
+typedef struct OutRow {
+    struct OutRow *next;
+    size_t ncols;
+    Value values[];
+} OutRow;
 
 typedef struct {
     const char *sql; /* NUL-terminated, in the arena */
     int nsql;
     int once;     /* run once without parameters (rows was None) */
+    int collect;  /* keep the rows the statement returns (`Writer.rows`) */
     size_t nrows;
     size_t ncols;
     Value *values; /* nrows * ncols */
@@ -83,6 +94,9 @@ typedef struct {
     int xrc;
     char *errmsg;
     Py_ssize_t failed_step;
+    OutRow *out_head; /* the collected rows (in the arena) */
+    OutRow **out_tail;
+    size_t nout;
     /* Prepared statements: the thread's while it runs, close's after the join. */
     Cached cache[CACHE_MAX];
     size_t ncache;
@@ -137,6 +151,9 @@ static void job_free(Writer *w) {
     w->rc = SQLITE_OK;
     w->xrc = SQLITE_OK;
     w->failed_step = -1;
+    w->out_head = NULL;
+    w->out_tail = &w->out_head;
+    w->nout = 0;
 }
 
 /* --- the thread (never takes the GIL) ------------------------------------------------ */
@@ -169,9 +186,51 @@ static sqlite3_stmt *statement(Writer *w, const Step *st, int *temporary) {
     return stmt;
 }
 
-static int run_stmt(sqlite3_stmt *stmt) {
+/* Copy the statement's current row into the job's arena (the thread owns the arena while
+ * the job runs). */
+static int collect_row(Writer *w, sqlite3_stmt *stmt) {
+    size_t ncols = (size_t)sqlite3_column_count(stmt);
+    OutRow *row = arena_alloc(&w->arena, sizeof(OutRow) + ncols * sizeof(Value));
+    if (row == NULL)
+        return SQLITE_NOMEM;
+    row->next = NULL;
+    row->ncols = ncols;
+    for (size_t c = 0; c < ncols; c++) {
+        Value *v = &row->values[c];
+        int at = (int)c;
+        v->type = sqlite3_column_type(stmt, at);
+        switch (v->type) {
+        case SQLITE_INTEGER: v->i = sqlite3_column_int64(stmt, at); break;
+        case SQLITE_FLOAT: v->d = sqlite3_column_double(stmt, at); break;
+        case SQLITE_TEXT:
+        case SQLITE_BLOB: {
+            const void *src = v->type == SQLITE_TEXT ? (const void *)sqlite3_column_text(stmt, at)
+                                                     : sqlite3_column_blob(stmt, at);
+            int n = sqlite3_column_bytes(stmt, at);
+            char *copy = arena_alloc(&w->arena, (size_t)n + 1);
+            if (copy == NULL)
+                return SQLITE_NOMEM;
+            if (n > 0 && src != NULL)
+                memcpy(copy, src, (size_t)n);
+            copy[n] = '\0';
+            v->s = copy;
+            v->n = n;
+            break;
+        }
+        default: v->type = SQLITE_NULL; break;
+        }
+    }
+    *w->out_tail = row;
+    w->out_tail = &row->next;
+    w->nout++;
+    return SQLITE_OK;
+}
+
+static int run_stmt(Writer *w, sqlite3_stmt *stmt, int collect) {
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (collect && (rc = collect_row(w, stmt)) != SQLITE_OK)
+            return rc;
     }
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -215,7 +274,7 @@ static void run_job(Writer *w) {
         }
         int rc = SQLITE_OK;
         if (st->once) {
-            rc = run_stmt(stmt);
+            rc = run_stmt(w, stmt, st->collect);
             if (rc != SQLITE_OK)
                 fail(w, k, rc, NULL);
             sqlite3_reset(stmt);
@@ -226,7 +285,7 @@ static void run_job(Writer *w) {
             for (size_t r = 0; r < st->nrows && rc == SQLITE_OK; r++) {
                 rc = bind_row(stmt, &st->values[r * st->ncols], st->ncols);
                 if (rc == SQLITE_OK)
-                    rc = run_stmt(stmt);
+                    rc = run_stmt(w, stmt, st->collect);
                 if (rc != SQLITE_OK)
                     fail(w, k, rc, NULL);
                 sqlite3_reset(stmt);
@@ -306,12 +365,18 @@ static int convert_value(PyObject *o, Value *v, Chunk **arena) {
 }
 
 static int convert_step(PyObject *item, Step *st, Chunk **arena) {
-    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-        PyErr_SetString(PyExc_TypeError, "a step is a (sql, rows or None) tuple");
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2 || PyTuple_GET_SIZE(item) > 3) {
+        PyErr_SetString(PyExc_TypeError, "a step is a (sql, rows or None[, collect]) tuple");
         return -1;
     }
     PyObject *sql = PyTuple_GET_ITEM(item, 0);
     PyObject *rows = PyTuple_GET_ITEM(item, 1);
+    if (PyTuple_GET_SIZE(item) == 3) {
+        int collect = PyObject_IsTrue(PyTuple_GET_ITEM(item, 2));
+        if (collect < 0)
+            return -1;
+        st->collect = collect;
+    }
     if (!PyUnicode_Check(sql)) {
         PyErr_SetString(PyExc_TypeError, "a step's sql must be str");
         return -1;
@@ -392,6 +457,7 @@ static int Writer_init(Writer *self, PyObject *args, PyObject *kwds) {
     self->conn = conn;
     self->efd = efd;
     self->failed_step = -1;
+    self->out_tail = &self->out_head;
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->cv, NULL);
     int err = pthread_create(&self->thread, NULL, thread_main, self);
@@ -479,6 +545,44 @@ static PyObject *Writer_result(Writer *self, PyObject *unused) {
     return out;
 }
 
+static PyObject *value_object(const Value *v) {
+    switch (v->type) {
+    case SQLITE_INTEGER: return PyLong_FromLongLong(v->i);
+    case SQLITE_FLOAT: return PyFloat_FromDouble(v->d);
+    case SQLITE_TEXT: return PyUnicode_DecodeUTF8(v->s, v->n, "replace");
+    case SQLITE_BLOB: return PyBytes_FromStringAndSize(v->s, v->n);
+    default: Py_RETURN_NONE;
+    }
+}
+
+static PyObject *Writer_rows(Writer *self, PyObject *unused) {
+    if (!self->started || read_state(self) != ST_DONE) {
+        PyErr_SetString(PyExc_RuntimeError, "no finished job: rows() comes before result()");
+        return NULL;
+    }
+    PyObject *out = PyList_New((Py_ssize_t)self->nout);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t r = 0;
+    for (OutRow *row = self->out_head; row != NULL; row = row->next, r++) {
+        PyObject *t = PyTuple_New((Py_ssize_t)row->ncols);
+        if (t == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, r, t);
+        for (size_t c = 0; c < row->ncols; c++) {
+            PyObject *o = value_object(&row->values[c]);
+            if (o == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(t, (Py_ssize_t)c, o);
+        }
+    }
+    return out;
+}
+
 static void writer_close(Writer *self) {
     if (!self->started || self->closed)
         return;
@@ -521,6 +625,8 @@ static PyMethodDef Writer_methods[] = {
      "submit(steps): run [(sql, [row, ...] | None), ...] on the thread; the eventfd is signalled when done"},
     {"result", (PyCFunction)Writer_result, METH_NOARGS,
      "result() -> None | (rc, extended_rc, message, step): the finished job's outcome"},
+    {"rows", (PyCFunction)Writer_rows, METH_NOARGS,
+     "rows() -> [tuple, ...]: the rows the finished job's collecting steps returned, in order (before result())"},
     {"filename", (PyCFunction)Writer_filename, METH_NOARGS, "the connection's main database file"},
     {"close", (PyCFunction)Writer_close, METH_NOARGS,
      "finish a queued job, stop the thread, finalize the prepared statements (before the connection closes)"},

@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 # CPython versions whose sqlite3.Connection starts with its `sqlite3 *` (the C side reads it)
 _KNOWN_LAYOUTS = frozenset({(3, 11), (3, 12), (3, 13)})
 
-Step = tuple[str, list[tuple[Any, ...]] | None]
+# (sql, rows | None) or (sql, rows | None, collect): `rows` runs the statement once per
+# row of parameters, None once without any; with collect=True the rows it returns are kept
+# (`SqlWriter.run` returns them).
+Step = tuple[str, list[tuple[Any, ...]] | None] | tuple[str, list[tuple[Any, ...]] | None, bool]
+Outcome = tuple[tuple[int, int, str, int] | None, list[tuple[Any, ...]]]
 
 # Extended result codes the store tells apart (is_unique_violation, is_busy); others keep
 # their primary code's name.
@@ -101,7 +105,7 @@ class SqlWriter:
         except BaseException:
             os.close(self._efd)
             raise
-        self._pending: asyncio.Future[tuple[int, int, str, int] | None] | None = None
+        self._pending: asyncio.Future[Outcome] | None = None
         self._closed = False
         self.jobs = 0
         loop.add_reader(self._efd, self._on_done)
@@ -109,13 +113,14 @@ class SqlWriter:
     def filename(self) -> str:
         return str(self._writer.filename())
 
-    async def run(self, steps: list[Step]) -> None:
+    async def run(self, steps: list[Step]) -> list[tuple[Any, ...]]:
         """Run `steps` on the thread, in order, stopping at the first error, which is raised
         here as the `sqlite3` module's exception (the transaction is left to the caller to
-        roll back)."""
+        roll back). Returns the rows of the collecting steps, in order (tuples of int,
+        float, str, bytes or None)."""
         if self._closed:
             raise sqlite3.ProgrammingError("the writer is closed")
-        fut: asyncio.Future[tuple[int, int, str, int] | None] = self._loop.create_future()
+        fut: asyncio.Future[Outcome] = self._loop.create_future()
         self._writer.submit(steps)
         self._pending = fut
         self.jobs += 1
@@ -125,12 +130,13 @@ class SqlWriter:
                 await asyncio.shield(fut)
             except asyncio.CancelledError:
                 cancelled = True  # the thread still uses the connection: wait for it
-        outcome = fut.result()
+        outcome, rows = fut.result()
         if cancelled:
             raise asyncio.CancelledError
         if outcome is not None:
             rc, xrc, message, _step = outcome
             raise writer_error(rc, xrc, message)
+        return rows
 
     def _on_done(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -138,9 +144,10 @@ class SqlWriter:
         fut, self._pending = self._pending, None
         if fut is None:
             return
+        rows = self._writer.rows()
         outcome = self._writer.result()
         if not fut.done():
-            fut.set_result(outcome)
+            fut.set_result((outcome, rows))
 
     def close(self) -> None:
         """Stop the thread (after a job in flight) and finalize its statements; before the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -738,16 +739,20 @@ async def test_a_retry_of_stored_messages_only_returns_them_with_their_conversat
     assert (await store.get_conversation(w.tenant.id, w.conv.id)).updated_at == 1.0  # nothing written
 
 
-@pytest.mark.postgres
-async def test_postgres_append_is_one_statement_unless_a_batch_holds_a_retry() -> None:
-    """The append statement runs first as if nothing were stored yet; a stored duplicate in
-    the batch fails it (undone whole: no seq taken) and the batch runs again with the
-    duplicates read first, answering the retry with the stored message and storing the
-    rest with contiguous seqs."""
-    b = Backend("postgres", PG_DSN, random_schema())
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_append_is_one_write_unless_a_batch_holds_a_retry(kind: str, tmp_path: Path) -> None:
+    """The append runs first as if nothing were stored yet (PostgreSQL: one statement;
+    SQLite: one job of the writer thread, BEGIN to COMMIT); a stored duplicate in the batch
+    fails it (undone whole: no seq taken) and the batch runs again with the duplicates read
+    first, answering the retry with the stored message and storing the rest with
+    contiguous seqs."""
+    if kind == "sqlite":
+        b = Backend(kind, f"sqlite:///{tmp_path / 'store.sqlite3'}", None)
+    else:
+        b = Backend(kind, PG_DSN, random_schema())
     try:
         store = await b.open()
-        assert isinstance(store, PostgresStore)
+        assert isinstance(store, SqliteStore | PostgresStore)
         w = await new_world(store)
         t = w.tenant.id
         first = await store.append_messages(t, w.conv.id, [msg("one", client_id="c1"), msg("two", client_id="c2")],
@@ -763,9 +768,40 @@ async def test_postgres_append_is_one_statement_unless_a_batch_holds_a_retry() -
         assert [m.seq for m in await store.get_messages(t, w.conv.id)] == [1, 2, 3, 4]
         later = await store.append_batch([AppendRequest(t, w.conv.id, msg("five", client_id="c5"))], now=3.0)
         assert later[0] is not None and later[0].message.seq == 5 and store.optimistic_retries == 1
+        assert later[0].conversation.last_seq == 5 and later[0].conversation.updated_at == 3.0
+        if isinstance(store, SqliteStore):
+            assert store.write_thread and store.one_job_appends == 2  # the first and the last
     finally:
         await b.close_all()
-        await drop_schema(b.schema or "")
+        if b.schema is not None:
+            await drop_schema(b.schema)
+
+
+async def test_sqlite_one_job_append_waits_for_another_process_lock_off_the_loop(tmp_path: Path) -> None:
+    """A batch whose one-job BEGIN finds the file's write lock held by another connection
+    (an admin command, another process) runs again the locking way, whose BEGIN waits for
+    the lock without blocking the loop; the append then lands once the lock is released."""
+    path = tmp_path / "store.sqlite3"
+    b = Backend("sqlite", f"sqlite:///{path}", None)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        store = await b.open()
+        assert isinstance(store, SqliteStore) and store.write_thread
+        w = await new_world(store)
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(store.append_message(w.tenant.id, w.conv.id, msg("hi", client_id="h"), now=1.0))
+        ticks = 0
+        while store.busy_retries < 2:  # the loop keeps running meanwhile
+            await asyncio.sleep(0.001)
+            ticks += 1
+        assert not task.done() and ticks >= 2
+        other.execute("COMMIT")
+        res = await asyncio.wait_for(task, 5)
+        assert res.message.seq == 1 and store.optimistic_retries == 1
+        assert [m.text for m in await store.get_messages(w.tenant.id, w.conv.id)] == ["hi"]
+    finally:
+        other.close()
+        await b.close_all()
 
 
 @pytest.mark.postgres

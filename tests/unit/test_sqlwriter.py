@@ -91,6 +91,38 @@ async def test_steps_run_in_order_in_the_callers_transaction(table: Table, tmp_p
     assert writer.jobs == 1
 
 
+async def test_collecting_steps_return_their_rows_in_order_with_their_types(table: Table) -> None:
+    """A step marked to collect keeps what its statement returns (int, float, text, blob,
+    NULL, as the sqlite3 module gives them); the other steps' rows are not kept; a read
+    after a write of the same job sees it (one transaction)."""
+    db, writer = table
+    db.execute("INSERT INTO t (k, v, f, n) VALUES (1, 'один', 1.5, NULL), (2, 'two', NULL, 'x')")
+    got = await writer.run([
+        ("BEGIN IMMEDIATE", None),
+        ("SELECT k, v, f, n, x'00ff', 2 * k FROM t WHERE k = ?1", [(2,), (9,), (1,)], True),
+        ("SELECT * FROM t", None),  # not collected
+        ("INSERT INTO t (k, v) VALUES (?1, ?2)", [(3, "z" * 70_000)]),
+        ("SELECT k, length(v) FROM t WHERE k >= ?1 ORDER BY k", [(2,)], True),
+        ("COMMIT", None),
+    ])
+    assert got == [(2, "two", None, "x", b"\x00\xff", 4), (1, "один", 1.5, None, b"\x00\xff", 2),
+                   (2, 3), (3, 70_000)]
+    expected = [tuple(r) for r in db.execute("SELECT k, v, f, n, x'00ff', 2 * k FROM t WHERE k IN (2, 1)"
+                                             " ORDER BY k DESC")]
+    assert got[:2] == expected  # as the sqlite3 module reads them
+    assert await writer.run([("SELECT 1 WHERE 0", None, True)]) == []  # nothing returned
+    assert await writer.run([("UPDATE t SET f = 0", None)]) == []  # nothing collected
+
+
+async def test_a_failed_job_returns_no_rows_and_the_next_starts_empty(table: Table) -> None:
+    db, writer = table
+    db.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.IntegrityError):
+        await writer.run([("SELECT 1", None, True), ("INSERT INTO t (k) VALUES (?1)", [(1,), (1,)])])
+    db.execute("ROLLBACK")
+    assert await writer.run([("SELECT 2", None, True)]) == [(2,)]
+
+
 async def test_an_error_stops_the_job_names_its_code_and_changes_nothing_after_rollback(table: Table) -> None:
     db, writer = table
     db.execute("INSERT INTO t (k, v) VALUES (1, 'kept')")
@@ -125,6 +157,8 @@ async def test_bad_parameters_are_refused_before_anything_runs(table: Table) -> 
         await writer.run([("INSERT INTO t (k, v) VALUES (?1, ?2)", [(1, "a"), (2,)])])
     with pytest.raises(OverflowError):
         await writer.run([("INSERT INTO t (k) VALUES (?1)", [(2**70,)])])
+    with pytest.raises(TypeError):
+        await writer.run([("SELECT 1", None, True, "a fourth")])  # type: ignore[list-item]
     assert writer.jobs == 0
     assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 0
     await writer.run([("INSERT INTO t (k) VALUES (?1)", [(7,)])])  # still usable
