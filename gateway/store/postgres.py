@@ -19,7 +19,6 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -35,7 +34,8 @@ from gateway.store.sql import (
     SqlStore,
     StoreClosed,
     _lookup,
-    new_message_row,
+    new_message_values,
+    stored_message,
 )
 
 log = logging.getLogger(__name__)
@@ -212,9 +212,9 @@ class PostgresStore(SqlStore):
         convs: dict[str, Conversation] = {}
         inserted: list[Message | None] = [None] * len(bp.fresh)
         if bp.fresh:
-            made = [new_message_row(rq, n, now) for rq, n in bp.fresh]  # seq column: n for now
+            made = [new_message_values(rq, n, now) for rq, n in bp.fresh]  # seq column: n for now
             ids = sorted(bp.counts)
-            cols = list(zip(*(values for _, values in made), strict=True))
+            cols = list(zip(*made, strict=True))
             try:
                 updated = await conn.fetch(_APPEND, ids, [tenant_of[c] for c in ids],
                                            [bp.counts[c] for c in ids], now, *(list(c) for c in cols))
@@ -226,9 +226,9 @@ class PostgresStore(SqlStore):
             for row in updated:
                 convs[row["id"]] = conversation_from_row(row)
                 first[row["id"]] = int(row["last_seq"]) - int(row["added"])
-            for j, ((rq, n), (x, _)) in enumerate(zip(bp.fresh, made, strict=True)):
+            for j, ((rq, n), values) in enumerate(zip(bp.fresh, made, strict=True)):
                 base = first.get(rq.conversation_id)
-                inserted[j] = replace(x, seq=base + n) if base is not None else None
+                inserted[j] = stored_message(rq, values, base + n) if base is not None else None
         missing = sorted({rq.conversation_id for rq, d in zip(mine, bp.plan, strict=True)
                           if rq is not None and isinstance(d, Message) and rq.conversation_id not in convs})
         if missing:  # conversations of stored duplicates only (retries)

@@ -121,17 +121,30 @@ def require_row(row: Row | None, what: str) -> Row:
 def new_message_row(rq: AppendRequest, seq: int, now: float) -> tuple[Message, tuple[Any, ...]]:
     """The stored form of a new message with its seq: the Message (as a read returns it)
     and its row in MESSAGE_COLUMNS order."""
+    values = new_message_values(rq, seq, now)
+    return stored_message(rq, values, seq), values
+
+
+def new_message_values(rq: AppendRequest, seq: int, now: float) -> tuple[Any, ...]:
+    """A new message's row in MESSAGE_COLUMNS order (a new id; `seq` in the seq column:
+    where the statement numbers the messages itself, the message's place in the batch)."""
     m = rq.message
-    encoded = dump_json(list(m.attachments)) if m.attachments else "[]"
-    x = Message(
-        id=new_message_id(), tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
+    return (new_message_id(), rq.tenant_id, rq.conversation_id, seq, m.client_id, m.external_id,
+            m.author_type.value, m.author_id, m.text, dump_json(list(m.attachments)) if m.attachments else "[]",
+            now, member(DeliveryState, m.delivery_state).value)
+
+
+def stored_message(rq: AppendRequest, values: tuple[Any, ...], seq: int) -> Message:
+    """The Message, as a read returns it, of the row `values` (`new_message_values`) stored
+    with `seq`."""
+    m = rq.message
+    return Message(
+        id=values[0], tenant_id=rq.tenant_id, conversation_id=rq.conversation_id, seq=seq,
         client_id=m.client_id, external_id=m.external_id, author_type=m.author_type,
         author_id=m.author_id, text=m.text,
         # as a read returns them (JSON round trip), without decoding the common empty list
-        attachments=tuple(json.loads(encoded)) if m.attachments else (),
-        created_at=now, delivery_state=member(DeliveryState, m.delivery_state))
-    return x, (x.id, x.tenant_id, x.conversation_id, x.seq, x.client_id, x.external_id,
-               x.author_type.value, x.author_id, x.text, encoded, now, x.delivery_state.value)
+        attachments=tuple(json.loads(values[9])) if m.attachments else (),
+        created_at=values[10], delivery_state=member(DeliveryState, m.delivery_state))
 
 
 @dataclass(slots=True)

@@ -47,14 +47,22 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gateway.domain import Conversation, Message
 from gateway.store.base import AppendRequest, AppendResult
 from gateway.store.rows import Row, conversation_from_row
-from gateway.store.sql import MESSAGE_COLUMNS, BatchPlan, Conflict, Conn, SqlStore, StoreClosed, new_message_row
+from gateway.store.sql import (
+    MESSAGE_COLUMNS,
+    BatchPlan,
+    Conflict,
+    Conn,
+    SqlStore,
+    StoreClosed,
+    new_message_values,
+    stored_message,
+)
 from gateway.store.sqlwriter import SqlWriter, open_writer
 
 log = logging.getLogger(__name__)
@@ -365,11 +373,11 @@ class SqliteStore(SqlStore):
             if tenant_of.setdefault(rq.conversation_id, rq.tenant_id) != rq.tenant_id:
                 return await super()._append_batch(requests, now)
         bp = BatchPlan.make(requests, {})
-        made = [new_message_row(rq, n, now) for rq, n in bp.fresh]  # seq column: n (the place)
+        made = [new_message_values(rq, n, now) for rq, n in bp.fresh]  # seq column: n (the place)
         steps: list[Any] = [
             ("BEGIN IMMEDIATE", None),
             (_READ_CONVERSATION, [(cid,) for cid in tenant_of], True),
-            (_INSERT_NEXT_MESSAGE, [values for _, values in made]),
+            (_INSERT_NEXT_MESSAGE, made),
             (_ADVANCE_OWN_SEQ, [(n, now, cid, tenant_of[cid]) for cid, n in bp.counts.items()]),
             ("COMMIT", None),
         ]
@@ -400,9 +408,9 @@ class SqliteStore(SqlStore):
                 convs[cid] = conversation_from_row(row, advanced_by=bp.counts.get(cid, 0), now=now)
         mine = [rq if rq.conversation_id in first else None for rq in requests]
         inserted: list[Message | None] = []
-        for (rq, n), (x, _) in zip(bp.fresh, made, strict=True):
+        for (rq, n), values in zip(bp.fresh, made, strict=True):
             base = first.get(rq.conversation_id)
-            inserted.append(replace(x, seq=base + n) if base is not None else None)
+            inserted.append(stored_message(rq, values, base + n) if base is not None else None)
         return bp.results(mine, inserted, convs)
 
     async def _begin(self, db: sqlite3.Connection) -> None:
