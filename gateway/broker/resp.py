@@ -2,8 +2,10 @@
 
 redis-py parses each reply with a chain of awaits and a timeout of its own; on a node
 receiving thousands of envelopes a second that was a fifth of its time (py-spy). Here one
-`read()` fills a buffer, and every complete reply in it is parsed by plain indexing; a
-timeout is armed only when the buffer holds no complete reply.
+`read()` fills hiredis' C parser (`hiredis.Reader`), and every complete reply in it comes
+out of one `gets()` call each; a timeout is armed only when the parser holds no complete
+reply. (A parser of our own in Python, indexing the buffer, still took ~11 % of the
+agents' node's loop at 2,000 msg/s across two nodes: docs/performance.md.)
 """
 
 from __future__ import annotations
@@ -11,80 +13,33 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
+import hiredis
 from redis.exceptions import ResponseError
 
 READ_SIZE: Final = 256 * 1024
-MAX_BULK: Final = 512 * 1024 * 1024  # Redis' own limit on a string
-_INCOMPLETE: Final = object()
 IDLE: Final = object()  # what `RespReader.next` returns when no reply came in time
+
 
 class ProtocolError(ValueError):
     """The stream is not RESP2: the connection cannot be trusted any more."""
 
 
-def parse(buf: bytes | bytearray, pos: int) -> tuple[object, int]:
-    """One reply starting at `pos`: (reply, position after it), or (`_INCOMPLETE`, pos).
-    A reply is bytes, an int, None (null), a `ResponseError`, or a list of replies."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE, pos
-    kind = buf[pos:pos + 1]
-    head = bytes(buf[pos + 1:end])
-    nxt = end + 2
-    if kind == b"$":
-        n = _int(head)
-        if n < 0:
-            return None, nxt
-        if n > MAX_BULK:
-            raise ProtocolError(f"bulk string of {n} bytes")
-        if len(buf) < nxt + n + 2:
-            return _INCOMPLETE, pos
-        if buf[nxt + n:nxt + n + 2] != b"\r\n":
-            raise ProtocolError("bulk string not terminated by CRLF")
-        return bytes(buf[nxt:nxt + n]), nxt + n + 2
-    if kind == b"*":
-        n = _int(head)
-        if n < 0:
-            return None, nxt
-        items: list[object] = []
-        for _ in range(n):
-            item, nxt = parse(buf, nxt)
-            if item is _INCOMPLETE:
-                return _INCOMPLETE, pos
-            items.append(item)
-        return items, nxt
-    if kind == b":":
-        return _int(head), nxt
-    if kind == b"+":
-        return head, nxt
-    if kind == b"-":
-        return ResponseError(head.decode("utf-8", "replace")), nxt
-    raise ProtocolError(f"unknown RESP type {kind!r}")
-
-
-def _int(raw: bytes) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ProtocolError(f"bad RESP length or integer {raw[:20]!r}") from None
-
-
 class RespReader:
-    """Replies from `stream`, in order; `next(timeout)` is `IDLE` when none came in time."""
+    """Replies from `stream`, in order; `next(timeout)` is `IDLE` when none came in time.
+
+    A reply is bytes (bulk and simple strings), an int, None (null), a `ResponseError`
+    (an error reply: returned, not raised) or a list of replies; a stream that is not RESP2
+    raises `ProtocolError`."""
 
     def __init__(self, stream: asyncio.StreamReader) -> None:
         self._stream = stream
-        self._buf = bytearray()
-        self._pos = 0
+        self._parser = hiredis.Reader(protocolError=ProtocolError, replyError=ResponseError)
 
     async def next(self, timeout: float) -> object:
+        parser = self._parser
         while True:
-            reply, pos = parse(self._buf, self._pos)
-            if reply is not _INCOMPLETE:
-                self._pos = pos
-                if pos > READ_SIZE:  # drop what was consumed, now and then
-                    del self._buf[:pos]
-                    self._pos = 0
+            reply = parser.gets()
+            if reply is not False:  # RESP2 has no booleans: False is "no complete reply yet"
                 return reply
             try:
                 async with asyncio.timeout(timeout):
@@ -93,4 +48,4 @@ class RespReader:
                 return IDLE
             if not chunk:
                 raise ConnectionError("redis closed the connection")
-            self._buf += chunk
+            parser.feed(chunk)

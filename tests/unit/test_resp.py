@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.exceptions import ResponseError
 
-from gateway.broker.resp import IDLE, ProtocolError, RespReader, parse
+from gateway.broker.resp import IDLE, ProtocolError, RespReader
 
 STREAM = (b"*3\r\n$9\r\nsubscribe\r\n$6\r\nizh:ch\r\n:1\r\n"
           b"*3\r\n$7\r\nmessage\r\n$6\r\nizh:ch\r\n$5\r\n\x00\r\n\xffx\r\n"  # binary payload with CRLF inside
@@ -49,7 +49,22 @@ async def test_idle_is_none_and_a_closed_stream_raises() -> None:
         await reader.next(0.01)
 
 
-@pytest.mark.parametrize("raw", [b"?what\r\n", b"$abc\r\n", b"$3\r\nabcXY", b"*x\r\n"])
-def test_garbage_is_a_protocol_error(raw: bytes) -> None:
+@pytest.mark.parametrize("raw", [b"?what\r\n", b"$abc\r\n", b"*x\r\n", b":12z\r\n"])
+async def test_garbage_is_a_protocol_error(raw: bytes) -> None:
+    stream = asyncio.StreamReader()
+    reader = RespReader(stream)
+    stream.feed_data(raw)
     with pytest.raises(ProtocolError):
-        parse(raw, 0)
+        await reader.next(0.01)
+
+
+async def test_many_replies_of_one_read_come_out_without_another_read() -> None:
+    stream = asyncio.StreamReader()
+    reader = RespReader(stream)
+    one = b"*3\r\n$7\r\nmessage\r\n$6\r\nizh:ch\r\n$3\r\nabc\r\n"
+    stream.feed_data(one * 1000)
+    stream.feed_eof()  # a second read would raise
+    for _ in range(1000):
+        assert await reader.next(0.01) == [b"message", b"izh:ch", b"abc"]
+    with pytest.raises(ConnectionError):
+        await reader.next(0.01)
