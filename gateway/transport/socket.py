@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# bytes a connection waiting in the read backlog may buffer before its reading is paused
+INBOX_PAUSE = 64 * 1024
+
 
 def json_packet_frame(head: bytes, namespace: str, data: Any, ack_id: int | None = None) -> bytes | None:
     """A Socket.IO EVENT (`head` b"42") or ACK (b"43") as one text frame, encoded straight
@@ -71,7 +74,7 @@ class LeanSocket(asyncio.Protocol):
     # queued, the user session on first use, and ping times are floats shared by every
     # socket of one sweep of the hub's timer.
     __slots__ = (
-        "_hub", "_parser", "_pending", "_pending_size", "_session", "closed", "closing",
+        "_hub", "_inbox", "_lost", "_parser", "_pending", "_pending_size", "_session", "closed", "closing",
         "last_ping", "ping_due", "sid", "transport",
     )
 
@@ -85,6 +88,10 @@ class LeanSocket(asyncio.Protocol):
         self.sid = sid
         self.transport: Any = None  # the asyncio or uvloop transport
         self._parser: FrameParser | None = None  # only while a frame is incomplete
+        # bytes read but not parsed yet: only while this socket waits in the hub's read
+        # backlog (`LeanTransport.read_admitted`), and whether its end waits behind them
+        self._inbox: bytearray | None = None
+        self._lost = False
         self._pending: list[bytes] | None = None  # fan-out frames waiting for the hub's flush
         self._pending_size = 0
         self.closing = False
@@ -109,6 +116,33 @@ class LeanSocket(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        inbox = self._inbox
+        if inbox is not None:  # waiting in the read backlog: behind what came before
+            inbox += data
+            if len(inbox) > INBOX_PAUSE and self.transport is not None:
+                self.transport.pause_reading()  # resumed once the inbox is parsed
+            return
+        if self._hub.read_admitted():
+            self._receive(data)
+        else:
+            self._inbox = bytearray(data)
+            self._hub.defer_read(self)
+
+    def receive_deferred(self) -> None:
+        """Parse what waited in the read backlog (the hub's turn for it), then the end of
+        the connection if it came meanwhile."""
+        inbox, self._inbox = self._inbox, None
+        if inbox is not None and not self.closing and not self.closed:
+            if len(inbox) > INBOX_PAUSE and self.transport is not None:
+                self.transport.resume_reading()
+            self._receive(bytes(inbox))
+        if self._lost:
+            self._lost = False
+            self._parser = None
+            if not self.closing and not self.closed:
+                self._hub.on_gone(self, "transport")
+
+    def _receive(self, data: bytes) -> None:
         parser = self._parser
         if parser is None:
             parser = FrameParser(self._hub.max_message)
@@ -137,6 +171,9 @@ class LeanSocket(asyncio.Protocol):
         self.transport = None
         self._pending = None
         self._pending_size = 0
+        if self._inbox is not None:  # the end waits for what was read before it
+            self._lost = True
+            return
         self._parser = None
         if not self.closing and not self.closed:
             self._hub.on_gone(self, "transport")

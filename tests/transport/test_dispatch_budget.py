@@ -40,11 +40,12 @@ class TurnCounter:
 
 
 @contextlib.asynccontextmanager
-async def budget_server(log: list[tuple[str, Any]]) -> AsyncIterator[tuple[str, LeanTransport]]:
+async def budget_server(log: list[tuple[str, Any]], settings: LeanSettings | None = None
+                        ) -> AsyncIterator[tuple[str, LeanTransport]]:
     # handlers run inline, in the task of their packet: the order they record is the order
     # their packets were dispatched in
     sio = socketio.AsyncServer(async_mode="aiohttp", async_handlers=False)
-    hub = LeanTransport(sio.eio, LeanSettings(dispatch_budget=BUDGET))
+    hub = LeanTransport(sio.eio, settings or LeanSettings(dispatch_budget=BUDGET))
     hub.install()
 
     async def ev(sid: str, data: Any) -> None:
@@ -150,4 +151,88 @@ async def test_without_a_storm_nothing_waits() -> None:
                 await asyncio.sleep(0.005)
         assert [what for _, what in log] == list(range(10))
         assert hub.deferred == 0
+        await c.close()
+
+
+async def test_a_read_storm_is_parsed_over_turns_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads beyond the turn's read budget keep their bytes and are parsed in later turns:
+    every connection's packets still in the order it sent them, its end after them, nothing
+    dropped, at most a budget of parses from fresh reads and one from the backlog per turn."""
+    turns = TurnCounter()
+    per_turn: dict[int, int] = {}  # reads parsed per turn
+    receive = LeanSocket._receive
+
+    def spy_receive(self: LeanSocket, data: bytes) -> None:
+        per_turn[turns.turn] = per_turn.get(turns.turn, 0) + 1
+        receive(self, data)
+
+    monkeypatch.setattr(LeanSocket, "_receive", spy_receive)
+    log: list[tuple[str, Any]] = []
+    async with budget_server(log, LeanSettings(read_budget=BUDGET)) as (url, hub):
+        clients = [await RawClient.connect(url) for _ in range(CLIENTS)]
+        sids: list[str] = []
+        for c in clients:
+            c.connect_ns("/", {})
+            kind, body = await c.recv_packet()
+            assert kind == "connect"
+            sids.append(body["sid"])
+        await asyncio.sleep(0.05)
+        per_turn.clear()
+        turns.start()
+        try:
+            for c in clients:  # every client at once: two events in two writes, then its end
+                c.send_text('42["ev",1]')
+                c.send_text('42["ev",2]')
+                c.writer.close()
+            for _ in range(300):
+                if sum(1 for _, what in log if what == "gone") == CLIENTS:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            turns.stop()
+        for sid in sids:
+            assert [what for s, what in log if s == sid] == [1, 2, "gone"]
+        assert hub.reads_deferred > 0 and hub.read_backlog_max > BUDGET
+        assert max(per_turn.values()) <= 2 * BUDGET
+        assert not hub._read_backlog and all(s._inbox is None for s in hub.sockets)
+
+
+async def test_a_waiting_socket_buffers_its_bytes_with_reading_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket whose bytes wait for a later turn keeps what else it reads behind them,
+    stops reading past INBOX_PAUSE (its memory stays bounded), and resumes once parsed."""
+    from gateway.transport import socket as socket_mod
+
+    monkeypatch.setattr(socket_mod, "INBOX_PAUSE", 64)
+    log: list[tuple[str, Any]] = []
+    async with budget_server(log, LeanSettings()) as (url, hub):
+        c = await RawClient.connect(url)
+        c.connect_ns("/", {})
+        kind, _ = await c.recv_packet()
+        assert kind == "connect"
+        (sock,) = list(hub.sockets)
+        admitted = hub.read_admitted
+        monkeypatch.setattr(hub, "read_admitted", lambda: False)  # every read over the budget
+        drain = hub._drain_reads
+        monkeypatch.setattr(hub, "_drain_reads", lambda: None)  # and no later turn comes yet
+        for n in range(200):
+            c.send_text(f'42["ev",{n}]')
+        for _ in range(100):
+            if sock._inbox is not None and not sock.transport.is_reading():
+                break
+            await asyncio.sleep(0.01)
+        assert sock._inbox is not None and not sock.transport.is_reading()
+        held = len(sock._inbox)
+        await asyncio.sleep(0.05)
+        assert len(sock._inbox) < held + 64 * 1024  # paused: at most what was in flight
+        assert log == []
+        monkeypatch.setattr(hub, "read_admitted", admitted)
+        monkeypatch.setattr(hub, "_drain_reads", drain)
+        hub._read_handle = None
+        hub._drain_reads()
+        for _ in range(200):
+            if len(log) == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert [what for _, what in log] == list(range(200))
+        assert sock._inbox is None and sock.transport.is_reading()
         await c.close()
