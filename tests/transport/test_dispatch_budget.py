@@ -65,6 +65,18 @@ async def budget_server(log: list[tuple[str, Any]], settings: LeanSettings | Non
         yield url, hub
 
 
+async def connected(url: str, n: int) -> tuple[list[RawClient], list[str]]:
+    """`n` clients, each with the main namespace joined, and their Socket.IO sids."""
+    clients = [await RawClient.connect(url) for _ in range(n)]
+    sids: list[str] = []
+    for c in clients:
+        c.connect_ns("/", {})
+        kind, body = await c.recv_packet()
+        assert kind == "connect"
+        sids.append(body["sid"])
+    return clients, sids
+
+
 async def test_a_disconnect_storm_is_spread_over_turns_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     turns = TurnCounter()
     per_turn: dict[int, int] = {}  # leaving items (DISCONNECT packets, ends) dispatched per turn
@@ -86,13 +98,7 @@ async def test_a_disconnect_storm_is_spread_over_turns_in_order(monkeypatch: pyt
     monkeypatch.setattr(LeanTransport, "_gone", spy_gone)
     log: list[tuple[str, Any]] = []
     async with budget_server(log) as (url, hub):
-        clients = [await RawClient.connect(url) for _ in range(CLIENTS + 2)]
-        sids: list[str] = []
-        for c in clients:
-            c.connect_ns("/", {})
-            kind, body = await c.recv_packet()
-            assert kind == "connect"
-            sids.append(body["sid"])
+        clients, sids = await connected(url, CLIENTS + 2)
         storm, (reopener, probe) = clients[:CLIENTS], clients[CLIENTS:]
         await asyncio.sleep(0.05)
         per_turn.clear()
@@ -169,13 +175,7 @@ async def test_a_read_storm_is_parsed_over_turns_in_order(monkeypatch: pytest.Mo
     monkeypatch.setattr(LeanSocket, "_receive", spy_receive)
     log: list[tuple[str, Any]] = []
     async with budget_server(log, LeanSettings(read_budget=BUDGET)) as (url, hub):
-        clients = [await RawClient.connect(url) for _ in range(CLIENTS)]
-        sids: list[str] = []
-        for c in clients:
-            c.connect_ns("/", {})
-            kind, body = await c.recv_packet()
-            assert kind == "connect"
-            sids.append(body["sid"])
+        clients, sids = await connected(url, CLIENTS)
         await asyncio.sleep(0.05)
         per_turn.clear()
         turns.start()
