@@ -79,3 +79,14 @@ async def test_storm_bench_quick_run() -> None:
     assert len(rows) == 4, out
     assert all(int(got) == int(sent) > 0 for _, got, sent in rows), out
     assert re.search(r"ours  all gone after \d+\.\d+ s", out), out
+
+
+async def test_resp_bench_quick_run() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.resp", "--replies", "2000", "--payload", "100", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    lines = text.decode().splitlines()
+    assert len(lines) == 3 and all("2,000 replies of 100 bytes" in line for line in lines), lines
+    assert all(float(re.search(r"CPU ([0-9.]+) µs/reply", line)[1]) > 0 for line in lines), lines  # type: ignore[index]
