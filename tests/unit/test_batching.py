@@ -27,6 +27,31 @@ async def test_items_queued_during_a_flush_go_together_in_order() -> None:
     assert (q.flushes, q.items) == (len(flushed), 7)
 
 
+@pytest.mark.parametrize("yielding", [True, False])
+async def test_under_load_the_next_batch_waits_one_turn_for_more(yielding: bool) -> None:
+    """With yield_under_load, after a flush of several items the next batch also takes
+    what is submitted in the loop's next turn; a lone item is never held back."""
+    flushed: list[list[str]] = []
+    loop = asyncio.get_running_loop()
+
+    async def flush(items: list[str]) -> list[str]:
+        flushed.append(items)
+        if items == ["a1", "a2"]:  # a batch flushed under load: "b" now, "c" in the turn after
+            q.enqueue("b")
+            loop.call_soon(lambda: loop.call_soon(lambda: q.enqueue("c")))
+        await asyncio.sleep(0)
+        return items
+
+    q: GroupQueue[str, str] = GroupQueue(flush, max_batch=10, yield_under_load=yielding)
+    await asyncio.gather(q.submit("a1"), q.submit("a2"))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [x for b in flushed for x in b] == ["a1", "a2", "b", "c"]
+    assert flushed[1:] == ([["b", "c"]] if yielding else [["b"], ["c"]])
+    flushed.clear()
+    assert await q.submit("x") == "x" and flushed == [["x"]]  # a lone item: flushed at once
+
+
 async def test_a_failed_flush_fails_its_items_unless_isolated() -> None:
     async def flush(items: list[int]) -> list[int]:
         if 13 in items:
