@@ -17,6 +17,9 @@ import hiredis
 from redis.exceptions import ResponseError
 
 READ_SIZE: Final = 256 * 1024
+MAX_BULK: Final = 512 * 1024 * 1024  # Redis' own limit on a string
+# unparsed bytes that no reply Redis can send needs: one string at its limit, plus headers
+MAX_PENDING = MAX_BULK + 64 * 1024
 IDLE: Final = object()  # what `RespReader.next` returns when no reply came in time
 
 
@@ -29,7 +32,10 @@ class RespReader:
 
     A reply is bytes (bulk and simple strings), an int, None (null), a `ResponseError`
     (an error reply: returned, not raised) or a list of replies; a stream that is not RESP2
-    raises `ProtocolError`."""
+    raises `ProtocolError`, and so does a reply still incomplete after `MAX_PENDING` bytes
+    (a string over Redis' limit: what the parser buffers stays bounded). hiredis does not
+    check that a bulk string ends in CRLF; a stream whose framing is off fails on the
+    next reply instead."""
 
     def __init__(self, stream: asyncio.StreamReader) -> None:
         self._stream = stream
@@ -41,6 +47,8 @@ class RespReader:
             reply = parser.gets()
             if reply is not False:  # RESP2 has no booleans: False is "no complete reply yet"
                 return reply
+            if parser.len() > MAX_PENDING:
+                raise ProtocolError(f"a reply of more than {MAX_PENDING} bytes")
             try:
                 async with asyncio.timeout(timeout):
                     chunk = await self._stream.read(READ_SIZE)

@@ -58,6 +58,20 @@ async def test_garbage_is_a_protocol_error(raw: bytes) -> None:
         await reader.next(0.01)
 
 
+async def test_a_reply_longer_than_redis_can_send_is_a_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the parser buffers for one reply stays bounded (MAX_PENDING, lowered here)."""
+    from gateway.broker import resp
+
+    monkeypatch.setattr(resp, "MAX_PENDING", 1000)
+    stream = asyncio.StreamReader()
+    reader = RespReader(stream)
+    stream.feed_data(b"$999999999999\r\n" + b"x" * 600)
+    assert await reader.next(0.01) is IDLE  # incomplete, within the bound: wait for more
+    stream.feed_data(b"x" * 600)
+    with pytest.raises(ProtocolError):
+        await reader.next(0.01)
+
+
 async def test_many_replies_of_one_read_come_out_without_another_read() -> None:
     stream = asyncio.StreamReader()
     reader = RespReader(stream)
