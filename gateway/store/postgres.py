@@ -34,8 +34,8 @@ from gateway.store.sql import (
     SqlStore,
     StoreClosed,
     _lookup,
+    conversation_tenants,
     new_message_values,
-    stored_message,
 )
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,9 @@ class PostgresStore(SqlStore):
         cases take the locking transaction of `SqlStore`: a deadlock between two such
         statements (their UPDATEs lock in array order, sorted by id, but the planner does
         not promise it) and one conversation id claimed by two tenants in one batch."""
-        tenant_of: dict[str, str] = {}
-        for rq in requests:
-            if tenant_of.setdefault(rq.conversation_id, rq.tenant_id) != rq.tenant_id:
-                return await super()._append_batch(requests, now)
+        tenant_of = conversation_tenants(requests)
+        if tenant_of is None:
+            return await super()._append_batch(requests, now)
         async with self._acquire_for_append() as conn:
             try:
                 return await self._append_with(conn, requests, tenant_of, {}, now)
@@ -210,7 +209,7 @@ class PostgresStore(SqlStore):
                 for rq in requests]
         bp = BatchPlan.make(mine, stored)
         convs: dict[str, Conversation] = {}
-        inserted: list[Message | None] = [None] * len(bp.fresh)
+        inserted: list[Message | None] = []
         if bp.fresh:
             made = [new_message_values(rq, n, now) for rq, n in bp.fresh]  # seq column: n for now
             ids = sorted(bp.counts)
@@ -226,9 +225,7 @@ class PostgresStore(SqlStore):
             for row in updated:
                 convs[row["id"]] = conversation_from_row(row)
                 first[row["id"]] = int(row["last_seq"]) - int(row["added"])
-            for j, ((rq, n), values) in enumerate(zip(bp.fresh, made, strict=True)):
-                base = first.get(rq.conversation_id)
-                inserted[j] = stored_message(rq, values, base + n) if base is not None else None
+            inserted = bp.stored(made, first)
         missing = sorted({rq.conversation_id for rq, d in zip(mine, bp.plan, strict=True)
                           if rq is not None and isinstance(d, Message) and rq.conversation_id not in convs})
         if missing:  # conversations of stored duplicates only (retries)

@@ -147,6 +147,16 @@ def stored_message(rq: AppendRequest, values: tuple[Any, ...], seq: int) -> Mess
         created_at=values[10], delivery_state=member(DeliveryState, m.delivery_state))
 
 
+def conversation_tenants(requests: Sequence[AppendRequest]) -> dict[str, str] | None:
+    """Each conversation of a batch with the tenant that asks for it; None when one
+    conversation id is claimed by two tenants (the locking path's reads then decide)."""
+    tenant_of: dict[str, str] = {}
+    for rq in requests:
+        if tenant_of.setdefault(rq.conversation_id, rq.tenant_id) != rq.tenant_id:
+            return None
+    return tenant_of
+
+
 @dataclass(slots=True)
 class BatchPlan:
     """What a batch append does with each request, decided before anything is written.
@@ -187,6 +197,16 @@ class BatchPlan:
             plan.append((len(fresh), True))
             fresh.append((rq, n))
         return cls(plan, fresh, counts)
+
+    def stored(self, made: Sequence[tuple[Any, ...]], first: dict[str, int]) -> list[Message | None]:
+        """`fresh[j]` as stored from its row `made[j]` (`new_message_values`), its seq the
+        conversation's seq before the batch (`first`) + its place; None where the
+        conversation took nothing (not there, or not the requester's)."""
+        out: list[Message | None] = []
+        for (rq, n), values in zip(self.fresh, made, strict=True):
+            base = first.get(rq.conversation_id)
+            out.append(stored_message(rq, values, base + n) if base is not None else None)
+        return out
 
     def results(self, mine: Sequence[AppendRequest | None], inserted: Sequence[Message | None],
                 convs: dict[str, Conversation]) -> list[AppendResult | None]:

@@ -50,7 +50,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.domain import Conversation, Message
+from gateway.domain import Conversation
 from gateway.store.base import AppendRequest, AppendResult
 from gateway.store.rows import Row, conversation_from_row
 from gateway.store.sql import (
@@ -60,10 +60,10 @@ from gateway.store.sql import (
     Conn,
     SqlStore,
     StoreClosed,
+    conversation_tenants,
     new_message_values,
-    stored_message,
 )
-from gateway.store.sqlwriter import SqlWriter, open_writer
+from gateway.store.sqlwriter import SqlWriter, Step, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -368,13 +368,12 @@ class SqliteStore(SqlStore):
         writer = self._writer
         if writer is None:
             return await super()._append_batch(requests, now)
-        tenant_of: dict[str, str] = {}
-        for rq in requests:
-            if tenant_of.setdefault(rq.conversation_id, rq.tenant_id) != rq.tenant_id:
-                return await super()._append_batch(requests, now)
+        tenant_of = conversation_tenants(requests)
+        if tenant_of is None:
+            return await super()._append_batch(requests, now)
         bp = BatchPlan.make(requests, {})
         made = [new_message_values(rq, n, now) for rq, n in bp.fresh]  # seq column: n (the place)
-        steps: list[Any] = [
+        steps: list[Step] = [
             ("BEGIN IMMEDIATE", None),
             (_READ_CONVERSATION, [(cid,) for cid in tenant_of], True),
             (_INSERT_NEXT_MESSAGE, made),
@@ -407,11 +406,7 @@ class SqliteStore(SqlStore):
                 first[cid] = int(row["last_seq"])
                 convs[cid] = conversation_from_row(row, advanced_by=bp.counts.get(cid, 0), now=now)
         mine = [rq if rq.conversation_id in first else None for rq in requests]
-        inserted: list[Message | None] = []
-        for (rq, n), values in zip(bp.fresh, made, strict=True):
-            base = first.get(rq.conversation_id)
-            inserted.append(stored_message(rq, values, base + n) if base is not None else None)
-        return bp.results(mine, inserted, convs)
+        return bp.results(mine, bp.stored(made, first), convs)
 
     async def _begin(self, db: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE; while another process holds the write lock, wait without
