@@ -80,6 +80,30 @@ class LeanSettings:
     read_budget: int = 256
 
 
+class TurnBudget:
+    """At most `size` admissions per turn of the event loop: the count starts over once the
+    turn's callbacks have run (a `call_soon` scheduled by the turn's first admission)."""
+
+    __slots__ = ("size", "used")
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self.used = 0
+
+    def take(self) -> bool:
+        """Count one admission in this turn; False when the turn's budget is spent."""
+        n = self.used
+        if n >= self.size:
+            return False
+        if not n:
+            asyncio.get_running_loop().call_soon(self._start_over)
+        self.used = n + 1
+        return True
+
+    def _start_over(self) -> None:
+        self.used = 0
+
+
 PING_SLICES = 10
 PINGS_PER_SLICE = 200  # at most 2,000 pings/s with the default 1 s sweep
 
@@ -120,14 +144,14 @@ class LeanTransport:
         self.frames_coalesced = 0  # fan-out frames written …
         self.writes_coalesced = 0  # … in this many writes
         self.dispatch_budget = max(1, settings.dispatch_budget)
-        self._turn_dispatched = 0  # DISCONNECT packets and ends dispatched in this turn of the loop
+        self._dispatch_turn = TurnBudget(self.dispatch_budget)  # DISCONNECT packets and ends, this turn
         # (socket, packet, "") or (socket, None, why it went): waiting for a later turn
         self._backlog: deque[tuple[LeanSocket, str | bytes | None, str]] = deque()
         self._held: dict[LeanSocket, int] = {}  # sockets with items in the backlog: how many
         self._backlog_handle: asyncio.Handle | None = None
         self.deferred = 0  # packets and ends that waited for a later turn (storms)
         self.read_budget = max(1, settings.read_budget)
-        self._turn_reads = 0  # reads parsed at once in this turn of the loop
+        self._read_turn = TurnBudget(self.read_budget)  # reads parsed as they arrive, this turn
         self._read_backlog: deque[LeanSocket] = deque()  # sockets whose bytes wait to be parsed
         self._read_handle: asyncio.Handle | None = None
         self.reads_deferred = 0
@@ -315,15 +339,7 @@ class LeanTransport:
     def _admitted(self) -> bool:
         """Whether a leaving connection's packet or end may be dispatched now (counted
         against this turn's budget); False: it waits in the backlog."""
-        if self._backlog or self._turn_dispatched >= self.dispatch_budget:
-            return False
-        if not self._turn_dispatched:
-            asyncio.get_running_loop().call_soon(self._new_turn)
-        self._turn_dispatched += 1
-        return True
-
-    def _new_turn(self) -> None:
-        self._turn_dispatched = 0
+        return not self._backlog and self._dispatch_turn.take()
 
     def _defer(self, sock: LeanSocket, data: str | bytes | None, why: str) -> None:
         q = self._backlog
@@ -368,16 +384,7 @@ class LeanTransport:
     # behind the storm.
     def read_admitted(self) -> bool:
         """Whether a socket's read may be parsed now (counted against this turn's budget)."""
-        n = self._turn_reads
-        if n >= self.read_budget:
-            return False
-        if not n:
-            asyncio.get_running_loop().call_soon(self._new_read_turn)
-        self._turn_reads = n + 1
-        return True
-
-    def _new_read_turn(self) -> None:
-        self._turn_reads = 0
+        return self._read_turn.take()
 
     def defer_read(self, sock: LeanSocket) -> None:
         q = self._read_backlog
