@@ -50,6 +50,7 @@ class StorageConfig:
     redis_prefix: str = "izh:"
     data_dir: str = "./data"
     sqlite_write_thread: bool = True  # SQLite commits on a C thread off the event loop (gateway/store/sqlwriter.py)
+    sqlite_wal_gather: bool = True  # a commit's WAL frames written with one write() (gateway/store/_walvfs.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             redis_prefix=r.get_str("REDIS_PREFIX", "izh:") or "izh:",
             data_dir=r.get_str("DATA_DIR", "./data") or "./data",
             sqlite_write_thread=r.get_bool("SQLITE_WRITE_THREAD", True),
+            sqlite_wal_gather=r.get_bool("SQLITE_WAL_GATHER", True),
         ),
         limits=LimitsConfig(
             max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),

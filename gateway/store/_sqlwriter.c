@@ -33,6 +33,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "_walvfs.h"
+
 enum { ST_IDLE = 0, ST_QUEUED = 1, ST_DONE = 2 };
 enum { CACHE_MAX = 32 };
 
@@ -665,7 +667,19 @@ static PyObject *same_library(PyObject *mod, PyObject *arg) {
     return PyBool_FromLong(theirs != NULL && theirs == (void *)sqlite3_libversion_number);
 }
 
+/* Registers the WAL-write-gathering VFS (_walvfs.c) with this extension's SQLite; returns
+ * its name, for a connection's `vfs=` URI parameter. Only of use when `same_library`. */
+static PyObject *register_wal_vfs(PyObject *mod, PyObject *unused) {
+    int rc = izh_walvfs_register();
+    if (rc != SQLITE_OK) {
+        PyErr_Format(PyExc_OSError, "registering the SQLite VFS %s failed: %s", IZH_WALVFS_NAME, sqlite3_errstr(rc));
+        return NULL;
+    }
+    return PyUnicode_FromString(IZH_WALVFS_NAME);
+}
+
 static PyMethodDef module_methods[] = {
+    {"register_wal_vfs", register_wal_vfs, METH_NOARGS, "registers the WAL-write-gathering VFS; returns its name"},
     {"same_library", same_library, METH_O, "whether the loaded module at this path uses this extension's SQLite"},
     {"libversion_number", libversion_number, METH_NOARGS, "the linked SQLite library's version number"},
     {NULL, NULL, 0, NULL},

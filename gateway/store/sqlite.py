@@ -42,9 +42,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,7 +65,7 @@ from gateway.store.sql import (
     conversation_tenants,
     new_message_values,
 )
-from gateway.store.sqlwriter import SqlWriter, Step, open_writer
+from gateway.store.sqlwriter import SqlWriter, Step, open_writer, wal_gathering_vfs
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,11 @@ def _is_file_path(path: str) -> bool:
     return path != ":memory:" and not path.startswith("file:")
 
 
+def _vfs_uri(path: str, vfs: str) -> str:
+    """The `file:` URI opening the database file at `path` through the VFS `vfs`."""
+    return f"file:{urllib.parse.quote(os.path.abspath(path))}?vfs={vfs}"
+
+
 def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, uri=uri, check_same_thread=True,
                          cached_statements=STATEMENT_CACHE)
@@ -187,11 +194,14 @@ def checkpoint_file(path: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, path: str, *, checkpoint_interval: float = 1.0, write_thread: bool = True) -> None:
+    def __init__(self, path: str, *, checkpoint_interval: float = 1.0, write_thread: bool = True,
+                 wal_gather: bool = True) -> None:
         self._path = path
         self._uri = path.startswith("file:")
         self._db: sqlite3.Connection | None = None
         self._write_thread = write_thread
+        self._wal_gather = wal_gather
+        self.wal_vfs: str | None = None  # the VFS gathering WAL writes, when in use (`_walvfs.c`)
         self._writer: SqlWriter | None = None
         self.writer_commits = 0  # commits run on the writer thread (one-job appends included)
         self._lock = asyncio.Lock()
@@ -218,7 +228,11 @@ class SqliteStore(SqlStore):
             on_disk = _is_file_path(self._path)
             if on_disk:
                 await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
-            self._db = _connect(self._path, uri=self._uri)
+            self.wal_vfs = wal_gathering_vfs() if self._wal_gather and on_disk else None
+            if self.wal_vfs is not None:
+                self._db = _connect(_vfs_uri(self._path, self.wal_vfs), uri=True)
+            else:
+                self._db = _connect(self._path, uri=self._uri)
             if self._write_thread:
                 try:
                     self._writer = open_writer(self._db, self._path if on_disk else None, asyncio.get_running_loop())

@@ -75,6 +75,23 @@ def _same_library() -> bool:
     return bool(_sqlwriter.same_library(module_file))
 
 
+def wal_gathering_vfs() -> str | None:
+    """The name of the VFS that writes each commit's WAL frames with one `write()`
+    (`_walvfs.c`), registered with the `sqlite3` module's SQLite library; None where it
+    cannot be used (the extension not built, or linked to another SQLite library)."""
+    try:
+        if not _same_library():
+            return None
+        from gateway.store import _sqlwriter
+    except ImportError:
+        return None
+    try:
+        return _sqlwriter.register_wal_vfs()
+    except OSError as exc:
+        log.warning("sqlite WAL write gathering off: %s", exc)
+        return None
+
+
 def open_writer(db: sqlite3.Connection, file: str | None, loop: asyncio.AbstractEventLoop) -> SqlWriter | None:
     """A writer on `db` (the store's connection, to the database file `file`; None for an
     in-memory database), or None where none can be used."""

@@ -68,14 +68,15 @@ class Backend:
     def make(self) -> SqliteStore | PostgresStore:
         """An unopened store on this backend's database (closed at teardown once opened)."""
         store = make_store(self.database_url, sqlite_path="unused", schema=self.schema,
-                           sqlite_write_thread=self.sqlite_write_thread)
+                           sqlite_write_thread=self.sqlite_write_thread, sqlite_wal_gather=self.sqlite_write_thread)
         self.opened.append(store)
         return store
 
     async def open(self) -> Store:
         """Another opened and migrated store on this backend's database."""
         store = await open_store(self.database_url, sqlite_path="unused", schema=self.schema,
-                                 sqlite_write_thread=self.sqlite_write_thread)
+                                 sqlite_write_thread=self.sqlite_write_thread,
+                                 sqlite_wal_gather=self.sqlite_write_thread)
         assert isinstance(store, SqliteStore | PostgresStore)
         self.opened.append(store)
         return store
@@ -85,7 +86,8 @@ class Backend:
             await store.close()
 
 
-# "sqlite": commits on the writer thread (gateway/store/sqlwriter.py); "sqlite-inline": on the loop
+# "sqlite": commits on the writer thread (gateway/store/sqlwriter.py), WAL writes gathered
+# (gateway/store/_walvfs.c); "sqlite-inline": commits on the loop, SQLite's own VFS
 @pytest.fixture(params=[pytest.param("sqlite"), pytest.param("sqlite-inline"),
                         pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
