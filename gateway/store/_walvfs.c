@@ -14,12 +14,18 @@
  *     file control, shm): SQLite and every other connection see the file as if each write
  *     had gone through at once, except for the frames of a commit still being written,
  *     which nothing reads before the commit is published.
- * A commit becomes visible to other connections when the writer updates the WAL index
- * header in shared memory, after sqlite3WalFrames has written the commit frame — after the
- * flush. Durability is unchanged: nothing is synced that was not, and a crash before the
- * flush loses only a commit that had not returned.
+ *   - the connection releases the WAL write lock (the main database file's xShmLock):
+ *     what is still gathered then are frames a transaction spilled before it rolled back
+ *     (SQLite would have written them, past the WAL's end); written while the lock is
+ *     still held, they can never land over frames another connection commits later.
+ * So frames are gathered only while their connection holds the WAL write lock. A commit
+ * becomes visible to other connections when the writer updates the WAL index header in
+ * shared memory, after sqlite3WalFrames has written the commit frame — after the flush.
+ * Durability is unchanged: nothing is synced that was not, and a crash before the flush
+ * loses only a commit that had not returned.
  *
- * Every other file (the database, journals) is the default VFS's own, unwrapped.
+ * The main database file is wrapped only to see that unlock (every call passes through);
+ * other files (journals, temporary files) are the default VFS's own.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -31,14 +37,26 @@
  * length; more would be a short write, reported as SQLITE_FULL). */
 enum { WAL_FRAME_HEADER = 24, BUFFER_CAP = 120 * 1024 };
 
+/* The WAL lock SQLite's WAL index takes for a write transaction (wal.c: WAL_WRITE_LOCK). */
+enum { WAL_WRITE_LOCK = 0 };
+
+typedef struct DbFile DbFile;
+
 typedef struct {
-    sqlite3_file base;   /* pMethods = &wal_methods */
+    sqlite3_file base;   /* pMethods = &wal_methods_vN */
     sqlite3_file *real;  /* the default VFS's file, right after this struct */
+    DbFile *db;          /* the main database file of the same connection, or NULL */
     unsigned char *buf;  /* gathered writes, or NULL before the first */
     sqlite3_int64 off;   /* file offset of buf[0] */
     int len;             /* bytes gathered */
     int commit_page;     /* the next write is the page of a commit frame */
 } WalFile;
+
+struct DbFile {
+    sqlite3_file base;   /* pMethods = &db_methods_vN */
+    sqlite3_file *real;  /* the default VFS's file, right after this struct */
+    WalFile *wal;        /* its connection's WAL file while open, or NULL */
+};
 
 static sqlite3_vfs walvfs;
 static sqlite3_vfs *base_vfs;
@@ -61,6 +79,10 @@ static int flush(WalFile *f) {
 
 static int wal_close(sqlite3_file *file) {
     WalFile *f = (WalFile *)file;
+    if (f->db != NULL) {
+        f->db->wal = NULL;
+        f->db = NULL;
+    }
     int rc = flush(f);
     int crc = f->real->pMethods->xClose(f->real);
     free(f->buf);
@@ -187,7 +209,102 @@ static const sqlite3_io_methods wal_methods_v3 = {
     wal_shm_map, wal_shm_lock, wal_shm_barrier, wal_shm_unmap, wal_fetch, wal_unfetch,
 };
 
+/* The main database file: every call is the default VFS's; releasing the WAL write lock
+ * first writes what its WAL file still gathers (see the top of this file). */
+#define DB_REAL(file) (((DbFile *)(file))->real)
+
+static int db_close(sqlite3_file *file) {
+    DbFile *d = (DbFile *)file;
+    if (d->wal != NULL) {
+        d->wal->db = NULL;
+        d->wal = NULL;
+    }
+    return d->real->pMethods->xClose(d->real);
+}
+static int db_read(sqlite3_file *file, void *out, int amt, sqlite3_int64 off) {
+    return DB_REAL(file)->pMethods->xRead(DB_REAL(file), out, amt, off);
+}
+static int db_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off) {
+    return DB_REAL(file)->pMethods->xWrite(DB_REAL(file), data, amt, off);
+}
+static int db_truncate(sqlite3_file *file, sqlite3_int64 size) {
+    return DB_REAL(file)->pMethods->xTruncate(DB_REAL(file), size);
+}
+static int db_sync(sqlite3_file *file, int flags) { return DB_REAL(file)->pMethods->xSync(DB_REAL(file), flags); }
+static int db_file_size(sqlite3_file *file, sqlite3_int64 *size) {
+    return DB_REAL(file)->pMethods->xFileSize(DB_REAL(file), size);
+}
+static int db_lock(sqlite3_file *file, int level) { return DB_REAL(file)->pMethods->xLock(DB_REAL(file), level); }
+static int db_unlock(sqlite3_file *file, int level) { return DB_REAL(file)->pMethods->xUnlock(DB_REAL(file), level); }
+static int db_check_reserved(sqlite3_file *file, int *out) {
+    return DB_REAL(file)->pMethods->xCheckReservedLock(DB_REAL(file), out);
+}
+static int db_file_control(sqlite3_file *file, int op, void *arg) {
+    return DB_REAL(file)->pMethods->xFileControl(DB_REAL(file), op, arg);
+}
+static int db_sector_size(sqlite3_file *file) { return DB_REAL(file)->pMethods->xSectorSize(DB_REAL(file)); }
+static int db_device_characteristics(sqlite3_file *file) {
+    return DB_REAL(file)->pMethods->xDeviceCharacteristics(DB_REAL(file));
+}
+static int db_shm_map(sqlite3_file *file, int page, int size, int extend, void volatile **out) {
+    return DB_REAL(file)->pMethods->xShmMap(DB_REAL(file), page, size, extend, out);
+}
+static int db_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
+    DbFile *d = (DbFile *)file;
+    if ((flags & SQLITE_SHM_UNLOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && offset <= WAL_WRITE_LOCK &&
+        WAL_WRITE_LOCK < offset + n && d->wal != NULL)
+        (void)flush(d->wal); /* frames of a rolled-back transaction: their loss is harmless */
+    return d->real->pMethods->xShmLock(d->real, offset, n, flags);
+}
+static void db_shm_barrier(sqlite3_file *file) { DB_REAL(file)->pMethods->xShmBarrier(DB_REAL(file)); }
+static int db_shm_unmap(sqlite3_file *file, int delete_flag) {
+    return DB_REAL(file)->pMethods->xShmUnmap(DB_REAL(file), delete_flag);
+}
+static int db_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **out) {
+    return DB_REAL(file)->pMethods->xFetch(DB_REAL(file), off, amt, out);
+}
+static int db_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p) {
+    return DB_REAL(file)->pMethods->xUnfetch(DB_REAL(file), off, p);
+}
+
+static const sqlite3_io_methods db_methods_v1 = {
+    1, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
+    db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
+    NULL, NULL, NULL, NULL, NULL, NULL,
+};
+static const sqlite3_io_methods db_methods_v2 = {
+    2, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
+    db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
+    db_shm_map, db_shm_lock, db_shm_barrier, db_shm_unmap, NULL, NULL,
+};
+static const sqlite3_io_methods db_methods_v3 = {
+    3, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
+    db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
+    db_shm_map, db_shm_lock, db_shm_barrier, db_shm_unmap, db_fetch, db_unfetch,
+};
+
+static int is_db_file(const sqlite3_file *file) {
+    const sqlite3_io_methods *m = file->pMethods;
+    return m == &db_methods_v1 || m == &db_methods_v2 || m == &db_methods_v3;
+}
+
+static int vfs_open_db(sqlite3_filename name, sqlite3_file *file, int flags, int *out_flags) {
+    DbFile *d = (DbFile *)file;
+    memset(d, 0, sizeof(*d));
+    d->real = (sqlite3_file *)(d + 1);
+    int rc = base_vfs->xOpen(base_vfs, name, d->real, flags, out_flags);
+    if (d->real->pMethods == NULL) {
+        d->base.pMethods = NULL;
+        return rc;
+    }
+    int version = d->real->pMethods->iVersion;
+    d->base.pMethods = version >= 3 ? &db_methods_v3 : version == 2 ? &db_methods_v2 : &db_methods_v1;
+    return rc;
+}
+
 static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags, int *out_flags) {
+    if (flags & SQLITE_OPEN_MAIN_DB)
+        return vfs_open_db(name, file, flags, out_flags);
     if (!(flags & SQLITE_OPEN_WAL))
         return base_vfs->xOpen(base_vfs, name, file, flags, out_flags); /* fits: szOsFile is larger */
     WalFile *f = (WalFile *)file;
@@ -200,6 +317,12 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file,
     }
     int version = f->real->pMethods->iVersion;
     f->base.pMethods = version >= 3 ? &wal_methods_v3 : version == 2 ? &wal_methods_v2 : &wal_methods_v1;
+    /* the same connection's main database file (SQLite opens it first, and closes it last) */
+    sqlite3_file *db = sqlite3_database_file_object(name);
+    if (db != NULL && is_db_file(db) && ((DbFile *)db)->wal == NULL) {
+        f->db = (DbFile *)db;
+        f->db->wal = f;
+    }
     return rc;
 }
 
@@ -238,7 +361,7 @@ int izh_walvfs_register(void) {
         return SQLITE_ERROR;
     walvfs = (sqlite3_vfs){
         .iVersion = 2,
-        .szOsFile = (int)sizeof(WalFile) + base_vfs->szOsFile,
+        .szOsFile = (int)(sizeof(WalFile) > sizeof(DbFile) ? sizeof(WalFile) : sizeof(DbFile)) + base_vfs->szOsFile,
         .mxPathname = base_vfs->mxPathname,
         .zName = IZH_WALVFS_NAME,
         .xOpen = vfs_open,

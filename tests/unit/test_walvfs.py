@@ -190,3 +190,43 @@ async def test_the_store_uses_it_on_disk_only_and_when_asked(tmp_path: Path) -> 
     finally:
         for s in (on, off, mem, odd):
             await s.close()
+
+
+@pytest.mark.parametrize("spill", ["insert", "update"])
+def test_frames_of_a_rolled_back_spill_never_overwrite_another_connections_commit(tmp_path: Path,
+                                                                                  spill: str) -> None:
+    """A transaction larger than the page cache spills frames to the WAL before its commit;
+    rolled back, they are garbage past the WAL's end. Gathered, they must reach the file while
+    this connection still holds the write lock — not later, over frames another connection
+    has committed at the same offsets since. (A read from the WAL writes them too, and an
+    insert that grows the file makes SQLite re-read page 1 during the rollback; an update of
+    rows read from the database file reads nothing from the WAL: only the write lock's
+    release writes its frames.)"""
+    path = tmp_path / "f.sqlite3"
+    a = _open(path, gather=True)
+    b = _open(path, gather=False)
+    try:
+        a.executemany("INSERT INTO t VALUES (?, ?)", ((k, os.urandom(2000)) for k in range(1, 301)))
+        a.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the spill's reads come from the database file
+        a.execute("PRAGMA cache_size = 10")  # pages: the transaction below spills
+        a.execute("BEGIN")
+        if spill == "insert":
+            a.executemany("INSERT INTO t VALUES (?, ?)", ((k, os.urandom(2000)) for k in range(500, 540)))
+        else:
+            a.execute("UPDATE t SET v = randomblob(2000) WHERE k <= 40")
+        a.execute("ROLLBACK")
+        b.execute("UPDATE t SET v = x'07' WHERE k <= 60")
+        b.executemany("INSERT INTO t VALUES (?, ?)", ((k, os.urandom(2000)) for k in range(1000, 1040)))
+        assert a.execute("SELECT count(*), sum(v = x'07') FROM t").fetchone() == (340, 60)  # a reads the WAL
+        a.execute("INSERT INTO t VALUES (2000, x'02')")
+        assert b.execute("SELECT count(*), sum(v = x'07') FROM t").fetchone() == (341, 60)
+        assert b.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        a.close()
+        b.close()
+    r = sqlite3.connect(path)
+    try:
+        assert r.execute("SELECT count(*), sum(v = x'07') FROM t").fetchone() == (341, 60)
+        assert r.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        r.close()
