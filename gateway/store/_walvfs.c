@@ -43,7 +43,7 @@ enum { WAL_WRITE_LOCK = 0 };
 typedef struct DbFile DbFile;
 
 typedef struct {
-    sqlite3_file base;   /* pMethods = &wal_methods_vN */
+    sqlite3_file base;   /* pMethods = &wal_methods */
     sqlite3_file *real;  /* the default VFS's file, right after this struct */
     DbFile *db;          /* the main database file of the same connection, or NULL */
     unsigned char *buf;  /* gathered writes, or NULL before the first */
@@ -53,7 +53,7 @@ typedef struct {
 } WalFile;
 
 struct DbFile {
-    sqlite3_file base;   /* pMethods = &db_methods_vN */
+    sqlite3_file base;   /* pMethods = &db_methods */
     sqlite3_file *real;  /* the default VFS's file, right after this struct */
     WalFile *wal;        /* its connection's WAL file while open, or NULL */
 };
@@ -193,17 +193,7 @@ static int wal_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p) {
     return REAL(file)->pMethods->xUnfetch(REAL(file), off, p);
 }
 
-static const sqlite3_io_methods wal_methods_v1 = {
-    1, wal_close, wal_read, wal_write, wal_truncate, wal_sync, wal_file_size, wal_lock, wal_unlock,
-    wal_check_reserved, wal_file_control, wal_sector_size, wal_device_characteristics,
-    NULL, NULL, NULL, NULL, NULL, NULL,
-};
-static const sqlite3_io_methods wal_methods_v2 = {
-    2, wal_close, wal_read, wal_write, wal_truncate, wal_sync, wal_file_size, wal_lock, wal_unlock,
-    wal_check_reserved, wal_file_control, wal_sector_size, wal_device_characteristics,
-    wal_shm_map, wal_shm_lock, wal_shm_barrier, wal_shm_unmap, NULL, NULL,
-};
-static const sqlite3_io_methods wal_methods_v3 = {
+static const sqlite3_io_methods wal_methods = {
     3, wal_close, wal_read, wal_write, wal_truncate, wal_sync, wal_file_size, wal_lock, wal_unlock,
     wal_check_reserved, wal_file_control, wal_sector_size, wal_device_characteristics,
     wal_shm_map, wal_shm_lock, wal_shm_barrier, wal_shm_unmap, wal_fetch, wal_unfetch,
@@ -267,63 +257,49 @@ static int db_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p) {
     return DB_REAL(file)->pMethods->xUnfetch(DB_REAL(file), off, p);
 }
 
-static const sqlite3_io_methods db_methods_v1 = {
-    1, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
-    db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
-    NULL, NULL, NULL, NULL, NULL, NULL,
-};
-static const sqlite3_io_methods db_methods_v2 = {
-    2, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
-    db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
-    db_shm_map, db_shm_lock, db_shm_barrier, db_shm_unmap, NULL, NULL,
-};
-static const sqlite3_io_methods db_methods_v3 = {
+static const sqlite3_io_methods db_methods = {
     3, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
     db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
     db_shm_map, db_shm_lock, db_shm_barrier, db_shm_unmap, db_fetch, db_unfetch,
 };
 
-static int is_db_file(const sqlite3_file *file) {
-    const sqlite3_io_methods *m = file->pMethods;
-    return m == &db_methods_v1 || m == &db_methods_v2 || m == &db_methods_v3;
-}
 
-static int vfs_open_db(sqlite3_filename name, sqlite3_file *file, int flags, int *out_flags) {
-    DbFile *d = (DbFile *)file;
-    memset(d, 0, sizeof(*d));
-    d->real = (sqlite3_file *)(d + 1);
-    int rc = base_vfs->xOpen(base_vfs, name, d->real, flags, out_flags);
-    if (d->real->pMethods == NULL) {
-        d->base.pMethods = NULL;
-        return rc;
-    }
-    int version = d->real->pMethods->iVersion;
-    d->base.pMethods = version >= 3 ? &db_methods_v3 : version == 2 ? &db_methods_v2 : &db_methods_v1;
+/* Opens the default VFS's file into `real`: SQLITE_OK with a file that has every method
+ * (the unix VFS's, checked at registration), else an error with nothing left open. */
+static int open_real(sqlite3_file *real, sqlite3_filename name, int flags, int *out_flags) {
+    int rc = base_vfs->xOpen(base_vfs, name, real, flags, out_flags);
+    if (rc == SQLITE_OK && (real->pMethods == NULL || real->pMethods->iVersion < 3))
+        rc = SQLITE_CANTOPEN;
+    if (rc != SQLITE_OK && real->pMethods != NULL)
+        real->pMethods->xClose(real);
     return rc;
 }
 
 static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags, int *out_flags) {
-    if (flags & SQLITE_OPEN_MAIN_DB)
-        return vfs_open_db(name, file, flags, out_flags);
+    if (flags & SQLITE_OPEN_MAIN_DB) {
+        DbFile *d = (DbFile *)file;
+        memset(d, 0, sizeof(*d));
+        d->real = (sqlite3_file *)(d + 1);
+        int rc = open_real(d->real, name, flags, out_flags);
+        d->base.pMethods = rc == SQLITE_OK ? &db_methods : NULL;
+        return rc;
+    }
     if (!(flags & SQLITE_OPEN_WAL))
         return base_vfs->xOpen(base_vfs, name, file, flags, out_flags); /* fits: szOsFile is larger */
     WalFile *f = (WalFile *)file;
     memset(f, 0, sizeof(*f));
     f->real = (sqlite3_file *)(f + 1);
-    int rc = base_vfs->xOpen(base_vfs, name, f->real, flags, out_flags);
-    if (f->real->pMethods == NULL) {
-        f->base.pMethods = NULL;
+    int rc = open_real(f->real, name, flags, out_flags);
+    f->base.pMethods = rc == SQLITE_OK ? &wal_methods : NULL;
+    if (rc != SQLITE_OK)
         return rc;
-    }
-    int version = f->real->pMethods->iVersion;
-    f->base.pMethods = version >= 3 ? &wal_methods_v3 : version == 2 ? &wal_methods_v2 : &wal_methods_v1;
     /* the same connection's main database file (SQLite opens it first, and closes it last) */
     sqlite3_file *db = sqlite3_database_file_object(name);
-    if (db != NULL && is_db_file(db) && ((DbFile *)db)->wal == NULL) {
+    if (db != NULL && db->pMethods == &db_methods && ((DbFile *)db)->wal == NULL) {
         f->db = (DbFile *)db;
         f->db->wal = f;
     }
-    return rc;
+    return SQLITE_OK;
 }
 
 /* Everything but xOpen is the default VFS's. */
@@ -357,7 +333,9 @@ int izh_walvfs_register(void) {
     if (sqlite3_vfs_find(IZH_WALVFS_NAME) != NULL)
         return SQLITE_OK;
     base_vfs = sqlite3_vfs_find(NULL);
-    if (base_vfs == NULL || base_vfs->iVersion < 2 || base_vfs->xCurrentTimeInt64 == NULL)
+    /* over the unix VFS only: its files have every method (io methods version 3) */
+    if (base_vfs == NULL || base_vfs->iVersion < 2 || base_vfs->xCurrentTimeInt64 == NULL ||
+        strncmp(base_vfs->zName, "unix", 4) != 0)
         return SQLITE_ERROR;
     walvfs = (sqlite3_vfs){
         .iVersion = 2,
