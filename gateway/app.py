@@ -156,6 +156,9 @@ def _core_metrics(gw: Gateway) -> None:
         m.counter_fn("izh_sqlite_writer_jobs_total",
                      "Commits run on the SQLite writer thread (0 when it is off: SQLITE_WRITE_THREAD or not built)",
                      lambda: store.writer_commits)
+        m.gauge("izh_sqlite_wal_gathered",
+                "1 when each SQLite commit's WAL frames are written with one write() (SQLITE_WAL_GATHER and the "
+                "extension built), else 0", lambda: float(store.wal_vfs is not None))
         m.counter_fn("izh_sqlite_append_retries_total",
                      "Batch appends whose one writer job failed (a stored duplicate: a client's retry; another "
                      "process holding the file's write lock) and that ran again the locking way",
