@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from aiohttp import web
 from engineio import packet as eio_packet
@@ -80,6 +80,9 @@ class LeanSettings:
     read_budget: int = 256
 
 
+T = TypeVar("T")
+
+
 class TurnBudget:
     """At most `size` admissions per turn of the event loop: the count starts over once the
     turn's callbacks have run (a `call_soon` scheduled by the turn's first admission)."""
@@ -102,6 +105,46 @@ class TurnBudget:
 
     def _start_over(self) -> None:
         self.used = 0
+
+
+class TurnBacklog(Generic[T]):
+    """What waits for later turns of the event loop: `run` takes `size` items per turn, in
+    arrival order, beginning with the turn after the first one waited."""
+
+    def __init__(self, size: int, run: Callable[[T], None]) -> None:
+        self.size = max(1, size)
+        self._run = run
+        self._items: deque[T] = deque()
+        self._handle: asyncio.Handle | None = None
+        self.deferred = 0  # items that waited
+        self.longest = 0  # the most that waited at once
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item: T) -> None:
+        q = self._items
+        q.append(item)
+        self.deferred += 1
+        if len(q) > self.longest:
+            self.longest = len(q)
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._handle = None
+        q = self._items
+        run = self._run
+        for _ in range(min(len(q), self.size)):
+            run(q.popleft())
+        if q and self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self._drain)
+
+    def clear(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._items.clear()
 
 
 PING_SLICES = 10
@@ -143,20 +186,14 @@ class LeanTransport:
         self.fast_events = 0  # text packets that took it
         self.frames_coalesced = 0  # fan-out frames written …
         self.writes_coalesced = 0  # … in this many writes
-        self.dispatch_budget = max(1, settings.dispatch_budget)
-        self._dispatch_turn = TurnBudget(self.dispatch_budget)  # DISCONNECT packets and ends, this turn
-        # (socket, packet, "") or (socket, None, why it went): waiting for a later turn
-        self._backlog: deque[tuple[LeanSocket, str | bytes | None, str]] = deque()
+        self._dispatch_turn = TurnBudget(settings.dispatch_budget)  # DISCONNECT packets and ends, this turn
+        # (socket, packet, "") or (socket, None, why it went): waiting for a later turn (storms)
+        self.dispatch_backlog: TurnBacklog[tuple[LeanSocket, str | bytes | None, str]] = TurnBacklog(
+            settings.dispatch_budget, self._undefer)
         self._held: dict[LeanSocket, int] = {}  # sockets with items in the backlog: how many
-        self._backlog_handle: asyncio.Handle | None = None
-        self.deferred = 0  # packets and ends that waited for a later turn (storms)
-        self.read_budget = max(1, settings.read_budget)
-        self._read_turn = TurnBudget(self.read_budget)  # reads parsed as they arrive, this turn
-        self._read_backlog: deque[LeanSocket] = deque()  # sockets whose bytes wait to be parsed
-        self._read_handle: asyncio.Handle | None = None
-        self.reads_deferred = 0
-        self.read_backlog_max = 0
-        self.backlog_max = 0  # the longest the backlog has been
+        self._read_turn = TurnBudget(settings.read_budget)  # reads parsed as they arrive, this turn
+        # sockets whose bytes wait to be parsed
+        self.read_backlog: TurnBacklog[LeanSocket] = TurnBacklog(settings.read_budget, LeanSocket.receive_deferred)
 
     @property
     def sockets(self) -> list[LeanSocket]:
@@ -181,12 +218,8 @@ class LeanTransport:
         for h in (self._flush_handle, self._ping_handle):
             if h is not None:
                 h.cancel()
-        for handle in (self._backlog_handle, self._read_handle):
-            if handle is not None:
-                handle.cancel()
-        self._backlog_handle = self._read_handle = None
-        self._backlog.clear()  # their connections are closed next
-        self._read_backlog.clear()
+        self.dispatch_backlog.clear()  # their connections are closed next
+        self.read_backlog.clear()
         self._held.clear()
         self._flush_handle = self._ping_handle = None
         for s in self.sockets:
@@ -199,8 +232,9 @@ class LeanTransport:
     def stats(self) -> dict[str, int]:
         out = {"connections": len(self.sockets), "upgrades": self.upgrades, "dropped_slow": self.dropped_slow,
                "frames_coalesced": self.frames_coalesced, "writes_coalesced": self.writes_coalesced,
-               "dispatch_deferred": self.deferred, "dispatch_backlog_max": self.backlog_max,
-               "reads_deferred": self.reads_deferred, "read_backlog_max": self.read_backlog_max}
+               "dispatch_deferred": self.dispatch_backlog.deferred,
+               "dispatch_backlog_max": self.dispatch_backlog.longest,
+               "reads_deferred": self.read_backlog.deferred, "read_backlog_max": self.read_backlog.longest}
         if self.sender is not None:
             out.update(self.sender.stats())
         return out
@@ -297,7 +331,7 @@ class LeanTransport:
     # clients leaving at once (a network blip, a deploy of the page) ran 20,000 of them in
     # one turn (measured: the loop stalled 0.8 s, every other connection's messages behind
     # it). At most `dispatch_budget` of them are dispatched per turn; the rest wait in
-    # `_backlog`, in arrival order, for the next turns. Other packets are dispatched at once,
+    # `dispatch_backlog`, in arrival order, for the next turns. Other packets are dispatched at once,
     # except those of a connection that has something waiting (`_held`): they queue behind
     # it, so each connection's packets are still dispatched in the order it sent them (a
     # namespace's DISCONNECT before the CONNECT that reopens it on the same connection).
@@ -339,38 +373,26 @@ class LeanTransport:
     def _admitted(self) -> bool:
         """Whether a leaving connection's packet or end may be dispatched now (counted
         against this turn's budget); False: it waits in the backlog."""
-        return not self._backlog and self._dispatch_turn.take()
+        return not self.dispatch_backlog and self._dispatch_turn.take()
 
     def _defer(self, sock: LeanSocket, data: str | bytes | None, why: str) -> None:
-        q = self._backlog
-        q.append((sock, data, why))
+        self.dispatch_backlog.push((sock, data, why))
         self._held[sock] = self._held.get(sock, 0) + 1
-        self.deferred += 1
-        if len(q) > self.backlog_max:
-            self.backlog_max = len(q)
-        if self._backlog_handle is None:
-            self._backlog_handle = asyncio.get_running_loop().call_soon(self._drain_backlog)
 
-    def _drain_backlog(self) -> None:
-        """Dispatch up to `dispatch_budget` of what waits, in order; again next turn if more
-        is left. What a connection sent before it closed is skipped once it is closing, as
-        `LeanSocket.data_received` stops at a close."""
-        self._backlog_handle = None
-        q = self._backlog
+    def _undefer(self, item: tuple[LeanSocket, str | bytes | None, str]) -> None:
+        """Dispatch what waited in the backlog (its turn came). What a connection sent before
+        it closed is skipped once it is closing, as `LeanSocket.data_received` stops at a close."""
+        sock, data, why = item
         held = self._held
-        for _ in range(min(len(q), self.dispatch_budget)):
-            sock, data, why = q.popleft()
-            n = held.pop(sock)
-            if n > 1:
-                held[sock] = n - 1
-            if sock.closing or sock.closed:
-                continue
-            if data is None:
-                self._gone(sock, why)
-            else:
-                self._dispatch(sock, data)
-        if q:
-            self._backlog_handle = asyncio.get_running_loop().call_soon(self._drain_backlog)
+        n = held.pop(sock)
+        if n > 1:
+            held[sock] = n - 1
+        if sock.closing or sock.closed:
+            return
+        if data is None:
+            self._gone(sock, why)
+        else:
+            self._dispatch(sock, data)
 
     # Reads in a storm. libuv hands every socket that became readable to one poll phase, and
     # each `data_received` parsed its frames there: 10,000 clients leaving at once made one
@@ -378,7 +400,7 @@ class LeanTransport:
     # 160-610 ms after the dispatch budget above; `data_received` 29 % of the storm's
     # samples). Now at most `read_budget` reads are parsed per turn as they arrive; a socket
     # read beyond that keeps its bytes (`LeanSocket._inbox`, reading paused past
-    # `INBOX_PAUSE`) and waits in `_read_backlog`, parsed `read_budget` at a time in the
+    # `INBOX_PAUSE`) and waits in `read_backlog`, parsed `read_budget` at a time in the
     # next turns, its later bytes and its end behind them. Sockets with nothing waiting
     # are parsed at once up to the budget, so the connections that stay are not held
     # behind the storm.
@@ -387,23 +409,8 @@ class LeanTransport:
         return self._read_turn.take()
 
     def defer_read(self, sock: LeanSocket) -> None:
-        q = self._read_backlog
-        q.append(sock)
-        self.reads_deferred += 1
-        if len(q) > self.read_backlog_max:
-            self.read_backlog_max = len(q)
-        if self._read_handle is None:
-            self._read_handle = asyncio.get_running_loop().call_soon(self._drain_reads)
-
-    def _drain_reads(self) -> None:
-        """Parse up to `read_budget` waiting sockets' bytes, in order; again next turn if
-        more are left."""
-        self._read_handle = None
-        q = self._read_backlog
-        for _ in range(min(len(q), self.read_budget)):
-            q.popleft().receive_deferred()
-        if q:
-            self._read_handle = asyncio.get_running_loop().call_soon(self._drain_reads)
+        """`sock`'s bytes wait for a later turn (`LeanSocket.receive_deferred`)."""
+        self.read_backlog.push(sock)
 
     def send_ack(self, eio_sid: str, namespace: str, ack_id: int, data: list[Any]) -> bool:
         """Queue a Socket.IO ACK to a lean socket, encoded straight to its frame (behind what

@@ -138,9 +138,7 @@ class LeanSocket(asyncio.Protocol):
             self._receive(bytes(inbox))
         if self._lost:
             self._lost = False
-            self._parser = None
-            if not self.closing and not self.closed:
-                self._hub.on_gone(self, "transport")
+            self._ended()
 
     def _receive(self, data: bytes) -> None:
         parser = self._parser
@@ -174,6 +172,10 @@ class LeanSocket(asyncio.Protocol):
         if self._inbox is not None:  # the end waits for what was read before it
             self._lost = True
             return
+        self._ended()
+
+    def _ended(self) -> None:
+        """The connection is gone and everything it sent is parsed: the hub's turn."""
         self._parser = None
         if not self.closing and not self.closed:
             self._hub.on_gone(self, "transport")

@@ -133,11 +133,11 @@ async def test_a_disconnect_storm_is_spread_over_turns_in_order(monkeypatch: pyt
         assert kinds.index("probe") < len(kinds) - 1 - kinds[::-1].index("gone")
         # the storm waited for later turns: at most a budget per turn from the sockets' reads
         # and a budget from the backlog
-        assert hub.deferred > 0
-        assert hub.backlog_max > BUDGET
+        assert hub.dispatch_backlog.deferred > 0
+        assert hub.dispatch_backlog.longest > BUDGET
         assert max(per_turn.values()) <= 2 * BUDGET
         assert len(per_turn) >= 2 * CLIENTS // (2 * BUDGET)
-        assert not hub._backlog and not hub._held
+        assert not hub.dispatch_backlog and not hub._held
         await reopener.close()
         await probe.close()
 
@@ -156,7 +156,7 @@ async def test_without_a_storm_nothing_waits() -> None:
                     break
                 await asyncio.sleep(0.005)
         assert [what for _, what in log] == list(range(10))
-        assert hub.deferred == 0
+        assert hub.dispatch_backlog.deferred == 0
         await c.close()
 
 
@@ -192,9 +192,9 @@ async def test_a_read_storm_is_parsed_over_turns_in_order(monkeypatch: pytest.Mo
             turns.stop()
         for sid in sids:
             assert [what for s, what in log if s == sid] == [1, 2, "gone"]
-        assert hub.reads_deferred > 0 and hub.read_backlog_max > BUDGET
+        assert hub.read_backlog.deferred > 0 and hub.read_backlog.longest > BUDGET
         assert max(per_turn.values()) <= 2 * BUDGET
-        assert not hub._read_backlog and all(s._inbox is None for s in hub.sockets)
+        assert not hub.read_backlog and all(s._inbox is None for s in hub.sockets)
 
 
 async def test_a_waiting_socket_buffers_its_bytes_with_reading_paused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,8 +212,8 @@ async def test_a_waiting_socket_buffers_its_bytes_with_reading_paused(monkeypatc
         (sock,) = list(hub.sockets)
         admitted = hub.read_admitted
         monkeypatch.setattr(hub, "read_admitted", lambda: False)  # every read over the budget
-        drain = hub._drain_reads
-        monkeypatch.setattr(hub, "_drain_reads", lambda: None)  # and no later turn comes yet
+        drain = hub.read_backlog._drain
+        monkeypatch.setattr(hub.read_backlog, "_drain", lambda: None)  # and no later turn comes yet
         for n in range(200):
             c.send_text(f'42["ev",{n}]')
         for _ in range(100):
@@ -226,9 +226,9 @@ async def test_a_waiting_socket_buffers_its_bytes_with_reading_paused(monkeypatc
         assert len(sock._inbox) < held + 64 * 1024  # paused: at most what was in flight
         assert log == []
         monkeypatch.setattr(hub, "read_admitted", admitted)
-        monkeypatch.setattr(hub, "_drain_reads", drain)
-        hub._read_handle = None
-        hub._drain_reads()
+        monkeypatch.setattr(hub.read_backlog, "_drain", drain)
+        hub.read_backlog._handle = None
+        hub.read_backlog._drain()
         for _ in range(200):
             if len(log) == 200:
                 break
