@@ -40,11 +40,17 @@ enum { WAL_FRAME_HEADER = 24, BUFFER_CAP = 120 * 1024 };
 /* The WAL lock SQLite's WAL index takes for a write transaction (wal.c: WAL_WRITE_LOCK). */
 enum { WAL_WRITE_LOCK = 0 };
 
+/* What both wrappers begin with: SQLite's view of the file, and the default VFS's file
+ * (right after the wrapper, in the memory SQLite gave it: szOsFile). */
+typedef struct {
+    sqlite3_file base;
+    sqlite3_file *real;
+} Wrapped;
+
 typedef struct DbFile DbFile;
 
 typedef struct {
-    sqlite3_file base;   /* pMethods = &wal_methods */
-    sqlite3_file *real;  /* the default VFS's file, right after this struct */
+    Wrapped w;           /* w.base.pMethods = &wal_methods */
     DbFile *db;          /* the main database file of the same connection, or NULL */
     unsigned char *buf;  /* gathered writes, or NULL before the first */
     sqlite3_int64 off;   /* file offset of buf[0] */
@@ -53,23 +59,67 @@ typedef struct {
 } WalFile;
 
 struct DbFile {
-    sqlite3_file base;   /* pMethods = &db_methods */
-    sqlite3_file *real;  /* the default VFS's file, right after this struct */
+    Wrapped w;           /* w.base.pMethods = &db_methods */
     WalFile *wal;        /* its connection's WAL file while open, or NULL */
 };
 
 static sqlite3_vfs walvfs;
 static sqlite3_vfs *base_vfs;
 
+#define REAL(file) (((Wrapped *)(file))->real)
+
+/* --- every call passed to the default VFS's file, as it is -------------------------- */
+static int fwd_read(sqlite3_file *file, void *out, int amt, sqlite3_int64 off) {
+    return REAL(file)->pMethods->xRead(REAL(file), out, amt, off);
+}
+static int fwd_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off) {
+    return REAL(file)->pMethods->xWrite(REAL(file), data, amt, off);
+}
+static int fwd_truncate(sqlite3_file *file, sqlite3_int64 size) {
+    return REAL(file)->pMethods->xTruncate(REAL(file), size);
+}
+static int fwd_sync(sqlite3_file *file, int flags) { return REAL(file)->pMethods->xSync(REAL(file), flags); }
+static int fwd_file_size(sqlite3_file *file, sqlite3_int64 *size) {
+    return REAL(file)->pMethods->xFileSize(REAL(file), size);
+}
+static int fwd_lock(sqlite3_file *file, int level) { return REAL(file)->pMethods->xLock(REAL(file), level); }
+static int fwd_unlock(sqlite3_file *file, int level) { return REAL(file)->pMethods->xUnlock(REAL(file), level); }
+static int fwd_check_reserved(sqlite3_file *file, int *out) {
+    return REAL(file)->pMethods->xCheckReservedLock(REAL(file), out);
+}
+static int fwd_file_control(sqlite3_file *file, int op, void *arg) {
+    return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
+}
+static int fwd_sector_size(sqlite3_file *file) { return REAL(file)->pMethods->xSectorSize(REAL(file)); }
+static int fwd_device_characteristics(sqlite3_file *file) {
+    return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
+}
+static int fwd_shm_map(sqlite3_file *file, int page, int size, int extend, void volatile **out) {
+    return REAL(file)->pMethods->xShmMap(REAL(file), page, size, extend, out);
+}
+static int fwd_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
+    return REAL(file)->pMethods->xShmLock(REAL(file), offset, n, flags);
+}
+static void fwd_shm_barrier(sqlite3_file *file) { REAL(file)->pMethods->xShmBarrier(REAL(file)); }
+static int fwd_shm_unmap(sqlite3_file *file, int delete_flag) {
+    return REAL(file)->pMethods->xShmUnmap(REAL(file), delete_flag);
+}
+static int fwd_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **out) {
+    return REAL(file)->pMethods->xFetch(REAL(file), off, amt, out);
+}
+static int fwd_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p) {
+    return REAL(file)->pMethods->xUnfetch(REAL(file), off, p);
+}
+
+/* --- the WAL file: writes gathered, written before anything else is done with it ----- */
 static int flush(WalFile *f) {
     if (f->len == 0)
         return SQLITE_OK;
     int len = f->len;
     f->len = 0;
-    return f->real->pMethods->xWrite(f->real, f->buf, len, f->off);
+    return f->w.real->pMethods->xWrite(f->w.real, f->buf, len, f->off);
 }
 
-#define REAL(file) (((WalFile *)(file))->real)
 #define FLUSH_OR_RETURN(file)                       \
     do {                                            \
         int frc_ = flush((WalFile *)(file));        \
@@ -84,15 +134,10 @@ static int wal_close(sqlite3_file *file) {
         f->db = NULL;
     }
     int rc = flush(f);
-    int crc = f->real->pMethods->xClose(f->real);
+    int crc = f->w.real->pMethods->xClose(f->w.real);
     free(f->buf);
     f->buf = NULL;
     return rc != SQLITE_OK ? rc : crc;
-}
-
-static int wal_read(sqlite3_file *file, void *out, int amt, sqlite3_int64 off) {
-    FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xRead(REAL(file), out, amt, off);
 }
 
 static int wal_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off) {
@@ -102,11 +147,11 @@ static int wal_write(sqlite3_file *file, const void *data, int amt, sqlite3_int6
     if (f->len > 0 && (off != f->off + f->len || f->len + amt > BUFFER_CAP))
         FLUSH_OR_RETURN(f);
     if (amt > BUFFER_CAP)
-        return f->real->pMethods->xWrite(f->real, data, amt, off);
+        return fwd_write(file, data, amt, off);
     if (f->buf == NULL) {
         f->buf = malloc(BUFFER_CAP);
         if (f->buf == NULL)
-            return f->real->pMethods->xWrite(f->real, data, amt, off);
+            return fwd_write(file, data, amt, off);
     }
     if (f->len == 0)
         f->off = off;
@@ -121,148 +166,90 @@ static int wal_write(sqlite3_file *file, const void *data, int amt, sqlite3_int6
     return SQLITE_OK;
 }
 
+static int wal_read(sqlite3_file *file, void *out, int amt, sqlite3_int64 off) {
+    FLUSH_OR_RETURN(file);
+    return fwd_read(file, out, amt, off);
+}
 static int wal_truncate(sqlite3_file *file, sqlite3_int64 size) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xTruncate(REAL(file), size);
+    return fwd_truncate(file, size);
 }
-
 static int wal_sync(sqlite3_file *file, int flags) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xSync(REAL(file), flags);
+    return fwd_sync(file, flags);
 }
-
 static int wal_file_size(sqlite3_file *file, sqlite3_int64 *size) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xFileSize(REAL(file), size);
+    return fwd_file_size(file, size);
 }
-
 static int wal_lock(sqlite3_file *file, int level) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xLock(REAL(file), level);
+    return fwd_lock(file, level);
 }
-
 static int wal_unlock(sqlite3_file *file, int level) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xUnlock(REAL(file), level);
+    return fwd_unlock(file, level);
 }
-
 static int wal_check_reserved(sqlite3_file *file, int *out) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xCheckReservedLock(REAL(file), out);
+    return fwd_check_reserved(file, out);
 }
-
 static int wal_file_control(sqlite3_file *file, int op, void *arg) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
+    return fwd_file_control(file, op, arg);
 }
-
-static int wal_sector_size(sqlite3_file *file) {
-    return REAL(file)->pMethods->xSectorSize(REAL(file));
-}
-
-static int wal_device_characteristics(sqlite3_file *file) {
-    return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
-}
-
+/* SQLite uses shared memory through the main database file, never through a WAL file */
 static int wal_shm_map(sqlite3_file *file, int page, int size, int extend, void volatile **out) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xShmMap(REAL(file), page, size, extend, out);
+    return fwd_shm_map(file, page, size, extend, out);
 }
-
 static int wal_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xShmLock(REAL(file), offset, n, flags);
+    return fwd_shm_lock(file, offset, n, flags);
 }
-
 static void wal_shm_barrier(sqlite3_file *file) {
-    (void)flush((WalFile *)file); /* SQLite never uses shared memory through a WAL file */
-    REAL(file)->pMethods->xShmBarrier(REAL(file));
+    (void)flush((WalFile *)file);
+    fwd_shm_barrier(file);
 }
-
 static int wal_shm_unmap(sqlite3_file *file, int delete_flag) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xShmUnmap(REAL(file), delete_flag);
+    return fwd_shm_unmap(file, delete_flag);
 }
-
 static int wal_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **out) {
     FLUSH_OR_RETURN(file);
-    return REAL(file)->pMethods->xFetch(REAL(file), off, amt, out);
-}
-
-static int wal_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p) {
-    return REAL(file)->pMethods->xUnfetch(REAL(file), off, p);
+    return fwd_fetch(file, off, amt, out);
 }
 
 static const sqlite3_io_methods wal_methods = {
     3, wal_close, wal_read, wal_write, wal_truncate, wal_sync, wal_file_size, wal_lock, wal_unlock,
-    wal_check_reserved, wal_file_control, wal_sector_size, wal_device_characteristics,
-    wal_shm_map, wal_shm_lock, wal_shm_barrier, wal_shm_unmap, wal_fetch, wal_unfetch,
+    wal_check_reserved, wal_file_control, fwd_sector_size, fwd_device_characteristics,
+    wal_shm_map, wal_shm_lock, wal_shm_barrier, wal_shm_unmap, wal_fetch, fwd_unfetch,
 };
 
-/* The main database file: every call is the default VFS's; releasing the WAL write lock
- * first writes what its WAL file still gathers (see the top of this file). */
-#define DB_REAL(file) (((DbFile *)(file))->real)
-
+/* --- the main database file: every call as it is, but releasing the WAL write lock first
+ * writes what its WAL file still gathers (see the top of this file) --------------------- */
 static int db_close(sqlite3_file *file) {
     DbFile *d = (DbFile *)file;
     if (d->wal != NULL) {
         d->wal->db = NULL;
         d->wal = NULL;
     }
-    return d->real->pMethods->xClose(d->real);
+    return d->w.real->pMethods->xClose(d->w.real);
 }
-static int db_read(sqlite3_file *file, void *out, int amt, sqlite3_int64 off) {
-    return DB_REAL(file)->pMethods->xRead(DB_REAL(file), out, amt, off);
-}
-static int db_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off) {
-    return DB_REAL(file)->pMethods->xWrite(DB_REAL(file), data, amt, off);
-}
-static int db_truncate(sqlite3_file *file, sqlite3_int64 size) {
-    return DB_REAL(file)->pMethods->xTruncate(DB_REAL(file), size);
-}
-static int db_sync(sqlite3_file *file, int flags) { return DB_REAL(file)->pMethods->xSync(DB_REAL(file), flags); }
-static int db_file_size(sqlite3_file *file, sqlite3_int64 *size) {
-    return DB_REAL(file)->pMethods->xFileSize(DB_REAL(file), size);
-}
-static int db_lock(sqlite3_file *file, int level) { return DB_REAL(file)->pMethods->xLock(DB_REAL(file), level); }
-static int db_unlock(sqlite3_file *file, int level) { return DB_REAL(file)->pMethods->xUnlock(DB_REAL(file), level); }
-static int db_check_reserved(sqlite3_file *file, int *out) {
-    return DB_REAL(file)->pMethods->xCheckReservedLock(DB_REAL(file), out);
-}
-static int db_file_control(sqlite3_file *file, int op, void *arg) {
-    return DB_REAL(file)->pMethods->xFileControl(DB_REAL(file), op, arg);
-}
-static int db_sector_size(sqlite3_file *file) { return DB_REAL(file)->pMethods->xSectorSize(DB_REAL(file)); }
-static int db_device_characteristics(sqlite3_file *file) {
-    return DB_REAL(file)->pMethods->xDeviceCharacteristics(DB_REAL(file));
-}
-static int db_shm_map(sqlite3_file *file, int page, int size, int extend, void volatile **out) {
-    return DB_REAL(file)->pMethods->xShmMap(DB_REAL(file), page, size, extend, out);
-}
+
 static int db_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
     DbFile *d = (DbFile *)file;
     if ((flags & SQLITE_SHM_UNLOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && offset <= WAL_WRITE_LOCK &&
         WAL_WRITE_LOCK < offset + n && d->wal != NULL)
         (void)flush(d->wal); /* frames of a rolled-back transaction: their loss is harmless */
-    return d->real->pMethods->xShmLock(d->real, offset, n, flags);
-}
-static void db_shm_barrier(sqlite3_file *file) { DB_REAL(file)->pMethods->xShmBarrier(DB_REAL(file)); }
-static int db_shm_unmap(sqlite3_file *file, int delete_flag) {
-    return DB_REAL(file)->pMethods->xShmUnmap(DB_REAL(file), delete_flag);
-}
-static int db_fetch(sqlite3_file *file, sqlite3_int64 off, int amt, void **out) {
-    return DB_REAL(file)->pMethods->xFetch(DB_REAL(file), off, amt, out);
-}
-static int db_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p) {
-    return DB_REAL(file)->pMethods->xUnfetch(DB_REAL(file), off, p);
+    return fwd_shm_lock(file, offset, n, flags);
 }
 
 static const sqlite3_io_methods db_methods = {
-    3, db_close, db_read, db_write, db_truncate, db_sync, db_file_size, db_lock, db_unlock,
-    db_check_reserved, db_file_control, db_sector_size, db_device_characteristics,
-    db_shm_map, db_shm_lock, db_shm_barrier, db_shm_unmap, db_fetch, db_unfetch,
+    3, db_close, fwd_read, fwd_write, fwd_truncate, fwd_sync, fwd_file_size, fwd_lock, fwd_unlock,
+    fwd_check_reserved, fwd_file_control, fwd_sector_size, fwd_device_characteristics,
+    fwd_shm_map, db_shm_lock, fwd_shm_barrier, fwd_shm_unmap, fwd_fetch, fwd_unfetch,
 };
-
 
 /* Opens the default VFS's file into `real`: SQLITE_OK with a file that has every method
  * (the unix VFS's, checked at registration), else an error with nothing left open. */
@@ -279,18 +266,18 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file,
     if (flags & SQLITE_OPEN_MAIN_DB) {
         DbFile *d = (DbFile *)file;
         memset(d, 0, sizeof(*d));
-        d->real = (sqlite3_file *)(d + 1);
-        int rc = open_real(d->real, name, flags, out_flags);
-        d->base.pMethods = rc == SQLITE_OK ? &db_methods : NULL;
+        d->w.real = (sqlite3_file *)(d + 1);
+        int rc = open_real(d->w.real, name, flags, out_flags);
+        d->w.base.pMethods = rc == SQLITE_OK ? &db_methods : NULL;
         return rc;
     }
     if (!(flags & SQLITE_OPEN_WAL))
         return base_vfs->xOpen(base_vfs, name, file, flags, out_flags); /* fits: szOsFile is larger */
     WalFile *f = (WalFile *)file;
     memset(f, 0, sizeof(*f));
-    f->real = (sqlite3_file *)(f + 1);
-    int rc = open_real(f->real, name, flags, out_flags);
-    f->base.pMethods = rc == SQLITE_OK ? &wal_methods : NULL;
+    f->w.real = (sqlite3_file *)(f + 1);
+    int rc = open_real(f->w.real, name, flags, out_flags);
+    f->w.base.pMethods = rc == SQLITE_OK ? &wal_methods : NULL;
     if (rc != SQLITE_OK)
         return rc;
     /* the same connection's main database file (SQLite opens it first, and closes it last) */
