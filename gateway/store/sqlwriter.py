@@ -75,16 +75,26 @@ def _same_library() -> bool:
     return bool(_sqlwriter.same_library(module_file))
 
 
+def _usable(feature: str) -> bool:
+    """Whether the extension is built and shares the `sqlite3` module's SQLite library,
+    which `feature` (the writer thread, the WAL VFS) needs; logged when the libraries differ."""
+    try:
+        if _same_library():
+            return True
+    except ImportError:
+        return False
+    log.warning("%s off: the extension's SQLite library is not the sqlite3 module's", feature)
+    return False
+
+
 def wal_gathering_vfs() -> str | None:
     """The name of the VFS that writes each commit's WAL frames with one `write()`
     (`_walvfs.c`), registered with the `sqlite3` module's SQLite library; None where it
     cannot be used (the extension not built, or linked to another SQLite library)."""
-    try:
-        if not _same_library():
-            return None
-        from gateway.store import _sqlwriter
-    except ImportError:
+    if not _usable("sqlite WAL write gathering"):
         return None
+    from gateway.store import _sqlwriter
+
     try:
         return _sqlwriter.register_wal_vfs()
     except OSError as exc:
@@ -95,13 +105,7 @@ def wal_gathering_vfs() -> str | None:
 def open_writer(db: sqlite3.Connection, file: str | None, loop: asyncio.AbstractEventLoop) -> SqlWriter | None:
     """A writer on `db` (the store's connection, to the database file `file`; None for an
     in-memory database), or None where none can be used."""
-    if sys.version_info[:2] not in _KNOWN_LAYOUTS:
-        return None
-    try:
-        if not _same_library():
-            log.warning("sqlite writer thread off: the extension's SQLite library is not the sqlite3 module's")
-            return None
-    except ImportError:
+    if sys.version_info[:2] not in _KNOWN_LAYOUTS or not _usable("sqlite writer thread"):
         return None
     writer = SqlWriter(db, loop)
     if file is not None and os.path.realpath(writer.filename()) != os.path.realpath(file):
