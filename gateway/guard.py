@@ -2,8 +2,9 @@
 
 `RealtimeServer` calls `admit`/`release` around a connection's life and `check` before a
 visitor event's handler; the guard knows nothing about Socket.IO itself. The connections
-per IP are counted for the whole node (`gateway.ipconns`: across its workers too); the
-rate limits per process (`gateway.limits`).
+per IP are counted for the whole node (`gateway.ipconns`: across its workers too), and
+so are the rate limits per IP (`gateway.shared_limits`); the messages per connection per
+process (`gateway.limits`: a connection lives in one).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Guard:
         self.limits = limits
         self.connections = node.connections
         self.conversations = node.conversations
+        self.messages_per_ip = node.messages
         self.draining = False
 
     async def admit(self, namespace: str, remote: str) -> None:
@@ -47,7 +49,7 @@ class Guard:
             return None
         if event == "message:send":
             self.limits.messages_per_connection.hit(f"conn:{sid}")
-            self.limits.messages_per_ip.hit(remote)
+            self.messages_per_ip(remote)
         elif event == "conversation:start":
             return self.conversations(remote)
         return None

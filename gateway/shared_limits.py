@@ -6,8 +6,18 @@ configured rate. `SharedRateLimiter` keeps the bucket in Redis instead (a hash p
 address, `tokens` and `updated`), refilled and taken from by one Lua script on Redis's own
 clock, so every worker of the node draws from the same bucket. It is used for the limits
 of infrequent requests — visitor `conversation:start` per IP and uploads per IP — where one
-Redis round trip per request costs nothing that matters; the per-message limits stay
-in-process (per connection, which lives on one worker and is therefore exact, and per IP).
+Redis round trip per request costs nothing that matters. The messages per connection stay
+in-process (a connection lives on one worker, so its bucket is exact).
+
+The messages per IP are too frequent for a round trip each, and waiting for Redis before
+a send would also hold up that connection's later sends. `SyncedRateLimiter` decides each
+message at once with the worker's own bucket (the whole limit, as on a node of one
+worker), adds what each address sent to the node's bucket in Redis every `interval`
+seconds (one script call for every address that sent meanwhile, which also answers
+which of the node's addresses are in debt), and the node's bucket may go into debt: while
+it is, every worker refuses that address until the debt is paid back at the limit's rate.
+So an address gets the limit's rate over the node, and at most what each worker's own
+bucket lets through for one `interval` more before every worker refuses it.
 
 A bucket's hash expires when it would be full again (`burst / rate` seconds after its last
 use), so Redis holds only the addresses that are being limited. While Redis cannot be
@@ -18,6 +28,7 @@ that is logged once until Redis answers again.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +37,7 @@ from redis.exceptions import RedisError
 
 from gateway.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
 from gateway.limits import Limits, RateLimiter
+from gateway.periodic import Periodic
 
 # KEYS: the bucket. ARGV: rate (tokens/s), burst, cost. Returns the seconds to wait, as a
 # string ("0" when the tokens were taken): Lua numbers would come back truncated to integers.
@@ -72,26 +84,141 @@ class SharedRateLimiter:
             self.local.refuse(math.ceil(wait * 1000) / 1000)
 
 
+# KEYS: the node's list of addresses in debt (a sorted set: bucket key → until when, on
+# Redis's clock), then the node's buckets of the addresses that sent. ARGV: rate, burst,
+# the most addresses in debt to return, then per bucket what was sent from it. Each bucket
+# is the one of `_TAKE`, debited whatever it holds (it may go into debt). Returns Redis's
+# clock, then the addresses in debt and until when, as strings (Lua numbers would come
+# back truncated to integers).
+_SYNC = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local b = redis.call('HMGET', key, 'tokens', 'updated')
+  local tokens = tonumber(b[1]) or burst
+  local updated = tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - updated) * rate) - tonumber(ARGV[i + 2])
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'updated', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
+  if tokens < 0 then
+    redis.call('ZADD', KEYS[1], tostring(now - tokens / rate), key)
+  else
+    redis.call('ZREM', KEYS[1], key)
+  end
+end
+local debt = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+if #debt > 0 then
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(debt[#debt]) - now) * 1000) + 1000)
+end
+table.insert(debt, 1, tostring(now))
+return debt
+"""
+
+SYNC_CHUNK = 500  # addresses per script call
+MAX_IN_DEBT = 10_000  # addresses in debt a worker learns of (the first to be paid back first)
+
+
+class SyncedRateLimiter:
+    """`local`'s limit for a whole node, each hit decided at once (see the module's doc).
+
+    `hit` takes a token from the worker's own bucket (`local`) or raises `rate_limited`, as
+    `local.hit` does, and also refuses an address whose node bucket was in debt at the last
+    sync (with the wait until it is not). `sync` (every `interval` s between `start` and
+    `close`) adds what each address sent since to its node bucket and learns which of the
+    node's addresses are in debt. While Redis cannot be reached the worker's own bucket alone
+    decides (logged once)."""
+
+    def __init__(self, local: RateLimiter, redis: Redis, key_prefix: str, *, interval: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.local = local
+        self.name = local.name
+        self._prefix = key_prefix
+        self._debt_key = key_prefix + "~debt"  # no address ends up there: they hold no "~"
+        self._script = redis.register_script(_SYNC)
+        self._clock = clock
+        self._sent: dict[str, int] = {}  # address → messages let through since the last sync
+        self._blocked: dict[str, float] = {}  # address → until when (clock) its node bucket is in debt
+        self._sync = Periodic(f"sync {self.name}", self.sync, interval, delay=interval)
+        self.failures = RedisFailures(f"rate limit {self.name}", "limiting per worker")
+
+    def hit(self, key: str) -> None:
+        """Take a token for `key` or raise `rate_limited` with `details.retry_after`."""
+        until = self._blocked.get(key)
+        if until is not None:
+            wait = until - self._clock()
+            if wait > 0:
+                self.local.refuse(math.ceil(wait * 1000) / 1000)
+            del self._blocked[key]
+        self.local.hit(key)
+        self._sent[key] = self._sent.get(key, 0) + 1
+
+    async def sync(self) -> None:
+        """Add what each address sent since the last sync to its node bucket, then take the
+        node's addresses in debt as the ones to refuse."""
+        sent, self._sent = list(self._sent.items()), {}
+        start = 0
+        while True:
+            chunk = sent[start:start + SYNC_CHUNK]
+            try:
+                got = await self._script(keys=[self._debt_key, *(self._prefix + k for k, _ in chunk)],
+                                         args=[self.local.rate, self.local.burst, MAX_IN_DEBT, *(n for _, n in chunk)])
+            except (RedisError, OSError) as exc:
+                self.failures.failed("sync", exc)
+                return
+            self.failures.ok()
+            start += SYNC_CHUNK
+            if start >= len(sent):
+                break
+        self._blocked = self._in_debt(got)
+
+    def _in_debt(self, got: list[bytes | str]) -> dict[str, float]:
+        """The script's answer as address → until when (this process's clock)."""
+        offset = self._clock() - float(got[0])
+        cut = len(self._prefix)
+        return {_text(got[i])[cut:]: float(got[i + 1]) + offset for i in range(1, len(got) - 1, 2)}
+
+    def start(self) -> None:
+        self._sync.start()
+
+    async def close(self) -> None:
+        await self._sync.stop()
+        await self.sync()
+
+
+def _text(x: bytes | str) -> str:
+    return x.decode() if isinstance(x, bytes) else x
+
+
 Hit = Callable[[str], Awaitable[None] | None]  # takes a token for an address or raises rate_limited
 
 
 @dataclass
 class NodeLimits:
     """What a process enforces for its whole node beyond its own `Limits`: the connections,
-    conversation starts and uploads per IP — shared through Redis on a node of several
-    workers, else this process's own. A `Hit` returns an awaitable when it asks Redis."""
+    conversation starts, uploads and messages per IP — shared through Redis on a node of
+    several workers, else this process's own. A `Hit` returns an awaitable when it asks
+    Redis; `messages` never does (it raises at once)."""
 
     connections: IpConnections
     conversations: Hit
     uploads: Hit
+    messages: Callable[[str], None]
     redis: Redis | None = None
-    shared: Sequence[SharedIpConnections | SharedRateLimiter] = ()
+    shared: Sequence[SharedIpConnections | SharedRateLimiter | SyncedRateLimiter] = ()
+    synced: SyncedRateLimiter | None = None
 
     async def start(self) -> None:
         await self.connections.start()
+        if self.synced is not None:
+            self.synced.start()
 
     async def close(self) -> None:
         await self.connections.close()
+        if self.synced is not None:
+            await self.synced.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -105,7 +232,7 @@ def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str |
     every worker's node id, by index) and Redis is configured; else this process's own."""
     if not worker_node_ids or len(worker_node_ids) < 2 or not redis_url:
         return NodeLimits(LocalIpConnections(max_connections_per_ip), limits.conversations_per_ip.hit,
-                          limits.uploads.hit)
+                          limits.uploads.hit, limits.messages_per_ip.hit)
     redis = Redis.from_url(redis_url)
     node = worker_node_ids[0].rsplit("-w", 1)[0]
     connections = SharedIpConnections(redis, [f"{prefix}ipconns:{node_id}" for node_id in worker_node_ids], index,
@@ -113,4 +240,6 @@ def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str |
     conversations = SharedRateLimiter(limits.conversations_per_ip, redis,
                                       f"{prefix}ratelimit:{node}:conversations_per_ip:")
     uploads = SharedRateLimiter(limits.uploads, redis, f"{prefix}ratelimit:{node}:uploads_per_ip:")
-    return NodeLimits(connections, conversations.hit, uploads.hit, redis, (connections, conversations, uploads))
+    messages = SyncedRateLimiter(limits.messages_per_ip, redis, f"{prefix}ratelimit:{node}:messages_per_ip:")
+    return NodeLimits(connections, conversations.hit, uploads.hit, messages.hit, redis,
+                      (connections, conversations, uploads, messages), messages)

@@ -18,7 +18,7 @@ from gateway.config import LimitsConfig
 from gateway.errors import GatewayError
 from gateway.ipconns import LocalIpConnections, SharedIpConnections
 from gateway.limits import Limits, RateLimiter
-from gateway.shared_limits import SharedRateLimiter, node_limits
+from gateway.shared_limits import SYNC_CHUNK, SharedRateLimiter, SyncedRateLimiter, node_limits
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE, BURST = 20.0, 3.0  # a token every 50 ms
@@ -126,10 +126,14 @@ async def test_node_limits_are_shared_only_on_a_node_of_workers_with_redis() -> 
     assert one.connections.limit == 7
     no_redis = node_limits(limits, 7, redis_url=None, prefix="p:", worker_node_ids=["n-w0", "n-w1"])
     assert isinstance(no_redis.connections, LocalIpConnections)
+    assert one.messages == limits.messages_per_ip.hit and one.synced is None
     shared = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", worker_node_ids=["n-w0", "n-w1"], index=1)
     try:
         assert isinstance(shared.connections, SharedIpConnections) and shared.connections._own == "p:ipconns:n-w1"
-        conversations, uploads = shared.shared[1:]
+        conversations, uploads, messages = shared.shared[1:]
+        assert isinstance(messages, SyncedRateLimiter) and shared.synced is messages
+        assert shared.messages == messages.hit and messages.local is limits.messages_per_ip
+        assert messages._prefix == "p:ratelimit:n:messages_per_ip:"
         assert isinstance(conversations, SharedRateLimiter) and isinstance(uploads, SharedRateLimiter)
         assert shared.conversations == conversations.hit and shared.uploads == uploads.hit
         assert conversations._prefix == "p:ratelimit:n:conversations_per_ip:"
@@ -137,3 +141,109 @@ async def test_node_limits_are_shared_only_on_a_node_of_workers_with_redis() -> 
         assert shared.redis_errors() == 0
     finally:
         await shared.close()
+
+
+# --- messages per IP: decided at once, synced to the node ---------------------------
+
+def _messages(redis: aioredis.Redis, prefix: str, limited: list[str] | None = None) -> SyncedRateLimiter:
+    local = RateLimiter("messages_per_ip", RATE, BURST, on_limited=None if limited is None else limited.append)
+    return SyncedRateLimiter(local, redis, prefix, interval=60.0)  # synced by hand below
+
+
+def _refused(w: SyncedRateLimiter, key: str) -> GatewayError:
+    with pytest.raises(GatewayError) as info:
+        w.hit(key)
+    return info.value
+
+
+async def test_messages_are_limited_for_the_node_once_its_workers_synced(redis: aioredis.Redis,
+                                                                         prefix: str) -> None:
+    limited: list[str] = []
+    w0, w1, w2 = (_messages(redis, prefix, limited) for _ in range(3))
+    for w in (w0, w1):  # each worker's own bucket lets its burst through: twice the node's
+        for _ in range(int(BURST)):
+            w.hit("10.0.0.1")
+    w2.hit("10.0.0.2")
+    for w in (w0, w1, w2):
+        await w.sync()
+    await w0.sync()  # w0 synced before w1's messages put the bucket in debt: it learns now
+    # the node's bucket is BURST in debt: every worker refuses the address, also w2, whose
+    # own bucket is full, for as long as the debt takes to pay back
+    for w in (w0, w1, w2):
+        err = _refused(w, "10.0.0.1")
+        assert err.code.value == "rate_limited" and err.details["limit"] == "messages_per_ip"
+        assert BURST / RATE - 0.1 < err.details["retry_after"] <= BURST / RATE + 0.01
+    assert limited == ["messages_per_ip"] * 3  # counted like any refusal (izh_rate_limited_total)
+    w2.hit("10.0.0.2")  # another address is not held up
+    await asyncio.sleep(BURST / RATE + 0.05)
+    w2.hit("10.0.0.1")  # paid back: the worker's own bucket decides again
+    await w2.sync()
+    assert w2._blocked == {} and not await redis.exists(prefix + "~debt")
+    ttl_ms = await redis.pttl(prefix + "10.0.0.1")  # the node's bucket expires when full again
+    assert 0 < ttl_ms <= BURST / RATE * 1000 + 1000
+
+
+async def test_one_worker_alone_is_never_refused_by_its_syncs(redis: aioredis.Redis, prefix: str) -> None:
+    """The node's bucket is debited after the fact with what the worker's own (identical)
+    bucket let through, so on its own it never goes into debt: the sync refuses nothing
+    the worker's bucket would not."""
+    w = _messages(redis, prefix)
+    for _ in range(5):
+        while True:
+            try:
+                w.hit("10.0.0.1")
+            except GatewayError as exc:
+                assert exc.details["retry_after"] <= 1 / RATE + 0.01
+                break
+        await w.sync()
+        assert w._blocked == {}
+        await asyncio.sleep(1.5 / RATE)
+
+
+async def test_a_sync_carries_every_address_in_chunks(redis: aioredis.Redis, prefix: str) -> None:
+    w0, w1 = _messages(redis, prefix), _messages(redis, prefix)
+    keys = [f"10.1.{i // 256}.{i % 256}" for i in range(SYNC_CHUNK * 2 + 7)]
+    for key in keys:
+        for w in (w0, w1):
+            for _ in range(2):
+                w.hit(key)
+    await w0.sync()
+    assert w0._sent == {} and w0._blocked == {}  # 2 of 3 tokens: no debt yet
+    await w1.sync()
+    assert set(w1._blocked) == set(keys)  # 4 of 3: every one in debt
+    assert len(await redis.keys(prefix + "*")) == len(keys) + 1  # and the list of them
+    await w0.sync()  # sends nothing, learns the node's debts
+    assert set(w0._blocked) == set(keys)
+
+
+async def test_messages_limited_per_worker_while_redis_is_unreachable(prefix: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    gone = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
+    try:
+        w = _messages(gone, prefix)
+        for _ in range(int(BURST)):
+            w.hit("10.0.0.1")
+        _refused(w, "10.0.0.1")  # the worker's own bucket
+        await w.sync()
+        w.hit("10.0.0.9")
+        await w.sync()
+        assert w.failures.degraded and w.failures.count == 2 and w._sent == {}
+        assert sum("limiting per worker" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await gone.aclose()
+
+
+async def test_the_sync_runs_on_its_own_and_once_more_at_close(redis: aioredis.Redis, prefix: str) -> None:
+    w = SyncedRateLimiter(RateLimiter("messages_per_ip", RATE, BURST), redis, prefix, interval=0.05)
+    w.start()
+    try:
+        w.hit("10.0.0.1")
+        for _ in range(100):
+            if await redis.exists(prefix + "10.0.0.1"):
+                break
+            await asyncio.sleep(0.01)
+        assert await redis.exists(prefix + "10.0.0.1")
+    finally:
+        w.hit("10.0.0.2")
+        await w.close()
+    assert await redis.exists(prefix + "10.0.0.2")  # what was sent before the close is counted

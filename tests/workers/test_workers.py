@@ -185,6 +185,53 @@ async def test_connections_per_ip_are_limited_for_the_whole_node(tmp_path: Path)
                     await c.close()
 
 
+async def test_messages_per_ip_are_limited_for_the_whole_node(tmp_path: Path) -> None:
+    """RATE_IP_MESSAGES_BURST=4 on a node of three workers: visitors from one address on two
+    workers send 4 messages each (each worker's own bucket lets its 4 through until the
+    workers sync, every 0.5 s); then a visitor on the third worker, whose own bucket is
+    full, is refused too — the node's bucket is in debt — and nothing of it is stored."""
+    async with pg_redis_cluster(tmp_path) as cluster:
+        t = await cluster.cli("tenant", "create", "--name", "Messages")
+        node = cluster.start("node-m", WORKERS="3", RATE_IP_MESSAGES_BURST="4", RATE_IP_MESSAGES_PER_SEC="0.1")
+        await cluster.wait_ready(node)
+        await _workers_up(node, 3)
+        await _all_listening(node, 3)
+        by_worker: dict[str, Client] = {}
+        spare: list[Client] = []
+        try:
+            for _ in range(40):  # the kernel picks each connection's worker
+                c = await visitor(node.url, t["widget_key"])
+                if _mark(c) in by_worker:
+                    spare.append(c)
+                else:
+                    by_worker[_mark(c)] = c
+                if len(by_worker) == 3:
+                    break
+            assert len(by_worker) == 3, "three workers never got a connection"
+            first, second, third = by_worker.values()
+            convs = {id(c): (await c.call("conversation:start"))["conversation"]["id"] for c in by_worker.values()}
+
+            async def send(c: Client) -> Any:
+                return await c.call("message:send", {"conversation_id": convs[id(c)], "client_id": new_client_id(),
+                                                     "text": "x"})
+
+            sent = [await send(c) for c in (first, second) for _ in range(4)]
+            accepted = sum(r["ok"] for r in sent)
+            assert accepted >= 5, sent  # more than the node's 4: a worker learns only at a sync
+            await asyncio.sleep(1.2)  # two syncs of every worker
+            refused = await send(third)
+            assert not refused["ok"] and refused["error"]["code"] == "rate_limited", refused
+            assert refused["error"]["details"]["limit"] == "messages_per_ip"
+            # the debt (at least 1 of 0.1 a second) takes seconds to pay back
+            assert refused["error"]["details"]["retry_after"] > 2
+            history = await third.call("messages:history", {"conversation_id": convs[id(third)]})
+            assert history["ok"] and history["messages"] == []
+        finally:
+            for c in [*by_worker.values(), *spare]:
+                with contextlib.suppress(Exception):
+                    await c.close()
+
+
 @pytest.mark.node
 async def test_the_stock_node_client_polls_then_upgrades_across_workers(tmp_path: Path) -> None:
     async with pg_redis_cluster(tmp_path) as cluster:
