@@ -39,6 +39,8 @@ from gateway.validation import (
 
 Ack = dict[str, Any]
 Handler = Callable[[Conn, Mapping[str, Any]], Awaitable[Ack]]
+SendRequest = tuple[str, str, str, list[str]]
+"""A validated `message:send`: (conversation id, client id, text, upload ids)."""
 
 
 def send_ack(res: PostResult) -> Ack:
@@ -117,10 +119,14 @@ class Handlers:
         return {"ok": True, "results": results}
 
     async def send(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
-        conv_id, client_id, text, ids = self.parse_send(p)
+        return await self.post(conn, self.parse_send(p))
+
+    async def post(self, conn: Conn, req: SendRequest) -> Ack:
+        """A validated `message:send` (`parse_send`) stored and published: its ack."""
+        conv_id, client_id, text, ids = req
         return send_ack(await self.chat.post_message(conn.principal, conv_id, client_id, text, ids))
 
-    def parse_send(self, p: Mapping[str, Any]) -> tuple[str, str, str, list[str]]:
+    def parse_send(self, p: Mapping[str, Any]) -> SendRequest:
         """A `message:send` payload's (conversation id, client id, text, upload ids)."""
         conv_id = req_id(p, "conversation_id")
         client_id = req_client_id(p)

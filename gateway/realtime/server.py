@@ -25,7 +25,7 @@ from gateway.guard import Guard
 from gateway.metrics import Metrics
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
-from gateway.realtime.handlers import Handler, Handlers, send_ack
+from gateway.realtime.handlers import Handler, Handlers, SendRequest, send_ack
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.packets import JsonOncePacket
 from gateway.realtime.presence import PresenceTracker
@@ -287,16 +287,20 @@ class RealtimeServer:
             conn, handler, payload = req
             started = self._begin()
             rq: AppendRequest | None = None
+            parsed: SendRequest | None = None
             try:
                 pending = self._check(namespace, SEND, conn)
                 if pending is None and handler == send:
-                    conv_id, client_id, text, ids = self.handlers.parse_send(_payload(payload))
+                    parsed = self.handlers.parse_send(_payload(payload))
+                    conv_id, client_id, text, ids = parsed
                     if not ids:
                         rq = self.chat.quick_post(conn.principal, conv_id, client_id, text)
             except Exception as exc:
                 reply(ev, self._fail(namespace, SEND, exc, started))
                 continue
             if rq is None:
+                if parsed is not None:  # validated already: straight to the post
+                    handler = self._post_parsed(parsed)
                 self._spawn(self._handle_and_reply(ev, conn, handler, payload, pending, started, reply))
             else:
                 posts.append((ev, conn, rq, started))
@@ -317,6 +321,16 @@ class RealtimeServer:
             else:
                 self._done(namespace, SEND, "ok", started)
                 reply(ev, send_ack(res))
+
+    def _post_parsed(self, req: SendRequest) -> Handler:
+        """The `message:send` handler of a payload `parse_send` has validated."""
+        assert self.handlers is not None
+        post = self.handlers.post
+
+        async def handler(conn: Conn, _p: Mapping[str, Any]) -> dict[str, Any]:
+            return await post(conn, req)
+
+        return handler
 
     async def _handle_and_reply(self, ev: QueuedEvent, conn: Conn, handler: Handler, payload: Any,
                                 pending: Awaitable[None] | None, started: float, reply: Reply) -> None:

@@ -288,9 +288,12 @@ async def test_close_never_hangs(nodes: NodeMaker) -> None:
     for i in range(40):
         node = await nodes(start=False)
         broker = broker_of(node)
-        broker.health_interval = 0.0005
         await broker.start(node.handle)
         await broker.subscribe("ch")
+        # from now on a PONG later than 0.5 ms counts as a lost connection (so this also
+        # closes while it reconnects); set before the SUBSCRIBE, a slow machine failed that
+        broker.health_interval = 0.0005
+        await broker.publish("ch", envelope(n=i))  # the reader's next wait takes it
         await asyncio.sleep(0.0005 * (i % 10))
         async with asyncio.timeout(2):
             await broker.close()
