@@ -27,6 +27,7 @@ class EmailSettings:
     max_message_bytes: int = 25 * 1024 * 1024
     max_attachment_bytes: int = 10 * 1024 * 1024
     send_timeout: float = 30.0
+    imap_interval: float = 60.0  # s between polls of the inboxes with IMAP settings; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,13 @@ def _num(env: Mapping[str, str], key: str, default: float) -> float:
         return float(v)
     except ValueError:
         raise ConfigError(f"{key} must be a number, got {v!r}") from None
+
+
+def _imap_interval(env: Mapping[str, str]) -> float:
+    v = _num(env, "EMAIL_IMAP_INTERVAL", 60.0)
+    if v != 0 and not 1 <= v <= 86400:
+        raise ConfigError("EMAIL_IMAP_INTERVAL must be 0 (no polling) or 1..86400 seconds")
+    return v
 
 
 def load_connector_settings(env: Mapping[str, str]) -> ConnectorSettings:
@@ -71,5 +79,6 @@ def load_connector_settings(env: Mapping[str, str]) -> ConnectorSettings:
             smtp_port=port,
             max_message_bytes=int(_num(merged, "SMTP_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)),
             max_attachment_bytes=int(_num(merged, "EMAIL_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)),
+            imap_interval=_imap_interval(merged),
         ),
     )

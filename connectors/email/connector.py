@@ -1,4 +1,5 @@
-"""Email connector: inbound SMTP listener (aiosmtpd), outbound SMTP (aiosmtplib).
+"""Email connector: inbound SMTP listener (aiosmtpd) and IMAP polling (`imap.py`),
+outbound SMTP (aiosmtplib).
 
 Inbound routing, per recipient (RCPT TO), first match wins:
 1. `reply+<conversation_id>.<hmac>@<domain>`: the per-conversation Reply-To we send;
@@ -10,7 +11,9 @@ Any other recipient is refused at RCPT time (550), so the listener is no open re
 Channel settings: `address` (inbox address, required), `smtp_host`, `smtp_port` (587),
 `smtp_security` ("starttls" | "tls" | "none"), `from_name`, `domain` (right side of our
 Message-IDs; default the address's domain), `reply_domain` (of reply+ addresses; default
-the same). Credentials: `{"username": ..., "password": ...}` (optional).
+the same), and for IMAP polling `imap_host`, `imap_port`, `imap_security`, `imap_mailbox`
+(`imap.py`). Credentials: `{"username": ..., "password": ...}` (optional; also
+`imap_username`, `imap_password`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from connectors.base import (
 from connectors.channels import ChannelConfig
 from connectors.context import ConnectorContext
 from connectors.email.compose import text_to_html
+from connectors.email.imap import ImapPoller
 from connectors.email.parse import (
     body_text,
     first_address,
@@ -58,6 +62,7 @@ from connectors.email.parse import (
 from connectors.email.store import EmailIdStore
 from connectors.inbound import InboundResult
 from gateway.domain import Channel
+from gateway.periodic import Periodic
 from gateway.store import NotFound
 
 log = logging.getLogger(__name__)
@@ -77,9 +82,14 @@ class EmailConnector:
         self._reply_key = ctx.box.derive("email-reply-address")
         self._server: asyncio.Server | None = None
         self.smtp_port: int | None = None  # the bound port once listening
+        self.imap = ImapPoller(lambda: ctx.channels.list_enabled(Channel.EMAIL), ctx.channels.credentials,
+                               self.receive, lambda a: parse_reply_address(self._reply_key, a) is not None,
+                               max_bytes=self._settings.max_message_bytes)
+        self._polling = Periodic("email-imap", self.imap.poll_all, self._settings.imap_interval, delay=1.0)
 
     # --- lifecycle -------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:
+        self._polling.start()
         if self._settings.smtp_port is None:
             return
         handler = _Handler(self)
@@ -93,6 +103,7 @@ class EmailConnector:
         log.info("email: SMTP listener on %s:%s", self._settings.smtp_host, self.smtp_port)
 
     async def stop(self) -> None:
+        await self._polling.stop()
         server, self._server = self._server, None
         if server is not None:
             server.close()

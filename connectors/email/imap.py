@@ -1,0 +1,291 @@
+"""IMAP polling of email inboxes: for a mailbox the gateway cannot be the SMTP server of
+(a hosted mailbox: Google Workspace, Microsoft 365, a provider's IMAP).
+
+An email inbox whose settings name an `imap_host` is polled every `EMAIL_IMAP_INTERVAL`
+seconds (0: never; only on the nodes where it is set, see docs/operations.md): the unseen
+mails of `imap_mailbox` (INBOX) are fetched without marking them (`BODY.PEEK[]`), handed to
+the same inbound path as a mail received over SMTP (`EmailConnector.receive`: routing,
+threading, loop guard, attachments, stored once per Message-ID), and only then flagged
+`\\Seen`. A mail that failed to be stored stays unseen and is tried again at the next
+poll (after `MAX_TRIES` failed polls it is flagged seen and given up, logged); one stored
+twice (a crash between storing and flagging, or two nodes polling) is
+stored once, by its Message-ID. A mail over `SMTP_MAX_MESSAGE_BYTES` is flagged seen
+without being fetched, and logged. At most `batch` mails per inbox and poll, oldest first.
+
+Settings of the inbox: `imap_host`, `imap_port` (993, or 143 without TLS), `imap_security`
+("tls" | "starttls" | "none"), `imap_mailbox` ("INBOX"). Credentials: `imap_username` and
+`imap_password`, else the inbox's `username` and `password` (those of its SMTP relay).
+The recipients a mail is routed by are the inbox's own address, after any of our
+per-conversation reply addresses in its `Delivered-To`, `To` or `Cc` headers.
+
+`imaplib` is blocking: each IMAP session runs in a worker thread, with a socket timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import imaplib
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from typing import Any
+
+from connectors.channels import ChannelConfig
+from connectors.inbound import InboundResult
+
+log = logging.getLogger(__name__)
+
+SECURITY = ("tls", "starttls", "none")
+MAX_TRIES = 5  # polls that may fail to store one mail before it is flagged seen and given up
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+
+
+class ImapError(Exception):
+    """The mailbox could not be read (connection, login, a refused command)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImapAccount:
+    host: str
+    port: int
+    security: str
+    mailbox: str
+    username: str
+    password: str
+
+    @classmethod
+    def of(cls, ch: ChannelConfig, creds: dict[str, Any]) -> ImapAccount | None:
+        """The inbox's IMAP account; None when it has no `imap_host`. Raises ValueError
+        for settings that cannot work."""
+        s = ch.settings
+        host = str(s.get("imap_host") or "")
+        if not host:
+            return None
+        security = str(s.get("imap_security") or "tls")
+        if security not in SECURITY:
+            raise ValueError(f"imap_security must be one of {', '.join(SECURITY)}")
+        port = int(s.get("imap_port") or (993 if security == "tls" else 143))
+        if not 0 < port < 65536:
+            raise ValueError("imap_port must be between 1 and 65535")
+        username = str(creds.get("imap_username") or creds.get("username") or "")
+        password = str(creds.get("imap_password") or creds.get("password") or "")
+        if not username:
+            raise ValueError("no IMAP username (credentials imap_username or username)")
+        return cls(host, port, security, str(s.get("imap_mailbox") or "INBOX"), username, password)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    uid: bytes
+    raw: bytes | None  # None: over the size limit, not fetched
+
+
+Receive = Callable[[bytes, list[str]], Awaitable[list[InboundResult]]]
+
+
+class ImapSession:
+    """One blocking IMAP session (to run in a thread): login, select, then the calls."""
+
+    def __init__(self, account: ImapAccount, timeout: float) -> None:
+        self.account = account
+        self.timeout = timeout
+        self._imap: imaplib.IMAP4 | None = None
+
+    def __enter__(self) -> ImapSession:
+        a = self.account
+        try:
+            if a.security == "tls":
+                imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ssl.create_default_context(),
+                                                        timeout=self.timeout)
+            else:
+                imap = imaplib.IMAP4(a.host, a.port, timeout=self.timeout)
+                if a.security == "starttls":
+                    imap.starttls(ssl.create_default_context())
+            self._imap = imap
+            if (a.username + a.password).isascii():
+                imap.login(a.username, a.password)
+            else:  # LOGIN's arguments are ASCII strings: SASL PLAIN carries UTF-8 (RFC 4616)
+                imap.authenticate("PLAIN", lambda _: f"\0{a.username}\0{a.password}".encode())
+            typ, data = imap.select(_quoted(a.mailbox))
+            if typ != "OK":
+                raise ImapError(f"cannot select {a.mailbox!r}: {_text(data)}")
+        except (imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
+            self.__exit__()
+            raise ImapError(f"{type(exc).__name__}: {exc}") from None
+        except ImapError:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        imap, self._imap = self._imap, None
+        if imap is not None:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                imap.logout()
+
+    def _uid(self, *args: str) -> list[Any]:
+        assert self._imap is not None
+        try:
+            typ, data = self._imap.uid(*args)
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise ImapError(f"UID {args[0]}: {type(exc).__name__}: {exc}") from None
+        if typ != "OK":
+            raise ImapError(f"UID {args[0]}: {typ} {_text(data)}")
+        return list(data)
+
+    def unseen(self, limit: int, max_bytes: int) -> list[Fetched]:
+        """The first `limit` unseen mails, oldest first: each one's raw bytes, or None for
+        one over `max_bytes` (not fetched)."""
+        found = self._uid("SEARCH", "UNSEEN")
+        uids = sorted((u for line in found if line for u in line.split()), key=int)[:limit]
+        if not uids:
+            return []
+        sizes: dict[bytes, int] = {}
+        for item in self._uid("FETCH", b",".join(uids).decode(), "(RFC822.SIZE)"):
+            head = item[0] if isinstance(item, tuple) else item
+            if isinstance(head, bytes) and (u := _UID.search(head)) and (n := _SIZE.search(head)):
+                sizes[u.group(1)] = int(n.group(1))
+        out: list[Fetched] = []
+        for uid in uids:
+            if sizes.get(uid, 0) > max_bytes:
+                out.append(Fetched(uid, None))
+                continue
+            raw = next((item[1] for item in self._uid("FETCH", uid.decode(), "(BODY.PEEK[])")
+                        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes)), None)
+            if raw is not None:  # a mail expunged meanwhile has nothing
+                out.append(Fetched(uid, raw))
+        return out
+
+    def mark_seen(self, uids: Sequence[bytes]) -> None:
+        if uids:
+            self._uid("STORE", b",".join(uids).decode(), "+FLAGS.SILENT", r"(\Seen)")
+
+
+class ImapPoller:
+    """Polls every enabled email inbox that has IMAP settings (see the module's doc)."""
+
+    def __init__(self, list_inboxes: Callable[[], Awaitable[list[ChannelConfig]]],
+                 credentials: Callable[[ChannelConfig], Awaitable[dict[str, Any]]], receive: Receive,
+                 address_of: Callable[[str], bool], *, max_bytes: int, batch: int = 50,
+                 timeout: float = 30.0) -> None:
+        self._list = list_inboxes
+        self._credentials = credentials
+        self._receive = receive
+        self._is_reply_address = address_of  # one of our per-conversation reply addresses?
+        self.max_bytes = max_bytes
+        self.batch = batch
+        self.timeout = timeout
+        self._failing: set[str] = set()  # inboxes whose last poll failed (logged once per run)
+        self._tries: dict[tuple[str, bytes], int] = {}  # (inbox, uid) → failed attempts to store it
+        self.polls = 0
+        self.failures = 0
+        self.stored = 0
+
+    async def poll_all(self) -> None:
+        for ch in await self._list():
+            if ch.settings.get("imap_host"):
+                await self.poll(ch)
+
+    async def poll(self, ch: ChannelConfig) -> int:
+        """One poll of `ch`'s mailbox: the number of mails handed on (0 when it failed)."""
+        self.polls += 1
+        try:
+            account = ImapAccount.of(ch, await self._credentials(ch))
+            if account is None:
+                return 0
+            fetched = await asyncio.to_thread(self._fetch, account)
+        except (ImapError, ValueError) as exc:
+            self._failed(ch, exc)
+            return 0
+        done: list[bytes] = []
+        for mail in fetched:
+            if mail.raw is None:
+                log.warning("email: IMAP inbox %s: mail uid %s is over %d bytes; flagged seen, not stored",
+                            ch.id, mail.uid.decode(), self.max_bytes)
+                done.append(mail.uid)
+                continue
+            key = (ch.id, mail.uid)
+            try:
+                await self._receive(mail.raw, self._recipients(ch, mail.raw))
+            except Exception:
+                tries = self._tries[key] = self._tries.get(key, 0) + 1
+                if tries < MAX_TRIES:
+                    log.exception("email: IMAP inbox %s: storing mail uid %s failed (%d of %d); tried again"
+                                  " next poll", ch.id, mail.uid.decode(), tries, MAX_TRIES)
+                    continue
+                log.exception("email: IMAP inbox %s: storing mail uid %s failed %d times; flagged seen, not"
+                              " stored", ch.id, mail.uid.decode(), tries)
+            self._tries.pop(key, None)
+            done.append(mail.uid)
+        if done:
+            try:
+                await asyncio.to_thread(self._mark_seen, account, done)
+            except ImapError as exc:  # stored already: the next poll finds them stored (Message-ID)
+                self._failed(ch, exc)
+                return len(done)
+        if ch.id in self._failing:
+            self._failing.discard(ch.id)
+            log.info("email: IMAP inbox %s (%s) answers again", ch.id, account.host)
+        self.stored += len(done)
+        return len(done)
+
+    def _fetch(self, account: ImapAccount) -> list[Fetched]:
+        with ImapSession(account, self.timeout) as s:
+            return s.unseen(self.batch, self.max_bytes)
+
+    def _mark_seen(self, account: ImapAccount, uids: list[bytes]) -> None:
+        with ImapSession(account, self.timeout) as s:
+            s.mark_seen(uids)
+
+    def _failed(self, ch: ChannelConfig, exc: Exception) -> None:
+        self.failures += 1
+        if ch.id not in self._failing:
+            self._failing.add(ch.id)
+            log.warning("email: polling IMAP inbox %s failed (%s); trying again every poll", ch.id, exc)
+
+    def _recipients(self, ch: ChannelConfig, raw: bytes) -> list[str]:
+        """Our reply addresses among the mail's recipients, then the inbox's address."""
+        head = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+        found = [addr for _, addr in getaddresses([str(v) for k in ("Delivered-To", "To", "Cc")
+                                                   for v in head.get_all(k, [])])
+                 if addr and self._is_reply_address(addr)]
+        return [*dict.fromkeys(found), ch.address or str(ch.settings.get("address") or "")]
+
+
+def _quoted(mailbox: str) -> str:
+    """A mailbox name as an IMAP quoted string, in modified UTF-7 (RFC 3501 5.1.3)."""
+    return '"' + utf7_mailbox(mailbox).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def utf7_mailbox(name: str) -> str:
+    """IMAP's modified UTF-7: printable ASCII as is ("&" as "&-"), any other run as "&",
+    its UTF-16BE in base64 with "," for "/" and no padding, "-"."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            b64 = base64.b64encode("".join(run).encode("utf-16-be")).decode().rstrip("=").replace("/", ",")
+            out.append(f"&{b64}-")
+            run.clear()
+
+    for c in name:
+        if 0x20 <= ord(c) <= 0x7E:
+            flush()
+            out.append("&-" if c == "&" else c)
+        else:
+            run.append(c)
+    flush()
+    return "".join(out)
+
+
+def _text(data: Any) -> str:
+    return " ".join(x.decode(errors="replace") if isinstance(x, bytes) else str(x) for x in (data or []))[:200]

@@ -1,0 +1,274 @@
+"""Email by IMAP polling against a real IMAP server on loopback (pymap, in-memory mailboxes):
+mails appended to the mailbox land in conversations as SMTP mail does, are flagged seen once
+stored, thread, dedupe; failures are logged once and change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from pymap.parsing.modutf7 import modutf7_encode
+
+from connectors.channels import ChannelConfig
+from connectors.email.imap import MAX_TRIES, ImapAccount, ImapError, ImapSession, utf7_mailbox
+from connectors.email.parse import reply_address
+from connectors.inbound import InboundResult
+from connectors.settings import load_connector_settings
+from gateway.config import Config, ConfigError
+from gateway.domain import Channel, ConversationFilter
+from tests.connectors.test_email_flow import PNG, customer_mail, email_connector, from_customer, hub_of
+from tests.support.procs import free_port
+from tests.support.server import RunningGateway, agent, run_gateway
+
+USER, PASSWORD = "support", "mật khẩu"
+
+
+@pytest.fixture
+def imap_port() -> Iterator[int]:
+    """pymap serving in-memory mailboxes (user USER) on 127.0.0.1, no TLS."""
+    port = free_port()
+    pymap = Path(sys.executable).parent / "pymap"
+    proc = subprocess.Popen([str(pymap), "--host", "127.0.0.1", "--port", str(port), "--no-tls", "dict",
+                             "--demo-user", USER, "--demo-password", PASSWORD],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            assert time.monotonic() < deadline, "pymap did not listen"
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _imap(port: int) -> imaplib.IMAP4:
+    m = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+    m.authenticate("PLAIN", lambda _: f"\0{USER}\0{PASSWORD}".encode())  # UTF-8: not LOGIN's ASCII
+    m.select("INBOX")
+    return m
+
+
+async def deliver_to_mailbox(port: int, mail: EmailMessage | bytes) -> None:
+    raw = mail if isinstance(mail, bytes) else mail.as_bytes()
+
+    def _append() -> None:
+        m = _imap(port)
+        try:
+            typ, _ = m.append("INBOX", None, None, raw)
+            assert typ == "OK"
+        finally:
+            m.logout()
+
+    await asyncio.to_thread(_append)
+
+
+async def unseen(port: int) -> list[bytes]:
+    def _search() -> list[bytes]:
+        m = _imap(port)
+        try:
+            typ, data = m.uid("SEARCH", "UNSEEN")
+            assert typ == "OK"
+            return [u for line in data if line for u in line.split()]
+        finally:
+            m.logout()
+
+    return await asyncio.to_thread(_search)
+
+
+async def flagged_seen(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while await unseen(port):
+        assert time.monotonic() < deadline, "still unseen"
+        await asyncio.sleep(0.1)
+
+
+async def add_imap_inbox(rg: RunningGateway, tenant_id: str, port: int, *, password: str = PASSWORD,
+                         address: str = "support@shop.test") -> ChannelConfig:
+    return await hub_of(rg).ctx.channels.add(
+        tenant_id=tenant_id, kind=Channel.EMAIL, name="Hỗ trợ Shop",
+        credentials={"username": USER, "password": password},
+        settings={"address": address, "domain": "help.test", "imap_host": "127.0.0.1", "imap_port": port,
+                  "imap_security": "none"},
+    )
+
+
+@pytest.fixture
+async def gateway(cx_sqlite_config: Config, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningGateway]:
+    monkeypatch.setenv("EMAIL_IMAP_INTERVAL", "1")
+    async with run_gateway(cx_sqlite_config) as rg:
+        yield rg
+
+
+async def test_mails_in_the_mailbox_become_a_conversation_and_are_flagged_seen(
+        gateway: RunningGateway, imap_port: int) -> None:
+    rg = gateway
+    nt = await rg.tenant()
+    await add_imap_inbox(rg, nt.tenant.id, imap_port)
+    ag = await agent(rg.url, nt.admin_token)
+    try:
+        first = customer_mail("Support <support@shop.test>", "Hỏi về đơn hàng #123",
+                              "Chào shop,\nĐơn hàng của tôi chưa tới.\n", "<i1@example.vn>")
+        first.add_attachment(PNG, maintype="image", subtype="png", filename="hoá đơn.png")
+        await deliver_to_mailbox(imap_port, first)
+        # the node's own poll (EMAIL_IMAP_INTERVAL=1) finds it
+        await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
+        conv = ag.of("conversation:created")[0]
+        assert conv["channel"] == "email"
+        conv_id = conv["id"]
+        assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
+        [m1] = (await ag.call("messages:history", {"conversation_id": conv_id}))["messages"]
+        assert m1["text"] == "Chào shop,\nĐơn hàng của tôi chưa tới."
+        assert [a["name"] for a in m1["attachments"]] == ["hoá đơn.png"]
+        await flagged_seen(imap_port)  # once stored
+
+
+        poller = email_connector(rg).imap
+        # an answer threaded by In-Reply-To, and one to the per-conversation reply address
+        # without threading headers: both in the same conversation
+        await deliver_to_mailbox(imap_port, customer_mail(
+            "support@shop.test", "Re: Hỏi về đơn hàng #123", "Cảm ơn shop!", "<i2@example.vn>",
+            In_Reply_To="<i1@example.vn>"))
+        ours = reply_address(email_connector(rg)._reply_key, conv_id, "help.test")
+        await deliver_to_mailbox(imap_port, customer_mail(ours, "khác", "Thêm một câu hỏi", "<i3@example.vn>"))
+        # the first mail again (delivered twice to the mailbox): stored once
+        await deliver_to_mailbox(imap_port, first)
+        await poller.poll_all()
+        await ag.wait_for(lambda: len(from_customer(ag, conv_id)) == 3, timeout=20)
+        assert [m["text"] for m in from_customer(ag, conv_id)][1:] == ["Cảm ơn shop!", "Thêm một câu hỏi"]
+        assert await unseen(imap_port) == []
+        history = (await ag.call("messages:history", {"conversation_id": conv_id}))["messages"]
+        assert [m["seq"] for m in history] == [1, 2, 3]
+        assert len(ag.of("conversation:created")) == 1
+    finally:
+        await ag.close()
+
+
+async def test_an_oversized_mail_is_flagged_seen_and_not_stored(
+        gateway: RunningGateway, imap_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    rg = gateway
+    nt = await rg.tenant()
+    ch = await add_imap_inbox(rg, nt.tenant.id, imap_port)
+    poller = email_connector(rg).imap
+    await email_connector(rg)._polling.stop()  # polled by hand here
+    poller.max_bytes = 4000
+    big = customer_mail("support@shop.test", "big", "x" * 10_000, "<big@example.vn>")
+    await deliver_to_mailbox(imap_port, big)
+    await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "small", "nhỏ", "<small@example.vn>"))
+    with caplog.at_level(logging.WARNING):
+        assert await poller.poll(ch) == 2
+    assert any("over 4000 bytes" in r.getMessage() for r in caplog.records)
+    assert await unseen(imap_port) == []
+    convs = await rg.gw.store.list_conversations(nt.tenant.id, _all())
+    assert len(convs) == 1
+    [msg] = await rg.gw.store.get_messages(nt.tenant.id, convs[0].id)
+    assert msg.text == "nhỏ"
+
+
+async def test_a_mail_that_fails_to_be_stored_is_tried_again_then_given_up(
+        gateway: RunningGateway, imap_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    rg = gateway
+    nt = await rg.tenant()
+    ch = await add_imap_inbox(rg, nt.tenant.id, imap_port)
+    poller = email_connector(rg).imap
+    await email_connector(rg)._polling.stop()
+    receive = poller._receive
+    calls: list[bytes] = []
+
+    async def failing(raw: bytes, rcpts: list[str]) -> list[InboundResult]:
+        calls.append(raw)
+        if b"poison" in raw:
+            raise RuntimeError("a bug")
+        return await receive(raw, rcpts)
+
+    poller._receive = failing
+    await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "a", "poison", "<p1@example.vn>"))
+    await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "b", "fine", "<p2@example.vn>"))
+    with caplog.at_level(logging.ERROR):
+        assert await poller.poll(ch) == 1  # the good one stored and flagged; the bad one stays
+        assert len(await unseen(imap_port)) == 1
+        for _ in range(MAX_TRIES - 2):
+            assert await poller.poll(ch) == 0
+        assert len(await unseen(imap_port)) == 1
+        assert await poller.poll(ch) == 1  # the last try: given up, flagged seen
+    assert await unseen(imap_port) == [] and poller._tries == {}
+    assert sum(b"poison" in c for c in calls) == MAX_TRIES
+    assert any("failed 5 times; flagged seen" in r.getMessage() for r in caplog.records)
+    [conv] = await rg.gw.store.list_conversations(nt.tenant.id, _all())
+    assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["fine"]
+
+
+async def test_a_failing_mailbox_is_logged_once_and_changes_nothing(
+        gateway: RunningGateway, imap_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    rg = gateway
+    nt = await rg.tenant()
+    poller = email_connector(rg).imap
+    await email_connector(rg)._polling.stop()
+    wrong = await add_imap_inbox(rg, nt.tenant.id, imap_port, password="sai")
+    await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<w1@example.vn>"))
+    with caplog.at_level(logging.WARNING):
+        assert await poller.poll(wrong) == 0
+        assert await poller.poll(wrong) == 0
+    assert sum("polling IMAP inbox" in r.getMessage() for r in caplog.records) == 1
+    assert poller.failures == 2
+    assert len(await unseen(imap_port)) == 1  # still there for a poll that works
+    assert await rg.gw.store.list_conversations(nt.tenant.id, _all()) == []
+    gone = await add_imap_inbox(rg, nt.tenant.id, free_port(), address="other@shop.test")
+    assert await poller.poll(gone) == 0 and poller.failures == 3
+
+
+def test_imap_settings_are_checked() -> None:
+    def ch(**settings: object) -> ChannelConfig:
+        return ChannelConfig(id="c", tenant_id="t", kind=Channel.EMAIL, name="x", address="a@b.c", enabled=True,
+                             created_at=0.0, settings={"address": "a@b.c", **settings})
+
+    assert ImapAccount.of(ch(), {"username": "u"}) is None  # no imap_host: not polled
+    a = ImapAccount.of(ch(imap_host="mail.b.c"), {"username": "u", "password": "p", "imap_password": "q"})
+    assert a is not None and (a.port, a.security, a.mailbox, a.username, a.password) == (993, "tls", "INBOX", "u", "q")
+    b = ImapAccount.of(ch(imap_host="h", imap_security="starttls", imap_mailbox="Hỗ trợ"), {"imap_username": "v"})
+    assert b is not None and (b.port, b.username) == (143, "v")
+    for bad, creds in (({"imap_security": "ssl"}, {"username": "u"}), ({"imap_port": 70000}, {"username": "u"}),
+                       ({}, {})):
+        with pytest.raises(ValueError):
+            ImapAccount.of(ch(imap_host="h", **bad), creds)
+
+
+def test_mailbox_names_in_modified_utf7() -> None:
+    assert utf7_mailbox("~peter/mail/台北/日本語") == "~peter/mail/&U,BTFw-/&ZeVnLIqe-"  # RFC 3501's example
+    for name in ("INBOX", "Hỗ trợ & hộp thư", "a&b", "日本", "Đã gửi/2026", "x\u00e9y"):
+        assert utf7_mailbox(name) == modutf7_encode(name).decode()  # pymap's own codec agrees
+
+
+def test_a_session_refused_at_login_raises_imap_error(imap_port: int) -> None:
+    account = ImapAccount("127.0.0.1", imap_port, "none", "INBOX", USER, "sai")
+    with pytest.raises(ImapError), ImapSession(account, 5.0):
+        pass
+    with pytest.raises(ImapError), ImapSession(ImapAccount("127.0.0.1", imap_port, "none", "Không có", USER,
+                                                           PASSWORD), 5.0):
+        pass
+
+
+def _all() -> ConversationFilter:
+    return ConversationFilter(limit=100)
+
+
+def test_the_poll_interval_is_checked() -> None:
+    assert load_connector_settings({}).email.imap_interval == 60.0
+    assert load_connector_settings({"EMAIL_IMAP_INTERVAL": "0"}).email.imap_interval == 0.0
+    assert load_connector_settings({"EMAIL_IMAP_INTERVAL": "5"}).email.imap_interval == 5.0
+    for bad in ("0.5", "-1", "100000", "soon"):
+        with pytest.raises(ConfigError):
+            load_connector_settings({"EMAIL_IMAP_INTERVAL": bad})
