@@ -187,12 +187,14 @@ class ImapPoller:
         self._tries: dict[tuple[str, bytes], int] = {}  # (inbox, uid) → failed attempts to store it
         self.polls = 0
         self.failures = 0
-        self.stored = 0
 
     async def poll_all(self) -> None:
         for ch in await self._list():
             if ch.settings.get("imap_host"):
-                await self.poll(ch)
+                try:
+                    await self.poll(ch)
+                except Exception as exc:  # e.g. credentials sealed under another MASTER_KEY
+                    self._failed(ch, exc)  # the other inboxes are still polled
 
     async def poll(self, ch: ChannelConfig) -> int:
         """One poll of `ch`'s mailbox: the number of mails handed on (0 when it failed)."""
@@ -234,7 +236,6 @@ class ImapPoller:
         if ch.id in self._failing:
             self._failing.discard(ch.id)
             log.info("email: IMAP inbox %s (%s) answers again", ch.id, account.host)
-        self.stored += len(done)
         return len(done)
 
     def _fetch(self, account: ImapAccount) -> list[Fetched]:

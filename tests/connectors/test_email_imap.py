@@ -230,6 +230,29 @@ async def test_a_failing_mailbox_is_logged_once_and_changes_nothing(
     assert await poller.poll(gone) == 0 and poller.failures == 3
 
 
+async def test_one_inbox_that_cannot_be_polled_does_not_stop_the_others(
+        gateway: RunningGateway, imap_port: int) -> None:
+    rg = gateway
+    nt = await rg.tenant()
+    poller = email_connector(rg).imap
+    await email_connector(rg)._polling.stop()
+    broken = await add_imap_inbox(rg, nt.tenant.id, imap_port, address="broken@shop.test")
+    await add_imap_inbox(rg, nt.tenant.id, imap_port)
+    credentials = poller._credentials
+
+    async def sealed_elsewhere(ch: ChannelConfig) -> dict[str, object]:
+        if ch.id == broken.id:
+            raise RuntimeError("credentials sealed under another MASTER_KEY")
+        return await credentials(ch)
+
+    poller._credentials = sealed_elsewhere
+    await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<o1@example.vn>"))
+    await poller.poll_all()
+    assert poller.failures == 1 and await unseen(imap_port) == []
+    [conv] = await rg.gw.store.list_conversations(nt.tenant.id, _all())
+    assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["xin chào"]
+
+
 def test_imap_settings_are_checked() -> None:
     def ch(**settings: object) -> ChannelConfig:
         return ChannelConfig(id="c", tenant_id="t", kind=Channel.EMAIL, name="x", address="a@b.c", enabled=True,
