@@ -20,10 +20,11 @@ import pytest
 from pymap.parsing.modutf7 import modutf7_encode
 
 from connectors.channels import ChannelConfig
-from connectors.email.imap import MAX_TRIES, ImapAccount, ImapError, ImapSession, utf7_mailbox
+from connectors.email.imap import MAX_TRIES, ImapAccount, ImapError, ImapPoller, ImapSession, utf7_mailbox
 from connectors.email.parse import reply_address
 from connectors.inbound import InboundResult
 from connectors.settings import load_connector_settings
+from gateway.admin import NewTenant
 from gateway.config import Config, ConfigError
 from gateway.domain import Channel, ConversationFilter
 from tests.connectors.test_email_flow import PNG, customer_mail, email_connector, from_customer, hub_of
@@ -106,6 +107,14 @@ async def add_imap_inbox(rg: RunningGateway, tenant_id: str, port: int, *, passw
     )
 
 
+async def polled_by_hand(rg: RunningGateway, port: int) -> tuple[NewTenant, ChannelConfig, ImapPoller]:
+    """A tenant with an IMAP inbox, and the node's poller, its own polling stopped."""
+    nt = await rg.tenant()
+    ch = await add_imap_inbox(rg, nt.tenant.id, port)
+    await email_connector(rg)._polling.stop()
+    return nt, ch, email_connector(rg).imap
+
+
 @pytest.fixture
 async def gateway(cx_sqlite_config: Config, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningGateway]:
     monkeypatch.setenv("EMAIL_IMAP_INTERVAL", "1")
@@ -160,10 +169,7 @@ async def test_mails_in_the_mailbox_become_a_conversation_and_are_flagged_seen(
 async def test_an_oversized_mail_is_flagged_seen_and_not_stored(
         gateway: RunningGateway, imap_port: int, caplog: pytest.LogCaptureFixture) -> None:
     rg = gateway
-    nt = await rg.tenant()
-    ch = await add_imap_inbox(rg, nt.tenant.id, imap_port)
-    poller = email_connector(rg).imap
-    await email_connector(rg)._polling.stop()  # polled by hand here
+    nt, ch, poller = await polled_by_hand(rg, imap_port)
     poller.max_bytes = 4000
     big = customer_mail("support@shop.test", "big", "x" * 10_000, "<big@example.vn>")
     await deliver_to_mailbox(imap_port, big)
@@ -181,10 +187,7 @@ async def test_an_oversized_mail_is_flagged_seen_and_not_stored(
 async def test_a_mail_that_fails_to_be_stored_is_tried_again_then_given_up(
         gateway: RunningGateway, imap_port: int, caplog: pytest.LogCaptureFixture) -> None:
     rg = gateway
-    nt = await rg.tenant()
-    ch = await add_imap_inbox(rg, nt.tenant.id, imap_port)
-    poller = email_connector(rg).imap
-    await email_connector(rg)._polling.stop()
+    nt, ch, poller = await polled_by_hand(rg, imap_port)
     receive = poller._receive
     calls: list[bytes] = []
 
