@@ -13,6 +13,7 @@ from connectors.base import Connector
 from connectors.channels import ChannelStore
 from connectors.context import ConnectorContext
 from connectors.crypto import MasterKeyError, SecretBox, load_master_key
+from connectors.email.connector import EmailConnector
 from connectors.inbound import InboundPipeline
 from connectors.links import LinkStore
 from connectors.outbox import Outbox
@@ -102,3 +103,12 @@ async def install(gw: Gateway) -> None:
     gw.app[CONNECTORS_KEY] = hub
     gw.on_start.append(hub.start)
     gw.on_stop.append(hub.stop)
+    email = connectors.get(Channel.EMAIL)
+    if isinstance(email, EmailConnector):
+        imap = email.imap
+        m = gw.metrics
+        m.counter_fn("izh_email_imap_polls_total", "Polls of IMAP email inboxes", lambda: float(imap.polls))
+        m.counter_fn("izh_email_imap_failures_total", "Polls of IMAP email inboxes that failed (logged)",
+                     lambda: float(imap.failures))
+        m.counter_fn("izh_email_imap_mails_total", "Mails read by IMAP polling and flagged seen",
+                     lambda: float(imap.mails))

@@ -185,8 +185,9 @@ class ImapPoller:
         self.timeout = timeout
         self._failing: set[str] = set()  # inboxes whose last poll failed (logged once per run)
         self._tries: dict[tuple[str, bytes], int] = {}  # (inbox, uid) → failed attempts to store it
-        self.polls = 0
-        self.failures = 0
+        self.polls = 0  # polls of an inbox
+        self.failures = 0  # of them failed (and inboxes that could not be polled)
+        self.mails = 0  # mails flagged seen: stored, or over the size limit, or given up
 
     async def poll_all(self) -> None:
         for ch in await self._list():
@@ -233,6 +234,7 @@ class ImapPoller:
             except ImapError as exc:  # stored already: the next poll finds them stored (Message-ID)
                 self._failed(ch, exc)
                 return len(done)
+            self.mails += len(done)
         if ch.id in self._failing:
             self._failing.discard(ch.id)
             log.info("email: IMAP inbox %s (%s) answers again", ch.id, account.host)

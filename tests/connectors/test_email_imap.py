@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import aiohttp
 import pytest
 from pymap.parsing.modutf7 import modutf7_encode
 
@@ -162,6 +163,11 @@ async def test_mails_in_the_mailbox_become_a_conversation_and_are_flagged_seen(
         history = (await ag.call("messages:history", {"conversation_id": conv_id}))["messages"]
         assert [m["seq"] for m in history] == [1, 2, 3]
         assert len(ag.of("conversation:created")) == 1
+        async with aiohttp.ClientSession() as http, http.get(rg.url + "/metrics") as resp:
+            metrics = {line.split()[0]: float(line.split()[1]) for line in (await resp.text()).splitlines()
+                       if line.startswith("izh_email_imap_")}
+        assert metrics["izh_email_imap_polls_total"] >= 2 and metrics["izh_email_imap_failures_total"] == 0
+        assert metrics["izh_email_imap_mails_total"] >= 4  # each mail flagged seen by one poll or another
     finally:
         await ag.close()
 
