@@ -159,8 +159,8 @@ class SyncedRateLimiter:
         """Add what each address sent since the last sync to its node bucket, then take the
         node's addresses in debt as the ones to refuse."""
         sent, self._sent = list(self._sent.items()), {}
-        start = 0
-        while True:
+        got: list[bytes | str] = []
+        for start in range(0, max(1, len(sent)), SYNC_CHUNK):  # one call even when nothing was sent
             chunk = sent[start:start + SYNC_CHUNK]
             try:
                 got = await self._script(keys=[self._debt_key, *(self._prefix + k for k, _ in chunk)],
@@ -169,10 +169,7 @@ class SyncedRateLimiter:
                 self.failures.failed("sync", exc)
                 return
             self.failures.ok()
-            start += SYNC_CHUNK
-            if start >= len(sent):
-                break
-        self._blocked = self._in_debt(got)
+        self._blocked = self._in_debt(got)  # the last call's answer: the node's debts after all of them
 
     def _in_debt(self, got: list[bytes | str]) -> dict[str, float]:
         """The script's answer as address → until when (this process's clock)."""

@@ -174,12 +174,12 @@ class ImapPoller:
 
     def __init__(self, list_inboxes: Callable[[], Awaitable[list[ChannelConfig]]],
                  credentials: Callable[[ChannelConfig], Awaitable[dict[str, Any]]], receive: Receive,
-                 address_of: Callable[[str], bool], *, max_bytes: int, batch: int = 50,
+                 is_reply_address: Callable[[str], bool], *, max_bytes: int, batch: int = 50,
                  timeout: float = 30.0) -> None:
         self._list = list_inboxes
         self._credentials = credentials
         self._receive = receive
-        self._is_reply_address = address_of  # one of our per-conversation reply addresses?
+        self._is_reply_address = is_reply_address  # one of our per-conversation reply addresses?
         self.max_bytes = max_bytes
         self.batch = batch
         self.timeout = timeout
