@@ -145,8 +145,9 @@ async def test_node_limits_are_shared_only_on_a_node_of_workers_with_redis() -> 
 
 # --- messages per IP: decided at once, synced to the node ---------------------------
 
-def _messages(redis: aioredis.Redis, prefix: str, limited: list[str] | None = None) -> SyncedRateLimiter:
-    local = RateLimiter("messages_per_ip", RATE, BURST, on_limited=None if limited is None else limited.append)
+def _messages(redis: aioredis.Redis, prefix: str, limited: list[str] | None = None,
+              rate: float = RATE) -> SyncedRateLimiter:
+    local = RateLimiter("messages_per_ip", rate, BURST, on_limited=None if limited is None else limited.append)
     return SyncedRateLimiter(local, redis, prefix, interval=60.0)  # synced by hand below
 
 
@@ -201,7 +202,9 @@ async def test_one_worker_alone_is_never_refused_by_its_syncs(redis: aioredis.Re
 
 
 async def test_a_sync_carries_every_address_in_chunks(redis: aioredis.Redis, prefix: str) -> None:
-    w0, w1 = _messages(redis, prefix), _messages(redis, prefix)
+    # a token a second: the debt of one token outlasts the syncs of 1,207 addresses (at RATE,
+    # 50 ms, a loaded machine saw some paid back before w0's sync)
+    w0, w1 = _messages(redis, prefix, rate=1.0), _messages(redis, prefix, rate=1.0)
     keys = [f"10.1.{i // 256}.{i % 256}" for i in range(SYNC_CHUNK * 2 + 7)]
     for key in keys:
         for w in (w0, w1):
