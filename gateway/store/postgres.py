@@ -15,7 +15,9 @@ contiguous and never visible out of order) and the tenant row for `assign_next_a
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +41,9 @@ from gateway.store.sql import (
 )
 
 log = logging.getLogger(__name__)
+
+DEADLOCK_TRIES = 3  # runs of the locking transaction after an append statement lost a deadlock
+DEADLOCK_PAUSE = 0.02  # seconds before the first of them (jittered, longer before each next)
 
 # The append pool's session settings: one generic plan per statement, made at its first
 # execution on a connection and kept (no planning per batch), and a plan that can only be
@@ -201,6 +206,24 @@ class PostgresStore(SqlStore):
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(str(exc)) from exc
 
+    async def _append_locking(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
+        """The locking transaction of `SqlStore`, after a short pause, again (up to
+        `DEADLOCK_TRIES` in all) if it too loses a deadlock. Its row locks come in id order,
+        but the transaction the statement lost to may take its own in another: the rows the
+        lost statement released wake that winner, and a retry that locks at once can take one
+        of them first and meet the winner again (seen in CI). The pause, longer at each try
+        and jittered, lets the winner have them."""
+        for attempt in range(1, DEADLOCK_TRIES + 1):
+            await asyncio.sleep(random.uniform(0.5, 1.5) * DEADLOCK_PAUSE * attempt)
+            try:
+                return await super()._append_batch(requests, now)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_TRIES:
+                    raise
+                self.deadlocks += 1
+                log.warning("append transaction lost a deadlock (try %d of %d); retrying", attempt, DEADLOCK_TRIES)
+        raise AssertionError("unreachable")
+
     async def _append_with(self, conn: Any, requests: Sequence[AppendRequest], tenant_of: dict[str, str],
                            stored: dict[tuple[str, str, str], Message], now: float) -> list[AppendResult | None]:
         """`_APPEND` of the requests that `stored` (the stored duplicates known) leaves new."""
@@ -220,7 +243,7 @@ class PostgresStore(SqlStore):
             except asyncpg.DeadlockDetectedError:
                 self.deadlocks += 1
                 log.warning("append statement lost a deadlock; retrying the batch with ordered row locks")
-                return await super()._append_batch(requests, now)
+                return await self._append_locking(requests, now)
             first: dict[str, int] = {}  # the seq before this batch's messages, per conversation
             for row in updated:
                 convs[row["id"]] = conversation_from_row(row)

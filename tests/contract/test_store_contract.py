@@ -847,6 +847,43 @@ async def test_postgres_append_survives_a_deadlock() -> None:
                     assert [m.seq for m in await store.get_messages(w.tenant.id, c)] == [1]
         finally:
             await other.close()
+        assert store.deadlocks >= 1  # more when the locking transaction lost one too (and ran again)
+    finally:
+        await b.close_all()
+        await drop_schema(b.schema or "")
+
+
+@pytest.mark.postgres
+async def test_postgres_locking_append_runs_again_after_a_lost_deadlock() -> None:
+    """The locking transaction (what answers an append statement that lost a deadlock) can
+    lose one too, to a transaction that takes its row locks out of id order: it runs again
+    after a pause and is answered. The other connection holds the later conversation and
+    then wants the earlier, which the locking transaction took first."""
+    b = Backend("postgres", PG_DSN, random_schema())
+    try:
+        store = await b.open()
+        assert isinstance(store, PostgresStore)
+        w = await new_world(store)
+        pair = sorted([(await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET,
+                                                        contact_id=w.contact.id, now=1.0)).id for _ in range(2)])
+        other = await asyncpg.connect(PG_DSN)
+        try:
+            await other.execute(f'SET search_path = "{b.schema}"; SET deadlock_timeout = \'20s\'')
+            tx = other.transaction()
+            await tx.start()
+            await other.execute("UPDATE conversations SET updated_at = 7 WHERE id = $1", pair[1])
+            append = asyncio.create_task(store._append_locking(
+                [AppendRequest(w.tenant.id, c, msg(f"to {c}", client_id=c)) for c in pair], 5.0))
+            await asyncio.sleep(0.3)  # it holds the first conversation and waits for the second
+            await asyncio.wait_for(other.execute("UPDATE conversations SET updated_at = 8 WHERE id = $1",
+                                                 pair[0]), 10)
+            await tx.commit()
+            res = await asyncio.wait_for(append, 10)
+        finally:
+            await other.close()
+        assert [(r.message.seq, r.created) for r in res if r] == [(1, True), (1, True)]
+        for c in pair:
+            assert [m.seq for m in await store.get_messages(w.tenant.id, c)] == [1]
         assert store.deadlocks == 1
     finally:
         await b.close_all()
