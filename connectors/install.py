@@ -112,3 +112,6 @@ async def install(gw: Gateway) -> None:
                      lambda: float(imap.failures))
         m.counter_fn("izh_email_imap_mails_total", "Mails read by IMAP polling and flagged seen",
                      lambda: float(imap.mails))
+        m.counter_fn("izh_email_imap_left_to_others_total",
+                     "Periodic polls of an IMAP inbox skipped: another node's claim of it was running",
+                     lambda: float(imap.left_to_others))

@@ -59,7 +59,7 @@ from connectors.email.parse import (
     strip_quotes,
     thread_ids,
 )
-from connectors.email.store import EmailIdStore
+from connectors.email.store import EmailIdStore, ImapPollClaims
 from connectors.inbound import InboundResult
 from gateway.domain import Channel
 from gateway.periodic import Periodic
@@ -68,6 +68,10 @@ from gateway.store import NotFound
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENTS = 20
+# of EMAIL_IMAP_INTERVAL: how long a node's claim of an inbox holds it, so that the same
+# node's next tick finds its own claim run out, and the inbox goes to whichever node ticks
+# first after that
+IMAP_CLAIM_SHARE = 0.9
 MAX_OUTBOUND_BYTES = 20 * 1024 * 1024  # in all, per mail: what common SMTP relays take (25 MB) after base64
 
 
@@ -82,10 +86,16 @@ class EmailConnector:
         self._reply_key = ctx.box.derive("email-reply-address")
         self._server: asyncio.Server | None = None
         self.smtp_port: int | None = None  # the bound port once listening
+        claims = ImapPollClaims(ctx.db)
+        hold = IMAP_CLAIM_SHARE * self._settings.imap_interval
+
+        async def claim(ch: ChannelConfig) -> bool:
+            return await claims.claim(ch.tenant_id, ch.id, ctx.node_id, ctx.clock(), hold)
+
         self.imap = ImapPoller(lambda: ctx.channels.list_enabled(Channel.EMAIL), ctx.channels.credentials,
                                self.receive, lambda a: parse_reply_address(self._reply_key, a) is not None,
-                               max_bytes=self._settings.max_message_bytes)
-        self._polling = Periodic("email-imap", self.imap.poll_all, self._settings.imap_interval, delay=1.0)
+                               claim, max_bytes=self._settings.max_message_bytes)
+        self._polling = Periodic("email-imap", self.imap.poll_claimed, self._settings.imap_interval, delay=1.0)
 
     # --- lifecycle -------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:

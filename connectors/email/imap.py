@@ -2,13 +2,16 @@
 (a hosted mailbox: Google Workspace, Microsoft 365, a provider's IMAP).
 
 An email inbox whose settings name an `imap_host` is polled every `EMAIL_IMAP_INTERVAL`
-seconds (0: never; only on the nodes where it is set, see docs/operations.md): the unseen
+seconds (0: never on this node, see docs/operations.md), by one node of the cluster at a
+time: before each poll a node claims the inbox for most of an interval (`claim`,
+`email_imap_polls`), and the nodes whose claim loses leave it to the winner (a node that
+dies stops claiming; another takes the inbox over when its claim runs out). The unseen
 mails of `imap_mailbox` (INBOX) are fetched without marking them (`BODY.PEEK[]`), handed to
 the same inbound path as a mail received over SMTP (`EmailConnector.receive`: routing,
 threading, loop guard, attachments, stored once per Message-ID), and only then flagged
 `\\Seen`. A mail that failed to be stored stays unseen and is tried again at the next
-poll (after `MAX_TRIES` failed polls it is flagged seen and given up, logged); one stored
-twice (a crash between storing and flagging, or two nodes polling) is
+poll (after `MAX_TRIES` failed polls it is flagged seen and given up, logged); one read
+twice (a crash between storing and flagging, or a poll that outlasted its claim) is
 stored once, by its Message-ID. A mail over `SMTP_MAX_MESSAGE_BYTES` is flagged seen
 without being fetched, and logged. At most `batch` mails per inbox and poll, oldest first.
 
@@ -174,9 +177,10 @@ class ImapPoller:
 
     def __init__(self, list_inboxes: Callable[[], Awaitable[list[ChannelConfig]]],
                  credentials: Callable[[ChannelConfig], Awaitable[dict[str, Any]]], receive: Receive,
-                 is_reply_address: Callable[[str], bool], *, max_bytes: int, batch: int = 50,
-                 timeout: float = 30.0) -> None:
+                 is_reply_address: Callable[[str], bool], claim: Callable[[ChannelConfig], Awaitable[bool]],
+                 *, max_bytes: int, batch: int = 50, timeout: float = 30.0) -> None:
         self._list = list_inboxes
+        self._claim = claim  # may this node poll the inbox now (no other node's claim is running)?
         self._credentials = credentials
         self._receive = receive
         self._is_reply_address = is_reply_address  # one of our per-conversation reply addresses?
@@ -188,11 +192,23 @@ class ImapPoller:
         self.polls = 0  # polls of an inbox
         self.failures = 0  # of them failed (and inboxes that could not be polled)
         self.mails = 0  # mails flagged seen: stored, or over the size limit, or given up
+        self.left_to_others = 0  # inboxes not polled by the periodic poll: another node's claim ran
+
+    async def poll_claimed(self) -> None:
+        """The periodic poll: every inbox this node can claim for this interval."""
+        await self._poll_each(True)
 
     async def poll_all(self) -> None:
+        """Every inbox now, claimed by another node or not (a poll by hand)."""
+        await self._poll_each(False)
+
+    async def _poll_each(self, claiming: bool) -> None:
         for ch in await self._list():
             if ch.settings.get("imap_host"):
                 try:
+                    if claiming and not await self._claim(ch):
+                        self.left_to_others += 1
+                        continue
                     await self.poll(ch)
                 except Exception as exc:  # e.g. credentials sealed under another MASTER_KEY
                     self._failed(ch, exc)  # the other inboxes are still polled

@@ -61,3 +61,23 @@ class EmailIdStore:
         if len(out) > MAX_THREAD_IDS:
             out = out[:1] + out[-(MAX_THREAD_IDS - 1):]
         return out
+
+
+class ImapPollClaims:
+    """`email_imap_polls`: which node polls an inbox this interval (see migration 0009)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(self, tenant_id: str, channel_id: str, node_id: str, now: float, hold: float) -> bool:
+        """Whether `node_id` may poll the inbox now: True when no claim of it is running
+        (none yet, or the last one ran out by `now`), and the inbox is then this node's
+        until `now + hold`."""
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO email_imap_polls (channel_id, tenant_id, node_id, held_until) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (channel_id) DO UPDATE SET node_id = excluded.node_id, held_until = excluded.held_until"
+                " WHERE email_imap_polls.held_until <= $5 RETURNING channel_id",
+                channel_id, tenant_id, node_id, now + hold, now,
+            )
+        return row is not None

@@ -13,7 +13,7 @@ import pytest
 from connectors.base import OutboundMessage, SendResult, TransientError
 from connectors.channels import ChannelError, ChannelStore
 from connectors.crypto import SecretBox
-from connectors.email.store import EmailIdStore
+from connectors.email.store import EmailIdStore, ImapPollClaims
 from connectors.links import LinkStore
 from connectors.outbox import Outbox
 from connectors.settings import OutboxSettings
@@ -21,6 +21,7 @@ from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.service import ChatService
 from gateway.config import LimitsConfig
 from gateway.domain import AuthorType, Channel, DeliveryState, NewMessage
+from gateway.privacy.store import PrivacyStore
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
@@ -103,6 +104,26 @@ async def test_links_and_email_ids(stores: list[Opened]) -> None:
     assert await ids.find_conversation(t, ["unknown@x", "ours@help"]) == conv.id
     assert await ids.find_conversation("other-tenant", ["ours@help"]) is None
     assert [x.message_id for x in await ids.thread(t, conv.id)] == ["root@x", "ours@help"]
+
+
+async def test_imap_poll_claims_give_an_inbox_to_one_node_at_a_time(stores: list[Opened]) -> None:
+    a, b = (ImapPollClaims(s) for s in stores)
+    t = await tenant(stores[0])
+    ch = await ChannelStore(stores[0], SecretBox(b"\x05" * 32), time.time).add(
+        tenant_id=t, kind=Channel.EMAIL, name="Hỗ trợ", credentials={}, settings={"address": "s@shop.vn"})
+    assert await a.claim(t, ch.id, "node-a", 100.0, 9.0)
+    assert not await b.claim(t, ch.id, "node-b", 100.0, 9.0)
+    assert not await a.claim(t, ch.id, "node-a", 108.9, 9.0)  # its own claim is running too
+    assert await b.claim(t, ch.id, "node-b", 109.0, 9.0)  # A's ran out
+    assert not await a.claim(t, ch.id, "node-a", 117.0, 9.0)
+    # at once from both nodes, each time a claim runs out: one of them wins
+    for k in range(5):
+        now = 200.0 + 10 * k
+        won = await asyncio.gather(a.claim(t, ch.id, "node-a", now, 9.0), b.claim(t, ch.id, "node-b", now, 9.0))
+        assert sorted(won) == [False, True]
+    # the rows go with their tenant
+    assert (await PrivacyStore(stores[0], sqlite=isinstance(stores[0], SqliteStore)).delete_tenant_rows(t)
+            )["email_imap_polls"] == 1
 
 
 class Recorder:

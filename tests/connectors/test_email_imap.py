@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from pymap.parsing.modutf7 import modutf7_encode
 
 from connectors.channels import ChannelConfig
+from connectors.email.connector import EmailConnector
 from connectors.email.imap import MAX_TRIES, ImapAccount, ImapError, ImapPoller, ImapSession, utf7_mailbox
 from connectors.email.parse import reply_address
 from connectors.inbound import InboundResult
@@ -260,6 +262,33 @@ async def test_one_inbox_that_cannot_be_polled_does_not_stop_the_others(
     assert poller.failures == 1 and await unseen(imap_port) == []
     [conv] = await rg.gw.store.list_conversations(nt.tenant.id, _all())
     assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["xin chào"]
+
+
+async def test_nodes_take_turns_to_poll_an_inbox(gateway: RunningGateway, imap_port: int) -> None:
+    """Two nodes poll one inbox: the one whose claim is running polls, the other leaves the
+    inbox alone until that claim runs out (0.9 of EMAIL_IMAP_INTERVAL=1 s), then takes it."""
+    rg = gateway
+    nt, _, _ = await polled_by_hand(rg, imap_port)
+    # two nodes on the gateway's database: their own connectors, node ids and claims, on a
+    # clock of the test's (past any claim the gateway's own polling took)
+    now = [time.time() + 100]
+    a, b = (EmailConnector(replace(email_connector(rg)._ctx, node_id=node, clock=lambda: now[0])).imap
+            for node in ("node-a", "node-b"))
+    await a.poll_claimed()
+    assert (a.polls, a.left_to_others) == (1, 0)
+    await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<t1@example.vn>"))
+    now[0] += 0.89
+    await b.poll_claimed()
+    assert (b.polls, b.left_to_others) == (0, 1) and len(await unseen(imap_port)) == 1  # A's turn
+    now[0] += 0.02
+    await b.poll_claimed()
+    assert (b.polls, b.mails) == (1, 1) and await unseen(imap_port) == []
+    await a.poll_claimed()
+    assert (a.polls, a.left_to_others) == (1, 1)  # now B's turn
+    [conv] = await rg.gw.store.list_conversations(nt.tenant.id, _all())
+    assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["xin chào"]
+    async with aiohttp.ClientSession() as http, http.get(rg.url + "/metrics") as resp:
+        assert "izh_email_imap_left_to_others_total" in await resp.text()  # the gateway's own poller's
 
 
 def test_imap_settings_are_checked() -> None:

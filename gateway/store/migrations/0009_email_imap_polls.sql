@@ -1,0 +1,13 @@
+-- Which node polls an email inbox over IMAP (connectors/email/imap.py). Every node that polls
+-- (EMAIL_IMAP_INTERVAL > 0) claims an inbox before each poll: a conditional upsert that wins
+-- only when the inbox's last claim has run out (`held_until`), so among all the nodes an
+-- inbox is polled about once per interval, by whichever node's turn comes first; a node
+-- that dies stops claiming and another takes the inbox over when its claim runs out.
+
+CREATE TABLE email_imap_polls (
+    channel_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    held_until DOUBLE PRECISION NOT NULL,
+    FOREIGN KEY (tenant_id, channel_id) REFERENCES connector_channels (tenant_id, id)
+);
