@@ -72,6 +72,8 @@ class LimitsConfig:
     uploads_per_ip_per_min: float = 30.0
     uploads_per_ip_burst: float = 10.0
     max_connections_per_ip: int = 1000
+    # who shares the per-IP limits (gateway/shared_limits.py): "node" (its workers) or "cluster"
+    scope: str = "node"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,12 @@ def _positive(r: _Reader, key: str, default: float, lo: float = 1e-9) -> float:
     return v
 
 
+def _limits_scope(value: str) -> str:
+    if value not in ("node", "cluster"):
+        raise ConfigError(f"LIMITS_SCOPE must be node or cluster, got {value!r}")
+    return value
+
+
 def _log_format(value: str) -> str:
     if value not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT must be text or json, got {value!r}")
@@ -199,6 +207,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
     workers = r.get_int("WORKERS", 1, 1, MAX_WORKERS)
     port = r.get_int("PORT", 8080, 0, 65535)
+    limits_scope = _limits_scope(r.get_str("LIMITS_SCOPE", "node") or "node")
+    if limits_scope == "cluster" and not redis_url:
+        raise ConfigError("LIMITS_SCOPE=cluster needs REDIS_URL: the nodes share their per-IP limits there")
     if workers > 1:
         if not db or db.startswith("sqlite:///") or not redis_url:
             raise ConfigError("WORKERS > 1 needs DATABASE_URL (PostgreSQL) and REDIS_URL: the workers are nodes "
@@ -256,6 +267,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             uploads_per_ip_per_min=_positive(r, "RATE_IP_UPLOADS_PER_MIN", 30.0),
             uploads_per_ip_burst=_positive(r, "RATE_IP_UPLOADS_BURST", 10.0, lo=1.0),
             max_connections_per_ip=r.get_int("MAX_CONNECTIONS_PER_IP", 1000, 1, 10_000_000),
+            scope=limits_scope,
         ),
         security=SecurityConfig(
             secret=r.get_str("GATEWAY_SECRET"),

@@ -5,28 +5,32 @@ One process: `LocalIpConnections`, a count per address in memory.
 A node of several workers (`WORKERS=N`, gateway/workers): the kernel spreads one address's
 connections over the workers (`SO_REUSEPORT` hashes the source port too), so counts kept by
 each worker would let an address hold N times the limit, and dividing the limit by N would
-refuse connections below it (the spread is uneven). `SharedIpConnections` counts in Redis,
-which the workers require anyway: one hash per worker (address → its connections there),
-and a Lua script that sums the address over the node's workers and counts the new
-connection only if the sum is below the limit — one atomic step, so two workers cannot both
-take the last place. The check costs one Redis round trip per visitor handshake (none per
-message); a release goes to Redis with the worker's next check, or on the loop's next turn
-if none comes first (so a visitor that reconnects at once is not refused by its own old
+refuse connections below it (the spread is uneven). Several nodes behind a load balancer
+are the same with `LIMITS_SCOPE=cluster`. `SharedIpConnections` counts in Redis: one hash
+per worker (address → its connections there), the workers counted together listed in a
+sorted set of theirs (the group: a node's workers, or every worker of the cluster; each
+hash's key scored with when it expires), and a Lua script that sums the address over the
+group's live hashes and counts the new connection only if the sum is below the limit — one
+atomic step, so two workers cannot both take the last place. The script reads hashes it
+is not handed as keys: a single Redis server (or a primary with replicas), not Redis
+Cluster. The check costs one Redis round trip per visitor handshake (none per message); a
+release goes to Redis with the worker's next check, or on the loop's next turn if none
+comes first (so a visitor that reconnects at once is not refused by its own old
 connection).
 
 Each worker's own in-memory counts are the truth and its hash a mirror: a worker starts by
 replacing its hash (a new process holds no connections, whatever a dead predecessor left),
 and rewrites it every `ttl / 3` seconds from memory, which also repairs a release that
-failed to reach Redis; the hash expires `ttl` seconds after its worker stopped writing, so
-a node that is gone frees its addresses. While Redis cannot be reached, a worker admits by
-its own counts alone (the limit per worker, as a single process does) and logs it once.
+failed to reach Redis and keeps its place in the group; the hash and its place expire `ttl`
+seconds after its worker stopped writing, so a node that is gone frees its addresses.
+While Redis cannot be reached, a worker admits by its own counts alone (the limit per
+worker, as a single process does) and logs it once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -41,14 +45,21 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL = 60.0
 
 # Releases first (ARGV from the 4th on: addresses whose connection to this worker ended),
-# then the check. KEYS: the node's worker hashes, this worker's first. ARGV: address, limit,
-# ttl (s), released addresses... 1 when counted, 0 when the node is at the limit for it.
+# then the check. KEYS: this worker's hash, its group (sorted set: worker hash → when it
+# expires, on Redis's clock). ARGV: address, limit, ttl (s), released addresses... 1 when
+# counted, 0 when the group is at the limit for it.
 _ACQUIRE = """
 for i = 4, #ARGV do
   if redis.call('HINCRBY', KEYS[1], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], tostring(now + ttl), KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tostring(now))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 local total = 0
-for _, key in ipairs(KEYS) do
+for _, key in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   total = total + (tonumber(redis.call('HGET', key, ARGV[1])) or 0)
 end
 if total >= tonumber(ARGV[2]) then return 0 end
@@ -65,13 +76,16 @@ end
 return #ARGV
 """
 
-# KEYS: this worker's hash. ARGV: ttl, then address, count, address, count, ...
+# KEYS: this worker's hash, its group. ARGV: ttl, then address, count, address, count, ...
 _REPLACE = """
 redis.call('DEL', KEYS[1])
 for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tostring(tonumber(t[1]) + tonumber(ARGV[1])), KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return #ARGV
 """
 
@@ -144,20 +158,20 @@ class LocalIpConnections:
 
 
 class SharedIpConnections:
-    """The counts of every worker of a node, summed in Redis (see the module docstring).
+    """The counts of a group of workers (a node's, or a cluster's), summed in Redis (see the
+    module docstring).
 
-    `keys`: the hash of each worker of the node, by worker index; `index`: this worker's.
-    The Redis client stays the caller's."""
+    `own`: this worker's hash (unique to the worker); `group`: the sorted set of the group's
+    hashes. The Redis client stays the caller's."""
 
-    def __init__(self, redis: Redis, keys: Sequence[str], index: int, limit: int, *,
-                 ttl: float = DEFAULT_TTL) -> None:
-        if not 0 <= index < len(keys):
-            raise ValueError(f"worker index {index} outside 0..{len(keys) - 1}")
+    def __init__(self, redis: Redis, own: str, group: str, limit: int, *, ttl: float = DEFAULT_TTL) -> None:
+        if own == group:
+            raise ValueError("a worker's hash cannot be its group's key")
         self.limit = limit
         self.ttl = ttl
         self._redis = redis
-        self._keys = [keys[index], *(k for i, k in enumerate(keys) if i != index)]
-        self._own = keys[index]
+        self._keys = [own, group]
+        self._own = own
         self._shared: dict[str, int] = {}  # connections counted in Redis too
         self._local = ConnectionCounter(limit)  # connections admitted while Redis was unreachable
         # ended connections not yet subtracted in Redis: the next acquire's script or a flush
@@ -214,11 +228,13 @@ class SharedIpConnections:
         self._refresher.start()
 
     async def close(self) -> None:
-        """Stop refreshing and drop this worker's hash (the Redis client stays open: the caller's)."""
+        """Stop refreshing and drop this worker's hash and its place in the group (the Redis
+        client stays open: the caller's)."""
         await self._refresher.stop()
         await self._tasks.close()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._own)
+            await self._redis.zrem(self._keys[1], self._own)
 
     async def sync(self) -> bool:
         """Write this worker's counts to its hash; False if Redis could not be reached. The
@@ -228,7 +244,7 @@ class SharedIpConnections:
             args += [key, n]
         self._released = []
         try:
-            await self._replace(keys=[self._own], args=args)
+            await self._replace(keys=self._keys, args=args)
         except (RedisError, OSError) as exc:
             self.failures.failed("sync", exc)
             return False

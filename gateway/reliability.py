@@ -61,9 +61,9 @@ async def install(gw: Gateway) -> None:
     m = gw.metrics
     limits = Limits(cfg.limits, on_limited=lambda name: m.rate_limited.labels(name).inc())
     node = node_limits(limits, cfg.limits.max_connections_per_ip, redis_url=cfg.storage.redis_url,
-                       prefix=cfg.storage.redis_prefix,
+                       prefix=cfg.storage.redis_prefix, node_id=gw.node_id,
                        worker_node_ids=gw.worker.node_ids(gw.node_id) if gw.worker else None,
-                       index=gw.worker.index if gw.worker else 0)
+                       scope=cfg.limits.scope)
     gw.on_start.append(node.start)
     gw.on_stop.append(node.close)
     if node.redis is not None:

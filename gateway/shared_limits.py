@@ -1,10 +1,13 @@
-"""Rate limits per client IP shared by the workers of a node (Redis token buckets).
+"""Rate limits per client IP shared by the workers of a node, or by every node of a
+cluster (`LIMITS_SCOPE=cluster`) (Redis token buckets).
 
 On a node of several WORKERS the kernel spreads one address's connections and requests
 over the workers, so a token bucket kept by each worker lets the address do N times the
-configured rate. `SharedRateLimiter` keeps the bucket in Redis instead (a hash per
-address, `tokens` and `updated`), refilled and taken from by one Lua script on Redis's own
-clock, so every worker of the node draws from the same bucket. It is used for the limits
+configured rate; a load balancer in front of several nodes does the same with the nodes.
+`SharedRateLimiter` keeps the bucket in Redis instead (a hash per address, `tokens` and
+`updated`), refilled and taken from by one Lua script on Redis's own clock, so every worker
+of the node (every process of the cluster) draws from the same bucket. Below, "the node"
+is the cluster with `LIMITS_SCOPE=cluster`. It is used for the limits
 of infrequent requests — visitor `conversation:start` per IP and uploads per IP — where one
 Redis round trip per request costs nothing that matters. The messages per connection stay
 in-process (a connection lives on one worker, so its bucket is exact).
@@ -223,20 +226,30 @@ class NodeLimits:
         return sum(x.failures.count for x in self.shared)
 
 
+LIMIT_SCOPES = ("node", "cluster")
+
+
 def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str | None, prefix: str,
-                worker_node_ids: Sequence[str] | None, index: int = 0) -> NodeLimits:
-    """Shared through Redis when this process is one of a node's workers (`worker_node_ids`:
-    every worker's node id, by index) and Redis is configured; else this process's own."""
-    if not worker_node_ids or len(worker_node_ids) < 2 or not redis_url:
+                node_id: str, worker_node_ids: Sequence[str] | None, scope: str = "node") -> NodeLimits:
+    """The per-IP limits of this process (`node_id`): shared through Redis, when it is
+    configured, by the workers of its node (`worker_node_ids`: every worker's node id, two
+    or more) or, with `scope` "cluster", by every process of every node that has it; else
+    this process's own."""
+    if scope not in LIMIT_SCOPES:
+        raise ValueError(f"scope must be one of {LIMIT_SCOPES}, got {scope!r}")
+    workers = worker_node_ids is not None and len(worker_node_ids) >= 2
+    if not redis_url or not (workers or scope == "cluster"):
         return NodeLimits(LocalIpConnections(max_connections_per_ip), limits.conversations_per_ip.hit,
                           limits.uploads.hit, limits.messages_per_ip.hit)
     redis = Redis.from_url(redis_url)
-    node = worker_node_ids[0].rsplit("-w", 1)[0]
-    connections = SharedIpConnections(redis, [f"{prefix}ipconns:{node_id}" for node_id in worker_node_ids], index,
+    # whose limits these are: the cluster's, or the node's (its workers' ids are <node>-w<i>);
+    # "~" keeps the cluster's keys apart from any node's
+    group = "~cluster" if scope == "cluster" else (worker_node_ids or [node_id])[0].rsplit("-w", 1)[0]
+    connections = SharedIpConnections(redis, f"{prefix}ipconns:{node_id}", f"{prefix}ipconns:{group}:~workers",
                                       max_connections_per_ip)
     conversations = SharedRateLimiter(limits.conversations_per_ip, redis,
-                                      f"{prefix}ratelimit:{node}:conversations_per_ip:")
-    uploads = SharedRateLimiter(limits.uploads, redis, f"{prefix}ratelimit:{node}:uploads_per_ip:")
-    messages = SyncedRateLimiter(limits.messages_per_ip, redis, f"{prefix}ratelimit:{node}:messages_per_ip:")
+                                      f"{prefix}ratelimit:{group}:conversations_per_ip:")
+    uploads = SharedRateLimiter(limits.uploads, redis, f"{prefix}ratelimit:{group}:uploads_per_ip:")
+    messages = SyncedRateLimiter(limits.messages_per_ip, redis, f"{prefix}ratelimit:{group}:messages_per_ip:")
     return NodeLimits(connections, conversations.hit, uploads.hit, messages.hit, redis,
                       (connections, conversations, uploads, messages), messages)

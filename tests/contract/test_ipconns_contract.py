@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.errors import GatewayError
-from gateway.ipconns import IpConnections, LocalIpConnections, SharedIpConnections
+from gateway.ipconns import DEFAULT_TTL, IpConnections, LocalIpConnections, SharedIpConnections
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 3
@@ -23,8 +23,9 @@ LIMIT = 3
 Factory = Callable[[int], IpConnections]  # worker index -> that worker's counter
 
 
-def _keys(prefix: str, workers: int) -> list[str]:
-    return [f"{prefix}ipconns:node-w{i}" for i in range(workers)]
+def _keys(prefix: str, index: int) -> tuple[str, str]:
+    """Worker `index`'s hash and its group's key (the workers of "node")."""
+    return f"{prefix}ipconns:node-w{index}", f"{prefix}ipconns:node:~workers"
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ async def make(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterat
             c: IpConnections = LocalIpConnections(LIMIT)
         else:
             clients.append(aioredis.Redis.from_url(REDIS_URL))
-            c = SharedIpConnections(clients[-1], _keys(redis_prefix, 2), index, LIMIT)
+            c = SharedIpConnections(clients[-1], *_keys(redis_prefix, index), LIMIT)
         made.append(c)
         return c
 
@@ -121,8 +122,9 @@ async def _eventually_admitted(c: IpConnections, key: str, timeout: float = 2.0)
 
 # --- the workers of one node (shared only) ----------------------------------------------
 
-def _shared(url: str, prefix: str, index: int, limit: int = LIMIT, **kw: float) -> SharedIpConnections:
-    return SharedIpConnections(aioredis.Redis.from_url(url), _keys(prefix, 2), index, limit, **kw)
+def _shared(url: str, prefix: str, index: int, limit: int = LIMIT, ttl: float = DEFAULT_TTL) -> SharedIpConnections:
+    own, group = _keys(prefix, index)
+    return SharedIpConnections(aioredis.Redis.from_url(url), own, group, limit, ttl=ttl)
 
 
 async def _close(*ws: SharedIpConnections) -> None:
@@ -213,7 +215,7 @@ async def test_a_hash_expires_when_its_worker_stops_refreshing_it(redis_prefix: 
     r = aioredis.Redis.from_url(REDIS_URL)
     try:
         await w0.acquire("10.0.0.1")
-        ttl = await r.ttl(_keys(redis_prefix, 2)[0])
+        ttl = await r.ttl(_keys(redis_prefix, 0)[0])
         assert 0 < ttl <= 1
     finally:
         await _close(w0)
@@ -235,3 +237,33 @@ async def test_while_redis_is_unreachable_a_worker_counts_its_own(redis_prefix: 
         await w.acquire("10.0.0.1")
     finally:
         await _close(w)
+
+
+async def test_a_group_counts_whoever_joins_it_and_forgets_a_worker_that_died(redis_prefix: str) -> None:
+    """The workers of a cluster (`LIMITS_SCOPE=cluster`) are not known in advance: each joins
+    its group with its first count or sync, and one that dies leaves it when its hash
+    expires (`ttl`)."""
+    group = f"{redis_prefix}ipconns:~cluster:~workers"
+    made = [SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), f"{redis_prefix}ipconns:{name}", group, LIMIT,
+                                ttl=1.0) for name in ("a", "b-w3", "c")]
+    a, b, c = made
+    try:
+        await a.start()
+        await b.start()
+        await a.acquire("10.0.0.1")
+        await a.acquire("10.0.0.1")
+        await b.acquire("10.0.0.1")
+        await _refused(a, "10.0.0.1")
+        await c.start()  # a process that joins later is held to the same count
+        await _refused(c, "10.0.0.1")
+        await b._refresher.stop()  # b dies without a word: its hash stays until it expires
+        await asyncio.sleep(1.3)
+        await c.acquire("10.0.0.1")
+        await _refused(c, "10.0.0.1")
+        assert set(await c._redis.zrange(group, 0, -1)) == {a._own.encode(), c._own.encode()}  # b's place is gone
+        await a.close()  # a stops cleanly: its places are free at once
+        await c.acquire("10.0.0.1")
+        await c.acquire("10.0.0.1")
+        await _refused(c, "10.0.0.1")
+    finally:
+        await _close(*made)

@@ -120,16 +120,17 @@ async def test_while_redis_is_unreachable_each_worker_limits_alone(redis: aiored
 
 async def test_node_limits_are_shared_only_on_a_node_of_workers_with_redis() -> None:
     limits = Limits(LimitsConfig())
-    one = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", worker_node_ids=None)
+    one = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", node_id="n", worker_node_ids=None)
     assert isinstance(one.connections, LocalIpConnections) and one.redis is None and one.shared == ()
     assert one.conversations == limits.conversations_per_ip.hit and one.uploads == limits.uploads.hit
     assert one.connections.limit == 7
-    no_redis = node_limits(limits, 7, redis_url=None, prefix="p:", worker_node_ids=["n-w0", "n-w1"])
+    no_redis = node_limits(limits, 7, redis_url=None, prefix="p:", node_id="n-w0", worker_node_ids=["n-w0", "n-w1"])
     assert isinstance(no_redis.connections, LocalIpConnections)
     assert one.messages == limits.messages_per_ip.hit and one.synced is None
-    shared = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", worker_node_ids=["n-w0", "n-w1"], index=1)
+    shared = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", node_id="n-w1", worker_node_ids=["n-w0", "n-w1"])
     try:
-        assert isinstance(shared.connections, SharedIpConnections) and shared.connections._own == "p:ipconns:n-w1"
+        assert isinstance(shared.connections, SharedIpConnections)
+        assert shared.connections._keys == ["p:ipconns:n-w1", "p:ipconns:n:~workers"]
         conversations, uploads, messages = shared.shared[1:]
         assert isinstance(messages, SyncedRateLimiter) and shared.synced is messages
         assert shared.messages == messages.hit and messages.local is limits.messages_per_ip
@@ -141,6 +142,30 @@ async def test_node_limits_are_shared_only_on_a_node_of_workers_with_redis() -> 
         assert shared.redis_errors() == 0
     finally:
         await shared.close()
+
+
+async def test_with_the_cluster_scope_every_process_shares_the_limits() -> None:
+    """LIMITS_SCOPE=cluster: a process of one worker shares them too (with Redis), under keys
+    of the cluster's that no node's can be."""
+    limits = Limits(LimitsConfig())
+    assert node_limits(limits, 7, redis_url=None, prefix="p:", node_id="a", worker_node_ids=None,
+                       scope="cluster").redis is None  # the config check refuses this; no Redis, no sharing
+    with pytest.raises(ValueError):
+        node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", node_id="a", worker_node_ids=None, scope="world")
+    for node_id, workers in (("a", None), ("b-w1", ["b-w0", "b-w1"])):
+        shared = node_limits(limits, 7, redis_url=REDIS_URL, prefix="p:", node_id=node_id, worker_node_ids=workers,
+                             scope="cluster")
+        try:
+            assert isinstance(shared.connections, SharedIpConnections)
+            assert shared.connections._keys == [f"p:ipconns:{node_id}", "p:ipconns:~cluster:~workers"]
+            conversations, uploads, messages = shared.shared[1:]
+            assert isinstance(conversations, SharedRateLimiter) and isinstance(uploads, SharedRateLimiter)
+            assert isinstance(messages, SyncedRateLimiter)
+            assert [conversations._prefix, uploads._prefix, messages._prefix] == [
+                "p:ratelimit:~cluster:conversations_per_ip:", "p:ratelimit:~cluster:uploads_per_ip:",
+                "p:ratelimit:~cluster:messages_per_ip:"]
+        finally:
+            await shared.close()
 
 
 # --- messages per IP: decided at once, synced to the node ---------------------------

@@ -41,6 +41,8 @@ def test_env_and_file(tmp_path) -> None:
         {"WORKERS": "2", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h", "PORT": "0"},
         {"WORKERS": "2", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h", "TLS_CERT": "/c",
          "TLS_KEY": "/k"},
+        {"LIMITS_SCOPE": "world", "REDIS_URL": "redis://h"},
+        {"LIMITS_SCOPE": "cluster"},  # shared through Redis, which is not configured
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
@@ -52,6 +54,11 @@ def test_workers_with_shared_backends() -> None:
     c = load_config({"WORKERS": "4", "DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h"})
     assert c.server.workers == 4 and load_config({}).server.workers == 1
     assert load_config({}).server.loop_stall_ms == 200 and load_config({"LOOP_STALL_MS": "0"}).server.loop_stall_ms == 0
+
+
+def test_limits_scope() -> None:
+    assert load_config({}).limits.scope == "node"
+    assert load_config({"LIMITS_SCOPE": "cluster", "REDIS_URL": "redis://h"}).limits.scope == "cluster"
 
 
 def test_bad_file_line(tmp_path) -> None:
