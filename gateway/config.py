@@ -176,8 +176,11 @@ def _positive(r: _Reader, key: str, default: float, lo: float = 1e-9) -> float:
     return v
 
 
+LIMIT_SCOPES = ("node", "cluster")  # who shares the per-IP limits (LIMITS_SCOPE)
+
+
 def _limits_scope(value: str) -> str:
-    if value not in ("node", "cluster"):
+    if value not in LIMIT_SCOPES:
         raise ConfigError(f"LIMITS_SCOPE must be node or cluster, got {value!r}")
     return value
 

@@ -6,8 +6,8 @@ over the workers, so a token bucket kept by each worker lets the address do N ti
 configured rate; a load balancer in front of several nodes does the same with the nodes.
 `SharedRateLimiter` keeps the bucket in Redis instead (a hash per address, `tokens` and
 `updated`), refilled and taken from by one Lua script on Redis's own clock, so every worker
-of the node (every process of the cluster) draws from the same bucket. Below, "the node"
-is the cluster with `LIMITS_SCOPE=cluster`. It is used for the limits
+of the node (every process of the cluster) draws from the same bucket. (Below, "the node"
+is the cluster with `LIMITS_SCOPE=cluster`.) `SharedRateLimiter` is used for the limits
 of infrequent requests — visitor `conversation:start` per IP and uploads per IP — where one
 Redis round trip per request costs nothing that matters. The messages per connection stay
 in-process (a connection lives on one worker, so its bucket is exact).
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.config import LIMIT_SCOPES
 from gateway.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
 from gateway.limits import Limits, RateLimiter
 from gateway.periodic import Periodic
@@ -224,9 +225,6 @@ class NodeLimits:
 
     def redis_errors(self) -> int:
         return sum(x.failures.count for x in self.shared)
-
-
-LIMIT_SCOPES = ("node", "cluster")
 
 
 def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str | None, prefix: str,
