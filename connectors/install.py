@@ -115,3 +115,7 @@ async def install(gw: Gateway) -> None:
         m.counter_fn("izh_email_imap_left_to_others_total",
                      "Periodic polls of an IMAP inbox skipped: another node's claim of it was running",
                      lambda: float(imap.left_to_others))
+        m.gauge("izh_email_imap_idle_connections", "IMAP inboxes this node keeps an IDLE connection to",
+                lambda: float(imap.watching))
+        m.counter_fn("izh_email_imap_idle_wakes_total", "Polls of an IMAP inbox started by IDLE (new mail announced)",
+                     lambda: float(imap.idle_wakes))

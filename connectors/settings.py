@@ -28,6 +28,7 @@ class EmailSettings:
     max_attachment_bytes: int = 10 * 1024 * 1024
     send_timeout: float = 30.0
     imap_interval: float = 60.0  # s between polls of the inboxes with IMAP settings; 0: none
+    imap_idle: float = 300.0  # s of each IMAP IDLE on the inboxes this node polls; 0: no IDLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,13 @@ def _imap_interval(env: Mapping[str, str]) -> float:
     v = _num(env, "EMAIL_IMAP_INTERVAL", 60.0)
     if v != 0 and not 1 <= v <= 86400:
         raise ConfigError("EMAIL_IMAP_INTERVAL must be 0 (no polling) or 1..86400 seconds")
+    return v
+
+
+def _imap_idle(env: Mapping[str, str]) -> float:
+    v = _num(env, "EMAIL_IMAP_IDLE", 300.0)
+    if v != 0 and not 10 <= v <= 1740:
+        raise ConfigError("EMAIL_IMAP_IDLE must be 0 (no IDLE) or 10..1740 seconds (servers end an IDLE at 30 min)")
     return v
 
 
@@ -80,5 +88,6 @@ def load_connector_settings(env: Mapping[str, str]) -> ConnectorSettings:
             max_message_bytes=int(_num(merged, "SMTP_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)),
             max_attachment_bytes=int(_num(merged, "EMAIL_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)),
             imap_interval=_imap_interval(merged),
+            imap_idle=_imap_idle(merged),
         ),
     )

@@ -45,6 +45,7 @@ from connectors.base import (
 from connectors.channels import ChannelConfig
 from connectors.context import ConnectorContext
 from connectors.email.compose import text_to_html
+from connectors.email.idle import IdleConnection
 from connectors.email.imap import ImapPoller
 from connectors.email.parse import (
     body_text,
@@ -68,10 +69,10 @@ from gateway.store import NotFound
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENTS = 20
-# of EMAIL_IMAP_INTERVAL: how long a node's claim of an inbox holds it, so that the same
-# node's next tick finds its own claim run out, and the inbox goes to whichever node ticks
-# first after that
-IMAP_CLAIM_SHARE = 0.9
+# EMAIL_IMAP_INTERVALs a node's claim of an inbox holds it: the node renews it at each of
+# its polls (and keeps the inbox's IDLE connection), another node takes the inbox over
+# when the claim runs out (its holder stopped polling: it died, or was set to 0)
+IMAP_CLAIM_INTERVALS = 2.0
 MAX_OUTBOUND_BYTES = 20 * 1024 * 1024  # in all, per mail: what common SMTP relays take (25 MB) after base64
 
 
@@ -87,14 +88,16 @@ class EmailConnector:
         self._server: asyncio.Server | None = None
         self.smtp_port: int | None = None  # the bound port once listening
         claims = ImapPollClaims(ctx.db)
-        hold = IMAP_CLAIM_SHARE * self._settings.imap_interval
+        hold = IMAP_CLAIM_INTERVALS * self._settings.imap_interval
 
         async def claim(ch: ChannelConfig) -> bool:
             return await claims.claim(ch.tenant_id, ch.id, ctx.node_id, ctx.clock(), hold)
 
         self.imap = ImapPoller(lambda: ctx.channels.list_enabled(Channel.EMAIL), ctx.channels.credentials,
                                self.receive, lambda a: parse_reply_address(self._reply_key, a) is not None,
-                               claim, max_bytes=self._settings.max_message_bytes)
+                               claim, max_bytes=self._settings.max_message_bytes,
+                               idle=IdleConnection if self._settings.imap_idle > 0 else None,
+                               idle_period=self._settings.imap_idle)
         self._polling = Periodic("email-imap", self.imap.poll_claimed, self._settings.imap_interval, delay=1.0)
 
     # --- lifecycle -------------------------------------------------------
@@ -114,6 +117,7 @@ class EmailConnector:
 
     async def stop(self) -> None:
         await self._polling.stop()
+        await self.imap.close()
         server, self._server = self._server, None
         if server is not None:
             server.close()

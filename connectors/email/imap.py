@@ -3,9 +3,11 @@
 
 An email inbox whose settings name an `imap_host` is polled every `EMAIL_IMAP_INTERVAL`
 seconds (0: never on this node, see docs/operations.md), by one node of the cluster at a
-time: before each poll a node claims the inbox for most of an interval (`claim`,
-`email_imap_polls`), and the nodes whose claim loses leave it to the winner (a node that
-dies stops claiming; another takes the inbox over when its claim runs out). The unseen
+time: before each poll a node claims the inbox (`claim`, `email_imap_polls`: the holder
+renews its claim, another node wins it only once it has run out), and the nodes whose
+claim loses leave the inbox to the holder. The holder also keeps an IDLE connection to the
+inbox (`idle`, connectors/email/idle.py) and polls it as soon as the server announces a
+mail: mail arrives within seconds, and the periodic poll is the safety net. The unseen
 mails of `imap_mailbox` (INBOX) are fetched without marking them (`BODY.PEEK[]`), handed to
 the same inbound path as a mail received over SMTP (`EmailConnector.receive`: routing,
 threading, loop guard, attachments, stored once per Message-ID), and only then flagged
@@ -38,10 +40,11 @@ from dataclasses import dataclass
 from email import policy
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.channels import ChannelConfig
 from connectors.inbound import InboundResult
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class ImapSession:
                 imap.login(a.username, a.password)
             else:  # LOGIN's arguments are ASCII strings: SASL PLAIN carries UTF-8 (RFC 4616)
                 imap.authenticate("PLAIN", lambda _: f"\0{a.username}\0{a.password}".encode())
-            typ, data = imap.select(_quoted(a.mailbox))
+            typ, data = imap.select(quoted_mailbox(a.mailbox))
             if typ != "OK":
                 raise ImapError(f"cannot select {a.mailbox!r}: {_text(data)}")
         except (imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
@@ -172,14 +175,33 @@ class ImapSession:
             self._uid("STORE", b",".join(uids).decode(), "+FLAGS.SILENT", r"(\Seen)")
 
 
+class Idler(Protocol):
+    """An IDLE connection (`connectors.email.idle.IdleConnection`)."""
+
+    idles: int  # IDLE commands the server accepted
+
+    async def run(self, new_mail: Callable[[], None], *, period: float) -> bool:
+        """IDLE until cancelled (raises `ImapError` when the connection fails); False at once
+        when the server offers no IDLE."""
+
+
 class ImapPoller:
     """Polls every enabled email inbox that has IMAP settings (see the module's doc)."""
 
     def __init__(self, list_inboxes: Callable[[], Awaitable[list[ChannelConfig]]],
                  credentials: Callable[[ChannelConfig], Awaitable[dict[str, Any]]], receive: Receive,
                  is_reply_address: Callable[[str], bool], claim: Callable[[ChannelConfig], Awaitable[bool]],
-                 *, max_bytes: int, batch: int = 50, timeout: float = 30.0) -> None:
+                 *, max_bytes: int, batch: int = 50, timeout: float = 30.0,
+                 idle: Callable[[ImapAccount], Idler] | None = None, idle_period: float = 300.0) -> None:
         self._list = list_inboxes
+        self._idle = idle  # an IDLE connection to an account (connectors/email/idle.py); None: no IDLE
+        self.idle_period = idle_period  # seconds of each IDLE
+        self._watchers: dict[str, asyncio.Task[None]] = {}  # inbox → its IDLE connection's task
+        self._no_idle: set[str] = set()  # inboxes whose server offers no IDLE
+        self._idle_failing: set[str] = set()  # inboxes whose last IDLE connection failed (logged once)
+        self._woken = TaskSet()  # polls started by IDLE
+        self._pending: set[str] = set()  # inboxes with such a poll waiting for the inbox's lock
+        self._locks: dict[str, asyncio.Lock] = {}  # one poll of an inbox at a time
         self._claim = claim  # may this node poll the inbox now (no other node's claim is running)?
         self._credentials = credentials
         self._receive = receive
@@ -193,6 +215,7 @@ class ImapPoller:
         self.failures = 0  # of them failed (and inboxes that could not be polled)
         self.mails = 0  # mails flagged seen: stored, or over the size limit, or given up
         self.left_to_others = 0  # inboxes not polled by the periodic poll: another node's claim ran
+        self.idle_wakes = 0  # polls started by a server's announcement of new mail (IDLE)
 
     async def poll_claimed(self) -> None:
         """The periodic poll: every inbox this node can claim for this interval."""
@@ -202,19 +225,95 @@ class ImapPoller:
         """Every inbox now, claimed by another node or not (a poll by hand)."""
         await self._poll_each(False)
 
+    @property
+    def watching(self) -> int:
+        """Inboxes with an IDLE connection open (or opening)."""
+        return len(self._watchers)
+
+    async def close(self) -> None:
+        """End the IDLE connections and the polls they started."""
+        watchers = list(self._watchers.values())
+        for t in watchers:
+            t.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await self._woken.close()
+
     async def _poll_each(self, claiming: bool) -> None:
+        listed: set[str] = set()
         for ch in await self._list():
             if ch.settings.get("imap_host"):
+                listed.add(ch.id)
                 try:
                     if claiming and not await self._claim(ch):
                         self.left_to_others += 1
+                        self._unwatch(ch.id)
                         continue
                     await self.poll(ch)
+                    if claiming:
+                        await self._watch(ch)
                 except Exception as exc:  # e.g. credentials sealed under another MASTER_KEY
                     self._failed(ch, exc)  # the other inboxes are still polled
+        if claiming:
+            for gone in set(self._watchers) - listed:  # disabled, or no longer on IMAP
+                self._unwatch(gone)
 
-    async def poll(self, ch: ChannelConfig) -> int:
-        """One poll of `ch`'s mailbox: the number of mails handed on (0 when it failed)."""
+    # --- IDLE: the server says when a mail arrives ---------------------------------------
+    async def _watch(self, ch: ChannelConfig) -> None:
+        """Keep an IDLE connection to `ch` (this node holds its claim): opened when there is
+        none, e.g. after the last one failed."""
+        if self._idle is None or ch.id in self._watchers or ch.id in self._no_idle:
+            return
+        account = ImapAccount.of(ch, await self._credentials(ch))
+        if account is not None:
+            self._watchers[ch.id] = asyncio.create_task(self._watching(ch, self._idle(account)),
+                                                        name=f"imap-idle-{ch.id}")
+
+    def _unwatch(self, channel_id: str) -> None:
+        task = self._watchers.pop(channel_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _watching(self, ch: ChannelConfig, conn: Idler) -> None:
+        try:
+            if not await conn.run(lambda: self._wake(ch), period=self.idle_period):
+                self._no_idle.add(ch.id)
+                log.info("email: IMAP inbox %s offers no IDLE; it is polled every interval", ch.id)
+        except ImapError as exc:
+            if ch.id not in self._idle_failing:
+                self._idle_failing.add(ch.id)
+                log.warning("email: IMAP IDLE on inbox %s failed (%s); polled meanwhile, IDLE tried again at the"
+                            " next poll", ch.id, exc)
+        finally:
+            if self._watchers.get(ch.id) is asyncio.current_task():
+                del self._watchers[ch.id]
+        if conn.idles:
+            self._idle_failing.discard(ch.id)
+
+    def _wake(self, ch: ChannelConfig) -> None:
+        """New mail in `ch`: poll it now (one poll waiting at most: later news joins it)."""
+        if ch.id in self._pending:
+            return
+        self._pending.add(ch.id)
+        self.idle_wakes += 1
+        self._woken.spawn(self._poll_woken(ch))
+
+    async def _poll_woken(self, ch: ChannelConfig) -> None:
+        try:
+            await self.poll(ch, woken=True)
+        except Exception as exc:
+            self._failed(ch, exc)
+
+    # --- one poll ----------------------------------------------------------------------
+    async def poll(self, ch: ChannelConfig, *, woken: bool = False) -> int:
+        """One poll of `ch`'s mailbox: the number of mails handed on (0 when it failed).
+        One at a time per inbox; `woken`: started by IDLE (counted in `_pending` until it runs)."""
+        lock = self._locks.setdefault(ch.id, asyncio.Lock())
+        async with lock:
+            if woken:
+                self._pending.discard(ch.id)
+            return await self._poll(ch)
+
+    async def _poll(self, ch: ChannelConfig) -> int:
         self.polls += 1
         try:
             account = ImapAccount.of(ch, await self._credentials(ch))
@@ -279,7 +378,7 @@ class ImapPoller:
         return [*dict.fromkeys(found), ch.address or str(ch.settings.get("address") or "")]
 
 
-def _quoted(mailbox: str) -> str:
+def quoted_mailbox(mailbox: str) -> str:
     """A mailbox name as an IMAP quoted string, in modified UTF-7 (RFC 3501 5.1.3)."""
     return '"' + utf7_mailbox(mailbox).replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -64,20 +64,21 @@ class EmailIdStore:
 
 
 class ImapPollClaims:
-    """`email_imap_polls`: which node polls an inbox this interval (see migration 0009)."""
+    """`email_imap_polls`: which node polls an inbox (see migration 0009)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def claim(self, tenant_id: str, channel_id: str, node_id: str, now: float, hold: float) -> bool:
-        """Whether `node_id` may poll the inbox now: True when no claim of it is running
-        (none yet, or the last one ran out by `now`), and the inbox is then this node's
-        until `now + hold`."""
+        """Whether `node_id` may poll the inbox now: True when the inbox is this node's
+        already, or no other node's claim is running (none yet, or the last one ran out by
+        `now`); the inbox is then this node's until `now + hold`."""
         async with self._db.transaction() as conn:
             row = await conn.fetchrow(
                 "INSERT INTO email_imap_polls (channel_id, tenant_id, node_id, held_until) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (channel_id) DO UPDATE SET node_id = excluded.node_id, held_until = excluded.held_until"
-                " WHERE email_imap_polls.held_until <= $5 RETURNING channel_id",
+                " WHERE email_imap_polls.held_until <= $5 OR email_imap_polls.node_id = excluded.node_id"
+                " RETURNING channel_id",
                 channel_id, tenant_id, node_id, now + hold, now,
             )
         return row is not None

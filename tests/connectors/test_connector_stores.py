@@ -113,9 +113,10 @@ async def test_imap_poll_claims_give_an_inbox_to_one_node_at_a_time(stores: list
         tenant_id=t, kind=Channel.EMAIL, name="Hỗ trợ", credentials={}, settings={"address": "s@shop.vn"})
     assert await a.claim(t, ch.id, "node-a", 100.0, 9.0)
     assert not await b.claim(t, ch.id, "node-b", 100.0, 9.0)
-    assert not await a.claim(t, ch.id, "node-a", 108.9, 9.0)  # its own claim is running too
-    assert await b.claim(t, ch.id, "node-b", 109.0, 9.0)  # A's ran out
-    assert not await a.claim(t, ch.id, "node-a", 117.0, 9.0)
+    assert await a.claim(t, ch.id, "node-a", 105.0, 9.0)  # renewed by its holder: A's until 114
+    assert not await b.claim(t, ch.id, "node-b", 113.9, 9.0)
+    assert await b.claim(t, ch.id, "node-b", 114.0, 9.0)  # A stopped renewing: its claim ran out
+    assert not await a.claim(t, ch.id, "node-a", 120.0, 9.0)
     # at once from both nodes, each time a claim runs out: one of them wins
     for k in range(5):
         now = 200.0 + 10 * k

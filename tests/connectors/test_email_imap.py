@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +23,7 @@ from pymap.parsing.modutf7 import modutf7_encode
 
 from connectors.channels import ChannelConfig
 from connectors.email.connector import EmailConnector
+from connectors.email.idle import IdleConnection
 from connectors.email.imap import MAX_TRIES, ImapAccount, ImapError, ImapPoller, ImapSession, utf7_mailbox
 from connectors.email.parse import reply_address
 from connectors.inbound import InboundResult
@@ -110,11 +111,17 @@ async def add_imap_inbox(rg: RunningGateway, tenant_id: str, port: int, *, passw
     )
 
 
+async def stop_polling(rg: RunningGateway) -> None:
+    """The node's own IMAP polling stopped, and its IDLE connections closed."""
+    await email_connector(rg)._polling.stop()
+    await email_connector(rg).imap.close()
+
+
 async def polled_by_hand(rg: RunningGateway, port: int) -> tuple[NewTenant, ChannelConfig, ImapPoller]:
     """A tenant with an IMAP inbox, and the node's poller, its own polling stopped."""
     nt = await rg.tenant()
     ch = await add_imap_inbox(rg, nt.tenant.id, port)
-    await email_connector(rg)._polling.stop()
+    await stop_polling(rg)
     return nt, ch, email_connector(rg).imap
 
 
@@ -227,7 +234,7 @@ async def test_a_failing_mailbox_is_logged_once_and_changes_nothing(
     rg = gateway
     nt = await rg.tenant()
     poller = email_connector(rg).imap
-    await email_connector(rg)._polling.stop()
+    await stop_polling(rg)
     wrong = await add_imap_inbox(rg, nt.tenant.id, imap_port, password="sai")
     await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<w1@example.vn>"))
     with caplog.at_level(logging.WARNING):
@@ -246,7 +253,7 @@ async def test_one_inbox_that_cannot_be_polled_does_not_stop_the_others(
     rg = gateway
     nt = await rg.tenant()
     poller = email_connector(rg).imap
-    await email_connector(rg)._polling.stop()
+    await stop_polling(rg)
     broken = await add_imap_inbox(rg, nt.tenant.id, imap_port, address="broken@shop.test")
     await add_imap_inbox(rg, nt.tenant.id, imap_port)
     credentials = poller._credentials
@@ -264,31 +271,141 @@ async def test_one_inbox_that_cannot_be_polled_does_not_stop_the_others(
     assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["xin chào"]
 
 
-async def test_nodes_take_turns_to_poll_an_inbox(gateway: RunningGateway, imap_port: int) -> None:
-    """Two nodes poll one inbox: the one whose claim is running polls, the other leaves the
-    inbox alone until that claim runs out (0.9 of EMAIL_IMAP_INTERVAL=1 s), then takes it."""
+def other_node(rg: RunningGateway, node_id: str, now: list[float]) -> ImapPoller:
+    """The IMAP poller of another node on the gateway's database, its clock the test's,
+    without IDLE (each of its polls is one the test asked for)."""
+    ctx = email_connector(rg)._ctx
+    settings = replace(ctx.settings, email=replace(ctx.settings.email, imap_idle=0.0))
+    return EmailConnector(replace(ctx, node_id=node_id, clock=lambda: now[0], settings=settings)).imap
+
+
+async def test_one_node_polls_an_inbox_until_it_stops(gateway: RunningGateway, imap_port: int) -> None:
+    """Two nodes poll one inbox: the one holding its claim polls and renews the claim (two
+    intervals of EMAIL_IMAP_INTERVAL=1 s), the other leaves the inbox alone until the holder
+    stops renewing, then takes it over."""
     rg = gateway
     nt, _, _ = await polled_by_hand(rg, imap_port)
-    # two nodes on the gateway's database: their own connectors, node ids and claims, on a
-    # clock of the test's (past any claim the gateway's own polling took)
-    now = [time.time() + 100]
-    a, b = (EmailConnector(replace(email_connector(rg)._ctx, node_id=node, clock=lambda: now[0])).imap
-            for node in ("node-a", "node-b"))
+    now = [time.time() + 100]  # past any claim the gateway's own polling took
+    a, b = other_node(rg, "node-a", now), other_node(rg, "node-b", now)
     await a.poll_claimed()
     assert (a.polls, a.left_to_others) == (1, 0)
+    now[0] += 1.0
+    await a.poll_claimed()  # renewed: A's until +3.0
+    now[0] += 1.5
     await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<t1@example.vn>"))
-    now[0] += 0.89
     await b.poll_claimed()
-    assert (b.polls, b.left_to_others) == (0, 1) and len(await unseen(imap_port)) == 1  # A's turn
-    now[0] += 0.02
+    assert (b.polls, b.left_to_others) == (0, 1) and len(await unseen(imap_port)) == 1  # still A's
+    now[0] += 0.5  # A has stopped polling: its claim runs out
     await b.poll_claimed()
     assert (b.polls, b.mails) == (1, 1) and await unseen(imap_port) == []
     await a.poll_claimed()
-    assert (a.polls, a.left_to_others) == (1, 1)  # now B's turn
+    assert (a.polls, a.left_to_others) == (2, 1)  # now B's
     [conv] = await rg.gw.store.list_conversations(nt.tenant.id, _all())
     assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["xin chào"]
     async with aiohttp.ClientSession() as http, http.get(rg.url + "/metrics") as resp:
         assert "izh_email_imap_left_to_others_total" in await resp.text()  # the gateway's own poller's
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_an_idle_connection_renews_its_idle_and_reports_new_mail(imap_port: int) -> None:
+    conn = IdleConnection(ImapAccount("127.0.0.1", imap_port, "none", "INBOX", USER, PASSWORD), timeout=10)
+    news: list[float] = []
+    task = asyncio.create_task(conn.run(lambda: news.append(time.monotonic()), period=0.3))
+    try:
+        await _until(lambda: conn.idles >= 3)  # DONE and IDLE again every 0.3 s
+        assert len(news) == 1  # once, as the first IDLE began (a mail may have come before it)
+        await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<d1@example.vn>"))
+        await _until(lambda: len(news) == 2)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert conn._writer is None  # closed
+
+
+async def test_an_idle_connection_that_cannot_log_in_raises(imap_port: int) -> None:
+    conn = IdleConnection(ImapAccount("127.0.0.1", imap_port, "none", "INBOX", USER, "sai"), timeout=10)
+    with pytest.raises(ImapError, match="IDLE"):
+        await conn.run(lambda: None, period=1.0)
+    closed = IdleConnection(ImapAccount("127.0.0.1", free_port(), "none", "INBOX", USER, PASSWORD), timeout=10)
+    with pytest.raises(ImapError, match="ConnectionRefused"):
+        await closed.run(lambda: None, period=1.0)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never greets
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        mute = IdleConnection(ImapAccount("127.0.0.1", server.sockets[0].getsockname()[1], "none", "INBOX", USER,
+                                          PASSWORD), timeout=0.2)
+        with pytest.raises(ImapError, match="did not answer in time"):
+            await mute.run(lambda: None, period=1.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_server_without_idle_is_left_to_the_periodic_poll() -> None:
+    """A server whose CAPABILITY has no IDLE (a minimal IMAP server on loopback): the
+    connection logs in, asks, and ends at once with False."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+        while line := await reader.readline():
+            seen.append(line)
+            tag, command = line.split(b" ", 2)[:2]
+            if command.upper() == b"CAPABILITY":
+                writer.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
+            writer.write(tag + b" OK done\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        conn = IdleConnection(ImapAccount("127.0.0.1", port, "none", "INBOX", "u", 'p"w\\'), timeout=5)
+        assert await conn.run(lambda: None, period=1.0) is False
+        assert seen[0] == b'I1 LOGIN "u" "p\\"w\\\\"\r\n'  # quoted, its quote and backslash escaped
+        assert [line.split()[1] for line in seen] == [b"LOGIN", b"CAPABILITY"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_mail_announced_by_idle_is_read_at_once(cx_sqlite_config: Config, monkeypatch: pytest.MonkeyPatch,
+                                                        imap_port: int) -> None:
+    """EMAIL_IMAP_INTERVAL=60: after its first poll the node IDLEs on the inbox, and a mail
+    is stored within seconds of its arrival, not at the next poll a minute later."""
+    monkeypatch.setenv("EMAIL_IMAP_INTERVAL", "60")
+    monkeypatch.setenv("EMAIL_IMAP_IDLE", "10")
+    async with run_gateway(cx_sqlite_config) as rg:
+        nt = await rg.tenant()
+        ch = await add_imap_inbox(rg, nt.tenant.id, imap_port)
+        poller = email_connector(rg).imap
+        await _until(lambda: poller.idle_wakes == 1 and poller.polls == 2 and not poller._pending)  # IDLE began
+        assert poller.watching == 1
+        await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<i9@example.vn>"))
+        started = time.monotonic()
+        await flagged_seen(imap_port)
+        assert time.monotonic() - started < 10
+        assert poller.idle_wakes >= 2 and poller.polls >= 3
+        [conv] = await rg.gw.store.list_conversations(nt.tenant.id, _all())
+        assert [m.text for m in await rg.gw.store.get_messages(nt.tenant.id, conv.id)] == ["xin chào"]
+        async with aiohttp.ClientSession() as http, http.get(rg.url + "/metrics") as resp:
+            text = await resp.text()
+        assert "izh_email_imap_idle_connections 1.0" in text and "izh_email_imap_idle_wakes_total" in text
+        # the inbox is switched off: its IDLE connection ends at the next poll
+        await hub_of(rg).ctx.channels.set_enabled(nt.tenant.id, ch.id, False)
+        await poller.poll_claimed()
+        await _until(lambda: poller.watching == 0)
 
 
 def test_imap_settings_are_checked() -> None:
@@ -333,3 +450,8 @@ def test_the_poll_interval_is_checked() -> None:
     for bad in ("0.5", "-1", "100000", "soon"):
         with pytest.raises(ConfigError):
             load_connector_settings({"EMAIL_IMAP_INTERVAL": bad})
+    assert load_connector_settings({}).email.imap_idle == 300.0
+    assert load_connector_settings({"EMAIL_IMAP_IDLE": "0"}).email.imap_idle == 0.0
+    for bad in ("5", "1800", "x"):
+        with pytest.raises(ConfigError):
+            load_connector_settings({"EMAIL_IMAP_IDLE": bad})
