@@ -164,6 +164,23 @@ class ChannelStore:
                 tenant_id, channel_id, enabled,
             )
 
+    async def update_credentials(self, tenant_id: str, channel_id: str, changes: dict[str, Any]) -> None:
+        """Merge `changes` into the inbox's sealed credentials (a rotated token), in one
+        row-locked transaction; LookupError when the inbox is gone."""
+        aad = self._aad(tenant_id, channel_id)
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT credentials FROM connector_channels WHERE tenant_id = $1 AND id = $2" + self._db.row_lock,
+                tenant_id, channel_id,
+            )
+            if row is None:
+                raise LookupError(f"inbox {channel_id} no longer exists")
+            creds: dict[str, Any] = json.loads(self._box.open(base64.b64decode(row["credentials"]), aad))
+            creds.update(changes)
+            sealed = base64.b64encode(self._box.seal(json.dumps(creds, sort_keys=True).encode(), aad)).decode()
+            await conn.execute("UPDATE connector_channels SET credentials = $3 WHERE tenant_id = $1 AND id = $2",
+                               tenant_id, channel_id, sealed)
+
     async def credentials(self, ch: ChannelConfig) -> dict[str, Any]:
         """Decrypt the inbox's credentials (raises `MasterKeyError` under a wrong key)."""
         async with self._db.reader() as conn:

@@ -46,7 +46,8 @@ from connectors.channels import ChannelConfig
 from connectors.context import ConnectorContext
 from connectors.email.compose import text_to_html
 from connectors.email.idle import IdleConnection
-from connectors.email.imap import ImapPoller
+from connectors.email.imap import ImapPoller, oauth2_client
+from connectors.email.oauth2 import MailTokens
 from connectors.email.parse import (
     body_text,
     first_address,
@@ -62,6 +63,7 @@ from connectors.email.parse import (
 )
 from connectors.email.store import EmailIdStore, ImapPollClaims
 from connectors.inbound import InboundResult
+from connectors.oauth import AuthError
 from gateway.domain import Channel
 from gateway.periodic import Periodic
 from gateway.store import NotFound
@@ -87,6 +89,7 @@ class EmailConnector:
         self._reply_key = ctx.box.derive("email-reply-address")
         self._server: asyncio.Server | None = None
         self.smtp_port: int | None = None  # the bound port once listening
+        self._tokens = MailTokens(ctx.clock, self._store_refresh_token)  # XOAUTH2 logins, IMAP and SMTP
         claims = ImapPollClaims(ctx.db)
         hold = IMAP_CLAIM_INTERVALS * self._settings.imap_interval
 
@@ -97,8 +100,12 @@ class EmailConnector:
                                self.receive, lambda a: parse_reply_address(self._reply_key, a) is not None,
                                claim, max_bytes=self._settings.max_message_bytes,
                                idle=IdleConnection if self._settings.imap_idle > 0 else None,
-                               idle_period=self._settings.imap_idle)
+                               idle_period=self._settings.imap_idle,
+                               tokens=self._tokens)
         self._polling = Periodic("email-imap", self.imap.poll_claimed, self._settings.imap_interval, delay=1.0)
+
+    async def _store_refresh_token(self, ch: ChannelConfig, refresh_token: str) -> None:
+        await self._ctx.channels.update_credentials(ch.tenant_id, ch.id, {"oauth2_refresh_token": refresh_token})
 
     # --- lifecycle -------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:
@@ -237,13 +244,20 @@ class EmailConnector:
         em, our_id = await self.build_reply(ch, msg)
         s = ch.settings
         security = str(s.get("smtp_security", "starttls"))
+        login, token = await self._smtp_login(ch, creds)
         try:
             await aiosmtplib.send(
                 em, hostname=str(s.get("smtp_host", "localhost")), port=int(s.get("smtp_port", 587)),
-                username=creds.get("username") or None, password=creds.get("password") or None,
                 use_tls=security == "tls", start_tls=security == "starttls",
-                timeout=self._settings.send_timeout,
+                timeout=self._settings.send_timeout, **login,
             )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            if token is not None:  # expired or revoked early: a new one at the next try
+                self._tokens.refused_token(ch, token)
+                raise TransientError(f"SMTP {exc.code}: the relay refused the OAuth 2.0 token: {exc.message}"
+                                     ) from None
+            kind = PermanentError if exc.code >= 500 else TransientError
+            raise kind(f"SMTP {exc.code}: {exc.message}") from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]
             if codes and all(c >= 500 for c in codes):
@@ -257,6 +271,28 @@ class EmailConnector:
             raise TransientError(f"SMTP: {type(exc).__name__}: {exc}") from None
         await self.ids.record(msg.tenant_id, our_id, msg.conversation_id, "out", str(em["Subject"]))
         return SendResult(external_message_id=our_id)
+
+    async def _smtp_login(self, ch: ChannelConfig, creds: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """aiosmtplib's login arguments for the inbox's relay, and the OAuth 2.0 access token
+        they carry (XOAUTH2, when the credentials have an OAuth client) or None."""
+        username = creds.get("username") or None
+        try:
+            client = oauth2_client(creds)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from None
+        if client is None:
+            return {"username": username, "password": creds.get("password") or None}, None
+        try:
+            token = await self._tokens.token(ch, client)
+        except AuthError as exc:
+            if exc.permanent:
+                raise PermanentError(f"OAuth 2.0: {exc}") from None
+            raise TransientError(f"OAuth 2.0: {exc}") from None
+
+        async def bearer() -> str:
+            return token
+
+        return {"username": username, "oauth_token_generator": bearer}, token
 
     async def build_reply(self, ch: ChannelConfig, msg: OutboundMessage) -> tuple[EmailMessage, str]:
         """The reply mail; its Message-ID derives from our message id, so a retry after an

@@ -10,8 +10,9 @@ first IDLE begins: a mail that arrived between the last poll and the IDLE is not
 the next periodic poll.
 
 A protocol of lines: a response line ending in a literal (`{n}`) is followed by its n bytes
-and the rest of the line, which are read and ignored here. Login as the poller does: `LOGIN`
-with quoted strings for ASCII credentials, else `AUTHENTICATE PLAIN` (UTF-8, RFC 4616).
+and the rest of the line, which are read and ignored here. Login as the poller does: `AUTHENTICATE
+XOAUTH2` with an OAuth 2.0 access token, else `LOGIN` with quoted strings for ASCII
+credentials, else `AUTHENTICATE PLAIN` (UTF-8, RFC 4616).
 Everything a server answers is bounded (`MAX_LINE`, `MAX_LITERAL`) and waited for at most
 `timeout` seconds (an IDLE at most `period + timeout`); any failure raises `ImapError`.
 """
@@ -86,7 +87,9 @@ class IdleConnection:
                                    self.timeout)
         if greeting.upper().startswith(b"* PREAUTH"):
             return
-        if (a.username + a.password).isascii():
+        if a.bearer is not None:
+            await self._command(b"AUTHENTICATE XOAUTH2", continuation=base64.b64encode(a.xoauth2()))
+        elif (a.username + a.password).isascii():
             await self._command(b"LOGIN " + _quoted(a.username) + b" " + _quoted(a.password))
         else:
             plain = base64.b64encode(f"\0{a.username}\0{a.password}".encode())
@@ -131,9 +134,9 @@ class IdleConnection:
         tag = self._send(command)
         while True:
             line = await self._line()
-            if line.startswith(b"+") and continuation is not None:
+            if line.startswith(b"+"):  # the continuation once; a second challenge (an error) answered empty
                 assert self._writer is not None
-                self._writer.write(continuation + b"\r\n")
+                self._writer.write((continuation or b"") + b"\r\n")
                 continuation = None
             elif line.startswith(tag + b" "):
                 self._check_tagged(tag, line)

@@ -35,6 +35,7 @@ import imaplib
 import logging
 import re
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email import policy
@@ -44,11 +45,13 @@ from typing import Any, Protocol
 
 from connectors.channels import ChannelConfig
 from connectors.inbound import InboundResult
+from connectors.oauth import AuthError
 from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 SECURITY = ("tls", "starttls", "none")
+OAUTH2_KEYS = ("oauth2_token_url", "oauth2_client_id", "oauth2_client_secret", "oauth2_refresh_token")
 MAX_TRIES = 5  # polls that may fail to store one mail before it is flagged seen and given up
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -59,6 +62,32 @@ class ImapError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class OAuth2Client:
+    """Where and how an inbox gets OAuth 2.0 access tokens (refresh-token grant)."""
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
+
+
+def oauth2_client(creds: dict[str, Any]) -> OAuth2Client | None:
+    """The inbox's OAuth 2.0 client (IMAP and SMTP log in with XOAUTH2), None when its
+    credentials have none; ValueError when they have only part of one."""
+    if not any(creds.get(k) for k in OAUTH2_KEYS):
+        return None
+    missing = [k for k in OAUTH2_KEYS if not creds.get(k)]
+    if missing:
+        raise ValueError(f"OAuth 2.0 login needs the credentials {', '.join(missing)}")
+    url = str(creds["oauth2_token_url"])
+    parsed = urllib.parse.urlsplit(url)
+    if not ((parsed.scheme == "https" and parsed.hostname)
+            or (parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "::1", "localhost"))):
+        raise ValueError("oauth2_token_url must be https:// (or http:// on loopback)")
+    return OAuth2Client(url, *(str(creds[k]) for k in OAUTH2_KEYS[1:]))
+
+
+@dataclass(frozen=True, slots=True)
 class ImapAccount:
     host: str
     port: int
@@ -66,6 +95,8 @@ class ImapAccount:
     mailbox: str
     username: str
     password: str
+    oauth2: OAuth2Client | None = None  # log in with XOAUTH2 (tokens from here), not the password
+    bearer: str | None = None  # the access token for that login (`MailTokens.authorized`)
 
     @classmethod
     def of(cls, ch: ChannelConfig, creds: dict[str, Any]) -> ImapAccount | None:
@@ -85,7 +116,13 @@ class ImapAccount:
         password = str(creds.get("imap_password") or creds.get("password") or "")
         if not username:
             raise ValueError("no IMAP username (credentials imap_username or username)")
-        return cls(host, port, security, str(s.get("imap_mailbox") or "INBOX"), username, password)
+        return cls(host, port, security, str(s.get("imap_mailbox") or "INBOX"), username, password,
+                   oauth2_client(creds))
+
+    def xoauth2(self) -> bytes:
+        """The SASL XOAUTH2 initial response (Google's and Microsoft's IMAP), unencoded."""
+        assert self.bearer is not None
+        return f"user={self.username}\x01auth=Bearer {self.bearer}\x01\x01".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +153,10 @@ class ImapSession:
                 if a.security == "starttls":
                     imap.starttls(ssl.create_default_context())
             self._imap = imap
-            if (a.username + a.password).isascii():
+            if a.bearer is not None:  # an error comes as a second challenge: answered empty, then NO
+                sasl = a.xoauth2()
+                imap.authenticate("XOAUTH2", lambda challenge: b"" if challenge else sasl)
+            elif (a.username + a.password).isascii():
                 imap.login(a.username, a.password)
             else:  # LOGIN's arguments are ASCII strings: SASL PLAIN carries UTF-8 (RFC 4616)
                 imap.authenticate("PLAIN", lambda _: f"\0{a.username}\0{a.password}".encode())
@@ -175,6 +215,18 @@ class ImapSession:
             self._uid("STORE", b",".join(uids).decode(), "+FLAGS.SILENT", r"(\Seen)")
 
 
+class Tokens(Protocol):
+    """Access tokens for XOAUTH2 logins (`connectors.email.oauth2.MailTokens`)."""
+
+    async def authorized(self, ch: ChannelConfig, account: ImapAccount) -> ImapAccount:
+        """`account` with a valid `bearer` when it has `oauth2`, else as it is."""
+
+    def refused(self, ch: ChannelConfig, account: ImapAccount) -> None:
+        """The server refused `account`'s login."""
+
+    async def close(self) -> None: ...
+
+
 class Idler(Protocol):
     """An IDLE connection (`connectors.email.idle.IdleConnection`)."""
 
@@ -192,8 +244,10 @@ class ImapPoller:
                  credentials: Callable[[ChannelConfig], Awaitable[dict[str, Any]]], receive: Receive,
                  is_reply_address: Callable[[str], bool], claim: Callable[[ChannelConfig], Awaitable[bool]],
                  *, max_bytes: int, batch: int = 50, timeout: float = 30.0,
-                 idle: Callable[[ImapAccount], Idler] | None = None, idle_period: float = 300.0) -> None:
+                 idle: Callable[[ImapAccount], Idler] | None = None, idle_period: float = 300.0,
+                 tokens: Tokens) -> None:
         self._list = list_inboxes
+        self._tokens = tokens  # access tokens of the inboxes that log in with XOAUTH2 (oauth2.py)
         self._idle = idle  # an IDLE connection to an account (connectors/email/idle.py); None: no IDLE
         self.idle_period = idle_period  # seconds of each IDLE
         self._watchers: dict[str, asyncio.Task[None]] = {}  # inbox → its IDLE connection's task
@@ -209,7 +263,8 @@ class ImapPoller:
         self.max_bytes = max_bytes
         self.batch = batch
         self.timeout = timeout
-        self._failing: set[str] = set()  # inboxes whose last poll failed (logged once per run)
+        # inboxes whose last poll failed → the kind of failure logged (once per run and kind)
+        self._failing: dict[str, type[Exception]] = {}
         self._tries: dict[tuple[str, bytes], int] = {}  # (inbox, uid) → failed attempts to store it
         self.polls = 0  # polls of an inbox
         self.failures = 0  # of them failed (and inboxes that could not be polled)
@@ -237,6 +292,7 @@ class ImapPoller:
             t.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
         await self._woken.close()
+        await self._tokens.close()
 
     async def _poll_each(self, claiming: bool) -> None:
         listed: set[str] = set()
@@ -249,7 +305,7 @@ class ImapPoller:
                         self._unwatch(ch.id)
                         continue
                     await self.poll(ch)
-                    if claiming:
+                    if claiming and ch.id not in self._failing:  # IDLE once the inbox answers
                         await self._watch(ch)
                 except Exception as exc:  # e.g. credentials sealed under another MASTER_KEY
                     self._failed(ch, exc)  # the other inboxes are still polled
@@ -265,6 +321,7 @@ class ImapPoller:
             return
         account = ImapAccount.of(ch, await self._credentials(ch))
         if account is not None:
+            account = await self._tokens.authorized(ch, account)
             self._watchers[ch.id] = asyncio.create_task(self._watching(ch, self._idle(account)),
                                                         name=f"imap-idle-{ch.id}")
 
@@ -315,12 +372,16 @@ class ImapPoller:
 
     async def _poll(self, ch: ChannelConfig) -> int:
         self.polls += 1
+        account = None
         try:
             account = ImapAccount.of(ch, await self._credentials(ch))
             if account is None:
                 return 0
+            account = await self._tokens.authorized(ch, account)
             fetched = await asyncio.to_thread(self._fetch, account)
-        except (ImapError, ValueError) as exc:
+        except (ImapError, ValueError, AuthError) as exc:
+            if isinstance(exc, ImapError) and account is not None:
+                self._tokens.refused(ch, account)  # an XOAUTH2 token: a new one next time
             self._failed(ch, exc)
             return 0
         done: list[bytes] = []
@@ -351,7 +412,7 @@ class ImapPoller:
                 return len(done)
             self.mails += len(done)
         if ch.id in self._failing:
-            self._failing.discard(ch.id)
+            del self._failing[ch.id]
             log.info("email: IMAP inbox %s (%s) answers again", ch.id, account.host)
         return len(done)
 
@@ -365,8 +426,8 @@ class ImapPoller:
 
     def _failed(self, ch: ChannelConfig, exc: Exception) -> None:
         self.failures += 1
-        if ch.id not in self._failing:
-            self._failing.add(ch.id)
+        if self._failing.get(ch.id) is not type(exc):  # a new run of failures, or another kind (a token refused)
+            self._failing[ch.id] = type(exc)
             log.warning("email: polling IMAP inbox %s failed (%s); trying again every poll", ch.id, exc)
 
     def _recipients(self, ch: ChannelConfig, raw: bytes) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from connectors.youtube.auth import TokenProvider
+from connectors.oauth import TokenProvider
 from connectors.youtube.errors import ApiError, parse_error, parse_retry_after
 
 JsonObj = dict[str, Any]

@@ -32,12 +32,12 @@ import aiohttp
 from aiohttp import web
 
 from connectors.base import InboundMessage, InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
+from connectors.oauth import AuthError, TokenProvider
 from connectors.youtube.api import YouTubeApi
-from connectors.youtube.auth import TokenProvider
 from connectors.youtube.backoff import ExponentialBackoff, seconds_until_pacific_midnight
 from connectors.youtube.checkpoint import Checkpoint, CheckpointStore
 from connectors.youtube.config import YouTubeConfig
-from connectors.youtube.errors import ApiError, AuthError, ErrorKind
+from connectors.youtube.errors import ApiError, ErrorKind
 from connectors.youtube.parse import Comment, Thread, parse_comment, parse_thread
 from gateway.domain import Channel
 

@@ -44,14 +44,6 @@ class ApiError(Exception):
         return classify(self.status, self.reason)
 
 
-class AuthError(Exception):
-    """The access token could not be obtained (token endpoint failure)."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
 def classify(status: int, reason: str) -> ErrorKind:
     if reason in QUOTA_REASONS:
         return ErrorKind.QUOTA

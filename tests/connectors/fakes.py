@@ -13,6 +13,7 @@ from aiohttp import web
 
 from connectors.base import InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
 from gateway.domain import Channel
+from tests.support.server import serve_app
 
 
 @dataclass
@@ -42,15 +43,9 @@ class FakeChannelApi:
 async def fake_channel_api(api: FakeChannelApi) -> AsyncIterator[FakeChannelApi]:
     app = web.Application()
     app.router.add_post("/send", api.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    api.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as url:
+        api.url = url
         yield api
-    finally:
-        await runner.cleanup()
 
 
 class FakeHttpConnector:

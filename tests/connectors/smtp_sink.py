@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import policy
@@ -11,7 +13,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 @dataclass
@@ -33,11 +35,35 @@ class SmtpSink:
         return "250 OK"
 
 
+class XOAuth2Relay(SmtpSink):
+    """A relay that takes mail only after `AUTH XOAUTH2` with one of `tokens`, as Gmail's
+    and Microsoft 365's do: a token it does not take gets `334 <base64 JSON error>`, and
+    after the client's empty line `535 5.7.8 Username and Password not accepted`."""
+
+    def __init__(self, user: str) -> None:
+        super().__init__()
+        self.user = user
+        self.tokens: set[str] = set()
+        self.tried: list[str] = []
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        sasl = base64.b64decode(args[1]).decode() if len(args) > 1 else ""
+        m = re.fullmatch(r"user=(.*)\x01auth=Bearer (.*)\x01\x01", sasl)
+        self.tried.append(m.group(2) if m else "")
+        if m and m.group(1) == self.user and m.group(2) in self.tokens:
+            return AuthResult(success=True)
+        await server.challenge_auth(base64.b64encode(b'{"status":"401","schemes":"bearer"}').decode(),
+                                    encode_to_b64=False)
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
+
+
 @contextlib.asynccontextmanager
-async def smtp_sink() -> AsyncIterator[SmtpSink]:
-    sink = SmtpSink()
-    server = await asyncio.get_running_loop().create_server(lambda: SMTP(sink, enable_SMTPUTF8=True),
-                                                            "127.0.0.1", 0)
+async def smtp_sink(sink: SmtpSink | None = None) -> AsyncIterator[SmtpSink]:
+    """`sink` (a plain one by default) served on loopback; an `XOAuth2Relay` requires its AUTH."""
+    sink = sink or SmtpSink()
+    auth = isinstance(sink, XOAuth2Relay)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(sink, enable_SMTPUTF8=True, auth_required=auth, auth_require_tls=not auth), "127.0.0.1", 0)
     sink.port = server.sockets[0].getsockname()[1]
     try:
         yield sink

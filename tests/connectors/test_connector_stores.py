@@ -83,6 +83,14 @@ async def test_channels_seal_credentials_and_route_by_address(stores: list[Opene
     # the other node reads it with the same key
     other = ChannelStore(stores[1], box, time.time)
     assert await other.credentials(ch) == {"password": "p@ss"}
+    # a rotated token merged in, still sealed, seen by the other node
+    await channels.update_credentials(t1, ch.id, {"oauth2_refresh_token": "1//new"})
+    assert await other.credentials(ch) == {"password": "p@ss", "oauth2_refresh_token": "1//new"}
+    async with store.reader() as conn:
+        raw = await conn.fetchrow("SELECT credentials FROM connector_channels WHERE id = $1", ch.id)
+    assert raw is not None and "1//new" not in raw["credentials"]
+    with pytest.raises(LookupError):
+        await channels.update_credentials(t2, ch.id, {"x": 1})  # not the other tenant's inbox
 
 
 async def test_links_and_email_ids(stores: list[Opened]) -> None:

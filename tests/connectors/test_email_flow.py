@@ -18,7 +18,8 @@ from connectors.email.connector import EmailConnector
 from connectors.install import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
 from gateway.domain import Channel
-from tests.connectors.smtp_sink import SmtpSink, smtp_sink
+from tests.connectors.imap_xoauth2 import token_endpoint
+from tests.connectors.smtp_sink import SmtpSink, XOAuth2Relay, smtp_sink
 from tests.support.server import RunningGateway, agent, new_client_id, run_gateway
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -247,3 +248,51 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
         assert res["ok"], res
         assert "cannot be read" in await failed_with(ag, res["message"]["id"])
         assert len(sink.received) == 2
+
+
+async def delivered(ag: Any, mid: str) -> None:
+    await ag.wait_for(lambda: any(e["id"] == mid and e["delivery"]["state"] == "sent"
+                                  for e in ag.of("message:updated")), timeout=20)
+
+
+async def test_replies_go_through_a_relay_that_takes_xoauth2(cx_sqlite_config: Config) -> None:
+    """An inbox whose relay takes only OAuth 2.0 (Google Workspace, Microsoft 365): a reply
+    is sent after AUTH XOAUTH2 with a token from the token endpoint; a token the relay stops
+    taking fails that try (transient), and the retry asks for a new one."""
+    relay = XOAuth2Relay("support@shop.test")
+    async with smtp_sink(relay), token_endpoint("cid", "cs", "1//r") as ep, run_gateway(cx_sqlite_config) as rg:
+        port = email_connector(rg).smtp_port
+        assert port
+        nt = await rg.tenant()
+        await hub_of(rg).ctx.channels.add(
+            tenant_id=nt.tenant.id, kind=Channel.EMAIL, name="Gmail", credentials={
+                "username": "support@shop.test", "oauth2_token_url": ep.url, "oauth2_client_id": "cid",
+                "oauth2_client_secret": "cs", "oauth2_refresh_token": "1//r"},
+            settings={"address": "support@shop.test", "smtp_host": "127.0.0.1", "smtp_port": relay.port,
+                      "smtp_security": "none", "domain": "help.test"})
+        ag = await agent(rg.url, nt.admin_token)
+        try:
+            await smtp_send(port, customer_mail("support@shop.test", "Hỏi", "Chào shop", "<o1@example.vn>"))
+            await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
+            conv_id = ag.of("conversation:created")[0]["id"]
+            assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
+
+            async def reply(text: str) -> str:
+                sent = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                      "text": text})
+                return str(sent["message"]["id"])
+
+            relay.tokens = {"ya29.token-1"}
+            await delivered(ag, await reply("Dạ, shop kiểm tra ngay"))
+            assert relay.tried == ["ya29.token-1"] and ep.issued == ["ya29.token-1"]
+            relay.tokens = {"ya29.token-2"}  # the first token revoked early
+            await delivered(ag, await reply("Đã gửi lại"))
+            assert relay.tried == ["ya29.token-1", "ya29.token-1", "ya29.token-2"]
+            texts = []
+            for _, m in relay.received:
+                body = m.get_body(preferencelist=("plain",))
+                assert body is not None
+                texts.append(body.get_content().strip())
+            assert texts == ["Dạ, shop kiểm tra ngay", "Đã gửi lại"]
+        finally:
+            await ag.close()

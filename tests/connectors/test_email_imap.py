@@ -31,6 +31,7 @@ from connectors.settings import load_connector_settings
 from gateway.admin import NewTenant
 from gateway.config import Config, ConfigError
 from gateway.domain import Channel, ConversationFilter
+from tests.connectors.imap_xoauth2 import token_endpoint, xoauth2_imap
 from tests.connectors.test_email_flow import PNG, customer_mail, email_connector, from_customer, hub_of
 from tests.support.procs import free_port
 from tests.support.server import RunningGateway, agent, run_gateway
@@ -406,6 +407,86 @@ async def test_a_mail_announced_by_idle_is_read_at_once(cx_sqlite_config: Config
         await hub_of(rg).ctx.channels.set_enabled(nt.tenant.id, ch.id, False)
         await poller.poll_claimed()
         await _until(lambda: poller.watching == 0)
+
+
+async def test_an_inbox_logs_in_with_xoauth2(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+    """An inbox with OAuth 2.0 credentials (as Google Workspace and Microsoft 365 require):
+    an access token from the token endpoint (refresh-token grant), the XOAUTH2 login, the
+    mail stored and flagged; a token the server stops taking is refreshed after the failed
+    poll; a revoked refresh token fails the poll, logged, nothing stored. The server offers
+    no IDLE: the node asks once, and leaves the inbox to the polls."""
+    rg = gateway
+    nt = await rg.tenant()
+    await stop_polling(rg)
+    poller = email_connector(rg).imap
+    async with xoauth2_imap("support@shop.test") as imap, token_endpoint("cid", "csecret", "1//refresh") as ep:
+        creds = {"username": "support@shop.test", "oauth2_token_url": ep.url, "oauth2_client_id": "cid",
+                 "oauth2_client_secret": "csecret", "oauth2_refresh_token": "1//refresh"}
+        ch = await hub_of(rg).ctx.channels.add(
+            tenant_id=nt.tenant.id, kind=Channel.EMAIL, name="Gmail", credentials=creds,
+            settings={"address": "support@shop.test", "domain": "help.test", "imap_host": "127.0.0.1",
+                      "imap_port": imap.port, "imap_security": "none"})
+        imap.tokens = {"ya29.token-1"}
+        imap.deliver(customer_mail("support@shop.test", "hi", "xin chào", "<x1@example.vn>").as_bytes())
+        await poller.poll_claimed()  # this node's claim: it polls, then asks for IDLE
+        assert imap.tried[0] == "ya29.token-1" and ep.issued == ["ya29.token-1"]
+        assert [m.seen for m in imap.mails] == [True] and poller.failures == 0
+        await _until(lambda: ch.id in poller._no_idle and poller.watching == 0)
+        # the server stops taking the token (revoked early): that poll fails, the next gets a new one
+        imap.tokens = {"ya29.token-2"}
+        imap.deliver(customer_mail("support@shop.test", "again", "còn nữa", "<x2@example.vn>").as_bytes())
+        assert await poller.poll(ch) == 0 and poller.failures == 1
+        assert await poller.poll(ch) == 1 and ep.issued == ["ya29.token-1", "ya29.token-2"]
+        texts = [m.text for c in await rg.gw.store.list_conversations(nt.tenant.id, _all())
+                 for m in await rg.gw.store.get_messages(nt.tenant.id, c.id)]
+        assert sorted(texts) == ["còn nữa", "xin chào"]  # two threads: each mail starts its own
+        # the endpoint rotates refresh tokens and takes only the newest (Microsoft's rotate):
+        # the rotated one is stored, and another node (or this one restarted) logs in with it
+        ep.rotate = True
+        imap.tokens = {"ya29.token-3", "ya29.token-4"}
+        account = ImapAccount.of(ch, creds)
+        assert account is not None
+        poller._tokens.refused(ch, replace(account, bearer="ya29.token-2"))  # as if the server had refused it
+        assert await poller.poll(ch) == 0 and ep.issued[-1] == "ya29.token-3"
+        assert (await hub_of(rg).ctx.channels.credentials(ch))["oauth2_refresh_token"] == "1//refresh-3"
+        restarted = other_node(rg, rg.gw.node_id, [time.time()])
+        assert await restarted.poll(ch) == 0 and ep.issued[-1] == "ya29.token-4" and restarted.failures == 0
+        assert (await hub_of(rg).ctx.channels.credentials(ch))["oauth2_refresh_token"] == "1//refresh-4"
+        await restarted.close()
+        # the refresh token is revoked: the poll fails before any login
+        # (this node's provider still has 1//refresh-3, and the stored 1//refresh-4 starts a new one)
+        ep.rotate, ep.refresh_token = False, "1//other"
+        imap.tokens = set()
+        logins = len(imap.tried)
+        imap.deliver(customer_mail("support@shop.test", "3", "ba", "<x3@example.vn>").as_bytes())
+        with caplog.at_level(logging.WARNING):
+            assert await poller.poll(ch) == 0 and await poller.poll(ch) == 0
+        assert len(imap.tried) == logins  # no token, no login
+        assert any("invalid_grant" in r.getMessage() for r in caplog.records)
+        assert not imap.mails[-1].seen
+        # an IDLE connection whose token is refused: the error challenge answered, NO raised
+        refused = IdleConnection(ImapAccount("127.0.0.1", imap.port, "none", "INBOX", "support@shop.test", "",
+                                             bearer="ya29.old"), timeout=5)
+        with pytest.raises(ImapError, match="AUTHENTICATIONFAILED"):
+            await refused.run(lambda: None, period=1.0)
+
+
+def test_oauth2_credentials_are_checked() -> None:
+    def account(**creds: str) -> ImapAccount | None:
+        ch = ChannelConfig(id="c", tenant_id="t", kind=Channel.EMAIL, name="n", address="a@b", enabled=True,
+                           created_at=0.0, settings={"imap_host": "imap.gmail.com"})
+        return ImapAccount.of(ch, {"username": "a@b", **creds})
+
+    full = {"oauth2_token_url": "https://oauth2.googleapis.com/token", "oauth2_client_id": "i",
+            "oauth2_client_secret": "s", "oauth2_refresh_token": "r"}
+    a = account(**full)
+    assert a is not None and a.oauth2 is not None and a.oauth2.token_url == full["oauth2_token_url"]
+    for bad in ({**full, "oauth2_client_secret": ""}, {"oauth2_refresh_token": "r"},
+                {**full, "oauth2_token_url": "http://oauth2.example/token"},
+                {**full, "oauth2_token_url": "http://localhost.evil.example/token"}):
+        with pytest.raises(ValueError):
+            account(**bad)
+    assert account(**{**full, "oauth2_token_url": "http://127.0.0.1:9/token"}) is not None  # loopback
 
 
 def test_imap_settings_are_checked() -> None:

@@ -42,6 +42,18 @@ def make_config(tmp_path: Any, **limits: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on a free loopback port: its base URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def run_gateway(config: Config, hub: MemoryHub | None = None) -> AsyncIterator[RunningGateway]:
     gw = await build_gateway(config, hub=hub)
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)

@@ -1,4 +1,5 @@
-"""OAuth 2.0 access tokens from a refresh token (Google token endpoint).
+"""OAuth 2.0 access tokens from a refresh token (Google's and Microsoft's token endpoints;
+used by the YouTube connector and by IMAP's XOAUTH2 login).
 
 ``POST token_url`` form ``grant_type=refresh_token&client_id&client_secret&refresh_token`` →
 ``{"access_token", "expires_in", "token_type": "Bearer", …}``. The refresh token is kept
@@ -14,9 +15,15 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from connectors.youtube.errors import AuthError
-
 RETRYABLE_OAUTH_ERRORS = frozenset({"internal_failure", "server_error", "temporarily_unavailable"})
+
+
+class AuthError(Exception):
+    """The access token could not be obtained (token endpoint failure)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class TokenProvider:
@@ -31,6 +38,7 @@ class TokenProvider:
         clock: Callable[[], float],
         margin: float = 120.0,
         timeout: float = 30.0,
+        on_rotate: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._session = session
         self._token_url = token_url
@@ -43,6 +51,7 @@ class TokenProvider:
         self._access_token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        self._on_rotate = on_rotate  # stores a refresh token the endpoint rotated (before it is used)
         self.refreshes = 0
 
     async def token(self) -> str:
@@ -93,6 +102,13 @@ class TokenProvider:
         self._access_token = token
         self._expires_at = self._clock() + lifetime
         new_refresh = body.get("refresh_token")
-        if isinstance(new_refresh, str) and new_refresh:
+        if isinstance(new_refresh, str) and new_refresh and new_refresh != self._refresh_token:
+            if self._on_rotate is not None:
+                await self._on_rotate(new_refresh)
             self._refresh_token = new_refresh
         self.refreshes += 1
+
+    @property
+    def refresh_token(self) -> str:
+        """The refresh token in use (the last one the endpoint rotated to)."""
+        return self._refresh_token
