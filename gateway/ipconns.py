@@ -55,16 +55,17 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local ttl = tonumber(ARGV[3])
+local ttl_ms = math.ceil(ttl * 1000)
 redis.call('ZADD', KEYS[2], tostring(now + ttl), KEYS[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tostring(now))
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
 local total = 0
 for _, key in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   total = total + (tonumber(redis.call('HGET', key, ARGV[1])) or 0)
 end
 if total >= tonumber(ARGV[2]) then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
 return 1
 """
 
@@ -82,10 +83,12 @@ redis.call('DEL', KEYS[1])
 for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = tonumber(ARGV[1])
+local ttl_ms = math.ceil(ttl * 1000)
+if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ttl_ms) end
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[2], tostring(tonumber(t[1]) + tonumber(ARGV[1])), KEYS[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[2], tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl), KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
 return #ARGV
 """
 
@@ -188,7 +191,7 @@ class SharedIpConnections:
     async def acquire(self, key: str) -> None:
         try:
             released, self._released = self._released, []
-            counted = await self._acquire(keys=self._keys, args=[key, self.limit, int(self.ttl), *released])
+            counted = await self._acquire(keys=self._keys, args=[key, self.limit, self.ttl, *released])
         except (RedisError, OSError) as exc:
             self.failures.failed("acquire", exc)
             if self.count(key) >= self.limit:
@@ -239,7 +242,7 @@ class SharedIpConnections:
     async def sync(self) -> bool:
         """Write this worker's counts to its hash; False if Redis could not be reached. The
         counts already leave out the releases still queued: the hash written, they are done."""
-        args: list[str | int] = [int(self.ttl)]
+        args: list[str | int | float] = [self.ttl]
         for key, n in self._shared.items():
             args += [key, n]
         self._released = []

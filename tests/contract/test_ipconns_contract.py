@@ -244,8 +244,10 @@ async def test_a_group_counts_whoever_joins_it_and_forgets_a_worker_that_died(re
     its group with its first count or sync, and one that dies leaves it when its hash
     expires (`ttl`)."""
     group = f"{redis_prefix}ipconns:~cluster:~workers"
+    # b's hash expires a second after its last refresh; a's and c's stay in place for 10 s
+    # without one, so a loaded machine that runs their refreshers late changes nothing.
     made = [SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), f"{redis_prefix}ipconns:{name}", group, LIMIT,
-                                ttl=1.0) for name in ("a", "b-w3", "c")]
+                                ttl=ttl) for name, ttl in (("a", 10.0), ("b-w3", 1.0), ("c", 10.0))]
     a, b, c = made
     try:
         await a.start()
@@ -257,8 +259,7 @@ async def test_a_group_counts_whoever_joins_it_and_forgets_a_worker_that_died(re
         await c.start()  # a process that joins later is held to the same count
         await _refused(c, "10.0.0.1")
         await b._refresher.stop()  # b dies without a word: its hash stays until it expires
-        await asyncio.sleep(1.3)
-        await c.acquire("10.0.0.1")
+        await _eventually_admitted(c, "10.0.0.1", timeout=5.0)
         await _refused(c, "10.0.0.1")
         assert set(await c._redis.zrange(group, 0, -1)) == {a._own.encode(), c._own.encode()}  # b's place is gone
         await a.close()  # a stops cleanly: its places are free at once
@@ -267,3 +268,23 @@ async def test_a_group_counts_whoever_joins_it_and_forgets_a_worker_that_died(re
         await _refused(c, "10.0.0.1")
     finally:
         await _close(*made)
+
+
+async def test_a_place_lasts_the_whole_ttl_to_the_millisecond(redis_prefix: str) -> None:
+    """A hash and its place in the group expire `ttl` after the write that renewed them, not
+    at a whole second before: with a short ttl, a second cut off would drop a live worker's
+    counts between two refreshes."""
+    group = f"{redis_prefix}ipconns:~cluster:~workers"
+    w = SharedIpConnections(aioredis.Redis.from_url(REDIS_URL), f"{redis_prefix}ipconns:w", group, LIMIT, ttl=1.5)
+    try:
+        for write in (w.start, lambda: w.acquire("10.0.0.1")):
+            await write()
+            secs, micros = await w._redis.time()
+            score = await w._redis.zscore(group, w._own)
+            assert score is not None
+            left = score - (secs + micros / 1e6)
+            assert 1.45 < left <= 1.5, left
+            assert 1400 < await w._redis.pttl(w._own) <= 1500 or not w.count("10.0.0.1")
+            assert 1400 < await w._redis.pttl(group) <= 1500
+    finally:
+        await _close(w)
