@@ -159,6 +159,8 @@ class ChatService:
         conv = await self.store.create_conversation(
             tenant_id=p.tenant_id, channel=Channel.WIDGET, contact_id=p.contact_id, now=self.clock()
         )
+        # its owner is known: the visitor's first message need not read the conversation back
+        self._owners.put((conv.tenant_id, conv.id), conv.contact_id)
         assigned = await self.try_assign(conv)
         conv = assigned or conv
         await self._publish_conversation(conv, created=True)
