@@ -74,8 +74,8 @@ class IdleConnection:
     async def _open(self) -> None:
         a = self.account
         tls = ssl.create_default_context() if a.security == "tls" else None
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(a.host, a.port, ssl=tls, limit=MAX_LINE), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            self._reader, self._writer = await asyncio.open_connection(a.host, a.port, ssl=tls, limit=MAX_LINE)
         greeting = await self._line()
         if not greeting.upper().startswith((b"* OK", b"* PREAUTH")):
             raise ImapError(f"IDLE: greeting {greeting[:200]!r}")
@@ -83,8 +83,8 @@ class IdleConnection:
             await self._command(b"STARTTLS")
             writer = self._writer
             assert writer is not None
-            await asyncio.wait_for(writer.start_tls(ssl.create_default_context(), server_hostname=a.host),
-                                   self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await writer.start_tls(ssl.create_default_context(), server_hostname=a.host)
         if greeting.upper().startswith(b"* PREAUTH"):
             return
         if a.bearer is not None:
@@ -114,7 +114,8 @@ class IdleConnection:
         done_at = loop.time() + period
         while (left := done_at - loop.time()) > 0:
             try:
-                line = await asyncio.wait_for(self._line(wait=False), left)
+                async with asyncio.timeout(left):
+                    line = await self._line(wait=False)
             except TimeoutError:
                 break
             if _EXISTS.match(line):
@@ -160,12 +161,14 @@ class IdleConnection:
         """The next response line (CRLF kept), its literals read and left out. `wait`: at
         most `timeout` seconds (False: the caller bounds the wait)."""
         assert self._reader is not None
-        read = self._reader.readuntil(b"\r\n")
-        line = await (asyncio.wait_for(read, self.timeout) if wait else read)
+        async with asyncio.timeout(self.timeout if wait else None):
+            line = await self._reader.readuntil(b"\r\n")
         while (m := _LITERAL.search(line)) is not None:
             n = int(m.group(1))
             if n > MAX_LITERAL:
                 raise ImapError(f"IDLE: a literal of {n} bytes")
-            await asyncio.wait_for(self._reader.readexactly(n), self.timeout)
-            line = line[:m.start()] + await asyncio.wait_for(self._reader.readuntil(b"\r\n"), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._reader.readexactly(n)
+            async with asyncio.timeout(self.timeout):
+                line = line[:m.start()] + await self._reader.readuntil(b"\r\n")
         return line

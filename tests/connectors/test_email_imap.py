@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import imaplib
 import logging
 import socket
@@ -379,6 +380,53 @@ async def test_a_server_without_idle_is_left_to_the_periodic_poll() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_cancelled_idle_connection_ends_even_while_news_pours_in() -> None:
+    """The poller cancels a connection when it loses the inbox or stops: the cancel must end
+    it even when it lands in the turn that completes a read (with `asyncio.wait_for` on
+    Python 3.11 such a cancel was lost, and the connection went on idling for ever). A
+    minimal loopback server that, once IDLE began, sends EXISTS without pause."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        try:
+            while line := await reader.readline():
+                tag, command = line.split(b" ", 2)[:2]
+                if command.upper() == b"CAPABILITY\r\n":
+                    writer.write(b"* CAPABILITY IMAP4rev1 IDLE\r\n")
+                elif command.upper() == b"IDLE\r\n":
+                    writer.write(b"+ idling\r\n")
+                    while True:
+                        writer.write(b"* 1 EXISTS\r\n")
+                        await writer.drain()
+                        await asyncio.sleep(0)
+                writer.write(tag + b" OK done\r\n")
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lost = 0
+    try:
+        for _ in range(50):
+            conn = IdleConnection(ImapAccount("127.0.0.1", port, "none", "INBOX", "u", "p"), timeout=5)
+            news: list[int] = []
+            task = asyncio.create_task(conn.run(functools.partial(news.append, 1), period=30))
+            await _until(functools.partial(lambda n: len(n) >= 3, news))
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            if not done:
+                lost += 1
+                conn.close()
+                task.cancel()
+            else:
+                assert task.cancelled() and conn._writer is None
+    finally:
+        server.close()
+    assert lost == 0, f"{lost} of 50 cancels lost"
 
 
 async def test_a_mail_announced_by_idle_is_read_at_once(cx_sqlite_config: Config, monkeypatch: pytest.MonkeyPatch,
