@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -36,6 +36,7 @@ from tests.connectors.imap_xoauth2 import token_endpoint, xoauth2_imap
 from tests.connectors.test_email_flow import PNG, customer_mail, email_connector, from_customer, hub_of
 from tests.support.procs import free_port
 from tests.support.server import RunningGateway, agent, run_gateway
+from tests.support.waits import until
 
 USER, PASSWORD = "support", "mật khẩu"
 
@@ -308,22 +309,15 @@ async def test_one_node_polls_an_inbox_until_it_stops(gateway: RunningGateway, i
         assert "izh_email_imap_left_to_others_total" in await resp.text()  # the gateway's own poller's
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_an_idle_connection_renews_its_idle_and_reports_new_mail(imap_port: int) -> None:
     conn = IdleConnection(ImapAccount("127.0.0.1", imap_port, "none", "INBOX", USER, PASSWORD), timeout=10)
     news: list[float] = []
     task = asyncio.create_task(conn.run(lambda: news.append(time.monotonic()), period=0.3))
     try:
-        await _until(lambda: conn.idles >= 3)  # DONE and IDLE again every 0.3 s
+        await until(lambda: conn.idles >= 3)  # DONE and IDLE again every 0.3 s
         assert len(news) == 1  # once, as the first IDLE began (a mail may have come before it)
         await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<d1@example.vn>"))
-        await _until(lambda: len(news) == 2)
+        await until(lambda: len(news) == 2)
         assert not task.done()
     finally:
         task.cancel()
@@ -415,7 +409,7 @@ async def test_a_cancelled_idle_connection_ends_even_while_news_pours_in() -> No
             conn = IdleConnection(ImapAccount("127.0.0.1", port, "none", "INBOX", "u", "p"), timeout=5)
             news: list[int] = []
             task = asyncio.create_task(conn.run(functools.partial(news.append, 1), period=30))
-            await _until(functools.partial(lambda n: len(n) >= 3, news))
+            await until(functools.partial(lambda n: len(n) >= 3, news))
             task.cancel()
             done, _ = await asyncio.wait([task], timeout=2)
             if not done:
@@ -439,7 +433,7 @@ async def test_a_mail_announced_by_idle_is_read_at_once(cx_sqlite_config: Config
         nt = await rg.tenant()
         ch = await add_imap_inbox(rg, nt.tenant.id, imap_port)
         poller = email_connector(rg).imap
-        await _until(lambda: poller.idle_wakes == 1 and poller.polls == 2 and not poller._pending)  # IDLE began
+        await until(lambda: poller.idle_wakes == 1 and poller.polls == 2 and not poller._pending)  # IDLE began
         assert poller.watching == 1
         await deliver_to_mailbox(imap_port, customer_mail("support@shop.test", "hi", "xin chào", "<i9@example.vn>"))
         started = time.monotonic()
@@ -454,7 +448,7 @@ async def test_a_mail_announced_by_idle_is_read_at_once(cx_sqlite_config: Config
         # the inbox is switched off: its IDLE connection ends at the next poll
         await hub_of(rg).ctx.channels.set_enabled(nt.tenant.id, ch.id, False)
         await poller.poll_claimed()
-        await _until(lambda: poller.watching == 0)
+        await until(lambda: poller.watching == 0)
 
 
 async def test_an_inbox_logs_in_with_xoauth2(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
@@ -479,7 +473,7 @@ async def test_an_inbox_logs_in_with_xoauth2(gateway: RunningGateway, caplog: py
         await poller.poll_claimed()  # this node's claim: it polls, then asks for IDLE
         assert imap.tried[0] == "ya29.token-1" and ep.issued == ["ya29.token-1"]
         assert [m.seen for m in imap.mails] == [True] and poller.failures == 0
-        await _until(lambda: ch.id in poller._no_idle and poller.watching == 0)
+        await until(lambda: ch.id in poller._no_idle and poller.watching == 0)
         # the server stops taking the token (revoked early): that poll fails, the next gets a new one
         imap.tokens = {"ya29.token-2"}
         imap.deliver(customer_mail("support@shop.test", "again", "còn nữa", "<x2@example.vn>").as_bytes())

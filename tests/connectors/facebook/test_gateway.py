@@ -25,6 +25,7 @@ from tests.connectors.facebook.payloads import (
     text_event,
 )
 from tests.support.server import Client, RunningGateway, agent, make_config, new_client_id, run_gateway
+from tests.support.waits import until
 
 APP_SECRET = "gw-app-secret"
 VERIFY = "gw-verify"
@@ -67,14 +68,6 @@ async def fb(tmp_path, monkeypatch) -> AsyncIterator[Setup]:
                 yield Setup(rg, graph, http, ag, nt.tenant.id)
             finally:
                 await ag.close()
-
-
-async def _until(pred: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():  # the fake Graph API has no event to wait on: poll
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def _conversation(ag: Client) -> dict[str, Any]:
@@ -144,7 +137,7 @@ async def test_rate_limited_reply_is_retried_then_sent(fb):
     mid = sent["message"]["id"]
     hub = fb.rg.gw.app[CONNECTORS_KEY]
     # the 500 is transient: the outbox retries (retry hint 5 s), we pull the row forward instead of waiting
-    await _until(lambda: len(fb.graph.calls) == 1)
+    await until(lambda: len(fb.graph.calls) == 1, timeout=5.0)
     async with hub.ctx.db.transaction() as conn:
         await conn.execute("UPDATE connector_outbox SET next_attempt_at = 0 WHERE message_id = $1", mid)
     hub.outbox.wake()
