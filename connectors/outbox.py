@@ -145,8 +145,11 @@ class Outbox:
                 n = 0
             if n == 0:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a stop()'s cancel
+                # that comes in the turn a wake() ends the wait
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+                    async with asyncio.timeout(self._settings.poll_interval):
+                        await self._wake.wait()
 
     async def run_once(self) -> int:
         """Claim and process the due rows; returns how many were processed."""

@@ -27,6 +27,7 @@ from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.connectors.conftest import PG_DSN
 from tests.support.procs import drop_schema
+from tests.support.waits import until
 
 Opened = SqliteStore | PostgresStore
 
@@ -193,6 +194,25 @@ async def test_two_nodes_never_send_one_row_twice(stores: list[Opened]) -> None:
         assert row is not None and row.state == "sent" and row.external_id == f"x-{mid}"
     msgs = await a_store.get_messages(t, conv.id)
     assert {m.delivery_state for m in msgs} == {DeliveryState.SENT}
+
+
+async def test_a_stop_ends_the_worker_even_when_a_wake_comes_with_it(stores: list[Opened]) -> None:
+    """`stop()` cancels the worker while it waits for work; a `wake()` in the same turn (a
+    message stored as the node stops) must not eat that cancel (with `asyncio.wait_for` on
+    Python 3.11 it did: the worker went on polling and `stop()` never returned)."""
+    ob = outbox_on(stores[0], "n", Recorder(), poll_interval=30.0)
+    for _ in range(5):
+        ob.start()
+        # the empty pass is done: the worker waits for a wake
+        await until(lambda: ob._wake._waiters, timeout=5.0, interval=0.001)
+        worker = ob._task
+        ob.wake()
+        stopping = asyncio.create_task(ob.stop())
+        done, _ = await asyncio.wait([stopping], timeout=2)
+        if not done and worker is not None:  # the cancel was lost: end the worker for the next test
+            worker.cancel()
+            await stopping
+        assert done, "stop() did not end the worker"
 
 
 async def test_backoff_grows_with_jitter_and_respects_retry_after(stores: list[Opened]) -> None:
