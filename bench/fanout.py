@@ -182,6 +182,10 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
         row("    PostgreSQL + Redis CPU (cores busy)", f"{o.store_cpu_fraction:.2f}", "-", "")
     row("    server loop thread: on a CPU / waiting for one", f"{o.loop_on_cpu:.0%} / {o.loop_waiting:.0%}",
         f"{p.loop_on_cpu:.0%} / {p.loop_waiting:.0%}" if p else "-", "")
+    row("    load generators' CPU (cores busy)", f"{o.load_cpu_fraction:.2f}",
+        f"{p.load_cpu_fraction:.2f}" if p else "-", "")
+    row(f"    whole machine: cores busy of {o.cpus}", f"{o.machine_busy:.2f}",
+        f"{p.machine_busy:.2f}" if p else "-", "")
     row("    load generators' own loop delay p99/max ms", f"{o.client_lag_p99_ms:.1f} / {o.client_lag_max_ms:.0f}",
         f"{p.client_lag_p99_ms:.1f} / {p.client_lag_max_ms:.0f}" if p else "-", "")
     for who, r in (("ours", o), ("peer", p)):

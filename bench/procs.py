@@ -68,6 +68,16 @@ def store_cpu_seconds() -> float:
     return cpu_of_tree("postgres") + cpu_of_tree("redis-server")
 
 
+def machine_cpu_seconds() -> tuple[float, int]:
+    """(CPU seconds the whole machine was busy — every state of /proc/stat's `cpu` line but
+    idle and iowait —, the number of CPUs): the difference of two readings over the time
+    between them is how many cores were busy, whoever used them."""
+    lines = Path("/proc/stat").read_text().splitlines()
+    ticks = [int(x) for x in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK, cpus
+
+
 def _stat_fields(pid: int) -> list[str]:
     """/proc/<pid>/stat after the command name: fields[0] is the state, [11:15] utime,
     stime, cutime, cstime."""

@@ -7,7 +7,7 @@ import contextlib
 import json
 from typing import Any
 
-from bench.procs import BENCH, ensure_npm, node_bin
+from bench.procs import BENCH, cpu_seconds, ensure_npm, node_bin
 
 
 class Worker:
@@ -26,6 +26,14 @@ class Worker:
         w = cls(proc)
         await w.expect("started")
         return w
+
+    def cpu(self) -> float:
+        """utime + stime of the worker's Node process (bash `exec`s it: same pid); 0 once it
+        has exited."""
+        try:
+            return cpu_seconds(self.proc.pid)
+        except OSError:
+            return 0.0
 
     async def send(self, cmd: str, **kw: Any) -> None:
         assert self.proc.stdin is not None

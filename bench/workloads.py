@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.procs import Server, tenant_auths
+from bench.procs import Server, machine_cpu_seconds, tenant_auths
 from bench.workers import Worker, close_all, split, start_workers
 
 WARMUP = 20
@@ -117,6 +117,11 @@ class RoomsResult:
     # generators); with two nodes, the node that waited most
     loop_on_cpu: float = float("nan")
     loop_waiting: float = float("nan")
+    # the load generators' CPU during the sends, in cores (they share the machine's cores
+    # with the server), and the whole machine's busy cores (/proc/stat) of its `cpus`
+    load_cpu_fraction: float = float("nan")
+    machine_busy: float = float("nan")
+    cpus: int = 0
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -149,6 +154,8 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             cpu0 = sum(s.cpu() for s in servers)
             sched0 = [s.sched() for s in servers]
             store0 = store_cpu() if store_cpu else 0.0
+            load0 = sum(w.cpu() for w in ws)
+            machine0, cpus = machine_cpu_seconds()
             results: list[dict[str, Any]] = await asyncio.gather(*(
                 w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=LOST_AFTER_S,
                           timeout=seconds + 90, timeline=timeline)
@@ -156,6 +163,8 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             cpu1 = sum(s.cpu() for s in servers)
             sched1 = [s.sched() for s in servers]
             store1 = store_cpu() if store_cpu else 0.0
+            load1 = sum(w.cpu() for w in ws)
+            machine1, _ = machine_cpu_seconds()
             lat = sorted(x for r in results for x in r["latencies"])
             sent = sum(r["sent"] for r in results)
             send_s = max(r["send_seconds"] for r in results)
@@ -168,7 +177,8 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
                                    max(r.get("lag_p99_ms", float("nan")) for r in results),
                                    max(r.get("lag_max_ms", float("nan")) for r in results),
                                    lag_windows([w for r in results for w in r.get("lag_windows") or []]),
-                                   on_cpu, waiting))
+                                   on_cpu, waiting, (load1 - load0) / send_s, (machine1 - machine0) / send_s,
+                                   cpus))
         return out
     finally:
         await close_all(ws)

@@ -29,7 +29,11 @@ async def test_bench_quick_run(tmp_path: Path) -> None:
     for who in ("ours", "peer"):
         fo = res["fanout"][0][who]
         assert fo["clients"] == 20 and fo["deliveries_per_s"] > 0 and fo["send_errors"] == 0
-        assert res["rooms"][0][who]["lost"] == 0 and res["rooms"][0][who]["sent"] > 0
+        ro = res["rooms"][0][who]
+        assert ro["lost"] == 0 and ro["sent"] > 0
+        # the load generator's own CPU and the machine's busy cores are read around each rate
+        assert 0 < ro["load_cpu_fraction"] <= ro["cpus"] and ro["cpus"] >= 1
+        assert ro["load_cpu_fraction"] <= ro["machine_busy"] + 0.2 and ro["machine_busy"] <= ro["cpus"] + 0.05
         assert res["idle"][who][0]["clients"] == 20
     assert "ratio" in text.decode()
 
