@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,9 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             raise RuntimeError(f"{failed} pairs failed on {srv.name}")
         servers = [srv] if agent_srv is None else [srv, agent_srv]
         for rate in sorted(rates):
+            # every CPU figure is over the readings' own interval: the sends, then the wait for
+            # the last deliveries (which at a saturated rate is seconds more than the sends)
+            t0 = time.monotonic()
             cpu0 = sum(s.cpu() for s in servers)
             sched0 = [s.sched() for s in servers]
             store0 = store_cpu() if store_cpu else 0.0
@@ -161,6 +165,7 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
                           timeout=seconds + 90, timeline=timeline)
                 for w, k in zip(ws, counts, strict=True)))
             cpu1 = sum(s.cpu() for s in servers)
+            span = time.monotonic() - t0
             sched1 = [s.sched() for s in servers]
             store1 = store_cpu() if store_cpu else 0.0
             load1 = sum(w.cpu() for w in ws)
@@ -168,16 +173,16 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             lat = sorted(x for r in results for x in r["latencies"])
             sent = sum(r["sent"] for r in results)
             send_s = max(r["send_seconds"] for r in results)
-            on_cpu, waiting = _worst_wait(sched0, sched1, send_s)
+            on_cpu, waiting = _worst_wait(sched0, sched1, span)
             out.append(RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
                                    sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
-                                   lat[-1] if lat else float("nan"), (cpu1 - cpu0) / send_s,
-                                   (store1 - store0) / send_s if store_cpu else None,
+                                   lat[-1] if lat else float("nan"), (cpu1 - cpu0) / span,
+                                   (store1 - store0) / span if store_cpu else None,
                                    slow_windows([p for r in results for p in r.get("timeline") or []]),
                                    max(r.get("lag_p99_ms", float("nan")) for r in results),
                                    max(r.get("lag_max_ms", float("nan")) for r in results),
                                    lag_windows([w for r in results for w in r.get("lag_windows") or []]),
-                                   on_cpu, waiting, (load1 - load0) / send_s, (machine1 - machine0) / send_s,
+                                   on_cpu, waiting, (load1 - load0) / span, (machine1 - machine0) / span,
                                    cpus))
         return out
     finally:
