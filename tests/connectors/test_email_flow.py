@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import smtplib
-import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,6 +20,7 @@ from gateway.domain import Channel
 from tests.connectors.imap_xoauth2 import token_endpoint
 from tests.connectors.smtp_sink import SmtpSink, XOAuth2Relay, smtp_sink
 from tests.support.server import RunningGateway, agent, new_client_id, run_gateway
+from tests.support.waits import until
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -67,13 +67,6 @@ def from_customer(ag, conv_id: str) -> list[dict[str, Any]]:
     return [m for m in ag.messages(conv_id) if m["author"]["type"] == "contact"]
 
 
-async def wait_for(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_email_round_trip_threads_into_one_conversation(cx_config: Config) -> None:
     async with smtp_sink() as sink, run_gateway(cx_config) as rg:
         port = email_connector(rg).smtp_port
@@ -103,7 +96,7 @@ async def test_email_round_trip_threads_into_one_conversation(cx_config: Config)
             r = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
                                                 "text": "Chào anh, đơn hàng sẽ tới vào thứ Hai."})
             mid = r["message"]["id"]
-            await wait_for(lambda: len(sink.received) == 1)
+            await until(lambda: len(sink.received) == 1, timeout=20.0)
             rcpts, out = sink.received[0]
             assert rcpts == ["khach@example.vn"]
             assert out["In-Reply-To"] == "<m1@example.vn>"
@@ -214,7 +207,7 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
         res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
                                               "text": "Hoá đơn đây ạ.", "attachments": [upload_id]})
         assert res["ok"], res
-        await wait_for(lambda: len(sink.received) == 1)
+        await until(lambda: len(sink.received) == 1, timeout=20.0)
         _, mail = sink.received[0]
         # multipart/mixed: the text and its HTML as one alternative part, then the file
         assert mail.get_content_type() == "multipart/mixed"
@@ -235,7 +228,7 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
         res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
                                               "text": "", "attachments": [upload_id]})
         assert res["ok"], res
-        await wait_for(lambda: len(sink.received) == 2)
+        await until(lambda: len(sink.received) == 2, timeout=20.0)
         _, bare = sink.received[1]
         assert [p.get_content_type() for p in bare.iter_parts()] == ["text/plain", "application/pdf"]
         assert bare.get_body(preferencelist=("html",)) is None

@@ -13,6 +13,7 @@ from gateway.config import Config
 from gateway.domain import Channel, DeliveryState
 from tests.connectors.fakes import FakeChannelApi, FakeHttpConnector, fake_channel_api
 from tests.support.server import Client, RunningGateway, agent, new_client_id, run_gateway
+from tests.support.waits import until
 
 
 def hub_of(rg: RunningGateway) -> ConnectorHub:
@@ -126,7 +127,7 @@ async def test_stored_but_unsent_reply_is_delivered_once_after_restart(
             hub = hub_of(rg2)
             await hub.use(FakeHttpConnector(api.url))
             hub.outbox.start()
-            await wait_until(lambda: api.accepted == [mid])
+            await until(lambda: api.accepted == [mid], timeout=20.0)
             row = await wait_state(hub, mid, "sent")
             assert row.attempts == 1 and len(api.requests) == 1
             msgs = await rg2.gw.store.get_messages(nt.tenant.id, conv_id)
@@ -154,7 +155,7 @@ async def test_claimed_row_of_a_dead_node_is_retaken_after_its_lease(
                                                            "text": "lease"}))["message"]["id"]
                 finally:
                     await ag.close()
-                await wait_until(lambda: len(api.requests) == 1)
+                await until(lambda: len(api.requests) == 1, timeout=20.0)
                 assert (await hub.outbox.get(mid)).state == "sending"  # type: ignore[union-attr]
             # node gone mid-send; its lease runs out; another node delivers
             api.hang = None
@@ -166,13 +167,6 @@ async def test_claimed_row_of_a_dead_node_is_retaken_after_its_lease(
                 assert api.accepted == [mid] and row.attempts == 2
         finally:
             hang.set()  # let the orphaned request finish so the fake server can shut down
-
-
-async def wait_until(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def wait_state(hub: ConnectorHub, mid: str, state: str, timeout: float = 20.0):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 
@@ -10,14 +9,7 @@ from connectors.youtube.backoff import PACIFIC, ExponentialBackoff, seconds_unti
 from connectors.youtube.errors import ErrorKind, parse_error
 from tests.connectors.youtube.conftest import Sink
 from tests.connectors.youtube.fake_youtube import FakeYouTube
-
-
-async def wait_until(pred, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+from tests.support.waits import until
 
 
 async def test_quota_exceeded_backs_off_loop_survives_then_succeeds(fake: FakeYouTube, make_connector):
@@ -26,7 +18,7 @@ async def test_quota_exceeded_backs_off_loop_survives_then_succeeds(fake: FakeYo
     conn = make_connector(quota_backoff=0.3)
     sink = Sink()
     await conn.start(sink)
-    await wait_until(lambda: conn.stats.errors >= 1)
+    await until(lambda: conn.stats.errors >= 1, timeout=5.0, interval=0.01)
     assert conn.stats.last_delay == 0.3 and "quotaExceeded" in (conn.stats.last_error or "")
     t0 = time.monotonic()
     await sink.wait_count(1)
@@ -38,7 +30,7 @@ async def test_quota_default_waits_until_pacific_midnight(fake: FakeYouTube, mak
     fake.fail("commentThreads", 403, "quotaExceeded")
     conn = make_connector(quota_backoff=None)
     await conn.start(Sink())
-    await wait_until(lambda: conn.stats.last_delay is not None)
+    await until(lambda: conn.stats.last_delay is not None, timeout=5.0, interval=0.01)
     expected = seconds_until_pacific_midnight(time.time())
     assert conn.stats.last_delay is not None and abs(conn.stats.last_delay - expected) < 5
 
@@ -68,7 +60,7 @@ async def test_retry_after_header_is_respected(fake: FakeYouTube, make_connector
     fake.fail("commentThreads", 429, "", headers={"Retry-After": "0.5"})
     conn = make_connector(rate_backoff_initial=0.01, rate_backoff_max=5.0)
     await conn.start(Sink())
-    await wait_until(lambda: conn.stats.last_delay is not None)
+    await until(lambda: conn.stats.last_delay is not None, timeout=5.0, interval=0.01)
     assert conn.stats.last_delay == 0.5
 
 
@@ -106,7 +98,7 @@ async def test_revoked_refresh_token_does_not_kill_loop(fake: FakeYouTube, make_
     conn = make_connector(rate_backoff_max=0.1)
     sink = Sink()
     await conn.start(sink)
-    await wait_until(lambda: conn.stats.errors >= 2)
+    await until(lambda: conn.stats.errors >= 2, timeout=5.0, interval=0.01)
     assert "invalid_grant" in (conn.stats.last_error or "")
     assert conn.stats.last_delay == 0.1  # permanent auth failure: long (max) pause
     fake.revoked = False  # operator re-consented
