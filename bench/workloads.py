@@ -152,41 +152,50 @@ async def rooms(srv: Server, pairs: int, rates: list[float], seconds: float, wor
             raise RuntimeError(f"{failed} pairs failed on {srv.name}")
         servers = [srv] if agent_srv is None else [srv, agent_srv]
         for rate in sorted(rates):
-            # every CPU figure is over the readings' own interval: the sends, then the wait for
+            # every CPU figure is over the two readings' interval: the sends, then the wait for
             # the last deliveries (which at a saturated rate is seconds more than the sends)
-            t0 = time.monotonic()
-            cpu0 = sum(s.cpu() for s in servers)
-            sched0 = [s.sched() for s in servers]
-            store0 = store_cpu() if store_cpu else 0.0
-            load0 = sum(w.cpu() for w in ws)
-            machine0, cpus = machine_cpu_seconds()
+            u0 = _usage(servers, ws, store_cpu)
             results: list[dict[str, Any]] = await asyncio.gather(*(
                 w.request("run", "ran", rate=rate * k / pairs, seconds=seconds, grace=LOST_AFTER_S,
                           timeout=seconds + 90, timeline=timeline)
                 for w, k in zip(ws, counts, strict=True)))
-            cpu1 = sum(s.cpu() for s in servers)
-            span = time.monotonic() - t0
-            sched1 = [s.sched() for s in servers]
-            store1 = store_cpu() if store_cpu else 0.0
-            load1 = sum(w.cpu() for w in ws)
-            machine1, _ = machine_cpu_seconds()
+            u1 = _usage(servers, ws, store_cpu)
+            span = u1.at - u0.at
             lat = sorted(x for r in results for x in r["latencies"])
             sent = sum(r["sent"] for r in results)
             send_s = max(r["send_seconds"] for r in results)
-            on_cpu, waiting = _worst_wait(sched0, sched1, span)
+            on_cpu, waiting = _worst_wait(u0.sched, u1.sched, span)
             out.append(RoomsResult(pairs, rate, sent / send_s, sent, sum(r["lost"] for r in results),
                                    sum(r["errors"] for r in results), _pct(lat, 50), _pct(lat, 99),
-                                   lat[-1] if lat else float("nan"), (cpu1 - cpu0) / span,
-                                   (store1 - store0) / span if store_cpu else None,
+                                   lat[-1] if lat else float("nan"), (u1.server - u0.server) / span,
+                                   (u1.store - u0.store) / span if store_cpu else None,
                                    slow_windows([p for r in results for p in r.get("timeline") or []]),
                                    max(r.get("lag_p99_ms", float("nan")) for r in results),
                                    max(r.get("lag_max_ms", float("nan")) for r in results),
                                    lag_windows([w for r in results for w in r.get("lag_windows") or []]),
-                                   on_cpu, waiting, (load1 - load0) / span, (machine1 - machine0) / span,
-                                   cpus))
+                                   on_cpu, waiting, (u1.load - u0.load) / span, (u1.machine - u0.machine) / span,
+                                   u1.cpus))
         return out
     finally:
         await close_all(ws)
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """What the processes sharing the machine had used at one moment (CPU seconds)."""
+    at: float  # time.monotonic() of the readings
+    server: float  # the servers under test, their worker processes included
+    sched: list[tuple[float, float]]  # each server's loop thread: (on a CPU, waiting for one)
+    store: float  # PostgreSQL + Redis (0 without `store_cpu`)
+    load: float  # the load generators
+    machine: float  # every process (/proc/stat)
+    cpus: int
+
+
+def _usage(servers: list[Server], ws: list[Worker], store_cpu: Callable[[], float] | None) -> _Usage:
+    machine, cpus = machine_cpu_seconds()
+    return _Usage(time.monotonic(), sum(s.cpu() for s in servers), [s.sched() for s in servers],
+                  store_cpu() if store_cpu else 0.0, sum(w.cpu() for w in ws), machine, cpus)
 
 
 def slow_windows(points: list[list[float]], window_ms: float = 100.0,
