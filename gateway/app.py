@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import socketio
 from aiohttp import web
 
 from connectors.install import install as install_connectors
@@ -26,25 +25,23 @@ from gateway.calls import install as install_calls
 from gateway.chat.service import ChatService
 from gateway.config import Config
 from gateway.domain import Conversation, Message
+from gateway.edge import EngineSettings, SocketServer
 from gateway.http.api import api_routes
 from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
 from gateway.metrics import Metrics
 from gateway.noderpc import NODE_PREFIX, NodeRpc
+from gateway.realtime.emitter import EdgeEmitter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handlers
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.presence import PresenceTracker
-from gateway.realtime.reserved import SafeAsyncServer
 from gateway.realtime.server import RealtimeServer
-from gateway.realtime.sio_emitter import SioEmitter
 from gateway.reliability import install as install_reliability
 from gateway.store import Store
 from gateway.store.db import Database
 from gateway.store.factory import open_store
 from gateway.store.sqlite import SqliteStore
-from gateway.transport import LeanEmitter, LeanTransport
-from gateway.transport.hub import LeanSettings
 from gateway.widget.install import install as install_widget
 from gateway.workers.handoff import HandoffSender, handoff_middleware, message_size
 from gateway.workers.scrape import NodeScrape
@@ -53,7 +50,7 @@ from gateway.workers.supervisor import WorkerIdentity
 
 log = logging.getLogger(__name__)
 
-ENGINEIO_PATH = "/socket.io/"  # python-socketio's default path, where RealtimeServer attaches
+ENGINEIO_PATH = "/socket.io/"  # Socket.IO's default path, where RealtimeServer attaches
 
 @dataclass
 class Gateway:
@@ -71,7 +68,6 @@ class Gateway:
     handlers: Handlers
     metrics: Metrics
     rpc: NodeRpc  # requests to other nodes (and workers): calls live in one process
-    lean: LeanTransport | None = None  # the lean websocket transport, unless WS_TRANSPORT=stock
     worker: WorkerIdentity | None = None  # this process's place among its node's WORKERS
     # features (calls, connectors, widget, …) append their start/stop hooks here
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -176,19 +172,13 @@ def _core_metrics(gw: Gateway) -> None:
     gw.chat.message_listeners.append(count_message)
 
 
-def make_lean_transport(sio: socketio.AsyncServer, config: Config) -> LeanTransport | None:
-    """The lean websocket transport (WS_TRANSPORT=lean, no permessage-deflate), or None for
-    engineio's stock aiohttp websocket."""
-    if config.server.ws_transport != "lean" or config.server.ws_compression:
-        return None
-    lean = LeanTransport(sio.eio, LeanSettings(high_water=config.server.ws_high_water,
-                                               flush_delay=config.server.ws_flush_delay,
-                                               send_thread=config.server.send_thread))
-    if isinstance(sio, SafeAsyncServer):
-        lean.event_task = sio.event_task
-        sio.ack_sink = lean.send_ack
-    lean.install()
-    return lean
+def engine_settings(config: Config) -> EngineSettings:
+    """The Engine.IO server's settings from the node's configuration."""
+    sc = config.server
+    return EngineSettings(
+        ping_interval=sc.ping_interval, ping_timeout=sc.ping_timeout, connect_timeout=sc.connect_timeout,
+        max_payload=max(config.limits.max_event_bytes, 1024 * 1024), high_water=sc.ws_high_water,
+        flush_delay=sc.ws_flush_delay, cors_origins=sc.cors_origins)
 
 
 def default_node_id() -> str:
@@ -215,9 +205,9 @@ async def build_gateway(
     broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)
     chat = ChatService(store, broker, node_id=node_id, limits=config.limits, clock=clock,
                        presence_ttl=config.presence_ttl)
-    sio = RealtimeServer.build_sio(config)
-    lean = make_lean_transport(sio, config)
-    emitter = SioEmitter(sio) if lean is None else LeanEmitter(sio, lean)
+    sids = None if worker is None else WorkerSids(worker.index, worker.count)
+    sockets = SocketServer(engine_settings(config), generate_id=None if sids is None else sids.generate)
+    emitter = EdgeEmitter(sockets)
 
     async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):  # type: ignore[no-untyped-def]
         return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
@@ -226,19 +216,18 @@ async def build_gateway(
     presence = PresenceTracker(store, node_id, clock, config.presence_interval)
     metrics = Metrics()
     tokens = VisitorTokens(secret, config.security.visitor_token_ttl)
-    realtime = RealtimeServer(config, chat, Handshake(store, tokens, clock), presence, sio, metrics)
+    realtime = RealtimeServer(config, chat, Handshake(store, tokens, clock), presence, sockets, metrics)
     handlers = Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket)
     realtime.bind(fanout, handlers)
 
     middlewares: list[Any] = [error_middleware]
     if worker is not None:
-        sids = WorkerSids(worker.index, worker.count)
-        sio.eio.generate_id = sids.generate
+        assert sids is not None
         sender = HandoffSender(worker.paths, message_size(config.limits.max_event_bytes))
         middlewares.insert(0, handoff_middleware(ENGINEIO_PATH, sids, sender))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_event_bytes)
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
-                 metrics, NodeRpc(broker, node_id), lean, worker)
+                 metrics, NodeRpc(broker, node_id), worker)
     _core_metrics(gw)
     if worker is not None:
         async def close_sender() -> None:
@@ -250,7 +239,7 @@ async def build_gateway(
         metrics.counter_fn("izh_handoffs_failed_total", "Hand-offs that failed (the client got 'Invalid session')",
                            lambda: sender.failed)
     app[GATEWAY_KEY] = gw
-    realtime.attach(app)
+    realtime.attach(app, ENGINEIO_PATH)
     app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))
     node_scrape = None if worker is None else NodeScrape(metrics.registry, gw.rpc, worker.node_ids(node_id),
                                                          worker.index)
@@ -264,11 +253,10 @@ async def build_gateway(
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
 
-    if lean is not None:
-        async def on_shutdown(_: web.Application) -> None:
-            await lean.shutdown()
+    async def on_shutdown(_: web.Application) -> None:
+        await sockets.close()
 
-        app.on_shutdown.append(on_shutdown)
+    app.on_shutdown.append(on_shutdown)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

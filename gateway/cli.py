@@ -23,6 +23,7 @@ from gateway.app import build_gateway, default_node_id
 from gateway.config import Config, ConfigError, load_config
 from gateway.domain import AgentRole
 from gateway.drain import DRAINER_KEY
+from gateway.edge.listen import EdgeSite
 from gateway.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
 from gateway.eventloop import run as run_on_loop
 from gateway.gctune import GcTuning
@@ -143,12 +144,11 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     timeout = config.server.drain_timeout
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2))
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
-                       reuse_address=True, reuse_port=worker is not None)
+    site = EdgeSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
+                    reuse_port=worker is not None)
     receiver = None
     if worker is not None:
-        assert runner.server is not None  # set up above
-        receiver = adopting = HandoffReceiver(worker.path, runner.server, message_size(config.limits.max_event_bytes))
+        receiver = adopting = HandoffReceiver(worker.path, site.protocol, message_size(config.limits.max_event_bytes))
         adopting.start()
         gw.metrics.counter_fn("izh_handoffs_adopted_total", "Connections adopted from sibling workers",
                               lambda: adopting.adopted)
@@ -182,6 +182,7 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
             stall_watch.stop()
         if receiver is not None:
             receiver.close()
+        await site.stop()
         await runner.cleanup()
         gc_tuning.remove()
         log.info("stopped")

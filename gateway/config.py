@@ -28,11 +28,11 @@ class ServerConfig:
     public_url: str | None = None
     node_id: str = ""
     cors_origins: tuple[str, ...] = ("*",)
-    ws_compression: bool = False
-    ws_transport: str = "lean"  # "lean" (gateway/transport) or "stock" (engineio's aiohttp websocket)
-    ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped (lean)
-    ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
-    send_thread: bool = True  # lean websocket writes on a C thread off the event loop (gateway/transport/sender.py)
+    ws_high_water: int = 1024 * 1024  # bytes buffered for one websocket before it is dropped
+    ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced
+    ping_interval: float = 25.0  # Engine.IO heartbeat: seconds between a pong and the next ping
+    ping_timeout: float = 20.0  # seconds a ping may wait for its pong before the session is closed
+    connect_timeout: float = 10.0  # seconds a session may go without joining /visitor or /agent (0: no limit)
     drain_timeout: float = 10.0
     event_loop: str = "auto"  # gateway/eventloop.py: auto (uvloop when installed), uvloop or asyncio
     loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/stallwatch.py; 0 = off)
@@ -157,12 +157,6 @@ class _Reader:
         raise ConfigError(f"{key} must be a boolean, got {v!r}")
 
 
-def _ws_transport(value: str) -> str:
-    if value not in ("lean", "stock"):
-        raise ConfigError(f"WS_TRANSPORT must be lean or stock, got {value!r}")
-    return value
-
-
 def _event_loop(value: str) -> str:
     if value not in EVENT_LOOPS:
         raise ConfigError(f"EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, got {value!r}")
@@ -231,11 +225,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             public_url=r.get_str("PUBLIC_URL"),
             node_id=r.get_str("NODE_ID", "") or "",
             cors_origins=origins,
-            ws_compression=r.get_bool("WS_COMPRESSION", False),
-            ws_transport=_ws_transport(r.get_str("WS_TRANSPORT", "lean") or "lean"),
             ws_high_water=r.get_int("WS_HIGH_WATER", 1024 * 1024, 4096, 2**30),
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
-            send_thread=r.get_bool("SEND_THREAD", True),
+            ping_interval=_positive(r, "PING_INTERVAL", 25.0, 0.05),
+            ping_timeout=_positive(r, "PING_TIMEOUT", 20.0, 0.05),
+            connect_timeout=_positive(r, "CONNECT_TIMEOUT", 10.0, 0.0),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
             event_loop=_event_loop(r.get_str("EVENT_LOOP", "auto") or "auto"),
             workers=workers,

@@ -3,15 +3,16 @@
 1. `/readyz` answers 503 and new Engine.IO/Socket.IO handshakes are refused (the load
    balancer takes the node out; clients' reconnects land on other nodes).
 2. Every connection gets `server:draining` `{"node_id", "retry_after"}`.
-3. Requests being handled finish (bounded), then every Engine.IO transport is closed
-   *without* a Socket.IO disconnect, so stock clients reconnect by themselves and resume.
+3. Requests being handled finish (bounded), then every Engine.IO session is closed
+   *without* a Socket.IO disconnect (websockets with a close frame, long-polling clients
+   with a close packet on their waiting GET), so stock clients reconnect by themselves
+   and resume.
 4. The caller then stops the HTTP runner; the whole drain stays within `DRAIN_TIMEOUT`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.guard import Guard
-from gateway.realtime.server import AGENT_NS, VISITOR_NS, RealtimeServer
+from gateway.realtime.server import RealtimeServer
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +75,15 @@ class Drainer:
         started = self.clock()
         deadline = started + (self.timeout if budget is None else budget)
         self.guard.draining = True
-        sio = self.realtime.sio
         conns = len(self.realtime.conns)
         log.info("draining: %d connections, %d requests in flight", conns, self.realtime.inflight)
-        note = {"node_id": self.node_id, "retry_after": 1.0}
-        for ns in (VISITOR_NS, AGENT_NS):
-            with contextlib.suppress(Exception):
-                await sio.emit("server:draining", note, namespace=ns)
+        await self.realtime.broadcast("server:draining", {"node_id": self.node_id, "retry_after": 1.0})
         # let requests already running finish (their acks go out on the open transports)
         await self._wait_idle(started + (deadline - started) / 2)
         await asyncio.sleep(min(0.2, max(0.0, deadline - self.clock())))
-        closed = 0
-        for sock in list(sio.eio.sockets.values()):
-            try:
-                await sock.close(wait=False, abort=True)
-                closed += 1
-            except Exception:
-                log.exception("closing a transport while draining failed")
+        # websockets get a close frame (1001), waiting polling GETs a close packet: clients
+        # reconnect by themselves, to another node
+        closed = self.realtime.sockets.engine.close_all("server_draining")
         await self._wait_idle(deadline)
         report = DrainReport(conns, closed, self.realtime.inflight, self.clock() - started)
         log.info("drained: %s", report)

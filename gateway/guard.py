@@ -1,16 +1,18 @@
-"""Admission control for Socket.IO: drain state, connections per IP and visitor rate limits.
+"""Admission control: drain state, sessions per IP and visitor rate limits.
 
-`RealtimeServer` calls `admit`/`release` around a connection's life and `check` before a
-visitor event's handler; the guard knows nothing about Socket.IO itself. The connections
-per IP are counted for the whole node (`gateway.ipconns`: across its workers too), and
-so are the rate limits per IP (`gateway.shared_limits`); the messages per connection per
-process (`gateway.limits`: a connection lives in one).
+The Engine.IO server calls `acquire`/`release` around every session's life, from its
+handshake (the edge's `Admission`); `RealtimeServer` calls `admit` before a namespace
+handshake and `check` before a visitor event's handler. The sessions per IP are counted
+for the whole node (`gateway.ipconns`: across its workers too), and so are the rate
+limits per IP (`gateway.shared_limits`); the messages per connection per process
+(`gateway.limits`: a connection lives in one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from gateway.edge import Refusal
 from gateway.errors import Code, GatewayError
 from gateway.limits import Limits
 from gateway.shared_limits import NodeLimits
@@ -26,17 +28,22 @@ class Guard:
         self.messages_per_ip = node.messages
         self.draining = False
 
-    async def admit(self, namespace: str, remote: str) -> None:
-        """Before a handshake: refuse while draining, or beyond the visitor connections per IP."""
+    def admit(self, namespace: str) -> None:
+        """Before a namespace handshake: refuse while draining."""
         if self.draining:
             raise GatewayError(Code.UNAVAILABLE, "this node is draining; reconnect", retry_after=1.0)
-        if namespace == VISITOR_NS:
-            await self.connections.acquire(remote)
 
-    def release(self, namespace: str, remote: str) -> None:
-        """A connection `admit` let in has ended (or its handshake failed)."""
-        if namespace == VISITOR_NS:
-            self.connections.release(remote)
+    async def acquire(self, remote: str) -> None:
+        """Before an Engine.IO session: refuse (429) beyond `MAX_CONNECTIONS_PER_IP`."""
+        try:
+            await self.connections.acquire(remote)
+        except GatewayError as exc:
+            raise Refusal(429, exc.message, retry_after=exc.details.get("retry_after"),
+                          context={"code": exc.code.value, "details": exc.details}) from None
+
+    def release(self, remote: str) -> None:
+        """A session `acquire` let in has ended."""
+        self.connections.release(remote)
 
     def forget(self, sid: str) -> None:
         self.limits.messages_per_connection.forget(f"conn:{sid}")

@@ -72,6 +72,7 @@ async def install(gw: Gateway) -> None:
                      lambda: float(node.redis_errors()))
     guard = Guard(limits, node)
     gw.realtime.guard = guard
+    gw.realtime.sockets.engine.admission = guard
     gw.app[LIMITS_KEY] = limits
     drainer = Drainer(gw.realtime, guard, gw.node_id, cfg.server.drain_timeout)
     gw.app[DRAINER_KEY] = drainer

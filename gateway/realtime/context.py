@@ -1,4 +1,4 @@
-"""The typed connection context a handshake yields; nothing above it sees aiohttp or engineio."""
+"""The typed connection context a handshake yields; nothing above it sees aiohttp or Engine.IO."""
 
 from __future__ import annotations
 

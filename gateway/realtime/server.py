@@ -1,4 +1,4 @@
-"""Socket.IO namespaces /visitor and /agent on python-socketio's AsyncServer.
+"""Socket.IO namespaces /visitor and /agent on the edge's Socket.IO server (`gateway.edge`).
 
 The handshake turns the `auth` object into a typed `Conn`; every event then goes
 through one dispatcher that validates, calls the handler and shapes the ack.
@@ -12,14 +12,13 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-import socketio
 from aiohttp import web
-from engineio.async_drivers import aiohttp as eio_aiohttp
 
 from gateway.chat.service import ChatService, PostResult, contact_channel
 from gateway.chat.wire import visitor_conversation_dict
 from gateway.config import Config
 from gateway.domain import AgentStatus
+from gateway.edge import ConnectRefused, QueuedEvent, Reply, Session, SocketServer
 from gateway.errors import Code, GatewayError
 from gateway.guard import Guard
 from gateway.metrics import Metrics
@@ -27,9 +26,7 @@ from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler, Handlers, SendRequest, send_ack
 from gateway.realtime.handshake import Handshake
-from gateway.realtime.packets import JsonOncePacket
 from gateway.realtime.presence import PresenceTracker
-from gateway.realtime.reserved import QueuedEvent, Reply, SafeAsyncServer
 from gateway.store import AppendRequest, NotFound
 from gateway.tasks import TaskSet
 
@@ -40,30 +37,6 @@ AGENT_NS = "/agent"
 SEND = "message:send"
 
 
-def make_websocket_class(compress: bool) -> type:
-    """engineio's aiohttp websocket wrapper, with permessage-deflate as configured
-    (engineio always offers it; it costs ~100 KB and much CPU per connection)."""
-
-    class WebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
-        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-            request = environ["aiohttp.request"]
-            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size,
-                                               compress=compress)
-            await self._sock.prepare(request)
-            self.environ = environ
-            await self.handler(self)
-            return self._sock
-
-    return WebSocket
-
-
-def _remote(environ: Mapping[str, Any]) -> str:
-    req = environ.get("aiohttp.request")
-    if req is not None and req.remote:
-        return str(req.remote)
-    return str(environ.get("REMOTE_ADDR", ""))
-
-
 class RealtimeServer:
     def __init__(
         self,
@@ -71,14 +44,14 @@ class RealtimeServer:
         chat: ChatService,
         handshake: Handshake,
         presence: PresenceTracker,
-        sio: socketio.AsyncServer,
+        sockets: SocketServer,
         metrics: Metrics,
     ) -> None:
         self.config = config
         self.chat = chat
         self.handshake = handshake
         self.presence = presence
-        self.sio = sio
+        self.sockets = sockets
         self.metrics = metrics
         self.conns: dict[tuple[str, str], Conn] = {}
         self._tasks = TaskSet()
@@ -88,33 +61,21 @@ class RealtimeServer:
         self.inflight = 0  # requests being handled (drain waits for 0)
         self._tables: dict[str, Mapping[str, Handler]] = {}
 
-    @staticmethod
-    def build_sio(config: Config) -> socketio.AsyncServer:
-        sio = SafeAsyncServer(
-            async_mode="aiohttp",
-            serializer=JsonOncePacket,
-            cors_allowed_origins=list(config.server.cors_origins) if config.server.cors_origins != ("*",)
-            else "*",
-            max_http_buffer_size=max(config.limits.max_event_bytes, 1024 * 1024),
-            ping_interval=25,
-            ping_timeout=20,
-            logger=False,
-            engineio_logger=False,
-        )
-        sio.eio._async = {**sio.eio._async, "websocket": make_websocket_class(config.server.ws_compression)}
-        return sio
-
     def bind(self, fanout: Fanout, handlers: Handlers) -> None:
         self.fanout = fanout
         self.handlers = handlers
         self._tables = {VISITOR_NS: handlers.visitor, AGENT_NS: handlers.agent}
         for namespace, table in self._tables.items():
-            self.sio.register_namespace(_Namespace(namespace, self, table))
-            if isinstance(self.sio, SafeAsyncServer):
-                self.sio.batch_handlers[(namespace, SEND)] = self.send_batch
+            self.sockets.namespaces[namespace] = _Namespace(namespace, self, table)
+            self.sockets.batch_handlers[(namespace, SEND)] = self.send_batch
 
-    def attach(self, app: web.Application) -> None:
-        self.sio.attach(app)
+    def attach(self, app: web.Application, path: str) -> None:
+        self.sockets.engine.add_routes(app, path)
+
+    async def broadcast(self, event: str, data: dict[str, Any]) -> None:
+        """`event` to every connection of this node."""
+        for conn in list(self.conns.values()):
+            self.sockets.emit(conn.eio_sid, conn.namespace, event, data)
 
     @property
     def connection_count(self) -> int:
@@ -124,31 +85,21 @@ class RealtimeServer:
         self._tasks.spawn(coro)
 
     # --- lifecycle of a connection --------------------------------------
-    async def connect(self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any) -> None:
+    async def connect(self, namespace: str, sid: str, session: Session, auth: Any) -> None:
         assert self.fanout is not None
-        remote = _remote(environ)
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
+        remote = session.remote
         if self.guard is not None:
-            await self.guard.admit(namespace, remote)
-        try:
-            if namespace == AGENT_NS:
-                principal = await self.handshake.agent(auth)
-            else:
-                vs = await self.handshake.visitor(auth)
-        except BaseException:
-            if self.guard is not None:
-                self.guard.release(namespace, remote)
-            raise
+            self.guard.admit(namespace)
         if namespace == AGENT_NS:
-            conn = Conn(sid, eio_sid, namespace, principal.tenant_id, principal, remote,
-                        user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
-                        origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
+            principal = await self.handshake.agent(auth)
+            conn = Conn(sid, session.sid, namespace, principal.tenant_id, principal, remote,
+                        user_agent=session.user_agent, origin=session.origin)
             conn.groups = (sys.intern(f"tenant:{principal.tenant_id}"),)  # session: from the principal
         else:
+            vs = await self.handshake.visitor(auth)
             p = vs.principal
-            conn = Conn(sid, eio_sid, namespace, p.tenant_id, p, remote,
-                        user_agent=str(environ.get("HTTP_USER_AGENT", ""))[:200],
-                        origin=str(environ.get("HTTP_ORIGIN", ""))[:200])
+            conn = Conn(sid, session.sid, namespace, p.tenant_id, p, remote,
+                        user_agent=session.user_agent, origin=session.origin)
             conn.groups = (contact_channel(p.tenant_id, p.contact_id),)
             conn.session = {"visitor_token": vs.token, "visitor_id": p.visitor_id,
                             "contact_id": p.contact_id, "identified": vs.identified}
@@ -180,7 +131,7 @@ class RealtimeServer:
             if not conn.is_agent:
                 convs = await self.chat.list_visitor_conversations(conn.visitor)
                 session["conversations"] = [visitor_conversation_dict(c) for c in convs]
-            await self.sio.emit("session", session, to=conn.sid, namespace=conn.namespace)
+            self.sockets.emit(conn.eio_sid, conn.namespace, "session", session)
         except Exception:
             log.exception("sending the session to %s failed", conn.sid)
 
@@ -189,7 +140,6 @@ class RealtimeServer:
         if conn is None or self.fanout is None:
             return
         if self.guard is not None:
-            self.guard.release(namespace, conn.remote)
             self.guard.forget(sid)
         try:
             await self.fanout.drop(conn, conn.groups)
@@ -343,31 +293,30 @@ def _payload(payload: Any) -> Mapping[str, Any]:
     return payload or {}
 
 
-class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
+class _Namespace:
+    """A namespace's handlers as the edge's `NamespaceHandler`; a refused handshake's
+    CONNECT_ERROR carries `{"code", "details"}` in its `data`."""
+
     def __init__(self, namespace: str, server: RealtimeServer, table: Mapping[str, Handler]) -> None:
-        super().__init__(namespace)
+        self.namespace = namespace
         self._server = server
         self._table = table
 
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
-            sid, environ = args[0], args[1]
-            auth = args[2] if len(args) > 2 else None
-            try:
-                await self._server.connect(self.namespace, sid, environ, auth)
-            except GatewayError as exc:
-                self._server.metrics.refusals.labels(self.namespace, exc.code.value).inc()
-                data: dict[str, Any] = {"code": exc.code.value}
-                if exc.details:
-                    data["details"] = exc.details
-                raise socketio.exceptions.ConnectionRefusedError(exc.message, data) from None
-            except Exception:
-                log.exception("connect failed")
-                raise socketio.exceptions.ConnectionRefusedError(
-                    "internal error", {"code": Code.INTERNAL.value}
-                ) from None
-            return None
-        if event == "disconnect":
-            await self._server.disconnect(self.namespace, args[0])
-            return None
-        return await self._server.dispatch(self.namespace, self._table, event, args[0], args[1:])
+    async def connect(self, sid: str, session: Session, auth: Any) -> None:
+        try:
+            await self._server.connect(self.namespace, sid, session, auth)
+        except GatewayError as exc:
+            self._server.metrics.refusals.labels(self.namespace, exc.code.value).inc()
+            data: dict[str, Any] = {"code": exc.code.value}
+            if exc.details:
+                data["details"] = exc.details
+            raise ConnectRefused(exc.message, data) from None
+        except Exception:
+            log.exception("connect failed")
+            raise ConnectRefused("internal error", {"code": Code.INTERNAL.value}) from None
+
+    async def disconnect(self, sid: str) -> None:
+        await self._server.disconnect(self.namespace, sid)
+
+    async def event(self, sid: str, event: str, args: list[Any]) -> Any:
+        return await self._server.dispatch(self.namespace, self._table, event, sid, tuple(args))

@@ -19,6 +19,7 @@ from gateway.demo import load_demo
 from gateway.domain import AgentRole, TenantStatus
 from gateway.errors import Code, GatewayError, bad_request
 from gateway.http.api import Api
+from gateway.http.files import file_response
 from gateway.http.middleware import error_response
 from gateway.store import NotFound, Store
 from gateway.validation import opt_str
@@ -164,7 +165,7 @@ class WidgetRoutes:
         else:
             u = await self.uploads.readable(await self.principal(request), upload_id)
         inline = u.mime_type in INLINE_TYPES
-        resp = web.FileResponse(self.uploads.file_path(u), headers={
+        resp = await file_response(self.uploads.file_path(u), headers={
             "Content-Type": u.mime_type if inline else "application/octet-stream",
             "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quote(u.name)}",
             "X-Content-Type-Options": "nosniff",
@@ -180,7 +181,7 @@ class WidgetRoutes:
         if self.dist.resolve() not in path.parents or not path.is_file():
             raise web.HTTPNotFound(text="not built: run scripts/run.sh or `npm run build` in widget/")
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        resp = web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "public, max-age=300"})
+        resp = await file_response(path, headers={"Content-Type": ctype, "Cache-Control": "public, max-age=300"})
         resp.headers["Access-Control-Allow-Origin"] = "*"
         return resp
 
@@ -188,8 +189,8 @@ class WidgetRoutes:
         path = self.dist / "console.html"
         if not path.is_file():
             raise web.HTTPNotFound(text="not built: run scripts/run.sh or `npm run build` in widget/")
-        return web.FileResponse(path, headers={"Content-Type": "text/html; charset=utf-8",
-                                               "Cache-Control": "no-cache"})
+        return await file_response(path, headers={"Content-Type": "text/html; charset=utf-8",
+                                                  "Cache-Control": "no-cache"})
 
     async def demo(self, request: web.Request) -> web.StreamResponse:
         info = load_demo(self.data_dir)

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.edge.engine import UNKNOWN_SID, error_response
 from gateway.workers.sids import WorkerSids
 
 log = logging.getLogger(__name__)
@@ -268,17 +269,16 @@ async def _hand_over(request: web.Request, owner: int, sender: HandoffSender) ->
     if sock is None or transport.get_extra_info("sslcontext") is not None:
         return web.Response(status=400, text="session held by another worker; cannot hand over this connection")
     body = await request.read() if request.body_exists else b""
-    proto: Any = request.protocol
-    tail: bytes = getattr(proto, "_message_tail", b"") or b""
+    proto: Any = transport.get_protocol()  # aiohttp's protocol of this connection
     raw = encode_request(request.method, request.raw_path, (request.version.major, request.version.minor),
-                         request.raw_headers, body) + tail
+                         request.raw_headers, body)
     transport.pause_reading()
     if not await sender.send(owner, raw, sock.fileno()):
         transport.resume_reading()
-        # what engineio answers for a session it does not know: the client reconnects
-        return web.Response(status=400, text='"Invalid session"', content_type="application/json")
-    # the sibling has its own descriptor now: drop ours without a response, FIN or RST
-    proto.transport = None
+        # what Engine.IO answers for a session it does not know: the client reconnects
+        return error_response(UNKNOWN_SID)
+    # the sibling has its own descriptor now: aiohttp forgets the connection (it neither
+    # answers nor closes it), and ours is dropped without a response, FIN or RST
     proto.connection_lost(None)
     transport.set_protocol(_Gone())
     transport.close()

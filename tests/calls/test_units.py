@@ -102,3 +102,27 @@ def test_muxer_aligns_a_late_leg_and_fills_gaps():
     assert rep.streams == ["caller", "agent"]
     assert all(abs(d - 4.0) < 0.05 for d in rep.durations), rep
     assert FILLER == b"\xf8"
+
+
+async def test_aiortc_still_has_the_decoder_queue_we_replace():
+    """The one private name of a dependency we use (docs/architecture.md, "Names of
+    dependencies we rely on"): an audio receiver, after setRemoteDescription, holds a
+    `queue.Queue` under `_RTCRtpReceiver__decoder_queue` that its decoder thread reads.
+    When an aiortc release renames or removes it, this fails (and so would every call)."""
+    import queue
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from gateway.calls.passthrough import _QUEUE_ATTR
+
+    caller, callee = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        caller.addTransceiver("audio", direction="sendrecv")
+        await caller.setLocalDescription(await caller.createOffer())
+        await callee.setRemoteDescription(RTCSessionDescription(caller.localDescription.sdp, "offer"))
+        (receiver,) = [t.receiver for t in callee.getTransceivers() if t.kind == "audio"]
+        assert isinstance(getattr(receiver, _QUEUE_ATTR, None), queue.Queue), \
+            f"aiortc internals changed: {_QUEUE_ATTR} is gone; the Opus passthrough needs a new hook"
+    finally:
+        await caller.close()
+        await callee.close()

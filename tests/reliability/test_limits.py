@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
+import socketio
 
 from gateway.errors import Code, GatewayError
 from gateway.limits import ConnectionCounter, RateLimiter
-from tests.support.server import Refused, make_config, new_client_id, run_gateway, visitor
+from tests.support.server import make_config, new_client_id, run_gateway, visitor
+from tests.support.waits import until
 
 
 class FakeClock:
@@ -73,13 +76,19 @@ async def test_visitor_rate_limits_and_connection_cap(tmp_path) -> None:
             assert acks[3]["error"]["details"]["retry_after"] > 0
             hist = await v.call("messages:history", {"conversation_id": conv})
             assert len(hist["messages"]) == 3  # refused sends stored nothing
-            # connections per IP: 3 allowed, the 4th handshake is refused with rate_limited
+            # sessions per IP: 3 allowed, the 4th Engine.IO handshake is refused (429, rate_limited)
             others = [await visitor(rg.url, t.tenant.widget_key) for _ in range(2)]
-            with pytest.raises(Refused) as ref:
+            with pytest.raises(socketio.exceptions.ConnectionError):
                 await visitor(rg.url, t.tenant.widget_key)
-            assert ref.value.code == "rate_limited"
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"{rg.url}/socket.io/?EIO=4&transport=polling") as r:
+                assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+                body = await r.json()
+                assert body["context"]["code"] == "rate_limited"
+                assert body["context"]["details"]["limit"] == "connections_per_ip"
             await others.pop().close()
-            await rg.gw.realtime.sio.sleep(0.2)
+            sessions = rg.gw.realtime.sockets.engine.sessions
+            await until(lambda: len(sessions) == 2, timeout=5)  # the closed session released its place
             others.append(await visitor(rg.url, t.tenant.widget_key))  # a slot is free again
             body = (await _metrics(rg.url))
             assert 'izh_rate_limited_total{limit="messages_per_connection"}' in body

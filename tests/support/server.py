@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +18,7 @@ from gateway.admin import NewTenant, create_agent, create_tenant
 from gateway.app import Gateway, build_gateway
 from gateway.broker.memory import MemoryHub
 from gateway.config import Config, LimitsConfig, ServerConfig, StorageConfig
+from gateway.edge.listen import EdgeSite
 
 
 @dataclass
@@ -24,6 +26,7 @@ class RunningGateway:
     gw: Gateway
     url: str
     runner: web.AppRunner
+    site: EdgeSite
 
     async def tenant(self, name: str = "Shop", **kw: Any) -> NewTenant:
         return await create_tenant(self.gw.store, name, now=time.time(), **kw)
@@ -58,12 +61,12 @@ async def run_gateway(config: Config, hub: MemoryHub | None = None) -> AsyncIter
     gw = await build_gateway(config, hub=hub)
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = EdgeSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield RunningGateway(gw, f"http://127.0.0.1:{port}", runner)
+        yield RunningGateway(gw, site.url, runner, site)
     finally:
+        await site.stop()
         await runner.cleanup()
 
 
@@ -136,12 +139,30 @@ async def connect(url: str, namespace: str, auth: Any, *, wait_session: bool = T
         await sio.connect(url, namespaces=[namespace], auth=auth, transports=list(transports), wait_timeout=5)
     except socketio.exceptions.ConnectionError:
         await client.close()
-        if refusal:
+        if refusal and isinstance(refusal[0], dict):  # a CONNECT_ERROR (not a refused HTTP handshake)
             raise Refused(refusal[0]) from None
         raise
     if wait_session:
         await client.wait_for(lambda: client.session)
     return client
+
+
+async def handshake_refusal(url: str) -> dict[str, Any] | None:
+    """A raw Engine.IO polling handshake at `url`: the refusal's JSON body (HTTP 429 beyond
+    the sessions per IP), or None when it was accepted (the session is then closed again,
+    so that it holds no place)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/socket.io/?EIO=4&transport=polling") as r:
+            if r.status != 200:
+                assert r.status == 429 and r.headers.get("Retry-After"), r.status
+                body: dict[str, Any] = await r.json()
+                return body
+            sid = json.loads((await r.text())[1:])["sid"]
+        async with http.post(f"{url}/socket.io/?EIO=4&transport=polling&sid={sid}", data="1") as r:
+            assert r.status == 200
+    return None
 
 
 async def visitor(url: str, widget_key: str, *, options: dict[str, Any] | None = None, **auth: Any) -> Client:

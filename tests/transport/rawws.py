@@ -10,11 +10,8 @@ import json
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
-
-from aiohttp import web
 
 
 def _mask_frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -106,24 +103,23 @@ class RawClient:
             return "ack", (int(body[:i]), json.loads(body[i:]))
         return kind, body
 
+    async def closed(self) -> bool:
+        """Read until the server ends the connection (a close frame or EOF): True then."""
+        while True:
+            try:
+                b0, b1 = await self.reader.readexactly(2)
+            except asyncio.IncompleteReadError:
+                return True
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+            await self.reader.readexactly(n)
+            if b0 & 0x0F == 0x8:
+                return True
+
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-
-
-@contextlib.asynccontextmanager
-async def serve_lean(sio: Any, hub: Any) -> AsyncIterator[str]:
-    """Serve a python-socketio server whose lean transport `hub` is installed on loopback;
-    yield its URL; shut the hub and the app down after."""
-    app = web.Application()
-    sio.attach(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await hub.shutdown()
-        await runner.cleanup()

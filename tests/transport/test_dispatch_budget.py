@@ -1,4 +1,4 @@
-"""The lean transport's dispatch budget: a storm of packets and closes (many clients
+"""The edge's dispatch budget: a storm of packets and closes (many clients
 disconnecting at once) is spread over turns of the loop, each connection's packets still
 handled in arrival order, nothing dropped."""
 
@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import socketio
+from aiohttp import web
 
-from gateway.transport import LeanSocket, LeanTransport
-from gateway.transport.hub import LeanSettings
-from tests.transport.rawws import RawClient, serve_lean
+from gateway.edge import EngineServer, EngineSettings, Session, SocketServer
+from gateway.edge.listen import EdgeSite
+from gateway.edge.ws import WsConnection
+from tests.transport.rawws import RawClient
 
 BUDGET = 3
 CLIENTS = 30
+NS = "/t"
 
 
 class TurnCounter:
@@ -40,29 +42,36 @@ class TurnCounter:
 
 
 @contextlib.asynccontextmanager
-async def budget_server(log: list[tuple[str, Any]], settings: LeanSettings | None = None
-                        ) -> AsyncIterator[tuple[str, LeanTransport]]:
-    # handlers run inline, in the task of their packet: the order they record is the order
-    # their packets were dispatched in
-    sio = socketio.AsyncServer(async_mode="aiohttp", async_handlers=False)
-    hub = LeanTransport(sio.eio, settings or LeanSettings(dispatch_budget=BUDGET))
-    hub.install()
+async def budget_server(log: list[tuple[str, Any]], settings: EngineSettings | None = None
+                        ) -> AsyncIterator[tuple[str, EngineServer]]:
+    # handlers log at their first step, in the task their packet started (tasks start in
+    # the order they were made): the order they record is the order of dispatch
+    sockets = SocketServer(settings or EngineSettings(dispatch_budget=BUDGET))
 
-    async def ev(sid: str, data: Any) -> None:
-        log.append((sid, data))
+    class Ns:
+        async def connect(self, sid: str, session: Session, auth: Any) -> None:
+            if log:  # after the first storm began: a namespace joined again
+                log.append((sid, "connected"))
 
-    async def connect(sid: str, *_: Any) -> None:
-        if log:  # after the first storm began: a namespace joined again
-            log.append((sid, "connected"))
+        async def disconnect(self, sid: str) -> None:
+            log.append((sid, "gone"))
 
-    async def disconnect(sid: str, *_: Any) -> None:
-        log.append((sid, "gone"))
+        async def event(self, sid: str, event: str, args: list[Any]) -> Any:
+            log.append((sid, args[0]))
 
-    for name, handler in (("ev", ev), ("connect", connect), ("disconnect", disconnect)):
-        sio.on(name, handler)
-
-    async with serve_lean(sio, hub) as url:
-        yield url, hub
+    sockets.namespaces[NS] = Ns()
+    app = web.Application()
+    sockets.engine.add_routes(app, "/socket.io/")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = EdgeSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site.url, sockets.engine
+    finally:
+        await site.stop()
+        await sockets.close()
+        await runner.cleanup()
 
 
 async def connected(url: str, n: int) -> tuple[list[RawClient], list[str]]:
@@ -70,7 +79,7 @@ async def connected(url: str, n: int) -> tuple[list[RawClient], list[str]]:
     clients = [await RawClient.connect(url) for _ in range(n)]
     sids: list[str] = []
     for c in clients:
-        c.connect_ns("/", {})
+        c.connect_ns(NS, {})
         kind, body = await c.recv_packet()
         assert kind == "connect"
         sids.append(body["sid"])
@@ -80,22 +89,23 @@ async def connected(url: str, n: int) -> tuple[list[RawClient], list[str]]:
 async def test_a_disconnect_storm_is_spread_over_turns_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     turns = TurnCounter()
     per_turn: dict[int, int] = {}  # leaving items (DISCONNECT packets, ends) dispatched per turn
-    dispatch, gone = LeanTransport._dispatch, LeanTransport._gone
+    on_message, close = SocketServer.on_message, EngineServer.close
 
     def count(turn: int) -> None:
         per_turn[turn] = per_turn.get(turn, 0) + 1
 
-    def spy_dispatch(self: LeanTransport, sock: LeanSocket, data: str | bytes) -> None:
-        if isinstance(data, str) and data.startswith("1"):
+    def spy_message(self: SocketServer, session: Session, text: str) -> None:
+        if text.startswith("1"):
             count(turns.turn)
-        dispatch(self, sock, data)
+        on_message(self, session, text)
 
-    def spy_gone(self: LeanTransport, sock: LeanSocket, why: str) -> None:
-        count(turns.turn)
-        gone(self, sock, why)
+    def spy_close(self: EngineServer, session: Session, reason: str, **kw: Any) -> None:
+        if not session.closed:
+            count(turns.turn)
+        close(self, session, reason, **kw)
 
-    monkeypatch.setattr(LeanTransport, "_dispatch", spy_dispatch)
-    monkeypatch.setattr(LeanTransport, "_gone", spy_gone)
+    monkeypatch.setattr(SocketServer, "on_message", spy_message)
+    monkeypatch.setattr(EngineServer, "close", spy_close)
     log: list[tuple[str, Any]] = []
     async with budget_server(log) as (url, hub):
         clients, sids = await connected(url, CLIENTS + 2)
@@ -106,12 +116,12 @@ async def test_a_disconnect_storm_is_spread_over_turns_in_order(monkeypatch: pyt
         try:
             # every client at once: two events, its namespace's DISCONNECT, then its end
             for c in storm:
-                c.send_texts(['42["ev",1]', '42["ev",2]', "41"])
+                c.send_texts(['42/t,["ev",1]', '42/t,["ev",2]', "41/t,"])
                 c.writer.close()
             # behind them: one client leaves its namespace and joins it again on the same
             # connection (its CONNECT must wait for its DISCONNECT), one just sends
-            reopener.send_texts(["41", "40", '42["ev","again"]'])
-            probe.send_text('42["ev","probe"]')
+            reopener.send_texts(["41/t,", "40/t,", '42/t,["ev","again"]'])
+            probe.send_text('42/t,["ev","probe"]')
             # until everything is logged and the backlog is worked off: the ends of the storm's
             # connections can still wait there after their DISCONNECTs logged the last "gone"
             deadline = asyncio.get_running_loop().time() + 10
@@ -150,11 +160,11 @@ async def test_without_a_storm_nothing_waits() -> None:
     log: list[tuple[str, Any]] = []
     async with budget_server(log) as (url, hub):
         c = await RawClient.connect(url)
-        c.connect_ns("/", {})
+        c.connect_ns(NS, {})
         kind, body = await c.recv_packet()
         assert kind == "connect"
         for n in range(10):  # one packet per turn: never over the budget
-            c.send_text(f'42["ev",{n}]')
+            c.send_text(f'42/t,["ev",{n}]')
             for _ in range(100):
                 if len(log) > n:
                     break
@@ -170,23 +180,23 @@ async def test_a_read_storm_is_parsed_over_turns_in_order(monkeypatch: pytest.Mo
     dropped, at most a budget of parses from fresh reads and one from the backlog per turn."""
     turns = TurnCounter()
     per_turn: dict[int, int] = {}  # reads parsed per turn
-    receive = LeanSocket._receive
+    receive = WsConnection._receive
 
-    def spy_receive(self: LeanSocket, data: bytes) -> None:
+    def spy_receive(self: WsConnection, data: bytes) -> None:
         per_turn[turns.turn] = per_turn.get(turns.turn, 0) + 1
         receive(self, data)
 
-    monkeypatch.setattr(LeanSocket, "_receive", spy_receive)
+    monkeypatch.setattr(WsConnection, "_receive", spy_receive)
     log: list[tuple[str, Any]] = []
-    async with budget_server(log, LeanSettings(read_budget=BUDGET)) as (url, hub):
+    async with budget_server(log, EngineSettings(read_budget=BUDGET)) as (url, hub):
         clients, sids = await connected(url, CLIENTS)
         await asyncio.sleep(0.05)
         per_turn.clear()
         turns.start()
         try:
             for c in clients:  # every client at once: two events in two writes, then its end
-                c.send_text('42["ev",1]')
-                c.send_text('42["ev",2]')
+                c.send_text('42/t,["ev",1]')
+                c.send_text('42/t,["ev",2]')
                 c.writer.close()
             for _ in range(300):
                 if sum(1 for _, what in log if what == "gone") == CLIENTS:
@@ -198,28 +208,30 @@ async def test_a_read_storm_is_parsed_over_turns_in_order(monkeypatch: pytest.Mo
             assert [what for s, what in log if s == sid] == [1, 2, "gone"]
         assert hub.read_backlog.deferred > 0 and hub.read_backlog.longest > BUDGET
         assert max(per_turn.values()) <= 2 * BUDGET
-        assert not hub.read_backlog and all(s._inbox is None for s in hub.sockets)
+        assert not hub.read_backlog and not hub.sessions
 
 
 async def test_a_waiting_socket_buffers_its_bytes_with_reading_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     """A socket whose bytes wait for a later turn keeps what else it reads behind them,
     stops reading past INBOX_PAUSE (its memory stays bounded), and resumes once parsed."""
-    from gateway.transport import socket as socket_mod
+    from gateway.edge import ws as ws_mod
 
-    monkeypatch.setattr(socket_mod, "INBOX_PAUSE", 64)
+    monkeypatch.setattr(ws_mod, "INBOX_PAUSE", 64)
     log: list[tuple[str, Any]] = []
-    async with budget_server(log, LeanSettings()) as (url, hub):
+    async with budget_server(log, EngineSettings()) as (url, hub):
         c = await RawClient.connect(url)
-        c.connect_ns("/", {})
+        c.connect_ns(NS, {})
         kind, _ = await c.recv_packet()
         assert kind == "connect"
-        (sock,) = list(hub.sockets)
+        (session,) = list(hub.sessions.values())
+        sock = session.ws
+        assert sock is not None
         admitted = hub.read_admitted
         monkeypatch.setattr(hub, "read_admitted", lambda: False)  # every read over the budget
         drain = hub.read_backlog._drain
         monkeypatch.setattr(hub.read_backlog, "_drain", lambda: None)  # and no later turn comes yet
         for n in range(200):
-            c.send_text(f'42["ev",{n}]')
+            c.send_text(f'42/t,["ev",{n}]')
         for _ in range(100):
             if sock._inbox is not None and not sock.transport.is_reading():
                 break

@@ -1,7 +1,7 @@
-"""Events on the lean transport take one task from frame to handler
-(`SafeAsyncServer.event_task`); the stock path's checks hold on it: reserved names are
-renamed, malformed packets dropped, events on a namespace not joined ignored, and the
-connection goes on working after each."""
+"""Events from frame to handler on the edge's Socket.IO server: reserved names are
+renamed (answered `unknown_event`), events on a namespace not joined are ignored, and the
+connection goes on working after each; a packet that does not decode closes the session,
+as the reference server does."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.domain import ConversationFilter
 from tests.support.server import make_config, run_gateway
+from tests.support.waits import until
 from tests.transport.rawws import RawClient
 
 
@@ -23,8 +26,6 @@ async def _next_ack(c: RawClient) -> tuple[int, Any]:
 
 async def test_events_on_the_fast_path(tmp_path: Path) -> None:
     async with run_gateway(make_config(tmp_path)) as rg:
-        lean = rg.gw.lean
-        assert lean is not None and lean.event_task is not None
         t = await rg.tenant()
         c = await RawClient.connect(rg.url)
         try:
@@ -36,15 +37,13 @@ async def test_events_on_the_fast_path(tmp_path: Path) -> None:
             # reserved names and malformed events are answered like unknown events
             for raw, code in [('42/visitor,2["connect",{}]', "unknown_event"),
                               ('42/visitor,3["disconnect"]', "unknown_event"),
-                              ("42/visitor,4[1,2]", "unknown_event"),
-                              ("42/visitor,5[]", "unknown_event")]:
+                              ('42/visitor,4["connect_error",{}]', "unknown_event"),
+                              ('42/visitor,5["no:such:event",{}]', "unknown_event")]:
                 c.send_text(raw)
                 ack_id, data = await _next_ack(c)
                 assert ack_id == int(raw.split(",")[1][0]), raw
                 assert data[0]["ok"] is False and data[0]["error"]["code"] == code, (raw, data)
-            # a packet that does not decode is dropped without an answer
-            c.send_text("42/visitor,6[")
-            # and the connection still works: a conversation, a message, its ack
+            # the connection still works: a conversation, a message, its ack
             aid = c.emit("/visitor", "conversation:start", {})
             ack_id, data = await _next_ack(c)
             assert ack_id == aid and data[0]["ok"], data
@@ -56,6 +55,23 @@ async def test_events_on_the_fast_path(tmp_path: Path) -> None:
             assert [m.text for m in await rg.gw.store.get_messages(t.tenant.id, conv)] == ["xin chào"]
             # only the conversation:start after joining created one
             assert [x.id for x in await rg.gw.store.list_conversations(t.tenant.id, ConversationFilter())] == [conv]
-            assert lean.fast_events == 8  # every event frame, the malformed and the early one included
+        finally:
+            await c.close()
+
+
+@pytest.mark.parametrize("raw", ["42/visitor,6[", "42/visitor,7[1,2]", "42/visitor,8[]", "47/visitor,", "4x",
+                                 '45/visitor,1-["ev",{"_placeholder":true,"num":0}]'])
+async def test_a_packet_that_does_not_decode_closes_the_session(tmp_path: Path, raw: str) -> None:
+    async with run_gateway(make_config(tmp_path)) as rg:
+        t = await rg.tenant()
+        c = await RawClient.connect(rg.url)
+        try:
+            c.connect_ns("/visitor", {"widget_key": t.tenant.widget_key})
+            kind, _ = await c.recv_packet()
+            assert kind == "connect"
+            c.send_text(raw)
+            assert await c.closed(), raw
+            await until(lambda: not rg.gw.realtime.conns)  # the /visitor connection was cleaned up
+            assert rg.gw.realtime.sockets.malformed == 1
         finally:
             await c.close()

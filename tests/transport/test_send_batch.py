@@ -64,7 +64,7 @@ async def test_one_turns_sends_are_one_batch_each_answered_on_its_own(tmp_path: 
             b.send_text(_send("/visitor", 100, {"conversation_id": other, "client_id": cid("b0"), "text": "b's"}))
             assert (await _acks(a, {100}, news))[100]["message"]["seq"] == 1
             assert (await _acks(b, {100}, []))[100]["ok"]
-            sio, appender = rg.gw.realtime.sio, rg.gw.chat.appender
+            sio, appender = rg.gw.realtime.sockets, rg.gw.chat.appender
             batched, batches, ok = sio.batched_events, appender.batches, _events(rg.gw, "ok")
             unknown = uuid.uuid4().hex
             a.send_texts([

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from gateway.transport import LeanSocket
 from tests.support.server import agent, make_config, new_client_id, run_gateway, visitor
 from tests.transport.rawws import RawClient
 
@@ -37,9 +36,9 @@ async def test_stalled_reader_is_dropped_and_resumes(tmp_path) -> None:
             if kind == "ack" and body[0] == ack_id:
                 assert body[1][0]["ok"]
                 break
-        sock = rg.gw.realtime.sio.eio.sockets[stalled.eio_sid]
-        assert type(sock) is LeanSocket
-        hub = sock._hub
+        engine = rg.gw.realtime.sockets.engine
+        sock = engine.sessions[stalled.eio_sid].ws
+        assert sock is not None
 
         sent = 0
         for _ in range(400):
@@ -55,8 +54,8 @@ async def test_stalled_reader_is_dropped_and_resumes(tmp_path) -> None:
             if t is not None:
                 assert t.get_write_buffer_size() <= HIGH_WATER + 2 * (len(TEXT) + 512)
         assert sock.closed and sock.transport is None, "the stalled reader was never dropped"
-        assert hub.dropped_slow >= 1
-        assert stalled.eio_sid not in rg.gw.realtime.sio.eio.sockets
+        assert engine.dropped_slow >= 1
+        assert stalled.eio_sid not in engine.sessions
         await stalled.close()
 
         # the healthy agent got everything, in order, nothing lost

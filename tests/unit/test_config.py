@@ -8,7 +8,9 @@ from gateway.config import ConfigError, load_config
 def test_defaults_are_embedded() -> None:
     c = load_config({})
     assert c.storage.database_url is None and c.storage.redis_url is None
-    assert c.server.port == 8080 and c.server.ws_compression is False
+    assert c.server.port == 8080
+    assert (c.server.ping_interval, c.server.ping_timeout, c.server.connect_timeout) == (25.0, 20.0, 10.0)
+    assert load_config({"PING_INTERVAL": "0.3", "CONNECT_TIMEOUT": "0"}).server.ping_interval == 0.3
     assert c.sqlite_path.endswith("gateway.sqlite3")
 
 
@@ -26,7 +28,9 @@ def test_env_and_file(tmp_path) -> None:
     [
         {"PORT": "http"},
         {"PORT": "70000"},
-        {"WS_COMPRESSION": "maybe"},
+        {"PING_INTERVAL": "0"},
+        {"PING_TIMEOUT": "fast"},
+        {"CONNECT_TIMEOUT": "-1"},
         {"DATABASE_URL": "mysql://x"},
         {"REDIS_URL": "http://x"},
         {"TLS_CERT": "/a.pem"},

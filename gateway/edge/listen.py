@@ -1,0 +1,198 @@
+"""Serving an aiohttp application so that a request's connection can be taken over.
+
+A websocket upgrade is answered by the edge itself, which then serves the connection with
+its own `asyncio.Protocol` (no task per connection). aiohttp has no public way to let go
+of a connection it is serving, so aiohttp never holds the real one: each accepted
+connection gets an `EdgeProtocol`, which runs aiohttp's protocol (made by the application
+runner's `web.Server`, a documented protocol factory) on an `InnerTransport` standing in
+for the socket's transport. `InnerTransport.detach` hands the real transport to a new
+protocol and tells aiohttp's protocol the connection is lost: what aiohttp then writes or
+closes goes nowhere.
+
+`InnerTransport` forwards everything else to the real transport. It offers no native
+sendfile, so aiohttp's `FileResponse` would fail on it: responses with file content use
+`web.Response(body=<file object>)`, which aiohttp streams from a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any
+
+from aiohttp import web
+
+
+class InnerTransport(asyncio.Transport):
+    """The transport aiohttp's protocol sees: the real one until `detach`, nothing after."""
+
+    def __init__(self, edge: EdgeProtocol, real: Any) -> None:
+        super().__init__()
+        self.edge = edge
+        self._real = real
+        self._detached = False
+
+    @property
+    def detached(self) -> bool:
+        return self._detached
+
+    def detach(self, protocol: asyncio.BaseProtocol) -> Any:
+        """Give the connection to `protocol` (its `connection_made` is called); returns the
+        real transport, now `protocol`'s. Reading is paused: resume it once ready."""
+        if self._detached:
+            raise RuntimeError("connection already detached")
+        real = self._real
+        self._detached = True
+        real.pause_reading()
+        self.edge.detached = True
+        real.set_protocol(protocol)
+        protocol.connection_made(real)
+        self.edge.inner.connection_lost(None)  # aiohttp lets go: it writes and closes nothing more
+        return real
+
+    # --- asyncio.Transport, forwarded until detached -----------------------------------
+    def write(self, data: Any) -> None:
+        if not self._detached:
+            self._real.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        if not self._detached:
+            self._real.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        if not self._detached:
+            self._real.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return bool(self._real.can_write_eof())
+
+    def close(self) -> None:
+        if not self._detached:
+            self._real.close()
+
+    def abort(self) -> None:
+        if not self._detached:
+            self._real.abort()
+
+    def is_closing(self) -> bool:
+        return self._detached or bool(self._real.is_closing())
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._real.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        if not self._detached:
+            self._real.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._detached:
+            self._real.resume_reading()
+
+    def is_reading(self) -> bool:
+        return not self._detached and bool(self._real.is_reading())
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._real.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return 0 if self._detached else int(self._real.get_write_buffer_size())
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        low, high = self._real.get_write_buffer_limits()
+        return int(low), int(high)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.edge.inner = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        inner: asyncio.BaseProtocol = self.edge.inner
+        return inner
+
+
+class EdgeProtocol(asyncio.Protocol):
+    """One accepted connection: aiohttp's protocol on an `InnerTransport` until detached."""
+
+    __slots__ = ("detached", "inner", "transport")
+
+    def __init__(self, server: web.Server) -> None:
+        self.inner: Any = server()
+        self.detached = False
+        self.transport: InnerTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = InnerTransport(self, transport)
+        self.inner.connection_made(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.detached:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.detached:
+            return None
+        return self.inner.eof_received()  # type: ignore[no-any-return]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.detached:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if not self.detached:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if not self.detached:
+            self.inner.resume_writing()
+
+
+def detachable(request: web.BaseRequest) -> InnerTransport | None:
+    """The request's connection, if it can be taken over (it came through an `EdgeSite`)."""
+    t = request.transport
+    if isinstance(t, InnerTransport) and not t.detached and not t.is_closing():
+        return t
+    return None
+
+
+class EdgeSite:
+    """`runner`'s application served on `host`:`port` (0: any free port) through
+    `EdgeProtocol`; like aiohttp's `TCPSite`, started after `runner.setup()`."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
+                 reuse_port: bool = False, backlog: int = 1024, sock: socket.socket | None = None) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.reuse_port = reuse_port
+        self.backlog = backlog
+        self.sock = sock
+        self.server: asyncio.Server | None = None
+
+    def protocol(self) -> EdgeProtocol:
+        server = self._runner.server
+        assert server is not None, "call runner.setup() first"
+        return EdgeProtocol(server)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sock is not None:
+            self.server = await loop.create_server(self.protocol, sock=self.sock, ssl=self.ssl_context,
+                                                   backlog=self.backlog)
+        else:
+            self.server = await loop.create_server(self.protocol, self.host, self.port, ssl=self.ssl_context,
+                                                   backlog=self.backlog, reuse_address=True,
+                                                   reuse_port=self.reuse_port or None)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop accepting; open connections are the runner's (`runner.cleanup()`) and the edge's."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
