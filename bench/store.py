@@ -61,7 +61,7 @@ def written_bytes() -> int:
 
 
 class Figures(NamedTuple):
-    cpu: float  # this process's CPU, µs per message (every thread: the writer's too)
+    cpu: float  # this process's CPU, µs per message (every thread: the checkpoints' too)
     loop: float  # the event loop's thread alone, µs per message (what limits a node)
     wall: float  # µs per message
     server: float  # `server_cpu`'s CPU, µs per message
