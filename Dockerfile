@@ -15,7 +15,7 @@ RUN npm run build
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential pkg-config libffi-dev libsqlite3-dev \
+ && apt-get install -y --no-install-recommends build-essential pkg-config libffi-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -61,7 +61,7 @@ def written_bytes() -> int:
 
 
 class Figures(NamedTuple):
-    cpu: float  # this process's CPU, µs per message (every thread: the writer's too)
+    cpu: float  # this process's CPU, µs per message (every thread: the checkpoints' too)
     loop: float  # the event loop's thread alone, µs per message (what limits a node)
     wall: float  # µs per message
     server: float  # `server_cpu`'s CPU, µs per message
@@ -111,15 +111,14 @@ async def one(args: argparse.Namespace, batch: int) -> str:
                 f" wall {f.wall:6.1f}")
     with tempfile.TemporaryDirectory() as d:
         path = str(Path(d) / "bench.sqlite3")
-        lite = SqliteStore(path, wal_gather=not args.no_wal_gather)
+        lite = SqliteStore(path)
         await lite.open()
         try:
             await lite.migrate()
             f = await run(lite, path, args.conversations, args.messages, batch)
         finally:
             await lite.close()
-    kind = "sqlite" if args.no_wal_gather else "sqlite+g"  # +g: WAL writes gathered (_walvfs.c)
-    return (f"{kind:<9} batch ~{batch:>3}: {f.messages} messages, CPU {f.cpu:6.1f} µs/msg (loop thread"
+    return (f"sqlite    batch ~{batch:>3}: {f.messages} messages, CPU {f.cpu:6.1f} µs/msg (loop thread"
             f" {f.loop:6.1f}), wall {f.wall:6.1f} µs/msg, written {f.written / 1024:5.1f} KB/msg")
 
 
@@ -129,8 +128,6 @@ def main() -> int:
     p.add_argument("--messages", type=int, default=40_000)
     p.add_argument("--conversations", type=int, default=5_000)
     p.add_argument("--postgres", action="store_true", help="PostgreSQL at 127.0.0.1:5432/test instead of SQLite")
-    p.add_argument("--no-wal-gather", action="store_true",
-                   help="SQLite's own WAL writes (two per page) instead of one per commit (SQLITE_WAL_GATHER=false)")
     args = p.parse_args()
     for b in args.batch or [1, 4, 16]:
         print(asyncio.run(one(args, b)), flush=True)

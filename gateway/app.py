@@ -149,14 +149,8 @@ def _core_metrics(gw: Gateway) -> None:
                      lambda: store.writes_held_seconds)
         m.gauge("izh_sqlite_checkpoint_hold_max_seconds", "The longest such hold since start",
                 lambda: store.writes_held_max)
-        m.counter_fn("izh_sqlite_writer_jobs_total",
-                     "Commits run on the SQLite writer thread (0 when it is off: SQLITE_WRITE_THREAD or not built)",
-                     lambda: store.writer_commits)
-        m.gauge("izh_sqlite_wal_gathered",
-                "1 when each SQLite commit's WAL frames are written with one write() (SQLITE_WAL_GATHER and the "
-                "extension built), else 0", lambda: float(store.wal_vfs is not None))
         m.counter_fn("izh_sqlite_append_retries_total",
-                     "Batch appends whose one writer job failed (a stored duplicate: a client's retry; another "
+                     "Batch appends whose one run of statements failed (a stored duplicate: a client's retry; another "
                      "process holding the file's write lock) and that ran again the locking way",
                      lambda: store.optimistic_retries)
 
@@ -199,7 +193,6 @@ async def build_gateway(
         os.makedirs(config.storage.data_dir, exist_ok=True)
     store = await open_store(
         config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema,
-        sqlite_write_thread=config.storage.sqlite_write_thread, sqlite_wal_gather=config.storage.sqlite_wal_gather,
     )
     secret = config.security.secret or await store.get_or_create_setting("visitor_token_secret", new_secret())
     broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)

@@ -6,6 +6,7 @@ Every setting is documented in docs/operations.md.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,18 @@ from pathlib import Path
 
 from gateway.eventloop import EVENT_LOOPS
 from gateway.workers.sids import MAX_WORKERS
+
+log = logging.getLogger(__name__)
+
+# Settings of earlier releases that no longer do anything: a set one is ignored, with one
+# warning line naming it (docs/operations.md, "Retired settings").
+RETIRED_SETTINGS = {
+    "SQLITE_WRITE_THREAD": "SQLite commits run on the event loop through the sqlite3 module",
+    "SQLITE_WAL_GATHER": "SQLite writes its WAL itself",
+    "SEND_THREAD": "websocket writes run on the event loop",
+    "WS_TRANSPORT": "websockets are served by the edge's own transport (gateway/edge)",
+    "WS_COMPRESSION": "permessage-deflate is not offered",
+}
 
 
 class ConfigError(ValueError):
@@ -49,8 +62,6 @@ class StorageConfig:
     redis_url: str | None = None
     redis_prefix: str = "izh:"
     data_dir: str = "./data"
-    sqlite_write_thread: bool = True  # SQLite commits on a C thread off the event loop (gateway/store/sqlwriter.py)
-    sqlite_wal_gather: bool = True  # a commit's WAL frames written with one write() (gateway/store/_walvfs.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +203,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if base.get("GATEWAY_CONFIG"):
         merged.update(read_env_file(base["GATEWAY_CONFIG"]))
     merged.update(base)
+    for key in sorted(RETIRED_SETTINGS.keys() & merged.keys()):
+        log.warning("%s is no longer a setting and is ignored (%s)", key, RETIRED_SETTINGS[key])
     r = _Reader(merged)
     tls_cert, tls_key = r.get_str("TLS_CERT"), r.get_str("TLS_KEY")
     if bool(tls_cert) != bool(tls_key):
@@ -244,8 +257,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             redis_url=redis_url,
             redis_prefix=r.get_str("REDIS_PREFIX", "izh:") or "izh:",
             data_dir=r.get_str("DATA_DIR", "./data") or "./data",
-            sqlite_write_thread=r.get_bool("SQLITE_WRITE_THREAD", True),
-            sqlite_wal_gather=r.get_bool("SQLITE_WAL_GATHER", True),
         ),
         limits=LimitsConfig(
             max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),

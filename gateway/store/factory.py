@@ -9,24 +9,20 @@ _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-def make_store(database_url: str | None, *, sqlite_path: str, schema: str | None = None,
-               sqlite_write_thread: bool = True, sqlite_wal_gather: bool = True) -> SqliteStore | PostgresStore:
+def make_store(database_url: str | None, *, sqlite_path: str, schema: str | None = None) -> SqliteStore | PostgresStore:
     """The (unopened) store for `database_url`.
 
     None / "" -> SqliteStore(sqlite_path); "sqlite:///<path>" -> SqliteStore(<path>)
     ("sqlite:////abs/path" for an absolute path, "sqlite:///:memory:" in memory);
     "postgresql://..." / "postgres://..." -> PostgresStore(url, schema=schema).
-    `sqlite_write_thread`: SQLite commits on the writer thread where it can be used
-    (`gateway/store/sqlwriter.py`), else inline on the loop. `sqlite_wal_gather`: each
-    commit's WAL frames written with one write() where the VFS can be used (`_walvfs.c`).
     """
     if not database_url:
-        return SqliteStore(sqlite_path, write_thread=sqlite_write_thread, wal_gather=sqlite_wal_gather)
+        return SqliteStore(sqlite_path)
     if database_url.startswith(_SQLITE_PREFIX):
         path = database_url[len(_SQLITE_PREFIX) :]
         if not path:
             raise ValueError("sqlite URL without a path; use sqlite:///relative or sqlite:////absolute")
-        return SqliteStore(path, write_thread=sqlite_write_thread, wal_gather=sqlite_wal_gather)
+        return SqliteStore(path)
     if database_url.startswith(_POSTGRES_PREFIXES):
         return PostgresStore(database_url, schema=schema)
     scheme = database_url.split(":", 1)[0]
@@ -34,12 +30,10 @@ def make_store(database_url: str | None, *, sqlite_path: str, schema: str | None
 
 
 async def open_store(
-    database_url: str | None, *, sqlite_path: str, schema: str | None = None, sqlite_write_thread: bool = True,
-    sqlite_wal_gather: bool = True,
+    database_url: str | None, *, sqlite_path: str, schema: str | None = None,
 ) -> SqliteStore | PostgresStore:
     """Open and migrate the store for `database_url` (see `make_store`)."""
-    store = make_store(database_url, sqlite_path=sqlite_path, schema=schema, sqlite_write_thread=sqlite_write_thread,
-                       sqlite_wal_gather=sqlite_wal_gather)
+    store = make_store(database_url, sqlite_path=sqlite_path, schema=schema)
     await store.open()
     try:
         await store.migrate()

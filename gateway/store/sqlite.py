@@ -1,4 +1,4 @@
-"""SQLite backend: statements run inline on the event loop, commits and checkpoints on threads.
+"""SQLite backend: statements and commits run inline on the event loop, checkpoints on a thread.
 
 Lifecycle::
 
@@ -8,26 +8,24 @@ Lifecycle::
     ...
     await store.close()
 
-Why inline: in WAL mode with ``synchronous = NORMAL`` a commit does not fsync, so the
-statements of a chat operation take tens of microseconds, less than one hand-off to a
-worker thread and back (which also makes the thread and the loop contend for the GIL:
-measured, a hop per statement cost ~100 µs of CPU and added milliseconds of latency
-under load). What could block for longer is kept off the loop:
+Only the standard `sqlite3` module touches the database. Why inline: in WAL mode with
+``synchronous = NORMAL`` a commit does not fsync, so the statements of a chat operation
+and their COMMIT (writing the transaction's WAL frames) take tens of microseconds, less
+than a hand-off to a worker thread and back. A Python thread would also have to take the
+GIL back from the loop after every statement step, which a busy loop gives up only at
+its switch interval: the writes would stall exactly when the node is loaded. What could
+block for longer is kept off the loop:
 
 * **Checkpoints** (the only fsyncs): automatic checkpoints are off on the loop's
   connection; a second connection runs ``PRAGMA wal_checkpoint(PASSIVE)`` on a worker
   thread every `checkpoint_interval` seconds (and a final TRUNCATE at close).
-* **Commits** (writing the transaction's WAL frames: ~35-45 µs per stored message) and
-  the writes a transaction defers to its commit (a batch append's seq UPDATEs and message
-  INSERTs, `_InlineConn.defer`) run on the writer thread (`sqlwriter.py`, a C thread that
-  releases the GIL once for all of them) while the loop goes on serving; the store's lock
-  is held until it is done. Without the extension (or `write_thread=False`) they run inline.
-* **The batch append** (the message path's one write) runs whole on the writer thread,
-  its reads included, as one job (`_append_batch`); only a batch holding a client's
-  retry of a stored message runs again with its reads inline.
 * **Waiting for another process's write lock** (an admin CLI command on the same file):
   ``busy_timeout`` is 0 on the loop's connection; ``BEGIN IMMEDIATE`` is retried with
   ``asyncio.sleep`` backoff for up to `BUSY_TIMEOUT_S`, so the loop keeps serving.
+
+Group commit: the batch append (the message path's one write; `ChatService` batches
+concurrent sends, `gateway/chat/appender.py`) is one transaction, and its COMMIT has
+returned before any message of the batch is answered (`_append_batch`).
 
 One connection per store. Every operation holds the store's asyncio.Lock, so a reader
 never sees another task's uncommitted transaction on the shared connection; writes run
@@ -42,11 +40,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import re
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,7 +61,6 @@ from gateway.store.sql import (
     conversation_tenants,
     new_message_values,
 )
-from gateway.store.sqlwriter import SqlWriter, Step, open_writer, wal_gathering_vfs
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +90,8 @@ _PRAGMAS = (
 _INSERT_MESSAGE = (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error)"
                    f" VALUES ({', '.join(f'${i}' for i in range(1, 13))}, NULL)")
 _ADVANCE_SEQ = "UPDATE conversations SET last_seq = last_seq + $1, updated_at = $2 WHERE id = $3"
-# The batch append as one writer job (`SqliteStore._append_batch`): the statements take the
-# seqs from the conversation's row themselves, in the job's own transaction.
+# The batch append as one run of statements (`SqliteStore._append_batch`): the statements
+# take the seqs from the conversation's row themselves, in the run's own transaction.
 _CONVERSATION_COLUMNS = ("id", "tenant_id", "channel", "contact_id", "status", "assignee_id", "epoch", "last_seq",
                          "external_thread_id", "created_at", "updated_at")
 _READ_CONVERSATION = f"SELECT {', '.join(_CONVERSATION_COLUMNS)} FROM conversations WHERE id = ?1"
@@ -105,6 +100,9 @@ _INSERT_NEXT_MESSAGE = (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_erro
                         " SELECT ?1, ?2, ?3, last_seq + ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL"
                         " FROM conversations WHERE id = ?3 AND tenant_id = ?2")
 _ADVANCE_OWN_SEQ = "UPDATE conversations SET last_seq = last_seq + ?1, updated_at = ?2 WHERE id = ?3 AND tenant_id = ?4"
+# (sql, rows, collect): rows None runs the statement once without parameters, else once per
+# row of parameters; collect keeps the rows it returns (`run_steps`).
+Step = tuple[str, list[tuple[Any, ...]] | None, bool]
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
 _BUSY_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
@@ -124,25 +122,15 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorname", "") in _BUSY_ERRORS or "database is locked" in str(exc)
 
 
-class _InlineConn:
-    """`Conn` over the sqlite3 connection; each call runs to completion without suspending.
+class _LoopConn:
+    """`Conn` over the sqlite3 connection; each call runs to completion without suspending."""
 
-    `defer` keeps a write for the commit (`SqliteStore._commit`), which runs the deferred
-    writes and the COMMIT together, on the writer thread when there is one; nothing may
-    read or write through this connection after a deferral (it would not see the write)."""
-
-    __slots__ = ("_raw", "deferred")
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self._raw = raw
-        self.deferred: list[tuple[str, list[tuple[Any, ...]]]] = []
-
-    def _check_order(self) -> None:
-        if self.deferred:
-            raise RuntimeError("a statement after a deferred write of the same transaction")
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
-        self._check_order()
         rows: Sequence[Row] = self._raw.execute(to_sqlite_placeholders(sql), args).fetchall()
         return rows
 
@@ -151,22 +139,31 @@ class _InlineConn:
         return rows[0] if rows else None
 
     async def execute(self, sql: str, *args: Any) -> None:
-        self._check_order()
         self._raw.execute(to_sqlite_placeholders(sql), args).close()
 
-    def defer(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run `sql` once per row at the commit, in the order of the deferrals."""
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run `sql` once per row of parameters (one prepared statement)."""
         if rows:
-            self.deferred.append((to_sqlite_placeholders(sql), rows))
+            self._raw.executemany(to_sqlite_placeholders(sql), rows).close()
+
+
+def run_steps(db: sqlite3.Connection, steps: Sequence[Step]) -> list[Row]:
+    """Run `steps` on `db` in order, stopping at the first error (raised; the transaction
+    is left to the caller to roll back). Returns the rows of the collecting steps, in order."""
+    found: list[Row] = []
+    for sql, rows, collect in steps:
+        if rows is None:
+            db.execute(sql).close()
+        elif collect:
+            for params in rows:
+                found.extend(db.execute(sql, params).fetchall())
+        elif rows:
+            db.executemany(sql, rows).close()
+    return found
 
 
 def _is_file_path(path: str) -> bool:
     return path != ":memory:" and not path.startswith("file:")
-
-
-def _vfs_uri(path: str, vfs: str) -> str:
-    """The `file:` URI opening the database file at `path` through the VFS `vfs`."""
-    return f"file:{urllib.parse.quote(os.path.abspath(path))}?vfs={vfs}"
 
 
 def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
@@ -194,21 +191,15 @@ def checkpoint_file(path: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, path: str, *, checkpoint_interval: float = 1.0, write_thread: bool = True,
-                 wal_gather: bool = True) -> None:
+    def __init__(self, path: str, *, checkpoint_interval: float = 1.0) -> None:
         self._path = path
         self._uri = path.startswith("file:")
         self._db: sqlite3.Connection | None = None
-        self._write_thread = write_thread
-        self._wal_gather = wal_gather
-        self.wal_vfs: str | None = None  # the VFS gathering WAL writes, when in use (`_walvfs.c`)
-        self._writer: SqlWriter | None = None
-        self.writer_commits = 0  # commits run on the writer thread (one-job appends included)
         self._lock = asyncio.Lock()
         self._checkpoint_interval = checkpoint_interval
         self._checkpointer: asyncio.Task[None] | None = None
         self.busy_retries = 0  # BEGINs that found another process holding the write lock
-        self.one_job_appends = 0  # batch appends written as one writer job (`_append_batch`)
+        self.one_job_appends = 0  # batch appends written as one run of statements (`_append_batch`)
         self.optimistic_retries = 0  # ... that failed (a stored duplicate, a busy file) and ran again the locking way
         self.checkpoints = 0
         self.commits = 0  # write transactions committed on this store's connection
@@ -228,16 +219,7 @@ class SqliteStore(SqlStore):
             on_disk = _is_file_path(self._path)
             if on_disk:
                 await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
-            self.wal_vfs = wal_gathering_vfs() if self._wal_gather and on_disk else None
-            if self.wal_vfs is not None:
-                self._db = _connect(_vfs_uri(self._path, self.wal_vfs), uri=True)
-            else:
-                self._db = _connect(self._path, uri=self._uri)
-            if self._write_thread:
-                try:
-                    self._writer = open_writer(self._db, self._path if on_disk else None, asyncio.get_running_loop())
-                except OSError as exc:  # no thread or eventfd to be had: commits stay inline
-                    log.warning("sqlite writer thread off: %s", exc)
+            self._db = _connect(self._path, uri=self._uri)
             if on_disk:
                 self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 
@@ -248,9 +230,6 @@ class SqliteStore(SqlStore):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.close()
             db, self._db = self._db, None
             if db is None:
                 return
@@ -321,7 +300,7 @@ class SqliteStore(SqlStore):
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Conn]:
         async with self._lock:
-            yield _InlineConn(self._connection())
+            yield _LoopConn(self._connection())
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Conn]:
@@ -329,9 +308,9 @@ class SqliteStore(SqlStore):
             db = self._connection()
             await self._begin(db)
             try:
-                conn = _InlineConn(db)
+                conn = _LoopConn(db)
                 yield conn
-                await self._commit(db, conn.deferred)
+                db.execute("COMMIT")
                 self.commits += 1
             except sqlite3.IntegrityError as exc:
                 self._rollback(db)
@@ -342,62 +321,40 @@ class SqliteStore(SqlStore):
                 self._rollback(db)
                 raise
 
-    @property
-    def write_thread(self) -> bool:
-        """Whether commits run on the writer thread (`sqlwriter.py`; else inline)."""
-        return self._writer is not None
-
-    async def _commit(self, db: sqlite3.Connection, deferred: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        """The deferred writes, then COMMIT: on the writer thread, which releases the GIL
-        once for all of them, or inline where there is no writer."""
-        if self._writer is not None:
-            await self._writer.run([*deferred, ("COMMIT", None)])
-            self.writer_commits += 1
-            return
-        for sql, rows in deferred:
-            db.executemany(sql, rows).close()
-        db.execute("COMMIT")
-
     async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
         """The whole transaction — BEGIN, the conversations' reads, the message INSERTs, the
-        seq UPDATEs, COMMIT — as ONE job of the writer thread, where there is one.
+        seq UPDATEs, COMMIT — as one run of statements, planned on the loop.
 
-        The locking path (`SqlStore._append_batch`) runs BEGIN and its two reads (the
-        conversations, the stored duplicates) on the loop and hands only the writes and the
-        COMMIT to the writer: two stretches of loop work and a hand-off each way per batch,
-        under a lock that the next batch waits for (measured at 5,000 msg/s: the hand-offs
-        were about half of each group-commit cycle). Here the loop only plans: each INSERT
-        takes its seq from the conversation's row (`last_seq` + the message's place among
-        its conversation's new messages of the batch) and only where the row is the
-        requester's tenant's; the UPDATEs run after the INSERTs; the conversations' rows,
-        read first in the same transaction, come back with the job (`SqlWriter.run`) and
-        give the seqs and conversations of the answer.
+        The locking path (`SqlStore._append_batch`) locks the conversations and looks up
+        stored duplicates before it writes. Here each INSERT takes its seq from the
+        conversation's row (`last_seq` + the message's place among its conversation's new
+        messages of the batch) and only where the row is the requester's tenant's; the
+        UPDATEs run after the INSERTs; the conversations' rows, read first in the same
+        transaction, give the seqs and conversations of the answer.
 
         Stored duplicates (a client's retry of a message it already sent) are rare, so the
-        job runs as if there were none: a duplicate fails its INSERT on the unique index,
+        run goes as if there were none: a duplicate fails its INSERT on the unique index,
         the transaction is rolled back (no seq taken) and the batch runs again the locking
         way, which finds and answers it (`optimistic_retries`); so does a batch whose BEGIN
         finds another process holding the file's write lock (the locking path waits for it
-        off the loop) and one conversation id claimed by two tenants in one batch."""
-        writer = self._writer
-        if writer is None:
-            return await super()._append_batch(requests, now)
+        without blocking the loop) and one conversation id claimed by two tenants in one
+        batch. Nothing is answered before the COMMIT has returned."""
         tenant_of = conversation_tenants(requests)
         if tenant_of is None:
             return await super()._append_batch(requests, now)
         bp = BatchPlan.make(requests, {})
         made = [new_message_values(rq, n, now) for rq, n in bp.fresh]  # seq column: n (the place)
         steps: list[Step] = [
-            ("BEGIN IMMEDIATE", None),
+            ("BEGIN IMMEDIATE", None, False),
             (_READ_CONVERSATION, [(cid,) for cid in tenant_of], True),
-            (_INSERT_NEXT_MESSAGE, made),
-            (_ADVANCE_OWN_SEQ, [(n, now, cid, tenant_of[cid]) for cid, n in bp.counts.items()]),
-            ("COMMIT", None),
+            (_INSERT_NEXT_MESSAGE, made, False),
+            (_ADVANCE_OWN_SEQ, [(n, now, cid, tenant_of[cid]) for cid, n in bp.counts.items()], False),
+            ("COMMIT", None, False),
         ]
         async with self._lock:
             db = self._connection()
             try:
-                found = await writer.run(steps)
+                found: list[Row] | None = run_steps(db, steps)
             except sqlite3.Error:
                 self._rollback(db)
                 self.optimistic_retries += 1
@@ -407,14 +364,12 @@ class SqliteStore(SqlStore):
                 raise
             else:
                 self.commits += 1
-                self.writer_commits += 1
                 self.one_job_appends += 1
         if found is None:
             return await super()._append_batch(requests, now)
         convs: dict[str, Conversation] = {}
         first: dict[str, int] = {}  # the seq before this batch's messages, per owned conversation
-        for values in found:
-            row = dict(zip(_CONVERSATION_COLUMNS, values, strict=True))
+        for row in found:
             cid = row["id"]
             if row["tenant_id"] == tenant_of.get(cid):
                 first[cid] = int(row["last_seq"])
@@ -439,16 +394,15 @@ class SqliteStore(SqlStore):
             delay = min(delay * 2, 0.05)
 
     async def _insert_messages(self, conn: Conn, rows: list[tuple[Any, ...]]) -> None:
-        """One single-row INSERT run for every row, at the commit (`_commit`: on the writer
-        thread): one cached statement whatever the batch size, no multi-row text to build
-        and parse."""
-        assert isinstance(conn, _InlineConn)
-        conn.defer(_INSERT_MESSAGE, rows)
+        """One single-row INSERT run for every row: one cached statement whatever the batch
+        size, no multi-row text to build and parse."""
+        assert isinstance(conn, _LoopConn)
+        conn.executemany(_INSERT_MESSAGE, rows)
 
     async def _advance_seqs(self, conn: Conn, counts: dict[str, int], now: float) -> None:
         """One single-row UPDATE run for every conversation, as `_insert_messages`."""
-        assert isinstance(conn, _InlineConn)
-        conn.defer(_ADVANCE_SEQ, [(n, now, cid) for cid, n in counts.items()])
+        assert isinstance(conn, _LoopConn)
+        conn.executemany(_ADVANCE_SEQ, [(n, now, cid) for cid, n in counts.items()])
 
     async def _lock_migrations(self, conn: Conn) -> None:
         """Nothing to add: BEGIN IMMEDIATE already excludes every other writer of the file."""

@@ -63,20 +63,16 @@ class Backend:
     database_url: str
     schema: str | None
     opened: list[SqliteStore | PostgresStore] = field(default_factory=list)
-    sqlite_write_thread: bool = True
 
     def make(self) -> SqliteStore | PostgresStore:
         """An unopened store on this backend's database (closed at teardown once opened)."""
-        store = make_store(self.database_url, sqlite_path="unused", schema=self.schema,
-                           sqlite_write_thread=self.sqlite_write_thread, sqlite_wal_gather=self.sqlite_write_thread)
+        store = make_store(self.database_url, sqlite_path="unused", schema=self.schema)
         self.opened.append(store)
         return store
 
     async def open(self) -> Store:
         """Another opened and migrated store on this backend's database."""
-        store = await open_store(self.database_url, sqlite_path="unused", schema=self.schema,
-                                 sqlite_write_thread=self.sqlite_write_thread,
-                                 sqlite_wal_gather=self.sqlite_write_thread)
+        store = await open_store(self.database_url, sqlite_path="unused", schema=self.schema)
         assert isinstance(store, SqliteStore | PostgresStore)
         self.opened.append(store)
         return store
@@ -86,14 +82,13 @@ class Backend:
             await store.close()
 
 
-# "sqlite": commits on the writer thread (gateway/store/sqlwriter.py), WAL writes gathered
-# (gateway/store/_walvfs.c); "sqlite-inline": commits on the loop, SQLite's own VFS
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("sqlite-inline"),
+# "sqlite": the store production opens for a sqlite:/// URL (`make_store`)
+@pytest.fixture(params=[pytest.param("sqlite"),
                         pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     kind: str = request.param
-    if kind.startswith("sqlite"):
-        b = Backend(kind, f"sqlite:///{tmp_path / 'store.sqlite3'}", None, sqlite_write_thread=kind == "sqlite")
+    if kind == "sqlite":
+        b = Backend(kind, f"sqlite:///{tmp_path / 'store.sqlite3'}", None)
     else:
         b = Backend(kind, PG_DSN, random_schema())
     try:
@@ -744,7 +739,7 @@ async def test_a_retry_of_stored_messages_only_returns_them_with_their_conversat
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_append_is_one_write_unless_a_batch_holds_a_retry(kind: str, tmp_path: Path) -> None:
     """The append runs first as if nothing were stored yet (PostgreSQL: one statement;
-    SQLite: one job of the writer thread, BEGIN to COMMIT); a stored duplicate in the batch
+    SQLite: one run of statements, BEGIN to COMMIT); a stored duplicate in the batch
     fails it (undone whole: no seq taken) and the batch runs again with the duplicates read
     first, answering the retry with the stored message and storing the rest with
     contiguous seqs."""
@@ -772,7 +767,7 @@ async def test_append_is_one_write_unless_a_batch_holds_a_retry(kind: str, tmp_p
         assert later[0] is not None and later[0].message.seq == 5 and store.optimistic_retries == 1
         assert later[0].conversation.last_seq == 5 and later[0].conversation.updated_at == 3.0
         if isinstance(store, SqliteStore):
-            assert store.write_thread and store.one_job_appends == 2  # the first and the last
+            assert store.one_job_appends == 2  # the first and the last
     finally:
         await b.close_all()
         if b.schema is not None:
@@ -788,7 +783,7 @@ async def test_sqlite_one_job_append_waits_for_another_process_lock_off_the_loop
     other = sqlite3.connect(path, isolation_level=None)
     try:
         store = await b.open()
-        assert isinstance(store, SqliteStore) and store.write_thread
+        assert isinstance(store, SqliteStore)
         w = await new_world(store)
         other.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(store.append_message(w.tenant.id, w.conv.id, msg("hi", client_id="h"), now=1.0))

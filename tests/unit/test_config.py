@@ -70,3 +70,23 @@ def test_bad_file_line(tmp_path) -> None:
     f.write_text("NOEQUALS\n")
     with pytest.raises(ConfigError):
         load_config({"GATEWAY_CONFIG": str(f)})
+
+
+def test_retired_sqlite_settings_are_ignored_with_one_warning_each(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="gateway.config"):
+        c = load_config({"SQLITE_WRITE_THREAD": "false", "SQLITE_WAL_GATHER": "not even a bool"})
+    assert c.storage == load_config({}).storage
+    warned = [r.getMessage() for r in caplog.records if r.name == "gateway.config"]
+    assert len(warned) == 2 and warned[0].startswith("SQLITE_WAL_GATHER is no longer a setting and is ignored")
+    assert warned[1].startswith("SQLITE_WRITE_THREAD is no longer a setting and is ignored")
+    caplog.clear()
+    load_config({})
+    assert not caplog.records
+
+
+def test_retired_transport_settings_are_ignored_with_one_warning_each(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="gateway.config"):
+        c = load_config({"SEND_THREAD": "true", "WS_TRANSPORT": "stock", "WS_COMPRESSION": "maybe"})
+    assert c.server == load_config({}).server
+    warned = sorted(r.getMessage().split()[0] for r in caplog.records if r.name == "gateway.config")
+    assert warned == ["SEND_THREAD", "WS_COMPRESSION", "WS_TRANSPORT"]
