@@ -34,6 +34,11 @@ class ServerConfig:
     ws_flush_delay: float = 0.001  # seconds fan-out frames may wait to be coalesced (lean)
     send_thread: bool = True  # lean websocket writes on a C thread off the event loop (gateway/transport/sender.py)
     drain_timeout: float = 10.0
+    # Engine.IO heartbeat and Socket.IO connect timeout, in seconds (sub-second values allowed);
+    # the OPEN packet advertises the first two in milliseconds (pingInterval, pingTimeout)
+    ping_interval: float = 25.0  # the server sends a ping this long after the last pong (or the handshake)
+    ping_timeout: float = 20.0  # a ping left without a pong this long ends the session
+    connect_timeout: float = 10.0  # a session that has joined no namespace this long after its handshake ends
     event_loop: str = "auto"  # gateway/eventloop.py: auto (uvloop when installed), uvloop or asyncio
     loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/stallwatch.py; 0 = off)
     workers: int = 1  # processes serving this node's port (gateway/workers); > 1 needs PostgreSQL + Redis
@@ -237,6 +242,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ws_flush_delay=r.get_float("WS_FLUSH_DELAY", 0.001),
             send_thread=r.get_bool("SEND_THREAD", True),
             drain_timeout=r.get_float("DRAIN_TIMEOUT", 10.0),
+            ping_interval=_positive(r, "PING_INTERVAL", 25.0, lo=0.001),
+            ping_timeout=_positive(r, "PING_TIMEOUT", 20.0, lo=0.001),
+            connect_timeout=_positive(r, "CONNECT_TIMEOUT", 10.0, lo=0.001),
             event_loop=_event_loop(r.get_str("EVENT_LOOP", "auto") or "auto"),
             workers=workers,
             loop_stall_ms=r.get_int("LOOP_STALL_MS", 200, 0, 60_000),

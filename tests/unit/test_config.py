@@ -43,6 +43,9 @@ def test_env_and_file(tmp_path) -> None:
          "TLS_KEY": "/k"},
         {"LIMITS_SCOPE": "world", "REDIS_URL": "redis://h"},
         {"LIMITS_SCOPE": "cluster"},  # shared through Redis, which is not configured
+        {"PING_INTERVAL": "0"},
+        {"PING_TIMEOUT": "-1"},
+        {"CONNECT_TIMEOUT": "soon"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
@@ -66,3 +69,10 @@ def test_bad_file_line(tmp_path) -> None:
     f.write_text("NOEQUALS\n")
     with pytest.raises(ConfigError):
         load_config({"GATEWAY_CONFIG": str(f)})
+
+
+def test_heartbeat_and_connect_timeout_in_seconds() -> None:
+    d = load_config({}).server
+    assert (d.ping_interval, d.ping_timeout, d.connect_timeout) == (25.0, 20.0, 10.0)
+    c = load_config({"PING_INTERVAL": "0.3", "PING_TIMEOUT": "0.2", "CONNECT_TIMEOUT": "0.5"}).server
+    assert (c.ping_interval, c.ping_timeout, c.connect_timeout) == (0.3, 0.2, 0.5)
