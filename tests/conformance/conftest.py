@@ -59,7 +59,8 @@ async def start_gateway(tmp_path: Any) -> AsyncIterator[StartGateway]:
             base = make_config(tmp_path / f"gw{n}", **limits)
             config = replace(base, server=replace(base.server, ping_interval=ping_interval,
                                                   ping_timeout=ping_timeout, connect_timeout=connect_timeout))
-            running = await stack.enter_async_context(run_gateway(config))
+            # a raw test may leave a long-poll GET pending: cancel it at shutdown rather than wait for it
+            running = await stack.enter_async_context(run_gateway(config, shutdown_timeout=0.1))
             http = await stack.enter_async_context(aiohttp.ClientSession(trace_configs=[header_sent_trace()]))
             nt = await running.tenant()
             return Gateway(running, config, http, nt.tenant.widget_key)

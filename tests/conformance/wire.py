@@ -77,9 +77,14 @@ class Answer:
 
 async def request(http: aiohttp.ClientSession, method: str, url: str, body: str | bytes | None = None,
                   **kw: Any) -> Answer:
-    async with asyncio.timeout(WAIT):
-        async with http.request(method, url, data=body, **kw) as r:
-            return Answer(r.status, await r.text(errors="replace"), r.headers.get("Content-Type", ""))
+    """The answer to one request; an AssertionError naming the request when none comes
+    within WAIT seconds."""
+    try:
+        async with asyncio.timeout(WAIT):
+            async with http.request(method, url, data=body, **kw) as r:
+                return Answer(r.status, await r.text(errors="replace"), r.headers.get("Content-Type", ""))
+    except TimeoutError:
+        raise AssertionError(f"no answer to {method} {url} (body {body!r}) within {WAIT} s") from None
 
 
 async def barrier(http: aiohttp.ClientSession, base: str) -> None:
@@ -87,6 +92,11 @@ async def barrier(http: aiohttp.ClientSession, base: str) -> None:
     and dispatched by the time the answer arrives (the server serves requests in order of
     arrival on one event loop)."""
     await request(http, "GET", f"{base}/conformance-barrier")
+
+
+def _retrieve(task: asyncio.Task[Answer]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def parse_open(packet: str) -> dict[str, Any]:
@@ -120,8 +130,9 @@ class PollingSession:
     async def get(self) -> Answer:
         return await request(self.http, "GET", self.url)
 
-    async def post(self, body: str) -> Answer:
-        return await request(self.http, "POST", self.url, body.encode(),
+    async def post(self, body: str | bytes) -> Answer:
+        data = body.encode() if isinstance(body, str) else body
+        return await request(self.http, "POST", self.url, data,
                              headers={"Content-Type": "text/plain;charset=UTF-8"})
 
     async def pending_get(self) -> asyncio.Task[Answer]:
@@ -129,6 +140,7 @@ class PollingSession:
         still waiting for its answer."""
         sent = asyncio.Event()
         task = asyncio.create_task(request(self.http, "GET", self.url, trace_request_ctx=SimpleNamespace(sent=sent)))
+        task.add_done_callback(_retrieve)  # a test that fails before awaiting it logs no "never retrieved"
         async with asyncio.timeout(WAIT):
             await sent.wait()
         await barrier(self.http, self.base)
@@ -136,8 +148,10 @@ class PollingSession:
         return task
 
     async def send(self, *packets: str) -> None:
+        """POST `packets` as one payload; its answer must be 200 (its body is checked by
+        test_polling, not here)."""
         a = await self.post(SEP.join(packets))
-        assert (a.status, a.body) == (200, "ok"), f"POST {packets!r}: expected 200 'ok', got {a.status} {a.body!r}"
+        assert a.status == 200, f"POST {packets!r}: expected 200, got {a.shape()}"
 
     async def recv(self) -> str:
         """The next packet other than a ping or a noop (a ping is answered with a pong).
@@ -184,8 +198,11 @@ class WsSession:
     @classmethod
     async def connect(cls, http: aiohttp.ClientSession, base: str, **query: str | None) -> aiohttp.ClientWebSocketResponse:
         q: dict[str, str | None] = {"EIO": "4", "transport": "websocket", **query}
-        async with asyncio.timeout(WAIT):
-            return await http.ws_connect(eio_url(ws_base(base), **q), autoping=True, autoclose=True)
+        try:
+            async with asyncio.timeout(WAIT):
+                return await http.ws_connect(eio_url(ws_base(base), **q), autoping=True, autoclose=True)
+        except TimeoutError:
+            raise AssertionError(f"no answer to the websocket handshake {q} within {WAIT} s") from None
 
     @classmethod
     async def open(cls, http: aiohttp.ClientSession, base: str) -> WsSession:
@@ -200,8 +217,11 @@ class WsSession:
 
     async def frame(self) -> str:
         """The next text frame (an Engine.IO packet); Closed when the connection closes."""
-        async with asyncio.timeout(WAIT):
-            msg = await self.ws.receive()
+        try:
+            async with asyncio.timeout(WAIT):
+                msg = await self.ws.receive()
+        except TimeoutError:
+            raise AssertionError(f"no frame and no close within {WAIT} s") from None
         if msg.type == aiohttp.WSMsgType.TEXT:
             return str(msg.data)
         if msg.type == aiohttp.WSMsgType.BINARY:
@@ -245,3 +265,36 @@ async def open_session(http: aiohttp.ClientSession, base: str, transport: str) -
 
 def now() -> float:
     return time.monotonic()
+
+
+@dataclass(frozen=True)
+class SioPacket:
+    """A Socket.IO v5 packet as the default parser encodes it inside an Engine.IO message:
+    `4<type>[<namespace>,][<ack id>][<JSON>]`."""
+
+    type: int
+    nsp: str
+    ack: int | None
+    data: Any
+
+
+def parse_sio(packet: str) -> SioPacket:
+    assert packet[:1] == "4" and packet[1:2].isdigit(), f"expected a Socket.IO packet (4<type>...), got {packet!r}"
+    kind, rest = int(packet[1]), packet[2:]
+    nsp = "/"
+    if rest.startswith("/"):
+        nsp, _, rest = rest.partition(",")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    ack = int(rest[:digits]) if digits else None
+    body = rest[digits:]
+    return SioPacket(kind, nsp, ack, json.loads(body) if body else None)
+
+
+async def join_visitor(s: Session, auth: str) -> SioPacket:
+    """CONNECT to /visitor; the CONNECT answer (the `session` event that follows is read too)."""
+    await s.send(f"40/visitor,{auth}")
+    answer = parse_sio(await s.recv())
+    if answer.type == 0:
+        session = parse_sio(await s.recv())
+        assert (session.type, session.nsp, session.data[0]) == (2, "/visitor", "session"), session
+    return answer
