@@ -4,6 +4,7 @@ test needs, and an HTTP client that can tell when a request is on the wire."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,7 +40,7 @@ class Gateway:
         return self.running.url
 
     def visitor_auth(self) -> str:
-        return '{"widget_key":"%s"}' % self.widget_key
+        return json.dumps({"widget_key": self.widget_key}, separators=(",", ":"))
 
 
 StartGateway = Callable[..., Awaitable[Gateway]]

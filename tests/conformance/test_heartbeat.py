@@ -13,6 +13,8 @@ at once, so consecutive pings are pingInterval apart.
 
 from __future__ import annotations
 
+import itertools
+
 from tests.conformance.conftest import SHORT_PING_INTERVAL, SHORT_PING_TIMEOUT, StartGateway
 from tests.conformance.wire import PollingSession, WsSession, now
 
@@ -21,7 +23,7 @@ PINGS = 3
 
 
 def check_timing(pings: list[float], closed: float) -> None:
-    gaps = [round(b - a, 3) for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(pings)]
     late = round(closed - pings[-1], 3)
     assert all(abs(g - SHORT_PING_INTERVAL) <= TOLERANCE for g in gaps), (
         f"pings {gaps} s apart: expected {SHORT_PING_INTERVAL} ± {TOLERANCE}")

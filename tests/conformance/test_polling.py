@@ -8,6 +8,8 @@ Spec: engine.io-protocol README "HTTP long-polling" ("Sending data", "Receiving 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conformance.conftest import Gateway
@@ -38,7 +40,7 @@ async def test_a_post_with_several_packets(gateway: Gateway) -> None:
     joined = await join_visitor(s, gateway.visitor_auth())
     assert joined.type == 0, joined
     await s.send('42/visitor,1["session:get"]', '42/visitor,2["conversation:list"]')
-    acks = {}
+    acks: dict[int | None, Any] = {}
     while len(acks) < 2:
         p = parse_sio(await s.recv())
         if p.type == 3:

@@ -20,7 +20,8 @@ async def upgrade(gw: Gateway, s: PollingSession) -> WsSession:
     probe = await ws.frame()
     assert probe == "3probe", f"expected '3probe' (and no OPEN packet on an upgrade), got {probe!r}"
     got = await pending
-    assert (got.status, got.body) == (200, "6"), f"pending GET during the upgrade: expected (200, '6'), got {got.shape()}"
+    assert (got.status, got.body) == (200, "6"), (
+        f"pending GET during the upgrade: expected (200, '6'), got {got.shape()}")
     await ws.send("5")
     return ws
 

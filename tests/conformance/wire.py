@@ -174,17 +174,18 @@ class PollingSession:
         reference server shows it: a GET answered with a payload ending in a close packet
         ("1"), after which a GET is answered 400."""
         seen: list[str] = []
-        async with asyncio.timeout(WAIT):
-            while True:
-                a = await self.get()
-                assert a.status == 200, (f"the session ended without a close packet: GET answered "
-                                         f"{a.status} {a.body!r} after {seen!r}")
-                packets = a.body.split(SEP)
-                seen += packets
-                if packets[-1] == "1":
-                    break
-                if "2" in packets:
-                    await self.post("3")
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while True:
+            assert asyncio.get_running_loop().time() < deadline, f"no close within {WAIT} s; received {seen!r}"
+            a = await self.get()
+            assert a.status == 200, (f"the session ended without a close packet: GET answered "
+                                     f"{a.status} {a.body!r} after {seen!r}")
+            packets = a.body.split(SEP)
+            seen += packets
+            if packets[-1] == "1":
+                break
+            if "2" in packets:
+                await self.post("3")
         after = await self.get()
         assert after.status == 400, f"a GET after the close packet: expected 400, got {after.status} {after.body!r}"
         return seen
@@ -196,7 +197,8 @@ class WsSession:
     handshake: dict[str, Any]
 
     @classmethod
-    async def connect(cls, http: aiohttp.ClientSession, base: str, **query: str | None) -> aiohttp.ClientWebSocketResponse:
+    async def connect(cls, http: aiohttp.ClientSession, base: str,
+                      **query: str | None) -> aiohttp.ClientWebSocketResponse:
         q: dict[str, str | None] = {"EIO": "4", "transport": "websocket", **query}
         try:
             async with asyncio.timeout(WAIT):
