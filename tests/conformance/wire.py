@@ -88,10 +88,11 @@ async def request(http: aiohttp.ClientSession, method: str, url: str, body: str 
 
 
 async def barrier(http: aiohttp.ClientSession, base: str) -> None:
-    """One request round trip to the server: everything written to it before has been read
-    and dispatched by the time the answer arrives (the server serves requests in order of
-    arrival on one event loop)."""
-    await request(http, "GET", f"{base}/conformance-barrier")
+    """One request round trip to the server (a long-polling GET for a session that does not
+    exist, answered at once with 400): everything written to the server before has been
+    read and dispatched by the time the answer arrives (the server serves requests in order
+    of arrival on one event loop)."""
+    await request(http, "GET", eio_url(base, EIO="4", transport="polling", sid="conformance-barrier"))
 
 
 def _retrieve(task: asyncio.Task[Answer]) -> None:
