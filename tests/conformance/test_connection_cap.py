@@ -64,8 +64,8 @@ async def test_sessions_that_joined_nothing_count_from_their_handshake(start_gat
     Issue 29 "Connection accounting"; docs/operations.md MAX_CONNECTIONS_PER_IP."""
     gw = await start_gateway(max_connections_per_ip=CAP)
     first = await PollingSession.open(gw.http, gw.url)
-    await PollingSession.open(gw.http, gw.url)
-    await WsSession.open(gw.http, gw.url)
+    # kept referenced: a dropped websocket client is closed when collected, ending its session
+    kept = [await PollingSession.open(gw.http, gw.url), await WsSession.open(gw.http, gw.url)]
     outcome = await attempt(gw, transport)
     assert refused_at_handshake(outcome), f"a fourth session: expected its handshake refused, got {outcome!r}"
     await first.send("1")
@@ -73,6 +73,7 @@ async def test_sessions_that_joined_nothing_count_from_their_handshake(start_gat
     assert gone.status == 400, gone.shape()
     outcome = await attempt(gw, transport)
     assert outcome == "joined", f"after one session ended: expected to join, got {outcome!r}"
+    assert len(kept) == 2
 
 
 async def test_a_joined_session_counts_once(start_gateway: StartGateway, transport: str) -> None:
@@ -80,9 +81,11 @@ async def test_a_joined_session_counts_once(start_gateway: StartGateway, transpo
     are one connection); the next handshake from the address is refused.
     Issue 29 "Connection accounting"; docs/operations.md MAX_CONNECTIONS_PER_IP."""
     gw = await start_gateway(max_connections_per_ip=CAP)
+    kept = []  # referenced: a dropped websocket client is closed when collected, ending its session
     for i in range(CAP):
-        s = await open_session(gw.http, gw.url, transport)
+        kept.append(s := await open_session(gw.http, gw.url, transport))
         answer = await join_visitor(s, gw.visitor_auth())
         assert answer.type == 0, f"session {i + 1} of {CAP}: expected to join, got {answer}"
     outcome = await attempt(gw, transport)
     assert refused_at_handshake(outcome), f"session {CAP + 1}: expected its handshake refused, got {outcome!r}"
+    assert len(kept) == CAP
