@@ -37,3 +37,5 @@ def setup_logging(log_format: str, node_id: str, level: int = logging.INFO) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # the websockets library's protocol logs every connection's end at INFO: not news here
+    logging.getLogger("websockets").setLevel(max(level, logging.WARNING))

@@ -205,7 +205,8 @@ class Session:
             self._engine.wheel.file(self, min(due))
 
     def on_time(self, now: float) -> None:
-        if self.closed:
+        if self.closed:  # a closed polling session whose client never came for its close packet
+            self._engine.forget(self)
             return
         if self.connect_by and now >= self.connect_by:
             self._engine.close(self, "connect_timeout")
@@ -311,6 +312,9 @@ class EngineServer:
                 return self._bad(BAD_HANDSHAKE_METHOD, "handshake not a GET", headers=cors)
             return await self._handshake(request, transport, cors)
         session = self.sessions.get(sid)
+        if session is not None and session.closed and not (request.method == "GET" and transport == "polling"):
+            self.forget(session)  # only the GET that fetches its close packet finds a closed session
+            session = None
         if session is None:
             return self._bad(UNKNOWN_SID, "unknown session", headers=cors)
         if transport == "websocket":
@@ -379,7 +383,7 @@ class EngineServer:
             return web.Response(text=body_text, content_type="text/plain", headers=cors)
         conn = self._take_over(request, session)
         if conn is None:
-            self.close(session, "transport")
+            self._close_answered(session)
             return self._bad(BAD_REQUEST, "cannot take the connection over", headers=cors)
         session.ws = conn
         conn.write(ws_frame(open_packet(session.sid, [], s.ping_interval, s.ping_timeout, s.max_payload).encode()))
@@ -424,7 +428,7 @@ class EngineServer:
 
     async def _poll(self, request: web.Request, session: Session, cors: dict[str, str]) -> web.StreamResponse:
         if session.poll_get is not None:
-            self.close(session, "transport")
+            self._close_answered(session)
             return self._bad(BAD_REQUEST, "concurrent polling GET", headers=cors)
         if not session.outbox and not session.closed:
             waiter = session.poll_get = asyncio.get_running_loop().create_future()
@@ -433,6 +437,8 @@ class EngineServer:
             finally:
                 session.poll_get = None
         body = b"\x1e".join(session.take_outbox())
+        if session.closed:
+            self.forget(session)
         return web.Response(body=body, content_type="text/plain", charset="UTF-8", headers=cors)
 
     async def _post(self, request: web.Request, session: Session, cors: dict[str, str]) -> web.StreamResponse:
@@ -442,7 +448,7 @@ class EngineServer:
             return web.json_response({"code": BAD_REQUEST, "message": "Payload too large"}, status=413,
                                      headers={**cors, "Connection": "close"})
         if session.posting:
-            self.close(session, "transport")
+            self._close_answered(session)
             return self._bad(BAD_REQUEST, "concurrent polling POST", headers=cors)
         session.posting = True
         try:
@@ -456,13 +462,13 @@ class EngineServer:
         try:
             packets = decode_payload(body.decode("utf-8"), MAX_POLL_PACKETS)
         except (UnicodeDecodeError, PacketError) as exc:
-            self.close(session, "transport")
+            self._close_answered(session)
             return self._bad(BAD_REQUEST, f"malformed polling body: {exc}", headers=cors)
         for packet in packets:
             if session.closed:
                 break
             if not self._on_packet(session, packet):
-                self.close(session, "transport")
+                self._close_answered(session)
                 return self._bad(BAD_REQUEST, "unexpected packet on polling", headers=cors)
         return web.Response(text="ok", content_type="text/html", headers=cors)
 
@@ -638,10 +644,13 @@ class EngineServer:
         if probe is not None:
             probe.abort()
         waiter = session.poll_get
-        if ws is None:
-            session.outbox = [(NOOP if client_closed else CLOSE).encode()]
+        if ws is None:  # polling: the client learns of the end from its next (or waiting) GET
+            session.outbox = [*(session.outbox or ()), (NOOP if client_closed else CLOSE).encode()]
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
+            elif not client_closed:  # kept until that GET comes, or for a heartbeat's length
+                self.sessions[session.sid] = session
+                self.wheel.file(session, self.wheel.now() + self.settings.ping_interval + self.settings.ping_timeout)
         if self.admission is not None:
             self.admission.release(session.remote)
         try:
@@ -649,9 +658,21 @@ class EngineServer:
         except Exception:
             log.exception("closing session %s failed", session.sid)
 
+    def _close_answered(self, session: Session) -> None:
+        """Close a polling session whose end this very request answers (400): it is not
+        kept for a later GET."""
+        self.close(session, "transport")
+        self.forget(session)
+
+    def forget(self, session: Session) -> None:
+        """Drop a closed session's entry (kept for its client's last GET)."""
+        self.wheel.cancel(session)
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+
     def close_all(self, reason: str, code: int = CloseCode.GOING_AWAY) -> int:
         """Close every session (a drain or a shutdown); how many there were."""
-        sessions = list(self.sessions.values())
+        sessions = [s for s in self.sessions.values() if not s.closed]
         for s in sessions:
             self.close(s, reason, code=code)
         self.flush_all()

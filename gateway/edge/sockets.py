@@ -6,8 +6,10 @@ It multiplexes namespaces over an Engine.IO session
 an ACK when it asked for one) and leaves with DISCONNECT. Namespaces are objects given to
 `SocketServer` (`NamespaceHandler`); a namespace nobody registered, the main namespace `/`
 included, is refused with CONNECT_ERROR `{"message": "Invalid namespace"}`. A packet that
-does not decode closes the session, as the reference server does; binary packets
-(attachments) are not accepted.
+does not decode, an event or ack on a namespace not joined and a second CONNECT to a
+joined namespace close the session, as the reference server does; binary packets
+(attachments) are not accepted. Events sent on a namespace whose CONNECT is still being
+handled are kept (up to `MAX_EARLY`) and handled once it is joined.
 
 Events named like lifecycle calls (`connect`, `disconnect`, …) or without a string name
 never reach a handler as such: they are renamed so that the handler answers them as an
@@ -109,14 +111,13 @@ class SocketServer:
         try:
             pkt = decode_sio(text)
         except PacketError as exc:
-            self.malformed += 1
-            log.debug("session %s: malformed Socket.IO packet (%s); closing it", session.sid, exc)
-            self.engine.close(session, "transport")
+            self._refuse(session, f"malformed Socket.IO packet ({exc})")
             return
         ns = pkt.namespace
         if pkt.type == EVENT:
             sid = (session.namespaces or {}).get(ns)
-            if sid is None:  # not joined: ignored, as the reference server does
+            if sid is None:  # not joined: the client broke the protocol
+                self._refuse(session, "an event on a namespace not joined")
                 return
             if sid == PENDING:  # sent before its CONNECT was answered: handled once it is
                 early = self._early.setdefault((session, ns), [])
@@ -133,7 +134,14 @@ class SocketServer:
             if sid:
                 handler_ = self.namespaces[ns]
                 self._tasks.spawn(handler_.disconnect(sid))
-        # ACK: the server asks clients for none
+        elif pkt.type == ACK and not (session.namespaces or {}).get(ns):
+            self._refuse(session, "an ack on a namespace not joined")
+        # other ACKs: the server asks clients for none; DISCONNECT of a namespace not joined: nothing to do
+
+    def _refuse(self, session: Session, why: str) -> None:
+        self.malformed += 1
+        log.debug("session %s: %s; closing it", session.sid, why)
+        self.engine.close(session, "transport")
 
     def _on_event(self, session: Session, ns: str, sid: str, pkt: SioPacket) -> None:
         event = safe_event(pkt.data)
@@ -175,7 +183,7 @@ class SocketServer:
         if nss is None:
             nss = session.namespaces = {}
         if ns in nss:
-            self._send(session, encode_sio(CONNECT_ERROR, ns, {"message": "already connected"}))
+            self._refuse(session, "a second CONNECT to a joined namespace")
             return
         nss[ns] = PENDING  # now: the packets behind this one see the namespace joining
         self._tasks.spawn(self._connect(session, ns, handler, auth))

@@ -82,8 +82,9 @@ class SioPacket:
     data: Any
 
 
-# type digit, optional "/namespace," (no query string), optional ack id
-_HEAD = re.compile(rf"([0-6])(?:(/[^,?]{{0,{MAX_NAMESPACE}}}),)?([0-9]{{0,{MAX_ACK_DIGITS}}})")
+# type digit, optional "/namespace," (no query string; the comma may be left out when nothing
+# follows), optional ack id
+_HEAD = re.compile(rf"([0-6])(?:(/[^,?]{{0,{MAX_NAMESPACE}}})(?:,|$))?([0-9]{{0,{MAX_ACK_DIGITS}}})")
 
 
 def decode_sio(text: str) -> SioPacket:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from typing import Any
@@ -117,3 +118,37 @@ async def test_sigterm_drains_and_clients_resume_on_another_node(tmp_path) -> No
             assert "draining" in a.log()
         finally:
             await asyncio.gather(*(p.close() for p in everyone))
+
+
+async def test_drain_answers_waiting_long_polls_with_a_close_packet(tmp_path) -> None:
+    """A long-polling client waiting on its GET learns of the drain from that GET at once (a
+    close packet, then 400), as websocket clients do from their close frame; before, it
+    waited for its next ping (seconds) with no close packet."""
+    async with run_gateway(make_config(tmp_path)) as rg:
+        nt = await rg.tenant()
+        base = f"{rg.url}/socket.io/?EIO=4&transport=polling"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base) as r:
+                sid = json.loads((await r.text())[1:])["sid"]
+            url = f"{base}&sid={sid}"
+            async with http.post(url, data='40/visitor,' + json.dumps({"widget_key": nt.tenant.widget_key})) as r:
+                assert r.status == 200
+            got = ""
+            while "40/visitor" not in got or "session" not in got:  # the CONNECT answer and the session event
+                async with http.get(url) as r:
+                    got += await r.text()
+            drain = asyncio.create_task(rg.gw.app[DRAINER_KEY].drain(2.0))
+
+            async def poll_until_closed() -> list[str]:
+                bodies: list[str] = []
+                while not bodies or bodies[-1].split("\x1e")[-1] != "1":
+                    async with http.get(url) as r:
+                        assert r.status == 200
+                        bodies.append(await r.text())
+                return bodies
+
+            bodies = await asyncio.wait_for(poll_until_closed(), 10)
+            assert "server:draining" in "".join(bodies)
+            assert (await drain).closed == 1
+            async with http.get(url) as r:
+                assert r.status == 400

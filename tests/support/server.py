@@ -57,9 +57,12 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def run_gateway(config: Config, hub: MemoryHub | None = None) -> AsyncIterator[RunningGateway]:
+async def run_gateway(config: Config, hub: MemoryHub | None = None,
+                      shutdown_timeout: float = 60.0) -> AsyncIterator[RunningGateway]:
+    """`shutdown_timeout`: seconds the shutdown waits for requests still being handled (a
+    raw client's long-poll GET left pending, say) before cancelling them."""
     gw = await build_gateway(config, hub=hub)
-    runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = EdgeSite(runner, "127.0.0.1", 0)
     await site.start()

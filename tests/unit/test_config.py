@@ -47,6 +47,9 @@ def test_env_and_file(tmp_path) -> None:
          "TLS_KEY": "/k"},
         {"LIMITS_SCOPE": "world", "REDIS_URL": "redis://h"},
         {"LIMITS_SCOPE": "cluster"},  # shared through Redis, which is not configured
+        {"PING_INTERVAL": "0"},
+        {"PING_TIMEOUT": "-1"},
+        {"CONNECT_TIMEOUT": "soon"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
@@ -90,3 +93,10 @@ def test_retired_transport_settings_are_ignored_with_one_warning_each(caplog: py
     assert c.server == load_config({}).server
     warned = sorted(r.getMessage().split()[0] for r in caplog.records if r.name == "gateway.config")
     assert warned == ["SEND_THREAD", "WS_COMPRESSION", "WS_TRANSPORT"]
+
+
+def test_heartbeat_and_connect_timeout_in_seconds() -> None:
+    d = load_config({}).server
+    assert (d.ping_interval, d.ping_timeout, d.connect_timeout) == (25.0, 20.0, 10.0)
+    c = load_config({"PING_INTERVAL": "0.3", "PING_TIMEOUT": "0.2", "CONNECT_TIMEOUT": "0.5"}).server
+    assert (c.ping_interval, c.ping_timeout, c.connect_timeout) == (0.3, 0.2, 0.5)
