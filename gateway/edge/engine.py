@@ -37,7 +37,7 @@ from aiohttp import web
 from websockets.frames import CloseCode
 from websockets.utils import accept_key
 
-from gateway.edge.listen import detachable
+from gateway.edge.listen import InnerTransport, detachable
 from gateway.edge.turns import TurnBacklog, TurnBudget
 from gateway.edge.wheel import TimerWheel
 from gateway.edge.wire import (
@@ -52,7 +52,7 @@ from gateway.edge.wire import (
     open_packet,
     ws_frame,
 )
-from gateway.edge.ws import WsConnection
+from gateway.edge.ws import ParserPool, WsConnection
 
 log = logging.getLogger(__name__)
 
@@ -122,22 +122,8 @@ class Session:
     """One Engine.IO session, on long-polling or on a websocket."""
 
     __slots__ = (
-        "_engine",
-        "closed",
-        "connect_by",
-        "namespaces",
-        "next_ping",
-        "origin",
-        "outbox",
-        "poll_get",
-        "pong_by",
-        "posting",
-        "probe",
-        "remote",
-        "sid",
-        "tick",
-        "user_agent",
-        "ws",
+        "_engine", "_more", "_ns", "_ns_sid", "closed", "connect_by", "next_ping", "origin", "outbox", "poll_get",
+        "pong_by", "posting", "probe", "remote", "sid", "tick", "user_agent", "ws",
     )
 
     def __init__(self, engine: EngineServer, sid: str, remote: str, user_agent: str, origin: str) -> None:
@@ -156,7 +142,42 @@ class Session:
         self.next_ping = 0.0  # when the next ping is due (0: waiting for a pong)
         self.pong_by = 0.0  # when the pong to the last ping is due (0: none awaited)
         self.connect_by = 0.0  # when the session must have joined a namespace (0: it has)
-        self.namespaces: dict[str, str] | None = None  # the Socket.IO layer's: namespace → its sid
+        # the Socket.IO layer's namespaces joined (namespace → its sid): the first in two
+        # fields, the others (rare) in a dict
+        self._ns: str | None = None
+        self._ns_sid = ""
+        self._more: dict[str, str] | None = None
+
+    # --- the namespaces joined (kept here for the Socket.IO layer) --------------------
+    def ns_get(self, ns: str) -> str | None:
+        """The sid of namespace `ns` on this session, or None."""
+        if ns == self._ns:
+            return self._ns_sid
+        more = self._more
+        return None if more is None else more.get(ns)
+
+    def ns_set(self, ns: str, sid: str) -> None:
+        if self._ns is None or ns == self._ns:
+            self._ns, self._ns_sid = ns, sid
+        elif self._more is None:
+            self._more = {ns: sid}
+        else:
+            self._more[ns] = sid
+
+    def ns_pop(self, ns: str) -> str | None:
+        if ns == self._ns:
+            sid = self._ns_sid
+            self._ns, self._ns_sid = None, ""
+            return sid
+        return None if self._more is None else self._more.pop(ns, None)
+
+    def ns_take_all(self) -> list[tuple[str, str]]:
+        """Every (namespace, sid) joined, forgotten here."""
+        out = [] if self._ns is None else [(self._ns, self._ns_sid)]
+        if self._more:
+            out += self._more.items()
+        self._ns, self._ns_sid, self._more = None, "", None
+        return out
 
     @property
     def transport(self) -> str:
@@ -255,8 +276,8 @@ class EngineServer:
         self.generate_id = generate_id or _random_sid
         self.admission = admission
         self.sessions: dict[str, Session] = {}
-        self.max_message = settings.max_payload
         self.high_water = settings.high_water
+        self.parsers = ParserPool(settings.max_payload)
         self.wheel = TimerWheel(settings.timer_resolution, per_tick=settings.timers_per_tick)
         self._allow_any_origin = "*" in settings.cors_origins
         self._origins = frozenset(settings.cors_origins)
@@ -432,10 +453,16 @@ class EngineServer:
             return self._bad(BAD_REQUEST, "concurrent polling GET", headers=cors)
         if not session.outbox and not session.closed:
             waiter = session.poll_get = asyncio.get_running_loop().create_future()
+            inner = request.transport
+            if isinstance(inner, InnerTransport):  # a client gone while it waits frees the poll
+                inner.on_lost(lambda: None if waiter.done() else waiter.set_result(None))
             try:
                 await waiter
             finally:
                 session.poll_get = None
+            t = request.transport
+            if t is None or t.is_closing():  # nobody to answer: the packets wait for the next GET
+                return web.Response(status=499)
         body = b"\x1e".join(session.take_outbox())
         if session.closed:
             self.forget(session)

@@ -115,7 +115,7 @@ class SocketServer:
             return
         ns = pkt.namespace
         if pkt.type == EVENT:
-            sid = (session.namespaces or {}).get(ns)
+            sid = session.ns_get(ns)
             if sid is None:  # not joined: the client broke the protocol
                 self._refuse(session, "an event on a namespace not joined")
                 return
@@ -128,13 +128,12 @@ class SocketServer:
         elif pkt.type == CONNECT:
             self._on_connect(session, ns, pkt.data)
         elif pkt.type == DISCONNECT:
-            nss = session.namespaces
-            sid = nss.pop(ns, None) if nss else None
+            sid = session.ns_pop(ns)
             self._early.pop((session, ns), None)
             if sid:
                 handler_ = self.namespaces[ns]
                 self._tasks.spawn(handler_.disconnect(sid))
-        elif pkt.type == ACK and not (session.namespaces or {}).get(ns):
+        elif pkt.type == ACK and not session.ns_get(ns):
             self._refuse(session, "an ack on a namespace not joined")
         # other ACKs: the server asks clients for none; DISCONNECT of a namespace not joined: nothing to do
 
@@ -158,11 +157,7 @@ class SocketServer:
         self._tasks.spawn(self._event(session, ns, sid, event, pkt.id))
 
     def on_close(self, session: Session, reason: str) -> None:
-        nss = session.namespaces
-        if not nss:
-            return
-        session.namespaces = None
-        left = [(ns, sid) for ns, sid in nss.items() if sid]
+        left = [(ns, sid) for ns, sid in session.ns_take_all() if sid]
         if left:
             self._tasks.spawn(self._left(left))
 
@@ -179,13 +174,10 @@ class SocketServer:
         if handler is None:
             self._send(session, encode_sio(CONNECT_ERROR, ns, {"message": "Invalid namespace"}))
             return
-        nss = session.namespaces
-        if nss is None:
-            nss = session.namespaces = {}
-        if ns in nss:
+        if session.ns_get(ns) is not None:
             self._refuse(session, "a second CONNECT to a joined namespace")
             return
-        nss[ns] = PENDING  # now: the packets behind this one see the namespace joining
+        session.ns_set(ns, PENDING)  # now: the packets behind this one see the namespace joining
         self._tasks.spawn(self._connect(session, ns, handler, auth))
 
     async def _connect(self, session: Session, ns: str, handler: NamespaceHandler, auth: Any) -> None:
@@ -208,10 +200,10 @@ class SocketServer:
                                                                  "data": {"code": "internal"}}))
             return
         early = self._early.pop((session, ns), ())
-        if session.closed or session.namespaces is None or session.namespaces.get(ns) != PENDING:
+        if session.closed or session.ns_get(ns) != PENDING:
             await handler.disconnect(sid)  # the session ended, or the client left meanwhile
             return
-        session.namespaces[ns] = sid
+        session.ns_set(ns, sid)
         session.joined()
         self._send(session, encode_sio(CONNECT, ns, {"sid": sid}))
         for pkt in early:
@@ -219,16 +211,15 @@ class SocketServer:
 
     @staticmethod
     def _forget_pending(session: Session, ns: str) -> None:
-        nss = session.namespaces
-        if nss is not None and nss.get(ns) == PENDING:
-            del nss[ns]
+        if session.ns_get(ns) == PENDING:
+            session.ns_pop(ns)
 
     async def disconnect(self, eio_sid: str, ns: str) -> None:
         """Make the connection leave `ns`: the client gets DISCONNECT, the handler is called."""
         session = self.engine.sessions.get(eio_sid)
-        if session is None or not session.namespaces:
+        if session is None or session.closed:
             return
-        sid = session.namespaces.pop(ns, None)
+        sid = session.ns_pop(ns)
         if not sid:
             return
         self._send(session, encode_sio(DISCONNECT, ns))

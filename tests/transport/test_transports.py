@@ -53,3 +53,32 @@ async def test_node_client_on_both_transports(tmp_path: Path, transport: str) ->
         assert proc.returncode == 0, err.decode()
         report = json.loads(out.decode().strip().splitlines()[-1])
         assert report["agent_received"] == "hello from node" and report["visitor_received"] == "hi node"
+
+
+async def test_a_long_poll_whose_connection_dropped_frees_the_session_for_the_next(tmp_path: Path) -> None:
+    """A client's waiting GET is lost with its TCP connection (a phone changing networks):
+    the session is not left with a GET that nobody reads, so the client's next GET, on a
+    new connection, is served (not refused as concurrent) and gets what was queued."""
+    import aiohttp
+
+    from tests.support.waits import until
+
+    async with run_gateway(make_config(tmp_path)) as rg:
+        nt = await rg.tenant()
+        engine = rg.gw.realtime.sockets.engine
+        base = f"{rg.url}/socket.io/?EIO=4&transport=polling"
+        async with aiohttp.ClientSession() as http, http.get(base) as r:
+            sid = json.loads((await r.text())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        lost = aiohttp.ClientSession()
+        pending = asyncio.create_task(lost.get(url))
+        await until(lambda: engine.sessions[sid].poll_get is not None)
+        pending.cancel()
+        await lost.close()  # the connection under the waiting GET is gone
+        await until(lambda: engine.sessions[sid].poll_get is None)
+        async with aiohttp.ClientSession() as http:
+            auth = json.dumps({"widget_key": nt.tenant.widget_key})
+            async with http.post(url, data=f"40/visitor,{auth}") as r:
+                assert r.status == 200
+            async with http.get(url) as r:
+                assert r.status == 200 and (await r.text()).startswith("40/visitor,")
