@@ -27,6 +27,7 @@ from gateway.config import Config
 from gateway.domain import Conversation, Message
 from gateway.edge import EngineSettings, SocketServer
 from gateway.http.api import api_routes
+from gateway.http.headers import install_security_headers
 from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
 from gateway.metrics import Metrics
@@ -219,6 +220,7 @@ async def build_gateway(
         sender = HandoffSender(worker.paths, message_size(config.limits.max_event_bytes))
         middlewares.insert(0, handoff_middleware(ENGINEIO_PATH, sids, sender))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_event_bytes)
+    install_security_headers(app, public_url=config.server.public_url)
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
                  metrics, NodeRpc(broker, node_id), worker)
     _core_metrics(gw)

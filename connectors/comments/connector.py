@@ -13,7 +13,6 @@ The tenant needs an enabled `comments` channel (`channel add --kind comments`).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from connectors.base import InboundMessage, InboundSink, OutboundMessage, SendRe
 from connectors.context import ConnectorContext
 from gateway.domain import AuthorType, Channel, DeliveryState, Message, TenantStatus
 from gateway.errors import Code, GatewayError, bad_request
+from gateway.http.body import read_json
 from gateway.store import NotFound
 from gateway.validation import as_object, message_text, opt_int, opt_str, req_client_id, req_str
 
@@ -81,15 +81,7 @@ class CommentsConnector:
         return tenant.id
 
     async def post(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise GatewayError(Code.PAYLOAD_TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise GatewayError(Code.PAYLOAD_TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
-        try:
-            body = as_object(json.loads(raw or b"null"), "body")
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("body must be JSON") from None
+        body = as_object(await read_json(request, MAX_BODY_BYTES), "body")
         tenant_id = await self._tenant_id(body.get("widget_key") or request.headers.get("X-Widget-Key"))
         thread = _thread(body.get("thread"))
         name = req_str(body, "author_name", max_len=100).strip()

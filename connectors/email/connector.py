@@ -47,6 +47,7 @@ from connectors.context import ConnectorContext
 from connectors.email.compose import text_to_html
 from connectors.email.idle import IdleConnection
 from connectors.email.imap import ImapPoller, oauth2_client
+from connectors.email.listener import GatewayLoop, SmtpListener
 from connectors.email.oauth2 import MailTokens
 from connectors.email.parse import (
     body_text,
@@ -62,7 +63,7 @@ from connectors.email.parse import (
     thread_ids,
 )
 from connectors.email.store import EmailIdStore, ImapPollClaims
-from connectors.inbound import InboundResult
+from connectors.inbound import MAX_INBOUND_TEXT, InboundResult
 from connectors.oauth import AuthError
 from gateway.domain import Channel
 from gateway.periodic import Periodic
@@ -75,6 +76,11 @@ MAX_ATTACHMENTS = 20
 # its polls (and keeps the inbox's IDLE connection), another node takes the inbox over
 # when the claim runs out (its holder stopped polling: it died, or was set to 0)
 IMAP_CLAIM_INTERVALS = 2.0
+# Commands one SMTP connection may send (aiosmtpd answers `421 4.7.0 <command> sent too many
+# times` and hangs up): a pipelined flood of valid commands ends after a bounded amount of work
+# instead of being answered line after line; a sender with more mail reconnects.
+SMTP_CALL_LIMITS = {"*": 20, "MAIL": 100, "RCPT": 1000, "DATA": 100, "RSET": 100}
+BODY_SCAN_CHARS = 4 * MAX_INBOUND_TEXT  # quoted lines and markup dropped from it leave room
 MAX_OUTBOUND_BYTES = 20 * 1024 * 1024  # in all, per mail: what common SMTP relays take (25 MB) after base64
 
 
@@ -87,7 +93,7 @@ class EmailConnector:
         self.ids = EmailIdStore(ctx.db, ctx.clock)
         self._files = AttachmentStore(ctx.config.storage.data_dir, self._settings.max_attachment_bytes)
         self._reply_key = ctx.box.derive("email-reply-address")
-        self._server: asyncio.Server | None = None
+        self._listener: SmtpListener | None = None
         self.smtp_port: int | None = None  # the bound port once listening
         self._tokens = MailTokens(ctx.clock, self._store_refresh_token)  # XOAUTH2 logins, IMAP and SMTP
         claims = ImapPollClaims(ctx.db)
@@ -112,23 +118,21 @@ class EmailConnector:
         self._polling.start()
         if self._settings.smtp_port is None:
             return
-        handler = _Handler(self)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        handler = _Handler(self, GatewayLoop(asyncio.get_running_loop()))
+        self._listener = SmtpListener(
             lambda: SMTP(handler, data_size_limit=self._settings.max_message_bytes, enable_SMTPUTF8=True,
-                         hostname="izihelp", ident="IZIHelp gateway"),
-            host=self._settings.smtp_host, port=self._settings.smtp_port,
+                         hostname="izihelp", ident="IZIHelp gateway", command_call_limit=SMTP_CALL_LIMITS),
+            self._settings.smtp_host, self._settings.smtp_port,
         )
-        self.smtp_port = self._server.sockets[0].getsockname()[1]
+        self.smtp_port = await self._listener.start()
         log.info("email: SMTP listener on %s:%s", self._settings.smtp_host, self.smtp_port)
 
     async def stop(self) -> None:
         await self._polling.stop()
         await self.imap.close()
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await server.wait_closed()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
 
     def routes(self) -> list[web.RouteDef]:
         return []
@@ -141,8 +145,8 @@ class EmailConnector:
 
     async def receive(self, raw: bytes, rcpt_tos: list[str]) -> list[InboundResult]:
         """Route one mail to every tenant it is addressed to; at most once per tenant."""
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
-        assert isinstance(msg, EmailMessage)
+        # off the loop: a mail may be up to SMTP_MAX_MESSAGE_BYTES of hostile MIME
+        msg, text = await asyncio.to_thread(_parse_mail, raw)
         sender = first_address(msg.get("From"))
         if sender is None:
             log.info("email: dropping a mail without a From address")
@@ -160,7 +164,7 @@ class EmailConnector:
                 continue
             ch, thread = routed
             done.add(ch.tenant_id)
-            results.append(await self._deliver(ch, thread, msg, sender, external_id))
+            results.append(await self._deliver(ch, thread, msg, text, sender, external_id))
         return results
 
     async def _route(self, rcpt: str, msg: EmailMessage) -> tuple[ChannelConfig, str] | None:
@@ -193,10 +197,9 @@ class EmailConnector:
             thread = "sha256:" + hashlib.sha256(msg.as_bytes()).hexdigest()
         return ch, thread
 
-    async def _deliver(self, ch: ChannelConfig, thread: str, msg: EmailMessage, sender: tuple[str, str],
-                       external_id: str) -> InboundResult:
+    async def _deliver(self, ch: ChannelConfig, thread: str, msg: EmailMessage, text: str,
+                       sender: tuple[str, str], external_id: str) -> InboundResult:
         subject = str(msg.get("Subject") or "")
-        text = strip_quotes(body_text(msg))
         attachments, dropped = await self._attachments(ch.tenant_id, msg)
         if dropped:
             text += "\n\n[" + ", ".join(dropped) + ": attachment over the size limit, not kept]"
@@ -337,16 +340,25 @@ class EmailConnector:
                               filename=a.name or "attachment")
 
 
+def _parse_mail(raw: bytes) -> tuple[EmailMessage, str]:
+    """The parsed mail and its new text (quotes stripped), read from the body's first
+    `BODY_SCAN_CHARS` only: the stored text is cut at `MAX_INBOUND_TEXT` anyway."""
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    return msg, strip_quotes(body_text(msg, BODY_SCAN_CHARS))
+
+
 class _Handler:
     """aiosmtpd hooks: refuse unknown recipients, hand accepted mail to the connector."""
 
-    def __init__(self, connector: EmailConnector) -> None:
+    def __init__(self, connector: EmailConnector, gateway: GatewayLoop) -> None:
         self._c = connector
+        self._gateway = gateway  # the hooks run on the SMTP listener's loop; the stores live on this one
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         try:
-            ok = await self._c.accepts(address)
+            ok = await self._gateway.run(self._c.accepts(address))
         except Exception:
             log.exception("email: RCPT check failed")
             return "451 4.3.0 temporary failure, try again later"
@@ -360,7 +372,7 @@ class _Handler:
         if not isinstance(raw, bytes):
             raw = str(raw).encode("utf-8", errors="replace")
         try:
-            await self._c.receive(raw, list(envelope.rcpt_tos))
+            await self._gateway.run(self._c.receive(raw, list(envelope.rcpt_tos)))
         except Exception:
             log.exception("email: storing an inbound mail failed")
             return "451 4.3.0 temporary failure, try again later"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,9 @@ from connectors.facebook.parse import MalformedPayload, parse_delivery
 from connectors.facebook.signature import SIGNATURE_HEADER, signature_valid
 from connectors.facebook.threads import CommentThread, MessengerThread, decode_thread
 from gateway.domain import Channel
+from gateway.errors import GatewayError
+from gateway.http.body import parse_json, read_body
+from gateway.http.middleware import error_response
 
 if TYPE_CHECKING:
     from connectors.context import ConnectorContext
@@ -26,10 +28,6 @@ log = logging.getLogger(__name__)
 
 OUTBOUND_ATTACHMENT_KINDS = frozenset({"image", "audio", "video", "file"})
 MAX_CHALLENGE_CHARS = 256
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class FacebookConnector:
@@ -89,9 +87,9 @@ class FacebookConnector:
 
     async def _receive(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await self._read_body(request)
-        except _BodyTooLarge:
-            return _error(413, "payload_too_large", "body exceeds the limit")
+            body = await read_body(request, self._options.max_body_bytes)
+        except GatewayError as exc:
+            return error_response(exc)
         header = request.headers.get(SIGNATURE_HEADER)
         pages = await self._directory.pages() if header else []
         # The Pages this delivery may speak for: those of the app whose secret signed it.
@@ -104,8 +102,10 @@ class FacebookConnector:
             return _error(503, "not_ready", "connector not started")  # Meta retries
         allowed = {p.page_id: p for p in pages if p.app_secret in good}
         try:
-            result = parse_delivery(json.loads(body), allowed)
-        except (ValueError, MalformedPayload) as exc:
+            result = parse_delivery(parse_json(body), allowed)
+        except GatewayError as exc:
+            return error_response(exc)
+        except MalformedPayload as exc:
             return _error(400, "malformed", str(exc)[:200])
         if result.skipped:
             log.debug("facebook webhook: skipped %s", dict(result.skipped))
@@ -113,19 +113,6 @@ class FacebookConnector:
             # Durable before acknowledged: if the sink fails we answer 500, Meta retries, dedup by external id.
             await sink(msg)
         return web.json_response({"ok": True, "received": len(result.messages)})
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self._options.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise _BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     # -- outbound ----------------------------------------------------------------------------------
 

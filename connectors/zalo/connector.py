@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -27,6 +26,9 @@ from connectors.zalo import api, errors, events, signature
 from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
 from connectors.zalo.tokens import Clock, Sleep, TokenManager
 from gateway.domain import Channel
+from gateway.errors import GatewayError
+from gateway.http.body import parse_json, read_body
+from gateway.http.middleware import error_response
 
 log = logging.getLogger(__name__)
 # What the OA upload API takes (confirmed in several open-source integrations, not tried live):
@@ -178,13 +180,6 @@ class ZaloConnector:
     def routes(self) -> list[web.RouteDef]:
         return [web.post(self.settings.webhook_base.rstrip("/") + "/{app_id}", self.handle_webhook)]
 
-    async def _read_limited(self, request: web.Request) -> bytes | None:
-        limit = self.settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return None
-        raw = await request.content.read(limit + 1)
-        return None if len(raw) > limit else raw
-
     def _verify(self, app_id: str, raw: bytes, header: str | None) -> str | None:
         secrets = {oa.account.oa_secret_key for oa in self._oas.values() if oa.account.app_id == app_id}
         for secret in sorted(secrets):
@@ -193,9 +188,10 @@ class ZaloConnector:
         return None
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        raw = await self._read_limited(request)
-        if raw is None:
-            return _error(413, "payload_too_large", "body exceeds the limit")
+        try:
+            raw = await read_body(request, self.settings.max_body_bytes)
+        except GatewayError as exc:
+            return error_response(exc)
         app_id = request.match_info["app_id"]
         if not any(oa.account.app_id == app_id for oa in self._oas.values()):
             await self.reload_accounts()
@@ -206,9 +202,9 @@ class ZaloConnector:
         if age > self.settings.max_event_age or age < -self.settings.max_clock_skew:
             return _error(403, "stale_timestamp", "event timestamp outside the accepted window")
         try:
-            event = json.loads(raw)
-        except ValueError:
-            return _error(400, "malformed", "body is not JSON")
+            event = parse_json(raw)
+        except GatewayError as exc:
+            return error_response(exc)
         if not isinstance(event, dict) or str(event.get("timestamp")) != ts:
             return _error(400, "malformed", "not a Zalo event object")
         if str(event.get("app_id", app_id)) != app_id:

@@ -42,6 +42,7 @@ class CallRoutes:
             web.get("/api/v1/recordings/{id}", self.playback),
             web.get("/call-test", self.page),
             web.get("/call-test/socket.io.min.js", self.sio_bundle),
+            web.get("/call-test/call-test.js", self.page_script),
         ]
 
     async def playback(self, request: web.Request) -> web.StreamResponse:
@@ -75,6 +76,10 @@ class CallRoutes:
     async def page(self, request: web.Request) -> web.Response:
         html = resources.files("gateway.calls").joinpath("static/call-test.html").read_text(encoding="utf-8")
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def page_script(self, request: web.Request) -> web.Response:
+        js = resources.files("gateway.calls").joinpath("static/call-test.js").read_bytes()
+        return web.Response(body=js, content_type="application/javascript", headers={"Cache-Control": "no-store"})
 
     async def sio_bundle(self, request: web.Request) -> web.Response:
         js = resources.files("gateway.calls").joinpath("static/socket.io.min.js").read_bytes()

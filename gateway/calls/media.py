@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.sdp import SessionDescription
 
 from gateway.calls.passthrough import PacketTrack, PassthroughQueue, install_passthrough
 from recording.service import ActiveRecording
@@ -19,6 +20,21 @@ VISITOR, AGENT = 0, 1  # leg index = recording stream index ("caller", "agent")
 
 class SdpError(ValueError):
     pass
+
+
+def check_offer(offer_sdp: str) -> None:
+    """Refuse (SdpError) an offer that DTLS-SRTP cannot secure: one that aiortc cannot parse,
+    or with a media section without a DTLS fingerprint (`a=fingerprint`, in the section or at
+    session level). aiortc itself accepts such an offer and fails later, in a task, when the
+    DTLS transport starts."""
+    try:
+        desc = SessionDescription.parse(offer_sdp)
+    except Exception as exc:
+        raise SdpError(f"the offer could not be parsed: {exc}") from None
+    for media in desc.media:
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise SdpError(f"the offer's {media.kind} section has no DTLS fingerprint (a=fingerprint): "
+                           "DTLS-SRTP is required")
 
 
 class Leg:
@@ -51,6 +67,7 @@ class CallMedia:
         """Terminate the leg `index` (its endpoint's offer, ICE gathered); return our answer."""
         if index in self.legs:
             raise SdpError("this leg is already connected")
+        check_offer(offer_sdp)
         pc = RTCPeerConnection(self._rtc_config)
         outbound = PacketTrack()
         leg = Leg(pc, outbound)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
-from gateway.calls.media import AGENT, VISITOR, CallMedia, SdpError
+from gateway.calls.media import AGENT, VISITOR, CallMedia, SdpError, check_offer
 from gateway.calls.settings import CallSettings
 from gateway.calls.store import CallRow, CallStore
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
@@ -132,6 +132,10 @@ class CallService:
         call = self._get_active(p.tenant_id, call_id)
         if call.row.state != "ringing" or call.ending:
             raise GatewayError(Code.CONVERSATION_CLOSED, "the call is no longer ringing", state=call.row.state)
+        try:
+            check_offer(sdp)  # an unusable offer leaves the call ringing for the other agents
+        except SdpError as exc:
+            raise bad_request(str(exc), field="sdp") from None
         now = self.clock()
         if not await self.store.answer(p.tenant_id, call_id, p.agent_id, now):
             raise GatewayError(Code.CONVERSATION_CLOSED, "the call is no longer ringing")

@@ -15,6 +15,7 @@ from gateway.chat.wire import agent_dict, contact_dict, conversation_dict, messa
 from gateway.config import Config
 from gateway.domain import AgentRole, ConversationFilter, ConversationStatus, TenantStatus
 from gateway.errors import Code, GatewayError, bad_request, not_found
+from gateway.http.body import read_json
 from gateway.store import NotFound, Store
 from gateway.validation import (
     as_object,
@@ -64,17 +65,9 @@ class Api:
             raise GatewayError(Code.FORBIDDEN, "this account is not active")
         return AgentPrincipal(agent.tenant_id, agent.id, agent.role, agent.name)
 
-    @staticmethod
-    async def body(request: web.Request) -> Mapping[str, Any]:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise GatewayError(Code.PAYLOAD_TOO_LARGE, "request body too large") from None
-        try:
-            obj = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("body must be JSON") from None
-        return as_object(obj, "body")
+    async def body(self, request: web.Request) -> Mapping[str, Any]:
+        """The JSON object of the request's body (`{}` when empty), at most `MAX_EVENT_BYTES`."""
+        return as_object(await read_json(request, self.config.limits.max_event_bytes, empty={}), "body")
 
     @staticmethod
     def path_id(request: web.Request, key: str) -> str:

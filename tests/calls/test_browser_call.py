@@ -181,3 +181,27 @@ async def test_widget_call_errors(tmp_path: Path, loopback_ice: None, monkeypatc
                 assert (await page.evaluate(STATS))["call"]["end_reason"] == "missed"
             finally:
                 await browser.close()
+
+
+async def test_pages_run_under_their_csp(call_gateway: RunningGateway) -> None:
+    """The demo shop (with the widget open), the console and the call test page work under the
+    gateway's Content-Security-Policy: no violation is reported by Chromium."""
+    from playwright.async_api import async_playwright
+
+    _chromium()
+    rg = call_gateway
+    info = await _demo(rg)
+    violations: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            ctx = await browser.new_context(permissions=["microphone"], locale="en-US")
+            ctx.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+            await _console(ctx, rg.url, info["agent_token"])
+            await _visitor(ctx, rg.url)
+            page = await ctx.new_page()
+            await page.goto(f"{rg.url}/call-test?role=visitor&key={info['widget_key']}")
+            await expect(page.locator("#log")).to_contain_text("ready visitor", timeout=T)
+        finally:
+            await browser.close()
+    assert violations == []

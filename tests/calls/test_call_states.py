@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+
 import pytest
 
 from tests.calls.support import calls_of, endpoint
@@ -112,3 +115,37 @@ async def test_bad_payloads(call_gateway):
     finally:
         await v.close()
         await ag.close()
+
+
+def _without_fingerprint(sdp: str) -> str:
+    return "".join(line for line in sdp.splitlines(keepends=True) if not line.startswith("a=fingerprint:"))
+
+
+async def test_offer_without_dtls_fingerprint_is_refused_at_once(call_gateway, caplog):
+    """An offer DTLS-SRTP cannot secure is `bad_request` naming the fingerprint, for the caller's
+    `call:start` and the agent's `call:accept`; no call rings, and nothing fails later in a task."""
+    caplog.set_level(logging.WARNING)
+    rg = call_gateway
+    nt, _, _, ag, v, conv = await setup_parties(rg)
+    caller, bad_caller, bad_agent = endpoint(440), endpoint(1), endpoint(2)
+    try:
+        r = await v.call("call:start", {"conversation_id": conv["id"], "sdp": _without_fingerprint(
+            await bad_caller.offer())}, timeout=10)
+        assert not r["ok"] and r["error"]["code"] == "bad_request", r
+        assert "fingerprint" in r["error"]["message"] and r["error"]["details"] == {"field": "sdp"}
+        assert calls_of(rg).active == {} and ag.of("call:ringing") == []
+        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+        assert ack["ok"], ack
+        r = await ag.call("call:accept", {"call_id": ack["call"]["id"], "sdp": _without_fingerprint(
+            await bad_agent.offer())}, timeout=10)
+        assert not r["ok"] and r["error"]["code"] == "bad_request" and "fingerprint" in r["error"]["message"], r
+        hung = await v.call("call:hangup", {"call_id": ack["call"]["id"]})
+        assert hung["ok"], hung
+    finally:
+        for ep in (caller, bad_caller, bad_agent):
+            await ep.close()
+        await v.close()
+        await ag.close()
+    gc.collect()  # an unretrieved task exception is logged when the task is collected
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -11,6 +11,7 @@ import pytest
 from connectors.email.parse import (
     body_text,
     first_address,
+    html_to_text,
     is_automatic,
     message_ids,
     parse_reply_address,
@@ -99,3 +100,19 @@ def test_automatic_mail_detection_and_addresses() -> None:
     assert first_address("=?UTF-8?B?Tmd1eeG7hW4gVsSDbiBB?= <Khach@Example.VN>") == ("=?UTF-8?B?Tmd1eeG7hW4gVsSDbiBB?=",
                                                                                     "khach@example.vn")
     assert first_address("not an address") is None
+
+
+def test_html_to_text_drops_quotes_and_scripts_and_keeps_unclosed_markup_linear() -> None:
+    html = ('<html><head><title>t</title></head><body><p>Xin chào<br>shop</p><script>alert(1)</script>'
+            '<blockquote>old</blockquote><style>p{}</style><div class="gmail_quote">On … wrote: q</div></body></html>')
+    assert html_to_text(html) == "Xin chào\nshop"
+    # an element never closed is kept as text; unclosed tags leave what is between them
+    assert html_to_text("<blockquote>a<blockquote>b") == "ab"
+    assert html_to_text("a < b and c > d") == "a  d"  # as a tag, as before
+    assert html_to_text("<div<div<div>x") == "<div<divx"  # a tag never spans another `<`
+
+
+def test_body_text_limit() -> None:
+    m = EmailMessage()
+    m.set_content("a" * 1000)
+    assert body_text(m, 10) == "a" * 10

@@ -37,3 +37,14 @@ def test_verify_rejects() -> None:
 
     h = hmac.new(b"test-oa-secret", fz.APP_ID.encode() + VECTOR_BODY + b"1751272409784", hashlib.sha256).hexdigest()
     assert signature.verify(VECTOR_BODY, "mac=" + h, fz.APP_ID, "test-oa-secret") is None
+
+
+def test_signed_timestamp_found_among_other_candidates() -> None:
+    ts = fz.now_ms()
+    raw = (b'{"app_id":"' + fz.APP_ID.encode() + b'","user":{"timestamp":"1"},"timestamp":"' + ts.encode()
+           + b'","message":{"text":"x"}}')
+    assert signature.verify(raw, fz.sign(raw, ts), fz.APP_ID, fz.OA_SECRET) == ts
+    # a body whose candidates exceed the bound is refused, not hashed candidate by candidate
+    flood = b"{" + b"".join(b'"timestamp":"%d",' % i for i in range(signature.MAX_CANDIDATES)) \
+        + b'"timestamp":"' + ts.encode() + b'"}'
+    assert signature.verify(flood, fz.sign(flood, ts), fz.APP_ID, fz.OA_SECRET) is None
