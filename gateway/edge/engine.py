@@ -138,7 +138,7 @@ class Session:
         self.poll_get: asyncio.Future[None] | None = None  # polling: the GET waiting for packets
         self.posting = False
         self.closed = False
-        self.tick = -1  # TimerWheel entry
+        self.tick: object = None  # TimerWheel entry
         self.next_ping = 0.0  # when the next ping is due (0: waiting for a pong)
         self.pong_by = 0.0  # when the pong to the last ping is due (0: none awaited)
         self.connect_by = 0.0  # when the session must have joined a namespace (0: it has)
@@ -238,7 +238,7 @@ class Session:
         if self.next_ping and now >= self.next_ping:
             engine = self._engine
             self.next_ping = 0.0
-            self.pong_by = now + engine.settings.ping_timeout
+            self.pong_by = engine.wheel.when(now + engine.settings.ping_timeout)
             ws = self.ws
             if ws is not None:
                 ws.write(PING_FRAME)
@@ -249,7 +249,8 @@ class Session:
     def on_pong(self) -> None:
         if self.pong_by:
             self.pong_by = 0.0
-            self.next_ping = self._engine.wheel.now() + self._engine.settings.ping_interval
+            wheel = self._engine.wheel
+            self.next_ping = wheel.when(wheel.now() + self._engine.settings.ping_interval)
             self.schedule()
 
     def joined(self) -> None:
@@ -396,8 +397,8 @@ class EngineServer:
         self.handshakes += 1
         now = self.wheel.now()
         s = self.settings
-        session.next_ping = now + s.ping_interval
-        session.connect_by = now + s.connect_timeout if s.connect_timeout > 0 else 0.0
+        session.next_ping = self.wheel.when(now + s.ping_interval)
+        session.connect_by = self.wheel.when(now + s.connect_timeout) if s.connect_timeout > 0 else 0.0
         session.schedule()
         if transport == "polling":
             body_text = open_packet(session.sid, ["websocket"], s.ping_interval, s.ping_timeout, s.max_payload)

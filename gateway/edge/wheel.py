@@ -5,7 +5,9 @@ each would cost memory and heap work per connection. Here an item is filed under
 its deadline falls in, and one loop timer runs every due tick while anything is filed.
 An item fires within one tick after its deadline (plus the loop's own delay), never
 before. Re-filing an item under another tick leaves its old entry behind; the item's
-`tick` field says which entry is current, and stale ones are skipped.
+`tick` field holds the bucket (a list shared by every item of that tick) of its current
+entry, and stale ones are skipped. `when` gives one shared float per tick, so that many
+items' deadlines cost one object rather than one each.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Protocol
 
 
 class Timed(Protocol):
-    """What the wheel files: `tick` is the tick of its current entry (-1: none)."""
+    """What the wheel files: `tick` is the bucket of its current entry (None: none)."""
 
-    tick: int
+    tick: object
 
     def on_time(self, now: float) -> None:
         """Its deadline has come; it may file itself again (`TimerWheel.file`)."""
@@ -36,10 +38,12 @@ class TimerWheel:
         self._per_tick = per_tick
         self._buckets: dict[int, list[Timed]] = {}
         self._ticks: list[int] = []  # heap of the buckets' ticks
+        self._whens: dict[int, float] = {}  # tick → its shared deadline float
+        self._when_ticks: list[int] = []  # heap of `_whens`' ticks
         self._last = 0  # the last tick run
         self._handle: asyncio.TimerHandle | None = None
         self._armed = math.inf  # the tick the loop timer is set for
-        self._carry: list[tuple[int, Timed]] = []  # (tick, item) past their deadline beyond a run's bound
+        self._carry: list[tuple[list[Timed], Timed]] = []  # (bucket, item) due beyond a run's bound
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -47,26 +51,35 @@ class TimerWheel:
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values()) + len(self._carry)
 
+    def when(self, deadline: float) -> float:
+        """`deadline` rounded up to the end of its tick, as one float shared by every caller
+        of that tick (a deadline is never brought forward)."""
+        tick = math.ceil(deadline / self.resolution)
+        w = self._whens.get(tick)
+        if w is None:
+            w = self._whens[tick] = max(tick * self.resolution, deadline)
+            heapq.heappush(self._when_ticks, tick)
+        return w
+
     def file(self, item: Timed, deadline: float) -> None:
         """Fire `item.on_time` at the end of the tick holding `deadline` (loop time)."""
         if not self._buckets and not self._carry:  # idle until now: no tick to catch up on
             self._last = max(self._last, math.floor(self.now() / self.resolution))
         tick = max(math.ceil(deadline / self.resolution), self._last + 1)
-        if item.tick == tick:
-            return
-        item.tick = tick
         bucket = self._buckets.get(tick)
         if bucket is None:
-            self._buckets[tick] = [item]
+            bucket = self._buckets[tick] = []
             heapq.heappush(self._ticks, tick)
-        else:
-            bucket.append(item)
+        elif item.tick is bucket:
+            return
+        item.tick = bucket
+        bucket.append(item)
         if tick < self._armed:
             self._arm(tick)
 
     def cancel(self, item: Timed) -> None:
         """Forget `item`'s entry (its stale entry is skipped when its tick comes)."""
-        item.tick = -1
+        item.tick = None
 
     def _arm(self, tick: int) -> None:
         loop = asyncio.get_running_loop()
@@ -83,18 +96,21 @@ class TimerWheel:
         self._armed = math.inf
         now = self.now()
         current = math.floor(now / self.resolution)
-        due = [(tick, item) for tick, item in self._carry if item.tick == tick]
+        due = [(bucket, item) for bucket, item in self._carry if item.tick is bucket]
         self._carry = []
         buckets, ticks = self._buckets, self._ticks
         while ticks and ticks[0] <= current:
-            tick = heapq.heappop(ticks)
-            due += [(tick, item) for item in buckets.pop(tick) if item.tick == tick]
+            bucket = buckets.pop(heapq.heappop(ticks))
+            due += [(bucket, item) for item in bucket if item.tick is bucket]
+        whens, when_ticks = self._whens, self._when_ticks
+        while when_ticks and when_ticks[0] <= current:
+            del whens[heapq.heappop(when_ticks)]
         self._last = max(self._last, current)
         bound = self._per_tick
         if bound and len(due) > bound:
             due, self._carry = due[:bound], due[bound:]
         for _, item in due:
-            item.tick = -1
+            item.tick = None
         for _, item in due:
             item.on_time(now)
         if self._carry:
@@ -109,4 +125,6 @@ class TimerWheel:
         self._armed = math.inf
         self._buckets.clear()
         self._ticks.clear()
+        self._whens.clear()
+        self._when_ticks.clear()
         self._carry.clear()

@@ -23,7 +23,7 @@ class Clock:
 
 class Item:
     def __init__(self, fired: list[tuple[str, float]], name: str) -> None:
-        self.tick = -1
+        self.tick: object = None
         self.name = name
         self._fired = fired
 
