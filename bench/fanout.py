@@ -124,6 +124,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 f"{pr:,.0f}", ratio(fo.deliveries_per_s, pr))
             row("    server CPU us/delivery", f"{fo.cpu_us_per_delivery:.2f}", f"{pc:.2f}",
                 ratio(fo.cpu_us_per_delivery, pc))
+            pe = fp.events_per_delivery if fp else 0.0
+            row("    events written per delivery", f"{fo.events_per_delivery:.3f}", f"{pe:.3f}",
+                ratio(fo.events_per_delivery, pe))
     if "rooms" in only:
         ros, rps = await both(_rooms_run(a), a.no_peer, flip)
         flip = not flip

@@ -26,6 +26,9 @@ class FanoutResult:
     cpu_us_per_delivery: float
     seconds: float
     send_errors: int
+    # server events the watchers received per delivered message:new (message:new itself and
+    # conversation:updated summaries), over the measured phase: the work the server wrote
+    events_per_delivery: float = 0.0
 
 
 async def fanout(srv: Server, clients: int, messages: int, workers: int, inflight: int = 50) -> FanoutResult:
@@ -46,6 +49,7 @@ async def fanout(srv: Server, clients: int, messages: int, workers: int, infligh
         await asyncio.gather(*(w.expect("reached") for w in ws))
         await asyncio.gather(*(w.send("expect", total=k * (WARMUP + messages))
                                for w, k in zip(ws, counts, strict=True)))
+        events0 = sum(c["events"] for c in await asyncio.gather(*(w.request("count", "count") for w in ws)))
         cpu0 = srv.cpu()
         await sender.send("send", n=messages, inflight=inflight)
         reached = await asyncio.gather(*(w.expect("reached", timeout=300) for w in ws))
@@ -53,8 +57,9 @@ async def fanout(srv: Server, clients: int, messages: int, workers: int, infligh
         sent = await sender.expect("sent")
         seconds = (max(r["at"] for r in reached) - sent["t0"]) / 1000
         deliveries = clients * messages
+        events = sum(r["events"] for r in reached) - events0
         return FanoutResult(clients, messages, deliveries / seconds, (cpu1 - cpu0) / deliveries * 1e6, seconds,
-                            int(sent["errors"]))
+                            int(sent["errors"]), events / deliveries)
     finally:
         await close_all(ws)
 

@@ -26,6 +26,7 @@ const base = { transports: ["websocket"], reconnection: false, timeout: 60000, f
 if (opts.localAddress) base.localAddress = opts.localAddress;
 const sockets = [];
 let received = 0;
+let events = 0;  // every server event the watchers received (message:new, conversation:updated, …)
 let expectTotal = Infinity;
 let sender = null;
 let pairs = [];
@@ -42,7 +43,7 @@ const open = (ns, auth) => new Promise((res, rej) => {
 const call = (s, ev, p) => s.timeout(60000).emitWithAck(ev, p);
 const onMessage = () => {
   received += 1;
-  if (received === expectTotal) out({ event: "reached", at: Date.now(), received });
+  if (received === expectTotal) out({ event: "reached", at: Date.now(), received, events });
 };
 
 async function pool(count, concurrency, fn) {
@@ -61,6 +62,7 @@ const handlers = {
   async watchers(c) {
     const failed = await pool(c.count, 50, async () => {
       const s = await open(c.ns, c.auth);
+      s.onAny(() => { events += 1; });
       s.on("message:new", onMessage);
       const r = await call(s, "conversation:watch", { conversation_id: c.conv });
       if (!r.ok) throw new Error(JSON.stringify(r));
@@ -171,7 +173,7 @@ const handlers = {
     latencies.length = 0;
     timeline = null;
   },
-  async count() { out({ event: "count", received }); },
+  async count() { out({ event: "count", received, events }); },
   async close() {
     for (const s of sockets) s.close();
     out({ event: "closed" });
