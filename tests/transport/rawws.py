@@ -10,8 +10,14 @@ import json
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
+
+from aiohttp import web
+
+from gateway.edge import SocketServer
+from gateway.edge.listen import EdgeSite
 
 
 def _mask_frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -123,3 +129,21 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serve_sockets(sockets: SocketServer) -> AsyncIterator[str]:
+    """A bare Socket.IO server of the edge (its namespaces registered) on a loopback port:
+    its URL; closed after."""
+    app = web.Application()
+    sockets.engine.add_routes(app, "/socket.io/")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = EdgeSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site.url
+    finally:
+        await site.stop()
+        await sockets.close()
+        await runner.cleanup()

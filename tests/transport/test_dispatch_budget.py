@@ -10,12 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from gateway.edge import EngineServer, EngineSettings, Session, SocketServer
-from gateway.edge.listen import EdgeSite
 from gateway.edge.ws import WsConnection
-from tests.transport.rawws import RawClient
+from tests.transport.rawws import RawClient, serve_sockets
 
 BUDGET = 3
 CLIENTS = 30
@@ -60,18 +58,8 @@ async def budget_server(log: list[tuple[str, Any]], settings: EngineSettings | N
             log.append((sid, args[0]))
 
     sockets.namespaces[NS] = Ns()
-    app = web.Application()
-    sockets.engine.add_routes(app, "/socket.io/")
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = EdgeSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site.url, sockets.engine
-    finally:
-        await site.stop()
-        await sockets.close()
-        await runner.cleanup()
+    async with serve_sockets(sockets) as url:
+        yield url, sockets.engine
 
 
 async def connected(url: str, n: int) -> tuple[list[RawClient], list[str]]:

@@ -13,13 +13,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from aiohttp import web
-
 from gateway.edge import EngineSettings, Session, SocketServer
-from gateway.edge.listen import EdgeSite
 from gateway.realtime.context import Conn
 from gateway.realtime.emitter import EdgeEmitter
-from tests.transport.rawws import RawClient
+from tests.transport.rawws import RawClient, serve_sockets
 
 NS = "/t"
 
@@ -54,18 +51,8 @@ async def bare_server(**settings: Any) -> AsyncIterator[tuple[str, SocketServer]
             return {"tag": tag, "n": data["n"]}
 
     sockets.namespaces[NS] = Ns()
-    app = web.Application()
-    sockets.engine.add_routes(app, "/socket.io/")
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = EdgeSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site.url, sockets
-    finally:
-        await site.stop()
-        await sockets.close()
-        await runner.cleanup()
+    async with serve_sockets(sockets) as url:
+        yield url, sockets
 
 
 async def test_order_holds_under_mixed_traffic() -> None:
