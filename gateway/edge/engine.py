@@ -464,6 +464,8 @@ class EngineServer:
             t = request.transport
             if t is None or t.is_closing():  # nobody to answer: the packets wait for the next GET
                 return web.Response(status=499)
+            if session.ws is not None:  # upgraded meanwhile: its packets go to the websocket
+                return web.Response(body=NOOP.encode(), content_type="text/plain", charset="UTF-8", headers=cors)
         body = b"\x1e".join(session.take_outbox())
         if session.closed:
             self.forget(session)
