@@ -73,8 +73,8 @@ CONFIRM_TIMEOUT: Final = 5.0
 """How long subscribe()/unsubscribe() wait for Redis to confirm."""
 OUTBOX_ENVELOPES: Final = 10_000
 OUTBOX_BYTES: Final = 32 * 1024 * 1024
-"""The most envelopes (and PUBLISH bytes) waiting for Redis; beyond either the oldest are
-dropped."""
+"""The most envelopes (the batch in flight included) and PUBLISH bytes waiting for Redis;
+beyond either the oldest are dropped."""
 
 _SUBSCRIBE: Final = b"subscribe"
 _UNSUBSCRIBE: Final = b"unsubscribe"
@@ -128,6 +128,7 @@ class RedisBroker:
         self._outbox: deque[bytes] = deque()
         self._outbox_size = 0  # their bytes
         self._sender: asyncio.Task[None] | None = None
+        self._in_flight = 0  # envelopes of the batch being sent
         self._publish_failures = 0
         self._publish_dropped = 0
         # What is failing now ("pub/sub", "publishing"); the outage began at _down_since.
@@ -168,7 +169,7 @@ class RedisBroker:
 
     @property
     def publish_backlog(self) -> int:
-        return len(self._outbox)
+        return len(self._outbox) + self._in_flight
 
     @property
     def connected(self) -> bool:
@@ -247,7 +248,8 @@ class RedisBroker:
         command = _publish_command(self._key(channel), payload)
         self._outbox.append(command)
         self._outbox_size += len(command)
-        while len(self._outbox) > self.outbox_envelopes or self._outbox_size > self.outbox_bytes:
+        while self._outbox and (len(self._outbox) + self._in_flight > self.outbox_envelopes
+                                or self._outbox_size > self.outbox_bytes):
             self._outbox_size -= len(self._outbox.popleft())
             self._publish_dropped += 1
             if not self._dropping:
@@ -268,6 +270,7 @@ class RedisBroker:
             while outbox and not self._closed:
                 batch = [outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(outbox)))]
                 self._outbox_size -= sum(map(len, batch))
+                self._in_flight = len(batch)
                 while True:
                     try:
                         errors = await self._publish_pipeline(batch)
@@ -278,19 +281,23 @@ class RedisBroker:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, self.backoff_max)
                         continue
+                    except Exception:  # a bug: never retried in a loop
+                        logger.exception("PUBLISH of %d envelope(s) failed (node %s)", len(batch), self._node_id)
+                        self._publish_failures += len(batch)
+                        errors = []
                     break
+                self._in_flight = 0
                 delay = self.backoff_min
                 if errors:  # refused by Redis (an ACL, say): sending them again would not help
                     self._publish_failures += len(errors)
                     self._failure("publishing", f"PUBLISH refused: {errors[0]}")
                 else:
                     self._recovered("publishing")
-                if not outbox and self._dropping:
-                    self._dropping = False
-                    logger.info("redis outbox (node %s) drained; %d envelope(s) dropped since start",
-                                self._node_id, self._publish_dropped)
+                if not outbox:
+                    self._dropping = False  # a new episode of drops is logged again
         finally:
             self._sender = None
+            self._in_flight = 0
 
     async def _publish_pipeline(self, commands: list[bytes]) -> list[str]:
         """One write of the PUBLISH commands on this broker's publishing connection, then

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from gateway.broker.base import Envelope
 from gateway.broker.redis import RedisBroker
 from tests.contract.test_broker_contract import REDIS_URL, Node, envelope, require_redis
 
@@ -265,6 +266,32 @@ async def test_survives_an_outage(nodes: NodeMaker, proxy: TcpProxy) -> None:
         ("ch1", 0), ("ch1", 1), ("ch2", 2), ("ch1", 3)]
     assert sum(env.data["n"] == -1 for _, env in b.received) <= 1
     assert broker.publish_failures >= 1 and broker.publish_dropped == 0 and broker.publish_backlog == 0
+
+
+async def test_the_outbox_is_bounded_and_keeps_the_newest(
+        nodes: NodeMaker, proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
+    """While Redis is away a node's publishes wait in its outbox, at most `outbox_envelopes`
+    of them: beyond, the oldest are dropped (counted, logged once); the rest are sent in
+    order when Redis is back. Its own envelopes reach its own handler at once meanwhile."""
+    a = await nodes()  # direct: sees what b sends
+    b = await nodes(proxy.url)
+    broker = broker_of(b)
+    broker.outbox_envelopes = 5
+    await a.broker.subscribe("ch")
+    await broker.subscribe("ch")
+    await proxy.stop()
+    for n in range(20):
+        await broker.publish("ch", Envelope("message", "t1", {"n": n}, origin=b.name))
+    assert [env.data["n"] for env in await b.wait_for("ch", 20)] == list(range(20))  # locally, at once
+    assert broker.publish_dropped >= 14 and broker.publish_backlog <= 5
+    await proxy.start()
+    await broker.wait_connected(True)
+    await a.settle(b)
+    got = [env.data["n"] for env in a.on("ch")]
+    assert got == list(range(20 - len(got), 20)) and len(got) == 20 - broker.publish_dropped
+    assert len(b.on("ch")) == 20  # the echoes were dropped
+    full = [r for r in caplog.records if "outbox full" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelno == logging.WARNING
 
 
 async def test_health_ping_detects_a_frozen_connection(
