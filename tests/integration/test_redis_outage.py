@@ -47,9 +47,9 @@ class Cluster:
         assert isinstance(broker, RedisBroker)
         return broker
 
-    async def send(self, text: str) -> int:
-        res = await self.visitor.call("message:send", {"conversation_id": self.conv, "client_id": new_client_id(),
-                                                       "text": text}, timeout=ACK)
+    async def send(self, text: str, sender: Client | None = None) -> int:
+        res = await (sender or self.visitor).call("message:send", {
+            "conversation_id": self.conv, "client_id": new_client_id(), "text": text}, timeout=ACK)
         assert res["ok"], res
         seq: int = res["message"]["seq"]
         return seq
@@ -165,3 +165,20 @@ async def test_an_outage_is_logged_once_and_counted(tmp_path: Path, caplog: pyte
         assert float(failures.split()[1]) > 0
         assert "izh_broker_publish_dropped_total 0" in text
         assert "\nizh_broker_publish_backlog " in text
+
+
+async def test_a_hung_pubsub_connection_is_replaced_and_the_node_catches_up(tmp_path: Path) -> None:
+    """What other nodes publish while node A's Redis hangs is lost to A's pub/sub connection;
+    A finds the connection dead (an unanswered PING), replaces it when Redis answers again,
+    and its watchers catch up from the store, with no later message needed."""
+    async with cluster(tmp_path) as c:
+        c.broker_a.health_interval = 0.2  # (from the reader's next wait on: within 5 s)
+        c.proxy.pause()
+        await c.broker_a.wait_connected(False)  # no reply to PING
+        acked = [await c.send(f"from B {i}", c.agent_b) for i in range(5)]
+        assert acked == list(range(2, 7))
+        await c.received(c.agent_b, 6)
+        c.proxy.resume()
+        await c.received(c.agent_a, 6, CATCH_UP)
+        assert c.seqs(c.agent_a) == list(range(1, 7))
+        assert c.broker_a.reconnects == 1
