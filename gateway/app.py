@@ -95,7 +95,8 @@ class Gateway:
             await asyncio.sleep(0.5)
             if self.broker.reconnects != seen:
                 seen = self.broker.reconnects
-                log.info("broker reconnected; resynchronising conversations from the store")
+                # (the broker logs the outage and its end: one line each)
+                log.debug("broker reconnected; resynchronising conversations from the store")
                 await self.fanout.resync()
 
     async def close(self) -> None:
@@ -139,6 +140,13 @@ def _core_metrics(gw: Gateway) -> None:
     m.counter_fn("izh_gaps_repaired_total", "Gaps in a conversation stream repaired from the store",
                  lambda: gw.fanout.gaps_repaired)
     m.counter_fn("izh_broker_reconnects_total", "Broker reconnections", lambda: gw.broker.reconnects)
+    m.counter_fn("izh_broker_publish_failures_total",
+                 "Envelopes whose PUBLISH failed (each attempt counts; sent again until Redis takes them)",
+                 lambda: gw.broker.publish_failures)
+    m.counter_fn("izh_broker_publish_dropped_total",
+                 "Envelopes dropped unpublished, the outbox being full (the other nodes repair them from the store)",
+                 lambda: gw.broker.publish_dropped)
+    m.gauge("izh_broker_publish_backlog", "Envelopes waiting for Redis", lambda: gw.broker.publish_backlog)
     store = gw.store
     if isinstance(store, SqliteStore):
         m.counter_fn("izh_sqlite_checkpoints_total", "SQLite checkpoints run", lambda: store.checkpoints)

@@ -3,8 +3,7 @@
 A lone item is flushed at once (no timer); under load each flush takes everything that
 queued meanwhile, up to `max_batch`, so the cost per flush (a transaction, a round trip)
 is shared. One flush runs at a time, so items are flushed in submission order. Used for
-group-committed message appends (`chat/appender.py`) and pipelined Redis publishes
-(`broker/redis.py`).
+group-committed message appends (`chat/appender.py`).
 """
 
 from __future__ import annotations

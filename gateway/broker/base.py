@@ -4,6 +4,9 @@ The broker carries, the store decides: a lost or reordered envelope is repaired 
 the receiver (gap detection by `seq`, then a fetch from the store). A node subscribes
 only to channels it has local listeners for: `conv:<tenant>:<conversation>` and
 `tenant:<tenant>`.
+
+Publishing never waits for the bus: what a node publishes reaches its own subscribers
+at once (also while the bus is unreachable) and the other nodes when the bus takes it.
 """
 
 from __future__ import annotations
@@ -115,13 +118,16 @@ class Broker(Protocol):
         """Raise if the broker is unreachable."""
 
     async def publish(self, channel: str, envelope: Envelope) -> None:
-        """Best effort: an error is logged by the caller, never fatal to a send."""
+        """Hand `envelope` over without waiting for the bus (best effort): when its `origin`
+        is this broker's node id it reaches this node's handler (if subscribed to `channel`)
+        without a round trip through the bus, and exactly once; the other subscribers get
+        it when the bus takes it. Envelopes of one publisher reach a subscriber in publish
+        order, possibly twice after a failure on the bus, or not at all (repaired from the
+        store). Raises only when the broker is closed or the envelope does not pack."""
 
     async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
-        """`publish` of each (channel, envelope), in order, waiting once for all (one round
-        trip where the broker has them). Raises when any of them failed; some may have been
-        published then (a caller that publishes them again makes duplicates, which
-        receivers tolerate)."""
+        """`publish` of each (channel, envelope), in order (one round trip where the broker
+        has them)."""
 
     async def subscribe(self, channel: str) -> None:
         """Idempotent. When it returns, envelopes published afterwards are delivered."""
@@ -133,3 +139,17 @@ class Broker(Protocol):
     def reconnects(self) -> int:
         """How many times the connection was re-established (a consumer should treat
         each as a possible gap on every channel)."""
+
+    @property
+    def publish_failures(self) -> int:
+        """Envelopes whose sending to the bus failed (each attempt counts; they are sent
+        again until the bus takes them)."""
+
+    @property
+    def publish_dropped(self) -> int:
+        """Envelopes never sent to the bus (the backlog was full): the other nodes repair
+        them from the store."""
+
+    @property
+    def publish_backlog(self) -> int:
+        """Envelopes waiting for the bus."""

@@ -85,7 +85,8 @@ class MemoryHub:
 
 
 class MemoryBroker:
-    """A `Broker` on an in-process `MemoryHub`. `reconnects` is always 0."""
+    """A `Broker` on an in-process `MemoryHub`: the hub never fails, so `reconnects` and the
+    publish counters are always 0."""
 
     def __init__(self, hub: MemoryHub, node_id: str) -> None:
         self._hub = hub
@@ -109,6 +110,18 @@ class MemoryBroker:
 
     @property
     def reconnects(self) -> int:
+        return 0
+
+    @property
+    def publish_failures(self) -> int:
+        return 0
+
+    @property
+    def publish_dropped(self) -> int:
+        return 0
+
+    @property
+    def publish_backlog(self) -> int:
         return 0
 
     async def start(self, handler: EnvelopeHandler) -> None:

@@ -3,7 +3,8 @@
 Connections per broker:
 
 * a regular `redis.asyncio.Redis` client (small pool) for PING, and one connection of
-  its own for PUBLISH, written to in batches and its integer replies read as raw lines;
+  its own for PUBLISH, written to in batches by one sender task and its integer replies
+  read as raw lines;
 * one dedicated pub/sub connection, owned by a single reader task, that carries every
   SUBSCRIBE/UNSUBSCRIBE of this node and all incoming messages (its replies parsed by
   `resp.RespReader`, many per socket read).
@@ -19,6 +20,18 @@ logs, backs off (0.1 s doubling up to 2 s), reconnects, re-subscribes every chan
 currently wanted and, once Redis confirmed all of them, increments `reconnects`.
 Envelopes published in between are lost; the consumer repairs that from the store.
 An idle pub/sub connection is PINGed so a silently dead peer is noticed too.
+
+`publish()` never waits for Redis: an envelope whose `origin` is this broker's node id is
+queued at once for this node's own handler (if it subscribed the channel; its copy coming
+back from Redis is dropped), and every envelope goes to a bounded outbox that the sender
+task PUBLISHes in order, in batches. A batch that fails (Redis refused, hung or gone) is
+sent again, backing off, until Redis takes it; while the outbox is full the oldest
+envelopes are dropped (counted), which receivers repair from the store. So a node cut
+from Redis keeps acking and delivering to its own clients, and the other nodes get what
+it published once Redis is back.
+
+One WARNING when Redis is first found unreachable (by the pub/sub reader or by the
+sender), one INFO when both work again: a log line per outage, not per envelope.
 
 Channel names on Redis are `prefix + channel` (UTF-8).
 """
@@ -41,7 +54,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.batching import GroupQueue
 from gateway.broker.base import Envelope, EnvelopeHandler
 from gateway.broker.resp import IDLE, RespReader
 from gateway.tasks import stop_task
@@ -59,6 +71,10 @@ HEALTH_INTERVAL: Final = 5.0
 interval counts as a broken connection."""
 CONFIRM_TIMEOUT: Final = 5.0
 """How long subscribe()/unsubscribe() wait for Redis to confirm."""
+OUTBOX_ENVELOPES: Final = 10_000
+OUTBOX_BYTES: Final = 32 * 1024 * 1024
+"""The most envelopes (the batch in flight included) and PUBLISH bytes waiting for Redis;
+beyond either the oldest are dropped."""
 
 _SUBSCRIBE: Final = b"subscribe"
 _UNSUBSCRIBE: Final = b"unsubscribe"
@@ -76,6 +92,8 @@ class RedisBroker:
     backoff_max: float = BACKOFF_MAX
     health_interval: float = HEALTH_INTERVAL
     confirm_timeout: float = CONFIRM_TIMEOUT
+    outbox_envelopes: int = OUTBOX_ENVELOPES
+    outbox_bytes: int = OUTBOX_BYTES
 
     def __init__(self, url: str, node_id: str, *, prefix: str = "izh:") -> None:
         self._node_id = node_id
@@ -106,9 +124,20 @@ class RedisBroker:
         self._dispatcher: asyncio.Task[None] | None = None
         self._reconnects = 0
         self._closed = False
-        # (channel key, payload) pairs, sent as pipelines by one publisher task
-        self._publishes: GroupQueue[tuple[bytes, bytes], None] = GroupQueue(
-            self._publish_pipeline, max_batch=PUBLISH_BATCH, name=f"redis-publisher:{node_id}")
+        # PUBLISH commands (RESP) waiting for the sender task, oldest first
+        self._outbox: deque[bytes] = deque()
+        self._outbox_size = 0  # their bytes
+        self._sender: asyncio.Task[None] | None = None
+        self._in_flight = 0  # envelopes of the batch being sent
+        self._publish_failures = 0
+        self._publish_dropped = 0
+        # What is failing now ("pub/sub", "publishing"); the outage began at _down_since.
+        self._failing: set[str] = set()
+        self._down_since = 0.0
+        self._up = asyncio.Event()
+        self._up.set()
+        self._down = asyncio.Event()
+        self._dropping = False  # dropped envelopes since the outbox was last empty (logged once)
 
     def __repr__(self) -> str:
         return f"RedisBroker(node_id={self._node_id!r}, prefix={self._prefix!r})"
@@ -129,6 +158,27 @@ class RedisBroker:
     @property
     def reconnects(self) -> int:
         return self._reconnects
+
+    @property
+    def publish_failures(self) -> int:
+        return self._publish_failures
+
+    @property
+    def publish_dropped(self) -> int:
+        return self._publish_dropped
+
+    @property
+    def publish_backlog(self) -> int:
+        return len(self._outbox) + self._in_flight
+
+    @property
+    def connected(self) -> bool:
+        """False from the first failure noticed (pub/sub or publishing) until both work again."""
+        return not self._failing
+
+    async def wait_connected(self, connected: bool) -> None:
+        """Return once `connected` is `connected`."""
+        await (self._up if connected else self._down).wait()
 
     # -- Broker ----------------------------------------------------------------------
 
@@ -151,10 +201,11 @@ class RedisBroker:
             return
         self._closed = True
         current = asyncio.current_task()
-        for task in (self._reader, self._dispatcher):
+        for task in (self._reader, self._dispatcher, self._sender):
             if task is not None and task is not current:
                 await stop_task(task, logger, f"task {task.get_name()}")
-        await self._publishes.close()
+        self._outbox.clear()
+        self._outbox_size = 0
         pub, self._pub_conn = self._pub_conn, None
         if pub is not None:
             await pub.disconnect(nowait=True)
@@ -178,29 +229,85 @@ class RedisBroker:
             raise RedisConnectionError("redis pub/sub connection is down (reconnecting)")
 
     async def publish(self, channel: str, envelope: Envelope) -> None:
-        """Publishes queued while one is in flight go together as one pipeline (one round
-        trip, one pooled connection), in call order, so a channel's envelopes keep their
-        order; a burst (a group-committed batch: hundreds at once) no longer needs a
-        connection each — which exhausted the pool ("Too many connections")."""
+        """Returns without waiting for Redis (see the module docstring); raises only when
+        the broker is closed or `envelope` does not pack."""
         self._check_open()
-        await self._publishes.submit((self._key(channel), envelope.pack()))
+        self._hand_over(channel, envelope, envelope.pack())
 
     async def publish_many(self, items: Sequence[tuple[str, Envelope]]) -> None:
-        """Queued together, so they go in the same pipeline (or the next, beyond its size)."""
+        """`publish` of each, in order (all packed first: one that does not pack raises
+        before any is handed over)."""
         self._check_open()
-        futures = [self._publishes.enqueue((self._key(channel), envelope.pack())) for channel, envelope in items]
-        for outcome in await asyncio.gather(*futures, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        packed = [envelope.pack() for _, envelope in items]
+        for (channel, envelope), payload in zip(items, packed, strict=True):
+            self._hand_over(channel, envelope, payload)
 
-    async def _publish_pipeline(self, items: list[tuple[bytes, bytes]]) -> list[None]:
-        """One write of the PUBLISH commands in RESP on this broker's publishing connection,
-        then their integer replies read as raw lines (redis-py's pipeline spent about 3 times
-        the CPU per batch building and parsing: 150-180 against 42-46 us for 4 publishes). A
-        broken connection is dropped and the batch sent once more on a new one (after a
-        Redis restart the old one is stale); a subscriber may then see an envelope twice,
-        which it tolerates (messages are deduplicated by seq)."""
-        data = b"".join(_publish_command(key, payload) for key, payload in items)
+    def _hand_over(self, channel: str, envelope: Envelope, payload: bytes) -> None:
+        if envelope.origin == self._node_id and channel in self._wanted:
+            self._queue.put_nowait((channel, envelope))  # local delivery: no round trip
+        command = _publish_command(self._key(channel), payload)
+        self._outbox.append(command)
+        self._outbox_size += len(command)
+        while self._outbox and (len(self._outbox) + self._in_flight > self.outbox_envelopes
+                                or self._outbox_size > self.outbox_bytes):
+            self._outbox_size -= len(self._outbox.popleft())
+            self._publish_dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                logger.warning(
+                    "redis outbox full (node %s, %d envelopes, %d bytes): dropping the oldest; "
+                    "the other nodes repair them from the store",
+                    self._node_id, len(self._outbox), self._outbox_size)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_outbox(), name=f"redis-publisher:{self._node_id}")
+
+    async def _send_outbox(self) -> None:
+        """The sender task: PUBLISH the outbox in order, a batch at a time; a batch that
+        fails is sent again (backing off) until Redis takes it."""
+        outbox = self._outbox
+        delay = self.backoff_min
+        try:
+            while outbox and not self._closed:
+                batch = [outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(outbox)))]
+                self._outbox_size -= sum(map(len, batch))
+                self._in_flight = len(batch)
+                while True:
+                    try:
+                        errors = await self._publish_pipeline(batch)
+                    except (OSError, RedisConnectionError, RedisTimeoutError, TimeoutError,
+                            asyncio.IncompleteReadError) as exc:
+                        self._publish_failures += len(batch)
+                        self._failure("publishing", exc)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.backoff_max)
+                        continue
+                    except Exception:  # a bug: never retried in a loop
+                        logger.exception("PUBLISH of %d envelope(s) failed (node %s)", len(batch), self._node_id)
+                        self._publish_failures += len(batch)
+                        errors = []
+                    break
+                self._in_flight = 0
+                delay = self.backoff_min
+                if errors:  # refused by Redis (an ACL, say): sending them again would not help
+                    self._publish_failures += len(errors)
+                    self._failure("publishing", f"PUBLISH refused: {errors[0]}")
+                else:
+                    self._recovered("publishing")
+                if not outbox:
+                    self._dropping = False  # a new episode of drops is logged again
+        finally:
+            self._sender = None
+            self._in_flight = 0
+
+    async def _publish_pipeline(self, commands: list[bytes]) -> list[str]:
+        """One write of the PUBLISH commands on this broker's publishing connection, then
+        their integer replies read as raw lines (redis-py's pipeline spent about 3 times
+        the CPU per batch building and parsing: 150-180 against 42-46 us for 4 publishes);
+        the messages of the replies that were errors. A broken connection is dropped and
+        the batch sent once more on a new one (after a Redis restart the old one is stale),
+        then the error raised; a subscriber may then see an envelope twice, which it
+        tolerates (messages are deduplicated by seq)."""
+        data = b"".join(commands)
         for attempt in (1, 2):
             conn = self._pub_conn
             try:
@@ -211,7 +318,7 @@ class RedisBroker:
                 if reader is None:
                     raise RedisConnectionError("PUBLISH connection closed")
                 async with asyncio.timeout(SOCKET_TIMEOUT):
-                    errors = await _integer_replies(reader, len(items))
+                    return await _integer_replies(reader, len(commands))
             except (OSError, RedisConnectionError, RedisTimeoutError, TimeoutError,
                     asyncio.IncompleteReadError) as exc:
                 self._pub_conn = None
@@ -219,11 +326,33 @@ class RedisBroker:
                     await conn.disconnect(nowait=True)
                 if attempt == 2:
                     raise RedisConnectionError(f"PUBLISH failed: {exc!r}") from exc
-                continue
-            if errors:
-                raise ResponseError(errors[0])
-            break
-        return [None] * len(items)
+        raise AssertionError("unreachable")
+
+    def _failure(self, what: str, exc: BaseException | str) -> None:
+        """`what` ("pub/sub", "publishing") failed: the first failure of an outage is logged."""
+        if not self._failing:
+            self._down_since = time.monotonic()
+            self._up.clear()
+            self._down.set()
+            logger.warning(
+                "redis connection lost (node %s, %s): %s; retrying. Meanwhile this node acks and "
+                "delivers to its own clients; the other nodes catch up from the store when it is back",
+                self._node_id, what, exc or type(exc).__name__)
+        self._failing.add(what)
+
+    def _recovered(self, what: str) -> None:
+        """`what` works again: the end of the outage is logged when nothing else fails."""
+        if what not in self._failing:
+            return
+        self._failing.discard(what)
+        if not self._failing:
+            self._down.clear()
+            self._up.set()
+            logger.info(
+                "redis connection restored (node %s) after %.2fs; %d channel(s) re-subscribed, "
+                "%d publish failure(s) and %d envelope(s) dropped since start",
+                self._node_id, time.monotonic() - self._down_since, len(self._wanted),
+                self._publish_failures, self._publish_dropped)
 
     async def subscribe(self, channel: str) -> None:
         """Idempotent. Raises if Redis cannot confirm the subscription now; the channel
@@ -337,7 +466,6 @@ class RedisBroker:
         """The reader task: serve a connection until it breaks, then reconnect."""
         delay = self.backoff_min
         resync = False
-        lost_at = 0.0
         while not self._closed:
             if conn is None:
                 await asyncio.sleep(delay)
@@ -354,13 +482,9 @@ class RedisBroker:
                     continue
                 delay = self.backoff_min
             try:
-                await self._serve(conn, resync=resync, lost_at=lost_at)
+                await self._serve(conn, resync=resync)
             except Exception as exc:
-                logger.warning(
-                    "redis pub/sub connection lost (node %s): %s; reconnecting",
-                    self._node_id,
-                    exc or type(exc).__name__,
-                )
+                self._failure("pub/sub", exc)
             finally:
                 self._conn = None
                 self._active.clear()
@@ -368,9 +492,8 @@ class RedisBroker:
                 await conn.disconnect(nowait=True)
             conn = None
             resync = True
-            lost_at = time.monotonic()
 
-    async def _serve(self, conn: AbstractConnection, *, resync: bool, lost_at: float) -> None:
+    async def _serve(self, conn: AbstractConnection, *, resync: bool) -> None:
         """Re-subscribe the wanted channels on `conn`, then read it until it breaks."""
         self._conn = conn
         pending: list[asyncio.Future[None]] = []
@@ -383,7 +506,7 @@ class RedisBroker:
                 pending.append(waiter)
             await conn.send_command("SUBSCRIBE", *keys, check_health=False)
         if resync and not pending:
-            self._restored(lost_at)
+            self._restored()
         awaiting_pong = False
         stream = conn._reader  # redis-py's stream; replies are parsed here (gateway/broker/resp.py)
         if stream is None:
@@ -402,16 +525,11 @@ class RedisBroker:
             if pending and all(waiter.done() for waiter in pending):
                 pending = []
                 if resync:
-                    self._restored(lost_at)
+                    self._restored()
 
-    def _restored(self, lost_at: float) -> None:
+    def _restored(self) -> None:
         self._reconnects += 1
-        logger.info(
-            "redis pub/sub connection restored (node %s) after %.2fs; %d channel(s) re-subscribed",
-            self._node_id,
-            time.monotonic() - lost_at,
-            len(self._wanted),
-        )
+        self._recovered("pub/sub")
 
     def _on_reply(self, reply: object) -> None:
         if reply == b"PONG":  # PING outside subscribed mode
@@ -464,6 +582,8 @@ class RedisBroker:
             return
         except Exception:  # unpack promises ValueError; never let a payload kill the reader
             logger.exception("dropping undecodable envelope on %r (node %s)", channel, self._node_id)
+            return
+        if envelope.origin == self._node_id:  # ours: handed to the handler when published
             return
         self._queue.put_nowait((channel, envelope))
 

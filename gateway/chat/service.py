@@ -2,13 +2,13 @@
 
 Every method takes the acting principal and checks that the conversation belongs to its
 tenant (and, for a visitor, to its contact); a conversation of anyone else is reported as
-not found. Writes go to the store first, then an envelope goes to the broker (best
-effort: a lost envelope is repaired by the receivers' gap detection).
+not found. Writes go to the store first, then an envelope is handed to the broker, which
+never waits for Redis (best effort: a lost envelope is repaired by the receivers' gap
+detection). So a reply or an ack waits for the durable write only, never for the publish.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +32,8 @@ from gateway.errors import Code, GatewayError, not_found
 from gateway.lru import LruCache
 from gateway.records import record
 from gateway.store import AppendRequest, AppendResult, NotFound, Store
-from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-
-MAX_PUBLISH_RETRIES = 10_000  # envelopes waiting for a retry at once (a broker down for long)
 
 
 def contact_channel(tenant_id: str, contact_id: str) -> str:
@@ -53,7 +50,7 @@ class PostResult:
 
 
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
-"""Called after a new message is stored and published (e.g. the connectors' outbox)."""
+"""Called after a new message is stored and handed to the broker (e.g. the connectors' outbox)."""
 
 AttachmentResolver = Callable[[Principal, Conversation, list[str]], Awaitable[list[dict[str, Any]]]]
 """Checks upload ids (the sender's own, same tenant) and returns the attachment dicts."""
@@ -107,8 +104,6 @@ class ChatService:
         self.presence_ttl = presence_ttl
         # sends to one conversation are group-committed (see GroupAppender)
         self.appender = GroupAppender(store, clock)
-        self._retries = TaskSet()  # failed publishes being retried
-        self.publish_retry_delays: tuple[float, ...] = (0.5, 2.0, 5.0)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
@@ -199,11 +194,12 @@ class ChatService:
 
     async def post_messages(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> list[PostResult | Exception]:
         """Store each post's message (group-committed with whatever else is queued, in this
-        order), publish them all with one broker call, run the message listeners: per post
-        its result, or the error it alone met (not_found when its conversation is not its
-        tenant's). Access must have been checked (`check_access`, `quick_post`). A cancelled
-        caller's messages may still be stored; their retries with the same client ids
-        return them."""
+        order), hand them all to the broker with one call (which does not wait for Redis:
+        this node's watchers get them at once, the other nodes when Redis takes them), run
+        the message listeners: per post its result, or the error it alone met (not_found
+        when its conversation is not its tenant's). Access must have been checked
+        (`check_access`, `quick_post`). A cancelled caller's messages may still be stored;
+        their retries with the same client ids return them."""
         futures = [self.appender.enqueue(rq) for _, rq in posts]
         stored: list[AppendResult | Exception] = []
         try:
@@ -422,18 +418,13 @@ class ChatService:
         )
 
     async def _publish(self, channel: str, env: Envelope) -> None:
+        """Hand `env` to the broker. It does not wait for Redis and retries there itself;
+        what it raises (a closed broker, an envelope that does not pack) is logged, never
+        fatal to the write that is already stored."""
         try:
             await self.broker.publish(channel, env)
-        except Exception as exc:
-            # Receivers repair a missing envelope by gap detection, but only when the next
-            # one of the conversation arrives: the last message of a quiet conversation
-            # would wait for it. So a failed publish is retried in the background.
-            if len(self._retries) >= MAX_PUBLISH_RETRIES:
-                log.error("broker publish to %s failed (%s) and %d retries are pending: not retried",
-                          channel, type(exc).__name__, len(self._retries))
-                return
-            log.warning("broker publish to %s failed (%s); retrying in the background", channel, exc)
-            self._retries.spawn(self._republish(channel, env))
+        except Exception:
+            log.exception("broker publish of %s to %s failed", env.kind, channel)
 
     async def _publish_all(self, envelopes: list[tuple[str, Envelope]]) -> None:
         """`_publish` of each, with one broker call (each again on its own when that fails)."""
@@ -445,20 +436,6 @@ class ChatService:
             for channel, env in envelopes:
                 await self._publish(channel, env)
 
-    async def _republish(self, channel: str, env: Envelope) -> None:
-        last: Exception | None = None
-        for delay in self.publish_retry_delays:
-            await asyncio.sleep(delay)
-            try:
-                await self.broker.publish(channel, env)
-                return
-            except Exception as exc:
-                last = exc
-        log.error("broker publish to %s still failing after %d retries (%s); receivers repair it at the "
-                  "conversation's next message or the next broker reconnect", channel,
-                  len(self.publish_retry_delays), type(last).__name__)
-
     async def close(self) -> None:
-        """Stop the group-commit drain and the publish retries."""
+        """Stop the group-commit drain."""
         await self.appender.close()
-        await self._retries.close()

@@ -362,6 +362,22 @@ async def test_publisher_receives_own_envelope(nodes: NodeFactory) -> None:
     assert await b.wait_for(channel, 1) == [sent]
 
 
+async def test_own_envelopes_reach_the_publisher_once_and_in_order(nodes: NodeFactory) -> None:
+    """What a node publishes as its own (origin: its node id) reaches its own handler
+    without the bus (Redis: directly, its echo dropped): exactly once, in publish order."""
+    a, b = await nodes(), await nodes()
+    channel = conv_channel("t1", "c1")
+    await a.broker.subscribe(channel)
+    await b.broker.subscribe(channel)
+    sent = [Envelope("message", "t1", {"i": i}, "c1", seq=i, origin=a.name) for i in range(1, 51)]
+    for env in sent[:10]:
+        await a.broker.publish(channel, env)
+    await a.broker.publish_many([(channel, env) for env in sent[10:]])
+    assert await b.wait_for(channel, 50) == sent
+    await a.settle(a)  # the echoes, if any, came back before the marker
+    assert a.on(channel) == sent
+
+
 async def test_a_burst_of_concurrent_publishes_all_arrive_in_call_order(nodes: NodeFactory) -> None:
     """A group-committed batch publishes hundreds of envelopes at once: none may fail for
     want of a connection, and each channel keeps the order of the publish calls."""

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from gateway.broker.base import Envelope
 from gateway.broker.redis import RedisBroker
 from tests.contract.test_broker_contract import REDIS_URL, Node, envelope, require_redis
 
@@ -235,29 +236,62 @@ async def test_survives_an_outage(nodes: NodeMaker, proxy: TcpProxy) -> None:
     b = await nodes(proxy.url)  # through the proxy
     broker = broker_of(b)
     await broker.subscribe("ch1")
+    await a.broker.subscribe("ch1")
     await broker.publish("ch1", envelope(n=0))
     await b.wait_for("ch1", 1)
+    await a.wait_for("ch1", 1)
 
     await proxy.stop()  # "Redis is down"
     async with asyncio.timeout(3):  # fails fast, never hangs
-        with pytest.raises(RedisError):
-            await broker.publish("ch1", envelope(n=-1))
+        await broker.publish("ch1", envelope(n=-1))  # handed over: sent when Redis is back
         with pytest.raises(RedisError):
             await broker.ping()
         with pytest.raises(RedisConnectionError):
             await broker.subscribe("ch2")  # stays wanted: subscribed on reconnect
-    await asyncio.sleep(0.4)  # a few failed reconnect attempts
+    await broker.wait_connected(False)
     assert broker.reconnects == 0
 
     await proxy.start()  # "Redis is back"
     await eventually(lambda: broker.reconnects == 1)
     await broker.ping()
+    assert [env.data["n"] for env in await a.wait_for("ch1", 2)] == [0, -1]  # the outbox sent it
+    await broker.wait_connected(True)
     await a.broker.publish("ch1", envelope(n=1))
     await a.broker.publish("ch2", envelope(n=2))
+    await b.settle(a)  # (publishing does not wait for Redis: a's may still be on their way)
     await broker.publish("ch1", envelope(n=3))
-    await b.wait_for("ch1", 3)
-    await b.wait_for("ch2", 1)
-    assert [(ch, env.data["n"]) for ch, env in b.received] == [("ch1", 0), ("ch1", 1), ("ch2", 2), ("ch1", 3)]
+    await b.wait_until(lambda: any(env.data["n"] == 3 for env in b.on("ch1")))
+    # (-1 reached b only if the outbox sent it after b had subscribed again)
+    assert [(ch, env.data["n"]) for ch, env in b.received if env.data["n"] != -1] == [
+        ("ch1", 0), ("ch1", 1), ("ch2", 2), ("ch1", 3)]
+    assert sum(env.data["n"] == -1 for _, env in b.received) <= 1
+    assert broker.publish_failures >= 1 and broker.publish_dropped == 0 and broker.publish_backlog == 0
+
+
+async def test_the_outbox_is_bounded_and_keeps_the_newest(
+        nodes: NodeMaker, proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
+    """While Redis is away a node's publishes wait in its outbox, at most `outbox_envelopes`
+    of them: beyond, the oldest are dropped (counted, logged once); the rest are sent in
+    order when Redis is back. Its own envelopes reach its own handler at once meanwhile."""
+    a = await nodes()  # direct: sees what b sends
+    b = await nodes(proxy.url)
+    broker = broker_of(b)
+    broker.outbox_envelopes = 5
+    await a.broker.subscribe("ch")
+    await broker.subscribe("ch")
+    await proxy.stop()
+    for n in range(20):
+        await broker.publish("ch", Envelope("message", "t1", {"n": n}, origin=b.name))
+    assert [env.data["n"] for env in await b.wait_for("ch", 20)] == list(range(20))  # locally, at once
+    assert broker.publish_dropped >= 14 and broker.publish_backlog <= 5
+    await proxy.start()
+    await broker.wait_connected(True)
+    await a.settle(b)
+    got = [env.data["n"] for env in a.on("ch")]
+    assert got == list(range(20 - len(got), 20)) and len(got) == 20 - broker.publish_dropped
+    assert len(b.on("ch")) == 20  # the echoes were dropped
+    full = [r for r in caplog.records if "outbox full" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelno == logging.WARNING
 
 
 async def test_health_ping_detects_a_frozen_connection(
@@ -307,8 +341,7 @@ async def test_unreachable_redis_fails_fast(nodes: NodeMaker) -> None:
     async with asyncio.timeout(5):
         with pytest.raises(RedisConnectionError):
             await node.broker.start(node.handle)
-        with pytest.raises(RedisConnectionError):
-            await node.broker.publish("ch", envelope(n=1))
+        await node.broker.publish("ch", envelope(n=1))  # never waits for Redis
         with pytest.raises(RedisConnectionError):
             await node.broker.ping()
 
