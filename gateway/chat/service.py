@@ -55,6 +55,10 @@ class PostResult:
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
 """Called after a new message is stored and published (e.g. the connectors' outbox)."""
 
+ContactListener = Callable[[str, str, str, list[str]], Awaitable[None]]
+"""Called after an agent corrected a contact: (tenant id, contact id, actor `agent:<id>`,
+names of the changed fields); e.g. the privacy audit."""
+
 AttachmentResolver = Callable[[Principal, Conversation, list[str]], Awaitable[list[dict[str, Any]]]]
 """Checks upload ids (the sender's own, same tenant) and returns the attachment dicts."""
 
@@ -111,6 +115,7 @@ class ChatService:
         self.publish_retry_delays: tuple[float, ...] = (0.5, 2.0, 5.0)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
+        self.contact_listeners: list[ContactListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
         self.attachment_resolver: AttachmentResolver | None = None
         self.attachment_exporter: AttachmentExporter | None = None  # set by the widget feature (uploads)
