@@ -28,7 +28,7 @@ from gateway.edge.listen import EdgeSite
 from gateway.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
 from gateway.eventloop import run as run_on_loop
 from gateway.gctune import GcTuning
-from gateway.keycheck import verify_master_key
+from gateway.keycheck import rotate_command, verify_master_key
 from gateway.logs import setup_logging
 from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
 from gateway.reliability import is_sqlite
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     ac.add_argument("--name", required=True)
     ac.add_argument("--role", choices=[r.value for r in AgentRole], default="agent")
     ac.add_argument("--capacity", type=int, default=5)
+    mk = sub.add_parser("master-key", help="the master key (MASTER_KEY)")
+    mksub = mk.add_subparsers(dest="mkcmd", required=True)
+    mksub.add_parser("rotate", help="re-seal everything under NEW_MASTER_KEY (stop every node first)")
     add_channel_parser(sub)
     add_recording_parser(sub)
     add_retention_parser(sub)
@@ -81,6 +84,10 @@ async def _with_store(config: Config) -> SqliteStore | PostgresStore:
 async def _admin(config: Config, args: argparse.Namespace) -> int:
     store = await _with_store(config)
     try:
+        if args.cmd == "master-key":
+            print(json.dumps(await rotate_command(store, os.environ, config.storage.data_dir,
+                                                  embedded=is_embedded(config)), indent=2))
+            return 0
         if args.cmd in ("channel", "recording"):  # they seal or open with the master key
             await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
         if is_privacy_command(args):
