@@ -221,10 +221,11 @@ class Dsr:
 
     async def _anonymise(self, conn: Conn, tables: set[str], tenant_id: str, conv_ids: list[str]) -> dict[str, int]:
         """Blank what the contact left in its conversations, keeping the rows: its messages'
-        texts, attachments and channel message ids; every message's delivery error (it may
-        name the address); the conversations' channel thread ids; the channel links'
-        recipient (so nothing is sent again: see `ERASED_ERROR`); the email Message-ID and
-        subject index; pending outbound replies (cancelled, their messages `failed`)."""
+        texts and channel message ids; every message's delivery error (it may name the
+        address) and attachments (the conversations' files are deleted); the conversations'
+        channel thread ids; the channel links' recipient (so nothing is sent again: see
+        `ERASED_ERROR`); the email Message-ID and subject index; pending outbound replies
+        (cancelled, their messages `failed`)."""
         counts = {"messages_anonymised": 0, "thread_ids": 0, "links": 0, "outbox_cancelled": 0}
         for part in chunked(conv_ids):
             args = (tenant_id, *part)
@@ -235,6 +236,9 @@ class Dsr:
             counts["messages_anonymised"] += len(rows)
             await conn.execute(f"UPDATE messages SET delivery_error = NULL WHERE tenant_id = $1 AND conversation_id "
                                f"IN ({ids}) AND delivery_error IS NOT NULL", *args)
+            # the conversations' uploads (agents' files too) are deleted: no message refers to them any more
+            await conn.execute(f"UPDATE messages SET attachments = '[]' WHERE tenant_id = $1 AND conversation_id "
+                               f"IN ({ids}) AND attachments <> '[]'", *args)
             await conn.execute(f"UPDATE conversations SET external_thread_id = NULL WHERE tenant_id = $1 AND id IN "
                                f"({ids})", *args)
             if "calls" in tables:

@@ -26,7 +26,7 @@ from gateway.privacy.dsr import ERASED_ERROR
 from gateway.reliability import privacy_store
 from gateway.store.rows import new_id
 from tests.connectors.smtp_sink import smtp_sink
-from tests.connectors.test_email_flow import add_inbox, email_connector, hub_of, smtp_send
+from tests.connectors.test_email_flow import add_inbox, agent_upload, email_connector, hub_of, smtp_send
 from tests.support.server import RunningGateway, agent, new_client_id, run_gateway, visitor
 
 MODES = ["anonymise", "delete"]
@@ -250,9 +250,19 @@ async def test_widget_and_call_contact_is_erased_everywhere(cx_config: Config, m
             contact = v.session["contact_id"]
         finally:
             await v.close()
+        # the agent sends the contact a file named after it
+        upload = await agent_upload(rg.url, nt.admin_token, f"{marker}-quote.pdf", "application/pdf",
+                                    f"%PDF-1.4 báo giá cho {marker}".encode())
+        ag = await agent(rg.url, nt.admin_token)
+        try:
+            r = await ag.call("message:send", {"conversation_id": conv, "client_id": new_client_id(),
+                                               "text": "Báo giá", "attachments": [upload]})
+            assert r["ok"], r
+        finally:
+            await ag.close()
         data_dir = Path(rg.gw.config.storage.data_dir)
         upload_id, key_id, call_id, rec_id = new_id(), new_id(), new_id(), new_id()
-        (data_dir / "uploads" / tid).mkdir(parents=True)
+        (data_dir / "uploads" / tid).mkdir(parents=True, exist_ok=True)
         (data_dir / "uploads" / tid / upload_id).write_bytes(f"upload {marker}".encode())
         (data_dir / "recordings" / tid).mkdir(parents=True)
         (data_dir / "recordings" / tid / f"{rec_id}.age").write_bytes(f"recording {marker}".encode())
@@ -281,7 +291,7 @@ async def test_widget_and_call_contact_is_erased_everywhere(cx_config: Config, m
 
         assert await where_is(rg, marker)
         erased = await erase(rg, nt.admin_token, contact, mode)
-        assert erased["files"] == 2 and erased["recordings"] == 1 and erased["uploads"] == 1
+        assert erased["files"] == 3 and erased["recordings"] == 1 and erased["uploads"] == 2
         assert await where_is(rg, marker) == []
 
 
