@@ -11,6 +11,9 @@ records the outcome; every delivery-state change is published as `message:update
   SQLite write transactions are exclusive anyway.
 * A claimed row holds a lease (`OutboxSettings.lease`); if its node dies mid-send the row
   is due again when the lease runs out (crash between store and send ⇒ still delivered).
+* A conversation whose contact was erased (its link has no recipient any more, see
+  gateway/privacy/dsr.py) is never sent to: a reply in it is not queued and ends `failed`
+  with `ERASED_ERROR` at once, and a row queued before the erasure fails the same way.
 * `TransientError` → retry with exponential backoff and jitter (at least `retry_after`),
   until `max_attempts` or `max_age`, then `failed`; `PermanentError` → `failed` at once.
 * Delivery toward the channel is therefore **at least once**: a node that dies after the
@@ -35,6 +38,7 @@ from connectors.links import LinkStore
 from connectors.settings import OutboxSettings
 from gateway.chat.service import ChatService
 from gateway.domain import AuthorType, Channel, Conversation, DeliveryState, Message
+from gateway.privacy.dsr import ERASED_ERROR
 from gateway.store import NotFound, Store
 from gateway.store.db import Database
 from gateway.store.rows import Row
@@ -99,6 +103,10 @@ class Outbox:
     # --- enqueue (ChatService message listener) --------------------------
     async def on_message(self, m: Message, conv: Conversation) -> None:
         if m.author_type != AuthorType.AGENT or conv.channel in NOT_CONNECTOR:
+            return
+        link = await self._links.get(conv.tenant_id, conv.id)
+        if link is not None and not link.recipient_id:  # the contact was erased
+            await self._publish_state(conv.tenant_id, m.id, DeliveryState.FAILED, ERASED_ERROR)
             return
         now = self._clock()
         async with self._db.transaction() as conn:
@@ -220,6 +228,8 @@ class Outbox:
         if m is None:
             return None
         link = await self._links.get(row.tenant_id, conv.id)
+        if link is not None and not link.recipient_id:
+            raise PermanentError(ERASED_ERROR)
         return OutboundMessage(
             tenant_id=row.tenant_id, channel=row.channel, conversation_id=conv.id, message_id=m.id,
             external_thread_id=conv.external_thread_id or "", recipient_id=link.recipient_id if link else "",

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.install import install as install_connectors
+from connectors.install import is_embedded
 from gateway.auth import VisitorTokens, new_secret
 from gateway.broker import Broker
 from gateway.broker.base import Envelope
@@ -30,6 +31,7 @@ from gateway.http.api import api_routes
 from gateway.http.headers import install_security_headers
 from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
+from gateway.keycheck import verify_master_key
 from gateway.metrics import Metrics
 from gateway.noderpc import NODE_PREFIX, NodeRpc
 from gateway.realtime.emitter import EdgeEmitter
@@ -203,6 +205,11 @@ async def build_gateway(
     store = await open_store(
         config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema,
     )
+    try:  # a malformed or wrong MASTER_KEY stops the start here (gateway/keycheck.py)
+        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
+    except BaseException:
+        await store.close()
+        raise
     secret = config.security.secret or await store.get_or_create_setting("visitor_token_secret", new_secret())
     broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)
     chat = ChatService(store, broker, node_id=node_id, limits=config.limits, clock=clock,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from connectors.cli import add_channel_parser, run_channel_command
+from connectors.install import is_embedded
 from gateway.admin import create_agent, create_tenant
 from gateway.app import build_gateway, default_node_id
 from gateway.config import Config, ConfigError, load_config
@@ -27,6 +28,7 @@ from gateway.edge.listen import EdgeSite
 from gateway.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
 from gateway.eventloop import run as run_on_loop
 from gateway.gctune import GcTuning
+from gateway.keycheck import rotate_command, verify_master_key
 from gateway.logs import setup_logging
 from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
 from gateway.reliability import is_sqlite
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     ac.add_argument("--name", required=True)
     ac.add_argument("--role", choices=[r.value for r in AgentRole], default="agent")
     ac.add_argument("--capacity", type=int, default=5)
+    mk = sub.add_parser("master-key", help="the master key (MASTER_KEY)")
+    mksub = mk.add_subparsers(dest="mkcmd", required=True)
+    mksub.add_parser("rotate", help="re-seal everything under NEW_MASTER_KEY (stop every node first)")
     add_channel_parser(sub)
     add_recording_parser(sub)
     add_retention_parser(sub)
@@ -79,6 +84,12 @@ async def _with_store(config: Config) -> SqliteStore | PostgresStore:
 async def _admin(config: Config, args: argparse.Namespace) -> int:
     store = await _with_store(config)
     try:
+        if args.cmd == "master-key":
+            print(json.dumps(await rotate_command(store, os.environ, config.storage.data_dir,
+                                                  embedded=is_embedded(config)), indent=2))
+            return 0
+        if args.cmd in ("channel", "recording"):  # they seal or open with the master key
+            await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
         if is_privacy_command(args):
             return await run_privacy_command(store, config, args, sqlite=is_sqlite(store))
         if args.cmd == "migrate":
@@ -114,7 +125,8 @@ async def _admin(config: Config, args: argparse.Namespace) -> int:
 async def _supervise(config: Config, demo: bool) -> int:
     """WORKERS > 1: migrate (and create the demo) once, then run the workers."""
     store = await _with_store(config)
-    try:
+    try:  # checked once here too: a wrong key stops the supervisor, not each worker in a loop
+        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
         if demo:
             from gateway.demo import ensure_demo
 
@@ -204,15 +216,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_id = worker_node_id(config.server.node_id, worker.index)
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=node_id))
     setup_logging(config.privacy.log_format, config.server.node_id)
-    if not serving:
-        return asyncio.run(_admin(config, args))
     try:
-        _, new_loop = loop_factory(config.server.event_loop)
-    except EventLoopUnavailable as exc:
+        if not serving:
+            return asyncio.run(_admin(config, args))
+        try:
+            _, new_loop = loop_factory(config.server.event_loop)
+        except EventLoopUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        with contextlib.suppress(KeyboardInterrupt):
+            if config.server.workers > 1 and worker is None:
+                return run_on_loop(_supervise(config, getattr(args, "demo", False)), new_loop)
+            run_on_loop(_serve(config, getattr(args, "demo", False), worker), new_loop)
+    except ConfigError as exc:  # found at start: e.g. a MASTER_KEY that does not open the data
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        if config.server.workers > 1 and worker is None:
-            return run_on_loop(_supervise(config, getattr(args, "demo", False)), new_loop)
-        run_on_loop(_serve(config, getattr(args, "demo", False), worker), new_loop)
     return 0

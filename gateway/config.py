@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from connectors.crypto import MasterKeyError, parse_key
 from gateway.eventloop import EVENT_LOOPS
 from gateway.workers.sids import MAX_WORKERS
 
@@ -228,6 +229,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             raise ConfigError("WORKERS > 1 cannot hand TLS connections between workers: terminate TLS in front")
         if port == 0:
             raise ConfigError("WORKERS > 1 needs a fixed PORT (the workers share it)")
+    master_key = r.get_str("MASTER_KEY")
+    if master_key:  # its match with the data is checked at start (gateway/keycheck.py)
+        try:
+            parse_key(master_key)
+        except MasterKeyError as exc:
+            raise ConfigError(str(exc)) from None
     origins = tuple(o.strip() for o in (r.get_str("CORS_ORIGINS", "*") or "*").split(",") if o.strip())
     return Config(
         server=ServerConfig(

@@ -87,6 +87,10 @@ async def install(gw: Gateway) -> None:
     gw.on_start.append(retention.start)
     gw.on_stop.append(retention.stop)
 
+    async def audit_correction(tenant_id: str, contact_id: str, actor: str, fields: list[str]) -> None:
+        await store.audit(tenant_id, actor, "contact.corrected", contact_id, {"fields": fields})
+
+    gw.chat.contact_listeners.append(audit_correction)
     core = Api(gw.chat, gw.store, cfg)
     gw.app.add_routes(privacy_routes(PrivacyApi(store, Dsr(store, cfg.storage.data_dir), core.principal,
                                                 core.body)))

@@ -52,6 +52,10 @@ class PostResult:
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
 """Called after a new message is stored and handed to the broker (e.g. the connectors' outbox)."""
 
+ContactListener = Callable[[str, str, str, list[str]], Awaitable[None]]
+"""Called after an agent corrected a contact: (tenant id, contact id, actor `agent:<id>`,
+names of the changed fields); e.g. the privacy audit."""
+
 AttachmentResolver = Callable[[Principal, Conversation, list[str]], Awaitable[list[dict[str, Any]]]]
 """Checks upload ids (the sender's own, same tenant) and returns the attachment dicts."""
 
@@ -106,6 +110,7 @@ class ChatService:
         self.appender = GroupAppender(store, clock)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
+        self.contact_listeners: list[ContactListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
         self.attachment_resolver: AttachmentResolver | None = None
         self.attachment_exporter: AttachmentExporter | None = None  # set by the widget feature (uploads)

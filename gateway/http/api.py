@@ -171,6 +171,8 @@ class Api:
             c = await self.store.update_contact(p.tenant_id, contact_id, fields)
         except NotFound:
             raise not_found("contact") from None
+        for listener in self.chat.contact_listeners:
+            await listener(p.tenant_id, contact_id, f"agent:{p.agent_id}", sorted(fields))
         return web.json_response({"ok": True, "contact": contact_dict(c)})
 
     async def list_agents(self, request: web.Request) -> web.Response:

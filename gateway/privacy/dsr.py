@@ -1,9 +1,14 @@
-"""Data-subject requests about one contact: export (JSON or zip with attachments) and erase.
+"""Data-subject requests about one contact: export (JSON or zip with every file) and erase.
 
-Erase removes the contact's identities and personal fields, destroys its uploads and call
-recordings (files and rows), and per the tenant's `erase_mode` either anonymises the
-contact's messages (text and attachments blanked, rows kept) or deletes its conversations
-with everything that hangs off them. Every request is written to the audit trail.
+Erase covers every channel (widget, calls, email, Messenger, Zalo, YouTube, IZIComment):
+the contact's identities and personal fields go, its files are deleted (widget uploads under
+DATA_DIR/uploads, connector attachments under DATA_DIR/attachments, call recordings under
+DATA_DIR/recordings) with their rows, and per the tenant's `erase_mode` its conversations
+are either anonymised (the contact's texts and attachments blanked, channel thread ids and
+message ids cleared, the channel link's recipient cleared, the email Message-ID/subject index
+rows deleted, pending outbound replies cancelled; the rows stay) or deleted with every row
+that refers to them. An anonymised conversation is never sent to again: the outbox refuses
+a reply in it (`ERASED_ERROR`). Every request is written to the audit trail (ids and counts).
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ from gateway.store.sql import Conn, chunked
 
 log = logging.getLogger(__name__)
 
+# delivery error of an agent reply in the conversation of an erased contact (never sent)
+ERASED_ERROR = "contact_erased: the contact was erased; nothing is sent to it"
+# connector attachments (connectors/attachments.py) are stored as `attachments/<tenant>/…` urls
+ATTACHMENTS = "attachments"
+CALL_FIELDS = ("id", "conversation_id", "agent_id", "state", "started_at", "answered_at", "ended_at",
+               "end_reason", "duration", "recording_id")
+
 
 class ContactNotFound(Exception):
     pass
@@ -38,6 +50,14 @@ class FileRef:
 
 def _in(ids: Sequence[str], start: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + len(ids)))
+
+
+def _attachment_list(raw: Any) -> list[dict[str, Any]]:
+    try:
+        items = json.loads(str(raw or "[]"))
+    except ValueError:
+        return []
+    return [a for a in items if isinstance(a, dict)] if isinstance(items, list) else []
 
 
 class Dsr:
@@ -57,6 +77,30 @@ class Dsr:
                                 "created_at", tenant_id, contact_id)
         return [str(r["id"]) for r in rows]
 
+    def attachment_path(self, tenant_id: str, url: Any) -> Path | None:
+        """The file of a connector attachment url (`attachments/<tenant>/…`), or None when the
+        url is not one or points outside the tenant's attachment folder."""
+        if not isinstance(url, str) or not url.startswith(ATTACHMENTS + "/"):
+            return None
+        root = (self.data_dir / ATTACHMENTS).resolve()
+        path = (self.data_dir / url).resolve()
+        if not path.is_relative_to(root) or path == root:
+            return None
+        return path
+
+    async def _message_files(self, conn: Conn, tenant_id: str, conv_ids: list[str]) -> list[FileRef]:
+        """The connector attachment files of the contact's messages in `conv_ids`."""
+        files: list[FileRef] = []
+        for part in chunked(conv_ids):
+            for r in await conn.fetch(f"SELECT id, attachments FROM messages WHERE tenant_id = $1 AND author_type = "
+                                      f"'contact' AND conversation_id IN ({_in(part, 2)}) AND attachments <> '[]' "
+                                      "ORDER BY conversation_id, seq", tenant_id, *part):
+                for a in _attachment_list(r["attachments"]):
+                    path = self.attachment_path(tenant_id, a.get("url"))
+                    if path is not None:
+                        files.append(FileRef(f"attachments/{r['id']}-{path.name}", path))
+        return files
+
     async def _files(self, conn: Conn, tables: set[str], tenant_id: str, contact_id: str,
                      conv_ids: list[str]) -> tuple[list[dict[str, Any]], list[FileRef], list[str], list[str]]:
         """(upload metadata, files, upload ids, recording ids) of the contact."""
@@ -74,6 +118,7 @@ class Dsr:
                                     "size": int(r["size"]), "created_at": float(r["created_at"])})
                     files.append(FileRef(f"attachments/{r['id']}-{Path(str(r['name'])).name}",
                                          self.data_dir / "uploads" / str(r["path"])))
+        files += await self._message_files(conn, tenant_id, conv_ids)
         if "calls" in tables and "recordings" in tables:
             for r in await conn.fetch("SELECT r.id, r.blob_key FROM recordings r JOIN calls c ON c.tenant_id = "
                                       "r.tenant_id AND c.id = r.call_id WHERE c.tenant_id = $1 AND c.contact_id = $2",
@@ -103,8 +148,13 @@ class Dsr:
                 convs.append({**conversation_dict(conv), "messages": msgs})
             uploads, files, _, rec_ids = await self._files(conn, tables, tenant_id, contact_id,
                                                            [c["id"] for c in convs])
+            calls: list[dict[str, Any]] = []
+            if "calls" in tables:
+                for r in await conn.fetch(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE tenant_id = $1 AND "
+                                          "contact_id = $2 ORDER BY started_at, id", tenant_id, contact_id):
+                    calls.append({k: r[k] for k in CALL_FIELDS})
         data = {"contact": contact_dict(contact), "identities": identities, "conversations": convs,
-                "uploads": uploads, "recordings": rec_ids}
+                "uploads": uploads, "calls": calls, "recordings": rec_ids}
         return data, files
 
     async def export_zip(self, tenant_id: str, contact_id: str) -> bytes:
@@ -130,6 +180,8 @@ class Dsr:
             tables = set(await self.store.tenant_tables(conn))
             conv_ids = await self._conversation_ids(conn, tenant_id, contact_id)
             _, files, upload_ids, rec_ids = await self._files(conn, tables, tenant_id, contact_id, conv_ids)
+            if "youtube_checkpoints" in tables:
+                counts["checkpoint_ids"] = await self._forget_in_checkpoints(conn, tenant_id, conv_ids)
             for part in chunked(rec_ids):
                 await conn.execute(f"DELETE FROM recordings WHERE tenant_id = $1 AND id IN ({_in(part, 2)})",
                                    tenant_id, *part)
@@ -150,13 +202,7 @@ class Dsr:
                 await conn.execute("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2", tenant_id, contact_id)
                 counts["contact_deleted"] = 1
             else:
-                n = 0
-                for part in chunked(conv_ids):
-                    rows = await conn.fetch(
-                        f"UPDATE messages SET text = '', attachments = '[]' WHERE tenant_id = $1 AND author_type = "
-                        f"'contact' AND conversation_id IN ({_in(part, 2)}) RETURNING id", tenant_id, *part)
-                    n += len(rows)
-                counts["messages_anonymised"] = n
+                counts.update(await self._anonymise(conn, tables, tenant_id, conv_ids))
                 await conn.execute("UPDATE contacts SET name = NULL, email = NULL, phone = NULL, attributes = '{}' "
                                    "WHERE tenant_id = $1 AND id = $2", tenant_id, contact_id)
         removed = 0
@@ -172,6 +218,96 @@ class Dsr:
         await self.store.audit(tenant_id, actor, "contact.erased", contact_id,
                                {**counts, "mode": policy.erase_mode})
         return counts
+
+    async def _anonymise(self, conn: Conn, tables: set[str], tenant_id: str, conv_ids: list[str]) -> dict[str, int]:
+        """Blank what the contact left in its conversations, keeping the rows: its messages'
+        texts and channel message ids; every message's delivery error (it may name the
+        address) and attachments (the conversations' files are deleted); the conversations'
+        channel thread ids; the channel links' recipient (so nothing is sent again: see
+        `ERASED_ERROR`); the email Message-ID and subject index; pending outbound replies
+        (cancelled, their messages `failed`)."""
+        counts = {"messages_anonymised": 0, "thread_ids": 0, "links": 0, "outbox_cancelled": 0}
+        for part in chunked(conv_ids):
+            args = (tenant_id, *part)
+            ids = _in(part, 2)
+            rows = await conn.fetch(
+                f"UPDATE messages SET text = '', attachments = '[]', external_id = NULL WHERE tenant_id = $1 AND "
+                f"author_type = 'contact' AND conversation_id IN ({ids}) RETURNING id", *args)
+            counts["messages_anonymised"] += len(rows)
+            await conn.execute(f"UPDATE messages SET delivery_error = NULL WHERE tenant_id = $1 AND conversation_id "
+                               f"IN ({ids}) AND delivery_error IS NOT NULL", *args)
+            # the conversations' uploads (agents' files too) are deleted: no message refers to them any more
+            await conn.execute(f"UPDATE messages SET attachments = '[]' WHERE tenant_id = $1 AND conversation_id "
+                               f"IN ({ids}) AND attachments <> '[]'", *args)
+            await conn.execute(f"UPDATE conversations SET external_thread_id = NULL WHERE tenant_id = $1 AND id IN "
+                               f"({ids})", *args)
+            if "calls" in tables:
+                await conn.execute(f"UPDATE calls SET recording_id = NULL WHERE tenant_id = $1 AND conversation_id "
+                                   f"IN ({ids})", *args)
+            if "connector_links" in tables:
+                rows = await conn.fetch(
+                    f"UPDATE connector_links SET recipient_id = '', meta = '{{}}' WHERE tenant_id = $1 AND "
+                    f"conversation_id IN ({ids}) RETURNING conversation_id", *args)
+                counts["links"] += len(rows)
+            if "email_message_ids" in tables:
+                rows = await conn.fetch(f"DELETE FROM email_message_ids WHERE tenant_id = $1 AND conversation_id IN "
+                                        f"({ids}) RETURNING message_id", *args)
+                counts["thread_ids"] += len(rows)
+            if "connector_outbox" in tables:
+                pending = await conn.fetch(
+                    f"UPDATE connector_outbox SET state = 'failed', lease_until = NULL, last_error = $2 "
+                    f"WHERE tenant_id = $1 AND state IN ('queued', 'sending') AND conversation_id IN "
+                    f"({_in(part, 3)}) RETURNING message_id", tenant_id, ERASED_ERROR, *part)
+                counts["outbox_cancelled"] += len(pending)
+                for r in pending:
+                    await conn.execute("UPDATE messages SET delivery_state = 'failed', delivery_error = $3 "
+                                       "WHERE tenant_id = $1 AND id = $2", tenant_id, r["message_id"], ERASED_ERROR)
+                await conn.execute(
+                    f"UPDATE connector_outbox SET external_id = NULL, last_error = CASE WHEN state = 'failed' "
+                    f"AND last_error = $2 THEN last_error ELSE NULL END WHERE tenant_id = $1 AND conversation_id IN "
+                    f"({_in(part, 3)})", tenant_id, ERASED_ERROR, *part)
+        return counts
+
+    async def _forget_in_checkpoints(self, conn: Conn, tenant_id: str, conv_ids: list[str]) -> int:
+        """Remove the contact's comment and thread ids from the tenant's YouTube polling
+        checkpoints (tracked threads are polled no more); how many ids went."""
+        ids: set[str] = set()
+        for part in chunked(conv_ids):
+            for r in await conn.fetch(f"SELECT external_thread_id FROM conversations WHERE tenant_id = $1 AND "
+                                      f"channel = 'youtube' AND id IN ({_in(part, 2)}) AND external_thread_id IS NOT "
+                                      "NULL", tenant_id, *part):
+                ids.add(str(r["external_thread_id"]))
+            for r in await conn.fetch(f"SELECT m.external_id FROM messages m JOIN conversations c ON c.tenant_id = "
+                                      f"m.tenant_id AND c.id = m.conversation_id WHERE m.tenant_id = $1 AND "
+                                      f"c.channel = 'youtube' AND m.conversation_id IN ({_in(part, 2)}) AND "
+                                      "m.external_id IS NOT NULL", tenant_id, *part):
+                ids.add(str(r["external_id"]))
+        if not ids:
+            return 0
+        removed = 0
+        for r in await conn.fetch("SELECT source, state FROM youtube_checkpoints WHERE tenant_id = $1", tenant_id):
+            try:
+                state = json.loads(str(r["state"]))
+            except ValueError:
+                continue
+            if not isinstance(state, dict):
+                continue
+            seen = state.get("seen")
+            threads = state.get("threads")
+            n = 0
+            if isinstance(seen, list):
+                kept = [s for s in seen if s not in ids]
+                n += len(seen) - len(kept)
+                state["seen"] = kept
+            if isinstance(threads, dict):
+                kept_threads = {k: v for k, v in threads.items() if k not in ids}
+                n += len(threads) - len(kept_threads)
+                state["threads"] = kept_threads
+            if n:
+                removed += n
+                await conn.execute("UPDATE youtube_checkpoints SET state = $3 WHERE tenant_id = $1 AND source = $2",
+                                   tenant_id, r["source"], json.dumps(state, separators=(",", ":")))
+        return removed
 
     async def _delete_conversations(self, conn: Conn, tenant_id: str, conv_ids: list[str]) -> int:
         """Delete the conversations and every row referring to them (tables with conversation_id)."""

@@ -205,8 +205,13 @@ async def test_export_correct_erase_and_audit(rg) -> None:
 
     status, body, _ = await _api(rg, "GET", "/privacy/audit", tok)
     actions = [e["action"] for e in json.loads(body)["entries"]]
-    assert sorted(actions) == ["contact.erased", "contact.exported", "contact.exported", "contact.exported"]
+    assert sorted(actions) == ["contact.corrected", "contact.erased", "contact.exported", "contact.exported",
+                               "contact.exported"]
     assert json.loads(body)["entries"][0]["actor"].startswith("agent:")
+    [corrected] = [e for e in json.loads(body)["entries"] if e["action"] == "contact.corrected"]
+    # who corrected which fields of whom; never the values (the audit holds no personal data)
+    assert corrected["subject"] == cid and corrected["details"] == {"fields": ["name"]}
+    assert corrected["actor"] == f"agent:{json.loads((await _api(rg, 'GET', '/me', tok))[1])['agent']['id']}"
 
 
 def test_cli_tenant_end_and_retention_dry_run(tmp_path) -> None:
