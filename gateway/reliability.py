@@ -92,7 +92,8 @@ async def install(gw: Gateway) -> None:
 
     gw.chat.contact_listeners.append(audit_correction)
     core = Api(gw.chat, gw.store, cfg)
-    gw.app.add_routes(privacy_routes(PrivacyApi(store, Dsr(store, cfg.storage.data_dir), core.principal,
+    forget = getattr(gw.store, "forget_history", None) if is_sqlite(gw.store) else None
+    gw.app.add_routes(privacy_routes(PrivacyApi(store, Dsr(store, cfg.storage.data_dir, forget), core.principal,
                                                 core.body)))
     spec = await asyncio.to_thread(openapi_text)
 

@@ -18,7 +18,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,9 +61,13 @@ def _attachment_list(raw: Any) -> list[dict[str, Any]]:
 
 
 class Dsr:
-    def __init__(self, store: PrivacyStore, data_dir: str) -> None:
+    def __init__(self, store: PrivacyStore, data_dir: str,
+                 forget_history: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`forget_history`: run after each erasure, so that no earlier version of an erased
+        row survives in the database's files (SQLite: its WAL truncated)."""
         self.store = store
         self.data_dir = Path(data_dir)
+        self.forget_history = forget_history
 
     async def _contact_row(self, conn: Conn, tenant_id: str, contact_id: str) -> Any:
         row = await conn.fetchrow("SELECT * FROM contacts WHERE tenant_id = $1 AND id = $2", tenant_id, contact_id)
@@ -217,6 +221,8 @@ class Dsr:
         counts["files"] = removed
         await self.store.audit(tenant_id, actor, "contact.erased", contact_id,
                                {**counts, "mode": policy.erase_mode})
+        if self.forget_history is not None:
+            await self.forget_history()
         return counts
 
     async def _anonymise(self, conn: Conn, tables: set[str], tenant_id: str, conv_ids: list[str]) -> dict[str, int]:

@@ -86,6 +86,9 @@ _PRAGMAS = (
     "PRAGMA mmap_size = 268435456",
     # what a restarted WAL is cut back to (it otherwise keeps the size of its largest burst)
     "PRAGMA journal_size_limit = 134217728",
+    # deleted content is overwritten, not left in free pages and cells (erasure, retention):
+    # set here rather than left to how the SQLite library was built
+    "PRAGMA secure_delete = ON",
 )
 _INSERT_MESSAGE = (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error)"
                    f" VALUES ({', '.join(f'${i}' for i in range(1, 13))}, NULL)")
@@ -238,6 +241,13 @@ class SqliteStore(SqlStore):
                     await asyncio.to_thread(checkpoint_file, self._path, "TRUNCATE")
             self._rollback(db)
             db.close()
+
+    async def forget_history(self) -> None:
+        """Copy the WAL into the database and truncate it: after an erasure, the pages that
+        held the erased rows before (still in the WAL's earlier frames) are gone from disk
+        (the database's own pages were overwritten by `secure_delete`)."""
+        if _is_file_path(self._path):
+            await asyncio.to_thread(checkpoint_file, self._path, "TRUNCATE")
 
     async def ping(self) -> None:
         async with self._read() as conn:

@@ -236,3 +236,43 @@ def test_cli_tenant_end_and_retention_dry_run(tmp_path) -> None:
     assert cli("retention", "run")["tenants"] == []
 
 
+
+
+async def test_erased_text_survives_in_no_page_of_the_sqlite_files(tmp_path, monkeypatch) -> None:
+    """SQLite keeps deleted cells in free pages and earlier page versions in the WAL: after
+    an erasure (anonymise: texts blanked in place; delete: rows removed) none of the
+    contact's words remain anywhere in the database file or its WAL (`secure_delete`, and
+    the WAL truncated after the erasure's commit)."""
+    monkeypatch.setenv("MASTER_KEY", MASTER_KEY)
+    async with run_gateway(make_config(tmp_path)) as rg:
+        marker = "dấu-vết-" + uuid.uuid4().hex
+        t = await rg.tenant("Secure")
+        v = await visitor(rg.url, t.tenant.widget_key, name="Người Xoá")
+        try:
+            conv = (await v.call("conversation:start"))["conversation"]["id"]
+            for i in range(20):
+                assert (await v.call("message:send", {"conversation_id": conv, "client_id": new_client_id(),
+                                                      "text": f"{marker} {i}"}))["ok"]
+            contact = v.session["contact_id"]
+        finally:
+            await v.close()
+        files = [Path(rg.gw.config.sqlite_path), Path(rg.gw.config.sqlite_path + "-wal")]
+
+        def found() -> bool:
+            return any(p.exists() and marker.encode() in p.read_bytes() for p in files)
+
+        assert found()  # written: in the WAL or the database file
+        for mode in ("anonymise", "delete"):
+            assert (await _api(rg, "PUT", "/privacy/policy", t.admin_token, {"erase_mode": mode}))[0] == 200
+            if mode == "delete":  # a second contact's messages to delete outright
+                v = await visitor(rg.url, t.tenant.widget_key)
+                try:
+                    conv = (await v.call("conversation:start"))["conversation"]["id"]
+                    assert (await v.call("message:send", {"conversation_id": conv, "client_id": new_client_id(),
+                                                          "text": f"{marker} again"}))["ok"]
+                    contact = v.session["contact_id"]
+                finally:
+                    await v.close()
+            status, body, _ = await _api(rg, "POST", f"/contacts/{contact}/erase", t.admin_token)
+            assert status == 200, body
+            assert not found(), mode
