@@ -15,6 +15,8 @@ import contextlib
 import os
 import socket
 import struct
+import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,6 +29,7 @@ from tests.support.server import make_config, run_gateway
 from tests.support.waits import until
 
 MIB = 1024 * 1024
+ROOT = str(Path(__file__).resolve().parents[2])  # the attacker's process runs from the source tree
 PROBE_RTT_LIMIT = 0.1
 
 
@@ -73,8 +76,20 @@ async def open_raw(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
 
 
 async def attack(url: str, data: bytes, chunk: int) -> None:
-    """Write `data` in `chunk`-byte writes (draining each) until it is all sent or the
-    server closes the connection."""
+    """Write `data` in `chunk`-byte writes from a process of its own (the attacker's work
+    does not share the server's event loop, as a remote client's would not), until it is
+    all sent or the server closes the connection."""
+    with tempfile.NamedTemporaryFile(prefix="hostile-") as f:
+        f.write(data)
+        f.flush()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.transport.test_hostile_frames", url, f.name, str(chunk),
+            cwd=ROOT)
+        assert await proc.wait() == 0
+
+
+async def send_hostile(url: str, data: bytes, chunk: int) -> None:
+    """The attacker: `data` in `chunk`-byte writes (draining each) on one websocket."""
     reader, writer = await open_raw(url)
     drain = asyncio.create_task(reader.read(-1))  # the server's frames, until it closes
     try:
@@ -149,3 +164,8 @@ async def test_byte_at_a_time_senders_are_parsed_as_they_come(tmp_path: Path) ->
             n = len(rtts)
             await until(lambda: len(rtts) >= n + 3)
         assert max(rtts) < PROBE_RTT_LIMIT, sorted(rtts)[-5:]
+
+
+if __name__ == "__main__":  # the attacker's process (`attack`)
+    target, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    asyncio.run(send_hostile(target, Path(path).read_bytes(), size))
