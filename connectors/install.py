@@ -101,6 +101,11 @@ async def install(gw: Gateway) -> None:
         gw.app.add_routes(c.routes())
     gw.chat.message_listeners.append(outbox.on_message)
     gw.app[CONNECTORS_KEY] = hub
+    if not gw.config.storage.database_url:  # one node owns the outbox: take back what a crash left sending
+        async def reclaim() -> None:
+            await outbox.reclaim_all()
+
+        gw.on_start.append(reclaim)
     gw.on_start.append(hub.start)
     gw.on_stop.append(hub.stop)
     email = connectors.get(Channel.EMAIL)

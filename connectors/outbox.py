@@ -127,6 +127,22 @@ class Outbox:
             r = await conn.fetchrow("SELECT * FROM connector_outbox WHERE message_id = $1", message_id)
         return None if r is None else _row(r)
 
+    async def reclaim_all(self) -> int:
+        """Single-node (embedded) start-up: rows a crashed incarnation of this node left
+        `sending` are due at once rather than when their lease runs out (no other node can
+        be sending them). Their attempt counts stay: an attempt that may have reached the
+        platform is retried with the same message id, which the platforms deduplicate
+        where they can (docs/connectors.md)."""
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            rows = await conn.fetch(
+                "UPDATE connector_outbox SET state = 'queued', next_attempt_at = $1, lease_until = NULL,"
+                " claimed_by = NULL, updated_at = $1 WHERE state = 'sending' RETURNING message_id", now)
+        if rows:
+            log.info("outbox: %d replies left sending by a crash are due again", len(rows))
+            self._wake.set()
+        return len(rows)
+
     # --- worker ----------------------------------------------------------
     def start(self) -> None:
         if self._task is None:

@@ -186,3 +186,40 @@ async def wait_state(hub: ConnectorHub, mid: str, state: str, timeout: float = 2
             return row
         assert time.monotonic() < deadline, f"outbox row stayed {row}"
         await asyncio.sleep(0.05)
+
+
+async def test_an_embedded_node_restarted_after_a_crash_sends_at_once(
+    cx_sqlite_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On embedded SQLite one node owns the outbox: a reply its previous incarnation left
+    `sending` (it died mid-send) is due again at the restart, not after OUTBOX_LEASE
+    (default 120 s)."""
+    monkeypatch.setenv("OUTBOX_AUTOSTART", "0")
+    monkeypatch.delenv("OUTBOX_LEASE", raising=False)
+    hang = asyncio.Event()
+    api = FakeChannelApi(hang=hang)  # the first attempt does not complete while its node lives
+    async with fake_channel_api(api):
+        try:
+            async with run_gateway(cx_sqlite_config) as rg:
+                hub = hub_of(rg)
+                await hub.use(FakeHttpConnector(api.url))
+                hub.outbox.start()
+                nt = await rg.tenant()
+                conv_id = await inbound_conversation(rg, nt.tenant.id)
+                ag = await agent(rg.url, nt.admin_token)
+                try:
+                    mid = (await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                           "text": "sau sự cố"}))["message"]["id"]
+                finally:
+                    await ag.close()
+                await until(lambda: len(api.requests) == 1, timeout=20.0)
+                assert (await hub.outbox.get(mid)).state == "sending"  # type: ignore[union-attr]
+            api.hang = None
+            async with run_gateway(cx_sqlite_config) as rg2:
+                hub2 = hub_of(rg2)
+                await hub2.use(FakeHttpConnector(api.url))
+                hub2.outbox.start()
+                row = await wait_state(hub2, mid, "sent", timeout=20)
+                assert row.attempts == 2 and api.accepted == [mid]
+        finally:
+            hang.set()
