@@ -129,13 +129,24 @@ def _drop_elements(s: str, name: str) -> str:
 
 
 class _TextExtractor:
-    """HTML → text with regular expressions whose work is linear in the markup's size
-    (hostile mail reaches this before anyone is authenticated): a tag pattern stops at the
-    next `<`, so no failed match rescans the rest of the markup."""
+    """HTML → text in one pass over the tags, with patterns whose work is linear in the
+    markup's size (hostile mail reaches this before anyone is authenticated): a tag
+    pattern stops at the next `<`, so no failed match rescans the rest of the markup.
 
-    _BLOCK = re.compile(r"<\s*(br|/p|/div|/li|/tr|/h\d)\b[^<>]*>", re.IGNORECASE)
+    Block elements (paragraphs, divisions, headings, list items, table rows, line breaks)
+    end a line, list items start with "- ", table cells are separated by a tab, and a link
+    whose text is not its target keeps the target: `text (https://…)`.
+    """
+
     _GMAIL_QUOTE = re.compile(r"<div[^<>]*class=\"?gmail_quote.*", re.IGNORECASE | re.DOTALL)
     _TAG = re.compile(r"<[^<>]+>")
+    _NAME = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9]*)")
+    _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+    _PARAGRAPHS = frozenset({"p", "table", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "hr",
+                             "section", "article", "header", "footer", "address", "center"})
+    _LINES = frozenset({"div", "br", "tr"})
+    _CELLS = frozenset({"td", "th"})
+    _LINK_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 
     @classmethod
     def text(cls, markup: str) -> str:
@@ -144,9 +155,74 @@ class _TextExtractor:
             s = _drop_elements(s, name)
         s = cls._GMAIL_QUOTE.sub("", s, count=1)
         s = _drop_elements(s, "blockquote")
-        s = cls._BLOCK.sub("\n", s)
-        s = cls._TAG.sub("", s)
-        return re.sub(r"\n{3,}", "\n\n", html.unescape(s)).strip()
+        out = _Out()
+        pos = 0
+        href: str | None = None  # the target of the link being read
+        link_start = 0  # where its text begins in `out.parts`
+        for m in cls._TAG.finditer(s):
+            out.text(html.unescape(s[pos:m.start()]))
+            pos = m.end()
+            tag = m.group(0)
+            n = cls._NAME.match(tag)
+            if n is None:
+                continue
+            closing, name = n.group(1) == "/", n.group(2).lower()
+            if name in cls._PARAGRAPHS:
+                out.end_line(2)
+            elif name == "br":
+                out.line_break()
+            elif name in cls._LINES:
+                out.end_line(1)
+            elif name == "li":
+                out.end_line(1)
+                if not closing:
+                    out.text("- ")
+            elif name in cls._CELLS and closing:
+                out.text("\t")
+            elif name == "a" and not closing:
+                h = cls._HREF.search(tag)
+                target = html.unescape(next((g for g in h.groups() if g is not None), "")).strip() if h else ""
+                href = target if target.lower().startswith(cls._LINK_SCHEMES) else None
+                link_start = len(out.parts)
+            elif name == "a" and href is not None:
+                shown = "".join(out.parts[link_start:]).strip()
+                bare = href[len("mailto:"):] if href.lower().startswith("mailto:") else href
+                if shown and shown not in (href, bare):
+                    out.text(f" ({href})")
+                elif not shown:
+                    out.text(bare)
+                href = None
+        out.text(html.unescape(s[pos:]))
+        text = "\n".join(line.strip(" \t") for line in "".join(out.parts).split("\n"))
+        return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+class _Out:
+    """The text being written, and how many newlines it ends with (-1: nothing yet)."""
+
+    __slots__ = ("nl", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.nl = -1
+
+    def text(self, t: str) -> None:
+        if not t:
+            return
+        self.parts.append(t)
+        body = t.rstrip(" \t")
+        if body:
+            self.nl = len(body) - len(body.rstrip("\n"))
+
+    def end_line(self, n: int) -> None:
+        """End with at least `n` newlines (a line, or a blank line); nothing at the start."""
+        if 0 <= self.nl < n:
+            self.parts.append("\n" * (n - self.nl))
+            self.nl = n
+
+    def line_break(self) -> None:
+        self.parts.append("\n")
+        self.nl = max(self.nl, 0) + 1
 
 
 def html_to_text(markup: str) -> str:

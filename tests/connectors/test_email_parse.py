@@ -109,7 +109,20 @@ def test_html_to_text_drops_quotes_and_scripts_and_keeps_unclosed_markup_linear(
     # an element never closed is kept as text; unclosed tags leave what is between them
     assert html_to_text("<blockquote>a<blockquote>b") == "ab"
     assert html_to_text("a < b and c > d") == "a  d"  # as a tag, as before
-    assert html_to_text("<div<div<div>x") == "<div<divx"  # a tag never spans another `<`
+    assert html_to_text("<div<div<div>x") == "<div<div\nx"  # a tag never spans another `<`
+
+
+def test_html_to_text_keeps_the_structure_and_link_targets() -> None:
+    """HTML-only mail: block elements end lines (paragraphs with a blank line), list items
+    and table cells stay apart, and a link keeps its target unless its text is the target."""
+    html = ('<div>Chào anh</div><div>Đơn hàng <a href="https://shop.vn/o/1?a=1&amp;b=2">số 1</a> đã gửi</div>'
+            '<ul><li>áo</li><li>quần</li></ul><table><tr><td>Mã</td><td>Giá</td></tr><tr><td>A1</td><td>100</td>'
+            '</tr></table><p>Liên hệ <a href="mailto:cskh@shop.vn">cskh@shop.vn</a> hoặc '
+            '<a href="https://shop.vn">https://shop.vn</a></p><p>Một<br>Hai<br><br>Ba</p>'
+            '<a href="javascript:alert(1)">bấm</a>')
+    assert html_to_text(html) == (
+        "Chào anh\nĐơn hàng số 1 (https://shop.vn/o/1?a=1&b=2) đã gửi\n\n- áo\n- quần\n\n"
+        "Mã\tGiá\nA1\t100\n\nLiên hệ cskh@shop.vn hoặc https://shop.vn\n\nMột\nHai\n\nBa\n\nbấm")
 
 
 def test_body_text_limit() -> None:
