@@ -118,3 +118,13 @@ def test_no_underscore_names_of_other_packages() -> None:
                         and name.value not in defined:
                     problems.append(f"{where}:{node.lineno}: {node.func.id}(…, {name.value!r})")
     assert not problems, "private names of dependencies:\n" + "\n".join(problems)
+
+
+def test_no_file_response() -> None:
+    """aiohttp's FileResponse needs a transport with native sendfile, which connections
+    served through gateway.edge.listen.EdgeSite do not offer (it would fail at run time):
+    file bodies go through gateway.http.files.file_response."""
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path, tree in _modules() for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and node.attr == "FileResponse"
+             or isinstance(node, ast.Name) and node.id == "FileResponse"]
+    assert not found, found
