@@ -125,6 +125,6 @@ def test_no_file_response() -> None:
     served through gateway.edge.listen.EdgeSite do not offer (it would fail at run time):
     file bodies go through gateway.http.files.file_response."""
     found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path, tree in _modules() for node in ast.walk(tree)
-             if isinstance(node, ast.Attribute) and node.attr == "FileResponse"
-             or isinstance(node, ast.Name) and node.id == "FileResponse"]
+             if (isinstance(node, ast.Attribute) and node.attr == "FileResponse")
+             or (isinstance(node, ast.Name) and node.id == "FileResponse")]
     assert not found, found
