@@ -63,3 +63,23 @@ Answer as the demo agent in the <a id="console-link" href="{console}" target="_b
 </body>
 </html>
 """
+
+
+def favicon_png(color: tuple[int, int, int] = (0x0B, 0x63, 0xCE), size: int = 32) -> bytes:
+    """The gateway's icon (`/favicon.ico`): a PNG of the widget's default colour with a
+    white speech dot, made here rather than shipped as a binary file."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = []
+    c, r2 = (size - 1) / 2, (size / 5) ** 2
+    for y in range(size):
+        row = bytearray(b"\x00")
+        for x in range(size):
+            row += b"\xff\xff\xff" if (x - c) ** 2 + (y - c) ** 2 <= r2 else bytes(color)
+        rows.append(bytes(row))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b""))

@@ -21,10 +21,11 @@ from gateway.errors import Code, GatewayError, bad_request
 from gateway.http.api import Api
 from gateway.http.files import file_response
 from gateway.http.middleware import error_response
+from gateway.http.static import static_response
 from gateway.store import NotFound, Store
 from gateway.validation import opt_str
 from gateway.widget import settings as ws
-from gateway.widget.pages import demo_page
+from gateway.widget.pages import demo_page, favicon_png
 from gateway.widget.store import WidgetStore
 from gateway.widget.uploads import INLINE_TYPES, Uploads
 
@@ -46,6 +47,7 @@ class WidgetRoutes:
         self.dist = dist
         self.data_dir = data_dir
         self.clock = clock
+        self._favicon = favicon_png()
 
     # --- plumbing --------------------------------------------------------
     def _cors(self, request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
@@ -178,19 +180,22 @@ class WidgetRoutes:
     async def asset(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         path = (self.dist / name).resolve()
-        if self.dist.resolve() not in path.parents or not path.is_file():
+        if name.endswith((".br", ".gz")) or self.dist.resolve() not in path.parents or not path.is_file():
             raise web.HTTPNotFound(text="not built: run scripts/run.sh or `npm run build` in widget/")
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        resp = await file_response(path, headers={"Content-Type": ctype, "Cache-Control": "public, max-age=300"})
+        resp = await static_response(request, path, ctype, "public, max-age=300")
         resp.headers["Access-Control-Allow-Origin"] = "*"
         return resp
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._favicon, content_type="image/png",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     async def console(self, request: web.Request) -> web.StreamResponse:
         path = self.dist / "console.html"
         if not path.is_file():
             raise web.HTTPNotFound(text="not built: run scripts/run.sh or `npm run build` in widget/")
-        return await file_response(path, headers={"Content-Type": "text/html; charset=utf-8",
-                                                  "Cache-Control": "no-cache"})
+        return await static_response(request, path, "text/html; charset=utf-8", "no-cache")
 
     async def demo(self, request: web.Request) -> web.StreamResponse:
         info = load_demo(self.data_dir)
@@ -213,6 +218,7 @@ class WidgetRoutes:
             web.get("/api/v1/uploads/{id}/link", c(self.upload_link)),
             web.get("/widget/{name:[A-Za-z0-9_.-]+}", self.asset),
             web.get("/console", self.console),
+            web.get("/favicon.ico", self.favicon),
             web.get("/demo", self.demo),
         ]
         for path in (f"{pub}/settings", f"{pub}/contact", "/api/v1/uploads", "/api/v1/uploads/{id}",
