@@ -194,6 +194,7 @@ async def build_gateway(
         os.makedirs(config.storage.data_dir, exist_ok=True)
     store = await open_store(
         config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema,
+        limits=config.store_limits,
     )
     secret = config.security.secret or await store.get_or_create_setting("visitor_token_secret", new_secret())
     broker = make_broker(config.storage.redis_url, node_id, hub=hub, prefix=config.storage.redis_prefix)
