@@ -11,28 +11,36 @@ from gateway.errors import Code, GatewayError
 from gateway.metrics import Metrics
 from gateway.workers.scrape import NodeScrape
 
-
 READY_BUDGET = 2.0  # seconds /readyz takes at most, whatever its checks do
 
 
 def health_routes(checks: dict[str, Callable[[], Awaitable[None]]], budget: float = READY_BUDGET) -> list[web.RouteDef]:
     """`/healthz` (the process answers) and `/readyz`: every check runs at once, and the
     answer comes within `budget` seconds whatever they do — a check not done by then is
-    cancelled and reported ``"error: timeout"``; 200 when every check passed, else 503.
-    A check that fails with `details.retry_after` (`unavailable`) adds its reason."""
+    reported ``"error: timeout"``; 200 when every check passed, else 503. A check is not
+    cancelled (cancelling a driver's operation midway can leave its connection unusable):
+    it ends on its own, within its own timeouts, and a later `/readyz` that finds it still
+    running waits for that run instead of starting another, so a hung dependency holds at
+    most one check of each kind. A failure with a reason (`StoreUnavailable`) shows it."""
+    running: dict[str, asyncio.Future[None]] = {}
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    def start(name: str, check: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        task = running.get(name)
+        if task is None or task.done():
+            task = running[name] = asyncio.ensure_future(check())
+            task.add_done_callback(_retrieve)
+        return task
+
     async def readyz(_: web.Request) -> web.Response:
-        tasks = {name: asyncio.ensure_future(check()) for name, check in checks.items()}
+        tasks = {name: start(name, check) for name, check in checks.items()}
         if tasks:
             await asyncio.wait(tasks.values(), timeout=budget)
         results: dict[str, str] = {}
         for name, task in tasks.items():
             if not task.done():
-                task.cancel()  # not awaited: the answer does not wait for a check that ignores it
-                task.add_done_callback(_retrieve)
                 results[name] = "error: timeout"
             elif task.cancelled():
                 results[name] = "error: cancelled"
@@ -54,7 +62,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:
-    """Mark a cancelled check's outcome as seen (no "exception never retrieved" warning)."""
+    """Mark a check's outcome as seen (no "exception never retrieved" warning)."""
     if not task.cancelled():
         task.exception()
 

@@ -184,6 +184,14 @@ def run_steps(db: sqlite3.Connection, steps: Sequence[Step]) -> list[Row]:
     return found
 
 
+def _has_room(db: sqlite3.Connection) -> bool:
+    """Whether the file may still add `MIN_FREE_PAGES` pages (free pages included) under its
+    ``max_page_count``."""
+    pages, most, free = db.execute("SELECT p.page_count, m.max_page_count, f.freelist_count FROM pragma_page_count()"
+                                   " AS p, pragma_max_page_count() AS m, pragma_freelist_count() AS f").fetchone()
+    return int(most) - int(pages) + int(free) >= MIN_FREE_PAGES
+
+
 def _is_file_path(path: str) -> bool:
     return path != ":memory:" and not path.startswith("file:")
 
@@ -275,14 +283,11 @@ class SqliteStore(SqlStore):
         least `min_free_bytes` free on the file's filesystem (so a node whose disk is nearly
         full is taken out of rotation before its writes fail, and is put back only once
         there is room for the retries of the outage)."""
-        await self.write_probe()
-        async with self._read() as conn:
-            row = await conn.fetchrow("SELECT p.page_count AS pages, m.max_page_count AS max_pages,"
-                                      " f.freelist_count AS free_pages FROM pragma_page_count() AS p,"
-                                      " pragma_max_page_count() AS m, pragma_freelist_count() AS f")
-        assert row is not None
-        if int(row["max_pages"]) - int(row["pages"]) + int(row["free_pages"]) < MIN_FREE_PAGES:
+        async with self._lock:
+            room = _has_room(self._connection())
+        if not room:
             raise StoreUnavailable("full", self.outage.retry_after())
+        await self.write_probe()
         if _is_file_path(self._path):
             free = (await asyncio.to_thread(shutil.disk_usage, Path(self._path).parent)).free
             if free < self._min_free_bytes:
@@ -367,6 +372,13 @@ class SqliteStore(SqlStore):
             raise StoreClosed("SqliteStore is not open")
         return self._db
 
+    def _succeeded(self, db: sqlite3.Connection) -> None:
+        """After a committed write: ends an open outage, unless it is a full file that still
+        has no room (a small write fits in a page's free space while messages do not: the
+        outage goes on, without a line per write that fits)."""
+        if self.outage.down and (self.outage.reason != "full" or _has_room(db)):
+            self.outage.succeeded()
+
     def _raise_unavailable(self, exc: sqlite3.Error) -> None:
         """Raise `StoreUnavailable` (from `exc`) when `exc` says the database cannot serve now."""
         reason = unavailable_reason(exc)
@@ -404,7 +416,7 @@ class SqliteStore(SqlStore):
             except sqlite3.Error as exc:
                 self._raise_unavailable(exc)
                 raise
-            self.outage.succeeded()
+            self._succeeded(db)
 
     async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
         """The whole transaction — BEGIN, the conversations' reads, the message INSERTs, the
@@ -450,7 +462,7 @@ class SqliteStore(SqlStore):
             else:
                 self.commits += 1
                 self.one_job_appends += 1
-                self.outage.succeeded()
+                self._succeeded(db)
         if found is None:
             return await super()._append_batch(requests, now)
         convs: dict[str, Conversation] = {}
