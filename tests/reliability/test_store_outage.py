@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.errors import Code, GatewayError
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.procs import PG_DSN, drop_schema
@@ -242,3 +243,48 @@ async def test_postgres_stopped_or_hung_is_unavailable(pg_gateway: tuple[Running
         assert outage_lines(caplog) == (1, 1)
     finally:
         await v.close()
+
+
+# --- PostgreSQL: read-only, statement timeout (the store directly) ----------------------------
+
+@pytest.fixture
+async def pg_store() -> AsyncIterator[PostgresStore]:
+    schema = f"t_outage_{uuid.uuid4().hex[:10]}"
+    store = PostgresStore(PG_DSN, schema=schema, min_size=1, max_size=1, append_pool_size=1,
+                          statement_timeout=0.2, acquire_timeout=1.0)
+    await store.open()
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+        await drop_schema(schema)
+
+
+async def test_postgres_read_only_is_unavailable(pg_store: PostgresStore, caplog: pytest.LogCaptureFixture) -> None:
+    """A read-only database (a standby, default_transaction_read_only) refuses writes with
+    SQLSTATE 25006: `unavailable` (read_only), readiness fails, reads go on."""
+    async with pg_store.reader() as conn:  # the pool's one connection, kept for its session
+        await conn.execute("SET SESSION default_transaction_read_only = on")
+    with pytest.raises(GatewayError) as err:
+        await pg_store.get_or_create_setting("k", "v")
+    assert err.value.code is Code.UNAVAILABLE and getattr(err.value, "reason", None) == "read_only"
+    with pytest.raises(GatewayError):
+        await pg_store.ping()
+    async with pg_store.reader() as conn:  # reads answer
+        assert await conn.fetch("SELECT * FROM settings WHERE key = 'k'") == []
+    assert outage_lines(caplog) == (1, 0)
+    async with pg_store.reader() as conn:
+        await conn.execute("SET SESSION default_transaction_read_only = off")
+    await pg_store.ping()
+    assert outage_lines(caplog) == (1, 1)
+
+
+async def test_postgres_statement_timeout_is_unavailable(pg_store: PostgresStore) -> None:
+    """A statement running past DATABASE_STATEMENT_TIMEOUT is cancelled by the server
+    (SQLSTATE 57014): `unavailable` (timeout), not `internal`."""
+    with pytest.raises(GatewayError) as err:
+        async with pg_store.reader() as conn:
+            await conn.execute("SELECT pg_sleep(30)")
+    assert err.value.code is Code.UNAVAILABLE and getattr(err.value, "reason", None) == "timeout"
+    assert err.value.details["retry_after"] >= 1
