@@ -204,6 +204,7 @@ async def build_gateway(
         os.makedirs(config.storage.data_dir, exist_ok=True)
     store = await open_store(
         config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema,
+        limits=config.store_limits,
     )
     try:  # a malformed or wrong MASTER_KEY stops the start here (gateway/keycheck.py)
         await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))

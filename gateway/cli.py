@@ -78,7 +78,7 @@ async def _with_store(config: Config) -> SqliteStore | PostgresStore:
     if not config.storage.database_url:
         os.makedirs(config.storage.data_dir, exist_ok=True)
     return await open_store(config.storage.database_url, sqlite_path=config.sqlite_path,
-                            schema=config.storage.database_schema)
+                            schema=config.storage.database_schema, limits=config.store_limits)
 
 
 async def _admin(config: Config, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from connectors.crypto import MasterKeyError, parse_key
 from gateway.eventloop import EVENT_LOOPS
+from gateway.store.factory import StoreLimits
 from gateway.workers.sids import MAX_WORKERS
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class StorageConfig:
     redis_url: str | None = None
     redis_prefix: str = "izh:"
     data_dir: str = "./data"
+    statement_timeout: float = 5.0  # PostgreSQL: seconds a statement may run (the client waits 1 s more)
+    acquire_timeout: float = 5.0  # PostgreSQL: seconds an operation may wait for a pool connection
+    sqlite_min_free_mb: int = 64  # SQLite: /readyz fails below this much free space on the file's disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,12 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     presence_ttl: float = 45.0
     presence_interval: float = 15.0
+
+    @property
+    def store_limits(self) -> StoreLimits:
+        st = self.storage
+        return StoreLimits(statement_timeout=st.statement_timeout, acquire_timeout=st.acquire_timeout,
+                           min_free_bytes=st.sqlite_min_free_mb * 1024 * 1024)
 
     @property
     def sqlite_path(self) -> str:
@@ -264,6 +274,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             redis_url=redis_url,
             redis_prefix=r.get_str("REDIS_PREFIX", "izh:") or "izh:",
             data_dir=r.get_str("DATA_DIR", "./data") or "./data",
+            statement_timeout=_positive(r, "DATABASE_STATEMENT_TIMEOUT", 5.0, 0.001),
+            acquire_timeout=_positive(r, "DATABASE_ACQUIRE_TIMEOUT", 5.0, 0.001),
+            sqlite_min_free_mb=r.get_int("SQLITE_MIN_FREE_MB", 64, 0, 2**20),
         ),
         limits=LimitsConfig(
             max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -23,7 +24,13 @@ _HTTP_CODES = {
 
 
 def error_response(exc: GatewayError) -> web.Response:
-    return web.json_response(exc.to_dict(), status=exc.http_status)
+    """The JSON error; an error with `details.retry_after` (seconds: `unavailable`,
+    `rate_limited`) also carries it as ``Retry-After`` (whole seconds, at least 1)."""
+    headers: dict[str, str] = {}
+    retry_after = exc.details.get("retry_after")
+    if isinstance(retry_after, (int, float)):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return web.json_response(exc.to_dict(), status=exc.http_status, headers=headers)
 
 
 @web.middleware

@@ -27,6 +27,7 @@ import asyncpg
 
 from gateway.domain import Conversation, Message
 from gateway.store.base import AppendRequest, AppendResult
+from gateway.store.outage import Outage
 from gateway.store.rows import conversation_from_row
 from gateway.store.sql import (
     MESSAGE_COLUMNS,
@@ -68,6 +69,40 @@ APPEND_POOL_SETTINGS = {
     "enable_mergejoin": "off",
 }
 
+STATEMENT_TIMEOUT = 5.0  # seconds a statement may run on the server (statement_timeout)
+ACQUIRE_TIMEOUT = 5.0  # seconds an operation may wait for a pool connection (including connecting)
+# The client gives the server this much longer than STATEMENT_TIMEOUT to answer before it
+# gives up on a statement itself (a hung server or network never answers at all).
+CLIENT_TIMEOUT_MARGIN = 1.0
+
+# SQLSTATEs (whole classes by their first two characters) meaning "cannot serve now"
+_UNAVAILABLE_CLASSES = {
+    "08": "unreachable",  # connection exception
+    "53": "full",  # insufficient resources: disk full, out of memory, too many connections
+    "58": "io_error",  # system error (I/O)
+}
+_UNAVAILABLE_STATES = {
+    "57014": "timeout",  # query_canceled: statement_timeout
+    "57P01": "unreachable",  # admin_shutdown
+    "57P02": "unreachable",  # crash_shutdown
+    "57P03": "unreachable",  # cannot_connect_now (starting up, shutting down)
+    "25006": "read_only",  # read_only_sql_transaction (a standby, default_transaction_read_only)
+}
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """The outage reason of an error from asyncpg or the pool that says the database cannot
+    serve now (unreachable, hung past a timeout, read-only, out of space), None otherwise."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(exc.sqlstate or "")
+        return _UNAVAILABLE_STATES.get(state) or _UNAVAILABLE_CLASSES.get(state[:2])
+    if isinstance(exc, TimeoutError):  # a command, a connection or a pool acquisition timed out
+        return "timeout"
+    if isinstance(exc, (OSError, asyncpg.InterfaceError)):  # refused, reset, "connection is closed"
+        return "unreachable"
+    return None
+
+
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMA_LOCK_KEY = "izihelp:create-schema"
 
@@ -90,8 +125,12 @@ class PostgresStore(SqlStore):
     _row_lock = " FOR NO KEY UPDATE"  # self-exclusive, yet lets FK checks (KEY SHARE) through
 
     def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10,
-                 append_pool_size: int = 4) -> None:
+                 append_pool_size: int = 4, statement_timeout: float = STATEMENT_TIMEOUT,
+                 acquire_timeout: float = ACQUIRE_TIMEOUT, outage: Outage | None = None) -> None:
         self._dsn = dsn
+        self._statement_timeout = statement_timeout
+        self._acquire_timeout = acquire_timeout
+        self.outage = outage or Outage("postgresql", logger=log)
         self._schema = schema
         self._quoted_schema = None if schema is None else quote_schema(schema)
         self._min_size = min_size
@@ -128,10 +167,12 @@ class PostgresStore(SqlStore):
     async def _create_pool(self, settings: dict[str, str], min_size: int, max_size: int) -> Any:
         """A pool whose sessions have `settings`, in this store's schema, without asyncpg's
         reset query."""
+        settings = {**settings, "statement_timeout": str(max(1, round(self._statement_timeout * 1000)))}
         if self._quoted_schema is not None:
             settings = {**settings, "search_path": self._quoted_schema}
         return await asyncpg.create_pool(self._dsn, min_size=min_size, max_size=max_size, server_settings=settings,
-                                         reset=_keep_session)
+                                         reset=_keep_session, timeout=self._acquire_timeout,
+                                         command_timeout=self._statement_timeout + CLIENT_TIMEOUT_MARGIN)
 
     @staticmethod
     async def _create_schema(pool: Any, quoted: str) -> None:
@@ -147,32 +188,48 @@ class PostgresStore(SqlStore):
                 await pool.close()
 
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.fetchrow("SELECT 1")
+        """Readiness: raises unless a small write commits (`write_probe`: an unreachable,
+        hung, read-only or full database fails it within the timeouts)."""
+        await self.write_probe()
 
     def _acquire(self) -> Any:
         if self._pool is None:
             raise StoreClosed("PostgresStore is not open")
-        return self._pool.acquire()
+        return self._pool.acquire(timeout=self._acquire_timeout)
 
     def _acquire_for_append(self) -> Any:
         if self._append_pool is None:
             raise StoreClosed("PostgresStore is not open")
-        return self._append_pool.acquire()
+        return self._append_pool.acquire(timeout=self._acquire_timeout)
+
+    def _raise_unavailable(self, exc: BaseException) -> None:
+        """Raise `StoreUnavailable` (from `exc`) when `exc` says the database cannot serve now."""
+        reason = unavailable_reason(exc)
+        if reason is not None:
+            raise self.outage.failed(reason, exc) from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Conn]:
-        async with self._acquire() as conn:
-            yield conn
+        try:
+            async with self._acquire() as conn:
+                yield conn
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            self._raise_unavailable(exc)
+            raise
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Conn]:
-        async with self._acquire() as conn:
-            try:
-                async with conn.transaction():
-                    yield conn
-            except asyncpg.UniqueViolationError as exc:
-                raise Conflict(str(exc)) from exc
+        try:
+            async with self._acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        yield conn
+                except asyncpg.UniqueViolationError as exc:
+                    raise Conflict(str(exc)) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            self._raise_unavailable(exc)
+            raise
+        self.outage.succeeded()
 
     # --- batch append: one round trip, no explicit transaction ---------------------------
     async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
@@ -195,6 +252,16 @@ class PostgresStore(SqlStore):
         tenant_of = conversation_tenants(requests)
         if tenant_of is None:
             return await super()._append_batch(requests, now)
+        try:
+            results = await self._append_optimistic(requests, tenant_of, now)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            self._raise_unavailable(exc)
+            raise
+        self.outage.succeeded()
+        return results
+
+    async def _append_optimistic(self, requests: Sequence[AppendRequest], tenant_of: dict[str, str],
+                                 now: float) -> list[AppendResult | None]:
         async with self._acquire_for_append() as conn:
             try:
                 return await self._append_with(conn, requests, tenant_of, {}, now)
@@ -287,8 +354,39 @@ class PostgresStore(SqlStore):
                            " $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
                            " $10::text[], $11::float8[], $12::text[])", *(list(c) for c in columns))
 
+    @asynccontextmanager
+    async def _migration_transaction(self) -> AsyncIterator[Conn]:
+        """A transaction without the statement timeouts: a migration may build an index over
+        a large table."""
+        async with self._write() as conn:
+            await conn.execute("SET LOCAL statement_timeout = 0")
+            yield _Unbounded(conn)
+
     async def _lock_migrations(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('izihelp:migrate:' || current_schema()))")
+
+
+MIGRATION_TIMEOUT = 24 * 3600.0  # the client's limit on one migration statement
+
+
+class _Unbounded:
+    """`Conn` over an asyncpg connection whose statements wait `MIGRATION_TIMEOUT` for an
+    answer instead of the pool's command timeout."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Any]:
+        rows: Sequence[Any] = await self._conn.fetch(sql, *args, timeout=MIGRATION_TIMEOUT)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._conn.fetchrow(sql, *args, timeout=MIGRATION_TIMEOUT)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args, timeout=MIGRATION_TIMEOUT)
 
 
 _APPEND = (

@@ -250,7 +250,16 @@ class SqlStore(abc.ABC):
         attachments, created_at, delivery_state); delivery_error is NULL."""
 
     @abc.abstractmethod
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Readiness: raises when the store cannot serve (see each backend)."""
+
+    async def write_probe(self) -> None:
+        """A small committed write (the `settings` row ``readiness_probe``): fails when the
+        database cannot take writes (read-only, out of space, unreachable)."""
+        async with self._write() as conn:
+            await conn.execute("INSERT INTO settings (key, value) VALUES ($1, $2)"
+                               " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                               "readiness_probe", repr(time.time()))
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -267,9 +276,13 @@ class SqlStore(abc.ABC):
         return self._row_lock
 
     # --- lifecycle -------------------------------------------------------
+    def _migration_transaction(self) -> AbstractAsyncContextManager[Conn]:
+        """The transaction `migrate` runs in (a backend may lift its statement timeouts)."""
+        return self._write()
+
     async def migrate(self) -> None:
         migrations = await asyncio.to_thread(load_migrations)
-        async with self._write() as conn:
+        async with self._migration_transaction() as conn:
             await self._lock_migrations(conn)
             await conn.execute(_CREATE_SCHEMA_MIGRATIONS)
             applied = {int(r["version"]) for r in await conn.fetch("SELECT version FROM schema_migrations")}

@@ -41,6 +41,7 @@ import contextlib
 import functools
 import logging
 import re
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -50,6 +51,7 @@ from typing import Any
 
 from gateway.domain import Conversation
 from gateway.store.base import AppendRequest, AppendResult
+from gateway.store.outage import Outage, StoreUnavailable
 from gateway.store.rows import Row, conversation_from_row
 from gateway.store.sql import (
     MESSAGE_COLUMNS,
@@ -109,6 +111,19 @@ Step = tuple[str, list[tuple[Any, ...]] | None, bool]
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
 _BUSY_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+# primary result codes (the extended name's first two words) meaning "cannot serve now"
+_UNAVAILABLE_ERRORS = {
+    "SQLITE_FULL": "full",  # disk full, or the file at its max_page_count
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_IOERR": "io_error",
+    "SQLITE_CANTOPEN": "io_error",
+    "SQLITE_BUSY": "locked",  # another process held the write lock past BUSY_TIMEOUT_S
+    "SQLITE_LOCKED": "locked",
+    "SQLITE_PROTOCOL": "locked",
+    "SQLITE_NOMEM": "no_memory",
+}
+MIN_FREE_BYTES = 64 * 1024 * 1024  # free space on the file's filesystem below which `ping` fails
+MIN_FREE_PAGES = 64  # pages the file may still add (max_page_count) below which `ping` fails
 
 
 @functools.lru_cache(maxsize=1024)
@@ -123,6 +138,13 @@ def is_unique_violation(exc: sqlite3.IntegrityError) -> bool:
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorname", "") in _BUSY_ERRORS or "database is locked" in str(exc)
+
+
+def unavailable_reason(exc: sqlite3.Error) -> str | None:
+    """The outage reason of a driver error that says the database cannot serve now (full,
+    read-only, I/O error, locked past the busy timeout), None for any other error."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return _UNAVAILABLE_ERRORS.get("_".join(name.split("_", 2)[:2]))
 
 
 class _LoopConn:
@@ -165,6 +187,14 @@ def run_steps(db: sqlite3.Connection, steps: Sequence[Step]) -> list[Row]:
     return found
 
 
+def _has_room(db: sqlite3.Connection) -> bool:
+    """Whether the file may still add `MIN_FREE_PAGES` pages (free pages included) under its
+    ``max_page_count``."""
+    pages, most, free = db.execute("SELECT p.page_count, m.max_page_count, f.freelist_count FROM pragma_page_count()"
+                                   " AS p, pragma_max_page_count() AS m, pragma_freelist_count() AS f").fetchone()
+    return int(most) - int(pages) + int(free) >= MIN_FREE_PAGES
+
+
 def _is_file_path(path: str) -> bool:
     return path != ":memory:" and not path.startswith("file:")
 
@@ -194,8 +224,14 @@ def checkpoint_file(path: str, mode: str = "PASSIVE") -> tuple[int, int, int]:
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, path: str, *, checkpoint_interval: float = 1.0) -> None:
+    def __init__(self, path: str, *, checkpoint_interval: float = 1.0, min_free_bytes: int = MIN_FREE_BYTES,
+                 outage: Outage | None = None) -> None:
         self._path = path
+        self._min_free_bytes = min_free_bytes
+        self.outage = outage or Outage("sqlite", logger=log)
+        self.outage.on_recover.append(self._after_outage)
+        self._recovery: asyncio.Task[None] | None = None  # the TRUNCATE checkpoint after an outage
+        self._checkpoint_failing = False
         self._uri = path.startswith("file:")
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
@@ -228,11 +264,12 @@ class SqliteStore(SqlStore):
 
     async def close(self) -> None:
         async with self._lock:
-            task, self._checkpointer = self._checkpointer, None
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (self._checkpointer, self._recovery):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self._checkpointer = self._recovery = None
             db, self._db = self._db, None
             if db is None:
                 return
@@ -250,17 +287,55 @@ class SqliteStore(SqlStore):
             await asyncio.to_thread(checkpoint_file, self._path, "TRUNCATE")
 
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.fetchrow("SELECT 1")
+        """Readiness: raises `StoreUnavailable` unless the store can write. A committed write
+        (`write_probe`: a read-only file, an I/O error or a full disk under the WAL fail it),
+        room for `MIN_FREE_PAGES` more pages under the file's ``max_page_count``, and at
+        least `min_free_bytes` free on the file's filesystem (so a node whose disk is nearly
+        full is taken out of rotation before its writes fail, and is put back only once
+        there is room for the retries of the outage)."""
+        async with self._lock:
+            room = _has_room(self._connection())
+        if not room:
+            raise StoreUnavailable("full", self.outage.retry_after())
+        await self.write_probe()
+        if _is_file_path(self._path):
+            free = (await asyncio.to_thread(shutil.disk_usage, Path(self._path).parent)).free
+            if free < self._min_free_bytes:
+                raise StoreUnavailable("low_disk", self.outage.retry_after())
 
     async def _checkpoint_loop(self) -> None:
-        """Copy the WAL back into the database off the loop (the fsyncs happen here)."""
+        """Copy the WAL back into the database off the loop (the fsyncs happen here). A
+        failing checkpoint is logged once when it starts failing and once when it works again."""
         while True:
             await asyncio.sleep(self._checkpoint_interval)
             try:
                 await self.checkpoint()
             except sqlite3.Error as exc:
-                log.warning("sqlite checkpoint failed (retrying in %.1fs): %s", self._checkpoint_interval, exc)
+                if not self._checkpoint_failing:
+                    log.warning("sqlite checkpoint failed (retrying every %.1fs): %s", self._checkpoint_interval, exc)
+                self._checkpoint_failing = True
+            else:
+                if self._checkpoint_failing:
+                    log.warning("sqlite checkpoint works again")
+                self._checkpoint_failing = False
+
+    def _after_outage(self) -> None:
+        """When writes work again after an outage, a TRUNCATE checkpoint on a thread: the
+        WAL written before and during the outage goes into the database and the file is cut
+        to nothing, so the retries of the outage start on an empty WAL."""
+        if not _is_file_path(self._path) or self._db is None:
+            return
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.get_running_loop().create_task(self._truncate_wal(), name="sqlite-recovery")
+
+    async def _truncate_wal(self) -> None:
+        try:
+            busy, frames, copied = await asyncio.to_thread(checkpoint_file, self._path, "TRUNCATE")
+        except sqlite3.Error as exc:
+            log.warning("sqlite checkpoint after the outage failed: %s", exc)
+            return
+        log.info("sqlite checkpoint after the outage: %d of %d WAL frames copied%s", copied, frames,
+                 " (busy)" if busy else "")
 
     async def checkpoint(self) -> bool:
         """Copy the WAL into the database file on a worker thread, so that the next write
@@ -307,29 +382,51 @@ class SqliteStore(SqlStore):
             raise StoreClosed("SqliteStore is not open")
         return self._db
 
+    def _succeeded(self, db: sqlite3.Connection) -> None:
+        """After a committed write: ends an open outage, unless it is a full file that still
+        has no room (a small write fits in a page's free space while messages do not: the
+        outage goes on, without a line per write that fits)."""
+        if self.outage.down and (self.outage.reason != "full" or _has_room(db)):
+            self.outage.succeeded()
+
+    def _raise_unavailable(self, exc: sqlite3.Error) -> None:
+        """Raise `StoreUnavailable` (from `exc`) when `exc` says the database cannot serve now."""
+        reason = unavailable_reason(exc)
+        if reason is not None:
+            raise self.outage.failed(reason, exc) from exc
+
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Conn]:
         async with self._lock:
-            yield _LoopConn(self._connection())
+            try:
+                yield _LoopConn(self._connection())
+            except sqlite3.Error as exc:
+                self._raise_unavailable(exc)
+                raise
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Conn]:
         async with self._lock:
             db = self._connection()
-            await self._begin(db)
             try:
-                conn = _LoopConn(db)
-                yield conn
-                db.execute("COMMIT")
-                self.commits += 1
-            except sqlite3.IntegrityError as exc:
-                self._rollback(db)
-                if is_unique_violation(exc):
-                    raise Conflict(str(exc)) from exc
+                await self._begin(db)
+                try:
+                    conn = _LoopConn(db)
+                    yield conn
+                    db.execute("COMMIT")
+                    self.commits += 1
+                except sqlite3.IntegrityError as exc:
+                    self._rollback(db)
+                    if is_unique_violation(exc):
+                        raise Conflict(str(exc)) from exc
+                    raise
+                except BaseException:
+                    self._rollback(db)
+                    raise
+            except sqlite3.Error as exc:
+                self._raise_unavailable(exc)
                 raise
-            except BaseException:
-                self._rollback(db)
-                raise
+            self._succeeded(db)
 
     async def _append_batch(self, requests: Sequence[AppendRequest], now: float) -> list[AppendResult | None]:
         """The whole transaction — BEGIN, the conversations' reads, the message INSERTs, the
@@ -375,6 +472,7 @@ class SqliteStore(SqlStore):
             else:
                 self.commits += 1
                 self.one_job_appends += 1
+                self._succeeded(db)
         if found is None:
             return await super()._append_batch(requests, now)
         convs: dict[str, Conversation] = {}
@@ -420,4 +518,8 @@ class SqliteStore(SqlStore):
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:
         if db.in_transaction:
-            db.execute("ROLLBACK")
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # e.g. SQLITE_FULL / IOERR rolled it back already
+                if db.in_transaction:
+                    raise

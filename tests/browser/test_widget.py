@@ -280,3 +280,31 @@ async def test_embedded_on_another_origin_with_identity(browser: Any, demo: Demo
         await ctx.close()
         if shop is not None:
             await shop.runner.cleanup()
+
+
+async def test_send_retried_while_database_unavailable(browser: Any, demo: Demo) -> None:
+    """A message typed while the database cannot write shows "Retrying…" and is delivered,
+    once, when the database is back (issue 37, item 2); not "failed"."""
+    ctx = await browser.new_context(locale="en-US")
+    store = demo.rg.gw.store
+    try:
+        page = await visitor_page(ctx, demo)
+        await start_chat(page, "Lan", "lan@example.vn", "Xin chào")
+        cid = await conversation_id(page, demo)
+        async with store.reader() as conn:  # type: ignore[attr-defined]
+            await conn.execute("PRAGMA query_only = ON")  # the store's connection: writes refused
+        try:
+            box = page.get_by_role("textbox", name="Type a message…")
+            await box.fill("Còn hàng không?")
+            await box.press("Enter")
+            mine = page.locator(".msg.me").last
+            await expect(mine).to_have_attribute("data-state", "retrying", timeout=T)
+            await expect(mine.locator(".meta")).to_have_text("Retrying…")
+        finally:
+            async with store.reader() as conn:  # type: ignore[attr-defined]
+                await conn.execute("PRAGMA query_only = OFF")
+        await expect(mine).to_have_attribute("data-state", re.compile("sent|delivered|read"), timeout=T)
+        messages = await store.get_messages(demo.tenant_id, cid, after_seq=0, limit=10)
+        assert [m.text for m in messages].count("Còn hàng không?") == 1
+    finally:
+        await ctx.close()

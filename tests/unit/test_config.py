@@ -50,6 +50,9 @@ def test_env_and_file(tmp_path) -> None:
         {"PING_INTERVAL": "0"},
         {"PING_TIMEOUT": "-1"},
         {"CONNECT_TIMEOUT": "soon"},
+        {"DATABASE_STATEMENT_TIMEOUT": "0"},
+        {"DATABASE_ACQUIRE_TIMEOUT": "-1"},
+        {"SQLITE_MIN_FREE_MB": "-5"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
@@ -100,3 +103,11 @@ def test_heartbeat_and_connect_timeout_in_seconds() -> None:
     assert (d.ping_interval, d.ping_timeout, d.connect_timeout) == (25.0, 20.0, 10.0)
     c = load_config({"PING_INTERVAL": "0.3", "PING_TIMEOUT": "0.2", "CONNECT_TIMEOUT": "0.5"}).server
     assert (c.ping_interval, c.ping_timeout, c.connect_timeout) == (0.3, 0.2, 0.5)
+
+
+def test_database_timeouts_and_free_space() -> None:
+    d = load_config({}).store_limits
+    assert (d.statement_timeout, d.acquire_timeout, d.min_free_bytes) == (5.0, 5.0, 64 * 1024 * 1024)
+    c = load_config({"DATABASE_STATEMENT_TIMEOUT": "2.5", "DATABASE_ACQUIRE_TIMEOUT": "0.5", "SQLITE_MIN_FREE_MB": "0"})
+    assert (c.store_limits.statement_timeout, c.store_limits.acquire_timeout, c.store_limits.min_free_bytes) == (
+        2.5, 0.5, 0)

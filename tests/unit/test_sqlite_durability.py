@@ -70,6 +70,7 @@ def _child(path: Path, code: str) -> subprocess.CompletedProcess[str]:
         import asyncio, os, resource, signal, sqlite3, sys
         from gateway.domain import AuthorType, Channel, NewMessage
         from gateway.store.base import AppendRequest
+        from gateway.store.outage import StoreUnavailable
         from gateway.store.sqlite import SqliteStore
 
         def msg(i, size=10):
@@ -111,7 +112,8 @@ def test_a_killed_process_keeps_every_answered_append(tmp_path: Path) -> None:
 
 def test_an_append_whose_commit_cannot_be_written_is_refused_and_the_file_stays_whole(tmp_path: Path) -> None:
     """The WAL may not grow past a limit (RLIMIT_FSIZE: writes beyond it fail with EFBIG):
-    the append that needs it raises instead of answering, and nothing of it is stored."""
+    the append that needs it raises `unavailable` instead of answering, and nothing of it is
+    stored."""
     path = tmp_path / "f.sqlite3"
     out = _child(path, """
         for i in range(20):
@@ -123,10 +125,10 @@ def test_an_append_whose_commit_cannot_be_written_is_refused_and_the_file_stays_
             res = await store.append_batch([AppendRequest(tenant.id, conv.id, msg(100 + j, 3000))
                                             for j in range(10)], now=3.0)
             print("answered", [r.message.seq for r in res if r], flush=True)
-        except sqlite3.Error as exc:
-            print("refused:", exc.sqlite_errorname, flush=True)
+        except StoreUnavailable as exc:  # the driver's error, typed at the store boundary
+            print("refused:", exc.code, exc.__cause__.sqlite_errorname, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    assert "refused: SQLITE_" in out.stdout, (out.stdout, out.stderr)
+    assert "refused: unavailable SQLITE_" in out.stdout, (out.stdout, out.stderr)
     assert _reopened(path, "SELECT count(*), max(seq) FROM messages") == (20, 20)
     assert _reopened(path, "SELECT last_seq FROM conversations") == (20,)

@@ -3,6 +3,7 @@
 import { io } from "socket.io-client";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { AgentCalls } from "./agentcall.js";
+import { retryDelay, sleep } from "./retry.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -216,10 +217,23 @@ class Console {
     ta.value = "";
     this.stopTyping();
     const client_id = uuid();
-    for (let i = 0; i < 5; i++) {
-      const ack = await this.call("message:send", { conversation_id: this.current, client_id, text });
-      if (ack.ok) { this.onMessage(ack.message); return; }
-      if (ack.error.code !== "timeout") { alert(ack.error.message); return; }
+    const conversation_id = this.current;
+    let refusals = 0;
+    try {
+      for (let i = 0; i < 5; i++) {
+        const ack = await this.call("message:send", { conversation_id, client_id, text });
+        if (ack.ok) { this.onMessage(ack.message); return; }
+        if (ack.error.code === "timeout") continue;
+        // `unavailable`: the same client_id again after retry_after and a backoff, shown as
+        // "Retrying…"; any other error (`internal` included) is final
+        const wait = retryDelay(ack, refusals++);
+        if (wait === null) { alert(ack.error.message); return; }
+        $("send-state").textContent = "Retrying…";
+        await sleep(wait);
+        i = -1; // a refusal is not a lost answer: the timeouts' count starts again
+      }
+    } finally {
+      $("send-state").textContent = "";
     }
   }
 

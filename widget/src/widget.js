@@ -5,6 +5,7 @@ import { pickLang, translator } from "./i18n.js";
 import { CSS } from "./styles.js";
 import { CallUI } from "./call.js";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
+import { retryDelay, sleep } from "./retry.js";
 
 const CHAT_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2z"/></svg>';
 const CLIP_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M16.5 6.5 8.6 14.4a1.5 1.5 0 0 0 2.1 2.1l7.9-7.9a3 3 0 0 0-4.2-4.2l-8.3 8.3a4.5 4.5 0 0 0 6.4 6.4l7-7-1.4-1.4-7 7a2.5 2.5 0 0 1-3.6-3.6l8.3-8.3a1 1 0 0 1 1.4 1.4l-7.9 7.9-.1-.1z"/></svg>';
@@ -264,13 +265,25 @@ export class Widget {
   }
 
   async deliver(item) {
+    let refusals = 0;
     for (;;) {
       try {
         const conv = await this.ensureConversation();
         const ack = await this.call("message:send", {
           conversation_id: conv.id, client_id: item.client_id, text: item.text, attachments: item.attachments.map((a) => a.id),
         });
-        if (!ack.ok) { item.error = ack.error.message; this.renderMessages(); return; }
+        if (!ack.ok) {
+          // `unavailable` (the server could not store it now): "retrying…", then the same
+          // client_id again after the server's retry_after and a backoff; any other error is final
+          const wait = retryDelay(ack, refusals++);
+          item.retrying = wait !== null;
+          if (wait === null) item.error = ack.error.message;
+          this.renderMessages();
+          if (wait === null) return;
+          await sleep(wait);
+          continue;
+        }
+        item.retrying = false;
         if (this.states.get(item.client_id) !== "delivered") this.states.set(item.client_id, "sent");
         this.onMessage(ack.message);
         this.renderMessages();
@@ -506,7 +519,7 @@ export class Widget {
       if (!node) { node = this.messageNode(m); this.nodes.set(key, node); }
       const mine = !m.author || m.author.type === "contact";
       if (mine) {
-        const st = m.seq ? this.stateOf(m) : (m.error ? "failed" : "sending");
+        const st = m.seq ? this.stateOf(m) : (m.error ? "failed" : m.retrying ? "retrying" : "sending");
         if (node.getAttribute("data-state") !== st) {
           node.setAttribute("data-state", st);
           node.querySelector(".meta").textContent = st === "failed" ? m.error : this.t(st);
