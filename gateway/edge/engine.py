@@ -85,8 +85,8 @@ class EngineSettings:
     dispatch_budget: int = 128
     # websocket reads parsed in one turn of the loop; the rest wait for the next turns
     read_budget: int = 256
-    timer_resolution: float = 0.025  # seconds per tick of the heartbeat wheel
-    timers_per_tick: int = 500  # heartbeats (pings, timeouts) handled per tick at most
+    timer_resolution: float = 0.01  # seconds per tick of the heartbeat wheel
+    timers_per_tick: int = 200  # heartbeats (pings, timeouts) handled per tick at most (20,000 a second)
 
 
 class Refusal(Exception):

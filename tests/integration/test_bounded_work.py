@@ -17,11 +17,11 @@ import pytest
 
 from connectors.install import CONNECTORS_KEY
 from gateway.domain import Channel
-from gateway.gctune import GcTuning
 from tests.connectors.facebook.fake_graph import signed_headers
 from tests.connectors.zalo import fake_zalo as fz
 from tests.integration.edge_setup import FB_SECRET, Edge, edge_gateway
 from tests.integration.test_http_edge import exchange
+from tests.support.gc import served_gc as tuned_gc
 
 MIB = 1024 * 1024
 INBOX = "support@shop.test"
@@ -176,12 +176,9 @@ def _attacks(e: Edge) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
 
 @pytest.fixture
 def served_gc() -> Iterator[None]:
-    """The garbage collector tuned as `gateway serve` tunes it (the heap so far frozen, a
-    high young threshold), so that a full collection does not walk the test runner's heap."""
-    tuning = GcTuning()
-    tuning.apply()
-    yield
-    tuning.remove()
+    """The garbage collector tuned as `gateway serve` tunes it (tests/support/gc.py)."""
+    with tuned_gc():
+        yield
 
 
 async def test_hostile_preauth_input_keeps_other_clients_responsive(edge_smtp: Edge, served_gc: None) -> None:

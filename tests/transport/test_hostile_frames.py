@@ -32,6 +32,8 @@ MIB = 1024 * 1024
 ROOT = str(Path(__file__).resolve().parents[2])  # the attacker's process runs from the source tree
 PROBE_RTT_LIMIT = 0.1
 
+pytestmark = pytest.mark.usefixtures("gc_as_served")
+
 
 def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
     """A client frame (masked) as a hostile client would write it."""

@@ -18,6 +18,8 @@ from tests.support.server import make_config, run_gateway
 from tests.support.waits import until
 from tests.transport.test_hostile_frames import MIB, PROBE_RTT_LIMIT, probe
 
+pytestmark = pytest.mark.usefixtures("gc_as_served")
+
 
 async def _session(http: aiohttp.ClientSession, url: str) -> str:
     async with http.get(f"{url}/socket.io/?EIO=4&transport=polling") as r:
