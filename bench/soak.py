@@ -15,12 +15,13 @@ load-generator processes on the stock npm client (bench/load/worker.mjs):
 * **messages**: `--pairs` visitor + agent pairs of the same tenant, the visitors posting
   `--messages` messages a second in all, each delivered to the pair's agent.
 
-Every `--interval` seconds it prints the node's CPU (% of one core over the interval), RSS,
-open file descriptors, live connections (`izh_open_connections`), the latency of one
-`GET /healthz`, and the machine's load average (the machine may be shared: a CPU reading
-is only as good as the machine's quiet). At the end: the least-squares slopes, per minute,
-of CPU and RSS over the first and the second half of the run (flat in the second half is
-the goal: no work or memory growing with the connections served or the tenant's size), and
+Every `--interval` seconds it prints the node's CPU (% of one core over the interval), RSS
+(and its anonymous part: the heap, where SQLite's page cache lives too), open file
+descriptors, live connections (`izh_open_connections`), the latency of one `GET /healthz`,
+and the machine's load average (the machine may be shared: a CPU reading is only as good
+as the machine's quiet). At the end: the least-squares slopes, per minute, of CPU, RSS and
+anonymous RSS over the first and the second half of the run (flat in the second half is the
+goal: no work or memory growing with the connections served or the tenant's size), and
 what the load generators counted (connections, sessions, conversations started and
 resumed, errors; messages sent, acked, lost, latency p50 / p99).
 """
@@ -48,10 +49,20 @@ class Sample:
     t: float  # seconds since the load started
     cpu: float  # % of one core over the interval before t
     rss_mb: float
+    anon_mb: float  # of which anonymous memory (the heap: Python's objects, SQLite's page cache)
     fds: int
     conns: float
     healthz_ms: float
     load1: float
+
+
+def anon_mb(srv: procs.Server) -> float:
+    """RssAnon of the node's processes (the rest of RSS is mapped files: code, the mmap'd database)."""
+    kb = 0
+    for pid in procs.tree(srv.pid):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+            kb += sum(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+    return kb / 1024
 
 
 def open_fds(srv: procs.Server) -> int:
@@ -96,8 +107,8 @@ def halves(samples: list[Sample], field: Callable[[Sample], float], seconds: flo
 
 async def watch(srv: procs.Server, seconds: float, interval: float, samples: list[Sample]) -> None:
     """Sample the node every `interval` seconds for `seconds`, printing each sample."""
-    print(f"  {'t s':>5} {'CPU %':>6} {'RSS MB':>7} {'fds':>5} {'conns':>6} {'healthz ms':>10} {'load1':>6}",
-          flush=True)
+    print(f"  {'t s':>5} {'CPU %':>6} {'RSS MB':>7} {'anon':>6} {'fds':>5} {'conns':>6} {'healthz ms':>10}"
+          f" {'load1':>6}", flush=True)
     async with aiohttp.ClientSession() as http:
         t0 = time.monotonic()
         cpu0, at0 = srv.cpu(), t0
@@ -106,12 +117,12 @@ async def watch(srv: procs.Server, seconds: float, interval: float, samples: lis
             await asyncio.sleep(max(0.0, t0 + k * interval - time.monotonic()))
             now = time.monotonic()
             cpu1 = srv.cpu()
-            s = Sample(now - t0, 100 * (cpu1 - cpu0) / (now - at0), srv.rss() / 1024, open_fds(srv),
+            s = Sample(now - t0, 100 * (cpu1 - cpu0) / (now - at0), srv.rss() / 1024, anon_mb(srv), open_fds(srv),
                        await open_connections(http, srv), await healthz_ms(http, srv), os.getloadavg()[0])
             cpu0, at0 = cpu1, now
             samples.append(s)
-            print(f"  {s.t:5.0f} {s.cpu:6.1f} {s.rss_mb:7.1f} {s.fds:5d} {s.conns:6.0f} {s.healthz_ms:10.1f}"
-                  f" {s.load1:6.2f}", flush=True)
+            print(f"  {s.t:5.0f} {s.cpu:6.1f} {s.rss_mb:7.1f} {s.anon_mb:6.1f} {s.fds:5d} {s.conns:6.0f}"
+                  f" {s.healthz_ms:10.1f} {s.load1:6.2f}", flush=True)
             if s.t >= seconds - interval / 2:
                 return
             k += 1
@@ -142,8 +153,9 @@ async def soak(srv: procs.Server, a: argparse.Namespace) -> dict[str, Any]:
         await close_all(ws)
     cpu = halves(samples, lambda s: s.cpu, a.seconds)
     rss = halves(samples, lambda s: s.rss_mb, a.seconds)
+    anon = halves(samples, lambda s: s.anon_mb, a.seconds)
     lat = ran.get("latencies") or []
-    return {"samples": samples, "cpu_slopes": cpu, "rss_slopes": rss, "churn": churned,
+    return {"samples": samples, "cpu_slopes": cpu, "rss_slopes": rss, "anon_slopes": anon, "churn": churned,
             "messages": {k: ran[k] for k in ("sent", "acked", "errors", "lost")} | {
                 "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99)}}
 
@@ -157,6 +169,8 @@ def report(name: str, r: dict[str, Any], a: argparse.Namespace) -> None:
           f"   (second-half mean {sum(x.cpu for x in half) / max(1, len(half)):.1f} %)")
     print(f"  RSS slope MB/min  first half {r['rss_slopes'][0]:+.2f}   second half {r['rss_slopes'][1]:+.2f}"
           f"   (end {s[-1].rss_mb:.1f} MB)")
+    print(f"  anonymous         first half {r['anon_slopes'][0]:+.2f}   second half {r['anon_slopes'][1]:+.2f}"
+          f"   (end {s[-1].anon_mb:.1f} MB)")
     print(f"  fds {s[0].fds} → {s[-1].fds}; /healthz max {max(x.healthz_ms for x in s):.1f} ms;"
           f" load1 {min(x.load1 for x in s):.2f} to {max(x.load1 for x in s):.2f}")
     print(f"  churn: {c['opened']} opened, {c['sessions']} sessions, {c['started']} started, {c['resumed']} resumed,"
