@@ -289,6 +289,19 @@ async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
 
 
 @contextlib.asynccontextmanager
+async def gateway_shared(name: str = "ours-pg") -> AsyncIterator[Server]:
+    """One gateway node on PostgreSQL (a random schema) and Redis (a random prefix)."""
+    async with _shared_backends() as (tmp, env):
+        tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
+        srv = start_gateway(name, env, tmp, tenant)
+        try:
+            await _wait_http(srv, "/healthz")
+            yield srv
+        finally:
+            srv.stop()
+
+
+@contextlib.asynccontextmanager
 async def gateway_workers(count: int) -> AsyncIterator[Server]:
     """One node of `count` worker processes on one port (WORKERS), on PostgreSQL and Redis."""
     async with _shared_backends() as (tmp, env):

@@ -14,6 +14,13 @@
 //                                                always this process's own event-loop delay (lag_p99_ms,
 //                                                lag_max_ms) and, with timeline, its stalls over 20 ms as
 //                                                [100 ms window after start, longest stall ms] (lag_windows)
+//   {cmd:"churn", auth, rate, seconds, returning, start, hold_ms}
+//                                                visitors connect at `rate`/s for `seconds` (a fraction
+//                                                `returning` with a visitor token of an earlier one), wait
+//                                                for `session`, resume their conversations or (a fraction
+//                                                `start` of the rest) start one, disconnect after `hold_ms`;
+//                                                replies {event:"churned", opened, sessions, started,
+//                                                resumed, errors, connect_errors, open_at_end}
 //   {cmd:"count"} / {cmd:"close"}
 import { io } from "socket.io-client";
 import { randomUUID } from "node:crypto";
@@ -172,6 +179,50 @@ const handlers = {
           lag_windows: timeline ? [...lagWindows.entries()] : undefined });
     latencies.length = 0;
     timeline = null;
+  },
+  async churn(c) {
+    const st = { opened: 0, sessions: 0, started: 0, resumed: 0, errors: 0, connect_errors: 0 };
+    const tokens = [];  // visitor tokens of earlier visitors (the last 5,000)
+    let live = 0;
+    const fail = (e) => { st.errors += 1; if (st.errors <= 3) console.error(String(e && e.message || e)); };
+    const visit = () => {
+      const auth = { ...c.auth };
+      if (tokens.length && Math.random() < c.returning) auth.visitor_token = tokens[Math.floor(Math.random() * tokens.length)];
+      // not kept in `sockets`: each closes itself
+      const s = io(opts.url + "/visitor", { ...base, auth });
+      st.opened += 1;
+      live += 1;
+      const done = () => { s.close(); live -= 1; };
+      s.once("connect_error", () => { st.connect_errors += 1; done(); });
+      s.once("session", async (sess) => {
+        st.sessions += 1;
+        if (!auth.visitor_token) { tokens.push(sess.visitor_token); if (tokens.length > 5000) tokens.shift(); }
+        try {
+          const convs = sess.conversations || [];
+          if (convs.length) {
+            const r = await call(s, "resume", { conversations: convs.slice(0, 5).map((x) => ({ conversation_id: x.id, epoch: x.epoch, seq: x.last_seq })) });
+            if (r.ok) st.resumed += 1; else fail(new Error(JSON.stringify(r)));
+          } else if (Math.random() < c.start) {
+            const r = await call(s, "conversation:start", {});
+            if (r.ok) st.started += 1; else fail(new Error(JSON.stringify(r)));
+          }
+        } catch (e) { fail(e); }
+        setTimeout(done, c.hold_ms);
+      });
+    };
+    const total = Math.round(c.rate * c.seconds);
+    const t0 = performance.now();
+    await new Promise((finish) => {
+      const tick = () => {
+        const due = Math.min(total, Math.floor((performance.now() - t0) / 1000 * c.rate));
+        while (st.opened < due) visit();
+        if (st.opened >= total) finish(); else setTimeout(tick, 5);
+      };
+      tick();
+    });
+    const deadline = performance.now() + c.hold_ms + 10000;
+    while (live > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    out({ event: "churned", ...st, open_at_end: live });
   },
   async count() { out({ event: "count", received, events }); },
   async close() {
