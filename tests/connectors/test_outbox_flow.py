@@ -143,16 +143,14 @@ async def test_stored_but_unsent_reply_is_delivered_once_after_restart(
                 await asyncio.sleep(0.05)
 
 
-async def test_claimed_row_of_a_dead_node_is_retaken_after_its_lease(
-    cx_config: Config, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OUTBOX_AUTOSTART", "0")
-    monkeypatch.setenv("OUTBOX_LEASE", "1.0")
+async def _delivered_after_a_crash_mid_send(config: Config, text: str) -> None:
+    """A node claims a reply and dies mid-send (the platform never answers it); the next
+    node on the same database delivers it, once, on its second attempt."""
     hang = asyncio.Event()
     api = FakeChannelApi(hang=hang)  # the first attempt does not complete while its node lives
     async with fake_channel_api(api):
         try:
-            async with run_gateway(cx_config) as rg:
+            async with run_gateway(config) as rg:
                 hub = hub_of(rg)
                 await hub.use(FakeHttpConnector(api.url))
                 hub.outbox.start()
@@ -161,14 +159,13 @@ async def test_claimed_row_of_a_dead_node_is_retaken_after_its_lease(
                 ag = await agent(rg.url, nt.admin_token)
                 try:
                     mid = (await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
-                                                           "text": "lease"}))["message"]["id"]
+                                                           "text": text}))["message"]["id"]
                 finally:
                     await ag.close()
                 await until(lambda: len(api.requests) == 1, timeout=20.0)
                 assert (await hub.outbox.get(mid)).state == "sending"  # type: ignore[union-attr]
-            # node gone mid-send; its lease runs out; another node delivers
             api.hang = None
-            async with run_gateway(cx_config) as rg2:
+            async with run_gateway(config) as rg2:
                 hub2 = hub_of(rg2)
                 await hub2.use(FakeHttpConnector(api.url))
                 hub2.outbox.start()
@@ -176,6 +173,14 @@ async def test_claimed_row_of_a_dead_node_is_retaken_after_its_lease(
                 assert api.accepted == [mid] and row.attempts == 2
         finally:
             hang.set()  # let the orphaned request finish so the fake server can shut down
+
+
+async def test_claimed_row_of_a_dead_node_is_retaken_after_its_lease(
+    cx_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OUTBOX_AUTOSTART", "0")
+    monkeypatch.setenv("OUTBOX_LEASE", "1.0")
+    await _delivered_after_a_crash_mid_send(cx_config, "lease")
 
 
 async def wait_state(hub: ConnectorHub, mid: str, state: str, timeout: float = 20.0):
@@ -193,33 +198,7 @@ async def test_an_embedded_node_restarted_after_a_crash_sends_at_once(
 ) -> None:
     """On embedded SQLite one node owns the outbox: a reply its previous incarnation left
     `sending` (it died mid-send) is due again at the restart, not after OUTBOX_LEASE
-    (default 120 s)."""
+    (default 120 s, within which `wait_state` gives up)."""
     monkeypatch.setenv("OUTBOX_AUTOSTART", "0")
     monkeypatch.delenv("OUTBOX_LEASE", raising=False)
-    hang = asyncio.Event()
-    api = FakeChannelApi(hang=hang)  # the first attempt does not complete while its node lives
-    async with fake_channel_api(api):
-        try:
-            async with run_gateway(cx_sqlite_config) as rg:
-                hub = hub_of(rg)
-                await hub.use(FakeHttpConnector(api.url))
-                hub.outbox.start()
-                nt = await rg.tenant()
-                conv_id = await inbound_conversation(rg, nt.tenant.id)
-                ag = await agent(rg.url, nt.admin_token)
-                try:
-                    mid = (await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
-                                                           "text": "sau sự cố"}))["message"]["id"]
-                finally:
-                    await ag.close()
-                await until(lambda: len(api.requests) == 1, timeout=20.0)
-                assert (await hub.outbox.get(mid)).state == "sending"  # type: ignore[union-attr]
-            api.hang = None
-            async with run_gateway(cx_sqlite_config) as rg2:
-                hub2 = hub_of(rg2)
-                await hub2.use(FakeHttpConnector(api.url))
-                hub2.outbox.start()
-                row = await wait_state(hub2, mid, "sent", timeout=20)
-                assert row.attempts == 2 and api.accepted == [mid]
-        finally:
-            hang.set()
+    await _delivered_after_a_crash_mid_send(cx_sqlite_config, "sau sự cố")
