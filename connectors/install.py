@@ -15,7 +15,7 @@ from connectors.context import ConnectorContext
 from connectors.crypto import MasterKeyError, SecretBox, load_master_key
 from connectors.email.connector import EmailConnector
 from connectors.inbound import InboundPipeline
-from connectors.links import LinkStore
+from connectors.links import ErasedContactCheck, LinkStore
 from connectors.outbox import Outbox
 from connectors.registry import build_connectors
 from connectors.settings import load_connector_settings
@@ -100,6 +100,7 @@ async def install(gw: Gateway) -> None:
     for c in connectors.values():
         gw.app.add_routes(c.routes())
     gw.chat.message_listeners.append(outbox.on_message)
+    gw.chat.send_checks.append(ErasedContactCheck(links))
     gw.app[CONNECTORS_KEY] = hub
     if not gw.config.storage.database_url:  # one node owns the outbox: take back what a crash left sending
         async def reclaim() -> None:

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.chat.principals import AgentPrincipal, Principal
+from gateway.errors import Code, GatewayError
+from gateway.lru import LruCache
 from gateway.store.db import Database
 
 
@@ -60,3 +63,26 @@ def _link(row: Any) -> ConversationLink:
         recipient_id=str(row["recipient_id"]),
         meta=json.loads(row["meta"]),
     )
+
+
+class ErasedContactCheck:
+    """A send check (`ChatService.send_checks`): an agent's reply in a conversation whose
+    channel link lost its recipient (the contact was anonymised) is refused before it is
+    stored, `contact_erased`. Conversations found without a link (the widget's, calls') are
+    remembered, so their messages cost no read."""
+
+    def __init__(self, links: LinkStore, cache_size: int = 100_000) -> None:
+        self._links = links
+        self._unlinked: LruCache[tuple[str, str], bool] = LruCache(cache_size)
+
+    async def __call__(self, author: Principal, tenant_id: str, conversation_id: str) -> None:
+        if not isinstance(author, AgentPrincipal):
+            return
+        key = (tenant_id, conversation_id)
+        if self._unlinked.get(key):
+            return
+        link = await self._links.get(tenant_id, conversation_id)
+        if link is None:
+            self._unlinked.put(key, True)
+        elif not link.recipient_id:
+            raise GatewayError(Code.CONTACT_ERASED, "the contact was erased: nothing can be sent to it")

@@ -18,6 +18,7 @@ class Code(enum.StrEnum):
     INVALID_IDENTITY = "invalid_identity"
     RELOAD_REQUIRED = "reload_required"
     CONVERSATION_CLOSED = "conversation_closed"
+    CONTACT_ERASED = "contact_erased"
     LIMIT_REACHED = "limit_reached"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
@@ -36,6 +37,7 @@ HTTP_STATUS: dict[Code, int] = {
     Code.INVALID_IDENTITY: 401,
     Code.RELOAD_REQUIRED: 409,
     Code.CONVERSATION_CLOSED: 409,
+    Code.CONTACT_ERASED: 410,
     Code.LIMIT_REACHED: 429,
     Code.RATE_LIMITED: 429,
     Code.UNAVAILABLE: 503,

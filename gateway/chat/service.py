@@ -50,6 +50,10 @@ class PostResult:
 
 
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
+SendCheck = Callable[[Principal, str, str], Awaitable[None]]
+"""(author, tenant_id, conversation_id) of a message about to be stored: raises a
+GatewayError to refuse it (nothing is stored); a feature's rule, e.g. no reply to an erased
+contact (connectors)."""
 """Called after a new message is stored and handed to the broker (e.g. the connectors' outbox)."""
 
 ContactListener = Callable[[str, str, str, list[str]], Awaitable[None]]
@@ -110,6 +114,8 @@ class ChatService:
         self.appender = GroupAppender(store, clock)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
         self.message_listeners: list[MessageListener] = []
+        # run before a message is stored; a GatewayError refuses that message (its post's result)
+        self.send_checks: list[SendCheck] = []
         self.contact_listeners: list[ContactListener] = []
         # upload ids of `message:send` → attachment dicts (set by the widget feature)
         self.attachment_resolver: AttachmentResolver | None = None
@@ -197,6 +203,17 @@ class ChatService:
             return None
         return AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, ()))
 
+    async def _refused(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> dict[int, GatewayError]:
+        """The posts a send check refuses (index → its error)."""
+        out: dict[int, GatewayError] = {}
+        for k, (p, rq) in enumerate(posts):
+            try:
+                for check in self.send_checks:
+                    await check(p, rq.tenant_id, rq.conversation_id)
+            except GatewayError as exc:
+                out[k] = exc
+        return out
+
     async def post_messages(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> list[PostResult | Exception]:
         """Store each post's message (group-committed with whatever else is queued, in this
         order), hand them all to the broker with one call (which does not wait for Redis:
@@ -205,10 +222,14 @@ class ChatService:
         when its conversation is not its tenant's). Access must have been checked
         (`check_access`, `quick_post`). A cancelled caller's messages may still be stored;
         their retries with the same client ids return them."""
-        futures = [self.appender.enqueue(rq) for _, rq in posts]
+        refused = await self._refused(posts) if self.send_checks else {}
+        futures = [None if k in refused else self.appender.enqueue(rq) for k, (_, rq) in enumerate(posts)]
         stored: list[AppendResult | Exception] = []
         try:
-            for fut in futures:  # the first wait is the batch's; the rest are usually done by then
+            for k, fut in enumerate(futures):  # the first wait is the batch's; the rest are usually done by then
+                if fut is None:
+                    stored.append(refused[k])
+                    continue
                 try:
                     res = await fut
                 except Exception as exc:
@@ -217,7 +238,8 @@ class ChatService:
                 stored.append(res if res is not None else not_found("conversation"))
         except BaseException:
             for fut in futures:
-                fut.cancel()
+                if fut is not None:
+                    fut.cancel()
             raise
         out: list[PostResult | Exception] = []
         envelopes: list[tuple[str, Envelope]] = []
