@@ -235,18 +235,25 @@ async def tenant_auths(srv: Server, n: int) -> list[dict[str, dict[str, str]]]:
 
 
 @contextlib.asynccontextmanager
+async def _one_node(name: str, env: dict[str, str], tmp: Path) -> AsyncIterator[Server]:
+    """A gateway node in `env` with a tenant made by the CLI, once it answers /healthz."""
+    tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
+    srv = start_gateway(name, env, tmp, tenant)
+    try:
+        await _wait_http(srv, "/healthz")
+        yield srv
+    finally:
+        srv.stop()
+
+
+@contextlib.asynccontextmanager
 async def gateway(name: str = "ours", *, env_extra: dict[str, str] | None = None) -> AsyncIterator[Server]:
     """One gateway node on embedded defaults: a temp DATA_DIR, a tenant made by the CLI."""
     with tempfile.TemporaryDirectory(prefix="izh-bench-") as d:
         tmp = Path(d)
         env = {**gateway_env(tmp), **(env_extra or {})}
-        tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
-        srv = start_gateway(name, env, tmp, tenant)
-        try:
-            await _wait_http(srv, "/healthz")
+        async with _one_node(name, env, tmp) as srv:
             yield srv
-        finally:
-            srv.stop()
 
 
 @contextlib.asynccontextmanager
@@ -291,14 +298,8 @@ async def gateway_pair() -> AsyncIterator[tuple[Server, Server]]:
 @contextlib.asynccontextmanager
 async def gateway_shared(name: str = "ours-pg") -> AsyncIterator[Server]:
     """One gateway node on PostgreSQL (a random schema) and Redis (a random prefix)."""
-    async with _shared_backends() as (tmp, env):
-        tenant = await gateway_cli(env, "tenant", "create", "--name", "Bench")
-        srv = start_gateway(name, env, tmp, tenant)
-        try:
-            await _wait_http(srv, "/healthz")
-            yield srv
-        finally:
-            srv.stop()
+    async with _shared_backends() as (tmp, env), _one_node(name, env, tmp) as srv:
+        yield srv
 
 
 @contextlib.asynccontextmanager

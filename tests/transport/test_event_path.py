@@ -24,14 +24,20 @@ async def _next_ack(c: RawClient) -> tuple[int, Any]:
             return body  # type: ignore[no-any-return]
 
 
+async def joined_visitor(url: str, widget_key: str) -> RawClient:
+    """A raw client that has joined /visitor (its CONNECT answered)."""
+    c = await RawClient.connect(url)
+    c.connect_ns("/visitor", {"widget_key": widget_key})
+    kind, _ = await c.recv_packet()
+    assert kind == "connect"
+    return c
+
+
 async def test_events_on_the_fast_path(tmp_path: Path) -> None:
     async with run_gateway(make_config(tmp_path)) as rg:
         t = await rg.tenant()
-        c = await RawClient.connect(rg.url)
+        c = await joined_visitor(rg.url, t.tenant.widget_key)
         try:
-            c.connect_ns("/visitor", {"widget_key": t.tenant.widget_key})
-            kind, _ = await c.recv_packet()
-            assert kind == "connect"
             # reserved names and malformed events are answered like unknown events
             for raw, code in [('42/visitor,2["connect",{}]', "unknown_event"),
                               ('42/visitor,3["disconnect"]', "unknown_event"),
@@ -62,11 +68,8 @@ async def test_events_on_the_fast_path(tmp_path: Path) -> None:
 async def test_a_packet_that_does_not_decode_closes_the_session(tmp_path: Path, raw: str) -> None:
     async with run_gateway(make_config(tmp_path)) as rg:
         t = await rg.tenant()
-        c = await RawClient.connect(rg.url)
+        c = await joined_visitor(rg.url, t.tenant.widget_key)
         try:
-            c.connect_ns("/visitor", {"widget_key": t.tenant.widget_key})
-            kind, _ = await c.recv_packet()
-            assert kind == "connect"
             c.send_text(raw)
             assert await c.closed(), raw
             await until(lambda: not rg.gw.realtime.conns)  # the /visitor connection was cleaned up
