@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench.procs import PG_DSN, cpu_of_tree
-from gateway.domain import AuthorType, Channel, NewMessage
+from gateway.core.domain import AuthorType, Channel, NewMessage
 from gateway.store.base import AppendRequest, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore, checkpoint_file

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from gateway.admin import create_tenant
+from gateway.admin.tenants import create_tenant
 from gateway.config import load_config
 from gateway.store.factory import open_store
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.crypto import SecretBox
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from gateway.store.db import Database
 from gateway.store.rows import Row, new_id
 from gateway.store.sql import Conflict

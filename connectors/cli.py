@@ -14,7 +14,7 @@ from connectors.crypto import MasterKeyError
 from connectors.install import master_box
 from connectors.settings import load_connector_settings
 from gateway.config import Config
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from gateway.store import NotFound, Store
 from gateway.store.sql import SqlStore
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from connectors.base import Attachment, InboundMessage
 from connectors.links import LinkStore
 from gateway.chat.service import ChatService
-from gateway.domain import AuthorType, Conversation, ConversationStatus, Message, NewMessage
+from gateway.core.domain import AuthorType, Conversation, ConversationStatus, Message, NewMessage
 from gateway.store import Store
 
 MAX_INBOUND_TEXT = 64 * 1024

@@ -20,7 +20,7 @@ from connectors.outbox import Outbox
 from connectors.registry import build_connectors
 from connectors.settings import load_connector_settings
 from gateway.config import Config
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

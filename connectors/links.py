@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.aio.lru import LruCache
 from gateway.chat.principals import AgentPrincipal, Principal
-from gateway.errors import Code, GatewayError
-from gateway.lru import LruCache
+from gateway.core.errors import Code, GatewayError
 from gateway.store.db import Database
 
 

@@ -37,7 +37,7 @@ from connectors.base import Attachment, Connector, OutboundMessage, PermanentErr
 from connectors.links import LinkStore
 from connectors.settings import OutboxSettings
 from gateway.chat.service import ChatService
-from gateway.domain import AuthorType, Channel, Conversation, DeliveryState, Message
+from gateway.core.domain import AuthorType, Channel, Conversation, DeliveryState, Message
 from gateway.privacy.dsr import ERASED_ERROR
 from gateway.store import NotFound, Store
 from gateway.store.db import Database

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 if TYPE_CHECKING:
     from connectors.base import Connector

@@ -17,39 +17,39 @@ from aiohttp import web
 
 from connectors.install import install as install_connectors
 from connectors.install import is_embedded
-from gateway.auth import VisitorTokens, new_secret
+from gateway.admission.install import install as install_reliability
 from gateway.broker import Broker
 from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
 from gateway.calls import install as install_calls
 from gateway.chat.service import ChatService
+from gateway.cluster.handoff import HandoffSender, handoff_middleware, message_size
+from gateway.cluster.noderpc import NODE_PREFIX, NodeRpc
+from gateway.cluster.scrape import NodeScrape
+from gateway.cluster.sids import WorkerSids
+from gateway.cluster.supervisor import WorkerIdentity
 from gateway.config import Config
-from gateway.domain import Conversation, Message
+from gateway.core.domain import Conversation, Message
 from gateway.edge import EngineSettings, SocketServer
 from gateway.http.api import api_routes
 from gateway.http.headers import install_security_headers
 from gateway.http.health import health_routes, metrics_routes
 from gateway.http.middleware import error_middleware
-from gateway.keycheck import verify_master_key
-from gateway.metrics import Metrics
-from gateway.noderpc import NODE_PREFIX, NodeRpc
+from gateway.ops.metrics import Metrics
 from gateway.realtime.emitter import EdgeEmitter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handlers
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.presence import PresenceTracker
 from gateway.realtime.server import RealtimeServer
-from gateway.reliability import install as install_reliability
+from gateway.security.auth import VisitorTokens, new_secret
+from gateway.security.keycheck import verify_master_key
 from gateway.store import Store
 from gateway.store.db import Database
 from gateway.store.factory import open_store
 from gateway.store.sqlite import SqliteStore
 from gateway.widget.install import install as install_widget
-from gateway.workers.handoff import HandoffSender, handoff_middleware, message_size
-from gateway.workers.scrape import NodeScrape
-from gateway.workers.sids import WorkerSids
-from gateway.workers.supervisor import WorkerIdentity
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ async def build_gateway(
     hub: MemoryHub | None = None,
     worker: WorkerIdentity | None = None,
 ) -> Gateway:
-    """`worker`: this process is one of a node's WORKERS (gateway/workers): its Engine.IO
+    """`worker`: this process is one of a node's WORKERS (gateway/cluster): its Engine.IO
     session ids name it, and requests for a sibling's sessions are handed to that sibling."""
     node_id = config.server.node_id or default_node_id()
     if not config.storage.database_url:
@@ -206,7 +206,7 @@ async def build_gateway(
         config.storage.database_url, sqlite_path=config.sqlite_path, schema=config.storage.database_schema,
         limits=config.store_limits,
     )
-    try:  # a malformed or wrong MASTER_KEY stops the start here (gateway/keycheck.py)
+    try:  # a malformed or wrong MASTER_KEY stops the start here (gateway/security/keycheck.py)
         await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
     except BaseException:
         await store.close()

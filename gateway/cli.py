@@ -19,26 +19,26 @@ from aiohttp import web
 
 from connectors.cli import add_channel_parser, run_channel_command
 from connectors.install import is_embedded
-from gateway.admin import create_agent, create_tenant
+from gateway.admin.tenants import create_agent, create_tenant
+from gateway.admission.install import is_sqlite
 from gateway.app import build_gateway, default_node_id
+from gateway.cluster.handoff import HandoffReceiver, message_size
+from gateway.cluster.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity, worker_node_id
 from gateway.config import Config, ConfigError, load_config
-from gateway.domain import AgentRole
-from gateway.drain import DRAINER_KEY
+from gateway.core.domain import AgentRole
 from gateway.edge.listen import EdgeSite
-from gateway.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
-from gateway.eventloop import run as run_on_loop
-from gateway.gctune import GcTuning
-from gateway.keycheck import rotate_command, verify_master_key
-from gateway.logs import setup_logging
+from gateway.ops.drain import DRAINER_KEY
+from gateway.ops.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
+from gateway.ops.eventloop import run as run_on_loop
+from gateway.ops.gctune import GcTuning
+from gateway.ops.logs import setup_logging
+from gateway.ops.stallwatch import StallWatch
 from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
-from gateway.reliability import is_sqlite
-from gateway.stallwatch import StallWatch
+from gateway.security.keycheck import rotate_command, verify_master_key
 from gateway.store import NotFound
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
-from gateway.workers.handoff import HandoffReceiver, message_size
-from gateway.workers.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity, worker_node_id
 from recording.cli import add_recording_parser, run_recording_command
 
 log = logging.getLogger("gateway")
@@ -128,7 +128,7 @@ async def _supervise(config: Config, demo: bool) -> int:
     try:  # checked once here too: a wrong key stops the supervisor, not each worker in a loop
         await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
         if demo:
-            from gateway.demo import ensure_demo
+            from gateway.admin.demo import ensure_demo
 
             print(await ensure_demo(store, config, now=time.time()), flush=True)
     finally:
@@ -144,7 +144,7 @@ async def _supervise(config: Config, demo: bool) -> int:
 async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = None) -> None:
     gw = await build_gateway(config, worker=worker)
     if demo:
-        from gateway.demo import ensure_demo
+        from gateway.admin.demo import ensure_demo
 
         info = await ensure_demo(gw.store, config, now=time.time())
         print(info, flush=True)
@@ -152,7 +152,7 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     if config.server.tls_cert and config.server.tls_key:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
-    # SIGTERM/SIGINT drain first (gateway/drain.py), then the runner stops within the rest of DRAIN_TIMEOUT
+    # SIGTERM/SIGINT drain first (gateway/ops/drain.py), then the runner stops within the rest of DRAIN_TIMEOUT
     timeout = config.server.drain_timeout
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2))
     await runner.setup()

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.crypto import MasterKeyError, parse_key
-from gateway.eventloop import EVENT_LOOPS
+from gateway.cluster.sids import MAX_WORKERS
+from gateway.ops.eventloop import EVENT_LOOPS
 from gateway.store.factory import StoreLimits
-from gateway.workers.sids import MAX_WORKERS
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ class ServerConfig:
     ping_timeout: float = 20.0  # seconds a ping may wait for its pong before the session is closed
     connect_timeout: float = 10.0  # seconds a session may go without joining /visitor or /agent (0: no limit)
     drain_timeout: float = 10.0
-    event_loop: str = "auto"  # gateway/eventloop.py: auto (uvloop when installed), uvloop or asyncio
-    loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/stallwatch.py; 0 = off)
-    workers: int = 1  # processes serving this node's port (gateway/workers); > 1 needs PostgreSQL + Redis
-    gc_gen0_threshold: int = 50_000  # gateway/gctune.py; 0 keeps Python's default
+    event_loop: str = "auto"  # gateway/ops/eventloop.py: auto (uvloop when installed), uvloop or asyncio
+    loop_stall_ms: int = 200  # log the loop's stack when it stalls this long (gateway/ops/stallwatch.py; 0 = off)
+    workers: int = 1  # processes serving this node's port (gateway/cluster); > 1 needs PostgreSQL + Redis
+    gc_gen0_threshold: int = 50_000  # gateway/ops/gctune.py; 0 keeps Python's default
     gc_freeze: bool = True  # freeze the start-up heap out of every collection
     widget_dist: str | None = None  # built widget assets; default: widget/dist of the source tree
 
@@ -78,7 +78,7 @@ class LimitsConfig:
     max_conversations_per_visitor: int = 20
     max_watch_per_socket: int = 200
     max_upload_bytes: int = 10 * 1024 * 1024
-    # rate limits (gateway/limits.py; per node, in-process token buckets)
+    # rate limits (gateway/admission/limits.py; per node, in-process token buckets)
     visitor_messages_per_sec: float = 5.0
     visitor_messages_burst: float = 20.0
     ip_messages_per_sec: float = 50.0
@@ -88,7 +88,7 @@ class LimitsConfig:
     uploads_per_ip_per_min: float = 30.0
     uploads_per_ip_burst: float = 10.0
     max_connections_per_ip: int = 1000
-    # who shares the per-IP limits (gateway/shared_limits.py): "node" (its workers) or "cluster"
+    # who shares the per-IP limits (gateway/admission/shared_limits.py): "node" (its workers) or "cluster"
     scope: str = "node"
 
 
@@ -240,7 +240,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         if port == 0:
             raise ConfigError("WORKERS > 1 needs a fixed PORT (the workers share it)")
     master_key = r.get_str("MASTER_KEY")
-    if master_key:  # its match with the data is checked at start (gateway/keycheck.py)
+    if master_key:  # its match with the data is checked at start (gateway/security/keycheck.py)
         try:
             parse_key(master_key)
         except MasterKeyError as exc:

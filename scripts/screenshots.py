@@ -21,9 +21,9 @@ from playwright.async_api import Page, async_playwright, expect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.admin.demo import ensure_demo, load_demo  # noqa: E402
 from gateway.app import build_gateway  # noqa: E402
 from gateway.config import Config, ServerConfig, StorageConfig  # noqa: E402
-from gateway.demo import ensure_demo, load_demo  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

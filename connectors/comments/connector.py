@@ -21,11 +21,11 @@ from aiohttp import web
 
 from connectors.base import InboundMessage, InboundSink, OutboundMessage, SendResult
 from connectors.context import ConnectorContext
-from gateway.domain import AuthorType, Channel, DeliveryState, Message, TenantStatus
-from gateway.errors import Code, GatewayError, bad_request
+from gateway.core.domain import AuthorType, Channel, DeliveryState, Message, TenantStatus
+from gateway.core.errors import Code, GatewayError, bad_request
+from gateway.core.validation import as_object, message_text, opt_int, opt_str, req_client_id, req_str
 from gateway.http.body import read_json
 from gateway.store import NotFound
-from gateway.validation import as_object, message_text, opt_int, opt_str, req_client_id, req_str
 
 BASE = "/api/v1/public/comments"
 MAX_BODY_BYTES = 16 * 1024

@@ -65,8 +65,8 @@ from connectors.email.parse import (
 from connectors.email.store import EmailIdStore, ImapPollClaims
 from connectors.inbound import MAX_INBOUND_TEXT, InboundResult
 from connectors.oauth import AuthError
-from gateway.domain import Channel
-from gateway.periodic import Periodic
+from gateway.aio.periodic import Periodic
+from gateway.core.domain import Channel
 from gateway.store import NotFound
 
 log = logging.getLogger(__name__)

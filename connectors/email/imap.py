@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from connectors.channels import ChannelConfig
 from connectors.inbound import InboundResult
 from connectors.oauth import AuthError
-from gateway.tasks import TaskSet
+from gateway.aio.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from connectors.facebook.graph import MAX_TEXT_CHARS, GraphClient
 from connectors.facebook.parse import MalformedPayload, parse_delivery
 from connectors.facebook.signature import SIGNATURE_HEADER, signature_valid
 from connectors.facebook.threads import CommentThread, MessengerThread, decode_thread
-from gateway.domain import Channel
-from gateway.errors import GatewayError
+from gateway.core.domain import Channel
+from gateway.core.errors import GatewayError
 from gateway.http.body import parse_json, read_body
 from gateway.http.middleware import error_response
 

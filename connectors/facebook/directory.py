@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from connectors.channels import ChannelConfig, ChannelStore
 from connectors.facebook.config import DEFAULT_GRAPH_BASE_URL, DEFAULT_GRAPH_VERSION, FacebookPage
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from connectors.base import Attachment, InboundMessage
 from connectors.facebook.config import FacebookPage
 from connectors.facebook.threads import CommentThread, MessengerThread
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 MEDIA_KINDS = frozenset({"image", "audio", "video", "file"})
 EDIT_VERBS = frozenset({"edited", "edit"})

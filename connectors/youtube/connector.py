@@ -39,7 +39,7 @@ from connectors.youtube.checkpoint import Checkpoint, CheckpointStore
 from connectors.youtube.config import YouTubeConfig
 from connectors.youtube.errors import ApiError, ErrorKind
 from connectors.youtube.parse import Comment, Thread, parse_comment, parse_thread
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 SWEEP_BATCH = 50
 _log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from connectors.context import ConnectorContext
 from connectors.youtube.checkpoint import SqlCheckpointStore
 from connectors.youtube.config import YouTubeConfig
 from connectors.youtube.connector import YouTubeConnector
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 _log = logging.getLogger(__name__)
 

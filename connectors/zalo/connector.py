@@ -25,8 +25,8 @@ from connectors.base import Attachment, InboundSink, OutboundMessage, PermanentE
 from connectors.zalo import api, errors, events, signature
 from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
 from connectors.zalo.tokens import Clock, Sleep, TokenManager
-from gateway.domain import Channel
-from gateway.errors import GatewayError
+from gateway.core.domain import Channel
+from gateway.core.errors import GatewayError
 from gateway.http.body import parse_json, read_body
 from gateway.http.middleware import error_response
 

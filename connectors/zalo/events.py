@@ -12,7 +12,7 @@ from typing import Any
 
 from connectors.base import Attachment, InboundMessage
 from connectors.zalo.config import ZaloAccount
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 MESSAGE_EVENTS = frozenset(
     {

@@ -23,7 +23,7 @@ from connectors.context import ConnectorContext
 from connectors.crypto import SecretBox
 from connectors.zalo.config import DEFAULT_API_BASE, DEFAULT_OAUTH_BASE, ZaloAccount, ZaloTokens
 from connectors.zalo.connector import ZaloConnector
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from gateway.records import record
+from gateway.core.records import record
 
 
 def conv_channel(tenant_id: str, conversation_id: str) -> str:

@@ -22,8 +22,8 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
+from gateway.aio.tasks import stop_task
 from gateway.broker.base import Envelope, EnvelopeHandler
-from gateway.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 

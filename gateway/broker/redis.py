@@ -54,9 +54,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.aio.tasks import stop_task
 from gateway.broker.base import Envelope, EnvelopeHandler
 from gateway.broker.resp import IDLE, RespReader
-from gateway.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from gateway.calls.service import CallService
 from gateway.chat.principals import AgentPrincipal
-from gateway.domain import AgentRole
-from gateway.errors import Code, GatewayError, bad_request
-from gateway.noderpc import NodeRpc
+from gateway.cluster.noderpc import NodeRpc
+from gateway.core.domain import AgentRole
+from gateway.core.errors import Code, GatewayError, bad_request
+from gateway.core.validation import req_id
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
-from gateway.validation import req_id
 
 Ack = dict[str, Any]
 AgentOp = Callable[[AgentPrincipal, str, dict[str, Any]], Awaitable[Ack]]  # (agent, call id, params) → ack

@@ -8,9 +8,9 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.errors import Code, GatewayError, not_found
+from gateway.core.errors import Code, GatewayError, not_found
+from gateway.core.validation import req_id
 from gateway.http.api import Api
-from gateway.validation import req_id
 from recording.service import RecordingGone, Recordings
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")

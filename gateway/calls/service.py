@@ -16,15 +16,15 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
+from gateway.aio.tasks import TaskSet
 from gateway.calls.media import AGENT, VISITOR, CallMedia, SdpError, check_offer
 from gateway.calls.settings import CallSettings
 from gateway.calls.store import CallRow, CallStore
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
 from gateway.chat.service import ChatService
-from gateway.domain import AgentStatus, Conversation
-from gateway.errors import Code, GatewayError, bad_request, not_found
+from gateway.core.domain import AgentStatus, Conversation
+from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.store.rows import new_id
-from gateway.tasks import TaskSet
 from recording.service import Recordings
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from gateway.aio.periodic import Periodic
 from gateway.calls.store import CallRow, CallStore
 from gateway.chat.service import ChatService
-from gateway.periodic import Periodic
 from gateway.store import NotFound
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from gateway.batching import GroupQueue
-from gateway.domain import NewMessage
-from gateway.errors import not_found
+from gateway.aio.batching import GroupQueue
+from gateway.core.domain import NewMessage
+from gateway.core.errors import not_found
 from gateway.store import AppendRequest, AppendResult, Store
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.domain import AgentRole, AuthorType
+from gateway.core.domain import AgentRole, AuthorType
 
 
 @dataclass(frozen=True, slots=True)

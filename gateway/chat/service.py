@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.aio.lru import LruCache
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
 from gateway.chat.appender import GroupAppender
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.chat.wire import agent_dict, conversation_dict, message_dict, visitor_conversation_dict
 from gateway.config import LimitsConfig
-from gateway.domain import (
+from gateway.core.domain import (
     AgentStatus,
     Channel,
     Conversation,
@@ -28,9 +29,8 @@ from gateway.domain import (
     Message,
     NewMessage,
 )
-from gateway.errors import Code, GatewayError, not_found
-from gateway.lru import LruCache
-from gateway.records import record
+from gateway.core.errors import Code, GatewayError, not_found
+from gateway.core.records import record
 from gateway.store import AppendRequest, AppendResult, NotFound, Store
 
 log = logging.getLogger(__name__)

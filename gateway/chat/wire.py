@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.domain import Agent, Contact, Conversation, Message
+from gateway.core.domain import Agent, Contact, Conversation, Message
 
 
 def message_dict(m: Message, epoch: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.aio.tasks import TaskSet
 from gateway.edge.engine import Admission, EngineServer, EngineSettings, Session
 from gateway.edge.wire import (
     ACK,
@@ -38,7 +39,6 @@ from gateway.edge.wire import (
     decode_sio,
     encode_sio,
 )
-from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import hash_token, new_agent_token
 from gateway.chat.principals import AgentPrincipal
 from gateway.chat.service import ChatService
 from gateway.chat.wire import agent_dict, contact_dict, conversation_dict, message_dict
 from gateway.config import Config
-from gateway.domain import AgentRole, ConversationFilter, ConversationStatus, TenantStatus
-from gateway.errors import Code, GatewayError, bad_request, not_found
-from gateway.http.body import read_json
-from gateway.store import NotFound, Store
-from gateway.validation import (
+from gateway.core.domain import AgentRole, ConversationFilter, ConversationStatus, TenantStatus
+from gateway.core.errors import Code, GatewayError, bad_request, not_found
+from gateway.core.validation import (
     as_object,
     message_text,
     opt_enum,
@@ -29,6 +26,9 @@ from gateway.validation import (
     req_int,
     req_str,
 )
+from gateway.http.body import read_json
+from gateway.security.auth import hash_token, new_agent_token
+from gateway.store import NotFound, Store
 
 
 def _query_ints(q: Mapping[str, str], *keys: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import Code, GatewayError, bad_request
+from gateway.core.errors import Code, GatewayError, bad_request
 
 MAX_DEPTH = 64
 

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.errors import Code, GatewayError
-from gateway.metrics import Metrics
-from gateway.workers.scrape import NodeScrape
+from gateway.cluster.scrape import NodeScrape
+from gateway.core.errors import Code, GatewayError
+from gateway.ops.metrics import Metrics
 
 READY_BUDGET = 2.0  # seconds /readyz takes at most, whatever its checks do
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.errors import Code, GatewayError
+from gateway.core.errors import Code, GatewayError
 from gateway.store import NotFound
 
 log = logging.getLogger(__name__)

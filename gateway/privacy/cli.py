@@ -43,7 +43,7 @@ def is_privacy_command(args: argparse.Namespace) -> bool:
 
 
 async def run_privacy_command(db: object, config: Config, args: argparse.Namespace, *, sqlite: bool) -> int:
-    from gateway.reliability import as_database
+    from gateway.admission.install import as_database
 
     store = PrivacyStore(as_database(db), sqlite=sqlite)
     if args.cmd == "tenant":

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.periodic import Periodic
+from gateway.aio.periodic import Periodic
 from gateway.privacy.store import PrivacyStore
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.chat.principals import AgentPrincipal
-from gateway.domain import AgentRole
-from gateway.errors import Code, GatewayError, bad_request, not_found
+from gateway.core.domain import AgentRole
+from gateway.core.errors import Code, GatewayError, bad_request, not_found
+from gateway.core.validation import as_object, opt_int, req_id
 from gateway.privacy.dsr import ContactNotFound, Dsr
 from gateway.privacy.store import ERASE_MODES, Policy, PrivacyStore
-from gateway.validation import as_object, opt_int, req_id
 
 Principal = Callable[[web.Request], Awaitable[AgentPrincipal]]
 Body = Callable[[web.Request], Awaitable[Any]]

@@ -24,12 +24,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.aio.tasks import TaskSet
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
 from gateway.chat.service import contact_channel
 from gateway.chat.wire import message_dict
-from gateway.domain import Conversation, Message
+from gateway.core.domain import Conversation, Message
 from gateway.realtime.context import Conn, Emitter
-from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

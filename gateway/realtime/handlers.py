@@ -18,12 +18,9 @@ from gateway.chat.wire import (
     message_dict,
     visitor_conversation_dict,
 )
-from gateway.domain import AgentStatus, ConversationFilter, ConversationStatus
-from gateway.errors import Code, GatewayError, bad_request, not_found
-from gateway.realtime.context import Conn
-from gateway.realtime.fanout import Fanout, ResetRequired
-from gateway.store import NotFound
-from gateway.validation import (
+from gateway.core.domain import AgentStatus, ConversationFilter, ConversationStatus
+from gateway.core.errors import Code, GatewayError, bad_request, not_found
+from gateway.core.validation import (
     as_object,
     message_text,
     opt_bool,
@@ -36,6 +33,9 @@ from gateway.validation import (
     req_id,
     req_int,
 )
+from gateway.realtime.context import Conn
+from gateway.realtime.fanout import Fanout, ResetRequired
+from gateway.store import NotFound
 
 Ack = dict[str, Any]
 Handler = Callable[[Conn, Mapping[str, Any]], Awaitable[Ack]]

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.auth import VisitorClaims, VisitorTokens, hash_token, verify_identity
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
-from gateway.domain import AgentRole, TenantStatus
-from gateway.errors import Code, GatewayError
+from gateway.core.domain import AgentRole, TenantStatus
+from gateway.core.errors import Code, GatewayError
+from gateway.core.validation import as_object, opt_str
+from gateway.security.auth import VisitorClaims, VisitorTokens, hash_token, verify_identity
 from gateway.store import NotFound, Store
-from gateway.validation import as_object, opt_str
 
 
 @dataclass(frozen=True, slots=True)

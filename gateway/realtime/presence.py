@@ -16,8 +16,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from gateway.batching import GroupQueue
-from gateway.periodic import Periodic
+from gateway.aio.batching import GroupQueue
+from gateway.aio.periodic import Periodic
 from gateway.store import Store
 
 log = logging.getLogger(__name__)

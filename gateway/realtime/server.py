@@ -14,21 +14,21 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admission.guard import Guard
+from gateway.aio.tasks import TaskSet
 from gateway.chat.service import ChatService, PostResult, contact_channel
 from gateway.chat.wire import visitor_conversation_dict
 from gateway.config import Config
-from gateway.domain import AgentStatus
+from gateway.core.domain import AgentStatus
+from gateway.core.errors import Code, GatewayError
 from gateway.edge import ConnectRefused, QueuedEvent, Reply, Session, SocketServer
-from gateway.errors import Code, GatewayError
-from gateway.guard import Guard
-from gateway.metrics import Metrics
+from gateway.ops.metrics import Metrics
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler, Handlers, SendRequest, send_ack
 from gateway.realtime.handshake import Handshake
 from gateway.realtime.presence import PresenceTracker
 from gateway.store import AppendRequest, NotFound
-from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class RealtimeServer:
         self._tasks = TaskSet()
         self.fanout: Fanout | None = None
         self.handlers: Handlers | None = None
-        self.guard: Guard | None = None  # admission control (gateway/guard.py), set by install
+        self.guard: Guard | None = None  # admission control (gateway/admission/guard.py), set by install
         self.inflight = 0  # requests being handled (drain waits for 0)
         self._tables: dict[str, Mapping[str, Handler]] = {}
 

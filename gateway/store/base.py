@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from gateway.domain import (
+from gateway.core.domain import (
     Agent,
     AgentRole,
     AgentStatus,
@@ -24,7 +24,7 @@ from gateway.domain import (
     NewMessage,
     Tenant,
 )
-from gateway.records import record
+from gateway.core.records import record
 
 
 class StoreError(Exception):

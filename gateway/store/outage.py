@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable
 
-from gateway.errors import Code, GatewayError
+from gateway.core.errors import Code, GatewayError
 from gateway.store.base import StoreError
 
 MIN_RETRY_AFTER = 1.0  # seconds a client waits before retrying, at the start of an outage

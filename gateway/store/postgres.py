@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.domain import Conversation, Message
+from gateway.core.domain import Conversation, Message
 from gateway.store.base import AppendRequest, AppendResult
 from gateway.store.outage import Outage
 from gateway.store.rows import conversation_from_row

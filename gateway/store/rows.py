@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any, Protocol, TypeVar
 
-from gateway.domain import (
+from gateway.core.domain import (
     Agent,
     AgentRole,
     AgentStatus,

@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from gateway.domain import (
+from gateway.core.domain import (
     Agent,
     AgentRole,
     AgentStatus,

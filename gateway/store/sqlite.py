@@ -58,7 +58,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.domain import Conversation
+from gateway.core.domain import Conversation
 from gateway.store.base import AppendRequest, AppendResult
 from gateway.store.outage import Outage, StoreUnavailable
 from gateway.store.rows import Row, conversation_from_row

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.auth import new_secret
 from gateway.http.api import Api
+from gateway.security.auth import new_secret
 from gateway.widget.routes import WidgetRoutes
 from gateway.widget.store import WidgetStore
 from gateway.widget.uploads import Uploads

@@ -13,17 +13,17 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.auth import VisitorClaims
+from gateway.admin.demo import load_demo
 from gateway.chat.principals import Principal, VisitorPrincipal
-from gateway.demo import load_demo
-from gateway.domain import AgentRole, TenantStatus
-from gateway.errors import Code, GatewayError, bad_request
+from gateway.core.domain import AgentRole, TenantStatus
+from gateway.core.errors import Code, GatewayError, bad_request
+from gateway.core.validation import opt_str
 from gateway.http.api import Api
 from gateway.http.files import file_response
 from gateway.http.middleware import error_response
 from gateway.http.static import static_response
+from gateway.security.auth import VisitorClaims
 from gateway.store import NotFound, Store
-from gateway.validation import opt_str
 from gateway.widget import settings as ws
 from gateway.widget.pages import demo_page, favicon_png
 from gateway.widget.store import WidgetStore

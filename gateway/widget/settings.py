@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import bad_request
+from gateway.core.errors import bad_request
 
 FIELD_MODES = ("off", "optional", "required")
 LANGS = ("auto", "vi", "en")

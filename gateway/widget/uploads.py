@@ -16,8 +16,8 @@ from typing import Any
 
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.chat.service import ExportedFile
-from gateway.domain import Conversation
-from gateway.errors import Code, GatewayError, bad_request, not_found
+from gateway.core.domain import Conversation
+from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.store import NotFound, Store
 from gateway.store.rows import new_id
 from gateway.widget.store import Upload, WidgetStore

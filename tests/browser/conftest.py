@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from gateway.demo import ensure_demo, load_demo
+from gateway.admin.demo import ensure_demo, load_demo
 from tests.support.server import RunningGateway, make_config, run_gateway
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -235,7 +235,7 @@ async def test_attachments_limit_and_delivery(browser: Any, demo: Demo) -> None:
 async def test_embedded_on_another_origin_with_identity(browser: Any, demo: Demo) -> None:
     """A customer's site (its own origin, hostile CSS) embeds the one-line snippet with a
     verified identity and data-lang: CORS, the shadow root and the handshake identity work."""
-    from gateway.auth import identity_hash
+    from gateway.security.auth import identity_hash
 
     tenant = await demo.rg.gw.store.get_tenant(demo.tenant_id)
     ident = "customer-1042"

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from gateway.demo import ensure_demo, load_demo
+from gateway.admin.demo import ensure_demo, load_demo
 from tests.browser.conftest import ensure_built
 from tests.calls.support import analyse_ogg, calls_of
 from tests.support.server import RunningGateway, make_config, run_gateway

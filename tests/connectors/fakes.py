@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from connectors.base import InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.support.server import serve_app
 
 

@@ -11,7 +11,7 @@ import aiohttp
 from connectors.base import Attachment, InboundMessage
 from connectors.install import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
-from gateway.domain import Channel, ConversationStatus
+from gateway.core.domain import Channel, ConversationStatus
 from tests.support.server import RunningGateway, agent, new_client_id, run_gateway
 
 URL = "/api/v1/public/comments"

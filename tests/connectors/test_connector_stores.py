@@ -20,7 +20,7 @@ from connectors.settings import OutboxSettings
 from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.service import ChatService
 from gateway.config import LimitsConfig
-from gateway.domain import AuthorType, Channel, DeliveryState, NewMessage
+from gateway.core.domain import AuthorType, Channel, DeliveryState, NewMessage
 from gateway.privacy.store import PrivacyStore
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore

@@ -16,7 +16,7 @@ import pytest
 from connectors.email.connector import EmailConnector
 from connectors.install import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.imap_xoauth2 import token_endpoint
 from tests.connectors.smtp_sink import SmtpSink, XOAuth2Relay, smtp_sink
 from tests.support.server import RunningGateway, agent, new_client_id, run_gateway

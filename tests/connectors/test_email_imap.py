@@ -29,9 +29,9 @@ from connectors.email.imap import MAX_TRIES, ImapAccount, ImapError, ImapPoller,
 from connectors.email.parse import reply_address
 from connectors.inbound import InboundResult
 from connectors.settings import load_connector_settings
-from gateway.admin import NewTenant
+from gateway.admin.tenants import NewTenant
 from gateway.config import Config, ConfigError
-from gateway.domain import Channel, ConversationFilter
+from gateway.core.domain import Channel, ConversationFilter
 from tests.connectors.imap_xoauth2 import token_endpoint, xoauth2_imap
 from tests.connectors.test_email_flow import PNG, customer_mail, email_connector, from_customer, hub_of
 from tests.support.procs import free_port

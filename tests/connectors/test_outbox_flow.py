@@ -10,7 +10,7 @@ import pytest
 from connectors.base import InboundMessage
 from connectors.install import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
-from gateway.domain import Channel, DeliveryState
+from gateway.core.domain import Channel, DeliveryState
 from tests.connectors.fakes import FakeChannelApi, FakeHttpConnector, fake_channel_api
 from tests.support.server import Client, RunningGateway, agent, new_client_id, run_gateway
 from tests.support.waits import until

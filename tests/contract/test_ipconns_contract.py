@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.errors import GatewayError
-from gateway.ipconns import DEFAULT_TTL, IpConnections, LocalIpConnections, SharedIpConnections
+from gateway.admission.ipconns import DEFAULT_TTL, IpConnections, LocalIpConnections, SharedIpConnections
+from gateway.core.errors import GatewayError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 3

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway.domain import AuthorType, Channel, ConversationFilter, NewMessage
+from gateway.core.domain import AuthorType, Channel, ConversationFilter, NewMessage
 from gateway.store.base import AppendRequest
 from gateway.store.postgres import PostgresStore
 from gateway.store.sql import Conn, SqlStore

@@ -1,4 +1,4 @@
-"""Per-IP rate limits shared by the workers of a node (`gateway/shared_limits.py`): the same
+"""Per-IP rate limits shared by the workers of a node (`gateway/admission/shared_limits.py`): the same
 token-bucket behaviour as the in-process `RateLimiter` (one contract, both run), one bucket
 for every worker of a node, the in-process bucket while Redis is unreachable, and the
 wiring `node_limits` chooses. Redis must be running: its tests fail (never skip) when it
@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.admission.ipconns import LocalIpConnections, SharedIpConnections
+from gateway.admission.limits import Limits, RateLimiter
+from gateway.admission.shared_limits import SYNC_CHUNK, SharedRateLimiter, SyncedRateLimiter, node_limits
 from gateway.config import LimitsConfig
-from gateway.errors import GatewayError
-from gateway.ipconns import LocalIpConnections, SharedIpConnections
-from gateway.limits import Limits, RateLimiter
-from gateway.shared_limits import SYNC_CHUNK, SharedRateLimiter, SyncedRateLimiter, node_limits
+from gateway.core.errors import GatewayError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE, BURST = 10.0, 3.0  # a token every 100 ms: a loaded machine's stall of 50 ms changes no outcome

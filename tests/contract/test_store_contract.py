@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.domain import (
+from gateway.core.domain import (
     Agent,
     AgentRole,
     AgentStatus,

@@ -10,7 +10,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from gateway.errors import Code
+from gateway.core.errors import Code
 from tests.reliability.threaded import ThreadedGateway
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"

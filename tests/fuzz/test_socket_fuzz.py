@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import Code
+from gateway.core.errors import Code
 from tests.reliability.threaded import ThreadedGateway
 from tests.support.server import Client, agent, visitor
 

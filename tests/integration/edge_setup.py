@@ -13,7 +13,7 @@ import aiohttp
 
 from connectors.install import CONNECTORS_KEY
 from gateway.app import ENGINEIO_PATH
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.facebook.fake_graph import signed_headers
 from tests.connectors.zalo import fake_zalo as fz
 from tests.support.server import RunningGateway, make_config, new_client_id, run_gateway, visitor

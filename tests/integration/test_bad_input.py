@@ -109,7 +109,7 @@ async def test_forged_visitor_token_gets_a_new_identity(gateway: RunningGateway)
 
 
 async def test_identity_verification(gateway: RunningGateway) -> None:
-    from gateway.auth import identity_hash
+    from gateway.security.auth import identity_hash
 
     nt = await gateway.tenant(require_identity=True)
     with pytest.raises(Refused) as info:

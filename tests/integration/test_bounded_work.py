@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from connectors.install import CONNECTORS_KEY
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.facebook.fake_graph import signed_headers
 from tests.connectors.zalo import fake_zalo as fz
 from tests.integration.edge_setup import FB_SECRET, Edge, edge_gateway
@@ -154,7 +154,9 @@ def _attacks(e: Edge) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
 
     async def smtp_junk_commands() -> None:
         out = await _smtp(_smtp_port(e), junk)
-        assert out.startswith(b"500 ") and b"502 " in out, out[:200]
+        # aiosmtpd answers 500 to a few, then 502 and hangs up; the 502 may be lost to the reset
+        # that closing with unread input causes, so the bound is on the answers before the hang-up
+        assert out.startswith(b"500 ") and 0 < out.count(b"500 ") <= 20, out[:200]
 
     async def smtp_command_flood() -> None:
         out = await _smtp(_smtp_port(e), noops)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from gateway.logs import AIOHTTP_SERVER_LOGGER, MalformedRequestFilter, quiet_malformed_requests, setup_logging
+from gateway.ops.logs import AIOHTTP_SERVER_LOGGER, MalformedRequestFilter, quiet_malformed_requests, setup_logging
 from tests.integration.edge_setup import JSON_ROUTES, Edge
 from tests.support.server import RunningGateway
 

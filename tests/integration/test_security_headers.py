@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.demo import ensure_demo
+from gateway.admin.demo import ensure_demo
 from gateway.http.headers import origin_of, page_policy
 from tests.support.server import RunningGateway, make_config, run_gateway
 

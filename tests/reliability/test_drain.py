@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import socketio
 
-from gateway.drain import DRAINER_KEY
+from gateway.ops.drain import DRAINER_KEY
 from tests.chaos.harness import Participant, tally
 from tests.chaos.support import configure, private_redis, stored_messages
 from tests.support.procs import pg_redis_cluster

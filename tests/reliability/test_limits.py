@@ -1,4 +1,4 @@
-"""Rate limits and connection caps (gateway/limits.py, gateway/guard.py)."""
+"""Rate limits and connection caps (gateway/admission/limits.py, gateway/admission/guard.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 import socketio
 
-from gateway.errors import Code, GatewayError
-from gateway.limits import ConnectionCounter, RateLimiter
+from gateway.admission.limits import ConnectionCounter, RateLimiter
+from gateway.core.errors import Code, GatewayError
 from tests.support.server import make_config, new_client_id, run_gateway, visitor
 from tests.support.waits import until
 

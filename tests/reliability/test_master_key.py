@@ -21,8 +21,8 @@ import pytest
 from connectors.crypto import parse_key
 from connectors.install import CONNECTORS_KEY
 from gateway.config import Config, ConfigError, load_config
-from gateway.domain import Channel
-from gateway.keycheck import CANARY_SETTING, rotate_command
+from gateway.core.domain import Channel
+from gateway.security.keycheck import CANARY_SETTING, rotate_command
 from recording.keys import KeyRing
 from recording.masterkey import Sealer
 from tests.support.procs import PG_DSN, ROOT, drop_schema

@@ -12,7 +12,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from gateway.config import ConfigError, load_config
-from gateway.logs import JsonFormatter
+from gateway.ops.logs import JsonFormatter
 from tests.support.server import make_config, run_gateway
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.errors import Code, GatewayError
+from gateway.core.errors import Code, GatewayError
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.procs import PG_DSN, drop_schema

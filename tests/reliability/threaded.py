@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.admin import NewTenant
-from gateway.reliability import privacy_store
+from gateway.admin.tenants import NewTenant
+from gateway.admission.install import privacy_store
 from tests.support.server import RunningGateway, make_config, run_gateway
 
 T = TypeVar("T")

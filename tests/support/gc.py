@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from gateway.gctune import GcTuning
+from gateway.ops.gctune import GcTuning
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from gateway.admin import NewTenant, create_agent, create_tenant
+from gateway.admin.tenants import NewTenant, create_agent, create_tenant
 from gateway.app import Gateway, build_gateway
 from gateway.broker.memory import MemoryHub
 from gateway.config import Config, LimitsConfig, ServerConfig, StorageConfig

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.domain import ConversationFilter
+from gateway.core.domain import ConversationFilter
 from tests.support.server import make_config, run_gateway
 from tests.support.waits import until
 from tests.transport.rawws import RawClient

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.chat.appender import GroupAppender
-from gateway.domain import AuthorType, Channel, Conversation, NewMessage
-from gateway.errors import GatewayError
+from gateway.core.domain import AuthorType, Channel, Conversation, NewMessage
+from gateway.core.errors import GatewayError
 from gateway.store.sqlite import SqliteStore
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.auth import (
+from gateway.security.auth import (
     VisitorClaims,
     VisitorTokens,
     hash_token,

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from gateway.batching import GroupQueue
-from gateway.tasks import TaskSet, stop_task
+from gateway.aio.batching import GroupQueue
+from gateway.aio.tasks import TaskSet, stop_task
 
 
 async def test_items_queued_during_a_flush_go_together_in_order() -> None:

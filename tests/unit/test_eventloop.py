@@ -1,4 +1,4 @@
-"""gateway/eventloop.py: which loop `gateway serve` runs on, by EVENT_LOOP."""
+"""gateway/ops/eventloop.py: which loop `gateway serve` runs on, by EVENT_LOOP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import uvloop
 
 from gateway.config import load_config
-from gateway.eventloop import EventLoopUnavailable, loop_factory, run, running_loop_name
+from gateway.ops.eventloop import EventLoopUnavailable, loop_factory, run, running_loop_name
 
 
 def test_default_is_uvloop() -> None:

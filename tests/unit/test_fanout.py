@@ -14,7 +14,7 @@ from gateway.broker import Envelope, conv_channel, tenant_channel
 from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.principals import AgentPrincipal
 from gateway.chat.wire import message_dict
-from gateway.domain import AgentRole, AuthorType, Channel, NewMessage
+from gateway.core.domain import AgentRole, AuthorType, Channel, NewMessage
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout, ResetRequired
 from gateway.store.sqlite import SqliteStore

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 
-from gateway.gctune import GcTuning
-from gateway.metrics import Metrics
+from gateway.ops.gctune import GcTuning
+from gateway.ops.metrics import Metrics
 
 
 def test_apply_sets_threshold_freezes_and_counts_collections() -> None:

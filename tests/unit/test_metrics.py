@@ -9,7 +9,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gateway.metrics import LATENCY_BUCKETS, LoopCounter, LoopHistogram, Metrics
+from gateway.ops.metrics import LATENCY_BUCKETS, LoopCounter, LoopHistogram, Metrics
 
 
 def test_child_is_cached_and_counts_into_the_labelled_series() -> None:

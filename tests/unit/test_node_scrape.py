@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
-from gateway.noderpc import NodeRpc
-from gateway.workers.scrape import NodeScrape, render, snapshot
-from gateway.workers.supervisor import WorkerIdentity
+from gateway.cluster.noderpc import NodeRpc
+from gateway.cluster.scrape import NodeScrape, render, snapshot
+from gateway.cluster.supervisor import WorkerIdentity
 
 NODE_IDS = ["gw-w0", "gw-w1", "gw-w2"]
 

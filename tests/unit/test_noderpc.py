@@ -11,8 +11,8 @@ import pytest
 from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
-from gateway.errors import Code, GatewayError
-from gateway.noderpc import NodeRpc
+from gateway.cluster.noderpc import NodeRpc
+from gateway.core.errors import Code, GatewayError
 
 
 async def _node(hub: MemoryHub, node_id: str, timeout: float = 1.0) -> NodeRpc:

@@ -13,8 +13,8 @@ from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.principals import VisitorPrincipal
 from gateway.chat.service import ChatService
 from gateway.config import LimitsConfig
-from gateway.domain import Conversation
-from gateway.errors import GatewayError
+from gateway.core.domain import Conversation
+from gateway.core.errors import GatewayError
 from gateway.store.sqlite import SqliteStore
 
 

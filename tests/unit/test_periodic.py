@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.periodic import Periodic
+from gateway.aio.periodic import Periodic
 
 
 async def test_runs_repeatedly_survives_errors_and_stops() -> None:

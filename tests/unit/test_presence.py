@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.domain import AgentRole
+from gateway.core.domain import AgentRole
 from gateway.realtime.presence import PresenceTracker
 from gateway.store.sql import StoreClosed
 from gateway.store.sqlite import SqliteStore

@@ -1,4 +1,4 @@
-"""`@record` (gateway/records.py): value semantics at run time, frozen for the type checker."""
+"""`@record` (gateway/core/records.py): value semantics at run time, frozen for the type checker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mypy import api as mypy_api
 
-from gateway.domain import AuthorType, NewMessage
+from gateway.core.domain import AuthorType, NewMessage
 
 
 def test_records_compare_and_hash_by_value_and_copy_with_replace() -> None:
@@ -22,7 +22,7 @@ def test_records_compare_and_hash_by_value_and_copy_with_replace() -> None:
 def test_the_type_checker_refuses_assigning_to_a_field(tmp_path: Path) -> None:
     src = tmp_path / "assign.py"
     src.write_text(
-        "from gateway.domain import AuthorType, NewMessage\n"
+        "from gateway.core.domain import AuthorType, NewMessage\n"
         "m = NewMessage(author_type=AuthorType.CONTACT, author_id=None, text='x')\n"
         "m.text = 'changed'\n"
     )

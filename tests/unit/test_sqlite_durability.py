@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from gateway.domain import AuthorType, Channel, NewMessage
+from gateway.core.domain import AuthorType, Channel, NewMessage
 from gateway.store.base import AppendRequest
 from tests.support.stores import open_sqlite
 
@@ -68,7 +68,7 @@ def _child(path: Path, code: str) -> subprocess.CompletedProcess[str]:
     SqliteStore on `path`, no checkpoint during the run), `tenant`, `conv` and `msg(i)`."""
     prelude = textwrap.dedent("""
         import asyncio, os, resource, signal, sqlite3, sys
-        from gateway.domain import AuthorType, Channel, NewMessage
+        from gateway.core.domain import AuthorType, Channel, NewMessage
         from gateway.store.base import AppendRequest
         from gateway.store.outage import StoreUnavailable
         from gateway.store.sqlite import SqliteStore

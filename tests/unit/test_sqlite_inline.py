@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.domain import AuthorType, Channel, NewMessage
+from gateway.core.domain import AuthorType, Channel, NewMessage
 from gateway.store import sqlite as sqlite_store
 from gateway.store.sql import Conflict
 from gateway.store.sqlite import SqliteStore

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.stallwatch import StallWatch
+from gateway.ops.stallwatch import StallWatch
 
 
 def _blocking_work(seconds: float) -> None:
@@ -17,7 +17,7 @@ def _blocking_work(seconds: float) -> None:
 
 async def test_a_blocked_loop_is_reported_with_the_blocking_code(caplog: pytest.LogCaptureFixture) -> None:
     watch = StallWatch(threshold=0.05, interval=0.01)
-    caplog.set_level(logging.WARNING, logger="gateway.stallwatch")
+    caplog.set_level(logging.WARNING, logger="gateway.ops.stallwatch")
     watch.start()
     try:
         await asyncio.sleep(0.2)  # a turning loop: nothing to report

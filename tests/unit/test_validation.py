@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import Code, GatewayError
-from gateway.validation import message_text, opt_int, req_client_id, req_id, req_int, req_str
+from gateway.core.errors import Code, GatewayError
+from gateway.core.validation import message_text, opt_int, req_client_id, req_id, req_int, req_str
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
@@ -57,7 +57,7 @@ def test_text_must_be_storable_unicode() -> None:
 
 
 def test_lru_cache_forgets_the_least_recently_used() -> None:
-    from gateway.lru import LruCache
+    from gateway.aio.lru import LruCache
 
     c: LruCache[str, int] = LruCache(2)
     c.put("a", 1)

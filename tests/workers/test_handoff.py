@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.workers.handoff import HandoffReceiver, HandoffSender, encode_request, handoff_middleware, message_size
-from gateway.workers.sids import WorkerSids
+from gateway.cluster.handoff import HandoffReceiver, HandoffSender, encode_request, handoff_middleware, message_size
+from gateway.cluster.sids import WorkerSids
 
 MAX_BODY = 64 * 1024
 

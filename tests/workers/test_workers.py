@@ -248,7 +248,7 @@ async def test_the_stock_node_client_polls_then_upgrades_across_workers(tmp_path
 
 async def test_a_call_is_answered_by_an_agent_on_another_worker(tmp_path: Path) -> None:
     """The call lives on the caller's worker; the agent's accept and hang-up travel there
-    through Redis (gateway/noderpc.py), the media goes to it directly."""
+    through Redis (gateway/cluster/noderpc.py), the media goes to it directly."""
     from tests.calls.support import endpoint
 
     async with pg_redis_cluster(tmp_path) as cluster:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from connectors.install import CONNECTORS_KEY
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.facebook.fake_graph import FakeGraph, encode_payload, signed_headers
 from tests.connectors.facebook.payloads import (
     COMMENT_ID,

@@ -6,7 +6,7 @@ import pytest
 
 from connectors.base import Attachment, OutboundMessage, PermanentError, SendResult, TransientError
 from connectors.facebook import FacebookConnector, FacebookOptions, StaticDirectory
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.facebook.conftest import OTHER_PAGE_TOKEN, PAGE_TOKEN, pages
 from tests.connectors.facebook.payloads import COMMENT_ID, OTHER_PAGE_ID, PAGE_ID, PSID
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from connectors.base import Attachment
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.facebook.conftest import APP_SECRET, OTHER_APP_SECRET, VERIFY_TOKEN
 from tests.connectors.facebook.fake_graph import encode_payload, sign, signed_headers
 from tests.connectors.facebook.payloads import (

@@ -7,7 +7,7 @@ import time
 
 from connectors.install import CONNECTORS_KEY
 from connectors.youtube.service import YouTubeChannelConnector
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.youtube.fake_youtube import OWNER_CHANNEL, FakeYouTube
 from tests.support.server import agent, new_client_id, run_gateway
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from connectors.youtube import MemoryCheckpointStore, YouTubeConnector
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.youtube.conftest import Sink
 from tests.connectors.youtube.fake_youtube import OWNER_CHANNEL, FakeYouTube
 

@@ -6,7 +6,7 @@ import pytest
 
 from connectors.base import Attachment, OutboundMessage, PermanentError, TransientError
 from connectors.youtube import YouTubeConfig
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.youtube.conftest import Sink
 from tests.connectors.youtube.fake_youtube import OWNER_CHANNEL, FakeYouTube
 

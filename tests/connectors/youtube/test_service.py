@@ -4,7 +4,7 @@ import pytest
 
 from connectors.channels import ChannelConfig
 from connectors.youtube.service import config_from_inbox
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 
 CREDS = {"client_id": "cid", "client_secret": "sec", "refresh_token": "1//r"}
 

@@ -15,7 +15,7 @@ from connectors.channels import ChannelConfig
 from connectors.install import CONNECTORS_KEY, ConnectorHub
 from connectors.zalo.config import ZaloTokens
 from connectors.zalo.gateway import ZaloCredentialWriter, ZaloGatewayConnector
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.zalo import fake_zalo as fz
 from tests.support.server import Client, RunningGateway, agent, make_config, new_client_id, run_gateway
 

@@ -7,7 +7,7 @@ import pytest
 from connectors.base import Attachment, OutboundMessage, PermanentError, TransientError
 from connectors.zalo import ZaloTokens
 from connectors.zalo.api import RefreshError
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.zalo import fake_zalo as fz
 from tests.connectors.zalo.conftest import make_account
 

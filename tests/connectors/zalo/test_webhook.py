@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 
 from connectors.zalo import ZaloAccount
-from gateway.domain import Channel
+from gateway.core.domain import Channel
 from tests.connectors.zalo import fake_zalo as fz
 from tests.connectors.zalo.conftest import make_account
 

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from gateway.config import LimitsConfig
-from gateway.errors import Code, GatewayError
+from gateway.core.errors import Code, GatewayError
 
 
 @dataclass(slots=True)
@@ -145,7 +145,7 @@ class ConnectionCounter:
 
 class Limits:
     """The rate limiters of one process. Keys: `conn:<sid>` per connection, the client IP per
-    address. (Open connections per IP: `gateway.ipconns`, held by the `Guard`.)"""
+    address. (Open connections per IP: `gateway.admission.ipconns`, held by the `Guard`.)"""
 
     def __init__(self, cfg: LimitsConfig, *, clock: Callable[[], float] = time.monotonic,
                  on_limited: Callable[[str], None] | None = None) -> None:
@@ -174,7 +174,7 @@ UPLOAD_PATH = "/api/v1/uploads"
 def upload_limit_middleware(hit: Callable[[str], Awaitable[None] | None]) -> Any:
     """Applies the uploads limit per client IP to `POST /api/v1/uploads` before its handler
     runs. `hit(ip)`: `limits.uploads.hit` (raises), or a limit shared by the node's workers
-    (`gateway.shared_limits`: returns an awaitable that raises)."""
+    (`gateway.admission.shared_limits`: returns an awaitable that raises)."""
 
     @web.middleware
     async def limit_uploads(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.auth import hash_token, new_agent_token, new_secret, new_widget_key
-from gateway.domain import Agent, AgentRole, Tenant
+from gateway.core.domain import Agent, AgentRole, Tenant
+from gateway.security.auth import hash_token, new_agent_token, new_secret, new_widget_key
 from gateway.store import Store
 
 

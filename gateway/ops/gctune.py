@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.metrics import Metrics
+from gateway.ops.metrics import Metrics
 
 
 @dataclass

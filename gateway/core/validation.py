@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from gateway.errors import Code, GatewayError, bad_request
+from gateway.core.errors import Code, GatewayError, bad_request
 
 E = TypeVar("E", bound=enum.Enum)
 

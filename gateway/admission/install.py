@@ -1,6 +1,6 @@
 """Install reliability, security and privacy features into a built `Gateway`:
-rate limits and connection caps (gateway/limits.py, gateway/guard.py), graceful drain
-(gateway/drain.py), retention and data-subject requests (gateway/privacy/), the OpenAPI
+rate limits and connection caps (gateway/admission/limits.py, gateway/admission/guard.py), graceful drain
+(gateway/ops/drain.py), retention and data-subject requests (gateway/privacy/), the OpenAPI
 document and their metrics."""
 
 from __future__ import annotations
@@ -11,23 +11,23 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.drain import DRAINER_KEY, Drainer
-from gateway.guard import Guard
+from gateway.admission.guard import Guard
+from gateway.admission.limits import LIMITS_KEY, Limits, upload_limit_middleware
+from gateway.admission.shared_limits import node_limits
 from gateway.http.api import Api
-from gateway.limits import LIMITS_KEY, Limits, upload_limit_middleware
-from gateway.ops_metrics import DbGauges
+from gateway.ops.db_gauges import DbGauges
+from gateway.ops.drain import DRAINER_KEY, Drainer
 from gateway.privacy.dsr import Dsr
 from gateway.privacy.retention import Retention, RetentionScheduler
 from gateway.privacy.routes import PrivacyApi, privacy_routes
 from gateway.privacy.store import PrivacyStore
-from gateway.shared_limits import node_limits
 from gateway.store.db import Database
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 RETENTION_KEY = web.AppKey("retention", RetentionScheduler)
-OPENAPI_PATH = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 
 
 def is_sqlite(db: object) -> bool:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from gateway.metrics import Metrics
-from gateway.periodic import Periodic
+from gateway.aio.periodic import Periodic
+from gateway.ops.metrics import Metrics
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -3,19 +3,19 @@
 The Engine.IO server calls `acquire`/`release` around every session's life, from its
 handshake (the edge's `Admission`); `RealtimeServer` calls `admit` before a namespace
 handshake and `check` before a visitor event's handler. The sessions per IP are counted
-for the whole node (`gateway.ipconns`: across its workers too), and so are the rate
-limits per IP (`gateway.shared_limits`); the messages per connection per process
-(`gateway.limits`: a connection lives in one).
+for the whole node (`gateway.admission.ipconns`: across its workers too), and so are the rate
+limits per IP (`gateway.admission.shared_limits`); the messages per connection per process
+(`gateway.admission.limits`: a connection lives in one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from gateway.admission.limits import Limits
+from gateway.admission.shared_limits import NodeLimits
+from gateway.core.errors import Code, GatewayError
 from gateway.edge import Refusal
-from gateway.errors import Code, GatewayError
-from gateway.limits import Limits
-from gateway.shared_limits import NodeLimits
 
 VISITOR_NS = "/visitor"
 

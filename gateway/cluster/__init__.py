@@ -1,4 +1,5 @@
-"""Several worker processes serving one node's port (WORKERS=N).
+"""One node among many: requests to other nodes over the broker (`noderpc.py`), and several
+worker processes serving one node's port (WORKERS=N).
 
 The supervisor (`supervisor.py`) starts N copies of the same command; each worker binds the
 public port with SO_REUSEPORT, so the kernel spreads new connections across them, and is a

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from gateway.tasks import stop_task
+from gateway.aio.tasks import stop_task
 
 log = logging.getLogger(__name__)
 

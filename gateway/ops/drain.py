@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.guard import Guard
+from gateway.admission.guard import Guard
 from gateway.realtime.server import RealtimeServer
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.cluster.sids import WorkerSids
 from gateway.edge.engine import UNKNOWN_SID, error_response
-from gateway.workers.sids import WorkerSids
 
 log = logging.getLogger(__name__)
 

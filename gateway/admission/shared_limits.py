@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.admission.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
+from gateway.admission.limits import Limits, RateLimiter
+from gateway.aio.periodic import Periodic
 from gateway.config import LIMIT_SCOPES
-from gateway.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
-from gateway.limits import Limits, RateLimiter
-from gateway.periodic import Periodic
 
 # KEYS: the bucket. ARGV: rate (tokens/s), burst, cost. Returns the seconds to wait, as a
 # string ("0" when the tokens were taken): Lua numbers would come back truncated to integers.

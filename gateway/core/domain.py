@@ -1,4 +1,4 @@
-"""Domain records shared by every layer: immutable records (`gateway/records.py`) and enums."""
+"""Domain records shared by every layer: immutable records (`gateway/core/records.py`) and enums."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 from dataclasses import field
 from typing import Any
 
-from gateway.records import record
+from gateway.core.records import record
 
 
 class TenantStatus(enum.StrEnum):

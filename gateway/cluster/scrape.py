@@ -3,7 +3,7 @@
 The kernel hands each scrape to any worker of the node (`SO_REUSEPORT`), so a worker that
 answered only for itself would make every counter jump between the workers' values from
 one scrape to the next. The worker that gets the scrape asks its siblings for their
-samples over the broker (`gateway/noderpc.py`, method `metrics`) and answers for all of
+samples over the broker (`gateway/cluster/noderpc.py`, method `metrics`) and answers for all of
 them, each sample labelled `worker="<index>"`; a sibling that does not answer within the
 deadline is left out and counted in `izh_scrape_workers_missing`. `/metrics?scope=worker`
 answers for the receiving worker alone (with the same label).
@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 
-from gateway.noderpc import NodeRpc
+from gateway.cluster.noderpc import NodeRpc
 
 log = logging.getLogger(__name__)
 

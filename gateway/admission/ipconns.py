@@ -2,7 +2,7 @@
 
 One process: `LocalIpConnections`, a count per address in memory.
 
-A node of several workers (`WORKERS=N`, gateway/workers): the kernel spreads one address's
+A node of several workers (`WORKERS=N`, gateway/cluster): the kernel spreads one address's
 connections over the workers (`SO_REUSEPORT` hashes the source port too), so counts kept by
 each worker would let an address hold N times the limit, and dividing the limit by N would
 refuse connections below it (the spread is uneven). Several nodes behind a load balancer
@@ -36,9 +36,9 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.limits import ConnectionCounter, too_many_connections
-from gateway.periodic import Periodic
-from gateway.tasks import TaskSet
+from gateway.admission.limits import ConnectionCounter, too_many_connections
+from gateway.aio.periodic import Periodic
+from gateway.aio.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.admin import create_tenant
+from gateway.admin.tenants import create_tenant
 from gateway.config import Config
 from gateway.store import Store
 

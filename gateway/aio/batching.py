@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from gateway.tasks import stop_task
+from gateway.aio.tasks import stop_task
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.aio.tasks import TaskSet
 from gateway.broker import Broker
 from gateway.broker.base import Envelope
-from gateway.errors import Code, GatewayError
-from gateway.tasks import TaskSet
+from gateway.core.errors import Code, GatewayError
 
 log = logging.getLogger(__name__)
 

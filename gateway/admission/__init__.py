@@ -1,0 +1,1 @@
+"""Admission control: rate limits, sessions per IP (per node, shared across workers or the cluster), drain gate."""

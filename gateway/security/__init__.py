@@ -1,0 +1,1 @@
+"""Credentials and keys: agent tokens, signed visitor tokens, identity hashes, the master-key check."""
