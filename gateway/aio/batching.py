@@ -31,8 +31,7 @@ class GroupQueue(Generic[T, R]):
         With `yield_under_load`, after a flush of more than one item (the queue is under
         load) the next batch is taken one turn of the loop later, so that it also carries
         what the sockets that became readable meanwhile submit: no timer, at most one turn
-        of delay, none for a lone item (measured on the group commit: docs/performance.md,
-        fifteenth session)."""
+        of delay, none for a lone item."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._flush = flush

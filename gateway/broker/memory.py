@@ -5,8 +5,8 @@ runs several brokers on one hub to stand in for several gateway nodes.
 
 By default the hub hands the published `Envelope` itself to every subscribed broker:
 envelopes are immutable records and their handlers only read `data` (see `Broker`), so there is
-nothing to copy. Packing and unpacking each envelope with msgpack cost ~8 % of a node's
-CPU under the small-rooms bench for nothing a single process needs. `MemoryHub(wire_check=True)`
+nothing to copy, and no msgpack packing or unpacking per envelope, which a single process
+does not need. `MemoryHub(wire_check=True)`
 takes the Redis path instead: `publish()` packs the envelope once and every subscribed
 broker unpacks its own copy (a payload that does not survive the round trip is logged and
 dropped, as the Redis reader does); the broker contract suite runs on both.

@@ -1,11 +1,11 @@
 """A RESP2 reply reader for the pub/sub connection: many replies per socket read.
 
-redis-py parses each reply with a chain of awaits and a timeout of its own; on a node
-receiving thousands of envelopes a second that was a fifth of its time (py-spy). Here one
-`read()` fills hiredis' C parser (`hiredis.Reader`), and every complete reply in it comes
-out of one `gets()` call each; a timeout is armed only when the parser holds no complete
-reply. (A parser of our own in Python, indexing the buffer, still took ~11 % of the
-agents' node's loop at 2,000 msg/s across two nodes: docs/performance.md.)
+redis-py parses each reply with a chain of awaits and a timeout of its own, a cost paid
+per envelope on a node receiving thousands a second. Here one `read()` fills hiredis' C
+parser (`hiredis.Reader`), and every complete reply in it comes out of one `gets()` call
+each, with no await per reply; a timeout is armed only when the parser holds no complete
+reply. The parsing is C code of a maintained library, not Python of ours (why:
+docs/performance.md, History of decisions).
 """
 
 from __future__ import annotations

@@ -5,12 +5,12 @@ queue; when it commits, the next transaction takes all of them at once (up to
 `max_batch`, see `Store.append_batch`). A lone send is written at once, so nothing waits
 for a timer; under load a node pays one transaction per batch instead of one per message,
 and after a batch of more than one the next is taken one turn of the loop later, so that
-it also carries the sends of the sockets that became readable meanwhile (measured at
-3,000-5,000 msg/s: p99 lower in 7 of 8 alternating runs, docs/performance.md). One batch is in flight
-at a time, so the sends of one conversation are stored in the order they arrived, and a
-batch that fails is written again send by send, so one bad send fails alone. The
-messages of a batch are then published together, which lets the transport coalesce their
-frames into one write per recipient.
+it also carries the sends of the sockets that became readable meanwhile (at most one turn
+of delay; a lone send is never delayed). One batch is in flight at a time, so the sends of
+one conversation are stored in the order they arrived, and a batch that fails is written
+again send by send, so one bad send fails alone. The messages of a batch are then
+published together, which lets the transport coalesce their frames into one write per
+recipient.
 """
 
 from __future__ import annotations

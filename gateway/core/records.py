@@ -1,12 +1,12 @@
 """`@record`: an immutable value class, frozen where it is checked and cheap where it is built.
 
 A `@dataclass(frozen=True)` assigns each field through `object.__setattr__` in its
-`__init__`: a `Conversation` (11 fields) took 1.2 µs to build against 0.2 µs for the same
-dataclass unfrozen, and a message's way through the gateway builds about eight such
-records (~3 % of the event loop at 4,000 messages/s). A record is frozen for the type
-checker (mypy reports any assignment to a field, PEP 681 `frozen_default`) and at run time
-a plain slotted dataclass with the same `__eq__` and field-wise `__hash__` a frozen one
-has; `dataclasses.replace` makes changed copies. Nothing assigns to a record's field.
+`__init__`, several times the cost of a plain one, and a message's way through the
+gateway builds about eight records (docs/performance.md, History of decisions). A record
+is frozen for the type checker (mypy reports any assignment to a field, PEP 681
+`frozen_default`) and at run time a plain slotted dataclass with the same `__eq__` and
+field-wise `__hash__` a frozen one has; `dataclasses.replace` makes changed copies.
+Nothing assigns to a record's field.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """The event loop `gateway serve` runs on (`EVENT_LOOP`).
 
 `auto` (the default) and `uvloop` run on uvloop, a libuv loop; `asyncio` on the standard
-library's. Measured on one node (bench/, the same run): with the standard loop, fan-out
-delivered ~17 % fewer events per second (159,000 against 191,000 with 500 watchers) and
-each idle websocket held ~18 % more memory (2.58 against 2.19 KB); latency under the many
-small rooms load was the same within noise. `auto` falls back to the standard loop where
-uvloop is not installed (it is a dependency, but has no build for every platform);
-`uvloop` then refuses to start instead.
+library's, which delivers fewer events per second and holds more memory per idle
+websocket (the comparison: docs/performance.md, History of decisions). `auto` falls back
+to the standard loop where uvloop is not installed (it is a dependency, but has no build
+for every platform); `uvloop` then refuses to start instead.
 """
 
 from __future__ import annotations

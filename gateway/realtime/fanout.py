@@ -11,8 +11,8 @@ The per-message conversation summary (`conversation:updated` with `last_message`
 to every agent of the tenant) is coalesced per conversation on each node: the first is
 delivered at once, later ones within `summary_interval` are held and only the newest
 (highest `last_seq`) is delivered when the interval ends. The windows all have the same
-length, so they end in the order they opened: they wait in one queue under one timer (a
-timer per window cost ~3 % of the loop at 4,000 messages/s).
+length, so they end in the order they opened: they wait in one queue under one timer,
+not a timer each (one timer handle whatever the number of open windows).
 """
 
 from __future__ import annotations

@@ -51,11 +51,9 @@ DEADLOCK_PAUSE = 0.02  # seconds before the first of them (jittered, longer befo
 # per-key index lookups in nested loops, whatever the statistics say — so a plan made
 # while a table is empty or small stays right as it grows. The statements on this pool
 # (`_APPEND`, the duplicate lookup, the conversations by id) and the foreign-key checks
-# they fire are all lookups by an indexed key. Measured (bench.store --postgres, batches
-# of ~1 / 4 / 16 / 100 across 5,000 conversations): PostgreSQL's CPU per message 697 /
-# 324 / 161 / 125 µs with custom plans, 392 / 163 / 102 / 76 µs with these; generic plans
-# without the join and scan settings built a hash of every conversation per batch (309 to
-# 929 µs).
+# they fire are all lookups by an indexed key, so no batch pays for planning, and no
+# generic plan can hash or scan a whole table per batch (the comparison with custom
+# plans: docs/performance.md, History of decisions).
 # PostgreSQL re-plans a cached plan when its tables' statistics change (autovacuum's
 # ANALYZE), and asyncpg replaces a connection after 50,000 queries. One plan here is not
 # ours to shape: the foreign-key check of each inserted message; made before a fresh table
@@ -114,9 +112,9 @@ def quote_schema(schema: str) -> str:
 
 
 async def _keep_session(conn: Any) -> None:
-    """The pool's reset on release. asyncpg's default sends ``SELECT pg_advisory_unlock_all();
-    CLOSE ALL; UNLISTEN *; RESET ALL`` (a round trip per release: measured 8% of a node's CPU
-    under load). The gateway keeps no session state to undo: no LISTEN, no cursors outside
+    """The pool's reset on release: nothing, no round trip. asyncpg's default sends
+    ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``, one round trip
+    per release. The gateway keeps no session state to undo: no LISTEN, no cursors outside
     transactions, no session-level advisory locks or SETs (search_path is a connection
     setting). asyncpg still rolls back a transaction left open before calling this."""
 
@@ -150,10 +148,8 @@ class PostgresStore(SqlStore):
             return
         # Custom plans for every prepared statement: asyncpg keeps its statements prepared for
         # the connection's life, and a generic plan made while a table was small (a fresh
-        # schema, before autovacuum's first ANALYZE) is kept until something invalidates it —
-        # measured: the batch's duplicate lookup went from 0.3 to 1.8 ms as `messages` grew
-        # to 18,000 rows, against 0.1 ms replanned. Planning these short statements costs
-        # ~0.1 ms.
+        # schema, before autovacuum's first ANALYZE) is kept until something invalidates it,
+        # and grows slower with the table; a short statement is cheap to plan each time.
         pool = await self._create_pool({"plan_cache_mode": "force_custom_plan"}, self._min_size, self._max_size)
         try:
             if self._quoted_schema is not None:
@@ -278,8 +274,8 @@ class PostgresStore(SqlStore):
         `DEADLOCK_TRIES` in all) if it too loses a deadlock. Its row locks come in id order,
         but the transaction the statement lost to may take its own in another: the rows the
         lost statement released wake that winner, and a retry that locks at once can take one
-        of them first and meet the winner again (seen in CI). The pause, longer at each try
-        and jittered, lets the winner have them."""
+        of them first and meet the winner again. The pause, longer at each try and jittered,
+        lets the winner have them."""
         for attempt in range(1, DEADLOCK_TRIES + 1):
             await asyncio.sleep(random.uniform(0.5, 1.5) * DEADLOCK_PAUSE * attempt)
             try:
@@ -332,8 +328,7 @@ class PostgresStore(SqlStore):
                         external_keys: list[tuple[str, str]]) -> tuple[Any, ...]:
         # One unique-index lookup per (conversation, key) pair, as a LATERAL subquery so that
         # even a generic plan on a table without statistics cannot turn it into a scan of
-        # `messages` (with `IN` lists, then a plain join, each batch got slower as a fresh
-        # table grew: 0.3 → 2.4 ms after 18,000 messages).
+        # `messages`: each batch costs one index probe per pair, whatever the table's size.
         return ("SELECT m.* FROM unnest($1::text[], $2::text[]) AS k(conv, cid), LATERAL"
                 " (SELECT * FROM messages WHERE conversation_id = k.conv AND client_id = k.cid) AS m"
                 " UNION ALL"

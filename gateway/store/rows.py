@@ -54,7 +54,8 @@ E = TypeVar("E", bound=enum.Enum)
 
 def member(cls: type[E], value: Any) -> E:
     """`cls(value)` (ValueError for a value that is not a member's), through the enum's
-    value map first: `cls(value)` costs ~0.35 µs in CPython 3.11, the map 0.03 µs."""
+    value map first: one dict lookup for a member's value, `cls(value)`'s slower path only
+    for the rest (which raises)."""
     found = cls._value2member_map_.get(value)
     return found if found is not None else cls(value)  # type: ignore[return-value]
 

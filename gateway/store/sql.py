@@ -420,7 +420,7 @@ class SqlStore(abc.ABC):
         # chunks of PRESENCE_CHUNK, one short transaction and two statements each, with a
         # yield to the loop after each, so message writes interleave instead of waiting
         # behind one long transaction. (SQLite's statements never suspend: without the
-        # yield, 5,000 agents were one 33 ms stall of the loop every heartbeat.)
+        # yield, the whole heartbeat would be one stall of the loop, growing with the agents.)
         gone = sorted(a for a, n in agent_ids.items() if n <= 0)
         live = sorted(a for a, n in agent_ids.items() if n > 0)
         for ids in chunked(gone, PRESENCE_CHUNK):
@@ -816,9 +816,8 @@ class SqlStore(abc.ABC):
                         external_keys: list[tuple[str, str]]) -> tuple[Any, ...]:
         """Messages matching a (conversation_id, client_id) or (conversation_id, external_id)
         key: one probe of the key's partial unique index per pair (the CROSS JOIN keeps the
-        pairs as the outer loop). Two IN lists (`conversation_id IN (…) AND client_id IN
-        (…)`) probed every combination instead, n² per batch of n: 383 µs against 125 µs
-        for a batch of 32 on SQLite (docs/performance.md, twelfth session)."""
+        pairs as the outer loop): n probes for n pairs. (Two IN lists, `conversation_id IN (…)
+        AND client_id IN (…)`, would probe every combination, n².)"""
         p = Params()
         ctes: list[str] = []
         parts: list[str] = []

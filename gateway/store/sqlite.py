@@ -76,8 +76,8 @@ from gateway.store.sql import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0  # how long a write waits for another process's lock before failing
-# Rows ANALYZE samples per index (`analyze`): about 3 ms for a database of 100k
-# conversations and 1M messages, and estimates good enough to tell a tenant from a contact.
+# Rows ANALYZE samples per index (`analyze`): its work is bounded whatever the database's
+# size, and the estimates are good enough to tell a tenant from a contact.
 ANALYSIS_LIMIT = 1000
 ANALYZE_INTERVAL_S = 3600.0  # how often a file database's statistics are refreshed
 # Checkpoint passes run beside the writes before one runs with them held (`checkpoint`).
@@ -95,8 +95,8 @@ _PRAGMAS = (
     # reads: a 64 MiB page cache and the file mapped (256 MiB), instead of a pread()
     # system call per page missing from SQLite's default 2 MiB cache
     "PRAGMA cache_size = -65536",
-    # statement journals and sort B-trees in memory: on disk, each was a file created and
-    # unlinked in /var/tmp (~60 a second under the small-rooms bench)
+    # statement journals and sort B-trees in memory: on disk, each is a file created and
+    # unlinked in /var/tmp
     "PRAGMA temp_store = MEMORY",
     "PRAGMA mmap_size = 268435456",
     # what a restarted WAL is cut back to (it otherwise keeps the size of its largest burst)
@@ -404,15 +404,14 @@ class SqliteStore(SqlStore):
         SQLite starts the WAL over only when a write transaction begins after a checkpoint
         copied every frame, and a PASSIVE checkpoint running beside a busy writer never
         gets there: what it copies is the WAL as of its start, and the writes meanwhile
-        add frames. The WAL then grows for as long as the writes go on (measured: 2 GB in
-        30 s at 3,000 msg/s), and every append to it lands on new file blocks, which the
-        kernel zeroes first (27 % of the node's CPU). So: up to `UNLOCKED_PASSES` PASSIVE
-        passes beside the writes, each copying what was written during the one before
-        (the first a second of writes, the next the few ms the first took, ...), then, if
-        this store still wrote meanwhile, a last pass over just that remainder with this
-        store's writes held back (its lock). The hold is then the last pass's two fsyncs
-        and a small copy, not the copy and fsync of everything written during the first
-        pass (measured: see docs/performance.md, sixth session)."""
+        add frames. The WAL then grows for as long as the writes go on, and every append to
+        it lands on new file blocks, which the kernel zeroes first. So: up to
+        `UNLOCKED_PASSES` PASSIVE passes beside the writes, each copying what was written
+        during the one before (the first a second of writes, the next the few ms the first
+        took, ...), then, if this store still wrote meanwhile, a last pass over just that
+        remainder with this store's writes held back (its lock). The hold is then the last
+        pass's two fsyncs and a small copy, not the copy and fsync of everything written
+        during the first pass."""
         busy = frames = copied = 0
         for _ in range(UNLOCKED_PASSES):
             commits = self.commits
