@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.aio.tasks import TaskSet
+from gateway.aio.timers import Cancellable, Timers
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
 from gateway.chat.service import contact_channel
 from gateway.chat.wire import message_dict
@@ -62,7 +63,7 @@ class ConvRoute:
 
 @dataclass(eq=False, slots=True)
 class _HeldSummary:
-    """A conversation's summary window on one tenant channel: when it ends (loop time) and
+    """A conversation's summary window on one tenant channel: when it ends (on `timers`) and
     the newest summary held back."""
 
     ends: float
@@ -84,7 +85,10 @@ class Fanout:
         max_gap: int,
         tail: int = 50,
         summary_interval: float = 0.25,
+        timers: Timers | None = None,
     ) -> None:
+        """`timers`: the clock and timer the summary windows run on (the running event loop
+        when None)."""
         self._broker = broker
         self._emitter = emitter
         self._fetch = fetch_messages
@@ -95,9 +99,10 @@ class Fanout:
         self._groups: dict[str, set[Conn]] = {}  # tenant:/contact: channels -> conns
         self._group_locks: dict[str, asyncio.Lock] = {}
         self._summary_interval = summary_interval
+        self._timers = timers
         self._held: dict[tuple[str, str], _HeldSummary] = {}  # (channel, conversation id) -> window
         self._ends: deque[tuple[float, tuple[str, str]]] = deque()  # windows by end, oldest first
-        self._tick: asyncio.TimerHandle | None = None  # at the end of the oldest window
+        self._tick: Cancellable | None = None  # at the end of the oldest window
         self._tasks = TaskSet()
         self.delivered = 0
         self.summaries_coalesced = 0
@@ -234,9 +239,11 @@ class Fanout:
                 await self._send_group(channel, pending)
         await self._send_group(channel, env)
 
+    def _clock(self) -> Timers:
+        return self._timers if self._timers is not None else asyncio.get_running_loop()
+
     def _open_window(self, key: tuple[str, str]) -> None:
-        loop = asyncio.get_running_loop()
-        ends = loop.time() + self._summary_interval
+        ends = self._clock().time() + self._summary_interval
         held = self._held.get(key)
         if held is None:
             self._held[key] = _HeldSummary(ends)
@@ -246,13 +253,13 @@ class Fanout:
 
     def _arm(self) -> None:
         if self._tick is None and self._ends:
-            self._tick = asyncio.get_running_loop().call_at(self._ends[0][0], self._windows_due)
+            self._tick = self._clock().call_at(self._ends[0][0], self._windows_due)
 
     def _windows_due(self) -> None:
         """End the windows that are due: a window that held a summary delivers it and the
         next window starts; one that held nothing ends."""
         self._tick = None
-        now = asyncio.get_running_loop().time() + 0.001  # the timer's resolution: never spin on it
+        now = self._clock().time() + 0.001  # the timer's resolution: never spin on it
         q = self._ends
         while q and q[0][0] <= now:
             ends, key = q.popleft()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -18,14 +18,25 @@ from gateway.core.domain import AgentRole, AuthorType, Channel, NewMessage
 from gateway.realtime.context import Conn
 from gateway.realtime.fanout import Fanout, ResetRequired
 from gateway.store.sqlite import SqliteStore
+from tests.support.clock import ManualClock
 
 
 class RecordingEmitter:
     def __init__(self) -> None:
         self.got: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self._changed = asyncio.Event()
 
     async def emit(self, conn: Conn, event: str, data: dict[str, Any]) -> None:
         self.got.setdefault(conn.sid, []).append((event, data))
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait for `predicate()` to hold, re-checked after each emit (TimeoutError after
+        `timeout` seconds: a generous bound, not a measurement)."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def emit_many(self, conns: Sequence[Conn], event: str, data: dict[str, Any]) -> None:
         for c in conns:
@@ -111,18 +122,31 @@ async def test_concurrent_watchers_and_broker_traffic_keep_order(env) -> None:
             await asyncio.sleep(0)
 
     async def watcher(i: int) -> None:
-        await asyncio.sleep(0.001 * i)
+        for _ in range(i):  # the watchers join at different points of the writer's run
+            await asyncio.sleep(0)
         await fanout.watch(conn(f"w{i}", conv.tenant_id), conv.id, 0, conv.epoch)
 
     await asyncio.gather(writer(), *(watcher(i) for i in range(10)))
-    await asyncio.sleep(0.2)
+    await emitter.until(lambda: all(len(emitter.seqs(f"w{i}")) >= 40 for i in range(10)))
     for i in range(10):
         assert emitter.seqs(f"w{i}") == list(range(1, 41)), i
 
 
+def summary_fanout(env: Any, interval: float) -> tuple[Fanout, ManualClock]:
+    """A fan-out on `env`'s broker and emitter whose summary windows run on a hand-moved clock."""
+    store, broker, emitter, _, _ = env
+    clock = ManualClock()
+
+    async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):
+        return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
+
+    return Fanout(broker, emitter, fetch, store.get_conversation, max_gap=100, summary_interval=interval,
+                  timers=clock), clock
+
+
 async def test_message_summaries_are_coalesced_per_conversation(env) -> None:
-    store, broker, emitter, fanout, conv = env
-    fanout._summary_interval = 0.05
+    store, broker, emitter, _, conv = env
+    fanout, clock = summary_fanout(env, 0.05)
     ch = tenant_channel(conv.tenant_id)
     await fanout.join_group(conn("a1", conv.tenant_id), ch)
 
@@ -141,7 +165,10 @@ async def test_message_summaries_are_coalesced_per_conversation(env) -> None:
     await fanout.on_envelope(ch, summary(7, "other"))  # another conversation: its own window
     assert updates() == [(1, "open")]
     assert updates("other") == [(7, "open")]
-    await asyncio.sleep(0.08)
+    clock.advance(0.049)  # the window is still open: nothing held is sent
+    assert updates() == [(1, "open")]
+    clock.advance(0.001)  # it ends: the held newest goes out, a new window opens
+    await emitter.until(lambda: len(updates()) == 2)
     assert updates() == [(1, "open"), (4, "open")]
     # a status change is not held back and is never overtaken by an older held summary
     await fanout.on_envelope(ch, summary(5))
@@ -149,44 +176,54 @@ async def test_message_summaries_are_coalesced_per_conversation(env) -> None:
                       data={"id": conv.id, "last_seq": 5, "status": "resolved"})
     await fanout.on_envelope(ch, status)
     assert updates()[-2:] == [(5, "open"), (5, "resolved")]
-    await asyncio.sleep(0.15)  # the windows end with nothing held: the next one goes at once
+    clock.advance(0.05)  # the window ends holding nothing: the next one ends idle too
+    clock.advance(0.05)
     assert updates()[-1] == (5, "resolved")
-    await fanout.on_envelope(ch, summary(6))
+    assert clock.pending() == 0 and fanout.stats()["summary_windows"] == 0
+    await fanout.on_envelope(ch, summary(6))  # no window open: it goes at once
     assert updates()[-1] == (6, "open")
     fanout.close()
 
 
 async def test_summary_windows_of_many_conversations_end_each_on_time(env) -> None:
     """Windows opened at different times end in order under one timer: each conversation's
-    held summary goes out one interval after its window opened, and idle windows end."""
-    store, broker, emitter, fanout, conv = env
-    fanout._summary_interval = 0.06
+    held summary goes out one interval after its window opened (on the clock the fan-out is
+    given), and idle windows end."""
+    store, broker, emitter, _, conv = env
+    interval, step = 0.06, 0.007
+    fanout, clock = summary_fanout(env, interval)
     ch = tenant_channel(conv.tenant_id)
     await fanout.join_group(conn("a1", conv.tenant_id), ch)
-    loop = asyncio.get_running_loop()
     got: dict[str, list[tuple[int, float]]] = {}
     emit = emitter.emit_many
 
     async def timed(conns, event, data):
-        got.setdefault(data["id"], []).append((data["last_seq"], loop.time()))
+        got.setdefault(data["id"], []).append((data["last_seq"], clock.time()))
         await emit(conns, event, data)
 
     emitter.emit_many = timed
     opened: dict[str, float] = {}
     for i in range(30):
         cid = f"c{i}"
-        opened[cid] = loop.time()
+        opened[cid] = clock.time()
         for seq in (1, 2, 3):  # the first goes at once, 2 is replaced by 3 in the window
             await fanout.on_envelope(ch, Envelope(kind="conversation", tenant_id=conv.tenant_id,
                                                   conversation_id=cid, data={"id": cid, "last_seq": seq},
                                                   extra={"summary": True}))
-        await asyncio.sleep(0.007)
-    await asyncio.sleep(0.25)
+        clock.advance(step)
+        # the held summaries that came due are sent (by a task each) before the clock moves on
+        await emitter.until(lambda: all(len(got[c]) == 2 for c, t0 in opened.items()
+                                        if clock.time() >= t0 + interval))
+    while any(len(got[c]) < 2 for c in opened):
+        clock.advance(step)
+        await emitter.until(lambda: all(len(got[c]) == 2 for c, t0 in opened.items()
+                                        if clock.time() >= t0 + interval))
     for cid, t0 in opened.items():
         assert [seq for seq, _ in got[cid]] == [1, 3], cid
-        assert 0.05 <= got[cid][1][1] - t0 < 0.12, cid
-    assert fanout.stats()["summary_windows"] == 0  # the windows after the held ones ended idle
-    assert fanout._tick is None
+        assert interval <= got[cid][1][1] - t0 < interval + step, cid  # within one step of the clock
+    clock.advance(interval)  # the windows after the held ones end idle
+    assert fanout.stats()["summary_windows"] == 0
+    assert clock.pending() == 0
     fanout.close()
 
 
