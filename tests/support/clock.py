@@ -48,8 +48,13 @@ class ManualClock:
         if delay <= 0:
             await asyncio.sleep(0)
             return
-        woken = asyncio.get_running_loop().create_future()
-        handle = self.call_at(self.now + delay, lambda: woken.done() or woken.set_result(None))
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        handle = self.call_at(self.now + delay, wake)
         try:
             await woken
         finally:
