@@ -70,6 +70,11 @@ async def install(gw: Gateway) -> None:
         m.counter_fn("izh_node_limits_redis_errors_total",
                      "Failed Redis calls of the limits shared by the node's workers (then enforced per worker)",
                      lambda: float(node.redis_errors()))
+    if node.synced is not None:
+        synced = node.synced
+        m.counter_fn("izh_node_limits_syncs_total",
+                     "Syncs of the per-IP message limit with the node's (or cluster's) other processes",
+                     lambda: float(synced.syncs))
     guard = Guard(limits, node)
     gw.realtime.guard = guard
     gw.realtime.sockets.engine.admission = guard

@@ -147,6 +147,7 @@ class SyncedRateLimiter:
         self._blocked: dict[str, float] = {}  # address → until when (clock) its node bucket is in debt
         self._sync = Periodic(f"sync {self.name}", self.sync, interval, delay=interval)
         self.failures = RedisFailures(f"rate limit {self.name}", "limiting per worker")
+        self.syncs = 0  # syncs that reached Redis: each began after the one before had ended
 
     def hit(self, key: str) -> None:
         """Take a token for `key` or raise `rate_limited` with `details.retry_after`."""
@@ -174,6 +175,7 @@ class SyncedRateLimiter:
                 return
             self.failures.ok()
         self._blocked = self._in_debt(got)  # the last call's answer: the node's debts after all of them
+        self.syncs += 1
 
     def _in_debt(self, got: list[bytes | str]) -> dict[str, float]:
         """The script's answer as address → until when (this process's clock)."""

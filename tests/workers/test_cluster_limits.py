@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import socketio
 
+from tests.support.metrics import limits_synced
 from tests.support.procs import pg_redis_cluster
 from tests.support.server import Client, handshake_refusal, new_client_id, visitor
 
@@ -63,7 +64,7 @@ async def test_two_nodes_share_the_per_ip_limits(tmp_path: Path) -> None:
             # refuses what its own bucket would still let through
             sent = [await send(a1, conv_a) for _ in range(2)] + [await send(b1, conv_b) for _ in range(3)]
             assert all(r["ok"] for r in sent), sent
-            await asyncio.sleep(2.0)
+            await limits_synced([a.url, b.url])  # each node synced after the other had
             refused_msg = await send(a1, conv_a)
             assert not refused_msg["ok"] and refused_msg["error"]["code"] == "rate_limited", refused_msg
             assert refused_msg["error"]["details"]["limit"] == "messages_per_ip"

@@ -15,6 +15,7 @@ import pytest
 import socketio
 
 from tests.integration.test_node_client import EXPECTED, run_node_conversation
+from tests.support.metrics import limits_synced
 from tests.support.procs import Cluster, Node, pg_redis_cluster
 from tests.support.server import Client, agent, handshake_refusal, new_client_id, visitor
 
@@ -222,7 +223,7 @@ async def test_messages_per_ip_are_limited_for_the_whole_node(tmp_path: Path) ->
             sent = [await send(c) for c in (first, second) for _ in range(4)]
             accepted = sum(r["ok"] for r in sent)
             assert accepted >= 5, sent  # more than the node's 4: a worker learns only at a sync
-            await asyncio.sleep(2.0)  # every worker synced after the others had (0.5 s apart)
+            await limits_synced([node.url])  # every worker synced after the others had
             refused = await send(third)
             assert not refused["ok"] and refused["error"]["code"] == "rate_limited", refused
             assert refused["error"]["details"]["limit"] == "messages_per_ip"
