@@ -19,6 +19,7 @@ from gateway.admission.limits import Limits, RateLimiter
 from gateway.admission.shared_limits import SYNC_CHUNK, SharedRateLimiter, SyncedRateLimiter, node_limits
 from gateway.config import LimitsConfig
 from gateway.core.errors import GatewayError
+from tests.support.waits import until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE, BURST = 10.0, 3.0  # a token every 100 ms: a loaded machine's stall of 50 ms changes no outcome
@@ -38,16 +39,24 @@ def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:8]}:rl:"
 
 
-def _limiter(limited: list[str] | None = None) -> RateLimiter:
-    return RateLimiter("conversations_per_ip", RATE, BURST,
+def _limiter(limited: list[str] | None = None, rate: float = RATE) -> RateLimiter:
+    return RateLimiter("conversations_per_ip", rate, BURST,
                        on_limited=None if limited is None else limited.append)
 
 
 @pytest.fixture(params=["local", "shared"])
-def hit(request: pytest.FixtureRequest, redis: aioredis.Redis, prefix: str) -> Hit:
-    if request.param == "local":
-        return _limiter().hit
-    return SharedRateLimiter(_limiter(), redis, prefix).hit
+def hit_at(request: pytest.FixtureRequest, redis: aioredis.Redis, prefix: str) -> Callable[[float], Hit]:
+    """The limiter under test at a given rate: in-process, or shared through Redis."""
+    def make(rate: float) -> Hit:
+        if request.param == "local":
+            return _limiter(rate=rate).hit
+        return SharedRateLimiter(_limiter(rate=rate), redis, prefix).hit
+    return make
+
+
+@pytest.fixture
+def hit(hit_at: Callable[[float], Hit]) -> Hit:
+    return hit_at(RATE)
 
 
 async def _call(hit: Hit, key: str) -> None:
@@ -73,13 +82,17 @@ async def test_a_burst_then_rate_limited_with_the_wait(hit: Hit) -> None:
     await _call(hit, "10.0.0.2")  # another address has its own bucket
 
 
-async def test_tokens_come_back_at_the_rate(hit: Hit) -> None:
+async def test_tokens_come_back_at_the_rate(hit_at: Callable[[float], Hit]) -> None:
+    """After the wait a refusal names, one token is back, and only one: at 2 tokens a second
+    the next one is 0.5 s away, which no delay of a loaded machine between two calls reaches.
+    (The shared bucket runs on Redis's clock: the wait is real time.)"""
+    hit = hit_at(2.0)
     for _ in range(int(BURST)):
         await _call(hit, "10.0.0.1")
-    await _refusal(hit, "10.0.0.1")
-    await asyncio.sleep(1.5 / RATE)
+    err = await _refusal(hit, "10.0.0.1")
+    await asyncio.sleep(err.details["retry_after"])  # never returns early
     await _call(hit, "10.0.0.1")
-    await _refusal(hit, "10.0.0.1")
+    assert (await _refusal(hit, "10.0.0.1")).details["retry_after"] <= 1 / 2.0 + 0.01
 
 
 # --- shared by the workers of a node -------------------------------------------------
@@ -198,10 +211,11 @@ async def test_messages_are_limited_for_the_node_once_its_workers_synced(redis: 
     for w in (w0, w1, w2):
         err = _refused(w, "10.0.0.1")
         assert err.code.value == "rate_limited" and err.details["limit"] == "messages_per_ip"
-        assert BURST / RATE - 0.1 < err.details["retry_after"] <= BURST / RATE + 0.01
+        # the debt's wait, longer than the worker's own bucket would name (1 / RATE)
+        assert 1 / RATE + 0.01 < err.details["retry_after"] <= BURST / RATE + 0.01
     assert limited == ["messages_per_ip"] * 3  # counted like any refusal (izh_rate_limited_total)
     w2.hit("10.0.0.2")  # another address is not held up
-    await asyncio.sleep((BURST + 1.5) / RATE)
+    await asyncio.sleep((BURST + 1.5) / RATE)  # the scenario's time passing: never returns early
     w2.hit("10.0.0.1")  # paid back (and 1.5 tokens more): the worker's own bucket decides again
     await w2.sync()
     assert w2._blocked == {} and not await redis.exists(prefix + "~debt")
@@ -223,13 +237,13 @@ async def test_one_worker_alone_is_never_refused_by_its_syncs(redis: aioredis.Re
                 break
         await w.sync()
         assert w._blocked == {}
-        await asyncio.sleep(1.5 / RATE)
+        await asyncio.sleep(1.5 / RATE)  # tokens come back (longer only adds tokens: no debt either way)
 
 
 async def test_a_sync_carries_every_address_in_chunks(redis: aioredis.Redis, prefix: str) -> None:
-    # a token a second: the debt of one token outlasts the syncs of 1,207 addresses (at a
-    # token every 50 ms, a loaded machine saw some paid back before w0's sync)
-    w0, w1 = _messages(redis, prefix, rate=1.0), _messages(redis, prefix, rate=1.0)
+    # a token every 10 s: the debt of one token outlasts the three syncs of 1,207 addresses
+    # below, however loaded the machine
+    w0, w1 = _messages(redis, prefix, rate=0.1), _messages(redis, prefix, rate=0.1)
     keys = [f"10.1.{i // 256}.{i % 256}" for i in range(SYNC_CHUNK * 2 + 7)]
     for key in keys:
         for w in (w0, w1):
@@ -266,10 +280,7 @@ async def test_the_sync_runs_on_its_own_and_once_more_at_close(redis: aioredis.R
     w.start()
     try:
         w.hit("10.0.0.1")
-        for _ in range(100):
-            if await redis.exists(prefix + "10.0.0.1"):
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: w.syncs >= 1)  # the first sync, after the hit
         assert await redis.exists(prefix + "10.0.0.1")
     finally:
         w.hit("10.0.0.2")
