@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gateway.store import sqlite as sqlite_store
 from gateway.store.sql import Conflict
 from gateway.store.sqlite import SqliteStore
 from tests.support.stores import open_sqlite
+from tests.support.waits import until
 
 
 async def test_unique_violations_become_conflict_and_roll_back(tmp_path: Path) -> None:
@@ -61,13 +61,9 @@ async def test_another_process_holding_the_lock_is_waited_for_without_blocking_t
         other.execute("BEGIN IMMEDIATE")  # e.g. an admin command writing to the same file
         append = asyncio.create_task(store.append_message(
             tenant.id, conv.id, NewMessage(author_type=AuthorType.CONTACT, author_id=None, text="hi"), now=2.0))
-        ticks = 0
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.3:  # the loop keeps running while the append waits
-            await asyncio.sleep(0.01)
-            ticks += 1
-        assert not append.done() and ticks >= 20
-        assert store.busy_retries > 0
+        # the loop keeps running while the append waits: this task's polls run between its retries
+        await until(lambda: store.busy_retries >= 3)
+        assert not append.done()
         other.execute("COMMIT")
         res = await asyncio.wait_for(append, 2)
         assert res.created and res.message.seq == 1
@@ -88,8 +84,7 @@ async def test_checkpoints_run_off_the_loop_and_bound_the_wal(tmp_path: Path) ->
             await store.append_messages(tenant.id, conv.id, [
                 NewMessage(author_type=AuthorType.CONTACT, author_id=None, text="x" * 500, client_id=f"{i}.{j}")
                 for j in range(100)], now=2.0)
-        await asyncio.sleep(0.5)  # ~10 intervals
-        assert store.checkpoints >= 2
+        await until(lambda: store.checkpoints >= 2)
     finally:
         await store.close()
     assert not (tmp_path / "t.sqlite3-wal").exists() or (tmp_path / "t.sqlite3-wal").stat().st_size == 0
