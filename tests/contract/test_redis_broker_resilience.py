@@ -167,6 +167,7 @@ class TcpProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self.port = 0
+        self.pongs = 0  # PING replies forwarded (`pong`, as Redis answers one in subscribed mode)
 
     @property
     def url(self) -> str:
@@ -215,6 +216,7 @@ class TcpProxy:
         try:
             while data := await reader.read(65536):
                 await self._flowing.wait()
+                self.pongs += data.count(b"pong")
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -300,10 +302,12 @@ async def test_health_ping_detects_a_frozen_connection(
     a = await nodes()
     b = await nodes(proxy.url, start=False)
     broker = broker_of(b)
-    broker.health_interval = 0.1
+    # a PING unanswered for one interval breaks the connection: 0.5 s, which no loaded
+    # machine's delay to a local Redis reaches
+    broker.health_interval = 0.5
     await broker.start(b.handle)
     await broker.subscribe("ch")
-    await asyncio.sleep(0.3)  # idle: answered PINGs keep the connection
+    await eventually(lambda: proxy.pongs >= 2, limit=30)  # idle: answered PINGs keep the connection
     assert broker.reconnects == 0
     await a.broker.publish("ch", envelope(n=1))
     await b.wait_for("ch", 1)
@@ -329,7 +333,7 @@ async def test_close_never_hangs(nodes: NodeMaker) -> None:
         broker.health_interval = 0.0005
         await broker.publish("ch", envelope(n=i))  # the reader's next wait takes it
         await asyncio.sleep(0.0005 * (i % 10))
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(10):  # generous: a hang never ends, a slow close does
             await broker.close()
 
 

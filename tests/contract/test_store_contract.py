@@ -43,6 +43,7 @@ from gateway.store.migrations import load_migrations, split_statements
 from gateway.store.postgres import _APPEND, APPEND_POOL_SETTINGS, PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.procs import drop_schema as drop_pg_schema
+from tests.support.waits import until
 
 # --- backends ----------------------------------------------------------------
 
@@ -787,11 +788,8 @@ async def test_sqlite_one_job_append_waits_for_another_process_lock_off_the_loop
         w = await new_world(store)
         other.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(store.append_message(w.tenant.id, w.conv.id, msg("hi", client_id="h"), now=1.0))
-        ticks = 0
-        while store.busy_retries < 2:  # the loop keeps running meanwhile
-            await asyncio.sleep(0.001)
-            ticks += 1
-        assert not task.done() and ticks >= 2
+        await until(lambda: store.busy_retries >= 2)  # the loop keeps running meanwhile: this polls
+        assert not task.done()
         other.execute("COMMIT")
         res = await asyncio.wait_for(task, 5)
         assert res.message.seq == 1 and store.optimistic_retries == 1
@@ -799,6 +797,21 @@ async def test_sqlite_one_job_append_waits_for_another_process_lock_off_the_loop
     finally:
         other.close()
         await b.close_all()
+
+
+async def blocked_by(holder: asyncpg.Connection, timeout: float = 10.0) -> None:
+    """Until some session waits for a lock that `holder`'s session holds (polled from a
+    connection of its own: PostgreSQL notifies nobody; `timeout` is a generous bound)."""
+    probe = await asyncpg.connect(PG_DSN)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                if await probe.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                                        holder.get_server_pid()):
+                    return
+                await asyncio.sleep(0.01)
+    finally:
+        await probe.close()
 
 
 @pytest.mark.postgres
@@ -832,7 +845,7 @@ async def test_postgres_append_survives_a_deadlock() -> None:
                 await other.execute("UPDATE conversations SET updated_at = 7 WHERE id = $1", pair[held_first])
                 append = asyncio.create_task(store.append_batch(
                     [AppendRequest(w.tenant.id, c, msg(f"to {c}", client_id=c)) for c in pair], now=5.0))
-                await asyncio.sleep(0.3)  # the append has taken what it could and waits
+                await blocked_by(other)  # the append has taken what it could and waits
                 await asyncio.wait_for(other.execute("UPDATE conversations SET updated_at = 8 WHERE id = $1",
                                                      pair[1 - held_first]), 10)
                 await tx.commit()
@@ -869,7 +882,7 @@ async def test_postgres_locking_append_runs_again_after_a_lost_deadlock() -> Non
             await other.execute("UPDATE conversations SET updated_at = 7 WHERE id = $1", pair[1])
             append = asyncio.create_task(store._append_locking(
                 [AppendRequest(w.tenant.id, c, msg(f"to {c}", client_id=c)) for c in pair], 5.0))
-            await asyncio.sleep(0.3)  # it holds the first conversation and waits for the second
+            await blocked_by(other)  # it holds the first conversation and waits for the second
             await asyncio.wait_for(other.execute("UPDATE conversations SET updated_at = 8 WHERE id = $1",
                                                  pair[0]), 10)
             await tx.commit()
