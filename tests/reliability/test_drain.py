@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from tests.chaos.harness import Participant, tally
 from tests.chaos.support import configure, private_redis, stored_messages
 from tests.support.procs import pg_redis_cluster
 from tests.support.server import Refused, make_config, run_gateway, visitor
+from tests.support.waits import until
 
 
 async def test_drain_refuses_new_work_and_stock_clients_reconnect(tmp_path) -> None:
@@ -25,7 +27,9 @@ async def test_drain_refuses_new_work_and_stock_clients_reconnect(tmp_path) -> N
         sio = socketio.AsyncClient(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
         connects: list[float] = []
         drained: list[dict[str, Any]] = []
+        refused: list[object] = []
         sio.on("connect", lambda: connects.append(time.monotonic()), namespace="/visitor")
+        sio.on("connect_error", lambda data: refused.append(data), namespace="/visitor")
         sio.on("server:draining", lambda data: drained.append(data), namespace="/visitor")
         await sio.connect(rg.url, namespaces=["/visitor"], auth={"widget_key": t.tenant.widget_key},
                           transports=["websocket"], wait_timeout=5)
@@ -43,16 +47,12 @@ async def test_drain_refuses_new_work_and_stock_clients_reconnect(tmp_path) -> N
                     assert resp.status == 503  # new handshakes refused while draining
             with pytest.raises((socketio.exceptions.ConnectionError, Refused)):
                 await visitor(rg.url, t.tenant.widget_key)
-            await asyncio.sleep(0.5)
+            await until(lambda: len(refused) >= 1, timeout=30)  # the stock client tried again: refused
             assert len(connects) == 1
             # the node (or, behind a load balancer, another one) accepts again: the stock
             # client reconnects by itself, because only its transport was closed
             drainer.guard.draining = False
-            for _ in range(100):
-                if len(connects) >= 2:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(connects) >= 2 and sio.connected
+            await until(lambda: len(connects) >= 2 and sio.connected, timeout=30)
         finally:
             await sio.disconnect()
 
@@ -98,10 +98,13 @@ async def test_sigterm_drains_and_clients_resume_on_another_node(tmp_path) -> No
                 for v, conv in zip(visitors, convs, strict=True):
                     await v.send(conv, f"during {i}")
                     await agent.send(conv, f"reply {i}")
-            rc = await asyncio.to_thread(a.proc.wait, 15)
+            rc = await asyncio.to_thread(a.proc.wait, 60)  # generous: a hung node never exits
             took = time.monotonic() - started
             assert rc == 0, a.log()
-            assert took < 5 + 3, took  # DRAIN_TIMEOUT plus process start-up slack
+            # the drain kept within DRAIN_TIMEOUT (5 s) on the node's own clock (its report),
+            # whatever the load of the machine made the process's exit take
+            drain_seconds = re.search(r"drained: DrainReport\(.*seconds=([0-9.]+)\)", a.log())
+            assert drain_seconds is not None and float(drain_seconds.group(1)) <= 5, a.log()
             for p in everyone:
                 await p.heal()
                 assert p.url == b.url
