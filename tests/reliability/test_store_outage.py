@@ -228,7 +228,8 @@ async def test_postgres_stopped_or_hung_is_unavailable(pg_gateway: tuple[Running
             assert_unavailable(ack)
         status, body, took = await readyz(rg.url)
         assert status == 503 and body["checks"]["store"] != "ok", body
-        assert took < 4.0  # the budget (2 s) and a margin, not the checks' timeouts added up
+        # the budget (2 s), not the store check's own 5 s (ACQUIRE_TIMEOUT): 3 s to spare for a loaded machine
+        assert took < 5.0
         assert outage_lines(caplog) == (1, 0)
         assert tracebacks(caplog) == []
 
