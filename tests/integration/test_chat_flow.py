@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.support.server import RunningGateway, agent, new_client_id, visitor
 
 
@@ -100,10 +98,15 @@ async def test_resume_replays_exactly_the_missing_messages(gateway: RunningGatew
                                                           "seq": last_seq}]})
         assert res["ok"] and res["results"][0]["ok"] and res["results"][0]["replayed"] == 5
         await v.wait_for(lambda: len(v.messages(conv_id)) >= 5)
-        await asyncio.sleep(0.2)  # nothing more may arrive
+        # nothing more arrives: a message sent now comes after anything the resume could
+        # still deliver (a conversation's messages arrive in order)
+        r = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                            "text": "agent 5"})
+        assert r["ok"]
+        await v.wait_for(lambda: any(m["text"] == "agent 5" for m in v.messages(conv_id)))
         got = v.messages(conv_id)
-        assert [m["text"] for m in got] == [f"agent {i}" for i in range(5)]
-        assert [m["seq"] for m in got] == [2, 3, 4, 5, 6]
+        assert [m["text"] for m in got] == [f"agent {i}" for i in range(6)]
+        assert [m["seq"] for m in got] == [2, 3, 4, 5, 6, 7]
 
         stale = await v.call("resume", {"conversations": [{"conversation_id": conv_id, "epoch": "other",
                                                             "seq": 1}]})

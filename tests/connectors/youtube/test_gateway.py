@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from connectors.install import CONNECTORS_KEY
@@ -10,6 +9,7 @@ from connectors.youtube.service import YouTubeChannelConnector
 from gateway.core.domain import Channel
 from tests.connectors.youtube.fake_youtube import OWNER_CHANNEL, FakeYouTube
 from tests.support.server import agent, new_client_id, run_gateway
+from tests.support.waits import until
 
 
 async def test_polled_comments_reach_agent_and_reply_is_sent_once(fake: FakeYouTube, cx_sqlite_config):
@@ -55,12 +55,14 @@ async def test_polled_comments_reach_agent_and_reply_is_sent_once(fake: FakeYouT
 
             await ag.wait_for(delivered, timeout=10)
             assert fake.inserts == [{"snippet": {"parentId": tid, "textOriginal": "Chào bạn, shop kiểm tra ngay."}}]
-            await asyncio.sleep(0.5)  # a few more polls: our own reply is not imported back
-            texts = [m["text"] for m in ag.messages(conv["id"])]
+            poller = yt.poller(inbox.id)
+            assert poller is not None
+            polls = poller.stats.polls
+            await until(lambda: poller.stats.polls >= polls + 3)  # two more whole polls:
+            texts = [m["text"] for m in ag.messages(conv["id"])]  # our own reply is not imported back
             assert texts.count("Chào bạn, shop kiểm tra ngay.") == 1
             assert len(fake.inserts) == 1
-            poller = yt.poller(inbox.id)
-            assert poller is not None and poller.stats.errors == 0
+            assert poller.stats.errors == 0
 
             await hub.ctx.channels.set_enabled(tenant.tenant.id, inbox.id, False)
             await yt.refresh()  # a disabled inbox stops polling

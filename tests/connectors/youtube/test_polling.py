@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -9,6 +8,7 @@ from connectors.youtube import MemoryCheckpointStore, YouTubeConnector
 from gateway.core.domain import Channel
 from tests.connectors.youtube.conftest import Sink
 from tests.connectors.youtube.fake_youtube import OWNER_CHANNEL, FakeYouTube
+from tests.support.waits import until
 
 
 async def started(conn: YouTubeConnector) -> Sink:
@@ -74,11 +74,12 @@ async def test_restart_with_same_store_creates_no_duplicates(fake: FakeYouTube, 
     second = make_connector(max_results=10)  # new instance, same SQL checkpoint store
     sink2 = Sink()
     await second.start(sink2)
-    await asyncio.sleep(0.3)  # several polls
+    await until(lambda: second.stats.polls >= 3)  # two polls have ended (a poll counts as it begins)
     assert sink2.messages == []
     later = fake.add_thread("vid00000001", "sau khi khởi động lại", published=time.time())
     await sink2.wait_count(1)
-    await asyncio.sleep(0.2)
+    polls = second.stats.polls
+    await until(lambda: second.stats.polls >= polls + 2)  # a whole poll after the one that found it
     assert sink2.ids == [later]
     assert len(sink1.ids) == len(set(sink1.ids)) == 30
 
