@@ -3,7 +3,6 @@ this process sharing PostgreSQL and an in-process broker; WORKERS=N workers are 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
@@ -18,6 +17,7 @@ from gateway.broker.memory import MemoryHub
 from tests.calls.support import calls_of, endpoint
 from tests.support.procs import PG_DSN, drop_schema
 from tests.support.server import RunningGateway, agent, make_config, run_gateway, visitor
+from tests.support.waits import until
 
 pytestmark = [pytest.mark.postgres]
 
@@ -43,11 +43,7 @@ async def two_nodes(tmp_path: Any, loopback_ice: None, monkeypatch: pytest.Monke
 
 
 async def _frames_flow(caller: Any, callee: Any) -> None:
-    for _ in range(100):
-        if caller.frames > 10 and callee.frames > 10:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no audio: caller {caller.frames}, callee {callee.frames}")
+    await until(lambda: caller.frames > 10 and callee.frames > 10, timeout=60)  # audio both ways
 
 
 async def test_an_agent_on_another_node_answers_and_hangs_up(two_nodes: tuple[RunningGateway, RunningGateway]

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway.cluster.handoff import HandoffReceiver, HandoffSender, encode_request, handoff_middleware, message_size
 from gateway.cluster.sids import WorkerSids
+from tests.support.waits import until
 
 MAX_BODY = 64 * 1024
 
@@ -118,10 +119,7 @@ async def test_a_truncated_or_fdless_message_is_refused_and_closes_nothing_else(
     c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     c.connect(pair.receiver.path)
     c.send(b"GET / HTTP/1.1\r\n\r\n")  # no descriptor
-    for _ in range(50):
-        if pair.receiver.refused:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: pair.receiver.refused)
     c.close()
     assert pair.receiver.refused == 1 and pair.receiver.adopted == 0
     async with aiohttp.ClientSession() as http, http.get(
