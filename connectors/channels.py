@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.crypto import SecretBox
 from gateway.core.domain import Channel
+from gateway.security.crypto import SecretBox
 from gateway.store.db import Database
 from gateway.store.rows import Row, new_id
 from gateway.store.sql import Conflict

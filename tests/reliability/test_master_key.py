@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crypto import parse_key
-from connectors.install import CONNECTORS_KEY
+from connectors.feature import CONNECTORS_KEY
+from gateway.admin.masterkey import CANARY_SETTING, rotate_command
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.domain import Channel
-from gateway.security.keycheck import CANARY_SETTING, rotate_command
+from gateway.security.crypto import parse_key
 from recording.keys import KeyRing
 from recording.masterkey import Sealer
 from tests.support.procs import PG_DSN, ROOT, drop_schema

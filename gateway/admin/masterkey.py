@@ -24,8 +24,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from connectors.crypto import KEY_FILE, MasterKeyError, SecretBox, load_master_key, parse_key
 from gateway.config import ConfigError, read_env_file
+from gateway.security.crypto import KEY_FILE, MasterKeyError, SecretBox, load_master_key, parse_key
 from gateway.store.db import Database
 from gateway.store.sql import Conn
 
