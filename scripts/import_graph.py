@@ -1,7 +1,8 @@
 """The package-level import graph of gateway/, connectors/ and recording/, read with `ast`.
 
-`python scripts/import_graph.py` prints it as a mermaid diagram (docs/architecture.md keeps
-its output); `--check` prints the cycles and the core→feature imports and exits 1 if any.
+`python scripts/import_graph.py` prints it as a mermaid diagram, its transitive reduction
+(`--all-edges`: every edge; docs/architecture.md keeps the output); `--check` prints the
+cycles and the core→feature imports and exits 1 if any.
 tests/unit/test_import_graph.py runs the same checks.
 
 What counts as an import: every `import` and `from … import` anywhere in a module — at the
@@ -152,9 +153,31 @@ def core_to_feature(graph: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]
                   if layer(src) == "core" and layer(dst) == "feature")
 
 
+def reachable(graph: Mapping[str, Iterable[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph.get(start, ()))
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(graph.get(p, ()))
+    return seen
+
+
+def reduced(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """The transitive reduction of an acyclic `graph`: an edge a → c is left out when a
+    reaches c through another package (a → b → … → c); every dependency stays readable as
+    a path."""
+    out: dict[str, set[str]] = {}
+    for a, deps in graph.items():
+        direct = set(deps)
+        through = set().union(*(reachable(graph, b) for b in direct)) if direct else set()
+        out[a] = direct - through
+    return out
+
+
 def mermaid(graph: Mapping[str, Iterable[str]]) -> str:
-    """`graph` as a mermaid flowchart, one subgraph per layer (edges within `gateway.core`'s
-    users are all drawn: the diagram is the graph, not a summary)."""
+    """`graph` as a mermaid flowchart, one subgraph per layer."""
     ident = {p: p.replace(".", "_").replace("__", "") for p in graph}
     lines = ["flowchart TD"]
     for name in ("composition root", "feature", "core"):
@@ -185,7 +208,7 @@ def main(argv: list[str]) -> int:
             bad += 1
             print(f"core imports a feature: {src} -> {dst}:", *sites[(src, dst)], sep="\n    ")
         return 1 if bad else 0
-    print(mermaid(graph))
+    print(mermaid(graph if "--all-edges" in argv or cycles(graph) else reduced(graph)))
     return 0
 
 
