@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from connectors.base import Connector
-from connectors.channels import ChannelStore
+from connectors.channels import SEALED_CREDENTIALS, ChannelStore
 from connectors.cli import configure_channel_parser, master_box, run_channel_command
 from connectors.context import ConnectorContext
 from connectors.email.connector import EmailConnector
@@ -94,6 +94,7 @@ class ConnectorsFeature:
     name = "connectors"
     commands = (Command(("channel",), "tenant channel inboxes (email, facebook, zalo, youtube, comments)",
                         configure_channel_parser, run_channel_command, seals=True),)
+    sealed = (SEALED_CREDENTIALS,)
 
     async def build(self, host: Host) -> Extension:
         settings = load_connector_settings(os.environ)

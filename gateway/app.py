@@ -234,7 +234,8 @@ async def build_gateway(
         limits=config.store_limits,
     )
     try:  # a malformed or wrong MASTER_KEY stops the start here (gateway/admin/masterkey.py)
-        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded)
+        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
+                                sealed=[column for feature in features for column in feature.sealed])
     except BaseException:
         await store.close()
         raise

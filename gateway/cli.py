@@ -27,7 +27,7 @@ from gateway.composition import default_features
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.domain import AgentRole
 from gateway.edge.listen import EdgeSite
-from gateway.extension import CommandEnv, Feature
+from gateway.extension import CommandEnv, Feature, SealedColumn
 from gateway.ops.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
 from gateway.ops.eventloop import run as run_on_loop
 from gateway.ops.gctune import GcTuning
@@ -86,17 +86,22 @@ async def _with_store(config: Config) -> SqliteStore | PostgresStore:
                             schema=config.storage.database_schema, limits=config.store_limits)
 
 
-async def _admin(config: Config, args: argparse.Namespace) -> int:
+def _sealed(features: Sequence[Feature]) -> list[SealedColumn]:
+    return [column for feature in features for column in feature.sealed]
+
+
+async def _admin(config: Config, args: argparse.Namespace, features: Sequence[Feature]) -> int:
     store = await _with_store(config)
     try:
         if args.cmd == "master-key":
             print(json.dumps(await rotate_command(store, os.environ, config.storage.data_dir,
-                                                  embedded=config.embedded), indent=2))
+                                                  embedded=config.embedded, sealed=_sealed(features)), indent=2))
             return 0
         command = getattr(args, "feature_command", None)
         if command is not None:
             if command.seals:  # it seals or opens with the master key
-                await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded)
+                await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
+                                        sealed=_sealed(features))
             status: int = await command.run(CommandEnv(config, store), args)
             return status
         if args.cmd == "migrate":
@@ -125,11 +130,12 @@ async def _admin(config: Config, args: argparse.Namespace) -> int:
         await store.close()
 
 
-async def _supervise(config: Config, demo: bool) -> int:
+async def _supervise(config: Config, demo: bool, features: Sequence[Feature]) -> int:
     """WORKERS > 1: migrate (and create the demo) once, then run the workers."""
     store = await _with_store(config)
     try:  # checked once here too: a wrong key stops the supervisor, not each worker in a loop
-        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded)
+        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
+                                sealed=_sealed(features))
         if demo:
             from gateway.admin.demo import ensure_demo
 
@@ -224,14 +230,14 @@ def main(argv: Sequence[str] | None = None, features: Sequence[Feature] | None =
     setup_logging(config.privacy.log_format, config.server.node_id)
     try:
         if not serving:
-            return asyncio.run(_admin(config, args))
+            return asyncio.run(_admin(config, args, features))
         try:
             _, new_loop = loop_factory(config.server.event_loop)
         except EventLoopUnavailable as exc:
             raise ConfigError(str(exc)) from None
         with contextlib.suppress(KeyboardInterrupt):
             if config.server.workers > 1 and worker is None:
-                return run_on_loop(_supervise(config, getattr(args, "demo", False)), new_loop)
+                return run_on_loop(_supervise(config, getattr(args, "demo", False), features), new_loop)
             run_on_loop(_serve(config, getattr(args, "demo", False), features, worker), new_loop)
     except ConfigError as exc:  # found at start: e.g. a MASTER_KEY that does not open the data
         print(f"configuration error: {exc}", file=sys.stderr)

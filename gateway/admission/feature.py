@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from gateway.admission.guard import Guard
 from gateway.admission.limits import LIMITS_KEY, Limits, upload_limit_middleware
 from gateway.admission.shared_limits import node_limits
-from gateway.extension import Command, Extension, Host
+from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.ops.metrics import Reading
 
 
 class AdmissionFeature:
     name = "admission"
     commands: Sequence[Command] = ()
+    sealed: Sequence[SealedColumn] = ()
 
     async def build(self, host: Host) -> Extension:
         cfg = host.config

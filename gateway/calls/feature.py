@@ -25,7 +25,7 @@ from gateway.store.db import Database
 from recording.blobs import LocalBlobStore
 from recording.catalogue import Catalogue
 from recording.cli import configure_recording_parser, run_recording_command
-from recording.keys import KeyRing
+from recording.keys import SEALED_IDENTITIES, KeyRing
 from recording.masterkey import MasterKeyError, Sealer, load_master_key
 from recording.service import Recordings
 
@@ -52,6 +52,7 @@ class CallsFeature:
     name = "calls"
     commands = (Command(("recording",), "call recordings: export, identity, shred, switch",
                         configure_recording_parser, run_recording, seals=True),)
+    sealed = (SEALED_IDENTITIES,)
 
     def __init__(self, settings: CallSettings | None = None) -> None:
         """`settings`: instead of the environment's (tests)."""

@@ -1,7 +1,8 @@
 """The extension API: how a feature plugs into the core.
 
 A feature (calls, widget, connectors, admission, privacy) is an object satisfying
-`Feature`: a name, the CLI subcommands it adds (`commands`), and `build(host)`, which gets
+`Feature`: a name, the CLI subcommands it adds (`commands`), the columns of its tables
+holding values sealed under the master key (`sealed`), and `build(host)`, which gets
 the core's services (`Host`) and returns an `Extension`: a frozen declaration of what it
 adds — Socket.IO events, node RPC methods, HTTP routes and middlewares, admission checks,
 chat listeners and checks, an attachment keeper, metrics, start/stop hooks and objects
@@ -36,13 +37,14 @@ from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler as EventHandler
 from gateway.realtime.server import Gate
 from gateway.security.auth import VisitorTokens
+from gateway.security.sealed import SealedColumn
 from gateway.store import Store
 from gateway.store.db import Database
 from gateway.store.sql import SqlStore
 
 __all__ = [
     "Admission", "Command", "CommandEnv", "EventHandler", "Extension", "Feature", "Hook", "Host", "Middleware",
-    "Reading", "RpcMethod",
+    "Reading", "RpcMethod", "SealedColumn",
 ]
 
 Hook = Callable[[], Awaitable[None]]
@@ -125,12 +127,17 @@ class Command:
 
 
 class Feature(Protocol):
-    """A feature: its name, its CLI subcommands, and `build`, called once per gateway."""
+    """A feature: its name, its CLI subcommands, the columns where it keeps values sealed
+    under the master key (checked at start, re-sealed by `master-key rotate`), and `build`,
+    called once per gateway."""
 
     @property
     def name(self) -> str: ...
 
     @property
     def commands(self) -> Sequence[Command]: ...
+
+    @property
+    def sealed(self) -> Sequence[SealedColumn]: ...
 
     async def build(self, host: Host) -> Extension: ...

@@ -4,9 +4,11 @@ requests (export, erasure) over REST, the audit of contact corrections, and the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
-from gateway.extension import Command, Extension, Host
+from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.http.api import Api
 from gateway.ops.metrics import Reading
 from gateway.privacy.cli import configure_retention, configure_tenant_end, run_retention, run_tenant_end
@@ -25,6 +27,8 @@ class PrivacyFeature:
                 configure_tenant_end, run_tenant_end),
         Command(("retention",), "delete data past its retention period", configure_retention, run_retention),
     )
+
+    sealed: Sequence[SealedColumn] = ()
 
     async def build(self, host: Host) -> Extension:
         cfg = host.config

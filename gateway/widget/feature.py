@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.chat.service import Attachments
-from gateway.extension import Command, Extension, Host
+from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.http.api import Api
 from gateway.security.auth import new_secret
 from gateway.widget.routes import WidgetRoutes
@@ -21,6 +21,7 @@ DEFAULT_DIST = Path(__file__).resolve().parents[2] / "widget" / "dist"
 class WidgetFeature:
     name = "widget"
     commands: Sequence[Command] = ()
+    sealed: Sequence[SealedColumn] = ()
 
     def __init__(self, dist: Path = DEFAULT_DIST) -> None:
         """`dist`: the built widget, unless the configuration names one (WIDGET_DIST)."""

@@ -17,7 +17,7 @@ from gateway.app import build_gateway
 from gateway.composition import default_features
 from gateway.core.errors import Code, GatewayError
 from gateway.edge import Refusal
-from gateway.extension import Command, Extension, Host
+from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.realtime.context import Conn
 from tests.support.server import Refused, make_config, new_client_id, run_gateway, visitor
 
@@ -30,6 +30,7 @@ class Probe:
 
     name: str = "probe"
     commands: Sequence[Command] = ()
+    sealed: Sequence[SealedColumn] = ()
     calls: list[str] = field(default_factory=list)
     refuse_remote: str | None = None
 
@@ -160,6 +161,7 @@ async def test_a_feature_cannot_replace_a_core_event(tmp_path: Path) -> None:
     class Thief:
         name: str = "thief"
         commands: Sequence[Command] = ()
+        sealed: Sequence[SealedColumn] = ()
 
         async def build(self, host: Host) -> Extension:
             async def send(conn: Conn, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from gateway.app import Gateway
 from gateway.chat.service import MessageListener
 from gateway.composition import default_features
-from gateway.extension import Command, Extension, Host
+from gateway.extension import Command, Extension, Host, SealedColumn
 from tests.support.server import make_config, run_gateway
 from tests.transport.rawws import RawClient
 
@@ -142,6 +142,7 @@ class Listening:
     listener: MessageListener
     name: str = "listening"
     commands: Sequence[Command] = ()
+    sealed: Sequence[SealedColumn] = ()
 
     async def build(self, host: Host) -> Extension:
         return Extension(message_listeners=[self.listener])
