@@ -22,7 +22,7 @@ from connectors.outbox import Outbox
 from connectors.registry import build_connectors
 from connectors.settings import load_connector_settings
 from gateway.core.domain import Channel
-from gateway.extension import Command, Extension, Hook, Host
+from gateway.extension import Command, DbGauge, Extension, Hook, Host
 from gateway.ops.metrics import Reading
 from gateway.security.crypto import MasterKeyError
 
@@ -127,6 +127,8 @@ class ConnectorsFeature:
             message_listeners=[outbox.on_message],
             send_checks=[ErasedContactCheck(links)],
             metrics=imap_metrics(email.imap) if isinstance(email, EmailConnector) else (),
+            db_gauges=[DbGauge("izh_outbox_backlog", "Outbound channel messages queued or being sent (whole cluster)",
+                               "SELECT COUNT(*) AS n FROM connector_outbox WHERE state IN ('queued', 'sending')")],
             on_start=on_start,
             on_stop=[hub.stop],
             app_state={CONNECTORS_KEY: hub},

@@ -313,7 +313,7 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
                             lambda: sender.failed))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_event_bytes)
     install_security_headers(app, public_url=config.server.public_url)
-    gauges = DbGauges(store, metrics)
+    gauges = DbGauges(store, metrics, [g for ext in extensions for g in ext.db_gauges])
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
                  metrics, rpc, worker,
                  on_start=(*(h for ext in extensions for h in ext.on_start), gauges.start),

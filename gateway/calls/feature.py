@@ -18,7 +18,7 @@ from gateway.calls.service import CallService
 from gateway.calls.settings import CallSettings, load_call_settings
 from gateway.calls.store import CallStore
 from gateway.calls.sweep import NodeSweeper
-from gateway.extension import Command, CommandEnv, Extension, Hook, Host
+from gateway.extension import Command, CommandEnv, DbGauge, Extension, Hook, Host
 from gateway.http.api import Api
 from gateway.ops.metrics import Reading
 from gateway.store.db import Database
@@ -30,6 +30,13 @@ from recording.masterkey import MasterKeyError, Sealer, load_master_key
 from recording.service import Recordings
 
 CALLS_KEY = web.AppKey("calls", CallService)
+DB_GAUGES = (
+    DbGauge("izh_calls_active", "Calls ringing or in progress (whole cluster)",
+            "SELECT COUNT(*) AS n FROM calls WHERE state IN ('ringing', 'active', 'answered')"),
+    DbGauge("izh_recording_bytes", "Bytes of call recordings stored (whole cluster)",
+            "SELECT COALESCE(SUM(size), 0) AS n FROM recordings"),
+    DbGauge("izh_recordings", "Call recordings stored (whole cluster)", "SELECT COUNT(*) AS n FROM recordings"),
+)
 log = logging.getLogger(__name__)
 
 
@@ -97,6 +104,7 @@ class CallsFeature:
             rpc_methods=handlers.rpc_methods,
             routes=CallRoutes(Api(host.chat, host.store, cfg), recordings).routes(),
             metrics=metrics,
+            db_gauges=DB_GAUGES,
             on_start=on_start,
             on_stop=on_stop,
             app_state={CALLS_KEY: service},

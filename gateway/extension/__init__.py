@@ -32,6 +32,7 @@ from gateway.cluster.noderpc import NodeRpc
 from gateway.cluster.supervisor import WorkerIdentity
 from gateway.config import Config
 from gateway.edge import Admission as SessionAdmission
+from gateway.ops.db_gauges import DbGauge
 from gateway.ops.metrics import Metrics, Reading
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler as EventHandler
@@ -43,8 +44,19 @@ from gateway.store.db import Database
 from gateway.store.sql import SqlStore
 
 __all__ = [
-    "Admission", "Command", "CommandEnv", "EventHandler", "Extension", "Feature", "Hook", "Host", "Middleware",
-    "Reading", "RpcMethod", "SealedColumn",
+    "Admission",
+    "Command",
+    "CommandEnv",
+    "DbGauge",
+    "EventHandler",
+    "Extension",
+    "Feature",
+    "Hook",
+    "Host",
+    "Middleware",
+    "Reading",
+    "RpcMethod",
+    "SealedColumn",
 ]
 
 Hook = Callable[[], Awaitable[None]]
@@ -96,6 +108,7 @@ class Extension:
     contact_listeners: Sequence[ContactListener] = ()  # after an agent corrected a contact
     attachments: Attachments | None = None  # at most one feature keeps message attachments
     metrics: Sequence[Reading] = ()
+    db_gauges: Sequence[DbGauge] = ()  # cluster-wide gauges read from the database every 15 s
     on_start: Sequence[Hook] = ()  # after the core's background tasks started
     on_stop: Sequence[Hook] = ()  # before the core closes; a failing one is logged
     # objects published on the application (`app[key]`): for the feature's own handlers,
