@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.crypto import SecretBox
 from gateway.core.domain import Channel
+from gateway.security.crypto import SecretBox
+from gateway.security.sealed import SealedColumn
 from gateway.store.db import Database
 from gateway.store.rows import Row, new_id
 from gateway.store.sql import Conflict
@@ -61,15 +62,22 @@ def _from_row(row: Row) -> ChannelConfig:
     )
 
 
+def credentials_aad(tenant_id: str, channel_id: str) -> bytes:
+    return f"channel:{tenant_id}:{channel_id}".encode()
+
+
+# channel credentials, sealed under the master key (checked at start, re-sealed by `master-key rotate`)
+SEALED_CREDENTIALS = SealedColumn("channel_credentials", "channel {id}'s credentials", "connector_channels",
+                                  "credentials", credentials_aad)
+
+
 class ChannelStore:
     def __init__(self, db: Database, box: SecretBox, clock: Callable[[], float]) -> None:
         self._db = db
         self._box = box
         self._clock = clock
 
-    @staticmethod
-    def _aad(tenant_id: str, channel_id: str) -> bytes:
-        return f"channel:{tenant_id}:{channel_id}".encode()
+    _aad = staticmethod(credentials_aad)
 
     async def add(
         self,

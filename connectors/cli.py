@@ -1,4 +1,4 @@
-"""`python -m gateway channel add|list` (wired from gateway/cli.py)."""
+"""`python -m gateway channel add|list` (declared by the connectors feature, connectors/feature.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ import time
 from typing import Any
 
 from connectors.channels import ChannelError, ChannelStore
-from connectors.crypto import MasterKeyError
-from connectors.install import master_box
 from connectors.settings import load_connector_settings
 from gateway.config import Config
 from gateway.core.domain import Channel
-from gateway.store import NotFound, Store
-from gateway.store.sql import SqlStore
+from gateway.extension import CommandEnv
+from gateway.security.crypto import MasterKeyError, SecretBox, load_master_key
+from gateway.store import NotFound
 
 _KINDS = [c.value for c in Channel if c not in (Channel.WIDGET, Channel.CALL)]
 
 
-def add_channel_parser(sub: Any) -> None:
-    c = sub.add_parser("channel", help="tenant channel inboxes (email, facebook, zalo, youtube, comments)")
+def master_box(config: Config, master_key: str | None) -> SecretBox:
+    """Raise `MasterKeyError` (clear message) when no key is available."""
+    return SecretBox(load_master_key(master_key, data_dir=config.storage.data_dir, embedded=config.embedded))
+
+
+def configure_channel_parser(c: argparse.ArgumentParser) -> None:
     csub = c.add_subparsers(dest="ccmd", required=True)
     ca = csub.add_parser("add", help="add an inbox; credentials are encrypted with MASTER_KEY")
     ca.add_argument("--tenant", required=True, help="tenant id")
@@ -45,10 +48,8 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     return v
 
 
-async def run_channel_command(store: Store, config: Config, args: argparse.Namespace) -> int:
-    if not isinstance(store, SqlStore):
-        print("error: channels need a SQL store", file=sys.stderr)
-        return 2
+async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
+    store, config = env.store, env.config
     try:
         box = master_box(config, load_connector_settings(os.environ).master_key)
     except MasterKeyError as exc:

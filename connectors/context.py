@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.channels import ChannelStore
-from connectors.crypto import SecretBox
 from connectors.inbound import InboundPipeline
 from connectors.links import LinkStore
 from connectors.settings import ConnectorSettings
 from gateway.chat.service import ChatService
 from gateway.config import Config
+from gateway.security.crypto import SecretBox
 from gateway.store import Store
 from gateway.store.db import Database
 

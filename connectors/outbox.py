@@ -258,10 +258,10 @@ class Outbox:
         """The message's attachments (the agent's uploads) as the connector sends them: a
         signed link and the local file. One that is gone fails the send (`PermanentError`)
         rather than leaving the customer a message without it."""
-        exporter = self._chat.attachment_exporter
+        keeper = self._chat.attachments
         out = []
         for a in stored:
-            f = None if exporter is None else await exporter(tenant_id, a)
+            f = None if keeper is None else await keeper.export(tenant_id, a)
             if f is None:
                 raise PermanentError(f"attachment {str(a.get('name') or a.get('id'))[:80]!r} is not available")
             out.append(Attachment(kind=kind_of(f.mime_type), url=f.url, name=f.name, mime_type=f.mime_type,

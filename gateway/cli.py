@@ -14,37 +14,37 @@ import ssl
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
-from connectors.cli import add_channel_parser, run_channel_command
-from connectors.install import is_embedded
+from gateway.admin.masterkey import rotate_command, verify_master_key
 from gateway.admin.tenants import create_agent, create_tenant
-from gateway.admission.install import is_sqlite
 from gateway.app import build_gateway, default_node_id
 from gateway.cluster.handoff import HandoffReceiver, message_size
 from gateway.cluster.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity, worker_node_id
+from gateway.composition import default_features
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.domain import AgentRole
 from gateway.edge.listen import EdgeSite
-from gateway.ops.drain import DRAINER_KEY
+from gateway.extension import CommandEnv, Feature, SealedColumn
 from gateway.ops.eventloop import EventLoopUnavailable, loop_factory, running_loop_name
 from gateway.ops.eventloop import run as run_on_loop
 from gateway.ops.gctune import GcTuning
 from gateway.ops.logs import setup_logging
 from gateway.ops.stallwatch import StallWatch
-from gateway.privacy.cli import add_retention_parser, add_tenant_end_parser, is_privacy_command, run_privacy_command
-from gateway.security.keycheck import rotate_command, verify_master_key
+from gateway.realtime.drain import DRAINER_KEY
 from gateway.store import NotFound
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
-from recording.cli import add_recording_parser, run_recording_command
 
 log = logging.getLogger("gateway")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(features: Sequence[Feature]) -> argparse.ArgumentParser:
+    """The core's commands, then the features' (`Feature.commands`), each parser marked with
+    its command (`feature_command`) for `_admin` to run."""
     p = argparse.ArgumentParser(prog="python -m gateway", description="IZIHelp realtime gateway")
     sub = p.add_subparsers(dest="cmd")
     serve = sub.add_parser("serve", help="run the gateway (default)")
@@ -57,7 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--admin-name", default="Admin")
     tc.add_argument("--require-identity", action="store_true")
     tsub.add_parser("list")
-    add_tenant_end_parser(tsub)
     a = sub.add_parser("agent", help="agent administration")
     asub = a.add_subparsers(dest="acmd", required=True)
     ac = asub.add_parser("create", help="create an agent; prints its token (shown once)")
@@ -68,9 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     mk = sub.add_parser("master-key", help="the master key (MASTER_KEY)")
     mksub = mk.add_subparsers(dest="mkcmd", required=True)
     mksub.add_parser("rotate", help="re-seal everything under NEW_MASTER_KEY (stop every node first)")
-    add_channel_parser(sub)
-    add_recording_parser(sub)
-    add_retention_parser(sub)
+    groups: dict[tuple[str, ...], Any] = {(): sub, ("tenant",): tsub}
+    for feature in features:
+        for command in feature.commands:
+            parent = groups.get(command.path[:-1])
+            if parent is None:
+                raise ValueError(f"feature {feature.name}: no command group {' '.join(command.path[:-1])!r}")
+            cp = parent.add_parser(command.path[-1], help=command.help)
+            command.configure(cp)
+            cp.set_defaults(feature_command=command)
     return p
 
 
@@ -81,17 +86,24 @@ async def _with_store(config: Config) -> SqliteStore | PostgresStore:
                             schema=config.storage.database_schema, limits=config.store_limits)
 
 
-async def _admin(config: Config, args: argparse.Namespace) -> int:
+def _sealed(features: Sequence[Feature]) -> list[SealedColumn]:
+    return [column for feature in features for column in feature.sealed]
+
+
+async def _admin(config: Config, args: argparse.Namespace, features: Sequence[Feature]) -> int:
     store = await _with_store(config)
     try:
         if args.cmd == "master-key":
             print(json.dumps(await rotate_command(store, os.environ, config.storage.data_dir,
-                                                  embedded=is_embedded(config)), indent=2))
+                                                  embedded=config.embedded, sealed=_sealed(features)), indent=2))
             return 0
-        if args.cmd in ("channel", "recording"):  # they seal or open with the master key
-            await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
-        if is_privacy_command(args):
-            return await run_privacy_command(store, config, args, sqlite=is_sqlite(store))
+        command = getattr(args, "feature_command", None)
+        if command is not None:
+            if command.seals:  # it seals or opens with the master key
+                await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
+                                        sealed=_sealed(features))
+            status: int = await command.run(CommandEnv(config, store), args)
+            return status
         if args.cmd == "migrate":
             print(json.dumps({"migrated": True}))
         elif args.cmd == "tenant" and args.tcmd == "create":
@@ -113,20 +125,17 @@ async def _admin(config: Config, args: argparse.Namespace) -> int:
             na = await create_agent(store, args.tenant, args.name, role=AgentRole(args.role),
                                     capacity=args.capacity, now=time.time())
             print(json.dumps({"agent_id": na.agent.id, "token": na.token}, indent=2))
-        elif args.cmd == "channel":
-            return await run_channel_command(store, config, args)
-        elif args.cmd == "recording":
-            return await run_recording_command(store, config, args)
         return 0
     finally:
         await store.close()
 
 
-async def _supervise(config: Config, demo: bool) -> int:
+async def _supervise(config: Config, demo: bool, features: Sequence[Feature]) -> int:
     """WORKERS > 1: migrate (and create the demo) once, then run the workers."""
     store = await _with_store(config)
     try:  # checked once here too: a wrong key stops the supervisor, not each worker in a loop
-        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=is_embedded(config))
+        await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
+                                sealed=_sealed(features))
         if demo:
             from gateway.admin.demo import ensure_demo
 
@@ -141,8 +150,9 @@ async def _supervise(config: Config, demo: bool) -> int:
     return await sup.run()
 
 
-async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = None) -> None:
-    gw = await build_gateway(config, worker=worker)
+async def _serve(config: Config, demo: bool, features: Sequence[Feature],
+                 worker: WorkerIdentity | None = None) -> None:
+    gw = await build_gateway(config, features, worker=worker)
     if demo:
         from gateway.admin.demo import ensure_demo
 
@@ -152,7 +162,7 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
     if config.server.tls_cert and config.server.tls_key:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
-    # SIGTERM/SIGINT drain first (gateway/ops/drain.py), then the runner stops within the rest of DRAIN_TIMEOUT
+    # SIGTERM/SIGINT drain first (gateway/realtime/drain.py), then the runner stops within the rest of DRAIN_TIMEOUT
     timeout = config.server.drain_timeout
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2))
     await runner.setup()
@@ -200,8 +210,10 @@ async def _serve(config: Config, demo: bool, worker: WorkerIdentity | None = Non
         log.info("stopped")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, features: Sequence[Feature] | None = None) -> int:
+    """`features`: those the node runs and administers (default: `default_features()`)."""
+    features = default_features() if features is None else features
+    args = _parser(features).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config()
@@ -218,15 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.privacy.log_format, config.server.node_id)
     try:
         if not serving:
-            return asyncio.run(_admin(config, args))
+            return asyncio.run(_admin(config, args, features))
         try:
             _, new_loop = loop_factory(config.server.event_loop)
         except EventLoopUnavailable as exc:
             raise ConfigError(str(exc)) from None
         with contextlib.suppress(KeyboardInterrupt):
             if config.server.workers > 1 and worker is None:
-                return run_on_loop(_supervise(config, getattr(args, "demo", False)), new_loop)
-            run_on_loop(_serve(config, getattr(args, "demo", False), worker), new_loop)
+                return run_on_loop(_supervise(config, getattr(args, "demo", False), features), new_loop)
+            run_on_loop(_serve(config, getattr(args, "demo", False), features, worker), new_loop)
     except ConfigError as exc:  # found at start: e.g. a MASTER_KEY that does not open the data
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.crypto import MasterKeyError, parse_key
 from gateway.cluster.sids import MAX_WORKERS
 from gateway.ops.eventloop import EVENT_LOOPS
+from gateway.security.crypto import MasterKeyError, parse_key
 from gateway.store.factory import StoreLimits
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,13 @@ class Config:
     @property
     def sqlite_path(self) -> str:
         return str(Path(self.storage.data_dir) / "gateway.sqlite3")
+
+    @property
+    def embedded(self) -> bool:
+        """One node on SQLite (no `DATABASE_URL`, or a sqlite: one): the master key may live
+        in DATA_DIR/master.key."""
+        url = self.storage.database_url
+        return not url or url.startswith("sqlite:")
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -240,7 +247,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         if port == 0:
             raise ConfigError("WORKERS > 1 needs a fixed PORT (the workers share it)")
     master_key = r.get_str("MASTER_KEY")
-    if master_key:  # its match with the data is checked at start (gateway/security/keycheck.py)
+    if master_key:  # its match with the data is checked at start (gateway/admin/masterkey.py)
         try:
             parse_key(master_key)
         except MasterKeyError as exc:

@@ -8,10 +8,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from gateway.calls.settings import load_call_settings
-from gateway.calls.store import CallStore
 from gateway.config import Config
 from gateway.store.db import Database
 from recording.blobs import LocalBlobStore
@@ -19,9 +18,11 @@ from recording.catalogue import Catalogue
 from recording.keys import KeyRing
 from recording.masterkey import Sealer, load_master_key
 
+RecordingSwitch = Callable[[str, bool], Awaitable[None]]
+"""(tenant id, on): turn call recording on or off for a tenant (the calls feature's setting)."""
 
-def add_recording_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    r = sub.add_parser("recording", help="call recordings: export, identity, shred, switch")
+
+def configure_recording_parser(r: argparse.ArgumentParser) -> None:
     rs = r.add_subparsers(dest="rcmd", required=True)
     ex = rs.add_parser("export", help="copy a recording's age file (decrypt with `age -d -i key.txt`)")
     ex.add_argument("--id", required=True)
@@ -36,13 +37,14 @@ def add_recording_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     sw.add_argument("state", choices=["on", "off"])
 
 
-def _keyring(db: Database, config: Config) -> KeyRing:
-    key = load_master_key(load_call_settings().master_key, config.storage.data_dir,
-                          embedded=not config.storage.database_url)
+def _keyring(db: Database, config: Config, master_key: str | None) -> KeyRing:
+    key = load_master_key(master_key, config.storage.data_dir, embedded=not config.storage.database_url)
     return KeyRing(db, Sealer(key), time.time)
 
 
-async def run_recording_command(db: Database, config: Config, args: argparse.Namespace) -> int:
+async def run_recording_command(db: Database, config: Config, args: argparse.Namespace, *,
+                                master_key: str | None, switch: RecordingSwitch) -> int:
+    """`master_key`: the MASTER_KEY setting; `switch`: where a tenant's recording is turned on or off."""
     if args.rcmd == "export":
         row = await Catalogue(db).get_any_tenant(args.id)
         if row is None:
@@ -60,7 +62,7 @@ async def run_recording_command(db: Database, config: Config, args: argparse.Nam
                           "state": row.state, "size": len(data), "sha256": digest, "out": args.out}))
         return 0
     if args.rcmd == "identity":
-        ids = await _keyring(db, config).identities_text(args.tenant)
+        ids = await _keyring(db, config, master_key).identities_text(args.tenant)
         if not ids:
             print(f"tenant {args.tenant!r} has no recording identity (none yet, or shredded)", file=sys.stderr)
             return 2
@@ -72,11 +74,11 @@ async def run_recording_command(db: Database, config: Config, args: argparse.Nam
         if not args.yes:
             print("refusing to shred without --yes (irreversible)", file=sys.stderr)
             return 2
-        n = await _keyring(db, config).shred(args.tenant)
+        n = await _keyring(db, config, master_key).shred(args.tenant)
         print(json.dumps({"tenant_id": args.tenant, "keys_shredded": n}))
         return 0
     if args.rcmd == "switch":
-        await CallStore(db).set_recording_enabled(args.tenant, args.state == "on")
+        await switch(args.tenant, args.state == "on")
         print(json.dumps({"tenant_id": args.tenant, "recording": args.state}))
         return 0
     return 2

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pyrage import x25519
 
+from gateway.security.sealed import SealedColumn
 from gateway.store.db import Database
 from gateway.store.rows import new_id
 from gateway.store.sql import Conflict
@@ -31,6 +32,15 @@ class TenantKey:
     recipient: str
 
 
+def identity_aad(tenant_id: str, key_id: str) -> bytes:
+    return f"izihelp-recording-identity:{tenant_id}:{key_id}".encode()
+
+
+# tenants' recording identities sealed under the master key (shredded ones are NULL)
+SEALED_IDENTITIES = SealedColumn("recording_identities", "recording key {id}", "recording_keys", "identity_sealed",
+                                 identity_aad, encoding="hex", only="identity_sealed IS NOT NULL")
+
+
 class KeyRing:
     def __init__(self, db: Database, sealer: Sealer | None, clock: Callable[[], float]) -> None:
         self.db = db
@@ -43,9 +53,7 @@ class KeyRing:
             raise MasterKeyError("MASTER_KEY is not set: recordings cannot be made or opened")
         return self._sealer
 
-    @staticmethod
-    def _aad(tenant_id: str, key_id: str) -> bytes:
-        return f"izihelp-recording-identity:{tenant_id}:{key_id}".encode()
+    _aad = staticmethod(identity_aad)
 
     async def current(self, tenant_id: str) -> TenantKey:
         """The tenant's live key, generating one on first use."""

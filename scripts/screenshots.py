@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.admin.demo import ensure_demo, load_demo  # noqa: E402
 from gateway.app import build_gateway  # noqa: E402
+from gateway.composition import default_features  # noqa: E402
 from gateway.config import Config, ServerConfig, StorageConfig  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
@@ -42,7 +43,7 @@ async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(server=ServerConfig(host="127.0.0.1", port=0), storage=StorageConfig(data_dir=tmp))
-        gw = await build_gateway(config)
+        gw = await build_gateway(config, default_features())
         runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

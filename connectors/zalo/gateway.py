@@ -20,10 +20,10 @@ from typing import Any
 
 from connectors.channels import ChannelConfig, ChannelStore
 from connectors.context import ConnectorContext
-from connectors.crypto import SecretBox
 from connectors.zalo.config import DEFAULT_API_BASE, DEFAULT_OAUTH_BASE, ZaloAccount, ZaloTokens
 from connectors.zalo.connector import ZaloConnector
 from gateway.core.domain import Channel
+from gateway.security.crypto import SecretBox
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)

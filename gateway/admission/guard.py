@@ -1,8 +1,8 @@
-"""Admission control: drain state, sessions per IP and visitor rate limits.
+"""Admission control: sessions per IP and visitor rate limits.
 
 The Engine.IO server calls `acquire`/`release` around every session's life, from its
-handshake (the edge's `Admission`); `RealtimeServer` calls `admit` before a namespace
-handshake and `check` before a visitor event's handler. The sessions per IP are counted
+handshake (the edge's `Admission`); `RealtimeServer` calls `check` before a visitor event's
+handler and `forget` when a connection ends (a realtime `Gate`). The sessions per IP are counted
 for the whole node (`gateway.admission.ipconns`: across its workers too), and so are the rate
 limits per IP (`gateway.admission.shared_limits`); the messages per connection per process
 (`gateway.admission.limits`: a connection lives in one).
@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 
 from gateway.admission.limits import Limits
 from gateway.admission.shared_limits import NodeLimits
-from gateway.core.errors import Code, GatewayError
+from gateway.core.errors import GatewayError
 from gateway.edge import Refusal
 
 VISITOR_NS = "/visitor"
@@ -26,12 +26,6 @@ class Guard:
         self.connections = node.connections
         self.conversations = node.conversations
         self.messages_per_ip = node.messages
-        self.draining = False
-
-    def admit(self, namespace: str) -> None:
-        """Before a namespace handshake: refuse while draining."""
-        if self.draining:
-            raise GatewayError(Code.UNAVAILABLE, "this node is draining; reconnect", retry_after=1.0)
 
     async def acquire(self, remote: str) -> None:
         """Before an Engine.IO session: refuse (429) beyond `MAX_CONNECTIONS_PER_IP`."""

@@ -42,8 +42,8 @@ class CallHandlers:
         self.rpc = rpc
         self._agent_ops: dict[str, AgentOp] = {"call:accept": self._accept, "call:decline": self._decline,
                                                "call:hangup": self._hangup}
-        for method in self._agent_ops:
-            rpc.handlers[method] = functools.partial(self._remote, method)
+        # run here for an agent connected to another node or worker (declared node RPC methods)
+        self.rpc_methods = {method: functools.partial(self._remote, method) for method in self._agent_ops}
         self.visitor = {
             "call:config": self.config,
             "call:start": self.start,

@@ -26,15 +26,16 @@ from gateway.store import AppendRequest, AppendResult, Store
 
 
 class GroupAppender:
-    def __init__(self, store: Store, clock: Callable[[], float], *, max_batch: int = 200) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float], *, max_batch: int = 200,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        """`on_batch`: told (messages, seconds) of each batch written (metrics: batch sizes and times)."""
         if not 1 <= max_batch <= 200:
             raise ValueError("max_batch must be within 1..200")
         self._store = store
         self._clock = clock
         self._queue: GroupQueue[AppendRequest, AppendResult | None] = GroupQueue(
             self._write, max_batch=max_batch, isolate_failures=True, yield_under_load=True, name="group-commit")
-        # told (messages, seconds) of each batch written (metrics: batch sizes and times)
-        self.on_batch: Callable[[int, float], None] | None = None
+        self._on_batch = on_batch
 
     @property
     def batches(self) -> int:
@@ -63,8 +64,8 @@ class GroupAppender:
     async def _write(self, requests: list[AppendRequest]) -> list[AppendResult | None]:
         started = time.perf_counter()
         results = await self._store.append_batch(requests, now=self._clock())
-        if self.on_batch is not None:
-            self.on_batch(len(requests), time.perf_counter() - started)
+        if self._on_batch is not None:
+            self._on_batch(len(requests), time.perf_counter() - started)
         return results
 
     async def close(self) -> None:

@@ -30,6 +30,7 @@ from gateway.core.domain import (
     NewMessage,
 )
 from gateway.core.errors import Code, GatewayError, not_found
+from gateway.core.hooks import Hooks
 from gateway.core.records import record
 from gateway.store import AppendRequest, AppendResult, NotFound, Store
 
@@ -80,6 +81,35 @@ AttachmentExporter = Callable[[str, dict[str, Any]], Awaitable[ExportedFile | No
 """(tenant id, a stored message's attachment dict) → the file, or None when it is gone."""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Attachments:
+    """A feature keeping message attachments (the widget's uploads): `resolve` turns the
+    upload ids of a `message:send` into attachment dicts, `export` hands a stored one to a
+    channel."""
+
+    resolve: AttachmentResolver
+    export: AttachmentExporter
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChatHooks:
+    """What features add to chat (declared in their `Extension`, composed and frozen by
+    `build_gateway`): listeners run after a new message is stored and published, checks
+    before it is stored, contact listeners after an agent corrected a contact, and at most
+    one attachment keeper."""
+
+    message_listeners: Hooks[MessageListener] = field(default_factory=Hooks)
+    send_checks: Hooks[SendCheck] = field(default_factory=Hooks)
+    contact_listeners: Hooks[ContactListener] = field(default_factory=Hooks)
+    attachments: Hooks[Attachments] = field(default_factory=Hooks)
+
+    def freeze(self) -> None:
+        if len(self.attachments) > 1:
+            raise ValueError("more than one feature keeps message attachments")
+        for hooks in (self.message_listeners, self.send_checks, self.contact_listeners, self.attachments):
+            hooks.freeze()
+
+
 @record
 class StartResult:
     conversation: Conversation
@@ -102,8 +132,12 @@ class ChatService:
         limits: LimitsConfig,
         clock: Callable[[], float],
         presence_ttl: float,
+        hooks: ChatHooks | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
         owner_cache_size: int = 100_000,
     ) -> None:
+        """`hooks`: the features' listeners and checks (frozen by the assembly before the
+        gateway starts); `on_batch`: told (messages, seconds) of each batch append."""
         self.store = store
         self.broker = broker
         self.node_id = node_id
@@ -111,15 +145,18 @@ class ChatService:
         self.clock = clock
         self.presence_ttl = presence_ttl
         # sends to one conversation are group-committed (see GroupAppender)
-        self.appender = GroupAppender(store, clock)
+        self.appender = GroupAppender(store, clock, on_batch=on_batch)
         self._owners: LruCache[tuple[str, str], str] = LruCache(owner_cache_size)  # (tenant, conv) → contact
-        self.message_listeners: list[MessageListener] = []
+        self.hooks = hooks or ChatHooks()
+        self.message_listeners = self.hooks.message_listeners
         # run before a message is stored; a GatewayError refuses that message (its post's result)
-        self.send_checks: list[SendCheck] = []
-        self.contact_listeners: list[ContactListener] = []
-        # upload ids of `message:send` → attachment dicts (set by the widget feature)
-        self.attachment_resolver: AttachmentResolver | None = None
-        self.attachment_exporter: AttachmentExporter | None = None  # set by the widget feature (uploads)
+        self.send_checks = self.hooks.send_checks
+        self.contact_listeners = self.hooks.contact_listeners
+
+    @property
+    def attachments(self) -> Attachments | None:
+        """The feature keeping attachments (upload ids of `message:send` → attachment dicts), if any."""
+        return next(iter(self.hooks.attachments), None)
 
     # --- access ----------------------------------------------------------
     async def conversation_for(self, p: Principal, conversation_id: str) -> Conversation:
@@ -182,10 +219,11 @@ class ChatService:
                            attachment_ids: Sequence[str] = ()) -> PostResult:
         attachments: list[dict[str, Any]] = []
         if attachment_ids:
-            if self.attachment_resolver is None:
+            keeper = self.attachments
+            if keeper is None:
                 raise GatewayError(Code.BAD_REQUEST, "attachments are not supported", field="attachments")
             conv = await self.conversation_for(p, conversation_id)
-            attachments = await self.attachment_resolver(p, conv, list(attachment_ids))
+            attachments = await keeper.resolve(p, conv, list(attachment_ids))
         else:
             await self.check_access(p, conversation_id)
         rq = AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, attachments))

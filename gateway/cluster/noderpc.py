@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.aio.tasks import TaskSet
@@ -34,11 +34,14 @@ def node_channel(node_id: str) -> str:
 
 
 class NodeRpc:
-    def __init__(self, broker: Broker, node_id: str, timeout: float = 5.0) -> None:
+    def __init__(self, broker: Broker, node_id: str, handlers: Mapping[str, Handler] | None = None,
+                 timeout: float = 5.0) -> None:
+        """`handlers`: method name → its handler here (the features' methods, a table the
+        assembly fills before the node starts)."""
         self.broker = broker
         self.node_id = node_id
         self.timeout = timeout
-        self.handlers: dict[str, Handler] = {}
+        self.handlers: Mapping[str, Handler] = {} if handlers is None else handlers
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks = TaskSet()
 

@@ -84,7 +84,9 @@ def render(parts: Mapping[str, Sequence[Family]], missing: int = 0) -> bytes:
 
 
 class NodeScrape:
-    """The node-wide scrape of worker `index` of `count`; `node_ids[i]` is worker i's node id."""
+    """The node-wide scrape of worker `index` of `count`; `node_ids[i]` is worker i's node id.
+    Each worker answers its siblings' `METHOD` requests with `serve` (a node RPC method the
+    assembly declares)."""
 
     def __init__(self, registry: CollectorRegistry, rpc: NodeRpc, node_ids: Sequence[str], index: int,
                  *, timeout: float = 2.0) -> None:
@@ -94,9 +96,8 @@ class NodeScrape:
         self.index = index
         self.count = len(self.node_ids)
         self.timeout = timeout
-        rpc.handlers[METHOD] = self._serve
 
-    async def _serve(self, tenant_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def serve(self, tenant_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return {"families": snapshot(self.registry)}
 
     def worker_only(self) -> bytes:

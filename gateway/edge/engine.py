@@ -29,7 +29,7 @@ import binascii
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -271,7 +271,9 @@ class EngineServer:
     """Engine.IO sessions at `path` of an aiohttp application (`add_routes`)."""
 
     def __init__(self, settings: EngineSettings, handler: EngineHandler, *,
-                 generate_id: Callable[[], str] | None = None, admission: Admission | None = None) -> None:
+                 generate_id: Callable[[], str] | None = None, admission: Iterable[Admission] = ()) -> None:
+        """`admission`: the checks every session passes at its handshake, in order (read at
+        each handshake: the assembly may fill the collection before the server starts)."""
         self.settings = settings
         self.handler = handler
         self.generate_id = generate_id or _random_sid
@@ -379,18 +381,22 @@ class EngineServer:
         if transport == "websocket" and not _is_upgrade(request):
             return self._bad(BAD_REQUEST, "websocket handshake without an upgrade", headers=cors)
         remote = sys.intern(request.remote or "")
-        if self.admission is not None:
-            try:
-                await self.admission.acquire(remote)
-            except Refusal as exc:
-                self.refused += 1
-                headers = dict(cors)
-                if exc.retry_after is not None:
-                    headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-                body: dict[str, Any] = {"code": FORBIDDEN, "message": exc.message}
-                if exc.context:
-                    body["context"] = exc.context
-                return web.json_response(body, status=exc.status, headers=headers)
+        acquired: list[Admission] = []
+        try:
+            for check in self.admission:
+                await check.acquire(remote)
+                acquired.append(check)
+        except Refusal as exc:
+            for check in reversed(acquired):
+                check.release(remote)
+            self.refused += 1
+            headers = dict(cors)
+            if exc.retry_after is not None:
+                headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+            body: dict[str, Any] = {"code": FORBIDDEN, "message": exc.message}
+            if exc.context:
+                body["context"] = exc.context
+            return web.json_response(body, status=exc.status, headers=headers)
         h = request.headers
         session = Session(self, self.generate_id(), remote, h.get("User-Agent", "")[:200], h.get("Origin", "")[:200])
         self.sessions[session.sid] = session
@@ -681,8 +687,8 @@ class EngineServer:
             elif not client_closed:  # kept until that GET comes, or for a heartbeat's length
                 self.sessions[session.sid] = session
                 self.wheel.file(session, self.wheel.now() + self.settings.ping_interval + self.settings.ping_timeout)
-        if self.admission is not None:
-            self.admission.release(session.remote)
+        for check in self.admission:
+            check.release(session.remote)
         try:
             self.handler.on_close(session, reason)
         except Exception:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,7 +95,7 @@ def safe_event(data: list[Any]) -> list[Any]:
 
 class SocketServer:
     def __init__(self, settings: EngineSettings, *, generate_id: Callable[[], str] | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Iterable[Admission] = ()) -> None:
         self.engine = EngineServer(settings, self, generate_id=generate_id, admission=admission)
         self.namespaces: dict[str, NamespaceHandler] = {}
         self.batch_handlers: dict[tuple[str, str], BatchHandler] = {}

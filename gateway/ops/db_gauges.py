@@ -1,10 +1,12 @@
 """Cluster-wide gauges read from the database every `interval` seconds (scrape callbacks
-cannot query asynchronously): outbox backlog, calls in progress, recordings stored.
-Tables a feature has not installed are skipped."""
+cannot query asynchronously), declared by the features (`Extension.db_gauges`): the
+outbox backlog, calls in progress, recordings stored."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from gateway.aio.periodic import Periodic
 from gateway.ops.metrics import Metrics
@@ -12,42 +14,38 @@ from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
-QUERIES: dict[str, tuple[str, str]] = {
-    # gauge name → (table, SELECT giving one number as n)
-    "izh_outbox_backlog": ("connector_outbox",
-                           "SELECT COUNT(*) AS n FROM connector_outbox WHERE state IN ('queued', 'sending')"),
-    "izh_calls_active": ("calls", "SELECT COUNT(*) AS n FROM calls WHERE state IN ('ringing', 'active', 'answered')"),
-    "izh_recording_bytes": ("recordings", "SELECT COALESCE(SUM(size), 0) AS n FROM recordings"),
-    "izh_recordings": ("recordings", "SELECT COUNT(*) AS n FROM recordings"),
-}
-DOCS = {
-    "izh_outbox_backlog": "Outbound channel messages queued or being sent (whole cluster)",
-    "izh_calls_active": "Calls ringing or in progress (whole cluster)",
-    "izh_recording_bytes": "Bytes of call recordings stored (whole cluster)",
-    "izh_recordings": "Call recordings stored (whole cluster)",
-}
+
+@dataclass(frozen=True, slots=True)
+class DbGauge:
+    """A gauge `name` whose value `sql` reads (one row, one number named `n`)."""
+
+    name: str
+    help: str
+    sql: str
 
 
 class DbGauges:
-    def __init__(self, db: Database, metrics: Metrics, interval: float = 15.0) -> None:
+    def __init__(self, db: Database, metrics: Metrics, gauges: Sequence[DbGauge], interval: float = 15.0) -> None:
         self.db = db
         self.interval = interval
-        self.values: dict[str, float] = dict.fromkeys(QUERIES, 0.0)
+        self.gauges = tuple(gauges)
+        self.values: dict[str, float] = {g.name: 0.0 for g in self.gauges}
         self._periodic = Periodic("db-gauges", self.refresh, interval)
-        for name in QUERIES:
-            metrics.gauge(name, DOCS[name], lambda name=name: self.values[name])  # type: ignore[misc]
+        for g in self.gauges:
+            metrics.gauge(g.name, g.help, lambda name=g.name: self.values[name])  # type: ignore[misc]
 
     async def refresh(self) -> None:
-        for name, (_, sql) in QUERIES.items():
+        for g in self.gauges:
             try:
                 async with self.db.reader() as conn:
-                    row = await conn.fetchrow(sql)
-                self.values[name] = float(row["n"]) if row else 0.0
-            except Exception as exc:  # the feature's table may not exist
-                log.debug("gauge %s not refreshed: %s", name, type(exc).__name__)
+                    row = await conn.fetchrow(g.sql)
+                self.values[g.name] = float(row["n"]) if row else 0.0
+            except Exception as exc:  # a database outage: the next refresh tries again
+                log.debug("gauge %s not refreshed: %s", g.name, type(exc).__name__)
 
     async def start(self) -> None:
-        self._periodic.start()
+        if self.gauges:
+            self._periodic.start()
 
     async def stop(self) -> None:
         await self._periodic.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -124,6 +125,16 @@ class LoopHistogram(_LoopMetric):
         yield fam
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A value read at scrape time, declared by a feature: a gauge, or a counter kept
+    elsewhere (exposed gauge-typed, as `Metrics.counter_fn`)."""
+
+    name: str
+    help: str
+    read: Callable[[], float]
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -170,6 +181,9 @@ class Metrics:
     def counter_fn(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A monotonically growing value kept elsewhere, exposed as a gauge-typed counter."""
         self.gauge(name, doc, read)
+
+    def add(self, reading: Reading) -> None:
+        self.gauge(reading.name, reading.help, reading.read)
 
     def info(self, name: str, doc: str, **labels: str) -> None:
         """A constant 1 with `labels` (which node/worker answered this scrape)."""

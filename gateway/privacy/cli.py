@@ -1,4 +1,5 @@
-"""CLI: `retention run [--dry-run]` and `tenant end --tenant T [--at ISO8601|UNIX]`."""
+"""CLI: `retention run [--dry-run]` and `tenant end --tenant T [--at ISO8601|UNIX]` (declared by
+the privacy feature, gateway/privacy/feature.py)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,19 @@ import json
 import sys
 import time
 from datetime import datetime
-from typing import Any
 
-from gateway.config import Config
+from gateway.extension import CommandEnv
 from gateway.privacy.retention import Retention
-from gateway.privacy.store import PrivacyStore
+from gateway.privacy.store import privacy_store
 
 
-def add_retention_parser(sub: Any) -> None:
-    r = sub.add_parser("retention", help="delete data past its retention period")
+def configure_retention(r: argparse.ArgumentParser) -> None:
     rsub = r.add_subparsers(dest="rcmd", required=True)
     run = rsub.add_parser("run", help="delete tenants ended RETENTION_YEARS ago and expired messages")
     run.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
 
 
-def add_tenant_end_parser(tsub: Any) -> None:
-    e = tsub.add_parser("end", help="record the end of a tenant's subscription (starts its retention clock)")
+def configure_tenant_end(e: argparse.ArgumentParser) -> None:
     e.add_argument("--tenant", required=True, help="tenant id")
     e.add_argument("--at", default=None, help="when it ended: ISO 8601 or UNIX seconds (default: now)")
 
@@ -38,27 +36,24 @@ def parse_time(value: str | None) -> float:
     return dt.timestamp()
 
 
-def is_privacy_command(args: argparse.Namespace) -> bool:
-    return args.cmd == "retention" or (args.cmd == "tenant" and getattr(args, "tcmd", None) == "end")
+async def run_tenant_end(env: CommandEnv, args: argparse.Namespace) -> int:
+    store = privacy_store(env.store)
+    try:
+        at = parse_time(args.at)
+    except ValueError:
+        print(f"--at: not a time: {args.at!r}", file=sys.stderr)
+        return 2
+    if not await store.end_tenant(args.tenant, at):
+        print(f"no tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    await store.audit(args.tenant, "cli", "tenant.ended", args.tenant, {"ended_at": at})
+    print(json.dumps({"tenant_id": args.tenant, "ended_at": at}))
+    return 0
 
 
-async def run_privacy_command(db: object, config: Config, args: argparse.Namespace, *, sqlite: bool) -> int:
-    from gateway.admission.install import as_database
-
-    store = PrivacyStore(as_database(db), sqlite=sqlite)
-    if args.cmd == "tenant":
-        try:
-            at = parse_time(args.at)
-        except ValueError:
-            print(f"--at: not a time: {args.at!r}", file=sys.stderr)
-            return 2
-        if not await store.end_tenant(args.tenant, at):
-            print(f"no tenant {args.tenant!r}", file=sys.stderr)
-            return 2
-        await store.audit(args.tenant, "cli", "tenant.ended", args.tenant, {"ended_at": at})
-        print(json.dumps({"tenant_id": args.tenant, "ended_at": at}))
-        return 0
-    retention = Retention(store, config.storage.data_dir, config.privacy.retention_years)
+async def run_retention(env: CommandEnv, args: argparse.Namespace) -> int:
+    config = env.config
+    retention = Retention(privacy_store(env.store), config.storage.data_dir, config.privacy.retention_years)
     report = await retention.run(dry_run=args.dry_run, actor="cli")
     print(json.dumps(report.to_dict(), indent=2))
     return 0

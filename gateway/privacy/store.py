@@ -14,6 +14,7 @@ from typing import Any
 from gateway.store.db import Database
 from gateway.store.rows import new_id
 from gateway.store.sql import Conn
+from gateway.store.sqlite import SqliteStore
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ERASE_MODES = ("anonymise", "delete")
@@ -212,3 +213,11 @@ def _children_first(tables: set[str], edges: set[tuple[str, str]]) -> list[str]:
 
 def rows_total(counts: Sequence[int]) -> int:
     return sum(counts)
+
+
+def is_sqlite(db: object) -> bool:
+    return isinstance(db, SqliteStore)
+
+
+def privacy_store(db: Database) -> PrivacyStore:
+    return PrivacyStore(db, sqlite=is_sqlite(db))

@@ -8,6 +8,7 @@ body `{"ok": true, …}`; errors are raised as GatewayError and turned into
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from gateway.chat.service import ChatService, PostResult
@@ -47,8 +48,21 @@ def send_ack(res: PostResult) -> Ack:
     return {"ok": True, "duplicate": not res.created, "message": res.wire}
 
 
+def _with(core: dict[str, Handler], more: Mapping[str, Handler], namespace: str) -> Mapping[str, Handler]:
+    taken = sorted(set(core) & set(more))
+    if taken:
+        raise ValueError(f"{namespace}: a feature declares core events {taken}")
+    return MappingProxyType({**core, **more})
+
+
 class Handlers:
-    def __init__(self, chat: ChatService, fanout: Fanout, *, max_watch: int) -> None:
+    """The event tables of the two namespaces: the core's events and those the features
+    declared (`visitor_events`, `agent_events`; a feature cannot replace a core event),
+    read-only once built."""
+
+    def __init__(self, chat: ChatService, fanout: Fanout, *, max_watch: int,
+                 visitor_events: Mapping[str, Handler] | None = None,
+                 agent_events: Mapping[str, Handler] | None = None) -> None:
         self.chat = chat
         self.fanout = fanout
         self.max_watch = max_watch
@@ -61,12 +75,12 @@ class Handlers:
             "typing": self.typing,
             "read": self.read,
         }
-        self.visitor: dict[str, Handler] = {
+        self.visitor = _with({
             **common,
             "conversation:start": self.start,
             "conversation:list": self.visitor_list,
-        }
-        self.agent: dict[str, Handler] = {
+        }, visitor_events or {}, "/visitor")
+        self.agent = _with({
             **common,
             "session:get": self.agent_session,
             "conversation:list": self.agent_list,
@@ -75,7 +89,7 @@ class Handlers:
             "conversation:status": self.set_status,
             "presence:set": self.presence,
             "agent:list": self.agent_list_agents,
-        }
+        }, agent_events or {}, "/agent")
 
     # --- shared ----------------------------------------------------------
     async def _watch_one(self, conn: Conn, conv_id: str, epoch: str | None, after: int | None) -> Ack:

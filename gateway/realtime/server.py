@@ -10,11 +10,10 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.admission.guard import Guard
 from gateway.aio.tasks import TaskSet
 from gateway.chat.service import ChatService, PostResult, contact_channel
 from gateway.chat.wire import visitor_conversation_dict
@@ -37,6 +36,24 @@ AGENT_NS = "/agent"
 SEND = "message:send"
 
 
+class Gate(Protocol):
+    """An admission check of Socket.IO requests, declared by a feature (rate limits)."""
+
+    def check(self, namespace: str, event: str, sid: str, remote: str) -> Awaitable[None] | None:
+        """Before a request's handler: raise to refuse it (e.g. `rate_limited`), or return an
+        awaitable that may still raise; None when there is nothing to wait for."""
+
+    def forget(self, sid: str) -> None:
+        """Socket.IO connection `sid` has ended."""
+
+
+class DrainState:
+    """Whether this node drains (gateway/realtime/drain.py): namespace handshakes are refused."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+
 class RealtimeServer:
     def __init__(
         self,
@@ -46,7 +63,14 @@ class RealtimeServer:
         presence: PresenceTracker,
         sockets: SocketServer,
         metrics: Metrics,
+        fanout: Fanout,
+        handlers: Handlers,
+        *,
+        gates: Sequence[Gate] = (),
+        drain: DrainState | None = None,
     ) -> None:
+        """Serves the namespaces on `sockets` (registering them there); `gates`: the
+        features' admission checks, run in order before every request's handler."""
         self.config = config
         self.chat = chat
         self.handshake = handshake
@@ -55,16 +79,12 @@ class RealtimeServer:
         self.metrics = metrics
         self.conns: dict[tuple[str, str], Conn] = {}
         self._tasks = TaskSet()
-        self.fanout: Fanout | None = None
-        self.handlers: Handlers | None = None
-        self.guard: Guard | None = None  # admission control (gateway/admission/guard.py), set by install
-        self.inflight = 0  # requests being handled (drain waits for 0)
-        self._tables: dict[str, Mapping[str, Handler]] = {}
-
-    def bind(self, fanout: Fanout, handlers: Handlers) -> None:
         self.fanout = fanout
         self.handlers = handlers
-        self._tables = {VISITOR_NS: handlers.visitor, AGENT_NS: handlers.agent}
+        self.gates = tuple(gates)
+        self.drain = drain or DrainState()
+        self.inflight = 0  # requests being handled (drain waits for 0)
+        self._tables: dict[str, Mapping[str, Handler]] = {VISITOR_NS: handlers.visitor, AGENT_NS: handlers.agent}
         for namespace, table in self._tables.items():
             self.sockets.namespaces[namespace] = _Namespace(namespace, self, table)
             self.sockets.batch_handlers[(namespace, SEND)] = self.send_batch
@@ -86,10 +106,9 @@ class RealtimeServer:
 
     # --- lifecycle of a connection --------------------------------------
     async def connect(self, namespace: str, sid: str, session: Session, auth: Any) -> None:
-        assert self.fanout is not None
         remote = session.remote
-        if self.guard is not None:
-            self.guard.admit(namespace)
+        if self.drain.draining:
+            raise GatewayError(Code.UNAVAILABLE, "this node is draining; reconnect", retry_after=1.0)
         if namespace == AGENT_NS:
             principal = await self.handshake.agent(auth)
             conn = Conn(sid, session.sid, namespace, principal.tenant_id, principal, remote,
@@ -137,10 +156,10 @@ class RealtimeServer:
 
     async def disconnect(self, namespace: str, sid: str) -> None:
         conn = self.conns.pop((namespace, sid), None)
-        if conn is None or self.fanout is None:
+        if conn is None:
             return
-        if self.guard is not None:
-            self.guard.forget(sid)
+        for gate in self.gates:
+            gate.forget(sid)
         try:
             await self.fanout.drop(conn, conn.groups)
             if conn.is_agent:
@@ -182,8 +201,13 @@ class RealtimeServer:
         return time.perf_counter()
 
     def _check(self, namespace: str, event: str, conn: Conn) -> Awaitable[None] | None:
-        """The admission limits (raises rate_limited), or what to wait for before handling."""
-        return None if self.guard is None else self.guard.check(namespace, event, conn.sid, conn.remote)
+        """The admission checks (raise e.g. rate_limited), or what to wait for before handling."""
+        pending: Awaitable[None] | None = None
+        for gate in self.gates:
+            more = gate.check(namespace, event, conn.sid, conn.remote)
+            if more is not None:
+                pending = more if pending is None else _in_turn(pending, more)
+        return pending
 
     async def _handle(self, namespace: str, event: str, conn: Conn, handler: Handler, payload: Any,
                       pending: Awaitable[None] | None, started: float) -> dict[str, Any]:
@@ -225,7 +249,6 @@ class RealtimeServer:
         owner is known go to the store and the broker together (`ChatService.post_messages`),
         the others (attachments, a conversation not yet seen) each run `dispatch`'s way in a
         task of their own. Each is answered, and counted, as `dispatch` would."""
-        assert self.handlers is not None
         table = self._tables[namespace]
         send = self.handlers.send
         posts: list[tuple[QueuedEvent, Conn, AppendRequest, float]] = []
@@ -274,7 +297,6 @@ class RealtimeServer:
 
     def _post_parsed(self, req: SendRequest) -> Handler:
         """The `message:send` handler of a payload `parse_send` has validated."""
-        assert self.handlers is not None
         post = self.handlers.post
 
         async def handler(conn: Conn, _p: Mapping[str, Any]) -> dict[str, Any]:
@@ -291,6 +313,11 @@ def _payload(payload: Any) -> Mapping[str, Any]:
     if payload is not None and not isinstance(payload, dict):
         raise GatewayError(Code.BAD_REQUEST, "payload must be an object")
     return payload or {}
+
+
+async def _in_turn(first: Awaitable[None], then: Awaitable[None]) -> None:
+    await first
+    await then
 
 
 class _Namespace:

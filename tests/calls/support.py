@@ -15,7 +15,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from gateway.calls import CALLS_KEY
+from gateway.calls.feature import CALLS_KEY
 from gateway.calls.service import CallService
 from tests.support.server import RunningGateway
 

@@ -9,7 +9,7 @@ import uuid
 import aiohttp
 
 from connectors.base import Attachment, InboundMessage
-from connectors.install import CONNECTORS_KEY, ConnectorHub
+from connectors.feature import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
 from gateway.core.domain import Channel, ConversationStatus
 from tests.support.server import RunningGateway, agent, new_client_id, run_gateway

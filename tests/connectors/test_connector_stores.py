@@ -12,7 +12,6 @@ import pytest
 
 from connectors.base import OutboundMessage, SendResult, TransientError
 from connectors.channels import ChannelError, ChannelStore
-from connectors.crypto import SecretBox
 from connectors.email.store import EmailIdStore, ImapPollClaims
 from connectors.links import LinkStore
 from connectors.outbox import Outbox
@@ -22,6 +21,7 @@ from gateway.chat.service import ChatService
 from gateway.config import LimitsConfig
 from gateway.core.domain import AuthorType, Channel, DeliveryState, NewMessage
 from gateway.privacy.store import PrivacyStore
+from gateway.security.crypto import SecretBox
 from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore

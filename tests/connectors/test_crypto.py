@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crypto import MasterKeyError, SecretBox, load_master_key, parse_key
+from gateway.security.crypto import MasterKeyError, SecretBox, load_master_key, parse_key
 
 
 def test_seal_open_and_associated_data() -> None:

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from connectors.email.connector import EmailConnector
-from connectors.install import CONNECTORS_KEY, ConnectorHub
+from connectors.feature import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
 from gateway.core.domain import Channel
 from tests.connectors.imap_xoauth2 import token_endpoint

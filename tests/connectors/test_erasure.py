@@ -20,10 +20,10 @@ import aiohttp
 import pytest
 
 from connectors.base import Attachment, InboundMessage
-from gateway.admission.install import privacy_store
 from gateway.config import Config
 from gateway.core.domain import Channel
 from gateway.privacy.dsr import ERASED_ERROR
+from gateway.privacy.store import privacy_store
 from gateway.store.rows import new_id
 from tests.connectors.smtp_sink import smtp_sink
 from tests.connectors.test_email_flow import add_inbox, agent_upload, email_connector, hub_of, smtp_send

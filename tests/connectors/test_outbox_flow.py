@@ -8,7 +8,7 @@ import time
 import pytest
 
 from connectors.base import InboundMessage
-from connectors.install import CONNECTORS_KEY, ConnectorHub
+from connectors.feature import CONNECTORS_KEY, ConnectorHub
 from gateway.config import Config
 from gateway.core.domain import Channel, DeliveryState
 from tests.connectors.fakes import FakeChannelApi, FakeHttpConnector, fake_channel_api

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from connectors.install import CONNECTORS_KEY
+from connectors.feature import CONNECTORS_KEY
 from gateway.app import ENGINEIO_PATH
 from gateway.core.domain import Channel
 from tests.connectors.facebook.fake_graph import signed_headers

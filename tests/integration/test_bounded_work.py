@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from connectors.install import CONNECTORS_KEY
+from connectors.feature import CONNECTORS_KEY
 from gateway.core.domain import Channel
 from tests.connectors.facebook.fake_graph import signed_headers
 from tests.connectors.zalo import fake_zalo as fz

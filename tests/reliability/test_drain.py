@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import socketio
 
-from gateway.ops.drain import DRAINER_KEY
+from gateway.realtime.drain import DRAINER_KEY
 from tests.chaos.harness import Participant, tally
 from tests.chaos.support import configure, private_redis, stored_messages
 from tests.support.procs import pg_redis_cluster
@@ -51,7 +51,7 @@ async def test_drain_refuses_new_work_and_stock_clients_reconnect(tmp_path) -> N
             assert len(connects) == 1
             # the node (or, behind a load balancer, another one) accepts again: the stock
             # client reconnects by itself, because only its transport was closed
-            drainer.guard.draining = False
+            drainer.resume()
             await until(lambda: len(connects) >= 2 and sio.connected, timeout=30)
         finally:
             await sio.disconnect()

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crypto import parse_key
-from connectors.install import CONNECTORS_KEY
+from connectors.feature import CONNECTORS_KEY
+from gateway.admin.masterkey import CANARY_SETTING, rotate_command
+from gateway.composition import default_features
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.domain import Channel
-from gateway.security.keycheck import CANARY_SETTING, rotate_command
+from gateway.security.crypto import parse_key
 from recording.keys import KeyRing
 from recording.masterkey import Sealer
 from tests.support.procs import PG_DSN, ROOT, drop_schema
@@ -122,15 +123,16 @@ async def test_rotation_reseals_everything_under_the_new_key(config: Config,
         identity = str(await KeyRing(rg.gw.db, Sealer(parse_key(old)), time.time).identity(nt.tenant.id,
                                                                                             rec_key.key_id))
         data_dir, embedded = config.storage.data_dir, not config.storage.database_url
+        sealed = [column for feature in default_features() for column in feature.sealed]
         # the wrong current key changes nothing
         with pytest.raises(ConfigError, match="MASTER_KEY is not the key"):
             await rotate_command(rg.gw.db, {"MASTER_KEY": new_key(), "NEW_MASTER_KEY": new}, data_dir,
-                                 embedded=embedded)
+                                 embedded=embedded, sealed=sealed)
         with pytest.raises(ConfigError, match="NEW_MASTER_KEY must be base64 of 32 bytes"):
             await rotate_command(rg.gw.db, {"MASTER_KEY": old, "NEW_MASTER_KEY": "not-base64!"}, data_dir,
-                                 embedded=embedded)
+                                 embedded=embedded, sealed=sealed)
         out = await rotate_command(rg.gw.db, {"MASTER_KEY": old, "NEW_MASTER_KEY": new}, data_dir,
-                                   embedded=embedded)
+                                   embedded=embedded, sealed=sealed)
         assert out["channel_credentials"] == 1 and out["recording_identities"] == 1 and out["key_file"] is None
     with pytest.raises(ConfigError, match="MASTER_KEY is not the key"):
         async with run_gateway(config):

@@ -20,9 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.admission.install import is_sqlite, privacy_store
 from gateway.privacy.retention import YEAR, Retention
-from gateway.privacy.store import Policy, PrivacyStore
+from gateway.privacy.store import Policy, PrivacyStore, is_sqlite, privacy_store
 from gateway.store.rows import new_id
 from tests.support.procs import PG_DSN, ROOT, drop_schema
 from tests.support.server import RunningGateway, make_config, new_client_id, run_gateway, visitor

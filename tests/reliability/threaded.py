@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.admin.tenants import NewTenant
-from gateway.admission.install import privacy_store
+from gateway.privacy.store import privacy_store
 from tests.support.server import RunningGateway, make_config, run_gateway
 
 T = TypeVar("T")

@@ -17,8 +17,10 @@ from aiohttp import web
 from gateway.admin.tenants import NewTenant, create_agent, create_tenant
 from gateway.app import Gateway, build_gateway
 from gateway.broker.memory import MemoryHub
+from gateway.composition import default_features
 from gateway.config import Config, LimitsConfig, ServerConfig, StorageConfig
 from gateway.edge.listen import EdgeSite
+from gateway.extension import Feature
 
 
 @dataclass
@@ -58,10 +60,12 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def run_gateway(config: Config, hub: MemoryHub | None = None,
-                      shutdown_timeout: float = 60.0) -> AsyncIterator[RunningGateway]:
+                      shutdown_timeout: float = 60.0,
+                      features: Sequence[Feature] | None = None) -> AsyncIterator[RunningGateway]:
     """`shutdown_timeout`: seconds the shutdown waits for requests still being handled (a
-    raw client's long-poll GET left pending, say) before cancelling them."""
-    gw = await build_gateway(config, hub=hub)
+    raw client's long-poll GET left pending, say) before cancelling them; `features`: those
+    built in (default: the node's, `default_features()`)."""
+    gw = await build_gateway(config, default_features() if features is None else features, hub=hub)
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = EdgeSite(runner, "127.0.0.1", 0)

@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
+from gateway.chat.service import MessageListener
+from gateway.composition import default_features
+from gateway.extension import Command, Extension, Host, SealedColumn
 from tests.support.server import make_config, run_gateway
 from tests.transport.rawws import RawClient
 
@@ -130,15 +135,27 @@ async def test_many_connections_sending_at_once_keep_each_ones_order(tmp_path: P
                 await c.close()
 
 
+@dataclass
+class Listening:
+    """A feature that declares one message listener."""
+
+    listener: MessageListener
+    name: str = "listening"
+    commands: Sequence[Command] = ()
+    sealed: Sequence[SealedColumn] = ()
+
+    async def build(self, host: Host) -> Extension:
+        return Extension(message_listeners=[self.listener])
+
+
 async def test_a_failing_listener_fails_only_its_own_send(tmp_path: Path) -> None:
     """A message listener that raises (a connector's outbox, a metric) answers that send
     `internal`, as `dispatch` does; the others of the batch are stored and answered."""
-    async with run_gateway(make_config(tmp_path)) as rg:
-        async def boom(msg: Any, conv: Any) -> None:
-            if msg.text == "boom":
-                raise RuntimeError("listener failed")
+    async def boom(msg: Any, conv: Any) -> None:
+        if msg.text == "boom":
+            raise RuntimeError("listener failed")
 
-        rg.gw.chat.message_listeners.append(boom)
+    async with run_gateway(make_config(tmp_path), features=[*default_features(), Listening(boom)]) as rg:
         t = await rg.tenant()
         a, conv = await _visitor(rg.url, t.tenant.widget_key)
         try:

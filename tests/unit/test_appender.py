@@ -50,9 +50,8 @@ async def test_concurrent_sends_share_transactions_in_arrival_order(
 async def test_each_batch_written_is_reported_with_its_size_and_time(
         world: tuple[SqliteStore, Conversation, Conversation]) -> None:
     store, a, b = world
-    app = GroupAppender(store, lambda: 2.0)
     seen: list[tuple[int, float]] = []
-    app.on_batch = lambda n, seconds: seen.append((n, seconds))
+    app = GroupAppender(store, lambda: 2.0, on_batch=lambda n, seconds: seen.append((n, seconds)))
     await app.append(a.tenant_id, a.id, msg("alone", "k"))
     await asyncio.gather(*(app.append(a.tenant_id, (a, b)[i % 2].id, msg(str(i), f"k{i}")) for i in range(30)))
     assert [n for n, _ in seen] == [1, 30] and app.batches == 2  # the 30 queued together: one batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -12,8 +13,9 @@ from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
 from gateway.cluster.noderpc import NodeRpc
-from gateway.cluster.scrape import NodeScrape, render, snapshot
+from gateway.cluster.scrape import METHOD, NodeScrape, render, snapshot
 from gateway.cluster.supervisor import WorkerIdentity
+from gateway.core.hooks import Table
 
 NODE_IDS = ["gw-w0", "gw-w1", "gw-w2"]
 
@@ -65,7 +67,8 @@ def test_worker_node_ids_follow_the_cli_naming() -> None:
 
 async def _worker(hub: MemoryHub, index: int, registry: CollectorRegistry) -> NodeScrape:
     broker = make_broker(None, NODE_IDS[index], hub=hub)
-    rpc = NodeRpc(broker, NODE_IDS[index])
+    methods: Table[str, Any] = Table()
+    rpc = NodeRpc(broker, NODE_IDS[index], methods)
 
     async def deliver(channel: str, env: Envelope) -> None:
         if channel.startswith("node:"):
@@ -75,7 +78,9 @@ async def _worker(hub: MemoryHub, index: int, registry: CollectorRegistry) -> No
     await rpc.start()
     # a worker has 2 s to answer: ample for one in this process on a loaded machine (the
     # test of a silent worker waits out the whole deadline)
-    return NodeScrape(registry, rpc, NODE_IDS, index, timeout=2.0)
+    scrape = NodeScrape(registry, rpc, NODE_IDS, index, timeout=2.0)
+    methods.add(METHOD, scrape.serve)
+    return scrape
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import pytest
 from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
 from gateway.broker.memory import MemoryHub
-from gateway.cluster.noderpc import NodeRpc
+from gateway.cluster.noderpc import Handler, NodeRpc
 from gateway.core.errors import Code, GatewayError
 
 
 async def _node(hub: MemoryHub, node_id: str, timeout: float = 1.0) -> NodeRpc:
     broker = make_broker(None, node_id, hub=hub)
-    rpc = NodeRpc(broker, node_id, timeout=timeout)
+    rpc = NodeRpc(broker, node_id, {}, timeout=timeout)
 
     async def deliver(channel: str, env: Envelope) -> None:
         if channel.startswith("node:"):
@@ -26,6 +26,12 @@ async def _node(hub: MemoryHub, node_id: str, timeout: float = 1.0) -> NodeRpc:
     await broker.start(deliver)
     await rpc.start()
     return rpc
+
+
+def methods(rpc: NodeRpc) -> dict[str, Handler]:
+    """The test's own table of `rpc`'s methods (a plain dict, filled as each test needs)."""
+    assert isinstance(rpc.handlers, dict)
+    return rpc.handlers
 
 
 @pytest.fixture
@@ -46,7 +52,7 @@ async def test_a_request_runs_on_the_named_node_and_its_result_comes_back(pair: 
         seen.append((tenant_id, params))
         return {"ok": True, "on": b.node_id, "x": params["x"] * 2}
 
-    b.handlers["echo"] = echo
+    methods(b)["echo"] = echo
     got = await asyncio.gather(*(a.call("b", "echo", "t1", {"x": i}) for i in range(5)))
     assert [g["x"] for g in got] == [0, 2, 4, 6, 8] and all(g["on"] == "b" for g in got)
     assert sorted(p["x"] for _, p in seen) == [0, 1, 2, 3, 4] and {t for t, _ in seen} == {"t1"}
@@ -61,7 +67,7 @@ async def test_errors_travel_back_with_code_and_details(pair: tuple[NodeRpc, Nod
     async def crash(tenant_id: str, params: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("bug")
 
-    b.handlers.update({"refuse": refuse, "crash": crash})
+    methods(b).update({"refuse": refuse, "crash": crash})
     with pytest.raises(GatewayError) as e:
         await a.call("b", "refuse", "t", {})
     assert e.value.code == Code.CONVERSATION_CLOSED and e.value.details == {"state": "answered"}

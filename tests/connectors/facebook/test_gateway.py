@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.install import CONNECTORS_KEY
+from connectors.feature import CONNECTORS_KEY
 from gateway.core.domain import Channel
 from tests.connectors.facebook.fake_graph import FakeGraph, encode_payload, signed_headers
 from tests.connectors.facebook.payloads import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from connectors.install import CONNECTORS_KEY
+from connectors.feature import CONNECTORS_KEY
 from connectors.youtube.service import YouTubeChannelConnector
 from gateway.core.domain import Channel
 from tests.connectors.youtube.fake_youtube import OWNER_CHANNEL, FakeYouTube

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from connectors.channels import ChannelConfig
-from connectors.install import CONNECTORS_KEY, ConnectorHub
+from connectors.feature import CONNECTORS_KEY, ConnectorHub
 from connectors.zalo.config import ZaloTokens
 from connectors.zalo.gateway import ZaloCredentialWriter, ZaloGatewayConnector
 from gateway.core.domain import Channel

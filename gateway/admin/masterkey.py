@@ -6,7 +6,8 @@ first. A malformed `MASTER_KEY` (or `DATA_DIR/master.key`) and a valid key that 
 one the data was sealed with both raise `ConfigError` (the process exits 2, naming the
 variable) instead of starting with recordings that do not open and replies that cannot be
 sent. Before the canary exists (a database from before this check), the key must open the
-sealed data already there (channel credentials, recording identities), or it is refused too.
+sealed data already there (the features' declared `SealedColumn`s: channel credentials,
+recording identities), or it is refused too.
 Without any key (PostgreSQL and no `MASTER_KEY`) there is nothing to check: the gateway runs
 without connectors and recording, as documented.
 
@@ -21,11 +22,12 @@ import base64
 import binascii
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from connectors.crypto import KEY_FILE, MasterKeyError, SecretBox, load_master_key, parse_key
 from gateway.config import ConfigError, read_env_file
+from gateway.security.crypto import KEY_FILE, MasterKeyError, SecretBox, load_master_key, parse_key
+from gateway.security.sealed import SealedColumn
 from gateway.store.db import Database
 from gateway.store.sql import Conn
 
@@ -66,37 +68,43 @@ def _opens(box: SecretBox, sealed: bytes, aad: bytes) -> bool:
     return True
 
 
-async def _sealed_data_opens(conn: Conn, box: SecretBox) -> str | None:
+def _decode(column: SealedColumn, stored: object) -> bytes:
+    try:
+        if column.encoding == "hex":
+            return bytes.fromhex(str(stored))
+        return base64.b64decode(str(stored))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _encode(column: SealedColumn, sealed: bytes) -> str:
+    return sealed.hex() if column.encoding == "hex" else base64.b64encode(sealed).decode()
+
+
+def _rows(column: SealedColumn, order: str) -> str:
+    where = f" WHERE {column.only}" if column.only else ""
+    return f"SELECT id, tenant_id, {column.column} AS sealed FROM {column.table}{where} ORDER BY {order}"
+
+
+async def _sealed_data_opens(conn: Conn, box: SecretBox, sealed: Sequence[SealedColumn]) -> str | None:
     """What of the data sealed before the canary existed does not open (None: all tried open)."""
-    row = await conn.fetchrow("SELECT id, tenant_id, credentials FROM connector_channels ORDER BY created_at, id "
-                              "LIMIT 1")
-    if row is not None:
-        try:
-            sealed = base64.b64decode(str(row["credentials"]))
-        except (binascii.Error, ValueError):
-            sealed = b""
-        if not _opens(box, sealed, f"channel:{row['tenant_id']}:{row['id']}".encode()):
-            return f"channel {row['id']}'s credentials"
-    row = await conn.fetchrow("SELECT id, tenant_id, identity_sealed FROM recording_keys WHERE identity_sealed IS "
-                              "NOT NULL ORDER BY created_at, id LIMIT 1")
-    if row is not None:
-        try:
-            sealed = bytes.fromhex(str(row["identity_sealed"]))
-        except ValueError:
-            sealed = b""
-        if not _opens(box, sealed, f"izihelp-recording-identity:{row['tenant_id']}:{row['id']}".encode()):
-            return f"recording key {row['id']}"
+    for column in sealed:
+        row = await conn.fetchrow(_rows(column, "created_at, id") + " LIMIT 1")
+        if row is not None and not _opens(box, _decode(column, row["sealed"]),
+                                          column.aad(str(row["tenant_id"]), str(row["id"]))):
+            return column.describe.format(id=row["id"])
     return None
 
 
-async def check_master_key(db: Database, box: SecretBox) -> bool:
+async def check_master_key(db: Database, box: SecretBox, sealed: Sequence[SealedColumn] = ()) -> bool:
     """Raise `ConfigError` unless `box` opens the canary (sealing it first when there is
-    none yet, after checking the data sealed before). True when this call sealed it."""
+    none yet, after checking the data sealed before in the `sealed` columns). True when
+    this call sealed it."""
     created = False
     async with db.reader() as conn:
         row = await conn.fetchrow("SELECT value FROM settings WHERE key = $1", CANARY_SETTING)
         if row is None:
-            failed = await _sealed_data_opens(conn, box)
+            failed = await _sealed_data_opens(conn, box, sealed)
             if failed is not None:
                 raise ConfigError(WRONG_KEY.format(what=failed))
     if row is None:
@@ -108,56 +116,42 @@ async def check_master_key(db: Database, box: SecretBox) -> bool:
         created = row is not None and str(row["value"]) == value
     assert row is not None
     try:
-        sealed = base64.b64decode(str(row["value"]))
+        canary = base64.b64decode(str(row["value"]))
     except (binascii.Error, ValueError):
-        sealed = b""
-    if not _opens(box, sealed, CANARY_AAD):
+        canary = b""
+    if not _opens(box, canary, CANARY_AAD):
         raise ConfigError(WRONG_KEY.format(what=f"the canary settings.{CANARY_SETTING}"))
     return created
 
 
-async def verify_master_key(db: Database, env: Mapping[str, str], data_dir: str, *, embedded: bool) -> None:
-    """The start check: `ConfigError` for a malformed or wrong key; nothing without a key."""
+async def verify_master_key(db: Database, env: Mapping[str, str], data_dir: str, *, embedded: bool,
+                            sealed: Sequence[SealedColumn] = ()) -> None:
+    """The start check: `ConfigError` for a malformed or wrong key; nothing without a key.
+    `sealed`: the features' sealed columns."""
     box = master_box(master_key_setting(env), data_dir, embedded=embedded)
     if box is not None:
-        await check_master_key(db, box)
+        await check_master_key(db, box, sealed)
 
 
-def _channel_aad(tenant_id: str, channel_id: str) -> bytes:
-    return f"channel:{tenant_id}:{channel_id}".encode()
-
-
-def _recording_aad(tenant_id: str, key_id: str) -> bytes:
-    return f"izihelp-recording-identity:{tenant_id}:{key_id}".encode()
-
-
-async def rotate_master_key(db: Database, old: SecretBox, new: SecretBox) -> dict[str, int]:
-    """Re-seal under `new` everything sealed under `old`, in one transaction: every channel's
-    credentials, every recording identity not shredded, the canary. `ConfigError` (nothing
-    changed) when `old` is not the data's key or a sealed value does not open under it.
-    Counts of what was re-sealed."""
-    await check_master_key(db, old)
-    counts = {"channel_credentials": 0, "recording_identities": 0}
+async def rotate_master_key(db: Database, old: SecretBox, new: SecretBox,
+                            sealed: Sequence[SealedColumn] = ()) -> dict[str, int]:
+    """Re-seal under `new` everything sealed under `old`, in one transaction: every value of
+    the `sealed` columns (channel credentials, recording identities not shredded), the
+    canary. `ConfigError` (nothing changed) when `old` is not the data's key or a sealed
+    value does not open under it. Counts of what was re-sealed, per column."""
+    await check_master_key(db, old, sealed)
+    counts = {column.name: 0 for column in sealed}
     async with db.transaction() as conn:
-        for r in await conn.fetch("SELECT id, tenant_id, credentials FROM connector_channels ORDER BY id"):
-            aad = _channel_aad(str(r["tenant_id"]), str(r["id"]))
-            try:
-                plain = old.open(base64.b64decode(str(r["credentials"])), aad)
-            except (MasterKeyError, binascii.Error, ValueError):
-                raise ConfigError(WRONG_KEY.format(what=f"channel {r['id']}'s credentials")) from None
-            await conn.execute("UPDATE connector_channels SET credentials = $2 WHERE id = $1", r["id"],
-                               base64.b64encode(new.seal(plain, aad)).decode())
-            counts["channel_credentials"] += 1
-        for r in await conn.fetch("SELECT id, tenant_id, identity_sealed FROM recording_keys WHERE identity_sealed "
-                                  "IS NOT NULL ORDER BY id"):
-            aad = _recording_aad(str(r["tenant_id"]), str(r["id"]))
-            try:
-                plain = old.open(bytes.fromhex(str(r["identity_sealed"])), aad)
-            except (MasterKeyError, ValueError):
-                raise ConfigError(WRONG_KEY.format(what=f"recording key {r['id']}")) from None
-            await conn.execute("UPDATE recording_keys SET identity_sealed = $2 WHERE id = $1", r["id"],
-                               new.seal(plain, aad).hex())
-            counts["recording_identities"] += 1
+        for column in sealed:
+            for r in await conn.fetch(_rows(column, "id")):
+                aad = column.aad(str(r["tenant_id"]), str(r["id"]))
+                try:
+                    plain = old.open(_decode(column, r["sealed"]), aad)
+                except MasterKeyError:
+                    raise ConfigError(WRONG_KEY.format(what=column.describe.format(id=r["id"]))) from None
+                await conn.execute(f"UPDATE {column.table} SET {column.column} = $2 WHERE id = $1", r["id"],
+                                   _encode(column, new.seal(plain, aad)))
+                counts[column.name] += 1
         await conn.execute("UPDATE settings SET value = $2 WHERE key = $1", CANARY_SETTING,
                            base64.b64encode(new.seal(CANARY_TEXT, CANARY_AAD)).decode())
     return counts
@@ -188,7 +182,8 @@ def write_key_file(data_dir: str, key: bytes) -> None:
         raise
 
 
-async def rotate_command(db: Database, env: Mapping[str, str], data_dir: str, *, embedded: bool) -> dict[str, object]:
+async def rotate_command(db: Database, env: Mapping[str, str], data_dir: str, *, embedded: bool,
+                         sealed: Sequence[SealedColumn] = ()) -> dict[str, object]:
     """`python -m gateway master-key rotate`: from MASTER_KEY (or DATA_DIR/master.key) to
     NEW_MASTER_KEY; in embedded mode without MASTER_KEY the key file is replaced too."""
     current = master_key_setting(env)
@@ -197,7 +192,7 @@ async def rotate_command(db: Database, env: Mapping[str, str], data_dir: str, *,
         raise ConfigError("MASTER_KEY is not set: the key the data is sealed with is needed to re-seal it")
     new_text = env.get("NEW_MASTER_KEY")
     new = new_master_key(new_text)
-    counts = await rotate_master_key(db, old, new)
+    counts = await rotate_master_key(db, old, new, sealed)
     key_file = None
     if not current:
         assert new_text is not None

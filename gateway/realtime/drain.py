@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admission.guard import Guard
 from gateway.realtime.server import RealtimeServer
 
 log = logging.getLogger(__name__)
@@ -38,22 +37,26 @@ class DrainReport:
 
 
 class Drainer:
-    def __init__(self, realtime: RealtimeServer, guard: Guard, node_id: str, timeout: float,
+    def __init__(self, realtime: RealtimeServer, node_id: str, timeout: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.realtime = realtime
-        self.guard = guard
+        self.state = realtime.drain
         self.node_id = node_id
         self.timeout = timeout
         self.clock = clock
 
     @property
     def draining(self) -> bool:
-        return self.guard.draining
+        return self.state.draining
+
+    def resume(self) -> None:
+        """Accept again (a drain called off; tests)."""
+        self.state.draining = False
 
     def middleware(self) -> Any:
         @web.middleware
         async def drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if self.guard.draining:
+            if self.state.draining:
                 if request.path == "/readyz":
                     return web.json_response({"ok": False, "draining": True,
                                               "checks": {"drain": "draining"}}, status=503)
@@ -74,7 +77,7 @@ class Drainer:
         """Run steps 1-3 within `budget` seconds (default: the configured timeout)."""
         started = self.clock()
         deadline = started + (self.timeout if budget is None else budget)
-        self.guard.draining = True
+        self.state.draining = True
         conns = len(self.realtime.conns)
         log.info("draining: %d connections, %d requests in flight", conns, self.realtime.inflight)
         await self.realtime.broadcast("server:draining", {"node_id": self.node_id, "retry_after": 1.0})
