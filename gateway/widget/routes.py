@@ -26,7 +26,7 @@ from gateway.security.auth import VisitorClaims
 from gateway.store import NotFound, Store
 from gateway.widget import settings as ws
 from gateway.widget.pages import demo_page, favicon_png
-from gateway.widget.store import WidgetStore
+from gateway.widget.store import WidgetSettingsRepository
 from gateway.widget.uploads import INLINE_TYPES, Uploads
 
 VerifyToken = Callable[[str, str, float], VisitorClaims | None]
@@ -35,7 +35,7 @@ CORS_HEADERS = "Authorization, Content-Type, X-Widget-Key, X-Visitor-Token"
 
 
 class WidgetRoutes:
-    def __init__(self, *, api: Api, store: Store, widget_store: WidgetStore, uploads: Uploads,
+    def __init__(self, *, api: Api, store: Store, widget_store: WidgetSettingsRepository, uploads: Uploads,
                  verify_token: VerifyToken, cors_origins: tuple[str, ...], dist: Path, data_dir: Path,
                  clock: Callable[[], float]) -> None:
         self.api = api
