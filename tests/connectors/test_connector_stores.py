@@ -15,6 +15,7 @@ from connectors.channels import ChannelError, ChannelStore
 from connectors.email.store import EmailIdStore, ImapPollClaims
 from connectors.links import LinkStore
 from connectors.outbox import Outbox
+from connectors.outbox_repository import SqlOutboxRepository
 from connectors.settings import OutboxSettings
 from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.service import ChatService
@@ -162,7 +163,7 @@ class Recorder:
 def outbox_on(store: Opened, node: str, recorder: Recorder, **settings: float) -> Outbox:
     chat = ChatService(store, MemoryBroker(MemoryHub(), node), node_id=node, limits=LimitsConfig(),
                        clock=time.time, presence_ttl=45.0)
-    return Outbox(db=store, store=store, chat=chat, links=LinkStore(store, time.time),
+    return Outbox(rows=SqlOutboxRepository(store), store=store, chat=chat, links=LinkStore(store, time.time),
                   connectors={Channel.YOUTUBE: recorder},  # type: ignore[dict-item]
                   settings=OutboxSettings(base_delay=0.0, max_delay=0.0, batch=5, **settings),  # type: ignore[arg-type]
                   node_id=node, clock=time.time)
