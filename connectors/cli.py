@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from connectors.channels import ChannelError, ChannelStore
+from connectors.channels import ChannelConfig, ChannelError, ChannelRepository, ChannelStore
 from connectors.settings import load_connector_settings
 from gateway.config import Config
 from gateway.core.domain import Channel
@@ -55,7 +55,7 @@ async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
     except MasterKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    channels = ChannelStore(store, box, time.time)
+    channels: ChannelRepository = ChannelStore(store, box, time.time)
     try:
         await store.get_tenant(args.tenant)
     except NotFound:
@@ -78,6 +78,6 @@ async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
     return 0
 
 
-def _public(ch: Any) -> dict[str, Any]:
+def _public(ch: ChannelConfig) -> dict[str, Any]:
     return {"channel_id": ch.id, "tenant_id": ch.tenant_id, "kind": ch.kind.value, "name": ch.name,
             "address": ch.address, "enabled": ch.enabled, "settings": ch.settings}

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import Attachment, InboundMessage
-from connectors.links import LinkStore
+from connectors.links import LinkRepository
 from gateway.chat.service import ChatService
 from gateway.core.domain import AuthorType, Conversation, ConversationStatus, Message, NewMessage
 from gateway.store import Store
@@ -38,7 +38,7 @@ def attachment_dict(a: Attachment) -> dict[str, object]:
 
 
 class InboundPipeline:
-    def __init__(self, store: Store, chat: ChatService, links: LinkStore, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, chat: ChatService, links: LinkRepository, clock: Callable[[], float]) -> None:
         self._store = store
         self._chat = chat
         self._links = links
