@@ -1,0 +1,89 @@
+"""Widget polish (issue 31, items 1, 4, 5, 6 and 8) in a real browser: long words wrap
+inside their bubble, the panel is full screen on a phone, a visible "Reconnecting…" while
+the socket is down, localized error text, the composer's length limit, Retry / Delete of
+a failed message, and the asset cache policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import Demo, start_demo
+from tests.browser.test_widget import conversation_id, start_chat, visitor_page
+from tests.support.server import agent, new_client_id
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+T = 15_000  # generous expect timeout (ms): 2 cores shared with other test runs
+PHONE = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+# no hyphen nor space: no break opportunity a browser would take without overflow-wrap
+LONG_URL = ("https://shop.example.vn/san_pham/ao_dai_lua_to_tam?utm_source=facebook&utm_campaign=tet2027"
+            "&fbclid=IwAR3xK9q2LmZpQv7Tn8WsYb4cUe1RdHjFgKoPiLaMsNbVcXzQwErTyUiOp0123456789abcdefABCDEF")
+LONG_WORD = "Khôngcókhoảngtrắng" * 10
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
+    async for d in start_demo(tmp_path_factory.mktemp("polish")):
+        yield d
+
+
+async def bubbles_fit(page: Page) -> None:
+    """Every bubble: no horizontal overflow, wholly inside the viewport."""
+    rows = await page.locator(".bubble").evaluate_all(
+        """bs => bs.map(b => { const r = b.getBoundingClientRect();
+             return {sw: b.scrollWidth, cw: b.clientWidth, left: r.left, right: r.right, vw: innerWidth}; })""")
+    assert rows
+    for r in rows:
+        assert r["sw"] <= r["cw"], r
+        assert r["left"] >= 0 and r["right"] <= r["vw"], r
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+async def test_long_url_and_word_wrap_inside_the_bubble(browser: Any, demo: Demo, device: str) -> None:
+    """Item 1: a 150+ character URL or word wraps inside its bubble (the visitor's own and
+    the agent's), nothing overflows and the bubble's start is on screen."""
+    assert len(LONG_URL) >= 150 and len(LONG_WORD) >= 150
+    ctx = await browser.new_context(locale="en-US", **(PHONE if device == "phone" else {}))
+    bot = await agent(demo.url, demo.agent_token)
+    try:
+        page = await visitor_page(ctx, demo)
+        await start_chat(page, "Lan", "lan@example.vn", LONG_URL)
+        box = page.get_by_role("textbox", name="Type a message…")
+        await box.fill(LONG_WORD)
+        await box.press("Enter")
+        await expect(page.locator(".msg.me .bubble")).to_have_text([LONG_URL, LONG_WORD], timeout=T)
+        cid = await conversation_id(page, demo)
+        for text in (LONG_URL, LONG_WORD):
+            ack = await bot.call("message:send", {"conversation_id": cid, "client_id": new_client_id(), "text": text})
+            assert ack["ok"], ack
+        await expect(page.locator(".msg.them .bubble")).to_have_text([LONG_URL, LONG_WORD], timeout=T)
+        await bubbles_fit(page)
+    finally:
+        await bot.close()
+        await ctx.close()
+
+
+async def test_phone_panel_is_full_screen(browser: Any, demo: Demo) -> None:
+    """Item 6: on a 375x667 phone the open panel covers the viewport exactly; closing it
+    brings the launcher back."""
+    ctx = await browser.new_context(locale="en-US", **PHONE)
+    try:
+        page = await visitor_page(ctx, demo)
+        await page.locator(".launcher").click()
+        panel = page.locator(".panel")
+        await expect(panel).to_be_visible(timeout=T)
+        rect = await panel.evaluate("p => { const r = p.getBoundingClientRect();"
+                                    " return [r.left, r.top, r.width, r.height, innerWidth, innerHeight]; }")
+        assert rect == [0, 0, 375, 667, 375, 667]
+        await page.get_by_role("button", name="Close chat").first.click()
+        await expect(panel).to_be_hidden()
+        await expect(page.locator(".launcher")).to_be_visible()
+    finally:
+        await ctx.close()
+
