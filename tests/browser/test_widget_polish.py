@@ -87,3 +87,38 @@ async def test_phone_panel_is_full_screen(browser: Any, demo: Demo) -> None:
     finally:
         await ctx.close()
 
+
+@pytest.mark.parametrize(("locale", "notice"), [("en-US", "Reconnecting…"), ("vi-VN", "Đang kết nối lại…")])
+async def test_reconnecting_notice_while_disconnected(browser: Any, demo: Demo, locale: str, notice: str) -> None:
+    """Item 5: the network gone, the widget says so (role=status) while a message waits in
+    "Sending…"; back online, the notice goes and the message is sent."""
+    ctx = await browser.new_context(locale=locale)
+    try:
+        page = await visitor_page(ctx, demo)
+        await page.locator(".launcher").click()
+        await page.locator("input[name=name]").fill("Hùng")
+        await page.locator("form.prechat button[type=submit]").click()
+        box = page.locator("textarea")
+        await box.fill("Xin chào")
+        await box.press("Enter")
+        host = page.locator("#izihelp-widget")
+        await expect(page.locator(".msg.me").last).to_have_attribute("data-state", re.compile("sent|delivered|read"),
+                                                                     timeout=T)
+        status = page.get_by_role("status").filter(has_text=notice)
+        await expect(status).to_be_hidden()
+
+        await ctx.set_offline(True)
+        await expect(host).to_have_attribute("data-connection", "offline", timeout=T)
+        await expect(status).to_be_visible(timeout=T)
+        await box.fill("Bạn còn đó không?")
+        await box.press("Enter")
+        mine = page.locator(".msg.me").last
+        await expect(mine).to_have_attribute("data-state", "sending")
+
+        await ctx.set_offline(False)
+        await expect(host).to_have_attribute("data-connection", "connected", timeout=T)
+        await expect(status).to_be_hidden(timeout=T)
+        await expect(mine).to_have_attribute("data-state", re.compile("sent|delivered|read"), timeout=T)
+    finally:
+        await ctx.close()
+

@@ -117,7 +117,9 @@ export class Widget {
 
   setConn(state) {
     this.host.setAttribute("data-connection", state);
-    this.ui.status.hidden = state !== "connecting" || !this.session;
+    // "Reconnecting…" while a visitor who was connected has no live socket (the network
+    // is gone or the server restarting): their messages wait in "Sending…" meanwhile
+    this.ui.status.hidden = (state !== "connecting" && state !== "offline") || !this.session;
   }
 
   call(event, payload, timeout = SEND_TIMEOUT) {
