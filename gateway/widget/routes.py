@@ -37,7 +37,9 @@ CORS_HEADERS = "Authorization, Content-Type, X-Widget-Key, X-Visitor-Token"
 class WidgetRoutes:
     def __init__(self, *, api: Api, store: Store, widget_store: WidgetStore, uploads: Uploads,
                  verify_token: VerifyToken, cors_origins: tuple[str, ...], dist: Path, data_dir: Path,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], max_text_chars: int = 4000) -> None:
+        """`max_text_chars`: the longest message text (MAX_TEXT_CHARS), told to the widget so
+        that its composer stops there."""
         self.api = api
         self.store = store
         self.widget_store = widget_store
@@ -47,6 +49,7 @@ class WidgetRoutes:
         self.dist = dist
         self.data_dir = data_dir
         self.clock = clock
+        self.max_text_chars = max_text_chars
         self._favicon = favicon_png()
 
     # --- plumbing --------------------------------------------------------
@@ -105,7 +108,8 @@ class WidgetRoutes:
     async def public_settings(self, request: web.Request) -> web.StreamResponse:
         tenant_id = await self._tenant_by_key(request.match_info["key"])
         settings = ws.merged(await self.widget_store.get_settings(tenant_id))
-        resp = web.json_response({"ok": True, "settings": settings, "max_upload_bytes": self.uploads.max_bytes})
+        resp = web.json_response({"ok": True, "settings": settings, "max_upload_bytes": self.uploads.max_bytes,
+                                  "max_text_chars": self.max_text_chars})
         resp.headers["Cache-Control"] = "public, max-age=60"
         return resp
 

@@ -122,3 +122,87 @@ async def test_reconnecting_notice_while_disconnected(browser: Any, demo: Demo, 
     finally:
         await ctx.close()
 
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def strict(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
+    """A gateway whose visitors may send one message per connection, then none for ~1000 s
+    (the test refills a connection's bucket by hand to let a retry through)."""
+    async for d in start_demo(tmp_path_factory.mktemp("strict"), visitor_messages_burst=1.0,
+                              visitor_messages_per_sec=0.001):
+        yield d
+
+
+async def test_refused_message_localized_with_retry_and_delete(browser: Any, strict: Demo) -> None:
+    """Item 4: a refused message (here `rate_limited`) shows the Vietnamese sentence for its
+    code, not the server's English message; Delete drops it; Retry sends it again with the
+    same client_id and it is stored once."""
+    from gateway.admission.limits import LIMITS_KEY
+
+    ctx = await browser.new_context(locale="vi-VN")
+    try:
+        page = await visitor_page(ctx, strict)
+        await page.locator(".launcher").click()
+        await page.get_by_label("Tên của bạn").fill("Lan")
+        await page.get_by_role("button", name="Bắt đầu trò chuyện").click()
+        box = page.get_by_role("textbox", name="Nhập tin nhắn…")
+        await box.fill("Xin chào")
+        await box.press("Enter")
+        first = page.locator(".msg.me").last
+        await expect(first).to_have_attribute("data-state", re.compile("sent|delivered|read"), timeout=T)
+
+        for text in ("Còn hàng không?", "Tin nhắn thừa"):
+            await box.fill(text)
+            await box.press("Enter")
+        again = page.locator(".msg.me", has_text="Còn hàng không?")
+        extra = page.locator(".msg.me", has_text="Tin nhắn thừa")
+        for node in (again, extra):
+            await expect(node).to_have_attribute("data-state", "failed", timeout=T)
+            meta = node.locator(".meta")
+            await expect(meta).to_contain_text("Chưa gửi được: Bạn gửi tin nhắn quá nhanh.")
+            await expect(meta).not_to_contain_text("too many")
+
+        await extra.get_by_role("button", name="Xoá").click()
+        await expect(extra).to_have_count(0)
+        await expect(page.locator(".msg.me .bubble")).to_have_text(["Xin chào", "Còn hàng không?"])
+
+        client_id = await again.get_attribute("data-client-id")
+        sid = await page.evaluate("window.IZIHelp.widget.getSocket().id")
+        strict.rg.gw.app[LIMITS_KEY].messages_per_connection.forget(f"conn:{sid}")  # a token again
+        await again.get_by_role("button", name="Thử lại").click()
+        await expect(again).to_have_attribute("data-state", re.compile("sent|delivered|read"), timeout=T)
+        await expect(again.get_by_role("button")).to_have_count(0)
+        cid = await conversation_id(page, strict)
+        stored = await strict.rg.gw.store.get_messages(strict.tenant_id, cid, after_seq=0, limit=10)
+        mine = [(m.text, m.client_id) for m in stored if m.author_type == "contact"]
+        assert mine[1:] == [("Còn hàng không?", client_id)]
+    finally:
+        await ctx.close()
+
+
+async def test_composer_stops_at_the_text_limit(browser: Any, demo: Demo) -> None:
+    """Item 4: the composer takes at most MAX_TEXT_CHARS (4000) characters, typed or pasted,
+    with a counter from 90 % on; the full-length message is sent."""
+    ctx = await browser.new_context(locale="en-US")
+    try:
+        page = await visitor_page(ctx, demo)
+        await start_chat(page, "Nam", "nam@example.vn", "Một câu hỏi dài")
+        box = page.get_by_role("textbox", name="Type a message…")
+        assert await box.get_attribute("maxlength") == "4000"
+        counter = page.locator(".count")
+        await box.fill("a" * 3000)
+        await expect(counter).to_be_hidden()
+        await box.fill("a" * 3990)
+        await expect(counter).to_have_text("3990 / 4000 characters")
+        await box.press_sequentially("b" * 20)  # typed past the limit: the last 10 are refused
+        await expect(counter).to_have_text("4000 / 4000 characters")
+        assert await box.evaluate("b => b.value.length") == 4000
+        await box.press("Enter")
+        await expect(page.locator(".msg.me").last).to_have_attribute("data-state", re.compile("sent|delivered|read"),
+                                                                     timeout=T)
+        await expect(counter).to_be_hidden()
+        cid = await conversation_id(page, demo)
+        stored = await demo.rg.gw.store.get_messages(demo.tenant_id, cid, after_seq=0, limit=10)
+        assert stored[-1].text == "a" * 3990 + "b" * 10
+    finally:
+        await ctx.close()

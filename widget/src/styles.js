@@ -65,5 +65,12 @@ input { border: 1px solid #d0d4d9; border-radius: 8px; padding: 8px 10px; font-s
     max-height: none; border-radius: 0; }
   .panel:not([hidden]) ~ .launcher { display: none; }
 }
+.msg[data-state="failed"] .meta { color: #8a1c12; }
+.msg[data-state="failed"] .bubble { opacity: .75; }
+.link { background: none; border: none; padding: 0 2px; color: #0b4fa3; text-decoration: underline; cursor: pointer;
+  font-size: 12px; font-weight: 600; text-transform: none; }
+.count { font-size: 12px; color: #57606a; text-align: right; padding: 2px 12px 0; background: #fff; }
+.count.full { color: #8a1c12; font-weight: 600; }
+.count[hidden] { display: none; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 `;
