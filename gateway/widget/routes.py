@@ -7,6 +7,7 @@ CORS headers on every response, errors included."""
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -29,6 +30,10 @@ from gateway.widget.pages import demo_page, favicon_png
 from gateway.widget.store import WidgetStore
 from gateway.widget.uploads import INLINE_TYPES, Uploads
 
+# a bundle whose name carries a hash of its content (widget/build.mjs): never changes
+HASHED_ASSET = re.compile(r"(widget|console)\.[0-9a-f]{10}\.js")
+ASSET_CACHE = "public, max-age=300"  # the loader: a new build reaches browsers within 5 minutes
+HASHED_CACHE = "public, max-age=31536000, immutable"
 VerifyToken = Callable[[str, str, float], VisitorClaims | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORS_HEADERS = "Authorization, Content-Type, X-Widget-Key, X-Visitor-Token"
@@ -187,7 +192,8 @@ class WidgetRoutes:
         if name.endswith((".br", ".gz")) or self.dist.resolve() not in path.parents or not path.is_file():
             raise web.HTTPNotFound(text="not built: run scripts/run.sh or `npm run build` in widget/")
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        resp = await static_response(request, path, ctype, "public, max-age=300")
+        cache = HASHED_CACHE if HASHED_ASSET.fullmatch(name) else ASSET_CACHE
+        resp = await static_response(request, path, ctype, cache)
         resp.headers["Access-Control-Allow-Origin"] = "*"
         return resp
 

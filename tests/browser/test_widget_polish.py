@@ -206,3 +206,31 @@ async def test_composer_stops_at_the_text_limit(browser: Any, demo: Demo) -> Non
         assert stored[-1].text == "a" * 3990 + "b" * 10
     finally:
         await ctx.close()
+
+
+async def test_first_load_cache_policy_and_favicon(browser: Any, demo: Demo) -> None:
+    """Item 8: a browser's first load of the widget is the short-cached loader and the
+    content-hashed bundle (immutable), at most 30 KB on the wire; /favicon.ico is served."""
+    ctx = await browser.new_context(locale="en-US")
+    try:
+        page = await ctx.new_page()
+        seen: list[Any] = []
+        page.on("requestfinished", lambda r: seen.append(r))
+        await page.goto(f"{demo.url}/demo")
+        await expect(page.locator(".launcher")).to_be_visible(timeout=T)
+        assets = {}
+        for req in seen:
+            if req.url.startswith(f"{demo.url}/widget/"):
+                resp = await req.response()
+                assets[req.url.rsplit("/", 1)[1]] = (resp.headers, (await req.sizes())["responseBodySize"])
+        bundle = next(n for n in assets if re.fullmatch(r"widget\.[0-9a-f]{10}\.js", n))
+        assert sorted(assets) == sorted(["loader.js", bundle])
+        assert assets["loader.js"][0]["cache-control"] == "public, max-age=300"
+        assert assets[bundle][0]["cache-control"] == "public, max-age=31536000, immutable"
+        wire = sum(size for _, size in assets.values())
+        print(f"widget first load: {wire} bytes on the wire ({assets[bundle][0].get('content-encoding')})")
+        assert wire <= 30 * 1024, wire
+        resp = await page.goto(f"{demo.url}/favicon.ico")
+        assert resp is not None and resp.status == 200 and resp.headers["content-type"] == "image/png"
+    finally:
+        await ctx.close()
