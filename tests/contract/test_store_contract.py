@@ -1349,3 +1349,33 @@ async def test_conversation_subject_is_kept_from_its_creation(store: Store) -> N
     assert res.conversation.subject == "Đơn hàng #1042"  # the append path's conversation too
     (listed,) = await store.list_conversations(w.tenant.id, ConversationFilter(channel=Channel.EMAIL))
     assert listed.subject == "Đơn hàng #1042"
+
+
+async def test_migration_10_takes_each_email_conversations_first_subject(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0010 adds conversations.subject and fills it, for email conversations stored before
+    it, from the first subject recorded in email_message_ids."""
+    import gateway.store.sql as sql_module
+
+    older = [m for m in load_migrations() if m.version < 10]
+    monkeypatch.setattr(sql_module, "load_migrations", lambda: older)
+    store = backend.make()
+    await store.open()
+    await store.migrate()
+    tenant = await new_tenant(store)
+    contact = await store.create_contact(tenant_id=tenant.id, name="Hùng", email=None, now=100.0)
+    ids = {"mail": uuid.uuid4().hex, "bare": uuid.uuid4().hex, "widget": uuid.uuid4().hex}
+    async with store.transaction() as conn:  # today's create_conversation writes the new column
+        for key, channel in (("mail", "email"), ("bare", "email"), ("widget", "widget")):
+            await conn.execute(
+                "INSERT INTO conversations (id, tenant_id, channel, contact_id, status, assignee_id, epoch, last_seq,"
+                " external_thread_id, created_at, updated_at) VALUES ($1, $2, $3, $4, 'open', NULL, 'e', 0, $5,"
+                " 100, 100)", ids[key], tenant.id, channel, contact.id, f"thread-{key}")
+        for mid, subject, at in (("m2", "Re: Đổi trả", 102.0), ("m0", None, 100.0), ("m1", "Đổi trả", 101.0)):
+            await conn.execute(
+                "INSERT INTO email_message_ids (tenant_id, message_id, conversation_id, direction, subject,"
+                " created_at) VALUES ($1, $2, $3, 'in', $4, $5)", tenant.id, mid, ids["mail"], subject, at)
+    monkeypatch.undo()
+    await store.migrate()
+    got = {k: (await store.get_conversation(tenant.id, v)).subject for k, v in ids.items()}
+    assert got == {"mail": "Đổi trả", "bare": None, "widget": None}
