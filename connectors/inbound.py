@@ -21,6 +21,7 @@ from gateway.chat.service import ChatService
 from gateway.core.domain import AuthorType, Conversation, ConversationStatus, Message, NewMessage
 from gateway.store import Store
 
+MAX_SUBJECT = 998  # RFC 5322's line length
 MAX_INBOUND_TEXT = 64 * 1024
 
 
@@ -56,7 +57,7 @@ class InboundPipeline:
         )
         conv = await self._store.create_conversation(
             tenant_id=msg.tenant_id, channel=msg.channel, contact_id=contact.id, now=now,
-            external_thread_id=msg.external_thread_id,
+            external_thread_id=msg.external_thread_id, subject=(msg.subject or "")[:MAX_SUBJECT] or None,
         )
         new_conv = await self._links.ensure(
             msg.tenant_id, conv.id, channel_id=msg.channel_id, recipient_id=msg.external_author_id

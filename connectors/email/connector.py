@@ -209,7 +209,7 @@ class EmailConnector:
             tenant_id=ch.tenant_id, channel=Channel.EMAIL, external_thread_id=thread,
             external_author_id=sender[1], external_message_id=external_id, text=text.strip(),
             sent_at=time.time(), attachments=tuple(attachments), author_name=sender[0] or None,
-            author_email=sender[1], channel_id=ch.id,
+            author_email=sender[1], channel_id=ch.id, subject=subject.strip() or None,
             meta={"subject": subject, "automatic": is_automatic(msg)},
         )
         res = await self._ctx.inbound.deliver(inbound)

@@ -237,7 +237,7 @@ class Dsr:
         """Blank what the contact left in its conversations, keeping the rows: its messages'
         texts and channel message ids; every message's delivery error (it may name the
         address) and attachments (the conversations' files are deleted); the conversations'
-        channel thread ids; the channel links' recipient (so nothing is sent again: see
+        channel thread ids and subjects; the channel links' recipient (so nothing is sent again: see
         `ERASED_ERROR`); the email Message-ID and subject index; pending outbound replies
         (cancelled, their messages `failed`)."""
         counts = {"messages_anonymised": 0, "thread_ids": 0, "links": 0, "outbox_cancelled": 0}
@@ -253,8 +253,8 @@ class Dsr:
             # the conversations' uploads (agents' files too) are deleted: no message refers to them any more
             await conn.execute(f"UPDATE messages SET attachments = '[]' WHERE tenant_id = $1 AND conversation_id "
                                f"IN ({ids}) AND attachments <> '[]'", *args)
-            await conn.execute(f"UPDATE conversations SET external_thread_id = NULL WHERE tenant_id = $1 AND id IN "
-                               f"({ids})", *args)
+            await conn.execute(f"UPDATE conversations SET external_thread_id = NULL, subject = NULL"
+                               f" WHERE tenant_id = $1 AND id IN ({ids})", *args)
             if "calls" in tables:
                 await conn.execute(f"UPDATE calls SET recording_id = NULL WHERE tenant_id = $1 AND conversation_id "
                                    f"IN ({ids})", *args)

@@ -184,6 +184,13 @@ async def test_export_correct_erase_and_audit(rg) -> None:
     status, body, _ = await _api(rg, "PATCH", f"/contacts/{cid}", tok, {"name": "Trần B"})
     assert status == 200 and json.loads(body)["contact"]["name"] == "Trần B"
 
+    # an email thread of the contact: its subject is the contact's words (issue 32)
+    from gateway.core.domain import Channel
+    mail = await rg.gw.store.create_conversation(tenant_id=d["tenant"], channel=Channel.EMAIL, contact_id=cid,
+                                                 now=time.time(), external_thread_id="m1@example.vn",
+                                                 subject="Hoá đơn của Nguyễn Văn A")
+    assert mail.subject == "Hoá đơn của Nguyễn Văn A"
+
     # erase (default: anonymise)
     status, body, _ = await _api(rg, "POST", f"/contacts/{cid}/erase", tok)
     assert status == 200, body
@@ -193,6 +200,7 @@ async def test_export_correct_erase_and_audit(rg) -> None:
     data = json.loads((await _api(rg, "GET", f"/contacts/{cid}/export", tok))[1])
     assert data["contact"]["name"] is None and data["contact"]["email"] is None and data["identities"] == []
     assert all(m["text"] == "" for m in data["conversations"][0]["messages"])
+    assert (await rg.gw.store.get_conversation(d["tenant"], mail.id)).subject is None
 
     # delete mode removes conversations and the contact
     assert (await _api(rg, "PUT", "/privacy/policy", other["token"], {"erase_mode": "delete"}))[0] == 200
