@@ -60,7 +60,7 @@ INSERT INTO contact_identities SELECT '{T}', 'visitor', 'v' || id, id FROM conta
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {CONVERSATIONS})
 INSERT INTO conversations SELECT printf('c%08d', i), '{T}', 'widget', printf('k%08d', 1 + i % {CONTACTS}),
   CASE WHEN i % 100 = 0 THEN 'open' ELSE 'resolved' END, CASE WHEN i % 3 = 0 THEN 'a' || (1 + i % 20) END,
-  'ep', {MESSAGES_PER_CONVERSATION}, NULL, i, i FROM n;
+  'ep', {MESSAGES_PER_CONVERSATION}, NULL, i, i, NULL FROM n;
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n
   WHERE i < {CONVERSATIONS * MESSAGES_PER_CONVERSATION - 1})
 INSERT INTO messages SELECT printf('m%08d', i), '{T}', printf('c%08d', 1 + i / {MESSAGES_PER_CONVERSATION}),
@@ -77,7 +77,7 @@ _PG_DATA = [
     f"INSERT INTO contact_identities SELECT '{T}', 'visitor', 'v' || id, id FROM contacts",
     f"INSERT INTO conversations SELECT 'c' || lpad(i::text, 8, '0'), '{T}', 'widget',"
     f" 'k' || lpad((1 + i % {CONTACTS})::text, 8, '0'), CASE WHEN i % 100 = 0 THEN 'open' ELSE 'resolved' END,"
-    f" CASE WHEN i % 3 = 0 THEN 'a' || (1 + i % 20) END, 'ep', {MESSAGES_PER_CONVERSATION}, NULL, i, i"
+    f" CASE WHEN i % 3 = 0 THEN 'a' || (1 + i % 20) END, 'ep', {MESSAGES_PER_CONVERSATION}, NULL, i, i, NULL"
     f" FROM generate_series(1, {CONVERSATIONS}) AS i",
     f"INSERT INTO messages SELECT 'm' || lpad(i::text, 8, '0'), '{T}',"
     f" 'c' || lpad((1 + i / {MESSAGES_PER_CONVERSATION})::text, 8, '0'), 1 + i % {MESSAGES_PER_CONVERSATION},"
@@ -160,6 +160,9 @@ async def _run_paths(store: SqlStore) -> None:
     await store.get_tenant(T)
     await store.get_agent(T, "a1")
     await store.list_conversations(T, ConversationFilter(limit=50))
+    page = [f"c{i:08d}" for i in range(1, 51)]
+    await store.get_last_messages(T, page)  # the list's previews and contacts, one query each
+    await store.get_contacts(T, [f"k{i:08d}" for i in range(1, 51)])
     await store.get_read_positions(T, "agent:a1", [f"c{i:08d}" for i in range(1, 51)])
     await store.list_agents(T)
     await store.touch_presence("node-1", {"a1": 1, "a2": 0}, 9e9)
