@@ -5,14 +5,21 @@ tenant's admins may call it; every change is audited."""
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.broker.memory import MemoryHub
+from tests.connectors.conftest import PG_DSN
 from tests.connectors.facebook.fake_graph import encode_payload, signed_headers
 from tests.connectors.facebook.payloads import PAGE_ID, delivery, messaging_entry, text_event
+from tests.support.procs import drop_schema
 from tests.support.server import make_config, run_gateway
 
 SECRET = "right-app-secret"
@@ -92,3 +99,40 @@ async def test_channel_lifecycle_over_rest(tmp_path, caplog: pytest.LogCaptureFi
     assert actions == ["channel.add", "channel.rotate", "channel.disable", "channel.enable", "channel.update",
                        "channel.remove"]
     assert not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.postgres
+async def test_changes_on_one_node_apply_on_another(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two gateways sharing PostgreSQL: an inbox added, rotated, disabled and removed through
+    node A's API is in force for the webhooks node B receives, with no restart."""
+    monkeypatch.setenv("MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    hub = MemoryHub()
+
+    def config(name: str) -> Any:
+        cfg = make_config(tmp_path / name)
+        return replace(cfg, server=replace(cfg.server, node_id=name),
+                       storage=replace(cfg.storage, database_url=PG_DSN, database_schema=schema))
+
+    try:
+        async with (run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b,
+                    aiohttp.ClientSession() as http):
+            nt = await a.tenant()
+            admin = nt.admin_token
+            st, body = await call(http, a.url, "POST", "/channels", admin, {
+                "kind": "facebook", "name": "Page", "settings": {"address": PAGE_ID},
+                "credentials": {"page_access_token": "EAAG-tok", "app_secret": "wrong", "verify_token": "v"}})
+            assert st == 201, body
+            cid = body["channel"]["channel_id"]
+            assert await webhook(http, b.url, "n1") == 401
+            assert (await call(http, a.url, "POST", f"/channels/{cid}/rotate", admin,
+                               {"credentials": {"app_secret": SECRET}}))[0] == 200
+            assert await webhook(http, b.url, "n2") == 200
+            assert (await call(http, a.url, "POST", f"/channels/{cid}/disable", admin))[0] == 200
+            assert await webhook(http, b.url, "n3") == 401
+            assert (await call(http, b.url, "POST", f"/channels/{cid}/enable", admin))[0] == 200  # either node
+            assert await webhook(http, a.url, "n4") == 200
+            assert (await call(http, a.url, "DELETE", f"/channels/{cid}", admin))[0] == 200
+            assert await webhook(http, b.url, "n5") == 401
+    finally:
+        await drop_schema(schema, PG_DSN)
