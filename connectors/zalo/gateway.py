@@ -100,7 +100,9 @@ class ZaloCredentialWriter:
 
 
 class ZaloGatewayConnector(ZaloConnector):
-    def __init__(self, ctx: ConnectorContext) -> None:
+    """`refresh_interval`: seconds between forced reloads of the enabled inboxes."""
+
+    def __init__(self, ctx: ConnectorContext, refresh_interval: float = INBOX_REFRESH) -> None:
         self._ctx = ctx
         self._writer = ZaloCredentialWriter(ctx.db, ctx.box)
         super().__init__(
@@ -110,7 +112,7 @@ class ZaloGatewayConnector(ZaloConnector):
             load_tokens=self._stored_tokens,
             load_accounts=self._enabled_accounts,
         )
-        self._refresher = Periodic("zalo-inboxes", self._reload, INBOX_REFRESH, delay=INBOX_REFRESH)
+        self._refresher = Periodic("zalo-inboxes", self._reload, refresh_interval, delay=refresh_interval)
 
     async def _reload(self) -> None:
         await self.reload_accounts(force=True)
