@@ -119,7 +119,8 @@ class Outbox:
             )
         if row is None:
             return
-        await self._publish_state(conv.tenant_id, m.id, DeliveryState.PENDING, None)
+        if m.delivery_state != DeliveryState.PENDING:  # stored `pending` already (ErasedContactCheck): no update
+            await self._publish_state(conv.tenant_id, m.id, DeliveryState.PENDING, None)
         self._wake.set()
 
     async def get(self, message_id: str) -> OutboxRow | None:
