@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.channels import ChannelConfig, ChannelError, ChannelStore
-from connectors.schemas import SchemaError, check
+from connectors.schemas import SCHEMAS, check
 from gateway.core.domain import Channel
 
 audit_log = logging.getLogger("connectors.audit")
@@ -63,12 +63,9 @@ class ChannelAdmin:
     async def add(self, *, tenant_id: str, kind: Channel, name: str, settings: dict[str, Any],
                   credentials: dict[str, Any], enabled: bool, actor: str) -> ChannelConfig:
         """Raises SchemaError or ChannelError (both ValueError) for a refused definition."""
-        try:
-            check(kind, settings, credentials)
-        except SchemaError:
-            raise
-        except ValueError as exc:
-            raise ChannelError(str(exc)) from None
+        if kind not in SCHEMAS:
+            raise ChannelError(f"{Channel(kind).value} is not a connector channel")
+        check(kind, settings, credentials)
         ch = await self._channels.add(tenant_id=tenant_id, kind=kind, name=name, credentials=credentials,
                                       settings=settings, enabled=enabled)
         self._audit("add", ch, actor, sorted(settings) + [f"credentials.{k}" for k in sorted(credentials)])
