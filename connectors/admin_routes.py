@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.channels import ChannelError, ChannelStore
+from connectors.channels import ChannelError, ChannelRepository
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
 from connectors.schemas import SchemaError
 from gateway.chat.principals import AgentPrincipal
@@ -44,7 +44,7 @@ def _object(body: Mapping[str, Any], key: str, *, required: bool = False) -> dic
 
 
 class ChannelsApi:
-    def __init__(self, channels: ChannelStore, principal: Principal, body: Body) -> None:
+    def __init__(self, channels: ChannelRepository, principal: Principal, body: Body) -> None:
         self._channels = channels
         self._admin = ChannelAdmin(channels)
         self._principal = principal

@@ -45,6 +45,7 @@ class InboundMessage:
     author_email: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # channel specifics (subject, post id, …)
     channel_id: str | None = None  # the tenant inbox (connectors/channels.py) it arrived on
+    subject: str | None = None  # the thread's subject (email), kept by a conversation it creates
 
 
 @dataclass(frozen=True, slots=True)

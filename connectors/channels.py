@@ -3,7 +3,10 @@
 A `ChannelConfig` is one inbox of a tenant on one channel kind. `settings` is public
 JSON (inbox address, `api_base` override, SMTP host, ...); `credentials` is JSON sealed
 with the master key (`SecretBox`, associated data = tenant id + channel id), decrypted
-only on demand through `ChannelStore.credentials`.
+only on demand through `ChannelRepository.credentials`.
+
+`ChannelRepository` is the contract (tests/contract/test_channel_repository.py runs it on
+SQLite and PostgreSQL); `ChannelStore` implements it over `gateway.store.db.Database`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import builtins
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.core.domain import Channel
 from gateway.security.crypto import SecretBox
@@ -71,7 +74,74 @@ SEALED_CREDENTIALS = SealedColumn("channel_credentials", "channel {id}'s credent
                                   "credentials", credentials_aad)
 
 
+class ChannelRepository(Protocol):
+    """The tenants' channel inboxes. Every read and write names its tenant and sees only that
+    tenant's inboxes, except the two lookups across tenants that inbound routing and pollers
+    need (`find_by_address`, `list_enabled`). Credentials are stored sealed and only
+    `credentials` opens them."""
+
+    async def add(self, *, tenant_id: str, kind: Channel, name: str, credentials: dict[str, Any],
+                  settings: dict[str, Any], enabled: bool = True) -> ChannelConfig:
+        """A new inbox with a fresh id. `settings["address"]`, if given, is its inbound
+        routing key, normalised (`normalize_address`) and unique per kind across all tenants.
+        `ChannelError` for a kind that is not a connector channel (widget, call), a name not
+        1..200 characters, settings or credentials over 16 KiB as JSON, or an address another
+        inbox of the kind already uses (nothing is stored then)."""
+        ...
+
+    async def get(self, tenant_id: str, channel_id: str) -> ChannelConfig | None:
+        """The tenant's inbox, or None (unknown id, or another tenant's inbox)."""
+        ...
+
+    async def list(self, tenant_id: str, kind: Channel | None = None) -> list[ChannelConfig]:
+        """The tenant's inboxes (of `kind` when given), enabled or not, oldest first."""
+        ...
+
+    async def list_enabled(self, kind: Channel) -> builtins.list[ChannelConfig]:
+        """Every tenant's enabled inboxes of `kind`, oldest first (for polling connectors)."""
+        ...
+
+    async def find_by_address(self, kind: Channel, address: str) -> ChannelConfig | None:
+        """The enabled inbox of `kind` whose routing key is `address` once normalised, of any
+        tenant; None when there is none or it is disabled."""
+        ...
+
+    async def for_tenant(self, tenant_id: str, kind: Channel, channel_id: str | None = None) -> ChannelConfig | None:
+        """`channel_id`'s inbox when it is the tenant's, enabled and of `kind`; without
+        `channel_id`, the tenant's oldest enabled inbox of `kind`; else None."""
+        ...
+
+    async def set_enabled(self, tenant_id: str, channel_id: str, enabled: bool) -> None:
+        """Enable or disable the tenant's inbox; nothing happens for another tenant's or an unknown id."""
+        ...
+
+    async def update_credentials(self, tenant_id: str, channel_id: str, changes: dict[str, Any]) -> None:
+        """Merge `changes` into the inbox's sealed credentials (a rotated token) atomically:
+        two concurrent updates both land. `LookupError` when the tenant has no such inbox."""
+        ...
+
+    async def credentials(self, ch: ChannelConfig) -> dict[str, Any]:
+        """The inbox's credentials, opened; {} when the inbox is gone. `MasterKeyError` when
+        they were sealed under another key."""
+        ...
+
+    async def redefine(self, tenant_id: str, channel_id: str, *, name: str,
+                       settings: dict[str, Any]) -> ChannelConfig | None:
+        """Replace the inbox's name and settings (its address follows `settings["address"]`);
+        None when the tenant has no such inbox; `ChannelError` for a name not 1..200
+        characters, settings over 16 KiB, or an address another inbox of the kind uses
+        (nothing changes then)."""
+        ...
+
+    async def remove(self, tenant_id: str, channel_id: str) -> bool:
+        """Delete the tenant's inbox and what refers to it; False when there is none (or it
+        is another tenant's). Its conversations stay."""
+        ...
+
+
 class ChannelStore:
+    """`ChannelRepository` on the `connector_channels` table (migration 0004)."""
+
     def __init__(self, db: Database, box: SecretBox, clock: Callable[[], float]) -> None:
         self._db = db
         self._box = box

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from connectors.channels import ChannelError, ChannelStore
+from connectors.channels import ChannelError, ChannelRepository, ChannelStore
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
 from connectors.settings import load_connector_settings
 from gateway.config import Config
@@ -72,7 +72,7 @@ async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
     except MasterKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    channels = ChannelStore(store, box, time.time)
+    channels: ChannelRepository = ChannelStore(store, box, time.time)
     try:
         await store.get_tenant(args.tenant)
     except NotFound:

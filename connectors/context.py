@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.channels import ChannelStore
+from connectors.channels import ChannelRepository
 from connectors.inbound import InboundPipeline
-from connectors.links import LinkStore
+from connectors.links import LinkRepository
 from connectors.settings import ConnectorSettings
 from gateway.chat.service import ChatService
 from gateway.config import Config
@@ -23,8 +23,8 @@ class ConnectorContext:
     store: Store
     db: Database  # for a connector's own tables (its own migration file)
     chat: ChatService
-    channels: ChannelStore  # tenant inboxes: find_by_address / for_tenant / credentials
-    links: LinkStore  # conversation → inbox + recipient
+    channels: ChannelRepository  # tenant inboxes: find_by_address / for_tenant / credentials
+    links: LinkRepository  # conversation → inbox + recipient
     inbound: InboundPipeline  # `await ctx.inbound.deliver(msg)` when the caller needs the result
     box: SecretBox  # master-key box (derive() for HMAC keys)
     node_id: str

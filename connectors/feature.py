@@ -20,6 +20,7 @@ from connectors.email.imap import ImapPoller
 from connectors.inbound import InboundPipeline
 from connectors.links import ErasedContactCheck, LinkStore
 from connectors.outbox import Outbox
+from connectors.outbox_repository import SqlOutboxRepository
 from connectors.registry import build_connectors
 from connectors.settings import load_connector_settings
 from gateway.core.domain import Channel
@@ -113,8 +114,8 @@ class ConnectorsFeature:
             links=links, inbound=inbound, box=box, node_id=host.node_id, clock=host.clock,
         )
         connectors = build_connectors(ctx)
-        outbox = Outbox(db=host.db, store=host.store, chat=host.chat, links=links, connectors=connectors,
-                        settings=settings.outbox, node_id=host.node_id, clock=host.clock)
+        outbox = Outbox(rows=SqlOutboxRepository(host.db), store=host.store, chat=host.chat, links=links,
+                        connectors=connectors, settings=settings.outbox, node_id=host.node_id, clock=host.clock)
         hub = ConnectorHub(ctx, outbox, connectors)
         on_start: list[Hook] = []
         if not host.config.storage.database_url:  # one node owns the outbox: take back what a crash left sending

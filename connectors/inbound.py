@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import Attachment, InboundMessage
-from connectors.links import LinkStore
+from connectors.links import LinkRepository
 from gateway.chat.service import ChatService
 from gateway.core.domain import AuthorType, Conversation, ConversationStatus, Message, NewMessage
 from gateway.store import Store
 
+MAX_SUBJECT = 998  # RFC 5322's line length
 MAX_INBOUND_TEXT = 64 * 1024
 
 
@@ -38,7 +39,7 @@ def attachment_dict(a: Attachment) -> dict[str, object]:
 
 
 class InboundPipeline:
-    def __init__(self, store: Store, chat: ChatService, links: LinkStore, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, chat: ChatService, links: LinkRepository, clock: Callable[[], float]) -> None:
         self._store = store
         self._chat = chat
         self._links = links
@@ -56,7 +57,7 @@ class InboundPipeline:
         )
         conv = await self._store.create_conversation(
             tenant_id=msg.tenant_id, channel=msg.channel, contact_id=contact.id, now=now,
-            external_thread_id=msg.external_thread_id,
+            external_thread_id=msg.external_thread_id, subject=(msg.subject or "")[:MAX_SUBJECT] or None,
         )
         new_conv = await self._links.ensure(
             msg.tenant_id, conv.id, channel_id=msg.channel_id, recipient_id=msg.external_author_id

@@ -1,11 +1,15 @@
-"""`connector_links`: which inbox and channel identity a connector conversation uses."""
+"""`connector_links`: which inbox and channel identity a connector conversation uses.
+
+`LinkRepository` is the contract (tests/contract/test_link_repository.py runs it on SQLite
+and PostgreSQL); `LinkStore` implements it over `gateway.store.db.Database`.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.aio.lru import LruCache
 from gateway.chat.principals import AgentPrincipal, Principal
@@ -23,7 +27,31 @@ class ConversationLink:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class LinkRepository(Protocol):
+    """One link per conversation, written once and never changed here (privacy's erasure
+    empties `recipient_id` and `meta`)."""
+
+    async def ensure(
+        self, tenant_id: str, conversation_id: str, *, channel_id: str | None, recipient_id: str,
+        meta: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the conversation's link unless it has one; True for exactly one of any
+        number of concurrent calls for a conversation (the one that created it), False for
+        the others, which change nothing."""
+        ...
+
+    async def get(self, tenant_id: str, conversation_id: str) -> ConversationLink | None:
+        """The conversation's link when it is the tenant's, else None."""
+        ...
+
+    async def find(self, conversation_id: str) -> ConversationLink | None:
+        """By conversation id alone, any tenant (inbound routing by reply address; ids are global)."""
+        ...
+
+
 class LinkStore:
+    """`LinkRepository` on the `connector_links` table."""
+
     def __init__(self, db: Database, clock: Callable[[], float]) -> None:
         self._db = db
         self._clock = clock
@@ -73,7 +101,7 @@ class ErasedContactCheck:
     it), so its ack, REST 201 and `message:new` say so. Conversations found without a link
     (the widget's, calls') are remembered, so their messages cost no read."""
 
-    def __init__(self, links: LinkStore, cache_size: int = 100_000) -> None:
+    def __init__(self, links: LinkRepository, cache_size: int = 100_000) -> None:
         self._links = links
         self._unlinked: LruCache[tuple[str, str], bool] = LruCache(cache_size)
 

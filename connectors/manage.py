@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.channels import ChannelConfig, ChannelError, ChannelStore
+from connectors.channels import ChannelConfig, ChannelError, ChannelRepository
 from connectors.schemas import SCHEMAS, check
 from gateway.core.domain import Channel
 
@@ -51,7 +51,7 @@ class ChannelAdmin:
     """`actor` of each call names who made the change in the audit line (``cli``,
     ``agent:<id>``)."""
 
-    def __init__(self, channels: ChannelStore) -> None:
+    def __init__(self, channels: ChannelRepository) -> None:
         self._channels = channels
 
     async def _get(self, tenant_id: str, channel_id: str) -> ChannelConfig:

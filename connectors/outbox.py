@@ -1,14 +1,12 @@
 """Durable outbox: agents' replies in connector conversations go out through it.
 
-Flow: `on_message` (a `ChatService.message_listeners` entry) stores one `connector_outbox`
-row per agent message in a connector conversation (state `queued`) and marks the message
+Flow: `on_message` (a `ChatService.message_listeners` entry) stores one outbox row per
+agent message in a connector conversation (state `queued`) and marks the message
 `pending`. A worker per node claims due rows, calls the channel connector's `send` and
 records the outcome; every delivery-state change is published as `message:updated`.
 
-* Claiming is a conditional ``UPDATE ... WHERE message_id = $x AND <still due> RETURNING``:
-  under PostgreSQL READ COMMITTED a concurrent claimer re-checks the condition after the
-  first commits and gets nothing, so several nodes never claim one row at the same time;
-  SQLite write transactions are exclusive anyway.
+* The rows are an `OutboxRepository` (connectors/outbox_repository.py): a due row is
+  claimed by one node only, however many claim at once.
 * A claimed row holds a lease (`OutboxSettings.lease`); if its node dies mid-send the row
   is due again when the lease runs out (crash between store and send ⇒ still delivered).
 * A conversation whose contact was erased (its link has no recipient any more, see
@@ -29,66 +27,38 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.attachments import kind_of
 from connectors.base import Attachment, Connector, OutboundMessage, PermanentError, TransientError
-from connectors.links import LinkStore
+from connectors.links import LinkRepository
+from connectors.outbox_repository import MAX_ERROR_CHARS, OutboxRepository, OutboxRow
 from connectors.settings import OutboxSettings
 from gateway.chat.service import ChatService
 from gateway.core.domain import AuthorType, Channel, Conversation, DeliveryState, Message
 from gateway.privacy.dsr import ERASED_ERROR
 from gateway.store import NotFound, Store
-from gateway.store.db import Database
-from gateway.store.rows import Row
 
 log = logging.getLogger(__name__)
 
 NOT_CONNECTOR = frozenset({Channel.WIDGET, Channel.CALL})
-MAX_ERROR_CHARS = 500
-
-_DUE = "((state = 'queued' AND next_attempt_at <= $2) OR (state = 'sending' AND lease_until <= $2))"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    message_id: str
-    tenant_id: str
-    conversation_id: str
-    channel: Channel
-    state: str
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    external_id: str | None
-    created_at: float
-
-
-def _row(r: Row) -> OutboxRow:
-    return OutboxRow(
-        message_id=str(r["message_id"]), tenant_id=str(r["tenant_id"]), conversation_id=str(r["conversation_id"]),
-        channel=Channel(r["channel"]), state=str(r["state"]), attempts=int(r["attempts"]),
-        next_attempt_at=float(r["next_attempt_at"]), last_error=r["last_error"], external_id=r["external_id"],
-        created_at=float(r["created_at"]),
-    )
 
 
 class Outbox:
     def __init__(
         self,
         *,
-        db: Database,
+        rows: OutboxRepository,
         store: Store,
         chat: ChatService,
-        links: LinkStore,
+        links: LinkRepository,
         connectors: Mapping[Channel, Connector],
         settings: OutboxSettings,
         node_id: str,
         clock: Callable[[], float],
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._db = db
+        self._rows = rows
         self._store = store
         self._chat = chat
         self._links = links
@@ -108,25 +78,15 @@ class Outbox:
         if link is not None and not link.recipient_id:  # the contact was erased
             await self._publish_state(conv.tenant_id, m.id, DeliveryState.FAILED, ERASED_ERROR)
             return
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            row = await conn.fetchrow(
-                "INSERT INTO connector_outbox (message_id, tenant_id, conversation_id, channel, state, attempts,"
-                " next_attempt_at, lease_until, claimed_by, last_error, external_id, created_at, updated_at)"
-                " VALUES ($1, $2, $3, $4, 'queued', 0, $5, NULL, NULL, NULL, NULL, $5, $5)"
-                " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-                m.id, conv.tenant_id, conv.id, conv.channel.value, now,
-            )
-        if row is None:
+        if not await self._rows.enqueue(message_id=m.id, tenant_id=conv.tenant_id, conversation_id=conv.id,
+                                        channel=conv.channel, now=self._clock()):
             return
         if m.delivery_state != DeliveryState.PENDING:  # stored `pending` already (ErasedContactCheck): no update
             await self._publish_state(conv.tenant_id, m.id, DeliveryState.PENDING, None)
         self._wake.set()
 
     async def get(self, message_id: str) -> OutboxRow | None:
-        async with self._db.reader() as conn:
-            r = await conn.fetchrow("SELECT * FROM connector_outbox WHERE message_id = $1", message_id)
-        return None if r is None else _row(r)
+        return await self._rows.get(message_id)
 
     async def reclaim_all(self) -> int:
         """Single-node (embedded) start-up: rows a crashed incarnation of this node left
@@ -134,15 +94,11 @@ class Outbox:
         be sending them). Their attempt counts stay: an attempt that may have reached the
         platform is retried with the same message id, which the platforms deduplicate
         where they can (docs/connectors.md)."""
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            rows = await conn.fetch(
-                "UPDATE connector_outbox SET state = 'queued', next_attempt_at = $1, lease_until = NULL,"
-                " claimed_by = NULL, updated_at = $1 WHERE state = 'sending' RETURNING message_id", now)
-        if rows:
-            log.info("outbox: %d replies left sending by a crash are due again", len(rows))
+        n = await self._rows.reclaim_all(now=self._clock())
+        if n:
+            log.info("outbox: %d replies left sending by a crash are due again", n)
             self._wake.set()
-        return len(rows)
+        return n
 
     # --- worker ----------------------------------------------------------
     def start(self) -> None:
@@ -184,24 +140,8 @@ class Outbox:
         return len(rows)
 
     async def _claim(self) -> list[OutboxRow]:
-        now = self._clock()
-        async with self._db.reader() as conn:
-            candidates = await conn.fetch(
-                f"SELECT message_id FROM connector_outbox WHERE {_DUE.replace('$2', '$1')}"
-                " ORDER BY next_attempt_at LIMIT $2",
-                now, self._settings.batch,
-            )
-        claimed: list[OutboxRow] = []
-        for c in candidates:
-            async with self._db.transaction() as conn:
-                r = await conn.fetchrow(
-                    "UPDATE connector_outbox SET state = 'sending', attempts = attempts + 1, lease_until = $3,"
-                    f" claimed_by = $4, updated_at = $2 WHERE message_id = $1 AND {_DUE} RETURNING *",
-                    c["message_id"], now, now + self._settings.lease, self._node_id,
-                )
-            if r is not None:
-                claimed.append(_row(r))
-        return claimed
+        return await self._rows.claim_due(now=self._clock(), limit=self._settings.batch,
+                                          lease=self._settings.lease, node_id=self._node_id)
 
     async def _process(self, row: OutboxRow) -> None:
         try:
@@ -233,13 +173,9 @@ class Outbox:
 
     async def _outbound(self, row: OutboxRow) -> OutboundMessage | None:
         conv = await self._store.get_conversation(row.tenant_id, row.conversation_id)
-        async with self._db.reader() as conn:
-            found = await conn.fetchrow(
-                "SELECT seq FROM messages WHERE tenant_id = $1 AND id = $2", row.tenant_id, row.message_id
-            )
-        if found is None:
+        seq = await self._rows.message_seq(row.tenant_id, row.message_id)
+        if seq is None:
             return None
-        seq = int(found["seq"])
         msgs = await self._store.get_messages(row.tenant_id, conv.id, after_seq=seq - 1, limit=1)
         m = next((x for x in msgs if x.id == row.message_id), None)
         if m is None:
@@ -283,27 +219,13 @@ class Outbox:
         if row.attempts >= self._settings.max_attempts or now + delay - row.created_at > self._settings.max_age:
             await self._finish(row, "failed", f"gave up after {row.attempts} attempts: {error}")
             return
-        async with self._db.transaction() as conn:
-            done = await conn.fetchrow(
-                "UPDATE connector_outbox SET state = 'queued', next_attempt_at = $2, lease_until = NULL,"
-                " claimed_by = NULL, last_error = $3, updated_at = $4"
-                " WHERE message_id = $1 AND state = 'sending' AND claimed_by = $5 RETURNING message_id",
-                row.message_id, now + delay, error[:MAX_ERROR_CHARS], now, self._node_id,
-            )
-        if done is not None:
+        if await self._rows.reschedule(row.message_id, node_id=self._node_id, next_attempt_at=now + delay,
+                                       error=error, now=now):
             log.info("outbox %s: attempt %d failed (%s); retry in %.1fs", row.message_id, row.attempts, error, delay)
 
     async def _finish(self, row: OutboxRow, state: str, error: str | None, *, external_id: str | None = None) -> None:
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            done = await conn.fetchrow(
-                "UPDATE connector_outbox SET state = $2, lease_until = NULL, last_error = $3, external_id = $4,"
-                " updated_at = $5 WHERE message_id = $1 AND state = 'sending' AND claimed_by = $6"
-                " RETURNING message_id",
-                row.message_id, state, None if error is None else error[:MAX_ERROR_CHARS], external_id, now,
-                self._node_id,
-            )
-        if done is None:
+        if not await self._rows.finish(row.message_id, node_id=self._node_id, state=state, error=error,
+                                       external_id=external_id, now=self._clock()):
             return  # our lease ran out and another node took over
         delivery = DeliveryState.SENT if state == "sent" else DeliveryState.FAILED
         with contextlib.suppress(NotFound):

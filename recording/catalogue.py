@@ -1,8 +1,11 @@
-"""The recordings catalogue (table `recordings`): one row per recorded call."""
+"""The recordings catalogue (table `recordings`): one row per recorded call; the
+`RecordingCatalogue` protocol and its SQL implementation `Catalogue` (contract suite:
+tests/contract/test_recordings_repository.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.store.db import Database
 from gateway.store.rows import Row
@@ -30,7 +33,28 @@ def _row(r: Row) -> RecordingRow:
 _COLS = "id, tenant_id, call_id, key_id, blob_key, state, size, duration, sha256, created_at"
 
 
+class RecordingCatalogue(Protocol):
+    """Where recordings are listed. Scoped to the tenant, except `get_any_tenant`."""
+
+    async def insert(self, row: RecordingRow) -> None:
+        """Add a recording as given (its key must be one of its tenant's keys);
+        `gateway.store.sql.Conflict` when its id is taken."""
+
+    async def finish(self, tenant_id: str, rec_id: str, *, state: str, size: int, duration: float,
+                     sha256: str | None) -> None:
+        """Record how the recording ended (`complete` or `failed`), its size, duration and
+        digest. No effect on another tenant's or an unknown recording."""
+
+    async def get(self, tenant_id: str, rec_id: str) -> RecordingRow | None:
+        """The tenant's recording, or None (unknown, or another tenant's)."""
+
+    async def get_any_tenant(self, rec_id: str) -> RecordingRow | None:
+        """The recording of that id in whichever tenant (the admin CLI only), or None."""
+
+
 class Catalogue:
+    """`RecordingCatalogue` on the SQL `Database`."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

@@ -15,7 +15,7 @@ from gateway.config import Config
 from gateway.store.db import Database
 from recording.blobs import LocalBlobStore
 from recording.catalogue import Catalogue
-from recording.keys import KeyRing
+from recording.keys import KeyRing, RecordingKeys
 from recording.masterkey import Sealer, load_master_key
 
 RecordingSwitch = Callable[[str, bool], Awaitable[None]]
@@ -37,7 +37,7 @@ def configure_recording_parser(r: argparse.ArgumentParser) -> None:
     sw.add_argument("state", choices=["on", "off"])
 
 
-def _keyring(db: Database, config: Config, master_key: str | None) -> KeyRing:
+def _keyring(db: Database, config: Config, master_key: str | None) -> RecordingKeys:
     key = load_master_key(master_key, config.storage.data_dir, embedded=not config.storage.database_url)
     return KeyRing(db, Sealer(key), time.time)
 

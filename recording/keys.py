@@ -5,12 +5,16 @@ node needs only it to record); the private identity is stored sealed under the m
 (AES-256-GCM, associated data = tenant id + key id). Shredding deletes the sealed identity:
 every recording made under that key becomes unrecoverable (crypto-shredding); the next
 recording generates a new key.
+
+`RecordingKeys` is the contract; `KeyRing` its implementation on the SQL `Database`
+(table `recording_keys`; contract suite: tests/contract/test_recordings_repository.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pyrage import x25519
 
@@ -41,7 +45,32 @@ SEALED_IDENTITIES = SealedColumn("recording_identities", "recording key {id}", "
                                  identity_aad, encoding="hex", only="identity_sealed IS NOT NULL")
 
 
+class RecordingKeys(Protocol):
+    """Per-tenant recording keys. Every operation is scoped to the tenant; one that needs
+    the private identity (creating or opening a key) raises `MasterKeyError` when no
+    master key is configured."""
+
+    async def current(self, tenant_id: str) -> TenantKey:
+        """The tenant's live (unshredded) key, the newest one; generated and stored on first
+        use. Concurrent first calls agree on one key."""
+
+    async def identity(self, tenant_id: str, key_id: str) -> x25519.Identity:
+        """The private identity of the tenant's key; `KeyShredded` when it was shredded, is
+        unknown, or belongs to another tenant; `MasterKeyError` when it does not open under
+        this master key."""
+
+    async def identities_text(self, tenant_id: str) -> list[tuple[str, str]]:
+        """(key id, AGE-SECRET-KEY-…) of every unshredded key of the tenant, oldest first."""
+
+    async def shred(self, tenant_id: str) -> int:
+        """Delete every private identity of the tenant (its recordings can no longer be
+        opened; the next `current` generates a new key). Returns how many were shredded:
+        0 the second time."""
+
+
 class KeyRing:
+    """`RecordingKeys` on the SQL `Database`, identities sealed by `sealer`."""
+
     def __init__(self, db: Database, sealer: Sealer | None, clock: Callable[[], float]) -> None:
         self.db = db
         self._sealer = sealer  # None: no master key configured; every key operation fails clearly
@@ -69,6 +98,9 @@ class KeyRing:
         recipient = str(identity.to_public())
         try:
             async with self.db.transaction() as c:
+                # the tenant row locked: concurrent first uses on other connections wait here,
+                # then find the key the first one stored
+                await c.fetchrow(f"SELECT id FROM tenants WHERE id = $1{self.db.row_lock}", tenant_id)
                 again = await c.fetchrow(
                     "SELECT id, recipient FROM recording_keys WHERE tenant_id = $1 AND shredded_at IS NULL "
                     "ORDER BY created_at DESC LIMIT 1", tenant_id)

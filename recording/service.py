@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from gateway.store.rows import new_id
 from recording.agestream import AgeStreamWriter, decrypt_prefix
 from recording.blobs import BlobStore
-from recording.catalogue import Catalogue, RecordingRow
-from recording.keys import KeyRing
+from recording.catalogue import RecordingCatalogue, RecordingRow
+from recording.keys import RecordingKeys
 from recording.oggopus import OggOpusMuxer
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ActiveRecording:
     """One call's recording; `add` runs on the event loop (mux only), `finish` seals it."""
 
     def __init__(self, row: RecordingRow, writer: AgeStreamWriter, muxer: OggOpusMuxer,
-                 catalogue: Catalogue) -> None:
+                 catalogue: RecordingCatalogue) -> None:
         self.row = row
         self._writer = writer
         self._muxer = muxer
@@ -73,7 +73,7 @@ class ActiveRecording:
 
 
 class Recordings:
-    def __init__(self, keys: KeyRing, catalogue: Catalogue, blobs: BlobStore, clock: Callable[[], float],
+    def __init__(self, keys: RecordingKeys, catalogue: RecordingCatalogue, blobs: BlobStore, clock: Callable[[], float],
                  monotonic: Callable[[], float]) -> None:
         self.keys = keys
         self.catalogue = catalogue

@@ -62,7 +62,7 @@ from connectors.email.parse import (
     strip_quotes,
     thread_ids,
 )
-from connectors.email.store import EmailIdStore, ImapPollClaims
+from connectors.email.store import EmailIdStore, EmailThreadRepository, ImapClaimRepository, ImapPollClaims
 from connectors.inbound import MAX_INBOUND_TEXT, InboundResult
 from connectors.oauth import AuthError
 from gateway.aio.periodic import Periodic
@@ -90,13 +90,13 @@ class EmailConnector:
     def __init__(self, ctx: ConnectorContext) -> None:
         self._ctx = ctx
         self._settings = ctx.settings.email
-        self.ids = EmailIdStore(ctx.db, ctx.clock)
+        self.ids: EmailThreadRepository = EmailIdStore(ctx.db, ctx.clock)
         self._files = AttachmentStore(ctx.config.storage.data_dir, self._settings.max_attachment_bytes)
         self._reply_key = ctx.box.derive("email-reply-address")
         self._listener: SmtpListener | None = None
         self.smtp_port: int | None = None  # the bound port once listening
         self._tokens = MailTokens(ctx.clock, self._store_refresh_token)  # XOAUTH2 logins, IMAP and SMTP
-        claims = ImapPollClaims(ctx.db)
+        claims: ImapClaimRepository = ImapPollClaims(ctx.db)
         hold = IMAP_CLAIM_INTERVALS * self._settings.imap_interval
 
         async def claim(ch: ChannelConfig) -> bool:
@@ -209,7 +209,7 @@ class EmailConnector:
             tenant_id=ch.tenant_id, channel=Channel.EMAIL, external_thread_id=thread,
             external_author_id=sender[1], external_message_id=external_id, text=text.strip(),
             sent_at=time.time(), attachments=tuple(attachments), author_name=sender[0] or None,
-            author_email=sender[1], channel_id=ch.id,
+            author_email=sender[1], channel_id=ch.id, subject=subject.strip() or None,
             meta={"subject": subject, "automatic": is_automatic(msg)},
         )
         res = await self._ctx.inbound.deliver(inbound)

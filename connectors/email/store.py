@@ -1,9 +1,17 @@
-"""`email_message_ids`: every Message-ID we received or sent, per tenant and conversation."""
+"""`email_message_ids`: every Message-ID we received or sent, per tenant and conversation;
+`email_imap_polls`: which node polls an IMAP inbox.
+
+`EmailThreadRepository` and `ImapClaimRepository` are the contracts
+(tests/contract/test_email_thread_repository.py, tests/contract/test_imap_claim_repository.py,
+on SQLite and PostgreSQL); `EmailIdStore` and `ImapPollClaims` implement them over
+`gateway.store.db.Database`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.store.db import Database
 from gateway.store.sql import Conflict
@@ -19,7 +27,41 @@ class ThreadId:
     created_at: float
 
 
+class EmailThreadRepository(Protocol):
+    """The Message-IDs of each tenant's email conversations (threading replies)."""
+
+    async def record(self, tenant_id: str, message_id: str, conversation_id: str, direction: str,
+                     subject: str | None) -> None:
+        """Remember `message_id` (truncated to 998 characters, RFC 5322's line limit) as the
+        tenant's, in `conversation_id`; `direction` is "in" or "out". Idempotent: a
+        Message-ID the tenant already has keeps its first conversation, direction and subject."""
+        ...
+
+    async def find_conversation(self, tenant_id: str, ids: list[str]) -> str | None:
+        """The conversation of the first of `ids` (only the first 50 are looked at) that the
+        tenant has recorded; None when it has none of them (another tenant's do not count)."""
+        ...
+
+    async def thread(self, tenant_id: str, conversation_id: str) -> list[ThreadId]:
+        """The conversation's Message-IDs, oldest first (by recording time, then id); of a
+        thread longer than 50, the first and the 49 latest."""
+        ...
+
+
+class ImapClaimRepository(Protocol):
+    """Which node polls an IMAP inbox (a lease per inbox)."""
+
+    async def claim(self, tenant_id: str, channel_id: str, node_id: str, now: float, hold: float) -> bool:
+        """Whether `node_id` may poll the inbox now: True when the inbox is this node's
+        already, or no other node's claim is running (none yet, or the last one ran out by
+        `now`); the inbox is then this node's until `now + hold`. False leaves the other
+        node's claim as it was."""
+        ...
+
+
 class EmailIdStore:
+    """`EmailThreadRepository` on the `email_message_ids` table."""
+
     def __init__(self, db: Database, clock: Callable[[], float]) -> None:
         self._db = db
         self._clock = clock
@@ -64,7 +106,7 @@ class EmailIdStore:
 
 
 class ImapPollClaims:
-    """`email_imap_polls`: which node polls an inbox (see migration 0009)."""
+    """`ImapClaimRepository` on the `email_imap_polls` table (migration 0009)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

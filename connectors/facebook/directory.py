@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from connectors.channels import ChannelConfig, ChannelStore
+from connectors.channels import ChannelConfig, ChannelRepository
 from connectors.facebook.config import DEFAULT_GRAPH_BASE_URL, DEFAULT_GRAPH_VERSION, FacebookPage
 from gateway.core.domain import Channel
 
@@ -36,9 +36,9 @@ class StaticDirectory:
 
 
 class ChannelDirectory:
-    """Reads `facebook` inboxes from `ChannelStore` (credentials decrypted on demand, nothing cached)."""
+    """Reads `facebook` inboxes from a `ChannelRepository` (credentials decrypted on demand, nothing cached)."""
 
-    def __init__(self, channels: ChannelStore) -> None:
+    def __init__(self, channels: ChannelRepository) -> None:
         self._channels = channels
 
     async def pages(self) -> Sequence[FacebookPage]:

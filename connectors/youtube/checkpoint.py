@@ -1,7 +1,8 @@
 """Per-source polling checkpoint: high-water mark, recently seen comment ids, tracked threads.
 
-`CheckpointStore` is the small persistence protocol; `SqlCheckpointStore` keeps one JSON
-row per (tenant, source) in ``youtube_checkpoints`` (migration 0006_youtube.sql) through
+`CheckpointRepository` is the contract (tests/contract/test_checkpoint_repository.py runs it
+on SQLite, PostgreSQL and in memory); `SqlCheckpointStore` keeps one JSON row per (tenant,
+source) in ``youtube_checkpoints`` (migration 0006_youtube.sql) through
 `gateway.store.db.Database`; `MemoryCheckpointStore` is for tests and embedding.
 """
 
@@ -72,13 +73,27 @@ class Checkpoint:
         return Checkpoint(self.high_water, self.floor, list(self.seen), dict(self.threads))
 
 
-class CheckpointStore(Protocol):
-    async def load(self, tenant_id: str, source: str) -> Checkpoint | None: ...
+class CheckpointRepository(Protocol):
+    """One checkpoint per (tenant, source); a source of one tenant is unrelated to the same
+    source of another."""
 
-    async def save(self, tenant_id: str, source: str, checkpoint: Checkpoint) -> None: ...
+    async def load(self, tenant_id: str, source: str) -> Checkpoint | None:
+        """The checkpoint last saved for the tenant's source (a copy: changing it changes
+        nothing stored), or None when none was saved."""
+        ...
+
+    async def save(self, tenant_id: str, source: str, checkpoint: Checkpoint) -> None:
+        """Store `checkpoint` as the source's, replacing any saved before."""
+        ...
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """Forget every checkpoint of the tenant (other tenants' stay)."""
+        ...
 
 
 class MemoryCheckpointStore:
+    """`CheckpointRepository` in a dict (tests, embedding)."""
+
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], str] = {}
 
@@ -89,8 +104,14 @@ class MemoryCheckpointStore:
     async def save(self, tenant_id: str, source: str, checkpoint: Checkpoint) -> None:
         self._rows[(tenant_id, source)] = checkpoint.to_json()
 
+    async def delete_tenant(self, tenant_id: str) -> None:
+        for key in [k for k in self._rows if k[0] == tenant_id]:
+            del self._rows[key]
+
 
 class SqlCheckpointStore:
+    """`CheckpointRepository` on the `youtube_checkpoints` table."""
+
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock

@@ -35,7 +35,7 @@ from connectors.base import InboundMessage, InboundSink, OutboundMessage, Perman
 from connectors.oauth import AuthError, TokenProvider
 from connectors.youtube.api import YouTubeApi
 from connectors.youtube.backoff import ExponentialBackoff, seconds_until_pacific_midnight
-from connectors.youtube.checkpoint import Checkpoint, CheckpointStore
+from connectors.youtube.checkpoint import Checkpoint, CheckpointRepository
 from connectors.youtube.config import YouTubeConfig
 from connectors.youtube.errors import ApiError, ErrorKind
 from connectors.youtube.parse import Comment, Thread, parse_comment, parse_thread
@@ -65,7 +65,7 @@ class YouTubeConnector:
     def __init__(
         self,
         config: YouTubeConfig,
-        checkpoints: CheckpointStore,
+        checkpoints: CheckpointRepository,
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,

@@ -26,7 +26,7 @@ from aiohttp import web
 from connectors.base import InboundSink, OutboundMessage, PermanentError, SendResult
 from connectors.channels import ChannelConfig
 from connectors.context import ConnectorContext
-from connectors.youtube.checkpoint import SqlCheckpointStore
+from connectors.youtube.checkpoint import CheckpointRepository, SqlCheckpointStore
 from connectors.youtube.config import YouTubeConfig
 from connectors.youtube.connector import YouTubeConnector
 from gateway.core.domain import Channel
@@ -70,7 +70,7 @@ class YouTubeChannelConnector:
     def __init__(self, ctx: ConnectorContext, refresh_interval: float = 60.0) -> None:
         self._ctx = ctx
         self._refresh_interval = refresh_interval
-        self._checkpoints = SqlCheckpointStore(ctx.db, ctx.clock)
+        self._checkpoints: CheckpointRepository = SqlCheckpointStore(ctx.db, ctx.clock)
         self._pollers: dict[str, tuple[YouTubeConfig, YouTubeConnector]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._sink: InboundSink | None = None

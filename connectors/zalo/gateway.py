@@ -17,20 +17,16 @@ the new access token is used.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from typing import Any
 
 from connectors.base import InboundSink
-from connectors.channels import ChannelConfig, ChannelStore
+from connectors.channels import ChannelConfig, ChannelRepository
 from connectors.context import ConnectorContext
 from connectors.zalo.config import DEFAULT_API_BASE, DEFAULT_OAUTH_BASE, ZaloAccount, ZaloTokens
 from connectors.zalo.connector import ZaloConnector
 from gateway.aio.periodic import Periodic
 from gateway.core.domain import Channel
-from gateway.security.crypto import SecretBox
-from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -65,38 +61,18 @@ def tokens_from(creds: dict[str, Any]) -> ZaloTokens:
 
 
 class ZaloCredentialWriter:
-    """Writes a rotated token pair into an inbox's sealed credentials, in one row-locked transaction.
+    """Writes a rotated token pair into an inbox's sealed credentials
+    (`ChannelRepository.update_credentials`: merged atomically, the other credentials kept);
+    `LookupError` when the inbox is gone."""
 
-    `ChannelStore` has no update call yet; this uses its storage format (base64 of
-    `SecretBox.seal`, associated data `ChannelStore._aad`). Replace with the framework's
-    call once it exists.
-    """
-
-    def __init__(self, db: Database, box: SecretBox) -> None:
-        self._db = db
-        self._box = box
+    def __init__(self, channels: ChannelRepository) -> None:
+        self._channels = channels
 
     async def save(self, tenant_id: str, channel_id: str, tokens: ZaloTokens) -> None:
-        aad = ChannelStore._aad(tenant_id, channel_id)
-        async with self._db.transaction() as conn:
-            row = await conn.fetchrow(
-                "SELECT credentials FROM connector_channels WHERE tenant_id = $1 AND id = $2" + self._db.row_lock,
-                tenant_id,
-                channel_id,
-            )
-            if row is None:
-                raise LookupError(f"zalo inbox {channel_id} no longer exists")
-            creds: dict[str, Any] = json.loads(self._box.open(base64.b64decode(row["credentials"]), aad))
-            creds.update(
-                access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_at=tokens.expires_at
-            )
-            sealed = base64.b64encode(self._box.seal(json.dumps(creds, sort_keys=True).encode(), aad)).decode()
-            await conn.execute(
-                "UPDATE connector_channels SET credentials = $3 WHERE tenant_id = $1 AND id = $2",
-                tenant_id,
-                channel_id,
-                sealed,
-            )
+        await self._channels.update_credentials(tenant_id, channel_id, {
+            "access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
+            "expires_at": tokens.expires_at,
+        })
 
 
 class ZaloGatewayConnector(ZaloConnector):
@@ -104,7 +80,7 @@ class ZaloGatewayConnector(ZaloConnector):
 
     def __init__(self, ctx: ConnectorContext, refresh_interval: float = INBOX_REFRESH) -> None:
         self._ctx = ctx
-        self._writer = ZaloCredentialWriter(ctx.db, ctx.box)
+        self._writer = ZaloCredentialWriter(ctx.channels)
         super().__init__(
             [],
             self._persist_tokens,

@@ -19,7 +19,7 @@ from aiortc import RTCConfiguration
 from gateway.aio.tasks import TaskSet
 from gateway.calls.media import AGENT, VISITOR, CallMedia, SdpError, check_offer
 from gateway.calls.settings import CallSettings
-from gateway.calls.store import CallRow, CallStore
+from gateway.calls.store import CallRepository, CallRow
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
 from gateway.chat.service import ChatService
 from gateway.core.domain import AgentStatus, Conversation
@@ -46,7 +46,7 @@ class ActiveCall:
 
 
 class CallService:
-    def __init__(self, *, store: CallStore, chat: ChatService, recordings: Recordings, settings: CallSettings,
+    def __init__(self, *, store: CallRepository, chat: ChatService, recordings: Recordings, settings: CallSettings,
                  rtc_config: RTCConfiguration, node_id: str, clock: Callable[[], float]) -> None:
         self.store = store
         self.chat = chat

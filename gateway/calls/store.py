@@ -1,9 +1,11 @@
-"""Call rows (table `calls`) and the per-tenant recording switch (table `call_settings`)."""
+"""Call rows (table `calls`), node heartbeats (`node_heartbeats`) and the per-tenant
+recording switch (`call_settings`): the `CallRepository` protocol and its SQL
+implementation `CallStore` (contract suite: tests/contract/test_calls_repository.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.store.db import Database
 from gateway.store.rows import Row
@@ -44,7 +46,64 @@ def _row(r: Row) -> CallRow:
                    f(r["duration"]), r["recording_id"])
 
 
+class CallRepository(Protocol):
+    """Where the calls feature keeps its calls. Every call is scoped to its tenant: a read
+    or a transition naming another tenant's call finds nothing and changes nothing."""
+
+    async def create(self, row: CallRow) -> None:
+        """Store a new call as given (its conversation must exist in its tenant)."""
+
+    async def get(self, tenant_id: str, call_id: str) -> CallRow | None:
+        """The call, or None when the tenant has no call of that id."""
+
+    async def active_for_conversation(self, tenant_id: str, conversation_id: str) -> CallRow | None:
+        """The latest-started call of the conversation that has not ended, or None."""
+
+    async def list_for_conversation(self, tenant_id: str, conversation_id: str) -> list[CallRow]:
+        """Every call of the conversation, oldest start first."""
+
+    async def answer(self, tenant_id: str, call_id: str, agent_id: str, now: float) -> bool:
+        """ringing → answered by `agent_id` at `now`. False (nothing changed) when the call is
+        not ringing: answered by someone else first, ended, or unknown."""
+
+    async def end(self, tenant_id: str, call_id: str, *, reason: str, now: float, duration: float) -> bool:
+        """→ ended (`reason`, `ended_at`, `duration`). False (nothing changed) when it already
+        ended or is unknown: the first end wins."""
+
+    async def set_recording(self, tenant_id: str, call_id: str, recording_id: str) -> None:
+        """Link the call to its recording (no effect on an unknown call)."""
+
+    async def heartbeat(self, node_id: str, now: float) -> None:
+        """This node is alive at `now` (an upsert: the latest time is kept)."""
+
+    async def forget_node(self, node_id: str) -> None:
+        """A clean shutdown: the node's heartbeat is removed, it needs no sweeping."""
+
+    async def end_orphaned(self, own_node: str, now: float, stale_before: float) -> list[CallRow]:
+        """End, as `node_lost` at `now`, the unfinished calls of other nodes that are gone:
+        whose heartbeat is older than `stale_before`, or that never wrote one and started
+        before it. Their duration is the answered time up to `now` (0 if never answered);
+        their recordings still `recording` become `truncated`; the gone nodes' heartbeats
+        are removed. Returns the calls ended (each once: a second sweep returns none)."""
+
+    async def end_unfinished_of(self, node_id: str, now: float) -> list[CallRow]:
+        """End, as `gateway_restart`, the unfinished calls of `node_id` (a node restarted
+        under its id); their recordings become `truncated`. Returns the calls ended."""
+
+    async def end_all_unfinished(self, now: float) -> int:
+        """Single-node start-up: end every unfinished call as `gateway_restart` and mark
+        every recording still `recording` `truncated`. Returns how many calls ended."""
+
+    async def recording_enabled(self, tenant_id: str, default: bool) -> bool:
+        """The tenant's recording switch, `default` until it was set."""
+
+    async def set_recording_enabled(self, tenant_id: str, enabled: bool) -> None:
+        """Set the tenant's recording switch (idempotent; the last value wins)."""
+
+
 class CallStore:
+    """`CallRepository` on the SQL `Database` (SQLite or PostgreSQL)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from gateway.aio.periodic import Periodic
-from gateway.calls.store import CallRow, CallStore
+from gateway.calls.store import CallRepository, CallRow
 from gateway.chat.service import ChatService
 from gateway.store import NotFound
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class NodeSweeper:
-    def __init__(self, store: CallStore, chat: ChatService, node_id: str, clock: Callable[[], float], *,
+    def __init__(self, store: CallRepository, chat: ChatService, node_id: str, clock: Callable[[], float], *,
                  heartbeat: float, stale_after: float) -> None:
         self.store = store
         self.chat = chat

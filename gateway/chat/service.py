@@ -18,7 +18,14 @@ from gateway.aio.lru import LruCache
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
 from gateway.chat.appender import GroupAppender
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
-from gateway.chat.wire import agent_dict, conversation_dict, message_dict, visitor_conversation_dict
+from gateway.chat.wire import (
+    agent_dict,
+    contact_dict,
+    conversation_dict,
+    last_message_dict,
+    message_dict,
+    visitor_conversation_dict,
+)
 from gateway.config import LimitsConfig
 from gateway.core.domain import (
     AgentStatus,
@@ -337,7 +344,7 @@ class ChatService:
         conversation's channel and the conversation's summary to its tenant's."""
         data = message_dict(m, conv.epoch)
         summary = conversation_dict(conv)
-        summary["last_message"] = {"seq": m.seq, "text": m.text[:200], "author": data["author"]}
+        summary["last_message"] = last_message_dict(m)
         return data, [
             (conv_channel(conv.tenant_id, conv.id),
              Envelope(kind=kind, tenant_id=conv.tenant_id, conversation_id=conv.id,
@@ -393,10 +400,22 @@ class ChatService:
         )
 
     # --- agents ----------------------------------------------------------
-    async def list_conversations(self, p: AgentPrincipal, flt: ConversationFilter) -> list[dict[str, Any]]:
+    async def list_conversations(self, p: AgentPrincipal, flt: ConversationFilter) -> dict[str, Any]:
+        """The page of the agent's list: `conversations` (each with the agent's `unread`
+        count and `last_message`, null when it has none) and `contacts`, each contact of
+        those conversations once: three reads whatever the page's size."""
         convs = await self.store.list_conversations(p.tenant_id, flt)
-        reads = await self.store.get_read_positions(p.tenant_id, p.participant, [c.id for c in convs])
-        return [conversation_dict(c, unread=max(0, c.last_seq - reads.get(c.id, 0))) for c in convs]
+        ids = [c.id for c in convs]
+        reads = await self.store.get_read_positions(p.tenant_id, p.participant, ids)
+        last = await self.store.get_last_messages(p.tenant_id, ids)
+        contacts = await self.store.get_contacts(p.tenant_id, [c.contact_id for c in convs])
+        out = []
+        for c in convs:
+            d = conversation_dict(c, unread=max(0, c.last_seq - reads.get(c.id, 0)))
+            m = last.get(c.id)
+            d["last_message"] = None if m is None else last_message_dict(m)
+            out.append(d)
+        return {"conversations": out, "contacts": [contact_dict(contacts[k]) for k in sorted(contacts)]}
 
     async def update_conversation(
         self,

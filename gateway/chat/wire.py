@@ -22,6 +22,16 @@ def message_dict(m: Message, epoch: str) -> dict[str, Any]:
     }
 
 
+PREVIEW_CHARS = 200
+
+
+def last_message_dict(m: Message) -> dict[str, Any]:
+    """A conversation's newest message as lists show it: a text preview (its first
+    `PREVIEW_CHARS` characters), its author, time and how many attachments it has."""
+    return {"seq": m.seq, "text": m.text[:PREVIEW_CHARS], "author": {"type": m.author_type.value, "id": m.author_id},
+            "created_at": m.created_at, "attachments": len(m.attachments)}
+
+
 def conversation_dict(c: Conversation, *, unread: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": c.id,
@@ -33,6 +43,7 @@ def conversation_dict(c: Conversation, *, unread: int | None = None) -> dict[str
         "last_seq": c.last_seq,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
+        "subject": c.subject,
     }
     if unread is not None:
         out["unread"] = unread

@@ -103,6 +103,7 @@ class Conversation:
     external_thread_id: str | None
     created_at: float
     updated_at: float
+    subject: str | None = None  # an email thread's Subject (from its first message)
 
 
 @record

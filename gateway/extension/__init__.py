@@ -40,8 +40,7 @@ from gateway.realtime.server import Gate
 from gateway.security.auth import VisitorTokens
 from gateway.security.sealed import SealedColumn
 from gateway.store import Store
-from gateway.store.db import Database
-from gateway.store.sql import SqlStore
+from gateway.store.db import Database, StoreDatabase
 
 __all__ = [
     "Admission",
@@ -123,7 +122,7 @@ class CommandEnv:
     (migrated) database, closed by the CLI afterwards."""
 
     config: Config
-    store: SqlStore
+    store: StoreDatabase
 
 
 @dataclass(frozen=True, slots=True)

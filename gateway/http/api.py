@@ -89,7 +89,7 @@ class Api:
             contact_id=opt_id(q, "contact_id"),
             limit=opt_int(q, "limit", 50, lo=1, hi=200),
         )
-        return web.json_response({"ok": True, "conversations": await self.chat.list_conversations(p, flt)})
+        return web.json_response({"ok": True, **await self.chat.list_conversations(p, flt)})
 
     async def get_conversation(self, request: web.Request) -> web.Response:
         p = await self.principal(request)

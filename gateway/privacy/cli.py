@@ -37,7 +37,7 @@ def parse_time(value: str | None) -> float:
 
 
 async def run_tenant_end(env: CommandEnv, args: argparse.Namespace) -> int:
-    store = privacy_store(env.store)
+    store = privacy_store(env.store, sqlite=env.config.embedded)
     try:
         at = parse_time(args.at)
     except ValueError:
@@ -53,7 +53,8 @@ async def run_tenant_end(env: CommandEnv, args: argparse.Namespace) -> int:
 
 async def run_retention(env: CommandEnv, args: argparse.Namespace) -> int:
     config = env.config
-    retention = Retention(privacy_store(env.store), config.storage.data_dir, config.privacy.retention_years)
+    retention = Retention(privacy_store(env.store, sqlite=config.embedded), config.storage.data_dir,
+                          config.privacy.retention_years)
     report = await retention.run(dry_run=args.dry_run, actor="cli")
     print(json.dumps(report.to_dict(), indent=2))
     return 0

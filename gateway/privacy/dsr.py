@@ -21,10 +21,10 @@ import zipfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.chat.wire import contact_dict, conversation_dict, message_dict
-from gateway.privacy.store import PrivacyStore, _ident
+from gateway.privacy.store import PrivacyRepository, quote_ident
 from gateway.store.rows import contact_from_row, conversation_from_row, message_from_row
 from gateway.store.sql import Conn, chunked
 
@@ -60,8 +60,16 @@ def _attachment_list(raw: Any) -> list[dict[str, Any]]:
     return [a for a in items if isinstance(a, dict)] if isinstance(items, list) else []
 
 
+@runtime_checkable
+class ForgetsHistory(Protocol):
+    """A database that can drop the earlier versions of rows it keeps in its files (SQLite's
+    WAL); a data-subject erasure calls it so that no erased row survives there."""
+
+    async def forget_history(self) -> None: ...
+
+
 class Dsr:
-    def __init__(self, store: PrivacyStore, data_dir: str,
+    def __init__(self, store: PrivacyRepository, data_dir: str,
                  forget_history: Callable[[], Awaitable[None]] | None = None) -> None:
         """`forget_history`: run after each erasure, so that no earlier version of an erased
         row survives in the database's files (SQLite: its WAL truncated)."""
@@ -201,7 +209,7 @@ class Dsr:
                 counts["messages"] = await self._delete_conversations(conn, tenant_id, conv_ids)
                 for t in await self.store.tenant_tables(conn, with_column="contact_id"):
                     if t not in ("contacts", "conversations"):
-                        await conn.execute(f"DELETE FROM {_ident(t)} WHERE tenant_id = $1 AND contact_id = $2",
+                        await conn.execute(f"DELETE FROM {quote_ident(t)} WHERE tenant_id = $1 AND contact_id = $2",
                                            tenant_id, contact_id)
                 await conn.execute("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2", tenant_id, contact_id)
                 counts["contact_deleted"] = 1
@@ -229,7 +237,7 @@ class Dsr:
         """Blank what the contact left in its conversations, keeping the rows: its messages'
         texts and channel message ids; every message's delivery error (it may name the
         address) and attachments (the conversations' files are deleted); the conversations'
-        channel thread ids; the channel links' recipient (so nothing is sent again: see
+        channel thread ids and subjects; the channel links' recipient (so nothing is sent again: see
         `ERASED_ERROR`); the email Message-ID and subject index; pending outbound replies
         (cancelled, their messages `failed`)."""
         counts = {"messages_anonymised": 0, "thread_ids": 0, "links": 0, "outbox_cancelled": 0}
@@ -245,8 +253,8 @@ class Dsr:
             # the conversations' uploads (agents' files too) are deleted: no message refers to them any more
             await conn.execute(f"UPDATE messages SET attachments = '[]' WHERE tenant_id = $1 AND conversation_id "
                                f"IN ({ids}) AND attachments <> '[]'", *args)
-            await conn.execute(f"UPDATE conversations SET external_thread_id = NULL WHERE tenant_id = $1 AND id IN "
-                               f"({ids})", *args)
+            await conn.execute(f"UPDATE conversations SET external_thread_id = NULL, subject = NULL"
+                               f" WHERE tenant_id = $1 AND id IN ({ids})", *args)
             if "calls" in tables:
                 await conn.execute(f"UPDATE calls SET recording_id = NULL WHERE tenant_id = $1 AND conversation_id "
                                    f"IN ({ids})", *args)
@@ -327,7 +335,7 @@ class Dsr:
                                             f"({_in(part, 2)}) RETURNING id", tenant_id, *part)
                     messages += len(rows)
                 else:
-                    await conn.execute(f"DELETE FROM {_ident(t)} WHERE tenant_id = $1 AND conversation_id IN "
+                    await conn.execute(f"DELETE FROM {quote_ident(t)} WHERE tenant_id = $1 AND conversation_id IN "
                                        f"({_in(part, 2)})", tenant_id, *part)
             await conn.execute(f"DELETE FROM conversations WHERE tenant_id = $1 AND id IN ({_in(part, 2)})",
                                tenant_id, *part)

@@ -12,10 +12,10 @@ from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.http.api import Api
 from gateway.ops.metrics import Reading
 from gateway.privacy.cli import configure_retention, configure_tenant_end, run_retention, run_tenant_end
-from gateway.privacy.dsr import Dsr
+from gateway.privacy.dsr import Dsr, ForgetsHistory
 from gateway.privacy.retention import Retention, RetentionScheduler
 from gateway.privacy.routes import PrivacyApi, privacy_routes
-from gateway.privacy.store import is_sqlite, privacy_store
+from gateway.privacy.store import privacy_store
 
 RETENTION_KEY = web.AppKey("retention", RetentionScheduler)
 
@@ -32,7 +32,7 @@ class PrivacyFeature:
 
     async def build(self, host: Host) -> Extension:
         cfg = host.config
-        store = privacy_store(host.db)
+        store = privacy_store(host.db, sqlite=cfg.embedded)
         retention = RetentionScheduler(
             Retention(store, cfg.storage.data_dir, cfg.privacy.retention_years, host.clock),
             cfg.privacy.retention_interval)
@@ -41,7 +41,7 @@ class PrivacyFeature:
             await store.audit(tenant_id, actor, "contact.corrected", contact_id, {"fields": fields})
 
         core = Api(host.chat, host.store, cfg)
-        forget = getattr(host.store, "forget_history", None) if is_sqlite(host.store) else None
+        forget = host.store.forget_history if isinstance(host.store, ForgetsHistory) else None
         routes = privacy_routes(PrivacyApi(store, Dsr(store, cfg.storage.data_dir, forget), core.principal,
                                            core.body))
         return Extension(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.aio.periodic import Periodic
-from gateway.privacy.store import PrivacyStore
+from gateway.privacy.store import PrivacyRepository
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def measure(paths: list[Path]) -> tuple[int, int]:
 
 
 class Retention:
-    def __init__(self, store: PrivacyStore, data_dir: str, years: float,
+    def __init__(self, store: PrivacyRepository, data_dir: str, years: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.data_dir = data_dir

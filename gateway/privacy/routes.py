@@ -19,14 +19,14 @@ from gateway.core.domain import AgentRole
 from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.core.validation import as_object, opt_int, req_id
 from gateway.privacy.dsr import ContactNotFound, Dsr
-from gateway.privacy.store import ERASE_MODES, Policy, PrivacyStore
+from gateway.privacy.store import ERASE_MODES, Policy, PrivacyRepository
 
 Principal = Callable[[web.Request], Awaitable[AgentPrincipal]]
 Body = Callable[[web.Request], Awaitable[Any]]
 
 
 class PrivacyApi:
-    def __init__(self, store: PrivacyStore, dsr: Dsr, principal: Principal, body: Body) -> None:
+    def __init__(self, store: PrivacyRepository, dsr: Dsr, principal: Principal, body: Body) -> None:
         self.store = store
         self.dsr = dsr
         self._principal = principal

@@ -1,5 +1,7 @@
 """SQL for privacy: discovery of tenant-owned tables (so features' tables are covered
-without being listed here), policies and the audit trail. Portable SQL on `Database`."""
+without being listed here), policies and the audit trail. The `PrivacyRepository`
+protocol and its implementation `PrivacyStore` in portable SQL on `Database` (contract
+suite: tests/contract/test_privacy_repository.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,11 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.store.db import Database
 from gateway.store.rows import new_id
 from gateway.store.sql import Conn
-from gateway.store.sqlite import SqliteStore
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ERASE_MODES = ("anonymise", "delete")
@@ -23,7 +24,8 @@ ERASE_MODES = ("anonymise", "delete")
 PURGE_CHUNK = 500
 
 
-def _ident(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """`name` as a quoted SQL identifier; ValueError unless it is a plain one."""
     if not _IDENT.match(name):
         raise ValueError(f"unexpected table name {name!r}")
     return f'"{name}"'
@@ -46,7 +48,61 @@ class AuditEntry:
     created_at: float
 
 
+class PrivacyRepository(Protocol):
+    """Tenant-wide privacy data: the tenant-owned tables, policies, the audit trail, the
+    end of tenants. The audit trail outlives a tenant's purge (`tenant_ref` is not a
+    foreign key)."""
+
+    @property
+    def db(self) -> Database:
+        """The database whose tables this repository discovers (a data-subject request runs
+        its own statements on it, in one transaction with `tenant_tables`)."""
+
+    async def tenant_tables(self, conn: Conn, with_column: str = "tenant_id") -> list[str]:
+        """Every table with a `tenant_id` column (and `with_column`), `tenants` excluded,
+        each before the tables it references (so deleting in this order honours foreign
+        keys). Features' tables are found without being named."""
+
+    async def count_tenant_rows(self, tenant_id: str) -> dict[str, int]:
+        """Rows of the tenant per tenant-owned table, and "tenants": 1 (0 when unknown)."""
+
+    async def delete_tenant_rows(self, tenant_id: str) -> dict[str, int]:
+        """Delete every row of the tenant in every tenant-owned table, then the tenant row;
+        rows deleted per table. Other tenants' rows are untouched. Runs in several
+        transactions: an interrupted purge is finished by the next one."""
+
+    async def ended_tenants(self, before: float) -> list[tuple[str, float]]:
+        """(tenant id, ended_at) of the tenants that ended at or before `before`, earliest first."""
+
+    async def end_tenant(self, tenant_id: str, at: float) -> bool:
+        """Mark the tenant ended at `at` (status `ended`); False when there is no such tenant."""
+
+    async def policy(self, tenant_id: str) -> Policy:
+        """The tenant's policy; the default `Policy()` until one is set."""
+
+    async def set_policy(self, tenant_id: str, policy: Policy) -> None:
+        """Replace the tenant's policy (an upsert: the last set wins)."""
+
+    async def policies_with_retention(self) -> list[tuple[str, int]]:
+        """(tenant id, days) of every policy with a message retention."""
+
+    async def expire_messages(self, tenant_id: str, before: float, *, dry_run: bool) -> int:
+        """Blank the text and attachments of the tenant's messages created before `before`
+        (the rows stay: seq has no holes). Returns how many messages had content to blank;
+        `dry_run` counts them and changes nothing. A second run finds none."""
+
+    async def audit(self, tenant_ref: str, actor: str, action: str, subject: str,
+                    details: dict[str, Any]) -> None:
+        """Append an entry to the tenant's audit trail."""
+
+    async def audit_log(self, tenant_ref: str, limit: int = 100) -> list[AuditEntry]:
+        """The tenant's latest `limit` audit entries, newest first."""
+
+
 class PrivacyStore:
+    """`PrivacyRepository` on the SQL `Database`; `sqlite` says which dialect it speaks
+    (table discovery and chunked deletes differ)."""
+
     def __init__(self, db: Database, *, sqlite: bool, clock: Callable[[], float] = time.time,
                  chunk: int = PURGE_CHUNK) -> None:
         self.db = db
@@ -63,8 +119,8 @@ class PrivacyStore:
             names = [str(r["name"]) for r in await conn.fetch(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
             for name in names:
-                cols[name] = {str(r["name"]) for r in await conn.fetch(f"PRAGMA table_info({_ident(name)})")}
-                for fk in await conn.fetch(f"PRAGMA foreign_key_list({_ident(name)})"):
+                cols[name] = {str(r["name"]) for r in await conn.fetch(f"PRAGMA table_info({quote_ident(name)})")}
+                for fk in await conn.fetch(f"PRAGMA foreign_key_list({quote_ident(name)})"):
                     edges.add((name, str(fk["table"])))
         else:
             for r in await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
@@ -89,7 +145,7 @@ class PrivacyStore:
         async with self.db.reader() as conn:
             out: dict[str, int] = {}
             for t in await self.tenant_tables(conn):
-                row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM {_ident(t)} WHERE tenant_id = $1", tenant_id)
+                row = await conn.fetchrow(f"SELECT COUNT(*) AS n FROM {quote_ident(t)} WHERE tenant_id = $1", tenant_id)
                 out[t] = int(row["n"]) if row else 0
             row = await conn.fetchrow("SELECT COUNT(*) AS n FROM tenants WHERE id = $1", tenant_id)
             out["tenants"] = int(row["n"]) if row else 0
@@ -107,8 +163,8 @@ class PrivacyStore:
         for t in tables:
             locate = "rowid IN (SELECT rowid" if self.sqlite else "ctid = ANY(ARRAY(SELECT ctid"
             close = ")" if self.sqlite else "))"
-            sql = f"DELETE FROM {_ident(t)} WHERE {locate} FROM {_ident(t)} WHERE tenant_id = $1 LIMIT $2{close} " \
-                  "RETURNING 1"
+            table = quote_ident(t)
+            sql = f"DELETE FROM {table} WHERE {locate} FROM {table} WHERE tenant_id = $1 LIMIT $2{close} RETURNING 1"
             out[t] = await self._in_chunks(sql, tenant_id)
         async with self.db.transaction() as conn:
             await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
@@ -215,9 +271,6 @@ def rows_total(counts: Sequence[int]) -> int:
     return sum(counts)
 
 
-def is_sqlite(db: object) -> bool:
-    return isinstance(db, SqliteStore)
-
-
-def privacy_store(db: Database) -> PrivacyStore:
-    return PrivacyStore(db, sqlite=is_sqlite(db))
+def privacy_store(db: Database, *, sqlite: bool) -> PrivacyStore:
+    """The privacy repository on `db`; `sqlite`: the database is SQLite (`Config.embedded`)."""
+    return PrivacyStore(db, sqlite=sqlite)

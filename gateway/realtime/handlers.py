@@ -196,7 +196,7 @@ class Handlers:
             contact_id=opt_id(p, "contact_id"),
             limit=opt_int(p, "limit", 50, lo=1, hi=200),
         )
-        return {"ok": True, "conversations": await self.chat.list_conversations(conn.agent, flt)}
+        return {"ok": True, **await self.chat.list_conversations(conn.agent, flt)}
 
     async def agent_get(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         conv = await self.chat.conversation_for(conn.principal, req_id(p, "conversation_id"))

@@ -151,6 +151,10 @@ class Store(Protocol):
 
     async def list_contacts(self, tenant_id: str, *, limit: int, offset: int) -> list[Contact]: ...
 
+    async def get_contacts(self, tenant_id: str, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        """contact id -> contact, for those of `contact_ids` that are the tenant's (others,
+        and unknown ids, are left out)."""
+
     # --- conversations ---------------------------------------------------
     async def create_conversation(
         self,
@@ -160,9 +164,11 @@ class Store(Protocol):
         contact_id: str,
         now: float,
         external_thread_id: str | None = None,
+        subject: str | None = None,
     ) -> Conversation:
         """New open conversation with a fresh random epoch and last_seq 0.
-        With an external_thread_id, race-safe get-or-create on (tenant, channel, thread)."""
+        With an external_thread_id, race-safe get-or-create on (tenant, channel, thread);
+        `subject` (an email thread's Subject) is kept from the creation only."""
 
     async def get_conversation(self, tenant_id: str, conversation_id: str) -> Conversation:
         """Raise NotFound."""
@@ -244,3 +250,7 @@ class Store(Protocol):
         self, tenant_id: str, participant: str, conversation_ids: list[str]
     ) -> dict[str, int]:
         """conversation id -> last read seq of that participant (missing = 0)."""
+
+    async def get_last_messages(self, tenant_id: str, conversation_ids: Sequence[str]) -> dict[str, Message]:
+        """conversation id -> its newest message (seq = last_seq), for those of
+        `conversation_ids` that are the tenant's and hold a message."""

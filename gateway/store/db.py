@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from gateway.store.base import Store
 from gateway.store.sql import Conn
 
 
@@ -25,3 +26,9 @@ class Database(Protocol):
     @property
     def row_lock(self) -> str:
         """Suffix that row-locks a SELECT inside `transaction()` ('' on SQLite)."""
+
+
+class StoreDatabase(Store, Database, Protocol):
+    """An opened store that is both the core `Store` and the `Database` the features keep
+    their tables on (`SqliteStore` and `PostgresStore` are): what a feature's CLI command
+    and a repository's contract suite get."""

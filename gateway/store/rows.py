@@ -132,6 +132,7 @@ def conversation_from_row(row: Row, *, advanced_by: int = 0, now: float = 0.0) -
         external_thread_id=row["external_thread_id"],
         created_at=float(row["created_at"]),
         updated_at=now if advanced_by else float(row["updated_at"]),
+        subject=row["subject"],
     )
 
 

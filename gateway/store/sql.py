@@ -545,6 +545,16 @@ class SqlStore(abc.ABC):
             row = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1 AND tenant_id = $2", contact_id, tenant_id)
         return contact_from_row(require_row(row, "contact"))
 
+    async def get_contacts(self, tenant_id: str, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        found: dict[str, Contact] = {}
+        async with self._read() as conn:
+            for ids in chunked(sorted(set(contact_ids))):
+                p = Params(tenant_id)
+                rows = await conn.fetch(
+                    f"SELECT * FROM contacts WHERE tenant_id = $1 AND id IN ({p.add_all(ids)})", *p.values)
+                found.update({str(r["id"]): contact_from_row(r) for r in rows})
+        return found
+
     async def find_contact_by_identity(self, tenant_id: str, kind: str, value: str) -> Contact | None:
         async with self._read() as conn:
             return await self._contact_by_identity(conn, tenant_id, kind, value)
@@ -625,14 +635,15 @@ class SqlStore(abc.ABC):
         contact_id: str,
         now: float,
         external_thread_id: str | None = None,
+        subject: str | None = None,
     ) -> Conversation:
         channel_value = Channel(channel).value
         async with self._write() as conn:
             await self._require_owned(conn, "contacts", tenant_id, contact_id)
             row = await conn.fetchrow(
                 "INSERT INTO conversations (id, tenant_id, channel, contact_id, status, assignee_id, epoch,"
-                " last_seq, external_thread_id, created_at, updated_at)"
-                " VALUES ($1, $2, $3, $4, $5, NULL, $6, 0, $7, $8, $8)"
+                " last_seq, external_thread_id, created_at, updated_at, subject)"
+                " VALUES ($1, $2, $3, $4, $5, NULL, $6, 0, $7, $8, $8, $9)"
                 " ON CONFLICT (tenant_id, channel, external_thread_id) DO NOTHING RETURNING *",
                 new_id(),
                 tenant_id,
@@ -642,6 +653,7 @@ class SqlStore(abc.ABC):
                 secrets.token_hex(8),
                 external_thread_id,
                 now,
+                subject,
             )
             if row is None:  # only possible with an external_thread_id
                 row = await conn.fetchrow(
@@ -911,6 +923,19 @@ class SqlStore(abc.ABC):
                 )
                 positions.update({str(r["conversation_id"]): int(r["seq"]) for r in rows})
         return positions
+
+    async def get_last_messages(self, tenant_id: str, conversation_ids: Sequence[str]) -> dict[str, Message]:
+        found: dict[str, Message] = {}
+        async with self._read() as conn:
+            for ids in chunked(sorted(set(conversation_ids))):
+                p = Params(tenant_id)
+                # one (conversation_id, seq) unique-index probe per conversation
+                rows = await conn.fetch(
+                    "SELECT m.* FROM conversations c JOIN messages m ON m.conversation_id = c.id"
+                    " AND m.seq = c.last_seq AND m.tenant_id = c.tenant_id"
+                    f" WHERE c.tenant_id = $1 AND c.id IN ({p.add_all(ids)})", *p.values)
+                found.update({str(r["conversation_id"]): message_from_row(r) for r in rows})
+        return found
 
     # --- helpers ---------------------------------------------------------
     @staticmethod

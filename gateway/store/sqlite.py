@@ -111,7 +111,7 @@ _ADVANCE_SEQ = "UPDATE conversations SET last_seq = last_seq + $1, updated_at = 
 # The batch append as one run of statements (`SqliteStore._append_batch`): the statements
 # take the seqs from the conversation's row themselves, in the run's own transaction.
 _CONVERSATION_COLUMNS = ("id", "tenant_id", "channel", "contact_id", "status", "assignee_id", "epoch", "last_seq",
-                         "external_thread_id", "created_at", "updated_at")
+                         "external_thread_id", "created_at", "updated_at", "subject")
 _READ_CONVERSATION = f"SELECT {', '.join(_CONVERSATION_COLUMNS)} FROM conversations WHERE id = ?1"
 # ?4 is the message's place among its conversation's new messages of the batch (1, 2, ...)
 _INSERT_NEXT_MESSAGE = (f"INSERT INTO messages ({MESSAGE_COLUMNS}, delivery_error)"

@@ -38,6 +38,6 @@ class WidgetFeature:
         routes = WidgetRoutes(
             api=Api(host.chat, host.store, cfg), store=host.store, widget_store=widget_store, uploads=uploads,
             verify_token=host.tokens.verify, cors_origins=cfg.server.cors_origins, dist=dist,
-            data_dir=Path(cfg.storage.data_dir), clock=host.clock,
+            data_dir=Path(cfg.storage.data_dir), clock=host.clock, max_text_chars=cfg.limits.max_text_chars,
         )
         return Extension(routes=routes.routes(), attachments=Attachments(uploads.resolve, uploads.export))

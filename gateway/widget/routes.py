@@ -7,6 +7,7 @@ CORS headers on every response, errors included."""
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -26,18 +27,24 @@ from gateway.security.auth import VisitorClaims
 from gateway.store import NotFound, Store
 from gateway.widget import settings as ws
 from gateway.widget.pages import demo_page, favicon_png
-from gateway.widget.store import WidgetStore
+from gateway.widget.store import WidgetSettingsRepository
 from gateway.widget.uploads import INLINE_TYPES, Uploads
 
+# a bundle whose name carries a hash of its content (widget/build.mjs): never changes
+HASHED_ASSET = re.compile(r"(widget|console)\.[0-9a-f]{10}\.js")
+ASSET_CACHE = "public, max-age=300"  # the loader: a new build reaches browsers within 5 minutes
+HASHED_CACHE = "public, max-age=31536000, immutable"
 VerifyToken = Callable[[str, str, float], VisitorClaims | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORS_HEADERS = "Authorization, Content-Type, X-Widget-Key, X-Visitor-Token"
 
 
 class WidgetRoutes:
-    def __init__(self, *, api: Api, store: Store, widget_store: WidgetStore, uploads: Uploads,
+    def __init__(self, *, api: Api, store: Store, widget_store: WidgetSettingsRepository, uploads: Uploads,
                  verify_token: VerifyToken, cors_origins: tuple[str, ...], dist: Path, data_dir: Path,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], max_text_chars: int = 4000) -> None:
+        """`max_text_chars`: the longest message text (MAX_TEXT_CHARS), told to the widget so
+        that its composer stops there."""
         self.api = api
         self.store = store
         self.widget_store = widget_store
@@ -47,6 +54,7 @@ class WidgetRoutes:
         self.dist = dist
         self.data_dir = data_dir
         self.clock = clock
+        self.max_text_chars = max_text_chars
         self._favicon = favicon_png()
 
     # --- plumbing --------------------------------------------------------
@@ -105,7 +113,8 @@ class WidgetRoutes:
     async def public_settings(self, request: web.Request) -> web.StreamResponse:
         tenant_id = await self._tenant_by_key(request.match_info["key"])
         settings = ws.merged(await self.widget_store.get_settings(tenant_id))
-        resp = web.json_response({"ok": True, "settings": settings, "max_upload_bytes": self.uploads.max_bytes})
+        resp = web.json_response({"ok": True, "settings": settings, "max_upload_bytes": self.uploads.max_bytes,
+                                  "max_text_chars": self.max_text_chars})
         resp.headers["Cache-Control"] = "public, max-age=60"
         return resp
 
@@ -183,7 +192,8 @@ class WidgetRoutes:
         if name.endswith((".br", ".gz")) or self.dist.resolve() not in path.parents or not path.is_file():
             raise web.HTTPNotFound(text="not built: run scripts/run.sh or `npm run build` in widget/")
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        resp = await static_response(request, path, ctype, "public, max-age=300")
+        cache = HASHED_CACHE if HASHED_ASSET.fullmatch(name) else ASSET_CACHE
+        resp = await static_response(request, path, ctype, cache)
         resp.headers["Access-Control-Allow-Origin"] = "*"
         return resp
 

@@ -1,10 +1,12 @@
-"""`WidgetStore`: the widget feature's own tables (migration 0002_widget.sql)."""
+"""The widget feature's own tables (migration 0002_widget.sql): the `UploadRepository` and
+`WidgetSettingsRepository` protocols and their SQL implementation `WidgetStore` (contract
+suite: tests/contract/test_uploads_repository.py)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.store.db import Database
 from gateway.store.rows import dump_json
@@ -32,7 +34,36 @@ def _upload(row: Any) -> Upload:
     )
 
 
+class UploadRepository(Protocol):
+    """Where uploaded files are listed (the bytes live on disk, at `Upload.path`). Scoped
+    to the tenant: another tenant's upload is not found and not changed."""
+
+    async def add_upload(self, u: Upload) -> None:
+        """Store a new upload, not bound to any conversation yet (`u.conversation_id` is
+        ignored); `gateway.store.sql.Conflict` when its id is taken."""
+
+    async def get_upload(self, tenant_id: str, upload_id: str) -> Upload | None:
+        """The tenant's upload, or None."""
+
+    async def bind_uploads(self, tenant_id: str, upload_ids: list[str], conversation_id: str) -> None:
+        """Tie the tenant's not-yet-bound uploads among `upload_ids` to `conversation_id`. An
+        upload already bound keeps its conversation (the first binding wins); unknown ids and
+        other tenants' uploads are left alone."""
+
+
+class WidgetSettingsRepository(Protocol):
+    """A tenant's widget settings (one JSON object per tenant)."""
+
+    async def get_settings(self, tenant_id: str) -> dict[str, Any] | None:
+        """The tenant's settings as last put, or None when never put."""
+
+    async def put_settings(self, tenant_id: str, settings: dict[str, Any], *, now: float) -> None:
+        """Replace the tenant's settings (an upsert: the last put wins)."""
+
+
 class WidgetStore:
+    """`UploadRepository` and `WidgetSettingsRepository` on the SQL `Database`."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

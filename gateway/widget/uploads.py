@@ -20,7 +20,7 @@ from gateway.core.domain import Conversation
 from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.store import NotFound, Store
 from gateway.store.rows import new_id
-from gateway.widget.store import Upload, WidgetStore
+from gateway.widget.store import Upload, UploadRepository
 
 MAX_ATTACHMENTS = 10
 LINK_TTL = 300.0
@@ -60,7 +60,7 @@ class Uploader:
 
 
 class Uploads:
-    def __init__(self, store: WidgetStore, core: Store, root: Path, *, max_bytes: int, secret: str,
+    def __init__(self, store: UploadRepository, core: Store, root: Path, *, max_bytes: int, secret: str,
                  clock: Callable[[], float], public_url: str | None = None) -> None:
         self.store = store
         self.core = core

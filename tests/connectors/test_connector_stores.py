@@ -1,4 +1,5 @@
-"""Connector tables on every backend: channels, links, email ids, outbox claiming."""
+"""Connector tables on every backend beyond the repository contracts (tests/contract/test_*_repository.py):
+IMAP claims going with their tenant, the outbox worker on two nodes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from connectors.base import OutboundMessage, SendResult, TransientError
-from connectors.channels import ChannelError, ChannelStore
-from connectors.email.store import EmailIdStore, ImapPollClaims
+from connectors.channels import ChannelStore
+from connectors.email.store import ImapPollClaims
 from connectors.links import LinkStore
 from connectors.outbox import Outbox
+from connectors.outbox_repository import SqlOutboxRepository
 from connectors.settings import OutboxSettings
 from gateway.broker.memory import MemoryBroker, MemoryHub
 from gateway.chat.service import ChatService
@@ -56,82 +58,11 @@ async def tenant(store: Opened, name: str = "Shop") -> str:
     return t.id
 
 
-async def test_channels_seal_credentials_and_route_by_address(stores: list[Opened]) -> None:
-    store = stores[0]
-    box = SecretBox(b"\x05" * 32)
-    channels = ChannelStore(store, box, time.time)
-    t1, t2 = await tenant(store), await tenant(store, "Other")
-    ch = await channels.add(tenant_id=t1, kind=Channel.EMAIL, name="Hỗ trợ", credentials={"password": "p@ss"},
-                            settings={"address": "Support@Shop.VN", "smtp_port": 587})
-    assert ch.address == "support@shop.vn" and ch.settings["smtp_port"] == 587
-    async with store.reader() as conn:
-        raw = await conn.fetchrow("SELECT credentials FROM connector_channels WHERE id = $1", ch.id)
-    assert raw is not None and "p@ss" not in raw["credentials"]
-    assert await channels.credentials(ch) == {"password": "p@ss"}
-    assert (await channels.find_by_address(Channel.EMAIL, "SUPPORT@shop.vn")) == ch
-    assert await channels.find_by_address(Channel.FACEBOOK, "support@shop.vn") is None
-    assert await channels.get(t2, ch.id) is None  # another tenant sees nothing
-    assert await channels.list(t2) == [] and [c.id for c in await channels.list(t1)] == [ch.id]
-    assert (await channels.for_tenant(t1, Channel.EMAIL)) == ch
-    with pytest.raises(ChannelError, match="already uses address"):
-        await channels.add(tenant_id=t2, kind=Channel.EMAIL, name="x", credentials={},
-                           settings={"address": "support@shop.vn"})
-    with pytest.raises(ChannelError):
-        await channels.add(tenant_id=t1, kind=Channel.WIDGET, name="x", credentials={}, settings={})
-    await channels.set_enabled(t1, ch.id, False)
-    assert await channels.find_by_address(Channel.EMAIL, "support@shop.vn") is None
-    assert await channels.for_tenant(t1, Channel.EMAIL) is None
-    # the other node reads it with the same key
-    other = ChannelStore(stores[1], box, time.time)
-    assert await other.credentials(ch) == {"password": "p@ss"}
-    # a rotated token merged in, still sealed, seen by the other node
-    await channels.update_credentials(t1, ch.id, {"oauth2_refresh_token": "1//new"})
-    assert await other.credentials(ch) == {"password": "p@ss", "oauth2_refresh_token": "1//new"}
-    async with store.reader() as conn:
-        raw = await conn.fetchrow("SELECT credentials FROM connector_channels WHERE id = $1", ch.id)
-    assert raw is not None and "1//new" not in raw["credentials"]
-    with pytest.raises(LookupError):
-        await channels.update_credentials(t2, ch.id, {"x": 1})  # not the other tenant's inbox
-
-
-async def test_links_and_email_ids(stores: list[Opened]) -> None:
-    store = stores[0]
-    t = await tenant(store)
-    contact = await store.create_contact(tenant_id=t, name="A", email=None, now=1.0)
-    conv = await store.create_conversation(tenant_id=t, channel=Channel.EMAIL, contact_id=contact.id, now=1.0,
-                                           external_thread_id="root@x")
-    links = LinkStore(store, time.time)
-    results = await asyncio.gather(*(links.ensure(t, conv.id, channel_id=None, recipient_id="a@x") for _ in range(5)))
-    assert sorted(results) == [False] * 4 + [True]
-    link = await links.get(t, conv.id)
-    assert link is not None and link.recipient_id == "a@x"
-    assert await links.get("other-tenant", conv.id) is None
-    ids = EmailIdStore(store, iter(range(10, 100)).__next__)
-    await ids.record(t, "root@x", conv.id, "in", "Hello")
-    await ids.record(t, "root@x", conv.id, "in", "Hello")  # idempotent
-    await ids.record(t, "ours@help", conv.id, "out", "Re: Hello")
-    assert await ids.find_conversation(t, ["unknown@x", "ours@help"]) == conv.id
-    assert await ids.find_conversation("other-tenant", ["ours@help"]) is None
-    assert [x.message_id for x in await ids.thread(t, conv.id)] == ["root@x", "ours@help"]
-
-
-async def test_imap_poll_claims_give_an_inbox_to_one_node_at_a_time(stores: list[Opened]) -> None:
-    a, b = (ImapPollClaims(s) for s in stores)
+async def test_imap_poll_claims_go_with_their_tenant(stores: list[Opened]) -> None:
     t = await tenant(stores[0])
     ch = await ChannelStore(stores[0], SecretBox(b"\x05" * 32), time.time).add(
         tenant_id=t, kind=Channel.EMAIL, name="Hỗ trợ", credentials={}, settings={"address": "s@shop.vn"})
-    assert await a.claim(t, ch.id, "node-a", 100.0, 9.0)
-    assert not await b.claim(t, ch.id, "node-b", 100.0, 9.0)
-    assert await a.claim(t, ch.id, "node-a", 105.0, 9.0)  # renewed by its holder: A's until 114
-    assert not await b.claim(t, ch.id, "node-b", 113.9, 9.0)
-    assert await b.claim(t, ch.id, "node-b", 114.0, 9.0)  # A stopped renewing: its claim ran out
-    assert not await a.claim(t, ch.id, "node-a", 120.0, 9.0)
-    # at once from both nodes, each time a claim runs out: one of them wins
-    for k in range(5):
-        now = 200.0 + 10 * k
-        won = await asyncio.gather(a.claim(t, ch.id, "node-a", now, 9.0), b.claim(t, ch.id, "node-b", now, 9.0))
-        assert sorted(won) == [False, True]
-    # the rows go with their tenant
+    assert await ImapPollClaims(stores[1]).claim(t, ch.id, "node-b", 100.0, 9.0)
     assert (await PrivacyStore(stores[0], sqlite=isinstance(stores[0], SqliteStore)).delete_tenant_rows(t)
             )["email_imap_polls"] == 1
 
@@ -162,7 +93,7 @@ class Recorder:
 def outbox_on(store: Opened, node: str, recorder: Recorder, **settings: float) -> Outbox:
     chat = ChatService(store, MemoryBroker(MemoryHub(), node), node_id=node, limits=LimitsConfig(),
                        clock=time.time, presence_ttl=45.0)
-    return Outbox(db=store, store=store, chat=chat, links=LinkStore(store, time.time),
+    return Outbox(rows=SqlOutboxRepository(store), store=store, chat=chat, links=LinkStore(store, time.time),
                   connectors={Channel.YOUTUBE: recorder},  # type: ignore[dict-item]
                   settings=OutboxSettings(base_delay=0.0, max_delay=0.0, batch=5, **settings),  # type: ignore[arg-type]
                   node_id=node, clock=time.time)

@@ -83,6 +83,7 @@ async def test_email_round_trip_threads_into_one_conversation(cx_config: Config)
             await ag.wait_for(lambda: ag.of("conversation:created"), timeout=20)
             conv = ag.of("conversation:created")[0]
             assert conv["channel"] == "email" and conv["assignee_id"] == nt.admin.id
+            assert conv["subject"] == "Hỏi về đơn hàng #123"  # issue 32: the subject, for the console
             conv_id = conv["id"]
             assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
             hist = await ag.call("messages:history", {"conversation_id": conv_id})
@@ -135,6 +136,10 @@ async def test_email_round_trip_threads_into_one_conversation(cx_config: Config)
             await smtp_send(port, third)  # answered 250 once the mail was handled (stored or not)
             listed = await ag.call("conversation:list", {})
             assert [c["id"] for c in listed["conversations"]] == [conv_id]
+            # the thread's first subject, not a later one's ("khác", "Re: …")
+            assert listed["conversations"][0]["subject"] == "Hỏi về đơn hàng #123"
+            got = await ag.call("conversation:get", {"conversation_id": conv_id})
+            assert got["conversation"]["subject"] == "Hỏi về đơn hàng #123"
             hist = await ag.call("messages:history", {"conversation_id": conv_id})
             assert [m["seq"] for m in hist["messages"]] == [1, 2, 3, 4]
         finally:

@@ -70,7 +70,7 @@ async def where_is(rg: RunningGateway, marker: str) -> list[str]:
     """Every column of every table (all rows) and every stored file (name and bytes) that
     holds `marker`."""
     hits: list[str] = []
-    ps = privacy_store(rg.gw.db)
+    ps = privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded)
     async with rg.gw.db.reader() as conn:
         cols, _ = await ps.schema(conn)
         for table, names in sorted(cols.items()):

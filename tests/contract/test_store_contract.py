@@ -196,7 +196,8 @@ async def test_migration_7_keeps_messages_and_their_idempotency_keys(
     keeps every message, and duplicates by client_id / external_id are still caught."""
     import gateway.store.sql as sql_module
 
-    older = [m for m in load_migrations() if m.version < 7]
+    # today's code writes conversations.subject (0010, independent of 0007): that one too
+    older = [m for m in load_migrations() if m.version < 7 or m.version == 10]
     monkeypatch.setattr(sql_module, "load_migrations", lambda: older)
     store = backend.make()
     await store.open()
@@ -1309,3 +1310,72 @@ async def test_a_heartbeat_larger_than_one_chunk_writes_every_agent(store: Store
         rows = await conn.fetch("SELECT agent_id, sockets, updated_at FROM agent_presence WHERE node_id = $1",
                                 "node-big")
     assert len(rows) == 449 and {(int(r["sockets"]), float(r["updated_at"])) for r in rows} == {(5, NOW + 15)}
+
+
+# --- the agent's list: last messages, contacts, subjects (issue 32) -------------------
+
+
+async def test_get_last_messages_is_each_conversations_newest_of_the_tenant(store: Store) -> None:
+    w = await new_world(store)
+    other = await new_world(store, "Other")
+    empty = await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.WIDGET,
+                                            contact_id=w.contact.id, now=100.0)
+    await append_n(store, w, 3)
+    await append_n(store, other, 1)
+    last = await store.get_last_messages(w.tenant.id, [w.conv.id, empty.id, other.conv.id, "missing"])
+    assert list(last) == [w.conv.id]  # no message in `empty`; `other` is another tenant's
+    assert (last[w.conv.id].seq, last[w.conv.id].text, last[w.conv.id].created_at) == (3, "m3", 202.0)
+    assert await store.get_last_messages(w.tenant.id, []) == {}
+
+
+async def test_get_contacts_only_the_tenants(store: Store) -> None:
+    w = await new_world(store)
+    other = await new_world(store, "Other")
+    second = await store.create_contact(tenant_id=w.tenant.id, name="Minh", email="minh@example.vn", now=101.0)
+    got = await store.get_contacts(w.tenant.id, [w.contact.id, second.id, second.id, other.contact.id, "missing"])
+    assert got == {w.contact.id: w.contact, second.id: second}
+    assert await store.get_contacts(w.tenant.id, []) == {}
+
+
+async def test_conversation_subject_is_kept_from_its_creation(store: Store) -> None:
+    w = await new_world(store)
+    assert w.conv.subject is None
+    first = await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.EMAIL, contact_id=w.contact.id,
+                                            now=100.0, external_thread_id="t@x", subject="Đơn hàng #1042")
+    again = await store.create_conversation(tenant_id=w.tenant.id, channel=Channel.EMAIL, contact_id=w.contact.id,
+                                            now=101.0, external_thread_id="t@x", subject="Re: other")
+    assert first.subject == again.subject == "Đơn hàng #1042" and again.id == first.id
+    res = await store.append_message(w.tenant.id, first.id, msg("hello"), now=102.0)
+    assert res.conversation.subject == "Đơn hàng #1042"  # the append path's conversation too
+    (listed,) = await store.list_conversations(w.tenant.id, ConversationFilter(channel=Channel.EMAIL))
+    assert listed.subject == "Đơn hàng #1042"
+
+
+async def test_migration_10_takes_each_email_conversations_first_subject(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0010 adds conversations.subject and fills it, for email conversations stored before
+    it, from the first subject recorded in email_message_ids."""
+    import gateway.store.sql as sql_module
+
+    older = [m for m in load_migrations() if m.version < 10]
+    monkeypatch.setattr(sql_module, "load_migrations", lambda: older)
+    store = backend.make()
+    await store.open()
+    await store.migrate()
+    tenant = await new_tenant(store)
+    contact = await store.create_contact(tenant_id=tenant.id, name="Hùng", email=None, now=100.0)
+    ids = {"mail": uuid.uuid4().hex, "bare": uuid.uuid4().hex, "widget": uuid.uuid4().hex}
+    async with store.transaction() as conn:  # today's create_conversation writes the new column
+        for key, channel in (("mail", "email"), ("bare", "email"), ("widget", "widget")):
+            await conn.execute(
+                "INSERT INTO conversations (id, tenant_id, channel, contact_id, status, assignee_id, epoch, last_seq,"
+                " external_thread_id, created_at, updated_at) VALUES ($1, $2, $3, $4, 'open', NULL, 'e', 0, $5,"
+                " 100, 100)", ids[key], tenant.id, channel, contact.id, f"thread-{key}")
+        for mid, subject, at in (("m2", "Re: Đổi trả", 102.0), ("m0", None, 100.0), ("m1", "Đổi trả", 101.0)):
+            await conn.execute(
+                "INSERT INTO email_message_ids (tenant_id, message_id, conversation_id, direction, subject,"
+                " created_at) VALUES ($1, $2, $3, 'in', $4, $5)", tenant.id, mid, ids["mail"], subject, at)
+    monkeypatch.undo()
+    await store.migrate()
+    got = {k: (await store.get_conversation(tenant.id, v)).subject for k, v in ids.items()}
+    assert got == {"mail": "Đổi trả", "bare": None, "widget": None}

@@ -16,6 +16,7 @@ import pytest
 from gateway.admin.demo import ensure_demo
 from gateway.http.headers import origin_of, page_policy
 from tests.support.server import RunningGateway, make_config, run_gateway
+from tests.widget.test_assets import bundle_named_by
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = {"/console", "/demo", "/call-test"}
@@ -99,11 +100,14 @@ async def test_every_page_has_a_strict_csp_and_refuses_framing(demo: RunningGate
 
 async def test_assets_and_api_responses_are_nosniff(demo: RunningGateway) -> None:
     async with aiohttp.ClientSession() as http:
-        for path in ("/widget/loader.js", "/widget/console.js", "/call-test/call-test.js", "/healthz",
+        for path in ("/widget/loader.js", f"/widget/{bundle_named_by('console.html')}",
+                     f"/widget/{bundle_named_by('loader.js')}", "/call-test/call-test.js", "/healthz",
                      "/api/v1/me", "/api/v1/nothing-here", "/widget/missing.js"):
             async with http.get(demo.url + path) as r:
                 await r.read()
                 _common(path, r.headers)
+                if path.endswith(".js") and "missing" not in path:
+                    assert r.status == 200, path  # a real asset, not a 404 page
                 assert "Content-Security-Policy" not in r.headers or r.content_type == "text/html", path
 
 

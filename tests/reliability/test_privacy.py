@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from gateway.privacy.retention import YEAR, Retention
-from gateway.privacy.store import Policy, PrivacyStore, is_sqlite, privacy_store
+from gateway.privacy.store import Policy, PrivacyStore, privacy_store
 from gateway.store.rows import new_id
 from tests.support.procs import PG_DSN, ROOT, drop_schema
 from tests.support.server import RunningGateway, make_config, new_client_id, run_gateway, visitor
@@ -75,7 +75,7 @@ async def _populate(rg: RunningGateway, name: str, n: int = 3) -> dict[str, str]
 
 
 async def test_tenant_tables_are_discovered_children_first(rg) -> None:
-    ps = privacy_store(rg.gw.db)
+    ps = privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded)
     async with rg.gw.db.reader() as conn:
         tables = await ps.tenant_tables(conn)
     for t in ("agents", "contacts", "conversations", "messages", "read_positions", "contact_identities",
@@ -88,7 +88,7 @@ async def test_tenant_tables_are_discovered_children_first(rg) -> None:
 async def test_retention_deletes_ended_tenant_rows_and_files_only(rg) -> None:
     gone = await _populate(rg, "Ended")
     kept = await _populate(rg, "Current")
-    ps = privacy_store(rg.gw.db)
+    ps = privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded)
     now = time.time()
     assert await ps.end_tenant(gone["tenant"], now - 3.1 * YEAR)
     assert await ps.end_tenant(kept["tenant"], now - 1.0 * YEAR)  # ended, but not long enough ago
@@ -116,7 +116,7 @@ async def test_retention_deletes_ended_tenant_rows_and_files_only(rg) -> None:
 
 async def test_message_retention_policy_blanks_old_messages(rg) -> None:
     d = await _populate(rg, "Policy")
-    ps = privacy_store(rg.gw.db)
+    ps = privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded)
     await ps.set_policy(d["tenant"], Policy(message_retention_days=30))
     later = Retention(ps, rg.gw.config.storage.data_dir, 3.0, clock=lambda: time.time() + 31 * 86400)
     assert (await later.run(dry_run=True)).expired_messages == {d["tenant"]: 3}
@@ -130,7 +130,7 @@ async def test_a_purge_and_an_expiry_go_in_chunks_and_let_the_loop_run(rg) -> No
     the chunks (on SQLite each statement runs on the loop)."""
     gone = await _populate(rg, "Big", n=7)
     kept = await _populate(rg, "Neighbour", n=2)
-    ps = PrivacyStore(rg.gw.db, sqlite=is_sqlite(rg.gw.db), chunk=2)
+    ps = PrivacyStore(rg.gw.db, sqlite=rg.gw.config.embedded, chunk=2)
     await ps.set_policy(kept["tenant"], Policy(message_retention_days=1))
     expire = asyncio.create_task(ps.expire_messages(kept["tenant"], time.time() + 2 * 86400, dry_run=False))
     assert await expire == 2
@@ -184,6 +184,13 @@ async def test_export_correct_erase_and_audit(rg) -> None:
     status, body, _ = await _api(rg, "PATCH", f"/contacts/{cid}", tok, {"name": "Trần B"})
     assert status == 200 and json.loads(body)["contact"]["name"] == "Trần B"
 
+    # an email thread of the contact: its subject is the contact's words (issue 32)
+    from gateway.core.domain import Channel
+    mail = await rg.gw.store.create_conversation(tenant_id=d["tenant"], channel=Channel.EMAIL, contact_id=cid,
+                                                 now=time.time(), external_thread_id="m1@example.vn",
+                                                 subject="Hoá đơn của Nguyễn Văn A")
+    assert mail.subject == "Hoá đơn của Nguyễn Văn A"
+
     # erase (default: anonymise)
     status, body, _ = await _api(rg, "POST", f"/contacts/{cid}/erase", tok)
     assert status == 200, body
@@ -193,13 +200,14 @@ async def test_export_correct_erase_and_audit(rg) -> None:
     data = json.loads((await _api(rg, "GET", f"/contacts/{cid}/export", tok))[1])
     assert data["contact"]["name"] is None and data["contact"]["email"] is None and data["identities"] == []
     assert all(m["text"] == "" for m in data["conversations"][0]["messages"])
+    assert (await rg.gw.store.get_conversation(d["tenant"], mail.id)).subject is None
 
     # delete mode removes conversations and the contact
     assert (await _api(rg, "PUT", "/privacy/policy", other["token"], {"erase_mode": "delete"}))[0] == 200
     status, body, _ = await _api(rg, "POST", f"/contacts/{other['contact']}/erase", other["token"])
     assert status == 200 and json.loads(body)["erased"]["messages"] == 3
     assert (await _api(rg, "GET", f"/contacts/{other['contact']}", other["token"]))[0] == 404
-    counts = await privacy_store(rg.gw.db).count_tenant_rows(other["tenant"])
+    counts = await privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded).count_tenant_rows(other["tenant"])
     assert counts["messages"] == counts["conversations"] == counts["contacts"] == counts["uploads"] == 0
 
     status, body, _ = await _api(rg, "GET", "/privacy/audit", tok)

@@ -33,7 +33,7 @@ class ThreadedGateway:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
-        ps = privacy_store(self.rg.gw.db)
+        ps = privacy_store(self.rg.gw.db, sqlite=self.rg.gw.config.embedded)
 
         async def counts() -> dict[str, dict[str, int]]:
             return {t.tenant.id: await ps.count_tenant_rows(t.tenant.id) for t in (self.a, self.b)}

@@ -75,7 +75,7 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    async def wait_ready(self, node: Node, timeout: float = 20.0) -> None:
+    async def wait_ready(self, node: Node, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:

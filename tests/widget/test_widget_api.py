@@ -45,6 +45,7 @@ async def test_settings_public_and_admin(gateway: RunningGateway, http: aiohttp.
         body = await r.json()
         assert r.status == 200 and body["settings"]["prechat"]["email"] == "optional"
         assert body["max_upload_bytes"] == LIMIT
+        assert body["max_text_chars"] == 4000
         assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     admin = {"Authorization": f"Bearer {t.admin_token}"}
     async with http.put(f"{gateway.url}/api/v1/widget/settings", headers=admin,

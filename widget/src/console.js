@@ -24,7 +24,33 @@ class Console {
     });
   }
 
+  // A contact's message in one of "Mine" while the tab is hidden counts in the title
+  // ("(3) IZIHelp console"); the count is cleared when the tab is shown or focused again.
+  notice(old, c) {
+    if (!document.hidden || !this.me || c.assignee_id !== this.me.id || c.status === "resolved") return;
+    const m = c.last_message;
+    const added = (c.last_seq || 0) - (old.last_seq || 0);
+    if (!m || m.author.type !== "contact" || added <= 0 || old.last_seq === undefined) return;
+    this.hiddenUnread += added;
+    this.renderTitle();
+  }
+
+  renderTitle() {
+    document.title = this.hiddenUnread ? `(${this.hiddenUnread}) ${this.baseTitle}` : this.baseTitle;
+  }
+
+  seen() {
+    if (document.hidden) return;
+    this.hiddenUnread = 0;
+    this.renderTitle();
+    this.markRead();
+  }
+
   boot() {
+    this.baseTitle = document.title;
+    this.hiddenUnread = 0;
+    document.addEventListener("visibilitychange", () => this.seen());
+    window.addEventListener("focus", () => this.seen());
     const m = location.hash.match(/token=([^&]+)/);
     if (m) { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
     $("login").addEventListener("submit", (e) => { e.preventDefault(); sessionStorage.setItem(TOKEN_KEY, $("token").value.trim()); this.connect(); });
@@ -61,6 +87,7 @@ class Console {
 
   async onSession() {
     $("login").hidden = true; $("app").hidden = false;
+    this.listed = false; // until the list (and its contacts) is in, live updates fetch no contact
     const [s, list, agents] = await Promise.all([this.call("session:get"), this.call("conversation:list", { limit: 200 }),
       this.call("agent:list")]);
     this.agents = agents.agents || [];
@@ -68,7 +95,11 @@ class Console {
     this.me = this.agents.find((a) => a.id === myId) || s.agent || { id: myId, name: "", status: "online" };
     $("me").textContent = this.me.name;
     $("presence").value = this.me.status;
+    for (const ct of list.contacts || []) this.contacts.set(ct.id, ct);
     for (const c of list.conversations || []) this.upsert({ ...c, readSeq: c.last_seq - (c.unread || 0) }, true);
+    this.listed = true;
+    // only conversations that arrived live, outside the page listed, lack their contact
+    for (const c of this.convs.values()) if (!this.contacts.has(c.contact_id)) this.contact(c.contact_id, c.id);
     this.renderList();
     if (this.current) await this.open(this.current, true);
   }
@@ -77,7 +108,8 @@ class Console {
     const old = this.convs.get(c.id) || {};
     const merged = { ...old, ...c };
     if (merged.readSeq === undefined) merged.readSeq = 0;
-    if (c.last_message) merged.preview = c.last_message.text || "📎";
+    if (c.last_message) merged.preview = c.last_message.text || (c.last_message.attachments ? "📎" : "");
+    if (!quiet) this.notice(old, merged);
     merged.unread = this.current === c.id ? 0 : Math.max(0, merged.last_seq - merged.readSeq);
     this.convs.set(c.id, merged);
     this.contact(merged.contact_id, c.id);
@@ -86,7 +118,7 @@ class Console {
   }
 
   async contact(contactId, convId) {
-    if (this.contacts.has(contactId)) return this.contacts.get(contactId);
+    if (this.contacts.has(contactId) || !this.listed) return this.contacts.get(contactId);
     this.contacts.set(contactId, null);
     const r = await this.call("conversation:get", { conversation_id: convId });
     if (r.ok) { this.contacts.set(contactId, r.contact); this.renderList(); if (this.current === convId) this.renderHead(); }
@@ -101,6 +133,7 @@ class Console {
   matches(c) {
     if (this.filter === "queue") return !c.assignee_id && c.status !== "resolved";
     if (this.filter === "mine") return c.assignee_id === (this.me && this.me.id) && c.status !== "resolved";
+    if (this.filter === "pending") return c.status === "pending";
     return true;
   }
 
@@ -112,9 +145,9 @@ class Console {
 
   renderList() {
     const all = [...this.convs.values()].sort((a, b) => b.updated_at - a.updated_at);
-    const counts = { queue: 0, mine: 0, all: all.length };
+    const counts = { queue: 0, mine: 0, pending: 0, all: all.length };
     const f = this.filter;
-    for (const c of all) { for (const k of ["queue", "mine"]) { this.filter = k; if (this.matches(c)) counts[k]++; } }
+    for (const c of all) { for (const k of ["queue", "mine", "pending"]) { this.filter = k; if (this.matches(c)) counts[k]++; } }
     this.filter = f;
     for (const k of Object.keys(counts)) $(`count-${k}`).textContent = counts[k] ? `(${counts[k]})` : "";
     const ul = $("convs");
@@ -122,6 +155,7 @@ class Console {
       el("button", { type: "button", "data-conversation": c.id, "aria-current": String(c.id === this.current), onclick: () => this.open(c.id) },
         el("div", { class: "row" }, el("span", { class: "name", text: this.label(c) }),
           c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread`, text: String(c.unread) }) : null),
+        c.subject ? el("div", { class: "subject", text: c.subject }) : null,
         el("div", { class: "preview", text: c.preview || "" }),
         el("div", { class: "tag", text: `${c.channel} · ${c.status}${c.assignee_id ? "" : " · unassigned"}` })))));
   }
@@ -131,6 +165,8 @@ class Console {
     if (!c) return;
     const ct = this.contacts.get(c.contact_id);
     $("conv-title").textContent = this.label(c) + (ct && ct.email && ct.name ? ` <${ct.email}>` : "");
+    $("conv-subject").textContent = c.subject || "";
+    $("conv-subject").hidden = !c.subject;
     $("resolve").textContent = c.status === "resolved" ? "Reopen" : "Resolve";
     this.renderAssign();
   }
@@ -148,8 +184,8 @@ class Console {
     if (this.current && this.current !== id) this.call("conversation:unwatch", { conversation_id: this.current });
     if (this.current !== id || reopen) { this.stream.reset(null, 0); $("messages").replaceChildren(); }
     this.current = id;
-    $("none").style.display = "none";
-    $("conv").style.display = "flex";
+    $("none").hidden = true;
+    $("conv").hidden = false;
     this.showTyping(false);
     this.renderHead();
     const h = await this.call("messages:history", { conversation_id: id, limit: 100 });
@@ -261,6 +297,7 @@ class Console {
   }
 
   async assign() {
+    if (!this.current) return;
     const v = $("assign").value || null;
     const ack = await this.call("conversation:assign", { conversation_id: this.current, agent_id: v });
     if (ack.ok) this.upsert(ack.conversation);
@@ -268,6 +305,7 @@ class Console {
 
   async resolve() {
     const c = this.convs.get(this.current);
+    if (!c) return;
     const ack = await this.call("conversation:status", { conversation_id: c.id, status: c.status === "resolved" ? "open" : "resolved" });
     if (ack.ok) this.upsert(ack.conversation);
   }

@@ -17,6 +17,18 @@ export const STRINGS = {
     callLost: "The call was interrupted.", callFailed: "The call could not be started, please try again.",
     callBusy: "A call is already in progress.", callUnsupported: "Calls are not supported in this browser.",
     micDenied: "Microphone access was refused. Allow the microphone in your browser to call us.",
+    failed: "Not sent", retry: "Retry", remove: "Delete", count: "{n} / {max} characters",
+    err_text_too_long: "The message is too long (at most {limit} characters).",
+    err_payload_too_large: "The message is too large to send.",
+    err_rate_limited: "You are sending messages too fast. Wait a moment, then retry.",
+    err_limit_reached: "You have too many open conversations. Please try again later.",
+    err_conversation_closed: "This conversation is closed.",
+    err_contact_erased: "Your chat history was erased. Reload the page to start a new chat.",
+    err_not_found: "This conversation no longer exists. Reload the page to start a new chat.",
+    err_unauthorized: "Your chat session has expired. Reload the page to continue.",
+    err_forbidden: "Chat is not available right now.",
+    err_unavailable: "The chat service is unavailable right now. Please try again later.",
+    err_generic: "The message could not be sent. Please try again.",
   },
   vi: {
     title: "Trò chuyện với chúng tôi", subtitle: "Chúng tôi thường trả lời trong vài phút", open: "Mở khung chat",
@@ -36,12 +48,33 @@ export const STRINGS = {
     callLost: "Cuộc gọi bị gián đoạn.", callFailed: "Không thể bắt đầu cuộc gọi, vui lòng thử lại.",
     callBusy: "Đang có một cuộc gọi khác.", callUnsupported: "Trình duyệt này không hỗ trợ gọi điện.",
     micDenied: "Quyền dùng micro bị từ chối. Hãy cho phép micro trong trình duyệt để gọi cho chúng tôi.",
+    failed: "Chưa gửi được", retry: "Thử lại", remove: "Xoá", count: "{n} / {max} ký tự",
+    err_text_too_long: "Tin nhắn quá dài (tối đa {limit} ký tự).",
+    err_payload_too_large: "Tin nhắn quá lớn, không gửi được.",
+    err_rate_limited: "Bạn gửi tin nhắn quá nhanh. Vui lòng đợi một chút rồi thử lại.",
+    err_limit_reached: "Bạn có quá nhiều cuộc trò chuyện đang mở. Vui lòng thử lại sau.",
+    err_conversation_closed: "Cuộc trò chuyện này đã đóng.",
+    err_contact_erased: "Lịch sử trò chuyện của bạn đã bị xoá. Hãy tải lại trang để bắt đầu cuộc trò chuyện mới.",
+    err_not_found: "Cuộc trò chuyện này không còn tồn tại. Hãy tải lại trang để bắt đầu cuộc trò chuyện mới.",
+    err_unauthorized: "Phiên trò chuyện đã hết hạn. Hãy tải lại trang để tiếp tục.",
+    err_forbidden: "Hiện không thể trò chuyện.",
+    err_unavailable: "Dịch vụ trò chuyện đang tạm ngưng. Vui lòng thử lại sau.",
+    err_generic: "Không gửi được tin nhắn. Vui lòng thử lại.",
   },
 };
 
 export function pickLang(explicit, setting, navLang) {
   for (const l of [explicit, setting]) if (l && STRINGS[l]) return l;
   return String(navLang || "").toLowerCase().startsWith("vi") ? "vi" : "en";
+}
+
+// A server error (`{code, message, details}`, docs/protocol.md "Error codes") as text for the
+// visitor in their language: the code's own sentence (with `details`, e.g. {limit}), or a
+// generic one; the server's English `message` is never shown.
+export function errorText(t, error) {
+  const code = error && typeof error.code === "string" ? error.code : "";
+  const key = `err_${code}`;
+  return Object.prototype.hasOwnProperty.call(STRINGS.en, key) ? t(key, (error && error.details) || {}) : t("err_generic");
 }
 
 export function translator(lang) {

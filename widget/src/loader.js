@@ -1,25 +1,14 @@
-// Entry of dist/loader.js: <script src="https://GATEWAY/widget/loader.js" data-widget-key="wk_…" async>
-import { Widget } from "./widget.js";
-
-(function boot() {
-  const script = document.currentScript || document.querySelector("script[data-widget-key]");
-  if (!script) return;
-  const cfg = (window.IZIHelp = window.IZIHelp || {});
-  if (cfg.widget) return; // loaded twice
-  const d = script.dataset;
-  const identity = d.identityId && d.identityHash ? { id: d.identityId, hash: d.identityHash } : cfg.identity || null;
-  const widget = new Widget({
-    base: new URL(script.src, location.href).origin,
-    widgetKey: d.widgetKey || cfg.widgetKey,
-    lang: d.lang || cfg.lang || null,
-    identity,
-  });
-  const api = widget.api();
-  cfg.widget = api;
-  // hook for other features (e.g. IZICall's "Call" button): IZIHelp.onReady(api => api.addHeaderAction({...}))
-  const waiting = cfg.readyCallbacks || [];
-  cfg.onReady = (fn) => { if (widget.ui) fn(widget.api()); else widget.on("ready", fn); };
-  for (const fn of waiting) cfg.onReady(fn);
-  const go = () => widget.start().catch((e) => console.error("IZIHelp widget", e));
-  if (document.body) go(); else document.addEventListener("DOMContentLoaded", go);
+// Entry of dist/loader.js, the one URL sites embed and the only one cached briefly:
+//   <script src="https://GATEWAY/widget/loader.js" data-widget-key="wk_…" async>
+// It adds the widget bundle, whose name carries a hash of its content (cached for good), as
+// a script beside it with the same data-* attributes (src/main.js reads them from there).
+/* global __WIDGET_FILE__ */
+(function load() {
+  const me = document.currentScript || document.querySelector("script[data-widget-key]");
+  if (!me || (window.IZIHelp && window.IZIHelp.widget)) return;
+  const s = document.createElement("script");
+  s.src = new URL(__WIDGET_FILE__, me.src).href;
+  s.async = true;
+  for (const k of Object.keys(me.dataset)) s.dataset[k] = me.dataset[k];
+  (document.head || document.documentElement).appendChild(s);
 })();

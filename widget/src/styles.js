@@ -32,8 +32,8 @@ header p { margin: 2px 0 0; font-size: 12px; opacity: .9; }
 .greet { background: #fff; border-radius: 12px; padding: 10px 12px; margin-bottom: 10px; color: #444; }
 .msg { display: flex; flex-direction: column; margin: 6px 0; max-width: 82%; }
 .msg.me { margin-left: auto; align-items: flex-end; }
-.bubble { padding: 8px 12px; border-radius: 14px; background: #fff; white-space: pre-wrap; word-wrap: break-word;
-  box-shadow: 0 1px 1px rgba(0,0,0,.06); }
+.bubble { padding: 8px 12px; border-radius: 14px; background: #fff; white-space: pre-wrap; overflow-wrap: anywhere;
+  word-break: break-word; min-width: 0; max-width: 100%; box-shadow: 0 1px 1px rgba(0,0,0,.06); }
 .me .bubble { background: var(--c); color: #fff; }
 .bubble img { display: block; max-width: 220px; max-height: 200px; border-radius: 8px; margin: 4px 0; }
 .bubble a { color: inherit; }
@@ -59,5 +59,18 @@ input { border: 1px solid #d0d4d9; border-radius: 8px; padding: 8px 10px; font-s
 .callbar[data-call="ended"] { background: #f6f7f9; color: #444; }
 .hang { background: #d93025; padding: 6px 12px; }
 .icon:disabled { opacity: .5; cursor: default; }
+/* a phone: the open panel takes the whole screen (its header's close button closes it) */
+@media (max-width: 480px) {
+  .panel { inset: 0; right: 0; bottom: 0; width: 100vw; max-width: none; height: 100vh; height: 100dvh;
+    max-height: none; border-radius: 0; }
+  .panel:not([hidden]) ~ .launcher { display: none; }
+}
+.msg[data-state="failed"] .meta { color: #8a1c12; }
+.msg[data-state="failed"] .bubble { opacity: .75; }
+.link { background: none; border: none; padding: 0 2px; color: #0b4fa3; text-decoration: underline; cursor: pointer;
+  font-size: 12px; font-weight: 600; text-transform: none; }
+.count { font-size: 12px; color: #57606a; text-align: right; padding: 2px 12px 0; background: #fff; }
+.count.full { color: #8a1c12; font-weight: 600; }
+.count[hidden] { display: none; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 `;

@@ -1,7 +1,7 @@
 // The IZIMessage widget: launcher + chat panel in a shadow root, one Socket.IO
 // connection to /visitor (docs/protocol.md is the contract).
 import { io } from "socket.io-client";
-import { pickLang, translator } from "./i18n.js";
+import { errorText, pickLang, translator } from "./i18n.js";
 import { CSS } from "./styles.js";
 import { CallUI } from "./call.js";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
@@ -20,6 +20,7 @@ export class Widget {
     this.k = (n) => `izh.${opts.widgetKey}.${n}`;
     this.settings = { title: "", greeting: "", color: "#0b63ce", lang: "auto", prechat: { enabled: true, name: "optional", email: "optional" } };
     this.maxUpload = 10 * 1024 * 1024;
+    this.maxText = 4000;         // MAX_TEXT_CHARS, from the public settings
     this.socket = null;
     this.session = null;
     this.conv = null;            // VisitorConversation
@@ -58,7 +59,7 @@ export class Widget {
   async start() {
     try {
       const r = await fetch(`${this.o.base}/api/v1/public/widget/${encodeURIComponent(this.o.widgetKey)}/settings`);
-      if (r.ok) { const j = await r.json(); this.settings = j.settings; this.maxUpload = j.max_upload_bytes; }
+      if (r.ok) { const j = await r.json(); this.settings = j.settings; this.maxUpload = j.max_upload_bytes; this.maxText = j.max_text_chars || this.maxText; }
     } catch (e) { /* defaults */ }
     this.lang = pickLang(this.o.lang, this.settings.lang === "auto" ? null : this.settings.lang, this.win.navigator.language);
     this.t = translator(this.lang);
@@ -117,7 +118,9 @@ export class Widget {
 
   setConn(state) {
     this.host.setAttribute("data-connection", state);
-    this.ui.status.hidden = state !== "connecting" || !this.session;
+    // "Reconnecting…" while a visitor who was connected has no live socket (the network
+    // is gone or the server restarting): their messages wait in "Sending…" meanwhile
+    this.ui.status.hidden = (state !== "connecting" && state !== "offline") || !this.session;
   }
 
   call(event, payload, timeout = SEND_TIMEOUT) {
@@ -244,7 +247,7 @@ export class Widget {
     await this.whenConnected();
     if (this.conv) return this.conv;
     const ack = await this.call("conversation:start", {});
-    if (!ack.ok) throw new Error(ack.error.code);
+    if (!ack.ok) throw Object.assign(new Error(ack.error.code), { refusal: ack.error });
     this.agentsAvailable = ack.agents_available;
     await this.adopt(ack.conversation, true);
     return this.conv;
@@ -277,7 +280,7 @@ export class Widget {
           // client_id again after the server's retry_after and a backoff; any other error is final
           const wait = retryDelay(ack, refusals++);
           item.retrying = wait !== null;
-          if (wait === null) item.error = ack.error.message;
+          if (wait === null) item.error = errorText(this.t, ack.error);
           this.renderMessages();
           if (wait === null) return;
           await sleep(wait);
@@ -289,10 +292,30 @@ export class Widget {
         this.renderMessages();
         return;
       } catch (e) {
+        // the conversation could not be started: final, like a refused message
+        if (e && e.refusal) { item.error = errorText(this.t, e.refusal); this.renderMessages(); return; }
         // timeout or disconnected: retry with the same client_id (idempotent) once connected
         await this.whenConnected();
       }
     }
+  }
+
+  // a failed message: send it again with its client_id (a copy the server stored after
+  // all is answered as a duplicate), or drop it
+  retry(clientId) {
+    const item = this.pending.get(clientId);
+    if (!item || !item.error) return;
+    item.error = null;
+    this.renderMessages();
+    this.deliver(item);
+  }
+
+  discard(clientId) {
+    const item = this.pending.get(clientId);
+    if (!item || !item.error) return;
+    this.pending.delete(clientId);
+    this.renderMessages();
+    this.ui.input.focus();
   }
 
   flushPending() { /* deliver() loops retry on their own after the session event */ }
@@ -385,8 +408,10 @@ export class Widget {
     ui.typing = el("div", { class: "typing", hidden: true, "aria-live": "polite", text: t("typing") });
     ui.uploading = el("div", { class: "note uploading", hidden: true, role: "status" });
     ui.error = el("div", { class: "error", role: "alert", hidden: true });
+    ui.count = el("div", { class: "count", id: "izh-count", hidden: true });
     ui.input = el("textarea", { rows: "1", "aria-label": t("placeholder"), placeholder: t("placeholder"),
-      oninput: () => this.typed(),
+      maxlength: String(this.maxText), "aria-describedby": "izh-count",
+      oninput: () => { this.typed(); this.renderCount(); },
       onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.submitText(); } } });
     ui.file = el("input", { type: "file", class: "visually-hidden", tabindex: "-1", "aria-hidden": "true",
       onchange: () => { const f = ui.file.files && ui.file.files[0]; ui.file.value = ""; if (f) this.attach(f); } });
@@ -395,7 +420,7 @@ export class Widget {
     ui.composer = el("form", { class: "composer", onsubmit: (e) => { e.preventDefault(); this.submitText(); } },
       clip, ui.file, ui.input, el("button", { type: "submit", class: "btn send", text: t("send") }));
     ui.chat = el("div", { class: "chat", style: "display:flex;flex-direction:column;flex:1;min-height:0" },
-      ui.offline, ui.body, ui.typing, ui.uploading, ui.error, ui.composer);
+      ui.offline, ui.body, ui.typing, ui.uploading, ui.error, ui.count, ui.composer);
     ui.prechat = this.renderPrechat();
     ui.panel = el("div", { class: "panel", id: "izh-panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "izh-title", hidden: true,
       onkeydown: (e) => { if (e.key === "Escape") { e.stopPropagation(); this.setOpen(false); } } },
@@ -460,10 +485,21 @@ export class Widget {
     this.ui.offlineText.textContent = this.t("saved");
   }
 
+  // the characters left show from 90 % of the limit on (the textarea's maxlength stops
+  // typing and pasting at the limit)
+  renderCount() {
+    const n = this.ui.input.value.length;
+    this.ui.count.hidden = n < this.maxText * 0.9;
+    this.ui.count.textContent = this.t("count", { n, max: this.maxText });
+    this.ui.count.classList.toggle("full", n >= this.maxText);
+  }
+
   submitText() {
     const text = this.ui.input.value.trim();
     if (!text) return;
+    if (text.length > this.maxText) { this.showError(this.t("err_text_too_long", { limit: this.maxText })); return; }
     this.ui.input.value = "";
+    this.renderCount();
     this.showError("");
     this.send(text);
   }
@@ -522,7 +558,13 @@ export class Widget {
         const st = m.seq ? this.stateOf(m) : (m.error ? "failed" : m.retrying ? "retrying" : "sending");
         if (node.getAttribute("data-state") !== st) {
           node.setAttribute("data-state", st);
-          node.querySelector(".meta").textContent = st === "failed" ? m.error : this.t(st);
+          const meta = node.querySelector(".meta");
+          if (st === "failed") {
+            const id = m.client_id;
+            meta.replaceChildren(el("span", { class: "why", role: "alert", text: `${this.t("failed")}: ${m.error}` }), " ",
+              el("button", { type: "button", class: "link retry", text: this.t("retry"), onclick: () => this.retry(id) }), " ",
+              el("button", { type: "button", class: "link delete", text: this.t("remove"), onclick: () => this.discard(id) }));
+          } else meta.textContent = this.t(st);
         }
       }
       if (m.seq) node.setAttribute("data-seq", String(m.seq));
@@ -542,7 +584,7 @@ export class Widget {
     if (m.text) bubble.append(el("div", { class: "text", text: m.text }));
     for (const a of m.attachments || []) bubble.append(this.attachmentNode(a));
     const who = mine ? this.t("you") : m.author.type === "agent" ? this.t("agent") : "";
-    return el("div", { class: `msg ${mine ? "me" : "them"}`, "data-author": mine ? "contact" : m.author.type },
+    return el("div", { class: `msg ${mine ? "me" : "them"}`, "data-author": mine ? "contact" : m.author.type, "data-client-id": m.client_id },
       el("span", { class: "visually-hidden", text: `${who}:` }), bubble, el("div", { class: "meta", text: mine ? "" : who }));
   }
 

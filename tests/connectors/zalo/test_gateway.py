@@ -141,7 +141,7 @@ async def test_tokens_rotated_by_another_node_are_adopted(zalo: Setup) -> None:
     zalo.fake.access_tokens.pop(creds["access_token"])  # B's refresh invalidated our access token
     zalo.fake.refresh_tokens.discard(creds["refresh_token"])
     at, rt, exp = zalo.fake.issue()
-    await ZaloCredentialWriter(zalo.hub.ctx.db, zalo.hub.ctx.box).save(
+    await ZaloCredentialWriter(zalo.hub.ctx.channels).save(
         zalo.tenant_id, zalo.inbox.id, ZaloTokens(at, rt, exp)
     )
     assert await zalo.post(fz.event_text("hi", msg_id="adopt-1")) == 200
