@@ -125,6 +125,19 @@ class ChannelRepository(Protocol):
         they were sealed under another key."""
         ...
 
+    async def redefine(self, tenant_id: str, channel_id: str, *, name: str,
+                       settings: dict[str, Any]) -> ChannelConfig | None:
+        """Replace the inbox's name and settings (its address follows `settings["address"]`);
+        None when the tenant has no such inbox; `ChannelError` for a name not 1..200
+        characters, settings over 16 KiB, or an address another inbox of the kind uses
+        (nothing changes then)."""
+        ...
+
+    async def remove(self, tenant_id: str, channel_id: str) -> bool:
+        """Delete the tenant's inbox and what refers to it; False when there is none (or it
+        is another tenant's). Its conversations stay."""
+        ...
+
 
 class ChannelStore:
     """`ChannelRepository` on the `connector_channels` table (migration 0004)."""
@@ -257,3 +270,39 @@ class ChannelStore:
         plain = self._box.open(base64.b64decode(row["credentials"]), self._aad(ch.tenant_id, ch.id))
         out: dict[str, Any] = json.loads(plain)
         return out
+
+    async def redefine(self, tenant_id: str, channel_id: str, *, name: str,
+                       settings: dict[str, Any]) -> ChannelConfig | None:
+        """Replace the inbox's name and settings (its address follows `settings["address"]`);
+        None when there is no such inbox; ChannelError when another inbox of the kind uses
+        the new address."""
+        if not name.strip() or len(name) > 200:
+            raise ChannelError("name must be 1..200 characters")
+        settings_json = json.dumps(settings, ensure_ascii=False, sort_keys=True)
+        if len(settings_json) > MAX_SETTINGS_BYTES:
+            raise ChannelError("settings too large")
+        ch = await self.get(tenant_id, channel_id)
+        if ch is None:
+            return None
+        address = normalize_address(ch.kind, settings.get("address"))
+        try:
+            async with self._db.transaction() as conn:
+                row = await conn.fetchrow(
+                    "UPDATE connector_channels SET name = $3, address = $4, settings = $5"
+                    " WHERE tenant_id = $1 AND id = $2 RETURNING *",
+                    tenant_id, channel_id, name.strip(), address, settings_json,
+                )
+        except Conflict:
+            raise ChannelError(f"another {ch.kind.value} channel already uses address {address!r}") from None
+        return None if row is None else _from_row(row)
+
+    async def remove(self, tenant_id: str, channel_id: str) -> bool:
+        """Delete the inbox and what refers to it (its IMAP poll claim); False when there is
+        none. Its conversations stay; their replies fail as 'inbox gone'."""
+        async with self._db.transaction() as conn:
+            await conn.execute("DELETE FROM email_imap_polls WHERE tenant_id = $1 AND channel_id = $2",
+                               tenant_id, channel_id)
+            row = await conn.fetchrow(
+                "DELETE FROM connector_channels WHERE tenant_id = $1 AND id = $2 RETURNING id", tenant_id, channel_id
+            )
+        return row is not None

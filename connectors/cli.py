@@ -1,4 +1,6 @@
-"""`python -m gateway channel add|list` (declared by the connectors feature, connectors/feature.py)."""
+"""`python -m gateway channel add|list|update|disable|enable|remove|rotate` (declared by the
+connectors feature, connectors/feature.py). Definitions are checked against their kind's
+schema (connectors/schemas.py); a refusal exits 2 with a message naming the field."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import sys
 import time
 from typing import Any
 
-from connectors.channels import ChannelConfig, ChannelError, ChannelRepository, ChannelStore
+from connectors.channels import ChannelError, ChannelRepository, ChannelStore
+from connectors.manage import ChannelAdmin, ChannelNotFound, public
 from connectors.settings import load_connector_settings
 from gateway.config import Config
 from gateway.core.domain import Channel
@@ -36,6 +39,20 @@ def configure_channel_parser(c: argparse.ArgumentParser) -> None:
     ca.add_argument("--disabled", action="store_true")
     cl = csub.add_parser("list", help="list a tenant's inboxes (credentials are never printed)")
     cl.add_argument("--tenant", required=True)
+    cu = csub.add_parser("update", help="rename an inbox or change its settings (merged; null removes a key)")
+    cu.add_argument("--tenant", required=True)
+    cu.add_argument("--channel", required=True, help="channel id")
+    cu.add_argument("--name")
+    cu.add_argument("--settings-json", default="{}", help="settings to change (JSON object)")
+    cr = csub.add_parser("rotate", help="replace some of an inbox's credentials (the others are kept)")
+    cr.add_argument("--tenant", required=True)
+    cr.add_argument("--channel", required=True, help="channel id")
+    cr.add_argument("--credentials-json", required=True, help="credentials to replace (JSON object)")
+    for cmd, what in (("disable", "stop an inbox (no inbound, no sends)"), ("enable", "start it again"),
+                      ("remove", "delete an inbox (its conversations stay)")):
+        cx = csub.add_parser(cmd, help=what)
+        cx.add_argument("--tenant", required=True)
+        cx.add_argument("--channel", required=True, help="channel id")
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -61,23 +78,31 @@ async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
     except NotFound:
         print(f"no tenant {args.tenant!r}", file=sys.stderr)
         return 2
+    admin = ChannelAdmin(channels)
+    t = args.tenant
     try:
+        if args.ccmd == "list":
+            for ch in await channels.list(t):
+                print(json.dumps(public(ch), ensure_ascii=False))
+            return 0
         if args.ccmd == "add":
-            ch = await channels.add(
-                tenant_id=args.tenant, kind=Channel(args.kind), name=args.name,
+            ch = await admin.add(
+                tenant_id=t, kind=Channel(args.kind), name=args.name,
                 credentials=_json_object(args.credentials_json, "--credentials-json"),
-                settings=_json_object(args.settings_json, "--settings-json"), enabled=not args.disabled,
+                settings=_json_object(args.settings_json, "--settings-json"), enabled=not args.disabled, actor="cli",
             )
-            print(json.dumps(_public(ch), ensure_ascii=False, indent=2))
+        elif args.ccmd == "update":
+            ch = await admin.update(t, args.channel, actor="cli", name=args.name,
+                                    settings=_json_object(args.settings_json, "--settings-json"))
+        elif args.ccmd == "rotate":
+            ch = await admin.rotate(t, args.channel, _json_object(args.credentials_json, "--credentials-json"),
+                                    actor="cli")
+        elif args.ccmd == "remove":
+            ch = await admin.remove(t, args.channel, actor="cli")
         else:
-            for ch in await channels.list(args.tenant):
-                print(json.dumps(_public(ch), ensure_ascii=False))
-    except ChannelError as exc:
+            ch = await admin.set_enabled(t, args.channel, args.ccmd == "enable", actor="cli")
+        print(json.dumps(public(ch), ensure_ascii=False, indent=2))
+    except (ValueError, ChannelNotFound) as exc:  # ChannelError, SchemaError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _public(ch: ChannelConfig) -> dict[str, Any]:
-    return {"channel_id": ch.id, "tenant_id": ch.tenant_id, "kind": ch.kind.value, "name": ch.name,
-            "address": ch.address, "enabled": ch.enabled, "settings": ch.settings}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from connectors.admin_routes import ChannelsApi, channel_routes
 from connectors.base import Connector
 from connectors.channels import SEALED_CREDENTIALS, ChannelStore
 from connectors.cli import configure_channel_parser, master_box, run_channel_command
@@ -24,6 +25,7 @@ from connectors.registry import build_connectors
 from connectors.settings import load_connector_settings
 from gateway.core.domain import Channel
 from gateway.extension import Command, DbGauge, Extension, Hook, Host
+from gateway.http.api import Api
 from gateway.ops.metrics import Reading
 from gateway.security.crypto import MasterKeyError
 
@@ -123,8 +125,10 @@ class ConnectorsFeature:
             on_start.append(reclaim)
         on_start.append(hub.start)
         email = connectors.get(Channel.EMAIL)
+        core = Api(host.chat, host.store, host.config)
         return Extension(
-            routes=[r for c in connectors.values() for r in c.routes()],
+            routes=[*(r for c in connectors.values() for r in c.routes()),
+                    *channel_routes(ChannelsApi(channels, core.principal, core.body))],
             message_listeners=[outbox.on_message],
             send_checks=[ErasedContactCheck(links)],
             metrics=imap_metrics(email.imap) if isinstance(email, EmailConnector) else (),

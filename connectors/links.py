@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from gateway.aio.lru import LruCache
 from gateway.chat.principals import AgentPrincipal, Principal
+from gateway.core.domain import DeliveryState
 from gateway.core.errors import Code, GatewayError
 from gateway.store.db import Database
 
@@ -96,21 +97,24 @@ def _link(row: Any) -> ConversationLink:
 class ErasedContactCheck:
     """A send check (`ChatService.send_checks`): an agent's reply in a conversation whose
     channel link lost its recipient (the contact was anonymised) is refused before it is
-    stored, `contact_erased`. Conversations found without a link (the widget's, calls') are
-    remembered, so their messages cost no read."""
+    stored, `contact_erased`; one with a recipient is stored `pending` (the outbox delivers
+    it), so its ack, REST 201 and `message:new` say so. Conversations found without a link
+    (the widget's, calls') are remembered, so their messages cost no read."""
 
     def __init__(self, links: LinkRepository, cache_size: int = 100_000) -> None:
         self._links = links
         self._unlinked: LruCache[tuple[str, str], bool] = LruCache(cache_size)
 
-    async def __call__(self, author: Principal, tenant_id: str, conversation_id: str) -> None:
+    async def __call__(self, author: Principal, tenant_id: str, conversation_id: str) -> DeliveryState | None:
         if not isinstance(author, AgentPrincipal):
-            return
+            return None
         key = (tenant_id, conversation_id)
         if self._unlinked.get(key):
-            return
+            return None
         link = await self._links.get(tenant_id, conversation_id)
         if link is None:
             self._unlinked.put(key, True)
-        elif not link.recipient_id:
+            return None
+        if not link.recipient_id:
             raise GatewayError(Code.CONTACT_ERASED, "the contact was erased: nothing can be sent to it")
+        return DeliveryState.PENDING  # the outbox delivers it (Outbox.on_message queues it)

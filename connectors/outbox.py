@@ -81,7 +81,8 @@ class Outbox:
         if not await self._rows.enqueue(message_id=m.id, tenant_id=conv.tenant_id, conversation_id=conv.id,
                                         channel=conv.channel, now=self._clock()):
             return
-        await self._publish_state(conv.tenant_id, m.id, DeliveryState.PENDING, None)
+        if m.delivery_state != DeliveryState.PENDING:  # stored `pending` already (ErasedContactCheck): no update
+            await self._publish_state(conv.tenant_id, m.id, DeliveryState.PENDING, None)
         self._wake.set()
 
     async def get(self, message_id: str) -> OutboxRow | None:

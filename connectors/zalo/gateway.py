@@ -7,6 +7,10 @@ A Zalo inbox (`connector_channels`, kind `zalo`):
 * `credentials` (sealed): `{"oa_secret_key", "app_secret_key", "access_token",
   "refresh_token", "expires_at"}` (`expires_at` epoch seconds; absent/0 = refresh first).
 
+The inboxes are re-read on the first webhook or send for an OA not loaded (at most every
+10 s) and every `INBOX_REFRESH` seconds regardless, so a disabled, removed or rotated inbox
+(`channel disable|remove|rotate`) takes effect on every node within that time.
+
 Rotated tokens are written back into the sealed credentials (`ZaloCredentialWriter`) before
 the new access token is used.
 """
@@ -16,13 +20,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from connectors.base import InboundSink
 from connectors.channels import ChannelConfig, ChannelRepository
 from connectors.context import ConnectorContext
 from connectors.zalo.config import DEFAULT_API_BASE, DEFAULT_OAUTH_BASE, ZaloAccount, ZaloTokens
 from connectors.zalo.connector import ZaloConnector
+from gateway.aio.periodic import Periodic
 from gateway.core.domain import Channel
 
 log = logging.getLogger(__name__)
+
+INBOX_REFRESH = 60.0  # s between forced reloads of the enabled Zalo inboxes
 
 TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at")
 
@@ -68,7 +76,9 @@ class ZaloCredentialWriter:
 
 
 class ZaloGatewayConnector(ZaloConnector):
-    def __init__(self, ctx: ConnectorContext) -> None:
+    """`refresh_interval`: seconds between forced reloads of the enabled inboxes."""
+
+    def __init__(self, ctx: ConnectorContext, refresh_interval: float = INBOX_REFRESH) -> None:
         self._ctx = ctx
         self._writer = ZaloCredentialWriter(ctx.channels)
         super().__init__(
@@ -78,6 +88,18 @@ class ZaloGatewayConnector(ZaloConnector):
             load_tokens=self._stored_tokens,
             load_accounts=self._enabled_accounts,
         )
+        self._refresher = Periodic("zalo-inboxes", self._reload, refresh_interval, delay=refresh_interval)
+
+    async def _reload(self) -> None:
+        await self.reload_accounts(force=True)
+
+    async def start(self, sink: InboundSink) -> None:
+        await super().start(sink)
+        self._refresher.start()
+
+    async def stop(self) -> None:
+        await self._refresher.stop()
+        await super().stop()
 
     async def _enabled_accounts(self) -> list[ZaloAccount]:
         out: list[ZaloAccount] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.aio.lru import LruCache
@@ -33,6 +33,7 @@ from gateway.core.domain import (
     Conversation,
     ConversationFilter,
     ConversationStatus,
+    DeliveryState,
     Message,
     NewMessage,
 )
@@ -58,10 +59,13 @@ class PostResult:
 
 
 MessageListener = Callable[[Message, Conversation], Awaitable[None]]
-SendCheck = Callable[[Principal, str, str], Awaitable[None]]
+SendCheck = Callable[[Principal, str, str], Awaitable[DeliveryState | None]]
 """(author, tenant_id, conversation_id) of a message about to be stored: raises a
 GatewayError to refuse it (nothing is stored); a feature's rule, e.g. no reply to an erased
-contact (connectors)."""
+contact (connectors). It may return the delivery state the message is stored with (the
+first check that returns one decides; e.g. `pending` for a reply the connectors' outbox
+will deliver), so the ack, the REST 201 and `message:new` already carry it; None: no say
+(the message is stored `none`)."""
 """Called after a new message is stored and handed to the broker (e.g. the connectors' outbox)."""
 
 ContactListener = Callable[[str, str, str, list[str]], Awaitable[None]]
@@ -248,16 +252,24 @@ class ChatService:
             return None
         return AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, ()))
 
-    async def _refused(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> dict[int, GatewayError]:
-        """The posts a send check refuses (index → its error)."""
-        out: dict[int, GatewayError] = {}
+    async def _checked(self, posts: Sequence[tuple[Principal, AppendRequest]]
+                       ) -> tuple[list[AppendRequest], dict[int, GatewayError]]:
+        """Each post's append request, with the delivery state a send check gave it; and the
+        posts a send check refuses (index → its error)."""
+        refused: dict[int, GatewayError] = {}
+        requests: list[AppendRequest] = []
         for k, (p, rq) in enumerate(posts):
+            state: DeliveryState | None = None
             try:
                 for check in self.send_checks:
-                    await check(p, rq.tenant_id, rq.conversation_id)
+                    said = await check(p, rq.tenant_id, rq.conversation_id)
+                    state = state or said
             except GatewayError as exc:
-                out[k] = exc
-        return out
+                refused[k] = exc
+            if state is not None and state != rq.message.delivery_state:
+                rq = replace(rq, message=replace(rq.message, delivery_state=state))
+            requests.append(rq)
+        return requests, refused
 
     async def post_messages(self, posts: Sequence[tuple[Principal, AppendRequest]]) -> list[PostResult | Exception]:
         """Store each post's message (group-committed with whatever else is queued, in this
@@ -267,8 +279,8 @@ class ChatService:
         when its conversation is not its tenant's). Access must have been checked
         (`check_access`, `quick_post`). A cancelled caller's messages may still be stored;
         their retries with the same client ids return them."""
-        refused = await self._refused(posts) if self.send_checks else {}
-        futures = [None if k in refused else self.appender.enqueue(rq) for k, (_, rq) in enumerate(posts)]
+        requests, refused = await self._checked(posts) if self.send_checks else ([rq for _, rq in posts], {})
+        futures = [None if k in refused else self.appender.enqueue(rq) for k, rq in enumerate(requests)]
         stored: list[AppendResult | Exception] = []
         try:
             for k, fut in enumerate(futures):  # the first wait is the batch's; the rest are usually done by then

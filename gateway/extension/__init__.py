@@ -103,7 +103,8 @@ class Extension:
     middlewares: Sequence[Middleware] = ()
     admission: Sequence[Admission] = ()
     message_listeners: Sequence[MessageListener] = ()  # after a new message is stored and published
-    send_checks: Sequence[SendCheck] = ()  # before a message is stored: raise a GatewayError to refuse it
+    # before a message is stored: raise a GatewayError to refuse it, or return its initial delivery state
+    send_checks: Sequence[SendCheck] = ()
     contact_listeners: Sequence[ContactListener] = ()  # after an agent corrected a contact
     attachments: Attachments | None = None  # at most one feature keeps message attachments
     metrics: Sequence[Reading] = ()

@@ -55,3 +55,52 @@ async def test_shared_database_without_master_key_is_refused(tmp_path: Path) -> 
         assert r.returncode == 2 and "MASTER_KEY is not set" in r.stderr
     finally:
         await drop_schema(schema, PG_DSN)
+
+
+def test_channel_add_refuses_what_the_schema_refuses(tmp_path: Path) -> None:
+    t = json.loads(run(tmp_path, "tenant", "create", "--name", "Shop").stdout)["tenant_id"]
+    for kind, settings, creds, field in [
+        ("facebook", '{"adress": "555"}', '{"page_acess_token": "t"}', "settings.adress"),
+        ("zalo", '{"address": "1"}', '{"oa_secret_key": "k", "app_secret_key": "a", "refresh_token": "r"}',
+         "settings.app_id"),
+        ("email", '{"address": "not-an-address", "smtp_port": "abc"}', "{}", "settings.address"),
+        ("email", '{"address": "cs@shop.vn", "smtp_port": "abc"}', "{}", "settings.smtp_port"),
+        ("youtube", "{}", "{}", "settings.address"),
+    ]:
+        r = run(tmp_path, "channel", "add", "--tenant", t, "--kind", kind, "--name", "x",
+                "--settings-json", settings, "--credentials-json", creds)
+        assert r.returncode == 2 and f"error: {field}:" in r.stderr, (kind, r.stderr)
+    assert run(tmp_path, "channel", "list", "--tenant", t).stdout == ""
+
+
+def test_channel_update_rotate_disable_enable_remove(tmp_path: Path) -> None:
+    t = json.loads(run(tmp_path, "tenant", "create", "--name", "Shop").stdout)["tenant_id"]
+    ch = json.loads(run(tmp_path, "channel", "add", "--tenant", t, "--kind", "email", "--name", "Support",
+                        "--credentials-json", '{"password": "old"}',
+                        "--settings-json", '{"address": "cs@shop.vn", "smtp_port": 25}').stdout)
+    cid = ch["channel_id"]
+    up = run(tmp_path, "channel", "update", "--tenant", t, "--channel", cid, "--name", "Help",
+             "--settings-json", '{"address": "help@shop.vn", "smtp_port": null, "from_name": "Shop"}')
+    assert up.returncode == 0, up.stderr
+    got = json.loads(up.stdout)
+    assert got["name"] == "Help" and got["address"] == "help@shop.vn"
+    assert got["settings"] == {"address": "help@shop.vn", "from_name": "Shop"}
+    bad = run(tmp_path, "channel", "update", "--tenant", t, "--channel", cid, "--settings-json", '{"smtp_port": "x"}')
+    assert bad.returncode == 2 and "settings.smtp_port" in bad.stderr
+    rot = run(tmp_path, "channel", "rotate", "--tenant", t, "--channel", cid,
+              "--credentials-json", '{"password": "new"}')
+    assert rot.returncode == 0 and "new" not in rot.stdout and "channel.rotate" in rot.stderr, rot.stderr
+    bad = run(tmp_path, "channel", "rotate", "--tenant", t, "--channel", cid, "--credentials-json", '{"pass": "x"}')
+    assert bad.returncode == 2 and "credentials.pass" in bad.stderr
+    off = run(tmp_path, "channel", "disable", "--tenant", t, "--channel", cid)
+    assert off.returncode == 0 and json.loads(off.stdout)["enabled"] is False
+    on = run(tmp_path, "channel", "enable", "--tenant", t, "--channel", cid)
+    assert on.returncode == 0 and json.loads(on.stdout)["enabled"] is True
+    other = json.loads(run(tmp_path, "tenant", "create", "--name", "Other").stdout)["tenant_id"]
+    assert run(tmp_path, "channel", "remove", "--tenant", other, "--channel", cid).returncode == 2  # tenant-scoped
+    gone = run(tmp_path, "channel", "remove", "--tenant", t, "--channel", cid)
+    assert gone.returncode == 0 and "channel.remove" in gone.stderr
+    assert run(tmp_path, "channel", "list", "--tenant", t).stdout == ""
+    again = run(tmp_path, "channel", "add", "--tenant", t, "--kind", "email", "--name", "x",
+                "--settings-json", '{"address": "help@shop.vn"}')
+    assert again.returncode == 0, again.stderr  # the address is free again

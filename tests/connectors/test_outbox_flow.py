@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import pytest
 
 from connectors.base import InboundMessage
@@ -45,8 +46,9 @@ async def test_transient_failures_are_retried_then_delivered_once(cx_config: Con
             sent = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
                                                    "text": "Cảm ơn bạn!"})
             mid = sent["message"]["id"]
+            assert sent["message"]["delivery"] == {"state": "pending", "error": None}  # issue 33 item 3: the ack
             await ag.wait_for(lambda: "sent" in states(ag, mid), timeout=20)
-            assert states(ag, mid)[0] == "pending" and states(ag, mid)[-1] == "sent"
+            assert states(ag, mid)[-1] == "sent"
             assert "failed" not in states(ag, mid)
             assert api.accepted == [mid] and len(api.requests) == 3
             row = await hub_of(rg).outbox.get(mid)
@@ -202,3 +204,35 @@ async def test_an_embedded_node_restarted_after_a_crash_sends_at_once(
     monkeypatch.setenv("OUTBOX_AUTOSTART", "0")
     monkeypatch.delenv("OUTBOX_LEASE", raising=False)
     await _delivered_after_a_crash_mid_send(cx_sqlite_config, "sau sự cố")
+
+
+async def test_agent_reply_is_pending_from_the_start(cx_config: Config) -> None:
+    """Issue 33 item 3: an agent message in a connector conversation is stored `pending`: its
+    ack, its REST 201 and its `message:new` say so (no later `message:updated` needed)."""
+    async with fake_channel_api(FakeChannelApi(script=[])) as api, run_gateway(cx_config) as rg:
+        hub = hub_of(rg)
+        await hub.use(FakeHttpConnector(api.url))
+        nt = await rg.tenant()
+        ag = await agent(rg.url, nt.admin_token)
+        try:
+            conv_id = await inbound_conversation(rg, nt.tenant.id)
+            assert (await ag.call("conversation:watch", {"conversation_id": conv_id}))["ok"]
+            ack = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                  "text": "qua socket"})
+            assert ack["message"]["delivery"]["state"] == "pending", ack
+            mid = ack["message"]["id"]
+            await ag.wait_for(lambda: any(m["id"] == mid for m in ag.of("message:new")))
+            [new] = [m for m in ag.of("message:new") if m["id"] == mid]
+            assert new["delivery"]["state"] == "pending"
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{rg.url}/api/v1/conversations/{conv_id}/messages",
+                    json={"client_id": new_client_id(), "text": "qua REST"},
+                    headers={"Authorization": f"Bearer {nt.admin_token}"}) as r:
+                body = await r.json()
+            assert r.status == 201 and body["message"]["delivery"]["state"] == "pending", body
+            rest_mid = body["message"]["id"]
+            await until(lambda: set(api.accepted) == {mid, rest_mid}, timeout=20)
+            await ag.wait_for(lambda: "sent" in states(ag, mid) and "sent" in states(ag, rest_mid), timeout=20)
+            assert "pending" not in states(ag, mid)  # stored pending: no update repeats it
+        finally:
+            await ag.close()

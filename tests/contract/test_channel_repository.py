@@ -175,3 +175,38 @@ async def test_update_credentials_merges_and_concurrent_updates_all_land(nodes: 
     await asyncio.gather(*(node.update_credentials(t, ch.id, {f"k{i}": i}) for i in range(6)
                            for node in [(a, b)[i % 2]]))
     assert await a.credentials(ch) == {"secret": "s", "token": "t1", **{f"k{i}": i for i in range(6)}}
+
+
+async def test_redefine_replaces_name_and_settings_and_moves_the_address(nodes: Nodes) -> None:
+    channels = repo(nodes)
+    t, other = await nodes.tenant(), await nodes.tenant("Other")
+    ch = await add(channels, t, address="old@x")
+    taken = await add(channels, other, address="taken@x")
+    moved = await channels.redefine(t, ch.id, name="Renamed", settings={"address": "New@X"})
+    assert moved is not None
+    assert (moved.name, moved.address, moved.settings) == ("Renamed", "new@x", {"address": "New@X"})
+    assert await repo(nodes, 1).get(t, ch.id) == moved  # another node reads the change
+    assert await channels.find_by_address(Channel.EMAIL, "old@x") is None
+    assert (await channels.find_by_address(Channel.EMAIL, "new@x")) == moved
+    with pytest.raises(ChannelError):
+        await channels.redefine(t, ch.id, name="x", settings={"address": "taken@x"})  # another inbox's address
+    with pytest.raises(ChannelError):
+        await channels.redefine(t, ch.id, name=" ", settings={})
+    assert await channels.get(t, ch.id) == moved  # nothing changed by a refusal
+    assert await channels.redefine(other, ch.id, name="x", settings={}) is None  # not the other tenant's
+    assert await channels.redefine(t, "nope", name="x", settings={}) is None
+    assert await channels.get(other, taken.id) == taken
+
+
+async def test_remove_deletes_only_the_tenants_inbox(nodes: Nodes) -> None:
+    channels = repo(nodes)
+    t, other = await nodes.tenant(), await nodes.tenant("Other")
+    ch = await add(channels, t, address="a@x")
+    assert await channels.remove(other, ch.id) is False  # another tenant's: untouched
+    assert await channels.get(t, ch.id) == ch
+    assert await channels.remove(t, ch.id) is True
+    assert await repo(nodes, 1).get(t, ch.id) is None
+    assert await channels.find_by_address(Channel.EMAIL, "a@x") is None
+    assert await channels.remove(t, ch.id) is False
+    again = await add(channels, t, address="a@x")  # the address is free again
+    assert again.id != ch.id

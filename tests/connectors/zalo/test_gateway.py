@@ -12,11 +12,13 @@ import pytest
 
 from connectors.channels import ChannelConfig
 from connectors.feature import CONNECTORS_KEY, ConnectorHub
+from connectors.manage import ChannelAdmin
 from connectors.zalo.config import ZaloTokens
 from connectors.zalo.gateway import ZaloCredentialWriter, ZaloGatewayConnector
 from gateway.core.domain import Channel
 from tests.connectors.zalo import fake_zalo as fz
 from tests.support.server import Client, RunningGateway, agent, make_config, new_client_id, run_gateway
+from tests.support.waits import until
 
 
 @dataclass
@@ -159,3 +161,32 @@ async def test_user_not_following_fails_with_reason(zalo: Setup) -> None:
     failed = [e for e in zalo.agent.of("message:updated") if e["id"] == mid][-1]
     assert "-213" in failed["delivery"]["error"]
     assert zalo.fake.send_calls == 1
+
+
+async def test_disabled_and_rotated_inboxes_reach_a_running_connector(zalo: Setup) -> None:
+    """Without any webhook or send, a running Zalo connector drops a disabled inbox and loads
+    an enabled or rotated one at its periodic reload (here every 0.05 s; 60 s by default)."""
+    def loaded(c: ZaloGatewayConnector) -> bool:
+        try:
+            c.token_manager(fz.OA_ID)
+        except KeyError:
+            return False
+        return True
+
+    async def sink(msg: object) -> None:
+        return None
+
+    other = ZaloGatewayConnector(zalo.hub.ctx, refresh_interval=0.05)
+    await other.start(sink)
+    try:
+        assert loaded(other)
+        admin = ChannelAdmin(zalo.hub.ctx.channels)
+        await admin.set_enabled(zalo.tenant_id, zalo.inbox.id, False, actor="test")
+        await until(lambda: not loaded(other), timeout=30)
+        await admin.set_enabled(zalo.tenant_id, zalo.inbox.id, True, actor="test")
+        await until(lambda: loaded(other), timeout=30)
+        before = other.token_manager(fz.OA_ID)
+        await admin.rotate(zalo.tenant_id, zalo.inbox.id, {"oa_secret_key": "rotated-oa-secret"}, actor="test")
+        await until(lambda: other.token_manager(fz.OA_ID) is not before, timeout=30)  # the account was replaced
+    finally:
+        await other.stop()
