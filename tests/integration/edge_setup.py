@@ -26,6 +26,8 @@ NOT_JSON = {
     ("POST", ENGINEIO_PATH): "Engine.IO long-polling packets (the transport's own parser)",
     ("POST", "/api/v1/uploads"): "the raw file bytes",
     ("POST", "/api/v1/contacts/{id}/erase"): "no body",
+    ("POST", "/api/v1/channels/{id}/disable"): "no body",
+    ("POST", "/api/v1/channels/{id}/enable"): "no body",
 }
 
 
@@ -38,6 +40,7 @@ class Edge:
     visitor_token: str
     conversation_id: str
     contact_id: str
+    channel_id: str
 
 
 Builder = Callable[[Edge, bytes], tuple[str, bytes, dict[str, str]]]
@@ -45,7 +48,8 @@ Builder = Callable[[Edge, bytes], tuple[str, bytes, dict[str, str]]]
 
 def _agent(path: str) -> Builder:
     def build(e: Edge, body: bytes) -> tuple[str, bytes, dict[str, str]]:
-        url = path.replace("{conv}", e.conversation_id).replace("{contact}", e.contact_id)
+        url = (path.replace("{conv}", e.conversation_id).replace("{contact}", e.contact_id)
+               .replace("{channel}", e.channel_id))
         return url, body, {"Authorization": f"Bearer {e.admin}", "Content-Type": "application/json"}
 
     return build
@@ -79,6 +83,9 @@ JSON_ROUTES: dict[tuple[str, str], Builder] = {
     ("POST", "/api/v1/agents"): _agent("/api/v1/agents"),
     ("PUT", "/api/v1/widget/settings"): _agent("/api/v1/widget/settings"),
     ("PUT", "/api/v1/privacy/policy"): _agent("/api/v1/privacy/policy"),
+    ("POST", "/api/v1/channels"): _agent("/api/v1/channels"),
+    ("PATCH", "/api/v1/channels/{id}"): _agent("/api/v1/channels/{channel}"),
+    ("POST", "/api/v1/channels/{id}/rotate"): _agent("/api/v1/channels/{channel}/rotate"),
     ("POST", "/api/v1/public/widget/{key}/contact"): _visitor_contact,
     ("POST", "/api/v1/public/comments"): _comments,
     ("POST", "/webhooks/facebook"): _facebook,
@@ -93,7 +100,7 @@ async def edge_gateway(tmp_path: Path) -> AsyncIterator[Edge]:
         nt = await rg.tenant()
         tid = nt.tenant.id
         await hub.ctx.channels.add(tenant_id=tid, kind=Channel.COMMENTS, name="c", credentials={}, settings={})
-        await hub.ctx.channels.add(
+        page = await hub.ctx.channels.add(
             tenant_id=tid, kind=Channel.FACEBOOK, name="Page",
             credentials={"page_access_token": "EAAG-x", "app_secret": FB_SECRET, "verify_token": "v"},
             settings={"address": FB_PAGE, "api_base": "http://127.0.0.1:9", "graph_version": "v23.0"})
@@ -115,7 +122,7 @@ async def edge_gateway(tmp_path: Path) -> AsyncIterator[Edge]:
                                     headers={"Authorization": f"Bearer {nt.admin_token}"}) as r:
                     contact_id = (await r.json())["conversation"]["contact_id"]
                 yield Edge(rg, http, nt.admin_token, nt.tenant.widget_key, v.session["visitor_token"], conv["id"],
-                           contact_id)
+                           contact_id, page.id)
         finally:
             await v.close()
 
