@@ -19,7 +19,7 @@ async def _cache_size(store: SqliteStore) -> int:
         async with store.reader() as conn:
             row = await conn.fetchrow("PRAGMA cache_size")
         assert row is not None
-        return int(row[0])
+        return int(row["cache_size"])
     finally:
         await store.close()
 
