@@ -36,7 +36,7 @@ from bench.procs import PG_DSN, cpu_of_tree
 from gateway.core.domain import AuthorType, Channel, NewMessage
 from gateway.store.base import AppendRequest, Store
 from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore, checkpoint_file
+from gateway.store.sqlite import CACHE_BYTES, SqliteStore, checkpoint_file
 
 
 async def _conversations(store: Store, n: int) -> tuple[str, list[str]]:
@@ -111,7 +111,7 @@ async def one(args: argparse.Namespace, batch: int) -> str:
                 f" wall {f.wall:6.1f}")
     with tempfile.TemporaryDirectory() as d:
         path = str(Path(d) / "bench.sqlite3")
-        lite = SqliteStore(path)
+        lite = SqliteStore(path, cache_bytes=args.cache_mb * 1024 * 1024)
         await lite.open()
         try:
             await lite.migrate()
@@ -127,6 +127,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, action="append", help="mean batch size (repeatable; default 1, 4, 16)")
     p.add_argument("--messages", type=int, default=40_000)
     p.add_argument("--conversations", type=int, default=5_000)
+    p.add_argument("--cache-mb", type=int, default=CACHE_BYTES // (1024 * 1024),
+                   help="SQLite's page cache (SQLITE_CACHE_MB; default the node's)")
     p.add_argument("--postgres", action="store_true", help="PostgreSQL at 127.0.0.1:5432/test instead of SQLite")
     args = p.parse_args()
     for b in args.batch or [1, 4, 16]:

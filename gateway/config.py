@@ -67,6 +67,7 @@ class StorageConfig:
     statement_timeout: float = 5.0  # PostgreSQL: seconds a statement may run (the client waits 1 s more)
     acquire_timeout: float = 5.0  # PostgreSQL: seconds an operation may wait for a pool connection
     sqlite_min_free_mb: int = 64  # SQLite: /readyz fails below this much free space on the file's disk
+    sqlite_cache_mb: int = 8  # SQLite: the page cache of the node's connection (MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,8 @@ class Config:
     def store_limits(self) -> StoreLimits:
         st = self.storage
         return StoreLimits(statement_timeout=st.statement_timeout, acquire_timeout=st.acquire_timeout,
-                           min_free_bytes=st.sqlite_min_free_mb * 1024 * 1024)
+                           min_free_bytes=st.sqlite_min_free_mb * 1024 * 1024,
+                           sqlite_cache_bytes=st.sqlite_cache_mb * 1024 * 1024)
 
     @property
     def sqlite_path(self) -> str:
@@ -284,6 +286,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             statement_timeout=_positive(r, "DATABASE_STATEMENT_TIMEOUT", 5.0, 0.001),
             acquire_timeout=_positive(r, "DATABASE_ACQUIRE_TIMEOUT", 5.0, 0.001),
             sqlite_min_free_mb=r.get_int("SQLITE_MIN_FREE_MB", 64, 0, 2**20),
+            sqlite_cache_mb=r.get_int("SQLITE_CACHE_MB", 8, 1, 2**20),
         ),
         limits=LimitsConfig(
             max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.store.postgres import ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT, PostgresStore
-from gateway.store.sqlite import MIN_FREE_BYTES, SqliteStore
+from gateway.store.sqlite import CACHE_BYTES, MIN_FREE_BYTES, SqliteStore
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -13,12 +13,14 @@ _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 @dataclass(frozen=True, slots=True)
 class StoreLimits:
-    """PostgreSQL's statement and pool-acquisition timeouts (seconds) and the free space
-    SQLite's readiness asks of the file's filesystem (bytes); docs/operations.md."""
+    """PostgreSQL's statement and pool-acquisition timeouts (seconds), the free space
+    SQLite's readiness asks of the file's filesystem and SQLite's page cache (bytes);
+    docs/operations.md."""
 
     statement_timeout: float = STATEMENT_TIMEOUT
     acquire_timeout: float = ACQUIRE_TIMEOUT
     min_free_bytes: int = MIN_FREE_BYTES
+    sqlite_cache_bytes: int = CACHE_BYTES
 
 
 def make_store(database_url: str | None, *, sqlite_path: str, schema: str | None = None,
@@ -31,12 +33,12 @@ def make_store(database_url: str | None, *, sqlite_path: str, schema: str | None
     """
     lim = limits or StoreLimits()
     if not database_url:
-        return SqliteStore(sqlite_path, min_free_bytes=lim.min_free_bytes)
+        return SqliteStore(sqlite_path, min_free_bytes=lim.min_free_bytes, cache_bytes=lim.sqlite_cache_bytes)
     if database_url.startswith(_SQLITE_PREFIX):
         path = database_url[len(_SQLITE_PREFIX) :]
         if not path:
             raise ValueError("sqlite URL without a path; use sqlite:///relative or sqlite:////absolute")
-        return SqliteStore(path, min_free_bytes=lim.min_free_bytes)
+        return SqliteStore(path, min_free_bytes=lim.min_free_bytes, cache_bytes=lim.sqlite_cache_bytes)
     if database_url.startswith(_POSTGRES_PREFIXES):
         return PostgresStore(database_url, schema=schema, statement_timeout=lim.statement_timeout,
                              acquire_timeout=lim.acquire_timeout)

@@ -86,15 +86,20 @@ UNLOCKED_PASSES = 3
 # and duplicate lookup differ in text with the batch's size and spread (their IN lists), and
 # re-preparing them would cost more than running them.
 STATEMENT_CACHE = 2048
+# The loop's connection's page cache (``PRAGMA cache_size``), bytes. Reads of the database
+# file are served from the mapping (``mmap_size``) without a copy; what the cache holds is
+# the pages written (and those whose newest version is in the WAL), so with a large bound
+# it grows with the pages the writes have touched, up to that bound. What it must hold is
+# the hot set: the b-trees' upper pages and the newest leaves.
+CACHE_BYTES = 8 * 1024 * 1024
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 0",  # waits happen in BEGIN's async retry, not on the loop
     "PRAGMA wal_autocheckpoint = 0",  # checkpoints run on a thread (checkpoint_file)
-    # reads: a 64 MiB page cache and the file mapped (256 MiB), instead of a pread()
-    # system call per page missing from SQLite's default 2 MiB cache
-    "PRAGMA cache_size = -65536",
+    # reads: the file mapped (256 MiB), instead of a pread() system call per page missing
+    # from the page cache (its size: `CACHE_BYTES`, set in `_connect`)
     # statement journals and sort B-trees in memory: on disk, each is a file created and
     # unlinked in /var/tmp
     "PRAGMA temp_store = MEMORY",
@@ -212,13 +217,15 @@ def _is_file_path(path: str) -> bool:
     return path != ":memory:" and not path.startswith("file:")
 
 
-def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
+def _connect(path: str, *, uri: bool, cache_bytes: int) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, uri=uri, check_same_thread=True,
                          cached_statements=STATEMENT_CACHE)
     try:
         db.row_factory = sqlite3.Row
         for pragma in _PRAGMAS:
             db.execute(pragma).close()
+        # negative: a size in KiB rather than in pages (at least 1 KiB: 0 would mean SQLite's minimum)
+        db.execute(f"PRAGMA cache_size = -{max(1, int(cache_bytes) // 1024)}").close()
     except BaseException:
         db.close()
         raise
@@ -249,8 +256,10 @@ def analyze_file(path: str, limit: int = ANALYSIS_LIMIT) -> None:
 
 class SqliteStore(SqlStore):
     def __init__(self, path: str, *, checkpoint_interval: float = 1.0, min_free_bytes: int = MIN_FREE_BYTES,
-                 outage: Outage | None = None, analyze_interval: float = ANALYZE_INTERVAL_S) -> None:
+                 outage: Outage | None = None, analyze_interval: float = ANALYZE_INTERVAL_S,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self._path = path
+        self._cache_bytes = cache_bytes
         self._min_free_bytes = min_free_bytes
         self.outage = outage or Outage("sqlite", logger=log)
         self.outage.on_recover.append(self._after_outage)
@@ -285,7 +294,7 @@ class SqliteStore(SqlStore):
             on_disk = _is_file_path(self._path)
             if on_disk:
                 await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
-            self._db = _connect(self._path, uri=self._uri)
+            self._db = _connect(self._path, uri=self._uri, cache_bytes=self._cache_bytes)
             if on_disk:
                 self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
                 self._analyzer = asyncio.create_task(self._analyze_loop(), name="sqlite-analyze")
