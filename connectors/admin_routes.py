@@ -24,9 +24,9 @@ from aiohttp import web
 from connectors.channels import ChannelError, ChannelRepository
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
 from connectors.schemas import SchemaError
-from gateway.chat.principals import AgentPrincipal
-from gateway.core.domain import AgentRole, Channel
-from gateway.core.errors import Code, GatewayError, bad_request, not_found
+from gateway.chat.principals import AgentPrincipal, require_admin
+from gateway.core.domain import Channel
+from gateway.core.errors import bad_request, not_found
 from gateway.core.validation import req_id
 
 Principal = Callable[[web.Request], Awaitable[AgentPrincipal]]
@@ -51,10 +51,7 @@ class ChannelsApi:
         self._body = body
 
     async def _admin_of(self, request: web.Request) -> AgentPrincipal:
-        p = await self._principal(request)
-        if p.role != AgentRole.ADMIN:
-            raise GatewayError(Code.FORBIDDEN, "only an admin may do this")
-        return p
+        return require_admin(await self._principal(request))
 
     @staticmethod
     def _id(request: web.Request) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.core.domain import AgentRole, AuthorType
+from gateway.core.errors import Code, GatewayError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,10 @@ class VisitorPrincipal:
 
 
 Principal = AgentPrincipal | VisitorPrincipal
+
+
+def require_admin(p: AgentPrincipal, to: str = "do this") -> AgentPrincipal:
+    """`p` when it is an admin of its tenant; otherwise `forbidden` ("only an admin may <to>")."""
+    if p.role != AgentRole.ADMIN:
+        raise GatewayError(Code.FORBIDDEN, f"only an admin may {to}")
+    return p

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.chat.principals import AgentPrincipal
+from gateway.chat.principals import AgentPrincipal, require_admin
 from gateway.chat.service import ChatService
 from gateway.chat.wire import agent_dict, contact_dict, conversation_dict, message_dict
 from gateway.config import Config
@@ -181,9 +181,7 @@ class Api:
         return web.json_response({"ok": True, "agents": [agent_dict(a) for a in agents]})
 
     async def create_agent(self, request: web.Request) -> web.Response:
-        p = await self.principal(request)
-        if p.role != AgentRole.ADMIN:
-            raise GatewayError(Code.FORBIDDEN, "only an admin may create agents")
+        p = require_admin(await self.principal(request), "create agents")
         body = await self.body(request)
         name = req_str(body, "name", max_len=200)
         role = opt_enum(body, "role", AgentRole) or AgentRole.AGENT

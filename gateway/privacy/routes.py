@@ -14,9 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.chat.principals import AgentPrincipal
-from gateway.core.domain import AgentRole
-from gateway.core.errors import Code, GatewayError, bad_request, not_found
+from gateway.chat.principals import AgentPrincipal, require_admin
+from gateway.core.errors import bad_request, not_found
 from gateway.core.validation import as_object, opt_int, req_id
 from gateway.privacy.dsr import ContactNotFound, Dsr
 from gateway.privacy.store import ERASE_MODES, Policy, PrivacyRepository
@@ -33,10 +32,7 @@ class PrivacyApi:
         self._body = body
 
     async def admin(self, request: web.Request) -> AgentPrincipal:
-        p = await self._principal(request)
-        if p.role != AgentRole.ADMIN:
-            raise GatewayError(Code.FORBIDDEN, "only an admin may do this")
-        return p
+        return require_admin(await self._principal(request))
 
     @staticmethod
     def contact_id(request: web.Request) -> str:

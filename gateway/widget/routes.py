@@ -15,8 +15,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.admin.demo import load_demo
-from gateway.chat.principals import Principal, VisitorPrincipal
-from gateway.core.domain import AgentRole, TenantStatus
+from gateway.chat.principals import Principal, VisitorPrincipal, require_admin
+from gateway.core.domain import TenantStatus
 from gateway.core.errors import Code, GatewayError, bad_request
 from gateway.core.validation import opt_str
 from gateway.http.api import Api
@@ -123,9 +123,7 @@ class WidgetRoutes:
         return web.json_response({"ok": True, "settings": ws.merged(await self.widget_store.get_settings(p.tenant_id))})
 
     async def put_settings(self, request: web.Request) -> web.StreamResponse:
-        p = await self.api.principal(request)
-        if p.role != AgentRole.ADMIN:
-            raise GatewayError(Code.FORBIDDEN, "only an admin may change the widget settings")
+        p = require_admin(await self.api.principal(request), "change the widget settings")
         update = ws.validate(await self.api.body(request))
         current = await self.widget_store.get_settings(p.tenant_id) or {}
         pre = {**current.get("prechat", {}), **update.pop("prechat", {})}
