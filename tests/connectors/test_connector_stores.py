@@ -24,33 +24,19 @@ from gateway.config import LimitsConfig
 from gateway.core.domain import AuthorType, Channel, DeliveryState, NewMessage
 from gateway.privacy.store import PrivacyStore
 from gateway.security.crypto import SecretBox
-from gateway.store.factory import open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
-from tests.connectors.conftest import PG_DSN
-from tests.support.procs import drop_schema
+from tests.contract.repository_backends import BACKENDS, open_nodes
 from tests.support.waits import until
 
 Opened = SqliteStore | PostgresStore
 
 
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Opened]]:
     """Two independently opened stores on one fresh database (two "nodes")."""
-    if request.param == "sqlite":
-        url, schema = f"sqlite:///{tmp_path / 'db.sqlite3'}", None
-    else:
-        url, schema = PG_DSN, f"cx_{uuid.uuid4().hex[:12]}"
-    opened: list[Opened] = []
-    try:
-        for _ in range(2):
-            opened.append(await open_store(url, sqlite_path="unused", schema=schema))
-        yield opened
-    finally:
-        for s in opened:
-            await s.close()
-        if schema is not None:
-            await drop_schema(schema, PG_DSN)
+    async with open_nodes(request.param, tmp_path) as nodes:
+        yield nodes.stores
 
 
 async def tenant(store: Opened, name: str = "Shop") -> str:
