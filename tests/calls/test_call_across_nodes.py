@@ -8,15 +8,15 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from gateway.broker.memory import MemoryHub
+from gateway.config import Config
 from tests.calls.support import calls_of, endpoint
 from tests.support.procs import PG_DSN, drop_schema
-from tests.support.server import RunningGateway, agent, make_config, run_gateway, visitor
+from tests.support.server import RunningGateway, agent, node_config, run_gateway, visitor
 from tests.support.waits import until
 
 pytestmark = [pytest.mark.postgres]
@@ -30,10 +30,8 @@ async def two_nodes(tmp_path: Any, loopback_ice: None, monkeypatch: pytest.Monke
     schema = f"t_{uuid.uuid4().hex[:12]}"
     hub = MemoryHub()
 
-    def config(name: str) -> Any:
-        cfg = make_config(tmp_path / name)
-        return replace(cfg, server=replace(cfg.server, node_id=name),
-                       storage=replace(cfg.storage, database_url=PG_DSN, database_schema=schema))
+    def config(name: str) -> Config:
+        return node_config(tmp_path, name, PG_DSN, schema)
 
     try:
         async with run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b:

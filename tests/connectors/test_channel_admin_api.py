@@ -9,18 +9,18 @@ import base64
 import logging
 import os
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway.broker.memory import MemoryHub
+from gateway.config import Config
 from tests.connectors.conftest import PG_DSN
 from tests.connectors.facebook.fake_graph import encode_payload, signed_headers
 from tests.connectors.facebook.payloads import PAGE_ID, delivery, messaging_entry, text_event
 from tests.support.procs import drop_schema
-from tests.support.server import make_config, run_gateway
+from tests.support.server import make_config, node_config, run_gateway
 
 SECRET = "right-app-secret"
 
@@ -109,10 +109,8 @@ async def test_changes_on_one_node_apply_on_another(tmp_path, monkeypatch: pytes
     schema = f"t_{uuid.uuid4().hex[:12]}"
     hub = MemoryHub()
 
-    def config(name: str) -> Any:
-        cfg = make_config(tmp_path / name)
-        return replace(cfg, server=replace(cfg.server, node_id=name),
-                       storage=replace(cfg.storage, database_url=PG_DSN, database_schema=schema))
+    def config(name: str) -> Config:
+        return node_config(tmp_path, name, PG_DSN, schema)
 
     try:
         async with (run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b,

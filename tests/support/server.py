@@ -46,6 +46,14 @@ def make_config(tmp_path: Any, **limits: Any) -> Config:
     )
 
 
+def node_config(tmp_path: Any, name: str, database_url: str, schema: str) -> Config:
+    """`make_config` for node `name` of a cluster sharing `database_url` (in `schema`), its
+    own data directory under `tmp_path`."""
+    cfg = make_config(tmp_path / name)
+    return replace(cfg, server=replace(cfg.server, node_id=name),
+                   storage=replace(cfg.storage, database_url=database_url, database_schema=schema))
+
+
 @contextlib.asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
     """`app` served on a free loopback port: its base URL."""
