@@ -17,6 +17,7 @@ from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.core.validation import (
     as_object,
     message_text,
+    opt_bool,
     opt_enum,
     opt_id,
     opt_int,
@@ -122,8 +123,11 @@ class Api:
         p = await self.principal(request)
         conv_id = self.path_id(request, "id")
         body = await self.body(request)
-        res = await self.chat.post_message(p, conv_id, req_client_id(body),
-                                           message_text(body, self.config.limits.max_text_chars))
+        client_id, text = req_client_id(body), message_text(body, self.config.limits.max_text_chars)
+        if opt_bool(body, "note", False):  # a private note (docs/protocol.md)
+            res = await self.chat.post_note(p, conv_id, client_id, text)
+        else:
+            res = await self.chat.post_message(p, conv_id, client_id, text)
         return web.json_response(
             {"ok": True, "duplicate": not res.created, "message": res.wire},
             status=201 if res.created else 200,

@@ -37,10 +37,14 @@ export class Stream {
 
   get hasGap() { for (const s of this.bySeq.keys()) if (s > this.contiguous) return true; return false; }
 
-  // messages ready to display, ascending by seq
+  // messages ready to display, ascending by seq (a visitor's stream holds the places of
+  // agents' private notes, `hidden`: never displayed)
   visible() {
     const out = [];
-    for (let s = this.base + 1; s <= this.contiguous; s++) out.push(this.bySeq.get(s));
+    for (let s = this.base + 1; s <= this.contiguous; s++) {
+      const m = this.bySeq.get(s);
+      if (!m.hidden) out.push(m);
+    }
     return out;
   }
 }
