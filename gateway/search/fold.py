@@ -5,8 +5,10 @@ diacritics (NFD, combining marks dropped), and ``đ``/``Đ`` (which Unicode does
 decompose) to ``d``: "Hà Nội" and "ha noi" fold alike. A *term* is a run of letters and
 digits of the folded query; everything else separates terms. The engines fold stored
 text the same way: SQLite's FTS5 tokenizer ``unicode61 remove_diacritics 2`` (fed ``d``
-for ``đ``), PostgreSQL's ``izh_fold`` (migration 0013, whose character map is
-`pg_fold_map`'s).
+for ``đ``), PostgreSQL's ``izh_fold`` (migration 0013: ``unaccent``, and the punctuation
+its parser keeps inside words as spaces). Both agree with `fold` on every Vietnamese
+letter (tests/contract/test_search_repository.py); ``unaccent`` also expands a few
+letters `fold` keeps (æ, ß, ø).
 """
 
 from __future__ import annotations
@@ -18,11 +20,6 @@ import unicodedata
 MAX_TERMS = 8
 MAX_TERM_CHARS = 64
 _WORD = re.compile(r"[^\W_]+")
-_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
-# Latin letters with diacritics (Latin-1 Supplement, Latin Extended-A/B, Extended Additional:
-# every Vietnamese letter); folded by the PostgreSQL map.
-_LATIN_RANGES = ((0x00C0, 0x024F), (0x1E00, 0x1EFF))
-_COMBINING = (0x0300, 0x036F)
 
 
 def fold(text: str) -> str:
@@ -66,21 +63,3 @@ def highlight(text: str, terms: list[str], *, width: int = 160) -> str:
         out.append("…")
     return "".join(out)
 
-
-def pg_fold_map() -> tuple[str, str]:
-    """The (from, to) strings of PostgreSQL's ``translate`` in ``izh_fold``: each Latin
-    letter with a diacritic to its folded base letter, ASCII punctuation to a space (so
-    that PostgreSQL's parser splits words as FTS5 does: an e-mail address or a URL is
-    several words), and the combining marks to nothing (a decomposed text)."""
-    src, dst = [], []
-    for lo, hi in _LATIN_RANGES:
-        for code in range(lo, hi + 1):
-            c = chr(code)
-            f = fold(c)
-            if len(f) == 1 and f.isascii() and f.isalpha() and f != c:
-                src.append(c)
-                dst.append(f)
-    src.extend(_PUNCTUATION)
-    dst.extend(" " * len(_PUNCTUATION))
-    src.extend(chr(c) for c in range(_COMBINING[0], _COMBINING[1] + 1))
-    return "".join(src), "".join(dst)

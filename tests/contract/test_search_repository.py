@@ -5,7 +5,7 @@ store's contract suite."""
 from __future__ import annotations
 
 from gateway.core.domain import AuthorType, Channel, NewMessage
-from gateway.search.fold import query_terms
+from gateway.search.fold import fold, query_terms
 from gateway.search.store import SearchRepository, SearchStore
 from tests.contract.test_store_contract import Backend, World, backend, new_world, store
 from tests.support.sqldb import StoreDatabase
@@ -131,3 +131,26 @@ async def test_a_channel_conversation_and_empty_terms(backend: Backend, store: S
     assert await repo.search_messages(w.tenant.id, [], limit=5) == []
     assert await repo.search_contacts(w.tenant.id, [], limit=5) == []
 
+
+
+VIETNAMESE = "àáạảãâầấậẩẫăằắặẳẵèéẹẻẽêềếệểễìíịỉĩòóọỏõôồốộổỗơờớợởỡùúụủũưừứựửữỳýỵỷỹđ"
+
+
+async def test_every_vietnamese_letter_folds_as_the_query_does(backend: Backend, store: StoreDatabase) -> None:
+    """The engine's folding (FTS5's tokenizer fed d for đ; PostgreSQL's izh_fold) agrees
+    with `fold`, the query's, on every Vietnamese letter in both cases."""
+    repo = repo_on(backend, store)
+    w = await new_world(store)
+    letters = VIETNAMESE + VIETNAMESE.upper()
+    for i, c in enumerate(letters):
+        await say(store, w, f"x{c}q{i}z", float(i))
+    for i, c in enumerate(letters):
+        hits = await repo.search_messages(w.tenant.id, [f"x{fold(c)}q{i}z"], limit=2)
+        assert [h.text for h in hits] == [f"x{c}q{i}z"], c
+    if backend.kind == "postgres":
+        async with store.reader() as conn:
+            for c in letters:
+                row = await conn.fetchrow("SELECT izh_fold($1) AS f", c)
+                assert row is not None and row["f"] == fold(c), c
+            row = await conn.fetchrow("SELECT izh_fold($1) AS f", "Lan@Ex-ample.vn/a_b:c")
+            assert row is not None and row["f"].split() == ["lan", "ex", "ample", "vn", "a", "b", "c"]

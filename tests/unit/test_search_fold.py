@@ -1,11 +1,11 @@
-"""Search's folding and snippets (gateway/search/fold.py), and PostgreSQL's fold function
-(migration 0013) agreeing with it."""
+"""Search's folding and snippets (gateway/search/fold.py), and migrations of one number per
+dialect (0013)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.search.fold import fold, highlight, pg_fold_map, query_terms
+from gateway.search.fold import fold, highlight, query_terms
 from gateway.store.migrations import for_dialect, load_migrations
 
 
@@ -28,18 +28,6 @@ def test_snippets_are_escaped_marked_and_cut() -> None:
     assert snip.startswith("…") and snip.endswith("…") and "<mark>Hà</mark> <mark>Nội</mark>" in snip
     assert len(snip) < 100
     assert highlight("nothing here", ["zz"]) == "nothing here"
-
-
-def test_the_postgres_fold_function_uses_the_same_map() -> None:
-    [migration] = [m for m in load_migrations() if m.version == 13 and m.dialect == "postgres"]
-    src, dst = pg_fold_map()
-    fold_fn = next(s for s in migration.statements if "FUNCTION izh_fold" in s)
-    assert "'" + src.replace("'", "''") + "'" in fold_fn and "'" + dst + "'" in fold_fn
-    # every Vietnamese letter, both cases, is in the map, to its folded letter
-    vietnamese = "àáạảãâầấậẩẫăằắặẳẵèéẹẻẽêềếệểễìíịỉĩòóọỏõôồốộổỗơờớợởỡùúụủũưừứựửữỳýỵỷỹđ"
-    table = dict(zip(src, dst, strict=False))
-    for c in vietnamese + vietnamese.upper():
-        assert table[c] == fold(c), c
 
 
 def test_dialect_migrations_share_a_version() -> None:
