@@ -77,7 +77,13 @@ class Console {
     $("resolve").addEventListener("click", () => this.resolve());
     $("reply").addEventListener("submit", (e) => { e.preventDefault(); this.reply(); });
     $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
-    $("reply-text").addEventListener("input", () => this.typed());
+    $("reply-text").addEventListener("input", () => { if (!$("note-mode").checked) this.typed(); });
+    $("note-mode").addEventListener("change", () => {
+      const on = $("note-mode").checked;
+      $("reply").classList.toggle("note", on);
+      $("reply-text").placeholder = on ? "Private note: agents only (Enter saves)" : "Type a reply… (Enter sends)";
+      if (on) this.stopTyping();
+    });
     this.search.attach();
     this.older.attach();
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
@@ -268,7 +274,8 @@ class Console {
       const bubble = el("div", { class: "bubble" });
       if (m.text) bubble.append(el("div", { text: m.text }));
       for (const a of m.attachments || []) bubble.append(this.attachment(a));
-      const who = m.author.type === "agent" ? (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name : m.author.type === "contact" ? "Visitor" : "System";
+      const agentName = () => (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name;
+      const who = m.author.type === "agent" ? agentName() : m.author.type === "note" ? `Note · ${agentName()}` : m.author.type === "contact" ? "Visitor" : "System";
       const t = new Date(m.created_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       box.insertBefore(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })), next);
     }
@@ -298,10 +305,11 @@ class Console {
     this.stopTyping();
     const client_id = uuid();
     const conversation_id = this.current;
+    const event = $("note-mode").checked ? "note:send" : "message:send";  // a private note: agents only
     let refusals = 0;
     try {
       for (let i = 0; i < 5; i++) {
-        const ack = await this.call("message:send", { conversation_id, client_id, text });
+        const ack = await this.call(event, { conversation_id, client_id, text });
         if (ack.ok) { this.onMessage(ack.message); return; }
         if (ack.error.code === "timeout") continue;
         // `unavailable`: the same client_id again after retry_after and a backoff, shown as
