@@ -4,6 +4,7 @@ PostgreSQL). Contract suite: tests/contract/test_search_repository.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,40 +81,37 @@ class SearchStore:
 
     async def search_messages(self, tenant_id: str, terms: list[str], *, limit: int,
                               after: Cursor | None = None) -> list[MessageHit]:
-        if not terms or not tenant_id.isalnum():  # ids are hex: a tenant token of the FTS query
-            return []
-        page = "" if after is None else " AND (m.created_at < $3 OR (m.created_at = $3 AND m.id < $4))"
-        args = [] if after is None else [after[0], after[1]]
-        if self.sqlite:
-            match = f'tenant_ref : "{tenant_id}" AND {fts5_query(terms)}'
-            sql = (f"SELECT {_MESSAGE_FIELDS} FROM message_search s JOIN messages m ON m.id = s.row_ref"
-                   f"{_MESSAGE_JOINS} WHERE s.message_search MATCH $2 AND m.tenant_id = $1{page}")
-        else:
-            match = tsquery(terms)
-            sql = (f"SELECT {_MESSAGE_FIELDS} FROM messages m{_MESSAGE_JOINS} WHERE m.tenant_id = $1"
-                   " AND to_tsvector('simple'::regconfig, izh_fold(m.text)) @@ to_tsquery('simple'::regconfig, $2)"
-                   f"{page}")
-        sql += f" ORDER BY m.created_at DESC, m.id DESC LIMIT {int(limit)}"
-        async with self.db.reader() as conn:
-            rows = await conn.fetch(sql, tenant_id, match, *args)
+        rows = await self._search(
+            tenant_id, terms, limit, after, "m",
+            f"SELECT {_MESSAGE_FIELDS} FROM message_search s JOIN messages m ON m.id = s.row_ref{_MESSAGE_JOINS}"
+            " WHERE s.message_search MATCH $2 AND m.tenant_id = $1",
+            f"SELECT {_MESSAGE_FIELDS} FROM messages m{_MESSAGE_JOINS} WHERE m.tenant_id = $1"
+            " AND to_tsvector('simple'::regconfig, izh_fold(m.text)) @@ to_tsquery('simple'::regconfig, $2)")
         return [_hit(r) for r in rows]
 
     async def search_contacts(self, tenant_id: str, terms: list[str], *, limit: int,
                               after: Cursor | None = None) -> list[Contact]:
-        if not terms or not tenant_id.isalnum():
+        rows = await self._search(
+            tenant_id, terms, limit, after, "k",
+            "SELECT k.* FROM contact_search s JOIN contacts k ON k.id = s.row_ref"
+            " WHERE s.contact_search MATCH $2 AND k.tenant_id = $1",
+            "SELECT k.* FROM contacts k WHERE k.tenant_id = $1 AND to_tsvector('simple'::regconfig,"
+            " izh_contact_doc(k.name, k.email, k.phone)) @@ to_tsquery('simple'::regconfig, $2)")
+        return [contact_from_row(r) for r in rows]
+
+    async def _search(self, tenant_id: str, terms: list[str], limit: int, after: Cursor | None, alias: str,
+                      fts5_sql: str, pg_sql: str) -> Sequence[Row]:
+        """The rows of `fts5_sql` (SQLite) or `pg_sql` ($1 the tenant, $2 the engine's query;
+        `alias` the table paged on), newest first, after `after`."""
+        if not terms or not tenant_id.isalnum():  # ids are hex: a tenant token of the FTS query
             return []
-        page = "" if after is None else " AND (k.created_at < $3 OR (k.created_at = $3 AND k.id < $4))"
+        at, row_id = f"{alias}.created_at", f"{alias}.id"
+        page = "" if after is None else f" AND ({at} < $3 OR ({at} = $3 AND {row_id} < $4))"
         args = [] if after is None else [after[0], after[1]]
         if self.sqlite:
-            match = f'tenant_ref : "{tenant_id}" AND {fts5_query(terms)}'
-            sql = ("SELECT k.* FROM contact_search s JOIN contacts k ON k.id = s.row_ref"
-                   f" WHERE s.contact_search MATCH $2 AND k.tenant_id = $1{page}")
+            match, sql = f'tenant_ref : "{tenant_id}" AND {fts5_query(terms)}', fts5_sql
         else:
-            match = tsquery(terms)
-            sql = ("SELECT k.* FROM contacts k WHERE k.tenant_id = $1 AND to_tsvector('simple'::regconfig,"
-                   " izh_contact_doc(k.name, k.email, k.phone)) @@ to_tsquery('simple'::regconfig, $2)"
-                   f"{page}")
-        sql += f" ORDER BY k.created_at DESC, k.id DESC LIMIT {int(limit)}"
+            match, sql = tsquery(terms), pg_sql
+        sql += f"{page} ORDER BY {at} DESC, {row_id} DESC LIMIT {int(limit)}"
         async with self.db.reader() as conn:
-            rows = await conn.fetch(sql, tenant_id, match, *args)
-        return [contact_from_row(r) for r in rows]
+            return await conn.fetch(sql, tenant_id, match, *args)
