@@ -12,6 +12,9 @@ from gateway.core.domain import AuthorType, Contact
 from gateway.store.db import Database
 from gateway.store.rows import Row, contact_from_row, member
 
+RECENT_WINDOW = 5000
+"""PostgreSQL: how many of a tenant's newest messages a search tests one by one before it
+asks the GIN index (docs/performance.md, "Search")."""
 Cursor = tuple[float, str]
 """A page's end: (created_at, id) of its last row; the next page is what sorts after it."""
 
@@ -75,18 +78,34 @@ class SearchStore:
     """`SearchRepository` in SQL: FTS5 ``MATCH`` on SQLite (`sqlite=True`), ``@@`` over the
     GIN expression indexes on PostgreSQL."""
 
-    def __init__(self, db: Database, *, sqlite: bool) -> None:
+    def __init__(self, db: Database, *, sqlite: bool, recent_window: int = RECENT_WINDOW) -> None:
         self.db = db
         self.sqlite = sqlite
+        self.recent_window = recent_window
 
     async def search_messages(self, tenant_id: str, terms: list[str], *, limit: int,
                               after: Cursor | None = None) -> list[MessageHit]:
+        if not self.sqlite and terms and tenant_id.isalnum():
+            # the tenant's newest `recent_window` messages first, each tested on its stored
+            # words: common words are found there at once; only when they hold fewer than
+            # `limit` hits does the GIN index find all (then few: < limit per window)
+            recent = await self._search(
+                tenant_id, terms, limit, after, "m",
+                "", f"SELECT {_MESSAGE_FIELDS} FROM (SELECT m.id, m.tenant_id, m.conversation_id, m.seq,"
+                " m.author_type, m.author_id, m.text, m.created_at, m.search_tsv FROM messages m"
+                " WHERE m.tenant_id = $1{page}"
+                f" ORDER BY m.created_at DESC, m.id DESC LIMIT {int(self.recent_window)}) m{_MESSAGE_JOINS}"
+                " WHERE m.search_tsv @@ to_tsquery('simple'::regconfig, $2)")
+            if len(recent) >= limit:
+                return [_hit(r) for r in recent]
         rows = await self._search(
             tenant_id, terms, limit, after, "m",
             f"SELECT {_MESSAGE_FIELDS} FROM message_search s JOIN messages m ON m.id = s.row_ref{_MESSAGE_JOINS}"
-            " WHERE s.message_search MATCH $2 AND m.tenant_id = $1",
+            " WHERE s.message_search MATCH $2 AND m.tenant_id = $1{page}",
+            # `+ 0`: not in the order of the (tenant, created_at) index, so that the plan is
+            # the GIN index's matches, sorted, never a walk of the tenant's messages
             f"SELECT {_MESSAGE_FIELDS} FROM messages m{_MESSAGE_JOINS} WHERE m.tenant_id = $1"
-            " AND to_tsvector('simple'::regconfig, izh_fold(m.text)) @@ to_tsquery('simple'::regconfig, $2)")
+            " AND m.search_tsv @@ to_tsquery('simple'::regconfig, $2){page}", order_by="m.created_at + 0")
         return [_hit(r) for r in rows]
 
     async def search_contacts(self, tenant_id: str, terms: list[str], *, limit: int,
@@ -94,15 +113,16 @@ class SearchStore:
         rows = await self._search(
             tenant_id, terms, limit, after, "k",
             "SELECT k.* FROM contact_search s JOIN contacts k ON k.id = s.row_ref"
-            " WHERE s.contact_search MATCH $2 AND k.tenant_id = $1",
+            " WHERE s.contact_search MATCH $2 AND k.tenant_id = $1{page}",
             "SELECT k.* FROM contacts k WHERE k.tenant_id = $1 AND to_tsvector('simple'::regconfig,"
-            " izh_contact_doc(k.name, k.email, k.phone)) @@ to_tsquery('simple'::regconfig, $2)")
+            " izh_contact_doc(k.name, k.email, k.phone)) @@ to_tsquery('simple'::regconfig, $2){page}")
         return [contact_from_row(r) for r in rows]
 
     async def _search(self, tenant_id: str, terms: list[str], limit: int, after: Cursor | None, alias: str,
-                      fts5_sql: str, pg_sql: str) -> Sequence[Row]:
-        """The rows of `fts5_sql` (SQLite) or `pg_sql` ($1 the tenant, $2 the engine's query;
-        `alias` the table paged on), newest first, after `after`."""
+                      fts5_sql: str, pg_sql: str, *, order_by: str = "") -> Sequence[Row]:
+        """The rows of `fts5_sql` (SQLite) or `pg_sql` ($1 the tenant, $2 the engine's query,
+        ``{page}`` where the condition after `after` goes; `alias` the table paged on),
+        newest first (`order_by`: the created_at expression to sort by), after `after`."""
         if not terms or not tenant_id.isalnum():  # ids are hex: a tenant token of the FTS query
             return []
         at, row_id = f"{alias}.created_at", f"{alias}.id"
@@ -112,6 +132,6 @@ class SearchStore:
             match, sql = f'tenant_ref : "{tenant_id}" AND {fts5_query(terms)}', fts5_sql
         else:
             match, sql = tsquery(terms), pg_sql
-        sql += f"{page} ORDER BY {at} DESC, {row_id} DESC LIMIT {int(limit)}"
+        sql = sql.replace("{page}", page) + f" ORDER BY {order_by or at} DESC, {row_id} DESC LIMIT {int(limit)}"
         async with self.db.reader() as conn:
             return await conn.fetch(sql, tenant_id, match, *args)

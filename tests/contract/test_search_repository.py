@@ -154,3 +154,25 @@ async def test_every_vietnamese_letter_folds_as_the_query_does(backend: Backend,
                 assert row is not None and row["f"] == fold(c), c
             row = await conn.fetchrow("SELECT izh_fold($1) AS f", "Lan@Ex-ample.vn/a_b:c")
             assert row is not None and row["f"].split() == ["lan", "ex", "ample", "vn", "a", "b", "c"]
+
+
+async def test_the_recent_window_and_the_index_give_the_same_pages(backend: Backend, store: StoreDatabase) -> None:
+    """PostgreSQL tests a tenant's newest messages one by one before asking the index: with
+    a window of 3 messages, pages (common and rare words, first and later pages) are what
+    the index alone gives."""
+    narrow = SearchStore(store, sqlite=backend.kind == "sqlite", recent_window=3)
+    wide = SearchStore(store, sqlite=backend.kind == "sqlite", recent_window=10_000)
+    w = await new_world(store)
+    for i in range(30):
+        await say(store, w, ("hàng mới " if i % 2 else "") + ("hiếm " if i % 7 == 0 else "") + f"số {i}",
+                  float(i // 3))
+    for terms in (["hang"], ["hiem"], ["so"], ["moi", "hang"], ["hiem", "so"]):
+        for limit in (1, 2, 5, 50):
+            after = None
+            for _ in range(40):
+                a = await narrow.search_messages(w.tenant.id, terms, limit=limit, after=after)
+                b = await wide.search_messages(w.tenant.id, terms, limit=limit, after=after)
+                assert [h.id for h in a] == [h.id for h in b], (terms, limit, after)
+                if len(a) < limit:
+                    break
+                after = (a[-1].created_at, a[-1].id)
