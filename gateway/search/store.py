@@ -12,7 +12,7 @@ from gateway.core.domain import AuthorType, Contact
 from gateway.store.db import Database
 from gateway.store.rows import Row, contact_from_row, member
 
-RECENT_WINDOW = 5000
+RECENT_WINDOW = 50_000
 """PostgreSQL: how many of a tenant's newest messages a search tests one by one before it
 asks the GIN index (docs/performance.md, "Search")."""
 Cursor = tuple[float, str]
@@ -87,8 +87,9 @@ class SearchStore:
                               after: Cursor | None = None) -> list[MessageHit]:
         if not self.sqlite and terms and tenant_id.isalnum():
             # the tenant's newest `recent_window` messages first, each tested on its stored
-            # words: common words are found there at once; only when they hold fewer than
-            # `limit` hits does the GIN index find all (then few: < limit per window)
+            # words: the page of common words (and of words that come together, which the
+            # planner takes for rare) is found there at once; only when they hold fewer than
+            # `limit` hits is the query asked of the whole table
             recent = await self._search(
                 tenant_id, terms, limit, after, "m",
                 "", f"SELECT {_MESSAGE_FIELDS} FROM (SELECT m.id, m.tenant_id, m.conversation_id, m.seq,"
@@ -102,10 +103,10 @@ class SearchStore:
             tenant_id, terms, limit, after, "m",
             f"SELECT {_MESSAGE_FIELDS} FROM message_search s JOIN messages m ON m.id = s.row_ref{_MESSAGE_JOINS}"
             " WHERE s.message_search MATCH $2 AND m.tenant_id = $1{page}",
-            # `+ 0`: not in the order of the (tenant, created_at) index, so that the plan is
-            # the GIN index's matches, sorted, never a walk of the tenant's messages
+            # the planner's choice: the GIN index's matches sorted, or (words it believes
+            # common) a walk of the tenant's messages from the newest
             f"SELECT {_MESSAGE_FIELDS} FROM messages m{_MESSAGE_JOINS} WHERE m.tenant_id = $1"
-            " AND m.search_tsv @@ to_tsquery('simple'::regconfig, $2){page}", order_by="m.created_at + 0")
+            " AND m.search_tsv @@ to_tsquery('simple'::regconfig, $2){page}")
         return [_hit(r) for r in rows]
 
     async def search_contacts(self, tenant_id: str, terms: list[str], *, limit: int,
@@ -119,10 +120,10 @@ class SearchStore:
         return [contact_from_row(r) for r in rows]
 
     async def _search(self, tenant_id: str, terms: list[str], limit: int, after: Cursor | None, alias: str,
-                      fts5_sql: str, pg_sql: str, *, order_by: str = "") -> Sequence[Row]:
+                      fts5_sql: str, pg_sql: str) -> Sequence[Row]:
         """The rows of `fts5_sql` (SQLite) or `pg_sql` ($1 the tenant, $2 the engine's query,
         ``{page}`` where the condition after `after` goes; `alias` the table paged on),
-        newest first (`order_by`: the created_at expression to sort by), after `after`."""
+        newest first, after `after`."""
         if not terms or not tenant_id.isalnum():  # ids are hex: a tenant token of the FTS query
             return []
         at, row_id = f"{alias}.created_at", f"{alias}.id"
@@ -132,6 +133,6 @@ class SearchStore:
             match, sql = f'tenant_ref : "{tenant_id}" AND {fts5_query(terms)}', fts5_sql
         else:
             match, sql = tsquery(terms), pg_sql
-        sql = sql.replace("{page}", page) + f" ORDER BY {order_by or at} DESC, {row_id} DESC LIMIT {int(limit)}"
+        sql = sql.replace("{page}", page) + f" ORDER BY {at} DESC, {row_id} DESC LIMIT {int(limit)}"
         async with self.db.reader() as conn:
             return await conn.fetch(sql, tenant_id, match, *args)
