@@ -186,39 +186,30 @@ async def _load_sqlite(store: SqliteStore, n: int, texts: Texts) -> str:
     return tenant
 
 
-async def _queries(search: Search, tenant: str, texts: Texts, count: int) -> None:
-    queries = [texts.query() for _ in range(count)]
-    for label, forms in (("with diacritics", queries), ("folded", [fold(q) for q in queries])):
-        await search.run(tenant, {"q": forms[0]})  # warm
-        times, hits = [], []
-        for q in forms:
-            t0 = time.perf_counter()
-            page = await search.run(tenant, {"q": q, "limit": 20})
-            times.append((time.perf_counter() - t0) * 1000)
-            hits.append(len(page["results"]))
-        qs = statistics.quantiles(times, n=100)
-        print(f"{label:16} {count} queries: p50 {qs[49]:.1f} ms  p95 {qs[94]:.1f} ms  p99 {qs[98]:.1f} ms"
-              f"  max {max(times):.1f} ms  mean hits {statistics.mean(hits):.1f}", flush=True)
-    # rare: an order number (5 % of the messages end with one of 900,000): few hits or none,
-    # the whole recent window tested, then the GIN index
-    rare = [f"đơn {texts.rnd.randint(100000, 999999)}" for _ in range(count // 4)]
+async def _timed(search: Search, tenant: str, label: str, queries: list[str], kind: str = "messages") -> None:
+    """Run `queries` one at a time (pages of 20 of `kind`) and print their latencies."""
+    await search.run(tenant, {"q": queries[0], "kind": kind})  # warm
     times, hits = [], []
-    for q in rare:
+    for q in queries:
         t0 = time.perf_counter()
-        page = await search.run(tenant, {"q": q, "limit": 20})
+        page = await search.run(tenant, {"q": q, "kind": kind, "limit": 20})
         times.append((time.perf_counter() - t0) * 1000)
         hits.append(len(page["results"]))
     qs = statistics.quantiles(times, n=100)
-    print(f"{'rare (order no.)':16} {len(rare)} queries: p50 {qs[49]:.1f} ms  p95 {qs[94]:.1f} ms  p99 {qs[98]:.1f} ms"
-          f"  mean hits {statistics.mean(hits):.1f}", flush=True)
-    contacts = [texts.rnd.choice(("nguyen", "Hà", "user12", "84 9000", "example")) for _ in range(count // 4)]
-    times = []
-    for q in contacts:
-        t0 = time.perf_counter()
-        await search.run(tenant, {"q": q, "kind": "contacts"})
-        times.append((time.perf_counter() - t0) * 1000)
-    qs = statistics.quantiles(times, n=100)
-    print(f"{'contacts':16} {len(contacts)} queries: p50 {qs[49]:.1f} ms  p95 {qs[94]:.1f} ms", flush=True)
+    print(f"{label:16} {len(queries)} queries: p50 {qs[49]:.1f} ms  p95 {qs[94]:.1f} ms  p99 {qs[98]:.1f} ms"
+          f"  max {max(times):.1f} ms  mean hits {statistics.mean(hits):.1f}", flush=True)
+
+
+async def _queries(search: Search, tenant: str, texts: Texts, count: int) -> None:
+    queries = [texts.query() for _ in range(count)]
+    await _timed(search, tenant, "with diacritics", queries)
+    await _timed(search, tenant, "folded", [fold(q) for q in queries])
+    # rare: an order number (5 % of the messages end with one of 900,000): few hits or none,
+    # the whole recent window tested, then the GIN index
+    await _timed(search, tenant, "rare (order no.)", [f"đơn {texts.rnd.randint(100000, 999999)}"
+                                                      for _ in range(count // 4)])
+    await _timed(search, tenant, "contacts", [texts.rnd.choice(("nguyen", "Hà", "user12", "84 9000", "example"))
+                                              for _ in range(count // 4)], kind="contacts")
 
 
 async def main() -> None:
