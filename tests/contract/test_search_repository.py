@@ -4,9 +4,12 @@ store's contract suite."""
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.core.domain import AuthorType, Channel, NewMessage
 from gateway.search.fold import fold, query_terms
 from gateway.search.store import SearchRepository, SearchStore
+from gateway.store.migrations import load_migrations
 from tests.contract.test_store_contract import Backend, World, backend, new_world, store
 from tests.support.sqldb import StoreDatabase
 
@@ -176,3 +179,28 @@ async def test_the_recent_window_and_the_index_give_the_same_pages(backend: Back
                 if len(a) < limit:
                     break
                 after = (a[-1].created_at, a[-1].id)
+
+
+async def test_messages_stored_before_the_search_migrations_are_found(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages stored before 0013 (SQLite: its FTS tables filled from them) and before 0018
+    (PostgreSQL: the generated column computed for them) are found after migrating."""
+    import gateway.store.sql as sql_module
+
+    for before in (13, 18):
+        older = [m for m in load_migrations() if m.version < before]
+        monkeypatch.setattr(sql_module, "load_migrations", lambda older=older: older)
+        store = backend.make()
+        await store.open()
+        try:
+            await store.migrate()
+            w = await new_world(store, f"Old {before}")
+            await say(store, w, f"Hà Nội trước {before}", 1.0)
+            monkeypatch.undo()
+            await store.migrate()
+            repo = repo_on(backend, store)
+            assert await found(repo, w, f"ha noi truoc {before}") == [f"Hà Nội trước {before}"]
+            await say(store, w, f"Hà Nội sau {before}", 2.0)
+            assert await found(repo, w, "ha noi") == [f"Hà Nội sau {before}", f"Hà Nội trước {before}"]
+        finally:
+            await store.close()

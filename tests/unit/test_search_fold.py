@@ -33,6 +33,9 @@ def test_snippets_are_escaped_marked_and_cut() -> None:
 def test_dialect_migrations_share_a_version() -> None:
     thirteen = [(m.version, m.dialect) for m in load_migrations() if m.version == 13]
     assert thirteen == [(13, "postgres"), (13, "sqlite")]
+    # a version of one dialect only: the other engine has no such version
+    assert [m.version for m in for_dialect(load_migrations(), "sqlite") if m.version == 18] == []
+    assert [m.version for m in for_dialect(load_migrations(), "postgres") if m.version == 18] == [18]
 
 
 def test_dialect_files_load_and_clash(tmp_path) -> None:
