@@ -454,10 +454,19 @@ class SqlStore(abc.ABC):
     async def assign_next_agent(
         self, tenant_id: str, conversation_id: str, *, now: float, fresh_after: float
     ) -> Conversation | None:
+        # First without any lock: when the conversation is taken or no agent has room (a
+        # saturated desk, where every new conversation waits in the queue), answer None
+        # without queueing behind the tenant's lock. Whoever frees room later (an agent
+        # coming online, a resolve) assigns the queue (`list_unassigned`), and sees this
+        # conversation, committed before it asked.
+        async with self._read() as conn:
+            conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+            if not _assignable(conv) or await self._next_agent(conn, tenant_id, fresh_after) is None:
+                return None
         async with self._write() as conn:
             await self._require_tenant(conn, tenant_id, lock=True)
             conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id, lock=True))
-            if conv.assignee_id is not None or conv.status != ConversationStatus.OPEN:
+            if not _assignable(conv):
                 return None
             agent_id = await self._next_agent(conn, tenant_id, fresh_after)
             if agent_id is None:
@@ -951,3 +960,8 @@ class SqlStore(abc.ABC):
     async def _require_tenant(self, conn: Conn, tenant_id: str, *, lock: bool = False) -> None:
         suffix = self._row_lock if lock else ""
         await self._require(conn, "tenant", f"SELECT id FROM tenants WHERE id = $1{suffix}", tenant_id)
+
+
+def _assignable(conv: Conversation) -> bool:
+    """An open conversation without an assignee."""
+    return conv.assignee_id is None and conv.status == ConversationStatus.OPEN

@@ -1212,6 +1212,29 @@ async def test_concurrent_assignment_never_exceeds_capacity(store: Store) -> Non
     assert len(await store.list_unassigned(d.tenant_id, 100)) == 5  # 4 left over + the world's conversation
 
 
+@pytest.mark.postgres
+async def test_postgres_full_desk_answers_without_waiting_for_the_tenant_lock() -> None:
+    """When no agent has room, assignment answers None without queueing behind the
+    tenant's assignment lock: under churn, every new conversation of a saturated desk
+    would otherwise wait its turn for that lock, holding a pool connection meanwhile.
+    (SQLite has no such wait: one connection serves reads and writes in turn.)"""
+    b = Backend("postgres", PG_DSN, random_schema())
+    try:
+        store = await b.open()
+        assert isinstance(store, PostgresStore)
+        d = await new_desk(store, capacity=1)
+        assert [await assign(store, d, (await new_conv(store, d)).id) for _ in range(2)] == [d.a1.id, d.a2.id]
+        waiting = await new_conv(store, d)
+        async with store.transaction() as conn:  # another node's assignment, holding the tenant's lock
+            await conn.fetchrow(f"SELECT id FROM tenants WHERE id = $1{store.row_lock}", d.tenant_id)
+            assert await asyncio.wait_for(assign(store, d, waiting.id), timeout=30) is None
+        with pytest.raises(NotFound):  # a missing conversation is still an error, found before any lock
+            await store.assign_next_agent(d.tenant_id, "missing", now=NOW, fresh_after=FRESH_AFTER)
+    finally:
+        await b.close_all()
+        await drop_schema(b.schema or "")
+
+
 # --- factory and migrations ------------------------------------------------------
 
 
