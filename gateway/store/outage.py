@@ -13,7 +13,8 @@ again", with the outage's length and how many operations were refused); the fail
 between are only counted. A store that flaps (an overloaded database answering some
 operations and timing out others) would log a pair of lines per flap: an outage that
 begins less than `quiet` seconds after the last line is counted, not logged, and the next
-line logged says how many such short outages and refusals it stood for. `retry_after` grows with the outage's age (half of it, between
+line logged says how many such short outages and refusals it stood for.
+`retry_after` grows with the outage's age (half of it, between
 `min_retry_after` and `max_retry_after`), so clients pace their retries during a long
 outage instead of hammering the database the moment it comes back.
 """
