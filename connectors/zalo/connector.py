@@ -24,7 +24,7 @@ from connectors.attachments import read_outbound
 from connectors.base import Attachment, InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
 from connectors.zalo import api, errors, events, signature
 from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
-from connectors.zalo.tokens import Clock, Sleep, TokenManager
+from connectors.zalo.tokens import Clock, RefreshClaim, Sleep, TokenManager
 from gateway.core.domain import Channel
 from gateway.core.errors import GatewayError
 from gateway.http.body import parse_json, read_body
@@ -47,6 +47,8 @@ PersistTokens = Callable[[ZaloAccount, ZaloTokens], Awaitable[None]]
 LoadTokens = Callable[[ZaloAccount], Awaitable[ZaloTokens | None]]
 # Every enabled account (from the channel store); called on start and, throttled, on a routing miss.
 LoadAccounts = Callable[[], Awaitable[list[ZaloAccount]]]
+# The account's refresh claim across nodes (connectors/token_claims.py): one refresh at a time.
+ClaimRefresh = Callable[[ZaloAccount], RefreshClaim]
 
 
 @dataclass(slots=True)
@@ -72,7 +74,9 @@ class ZaloConnector:
         load_tokens: LoadTokens | None = None,
         load_accounts: LoadAccounts | None = None,
         reload_interval: float = 10.0,
+        claim_refresh: ClaimRefresh | None = None,
     ) -> None:
+        self._claim_refresh = claim_refresh
         self.settings = settings or ZaloSettings()
         self._persist = persist_tokens
         self._load_tokens = load_tokens
@@ -115,6 +119,7 @@ class ZaloConnector:
             refresh_margin=self.settings.refresh_margin,
             refresh_retry=self.settings.refresh_retry,
             reload=reload if self._load_tokens is not None else None,
+            claim=None if self._claim_refresh is None else self._claim_refresh(account),
         )
         oa = _Oa(account, manager)
         self._oas[account.oa_id] = oa
