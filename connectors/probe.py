@@ -32,7 +32,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
+
 from connectors.channels import ChannelConfig
+from connectors.oauth import AuthError, TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,31 @@ def masked(text: str, creds: Mapping[str, Any]) -> str:
         if isinstance(v, str) and len(v) >= 4 and v in text:
             text = text.replace(v, "***")
     return text[:500]
+
+
+def oauth_problem_field(message: str, prefix: str = "") -> str | None:
+    """The credential an OAuth 2.0 token endpoint's refusal points at."""
+    if "invalid_client" in message or "unauthorized_client" in message:
+        return f"credentials.{prefix}client_secret"
+    if "invalid_grant" in message:
+        return f"credentials.{prefix}refresh_token"
+    return None
+
+
+async def refresh_check(session: aiohttp.ClientSession, token_url: str, client_id: str, client_secret: str,
+                        refresh_token: str, clock: Callable[[], float], *, name: str = "oauth_refresh",
+                        prefix: str = "", on_rotate: Callable[[str], Any] | None = None) -> tuple[CheckResult, str]:
+    """One refresh-token grant: the check's result and the access token ("" when refused)."""
+    async def own() -> aiohttp.ClientSession:
+        return session
+
+    provider = TokenProvider(session=own, token_url=token_url, client_id=client_id, client_secret=client_secret,
+                             refresh_token=refresh_token, clock=clock, timeout=CHECK_TIMEOUT, on_rotate=on_rotate)
+    try:
+        token = await provider.token()
+    except AuthError as exc:
+        return CheckResult(name, False, str(exc), oauth_problem_field(str(exc), prefix)), ""
+    return CheckResult(name, True, "the token endpoint issued an access token"), token
 
 
 class ChannelProbe:
