@@ -165,7 +165,8 @@ async def test_youtube_refresh(probe: Probe) -> None:
 # --- Email --------------------------------------------------------------------------------
 
 async def test_email_imap_and_smtp_password_logins(probe: Probe, imap_port: int) -> None:  # noqa: F811
-    async with smtp_sink(PasswordRelay(USER, PASSWORD)) as relay:
+    relay = PasswordRelay(USER, PASSWORD)
+    async with smtp_sink(relay):
         async def mail(password: str, smtp_port: int, *, imap: bool = True) -> ProbeReport:
             settings: dict[str, Any] = {"address": "cs@shop.test", "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
                                         "smtp_security": "none"}
@@ -190,8 +191,8 @@ async def test_email_imap_and_smtp_password_logins(probe: Probe, imap_port: int)
 
 async def test_email_xoauth2_logins(probe: Probe) -> None:
     user = "support@shop.test"
-    async with (token_endpoint("cid", "csecret", "1//refresh") as ep, xoauth2_imap(user) as imap,
-                smtp_sink(XOAuth2Relay(user)) as relay):
+    relay = XOAuth2Relay(user)
+    async with (token_endpoint("cid", "csecret", "1//refresh") as ep, xoauth2_imap(user) as imap, smtp_sink(relay)):
         async def mail(refresh_token: str) -> ProbeReport:
             ch = await probe.add(Channel.EMAIL, {
                 "address": user, "smtp_host": "127.0.0.1", "smtp_port": relay.port, "smtp_security": "none",
