@@ -126,6 +126,7 @@ class FakeZalo:
     spent_refresh_tokens: set[str] = field(default_factory=set)
     user_errors: dict[str, int] = field(default_factory=dict)  # user_id -> error code for sends
     failures: list[Failure] = field(default_factory=list)  # consumed one per send
+    upload_failures: list[Failure] = field(default_factory=list)  # consumed one per upload
     sent: list[dict[str, Any]] = field(default_factory=list)  # accepted message bodies (+ message_id)
     uploads: dict[str, tuple[str, str, str, bytes]] = field(default_factory=dict)  # id/token -> kind, name, type, bytes
     send_calls: int = 0
@@ -184,6 +185,12 @@ class FakeZalo:
         """`upload/image` → `data.attachment_id`, `upload/file` → `data.token` (multipart `file`)."""
         if (err := self._token_error(request)) is not None:
             return err
+        if self.upload_failures:
+            failure = self.upload_failures.pop(0)
+            if failure.status is not None:
+                return web.json_response({"error": -1, "message": "server error"}, status=failure.status)
+            assert failure.code is not None
+            return self._err(failure.code)
         if not request.content_type.startswith("multipart/"):
             return self._err(-201, "file is invalid!")
         form = await request.post()
