@@ -8,6 +8,8 @@ PATCH  /channels/{id} {name?, settings?}  rename / change settings (merged; null
 POST   /channels/{id}/rotate {credentials}  replace some credentials (the others are kept)
 POST   /channels/{id}/disable, /enable    stop / start it
 DELETE /channels/{id}                     remove it (its conversations stay)
+POST   /channels/{id}/test                check its credentials against the platform
+                                          (200 with the report, passed or not; connectors/probe.py)
 
 Definitions are checked against the kind's schema (connectors/schemas.py): a refusal is 400
 `bad_request` with `field` (``settings.<key>`` / ``credentials.<key>``). Changes are audited
@@ -23,6 +25,7 @@ from aiohttp import web
 
 from connectors.channels import ChannelError, ChannelRepository
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
+from connectors.probe import ChannelProbe
 from connectors.schemas import SchemaError
 from gateway.chat.principals import AgentPrincipal, require_admin
 from gateway.core.domain import Channel
@@ -44,9 +47,10 @@ def _object(body: Mapping[str, Any], key: str, *, required: bool = False) -> dic
 
 
 class ChannelsApi:
-    def __init__(self, channels: ChannelRepository, principal: Principal, body: Body) -> None:
+    def __init__(self, channels: ChannelRepository, principal: Principal, body: Body,
+                 probe: ChannelProbe | None = None) -> None:
         self._channels = channels
-        self._admin = ChannelAdmin(channels)
+        self._admin = ChannelAdmin(channels, probe)
         self._principal = principal
         self._body = body
 
@@ -133,6 +137,15 @@ class ChannelsApi:
         return await self._run(self._admin.remove(p.tenant_id, self._id(request), actor=f"agent:{p.agent_id}"))
 
 
+    async def test(self, request: web.Request) -> web.Response:
+        p = await self._admin_of(request)
+        try:
+            report = await self._admin.test(p.tenant_id, self._id(request), actor=f"agent:{p.agent_id}")
+        except ChannelNotFound:
+            raise not_found("channel") from None
+        return web.json_response({"ok": True, "test": report.as_dict()})
+
+
 def channel_routes(api: ChannelsApi, base: str = "/api/v1") -> list[web.RouteDef]:
     return [
         web.get(f"{base}/channels", api.list),
@@ -143,4 +156,5 @@ def channel_routes(api: ChannelsApi, base: str = "/api/v1") -> list[web.RouteDef
         web.post(f"{base}/channels/{{id}}/rotate", api.rotate),
         web.post(f"{base}/channels/{{id}}/disable", api.disable),
         web.post(f"{base}/channels/{{id}}/enable", api.enable),
+        web.post(f"{base}/channels/{{id}}/test", api.test),
     ]

@@ -1,6 +1,7 @@
-"""`python -m gateway channel add|list|update|disable|enable|remove|rotate` (declared by the
-connectors feature, connectors/feature.py). Definitions are checked against their kind's
-schema (connectors/schemas.py); a refusal exits 2 with a message naming the field."""
+"""`python -m gateway channel add|list|update|disable|enable|remove|rotate|test` (declared by
+the connectors feature, connectors/feature.py). Definitions are checked against their kind's
+schema (connectors/schemas.py); a refusal exits 2 with a message naming the field. `test`
+prints its report (connectors/probe.py) and exits 0 when every check passed, 1 when one failed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from connectors.channels import ChannelError, ChannelRepository, ChannelStore
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
+from connectors.probes import channel_probe
 from connectors.settings import load_connector_settings
 from gateway.config import Config
 from gateway.core.domain import Channel
@@ -49,7 +51,8 @@ def configure_channel_parser(c: argparse.ArgumentParser) -> None:
     cr.add_argument("--channel", required=True, help="channel id")
     cr.add_argument("--credentials-json", required=True, help="credentials to replace (JSON object)")
     for cmd, what in (("disable", "stop an inbox (no inbound, no sends)"), ("enable", "start it again"),
-                      ("remove", "delete an inbox (its conversations stay)")):
+                      ("remove", "delete an inbox (its conversations stay)"),
+                      ("test", "check the inbox's credentials against the platform (exit 1 when a check fails)")):
         cx = csub.add_parser(cmd, help=what)
         cx.add_argument("--tenant", required=True)
         cx.add_argument("--channel", required=True, help="channel id")
@@ -78,9 +81,13 @@ async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
     except NotFound:
         print(f"no tenant {args.tenant!r}", file=sys.stderr)
         return 2
-    admin = ChannelAdmin(channels)
+    admin = ChannelAdmin(channels, channel_probe(channels, store, "cli", time.time))
     t = args.tenant
     try:
+        if args.ccmd == "test":
+            report = await admin.test(t, args.channel, actor="cli")
+            print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+            return 0 if report.passed else 1
         if args.ccmd == "list":
             for ch in await channels.list(t):
                 print(json.dumps(public(ch), ensure_ascii=False))

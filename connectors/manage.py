@@ -1,5 +1,6 @@
 """Operating a tenant's inboxes: add, update, disable, enable, remove and rotate, each
-checked against its kind's schema (connectors/schemas.py) and audited.
+checked against its kind's schema (connectors/schemas.py) and audited; and test, which
+checks the credentials against the platform (connectors/probe.py).
 
 Used by the CLI (`python -m gateway channel …`, connectors/cli.py) and the admin REST API
 (connectors/admin_routes.py). Every change is written to `connector_channels` only; the
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.channels import ChannelConfig, ChannelError, ChannelRepository
+from connectors.probe import ChannelProbe, ProbeReport
 from connectors.schemas import SCHEMAS, check
 from gateway.core.domain import Channel
 
@@ -51,8 +53,19 @@ class ChannelAdmin:
     """`actor` of each call names who made the change in the audit line (``cli``,
     ``agent:<id>``)."""
 
-    def __init__(self, channels: ChannelRepository) -> None:
+    def __init__(self, channels: ChannelRepository, probe: ChannelProbe | None = None) -> None:
         self._channels = channels
+        self._probe = probe
+
+    async def test(self, tenant_id: str, channel_id: str, *, actor: str) -> ProbeReport:
+        """Check the inbox's credentials against its platform (a disabled inbox too); the
+        audit line lists each check as ``<check>:ok|failed``."""
+        if self._probe is None:
+            raise ChannelError("channel test is not available here")
+        ch = await self._get(tenant_id, channel_id)
+        report = await self._probe.test(ch)
+        self._audit("test", ch, actor, [f"{c.check}:{'ok' if c.ok else 'failed'}" for c in report.checks])
+        return report
 
     async def _get(self, tenant_id: str, channel_id: str) -> ChannelConfig:
         ch = await self._channels.get(tenant_id, channel_id)
