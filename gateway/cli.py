@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway.admin.masterkey import rotate_command, verify_master_key
 from gateway.admin.tenants import create_agent, create_tenant
 from gateway.app import build_gateway, default_node_id
+from gateway.blobs.factory import open_blobs
 from gateway.cluster.handoff import HandoffReceiver, message_size
 from gateway.cluster.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity, worker_node_id
 from gateway.composition import default_features
@@ -102,7 +103,11 @@ async def _admin(config: Config, args: argparse.Namespace, features: Sequence[Fe
             if command.seals:  # it seals or opens with the master key
                 await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
                                         sealed=_sealed(features))
-            status: int = await command.run(CommandEnv(config, store), args)
+            blobs = open_blobs(config.storage.blobs, config.storage.data_dir)
+            try:
+                status: int = await command.run(CommandEnv(config, store, blobs), args)
+            finally:
+                await blobs.close()
             return status
         if args.cmd == "migrate":
             print(json.dumps({"migrated": True}))

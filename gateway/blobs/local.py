@@ -93,8 +93,9 @@ class LocalBlobs:
         return BlobInfo(key, st.st_size, st.st_mtime)
 
     async def delete(self, key: str) -> None:
+        """Also removes the folders it leaves empty (up to the root)."""
         try:
-            await asyncio.to_thread(self.path(key).unlink, True)
+            await asyncio.to_thread(_unlink, self.root, self.path(key))
         except OSError as exc:
             raise BlobUnavailable(f"{exc.strerror}") from exc
 
@@ -114,6 +115,17 @@ class LocalBlobs:
 
     async def close(self) -> None:
         pass
+
+
+def _unlink(root: Path, path: Path) -> None:
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    while parent != root and root in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): stop
+            return
+        parent = parent.parent
 
 
 def _sync_close(f: BinaryIO) -> None:
