@@ -80,8 +80,10 @@ async def test_an_agent_opens_a_mailed_image_and_pdf_in_the_console(browser: Any
     m.add_attachment(image, maintype="image", subtype="png", filename="ảnh.png")
     m.add_attachment(PDF, maintype="application", subtype="pdf", filename="hoá đơn.pdf")
 
+    port = email.smtp_port
+
     def send() -> None:
-        with smtplib.SMTP("127.0.0.1", email.smtp_port, timeout=10) as s:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
             s.send_message(m)
 
     await asyncio.to_thread(send)
