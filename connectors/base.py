@@ -28,7 +28,9 @@ class Attachment:
     name: str | None = None
     mime_type: str | None = None
     size: int | None = None
-    path: str | None = None  # outbound: the file on this node (an agent's upload)
+    path: str | None = None  # outbound: a file on this node
+    read: Callable[[], Awaitable[bytes]] | None = None  # outbound: the stored file's bytes (an agent's upload)
+    id: str | None = None  # inbound: the stored file (served by /api/v1/uploads/{id})
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,7 +232,7 @@ class Outbox:
 
     async def _attachments(self, tenant_id: str, stored: Sequence[dict[str, Any]]) -> tuple[Attachment, ...]:
         """The message's attachments (the agent's uploads) as the connector sends them: a
-        signed link and the local file. One that is gone fails the send (`PermanentError`)
+        signed link and the stored file's reader. One that is gone fails the send (`PermanentError`)
         rather than leaving the customer a message without it."""
         keeper = self._chat.attachments
         out = []
@@ -241,7 +241,7 @@ class Outbox:
             if f is None:
                 raise PermanentError(f"attachment {str(a.get('name') or a.get('id'))[:80]!r} is not available")
             out.append(Attachment(kind=kind_of(f.mime_type), url=f.url, name=f.name, mime_type=f.mime_type,
-                                  size=f.size, path=f.path))
+                                  size=f.size, read=f.read))
         return tuple(out)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:

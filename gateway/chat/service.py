@@ -79,10 +79,11 @@ AttachmentResolver = Callable[[Principal, Conversation, list[str]], Awaitable[li
 @dataclass(frozen=True, slots=True)
 class ExportedFile:
     """A stored message attachment as a channel can take it: a link that works without
-    credentials for a while (absolute when PUBLIC_URL is set) and the file on this node."""
+    credentials for a while (absolute when PUBLIC_URL is set) and its bytes, read from the
+    blob store when called (the typed `unavailable` error when the store is down)."""
 
     url: str
-    path: str
+    read: Callable[[], Awaitable[bytes]]
     name: str
     mime_type: str
     size: int
@@ -91,15 +92,23 @@ class ExportedFile:
 AttachmentExporter = Callable[[str, dict[str, Any]], Awaitable[ExportedFile | None]]
 """(tenant id, a stored message's attachment dict) → the file, or None when it is gone."""
 
+AttachmentKeeper = Callable[[str, str, str | None, str, bytes], Awaitable[dict[str, Any]]]
+"""(tenant id, source such as `email:<channel id>`, file name, MIME type, bytes) of a file a
+channel received → the stored file's attachment dict (`id`, `kind`, `name`, `mime_type`,
+`size`, `url`), served by the one authenticated download route like an upload; bound to the
+conversation of the first message stored with it. The typed `unavailable` error when the
+blob store is down."""
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Attachments:
     """A feature keeping message attachments (the widget's uploads): `resolve` turns the
     upload ids of a `message:send` into attachment dicts, `export` hands a stored one to a
-    channel."""
+    channel, `keep` stores a file a channel received."""
 
     resolve: AttachmentResolver
     export: AttachmentExporter
+    keep: AttachmentKeeper
 
 
 @dataclass(frozen=True, slots=True, eq=False)

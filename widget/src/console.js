@@ -232,17 +232,25 @@ class Console {
   }
 
   attachment(a) {
+    // a stored file (an upload, or a file a channel received) has an id: a signed link from
+    // the download route; a channel's file kept only as its remote address (Messenger, Zalo)
+    // is a plain link; an attachment with neither shows its name only
     const token = sessionStorage.getItem(TOKEN_KEY);
-    const p = this.links.get(a.id) || fetch(`/api/v1/uploads/${a.id}/link`, { headers: { Authorization: `Bearer ${token}` } })
-      .then((r) => r.json()).then((j) => (j.ok ? j.url : null)).catch(() => null);
-    this.links.set(a.id, p);
-    if (/^image\/(png|jpeg|gif|webp)$/.test(a.mime_type)) {
-      const img = el("img", { alt: a.name, "data-upload": a.id });
+    let p = Promise.resolve(/^https?:\/\//.test(a.url || "") ? a.url : null);
+    if (a.id) {
+      p = this.links.get(a.id) || fetch(`/api/v1/uploads/${a.id}/link`, { headers: { Authorization: `Bearer ${token}` } })
+        .then((r) => r.json()).then((j) => (j.ok ? j.url : null)).catch(() => null);
+      this.links.set(a.id, p);
+    }
+    const name = a.name || a.kind || "file";
+    if (a.id && /^image\/(png|jpeg|gif|webp)$/.test(a.mime_type || "")) {
+      const img = el("img", { alt: name, "data-upload": a.id });
       p.then((u) => { if (u) img.src = u; });
       return img;
     }
-    const link = el("a", { href: "#", class: "file", "data-upload": a.id, target: "_blank", rel: "noopener", text: `📎 ${a.name} (${fmtSize(a.size)})` });
-    p.then((u) => { if (u) link.href = u; });
+    const size = a.size ? ` (${fmtSize(a.size)})` : "";
+    const link = el("a", { href: "#", class: "file", "data-upload": a.id || "", target: "_blank", rel: "noopener", text: `📎 ${name}${size}` });
+    p.then((u) => { if (u) link.href = u; else link.removeAttribute("href"); });
     return link;
   }
 
