@@ -8,7 +8,8 @@ in its own process (`python -m gateway serve`); this process is the HTTP client.
 
 Measured per scenario: time to first byte (response headers and the first body bytes),
 throughput, and the server's peak RSS above its RSS before the scenario (the kernel's
-high-water mark, VmHWM, reset with `/proc/<pid>/clear_refs` before each scenario). Scenarios:
+high-water mark, VmHWM, reset with `/proc/<pid>/clear_refs` before each scenario; one 1-byte
+range is played first so that one-time costs are not counted). Scenarios:
 one full playback; four full playbacks at once (peak per playback = growth / 4); `--ranges`
 random 128 KiB ranges one after another (a listener seeking).
 
@@ -154,7 +155,7 @@ async def scenarios(server: Server, rec_id: str, token: str, size: int, ranges: 
     auth = {"Authorization": f"Bearer {token}"}
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as http:
-        async with http.get(f"{server.url}/api/v1/me", headers=auth) as r:  # warm up the auth path
+        async with http.get(url, headers={**auth, "Range": "bytes=0-0"}) as r:  # warm up: auth, worker thread
             await r.read()
         base = server.reset_peak()
         ttfb, total, n = await fetch(http, url, auth)

@@ -88,6 +88,8 @@ class CallRoutes:
                 log.error("recording %s of tenant %s: %s", rec_id, p.tenant_id, exc)
                 resp.force_close()
                 return resp
+            except ConnectionResetError:  # the client went away (a browser asks `bytes=N-`, then seeks)
+                return resp
         await resp.write_eof()
         return resp
 
