@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -146,7 +147,7 @@ async def test_browser_audio_element_seeks_with_ranges(call_gateway, tmp_path, c
         try:
             page = await browser.new_page()
 
-            async def add_token(route):  # type: ignore[no-untyped-def]
+            async def add_token(route: Any) -> None:
                 await route.continue_(headers={**route.request.headers, "authorization": f"Bearer {token}"})
 
             await page.route(url, add_token)
