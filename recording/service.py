@@ -120,9 +120,6 @@ class Recordings:
             raise RecordingGone(rec_id)
         return row
 
-    async def ciphertext(self, row: RecordingRow) -> bytes:
-        return await asyncio.to_thread(self.blobs.read, row.blob_key)
-
     async def open(self, row: RecordingRow) -> Playback:
         """The recording opened for playback: its header and last chunk read and authenticated
         (nothing else). `RecordingGone` when its key was shredded or its file is missing;
