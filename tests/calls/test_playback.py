@@ -1,20 +1,27 @@
 """Playback of recordings against the real server: `Range` at and across age chunk
 boundaries, suffix and open-ended ranges, 416, HEAD, a file cut by a crash, a tampered
-chunk, and the bytes equal to pyrage's whole-file decryption."""
+chunk, and the bytes equal to pyrage's whole-file decryption; a browser's <audio> seeking; the
+memory of one playback bounded whatever the length."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pyrage
 import pytest
+from pyrage import x25519
 
-from recording.ageseek import CHUNK, NONCE, SEALED, parse_header
+from recording.ageseek import CHUNK, NONCE, SEALED, AgeReader, parse_header
 from recording.agestream import decrypt_prefix
+from recording.blobs import LocalBlobStore
 from recording.catalogue import RecordingRow
+from recording.service import Playback
 from tests.calls.crash_writer import opus_packets
 from tests.calls.support import calls_of
 from tests.support.server import RunningGateway
@@ -175,3 +182,27 @@ async def test_browser_audio_element_seeks_with_ranges(call_gateway, tmp_path, c
     assert any(s > 0 for s in starts), seen  # the seek was served by a range, not the whole file
     # the responses the browser abandoned (it asks for `bytes=N-` and moves on) are not errors
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
+
+
+async def test_stream_memory_does_not_grow_with_length(tmp_path):
+    """Streaming a whole 12 MiB recording from a blob store allocates at most ~one chunk at a time."""
+    ident = x25519.Identity.generate()
+    store = LocalBlobStore(tmp_path)
+    f = store.create("t/big.age")
+    f.write(pyrage.encrypt(os.urandom(12 * 2**20 + 123), [ident.to_public()]))
+    f.close()
+    size = store.size("t/big.age")
+    reader = await asyncio.to_thread(
+        AgeReader.open, lambda off, n: store.read_range("t/big.age", off, n), size, str(ident))
+    row = RecordingRow("r", "t", "c", "k", "t/big.age", "complete", size, 0.0, None, 0.0)
+    pb = Playback(row, reader)
+    tracemalloc.start()
+    try:
+        n = 0
+        async for piece in pb.stream(0, pb.size):
+            n += len(piece)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 12 * 2**20 + 123
+    assert peak < 2 * 2**20, peak
