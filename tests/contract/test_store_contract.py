@@ -1192,7 +1192,7 @@ async def test_assign_needs_online_agents_with_fresh_presence(store: Store) -> N
     await store.set_agent_status(t, d.a2.id, AgentStatus.ONLINE)
     # stale presence does not count
     assert await assign(store, d, (await new_conv(store, d)).id, fresh_after=NOW) is None
-    # zero sockets: the node holds none (its row stays, as the time they left); another node still holding sockets keeps it
+    # zero sockets: the node holds none (the row stays: when they left); another node with sockets counts
     await store.touch_presence("node-1", {d.a1.id: 0}, NOW)
     await store.touch_presence("node-3", {d.a2.id: 1, "no-such-agent": 1}, NOW)
     await store.touch_presence("node-2", {d.a2.id: 0}, NOW)

@@ -35,9 +35,11 @@ async def make_agents(store: SqliteStore, n: int) -> list[str]:
 
 
 def rows(store: SqliteStore) -> dict[str, int]:
-    """The node's presence rows, read through a connection of their own (what other nodes see)."""
+    """The node's presence rows holding connections, read through a connection of their own
+    (what other nodes see; a row of 0 sockets only records when the agent left)."""
     with contextlib.closing(sqlite3.connect(store.path)) as db:
-        return dict(db.execute("SELECT agent_id, sockets FROM agent_presence WHERE node_id = ?", (NODE,)).fetchall())
+        return dict(db.execute("SELECT agent_id, sockets FROM agent_presence WHERE node_id = ? AND sockets > 0",
+                               (NODE,)).fetchall())
 
 
 def tracker(store: SqliteStore) -> PresenceTracker:
