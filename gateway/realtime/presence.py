@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.aio.batching import GroupQueue
 from gateway.aio.periodic import Periodic
-from gateway.core.domain import Agent
+from gateway.core.domain import Agent, AgentStatus
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ class PresenceTracker:
         return [None] * len(agent_ids)
 
     async def _tell(self, agents: list[Agent]) -> None:
+        """Announce the flips that change what others see (not those of an agent who chose offline)."""
+        agents = [a for a in agents if a.status != AgentStatus.OFFLINE]
+        if not agents:
+            return
         try:
             await self._announce(agents)
         except Exception:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.domain import Agent, AgentRole
+from gateway.core.domain import Agent, AgentRole, AgentStatus
 from gateway.realtime.presence import PresenceTracker
 from gateway.store.sql import StoreClosed
 from gateway.store.sqlite import SqliteStore
@@ -125,10 +125,13 @@ async def test_present_announced_on_first_connect_and_offline_after_the_ttl(stor
     async def announce(agents: list[Agent]) -> None:
         told.append([(x.id, x.present, x.shown_status.value) for x in agents])
 
+    tenant_id = (await store.list_tenants())[0].id
+    await store.set_agent_status(tenant_id, a, AgentStatus.AWAY)
+    await store.set_agent_status(tenant_id, b, AgentStatus.ONLINE)
     pt = PresenceTracker(store, NODE, lambda: now[0], interval=3600, ttl=30, announce=announce)
     await pt.add(a)
     await pt.add(a)
-    assert told == [[(a, True, (await store.get_agent((await store.list_tenants())[0].id, a)).status.value)]]
+    assert told == [[(a, True, "away")]]
     told.clear()
     await pt.remove(a)
     now[0] = 129.0
@@ -141,5 +144,22 @@ async def test_present_announced_on_first_connect_and_offline_after_the_ttl(stor
     assert await pt.expire() == []  # b is connected (its row heartbeated): stays
     # a node that stops heartbeating: b's row is not refreshed, b expires ttl after it
     now[0] = 200.0
-    assert [x.id for x in await pt.expire()] == [b]
+    assert [x.id for x in await pt.expire()] == [b] and told[-1] == [(b, False, "offline")]
+    await pt.stop()
+
+
+async def test_an_agent_who_chose_offline_is_not_announced(store: SqliteStore) -> None:
+    (a,) = await make_agents(store, 1)  # created offline
+    told: list[list[Agent]] = []
+
+    async def announce(agents: list[Agent]) -> None:
+        told.append(agents)
+
+    now = [100.0]
+    pt = PresenceTracker(store, NODE, lambda: now[0], interval=3600, ttl=30, announce=announce)
+    await pt.add(a)
+    await pt.remove(a)
+    now[0] = 200.0
+    assert [x.id for x in await pt.expire()] == [a]  # flipped, but nothing others see changed
+    assert told == []
     await pt.stop()
