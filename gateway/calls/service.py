@@ -22,7 +22,7 @@ from gateway.calls.settings import CallSettings
 from gateway.calls.store import CallRepository, CallRow
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
 from gateway.chat.service import ChatService
-from gateway.core.domain import AgentStatus, Conversation
+from gateway.core.domain import Conversation
 from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.store.rows import new_id
 from recording.service import Recordings
@@ -84,7 +84,9 @@ class CallService:
         return row.node_id
 
     async def _online_agents(self, tenant_id: str) -> set[str]:
-        return {a.id for a in await self.chat.store.list_agents(tenant_id) if a.status == AgentStatus.ONLINE}
+        """Agents who chose `online` and are connected to some node now (a closed console
+        does not count: issue 31)."""
+        return await self.chat.available_agents(tenant_id)
 
     # --- visitor ---------------------------------------------------------
     async def start(self, p: VisitorPrincipal, conversation_id: str, sdp: str) -> tuple[CallRow, str, bool]:
@@ -149,7 +151,18 @@ class CallService:
             raise bad_request(str(exc), field="sdp") from None
         call.timer = self._spawn(self._max_duration(call_id), f"call-max-{call_id}")
         await self._publish(call)
+        await self._take_conversation(p, call)
         return call.row, answer
+
+    async def _take_conversation(self, p: AgentPrincipal, call: ActiveCall) -> None:
+        """The agent who answers a call gets its conversation when it has no agent yet."""
+        try:
+            conv = await self.chat.store.get_conversation(p.tenant_id, call.row.conversation_id)
+            if conv.assignee_id is None:
+                call.conv = await self.chat.update_conversation(p, conv.id, status=None, assignee_id=p.agent_id,
+                                                                unassign=False)
+        except Exception:
+            log.exception("call %s: assigning its conversation to the agent who answered failed", call.row.id)
 
     async def _max_duration(self, call_id: str) -> None:
         await asyncio.sleep(self.settings.max_duration)
@@ -162,8 +175,7 @@ class CallService:
         if call.row.state != "ringing":
             raise GatewayError(Code.CONVERSATION_CLOSED, "the call is no longer ringing", state=call.row.state)
         call.declined.add(p.agent_id)
-        online = await self._online_agents(p.tenant_id)
-        if online and online <= call.declined:
+        if await self._online_agents(p.tenant_id) <= call.declined:  # every connected online agent declined
             await self.end(call, DECLINED)
         return call.row
 

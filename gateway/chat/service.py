@@ -28,6 +28,7 @@ from gateway.chat.wire import (
 )
 from gateway.config import LimitsConfig
 from gateway.core.domain import (
+    Agent,
     AgentStatus,
     Channel,
     Conversation,
@@ -130,10 +131,27 @@ class ChatHooks:
             hooks.freeze()
 
 
+AVAILABLE, BUSY, NO_AGENT = "available", "busy", "none"
+
+
+@record
+class Availability:
+    """What a visitor waiting in a conversation is told: `available` (it has an agent),
+    `busy` (agents are online and connected but at capacity: `queue_position` is its place
+    among the tenant's unassigned conversations) or `none` (no agent online)."""
+
+    state: str
+    queue_position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agents": self.state, "queue_position": self.queue_position}
+
+
 @record
 class StartResult:
     conversation: Conversation
     agents_available: bool
+    availability: Availability
 
 
 def _new_message(p: Principal, client_id: str, text: str, attachments: Sequence[dict[str, Any]]) -> NewMessage:
@@ -227,7 +245,30 @@ class ChatService:
         assigned = await self.try_assign(conv)
         conv = assigned or conv
         await self._publish_conversation(conv, created=True)
-        return StartResult(conv, agents_available=assigned is not None)
+        return StartResult(conv, agents_available=assigned is not None, availability=await self._availability(conv))
+
+    async def availability(self, p: VisitorPrincipal, conversation_id: str) -> Availability:
+        """`Availability` of the visitor's conversation (raise not_found)."""
+        return await self._availability(await self.conversation_for(p, conversation_id))
+
+    async def _availability(self, conv: Conversation) -> Availability:
+        if conv.assignee_id is not None or conv.status != ConversationStatus.OPEN:
+            return Availability(AVAILABLE)
+        if not await self.available_agents(conv.tenant_id):
+            return Availability(NO_AGENT)
+        try:
+            return Availability(BUSY, await self.store.queue_position(conv.tenant_id, conv.id))
+        except NotFound:
+            raise not_found("conversation") from None
+
+    async def available_agents(self, tenant_id: str) -> set[str]:
+        """The tenant's agents who chose `online` and are connected to some node now: those
+        routing and calls count on."""
+        connected = await self.store.connected_agents(tenant_id, self.clock() - self.presence_ttl)
+        if not connected:
+            return set()
+        return {a.id for a in await self.store.list_agents(tenant_id)
+                if a.id in connected and a.status == AgentStatus.ONLINE}
 
     async def list_visitor_conversations(self, p: VisitorPrincipal) -> list[Conversation]:
         return await self.store.list_conversations(
@@ -446,6 +487,14 @@ class ChatService:
         )
         await self._publish_conversation(conv)
         return conv
+
+    async def announce_presence(self, agents: Sequence[Agent]) -> None:
+        """Publish `agent:presence` of each agent to its tenant's agents (their presence
+        flipped: connected again, or gone for PRESENCE_TTL)."""
+        await self._publish_all([
+            (tenant_channel(a.tenant_id),
+             Envelope(kind="presence", tenant_id=a.tenant_id, data=agent_dict(a), origin=self.node_id))
+            for a in agents])
 
     async def set_presence(self, p: AgentPrincipal, status: AgentStatus) -> None:
         agent = await self.store.set_agent_status(p.tenant_id, p.agent_id, status)

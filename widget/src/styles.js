@@ -24,7 +24,7 @@ header p { margin: 2px 0 0; font-size: 12px; opacity: .9; }
 .icon:hover { background: rgba(255,255,255,.18); }
 .icon svg { width: 20px; height: 20px; fill: currentColor; }
 .status { font-size: 12px; padding: 6px 12px; background: #fff4ce; color: #5c4400; }
-.status[hidden], .offline[hidden], .typing[hidden], .note[hidden], .error[hidden] { display: none; }
+.status[hidden], .offline[hidden], .offline form[hidden], .typing[hidden], .note[hidden], .error[hidden] { display: none; }
 .offline { background: #fdecea; color: #611a15; padding: 10px 12px; font-size: 13px; border-bottom: 1px solid #f5c6c2; }
 .offline form { display: flex; gap: 6px; margin-top: 6px; }
 .offline input { flex: 1; }

@@ -6,6 +6,7 @@ import { CSS } from "./styles.js";
 import { CallUI } from "./call.js";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { retryDelay, sleep } from "./retry.js";
+import { askAvailability, waiting, waitingText } from "./availability.js";
 
 const CHAT_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2z"/></svg>';
 const CLIP_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M16.5 6.5 8.6 14.4a1.5 1.5 0 0 0 2.1 2.1l7.9-7.9a3 3 0 0 0-4.2-4.2l-8.3 8.3a4.5 4.5 0 0 0 6.4 6.4l7-7-1.4-1.4-7 7a2.5 2.5 0 0 1-3.6-3.6l8.3-8.3a1 1 0 0 1 1.4 1.4l-7.9 7.9-.1-.1z"/></svg>';
@@ -31,6 +32,7 @@ export class Widget {
     this.agentRead = 0;
     this.myRead = Number(this.ls.getItem(this.k("read")) || 0);
     this.agentsAvailable = true;
+    this.availability = null; // the server's last word on a conversation waiting for an agent (availability.js)
     this.open = false;
     this.listeners = {};
     this.links = new Map();      // upload id -> signed URL promise
@@ -137,7 +139,10 @@ export class Widget {
     this.conv = same ? { ...this.conv, ...c } : c;
     if (!same) { this.stream.reset(null, 0); this.loaded = false; }
     this.ls.setItem(this.k("conv"), c.id);
-    if (!c.assigned && c.status !== "resolved") this.agentsAvailable = false;
+    if (!c.assigned && c.status !== "resolved") {
+      this.agentsAvailable = false;
+      if (fromSession || same) this.refreshAvailability(c.id);
+    }
     this.renderOffline();
     this.showChat();
     await this.load();
@@ -249,6 +254,7 @@ export class Widget {
     const ack = await this.call("conversation:start", {});
     if (!ack.ok) throw Object.assign(new Error(ack.error.code), { refusal: ack.error });
     this.agentsAvailable = ack.agents_available;
+    this.availability = ack;
     await this.adopt(ack.conversation, true);
     return this.conv;
   }
@@ -482,6 +488,7 @@ export class Widget {
     await this.saveContact({ email });
     this.ls.setItem(this.k("email"), "1");
     this.ui.offlineForm.hidden = true;
+    this.ui.offlineText.dataset.saved = "1";
     this.ui.offlineText.textContent = this.t("saved");
   }
 
@@ -522,11 +529,18 @@ export class Widget {
     this.emitLocal(open ? "open" : "close");
   }
 
+  async refreshAvailability(convId) {
+    const ack = await askAvailability((e, p) => this.call(e, p), convId);
+    if (ack && this.conv && this.conv.id === convId) { this.availability = ack; this.renderOffline(); }
+  }
+
   renderOffline() {
-    const show = !!this.conv && !this.agentsAvailable && !this.conv.assigned && this.conv.status !== "resolved";
+    const state = waiting(this.conv, this.agentsAvailable, this.availability);
+    const show = state !== "available";
     this.ui.offline.hidden = !show;
-    this.host.setAttribute("data-agents", show ? "none" : "available");
-    if (show && this.ls.getItem(this.k("email"))) this.ui.offlineForm.hidden = true;
+    this.host.setAttribute("data-agents", show ? state : "available");
+    if (show && !this.ui.offlineText.dataset.saved) this.ui.offlineText.textContent = waitingText(this.t, state, this.availability);
+    this.ui.offlineForm.hidden = state === "busy" || (show && !!this.ls.getItem(this.k("email")));
   }
 
   renderBadge() {
