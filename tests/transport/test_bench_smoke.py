@@ -143,3 +143,19 @@ async def test_resp_bench_quick_run() -> None:
     lines = text.decode().splitlines()
     assert len(lines) == 3 and all("2,000 replies of 100 bytes" in line for line in lines), lines
     assert all(float(re.search(r"CPU ([0-9.]+) µs/reply", line)[1]) > 0 for line in lines), lines  # type: ignore[index]
+
+
+async def test_calls_bench_quick_run() -> None:
+    """bench/calls end to end at N = 2: the row and its JSON carry loss, jitter, calls per core,
+    the callers' CPU and the machine's busy cores."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.calls", "--n", "2", "--window", "2", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    rows = [json.loads(line) for line in text.decode().splitlines() if line.strip().startswith("{")]
+    assert len(rows) == 1, text.decode()
+    r = rows[0]
+    assert r["n"] == 2 and r["sent"] > 0 and r["received"] > 0 and r["loss_pct"] is not None
+    assert r["calls_per_core"] is None or r["calls_per_core"] > 0
+    assert r["clients_cores"] > 0 and 0 < r["machine_busy"] <= r["cpus"] + 0.05
