@@ -10,6 +10,7 @@ from gateway.chat.service import Attachments
 from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.http.api import Api
 from gateway.security.auth import new_secret
+from gateway.widget.profiles import AgentProfiles
 from gateway.widget.routes import WidgetRoutes
 from gateway.widget.store import WidgetStore
 from gateway.widget.uploads import Uploads
@@ -40,4 +41,5 @@ class WidgetFeature:
             verify_token=host.tokens.verify, cors_origins=cfg.server.cors_origins, dist=dist,
             data_dir=Path(cfg.storage.data_dir), clock=host.clock, max_text_chars=cfg.limits.max_text_chars,
         )
-        return Extension(routes=routes.routes(), attachments=Attachments(uploads.resolve, uploads.export))
+        return Extension(routes=routes.routes(), attachments=Attachments(uploads.resolve, uploads.export),
+                         visitor_events={"agent:profiles": AgentProfiles(host.store).profiles})
