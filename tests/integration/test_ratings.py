@@ -115,7 +115,8 @@ async def test_agent_profiles_name_only_the_tenants_agents(gateway: RunningGatew
     try:
         ack = await v.call("agent:profiles", {"ids": [lan_id, other.admin.id, "f" * 32, lan_id]})
         assert ack == {"ok": True, "agents": [{"id": lan_id, "name": "Nguyễn Lan Anh", "initials": "NA"}]}
-        for bad in ({}, {"ids": []}, {"ids": ["nope"]}, {"ids": [[1]]}, {"ids": ["f" * 32] * 21}):
+        bads: list[dict[str, Any]] = [{}, {"ids": []}, {"ids": ["nope"]}, {"ids": [[1]]}, {"ids": ["f" * 32] * 21}]
+        for bad in bads:
             assert error(await v.call("agent:profiles", bad))[0] == "bad_request", bad
     finally:
         await v.close()
