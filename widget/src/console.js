@@ -5,6 +5,7 @@ import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
 import { RatingsView } from "./consoleratings.js";
+import { arrowNav } from "./keys.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -64,6 +65,8 @@ class Console {
     $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
     $("reply-text").addEventListener("input", () => this.typed());
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
+    arrowNav(document.querySelector(".tabs"), "button", false);
+    arrowNav($("convs"), "button", true);
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 

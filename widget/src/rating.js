@@ -8,7 +8,12 @@ export class RatingUI {
   // w: the Widget (its t, call, conv, ls, k)
   constructor(w) {
     this.w = w;
-    const t = w.t;
+    this.node = el("div", { class: "resolved", hidden: true });
+  }
+
+  // the notice and the form, made when first shown (most conversations never need them)
+  build() {
+    const t = this.w.t;
     this.notice = el("p", { class: "resolved-text", text: t("resolved") });
     this.stars = [1, 2, 3, 4, 5].map((n) => el("label", { class: "star" },
       el("input", { type: "radio", name: "izh-score", value: String(n), class: "visually-hidden", onchange: () => this.paint(n) }),
@@ -19,7 +24,7 @@ export class RatingUI {
       el("fieldset", {}, el("legend", { text: t("rateTitle") }), el("div", { class: "stars" }, ...this.stars)),
       this.comment, this.error, el("button", { type: "submit", class: "btn", text: t("rateSend") }));
     this.thanks = el("p", { class: "thanks", text: t("rateThanks") });
-    this.node = el("div", { class: "resolved", role: "status", hidden: true }, this.notice, this.form, this.thanks);
+    this.node.append(this.notice, this.form, this.thanks);
   }
 
   key() { const c = this.w.conv; return c ? this.w.k(`rated.${c.id}.${c.last_seq}`) : ""; }
@@ -29,7 +34,8 @@ export class RatingUI {
     const c = this.w.conv;
     const resolved = !!c && c.status === "resolved";
     this.node.hidden = !resolved;
-    if (!resolved) return;
+    if (!resolved) { if (this.form) { this.form.reset(); this.paint(0); } return; }
+    if (!this.form) this.build();
     const rated = !!this.w.ls.getItem(this.key());
     this.form.hidden = rated;
     this.thanks.hidden = !rated;

@@ -14,10 +14,10 @@ export const CSS = `
   box-shadow: 0 10px 40px rgba(0,0,0,.25); display: flex; flex-direction: column; overflow: hidden;
   z-index: 2147483000; font-size: 14px; line-height: 1.4; }
 .panel[hidden] { display: none; }
-header { background: var(--c); color: #fff; padding: 12px 14px; display: flex; align-items: center; gap: 8px; }
-header .t { flex: 1; min-width: 0; }
-header h2 { margin: 0; font-size: 16px; font-weight: 600; }
-header p { margin: 2px 0 0; font-size: 12px; opacity: .9; }
+.head { background: var(--c); color: #fff; padding: 12px 14px; display: flex; align-items: center; gap: 8px; }
+.head .t { flex: 1; min-width: 0; }
+.head h2 { margin: 0; font-size: 16px; font-weight: 600; }
+.head p { margin: 2px 0 0; font-size: 12px; opacity: .9; }
 .actions { display: flex; gap: 4px; }
 .icon { background: transparent; border: none; color: inherit; cursor: pointer; width: 34px; height: 34px;
   border-radius: 8px; display: inline-flex; align-items: center; justify-content: center; font-size: 18px; padding: 0; }

@@ -200,7 +200,7 @@ export class Widget {
     if (this.stream.hasGap) this.fillGapSoon();
     this.savePos();
     this.renderMessages();
-    if (m.author.type === "agent") { this.ui.typing.hidden = true; this.markRead(); }
+    if (m.author.type === "agent") { this.ui.typing.hidden = true; this.markRead(); this.announce(m); }
   }
 
   fillGapSoon() {
@@ -399,7 +399,7 @@ export class Widget {
     ui.actions = el("div", { class: "actions", "data-slot": "header-actions" });
     const closeBtn = el("button", { type: "button", class: "icon", "aria-label": t("close"), title: t("close"), onclick: () => this.setOpen(false) }, "✕");
     ui.actions.append(closeBtn);
-    const header = el("header", {}, el("div", { class: "t" }, el("h2", { id: "izh-title", text: this.settings.title || t("title") }), el("p", { text: t("subtitle") })), ui.actions);
+    const header = el("div", { class: "head" }, el("div", { class: "t" }, el("h2", { id: "izh-title", text: this.settings.title || t("title") }), el("p", { text: t("subtitle") })), ui.actions);
     ui.status = el("div", { class: "status", role: "status", hidden: true, text: t("reconnecting") });
     ui.offlineText = el("div", { class: "offline-text", text: t("offline") });
     ui.offlineEmail = el("input", { type: "email", "aria-label": t("email"), placeholder: t("email"), autocomplete: "email" });
@@ -430,7 +430,8 @@ export class Widget {
     ui.panel = el("div", { class: "panel", id: "izh-panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "izh-title", hidden: true,
       onkeydown: (e) => { if (e.key === "Escape") { e.stopPropagation(); this.setOpen(false); } } },
       header, ui.status, ui.prechat, ui.chat);
-    root.append(style, ui.panel, ui.launcher);
+    ui.announce = el("div", { class: "visually-hidden", role: "status", "aria-live": "polite" });
+    root.append(style, ui.panel, ui.launcher, ui.announce);
     style.textContent = CSS.replace(":host {", `:host { --c: ${this.settings.color}; `);
     this.win.document.body.append(host);
     this.showChat();
@@ -599,6 +600,9 @@ export class Widget {
       el("span", { class: "visually-hidden who", text: `${who}:` }), bubble,
       el("div", { class: "foot" }, agentId !== null ? avatarNode(this.profiles.get(agentId)) : null, ...(mine ? [stamp, meta] : [meta, stamp])));
   }
+
+  // a reply while the panel is closed: read out by screen readers (the open panel's log is live itself)
+  announce(m) { if (!this.open) this.ui.announce.textContent = `${this.agentName(m.author.id)}: ${m.text || this.t("attach")}`; }
 
   agentName(id) { const p = id && this.profiles.get(id); return p ? p.name : this.t("agent"); }
 
