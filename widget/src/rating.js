@@ -63,7 +63,7 @@ export class RatingUI {
       if (ack.ok) { this.rated(ack.rating); return; }
       const reason = ack.error.details && ack.error.details.reason;
       if (reason === "already_rated") { this.rated({ conversation_id: c.id, seq: c.last_seq, score: 0 }); return; }
-      show(reason === "not_resolved" ? this.w.t("err_not_resolved") : errorText(this.w.t, ack.error));
+      show(reason === "not_resolved" ? this.w.t("rateNotResolved") : errorText(this.w.t, ack.error));
     } catch (e) {
       show(this.w.t("err_unavailable"));
     }
