@@ -109,6 +109,8 @@ async def test_resolution_notice_and_rating(browser: Any, demo: Demo, lang: str)
         await expect(page.get_by_label(four)).to_be_checked()
         await expect(page.locator(".star.on")).to_have_count(4)
         await page.get_by_role("textbox", name=comment).fill("Tư vấn nhiệt tình")
+        # focusing into the log never scrolls the panel itself (its header stays in place)
+        assert await page.locator(".panel").evaluate("p => [p.scrollTop, p.scrollHeight - p.clientHeight]") == [0, 0]
         await page.get_by_role("button", name=send).click()
         await expect(resolved.locator(".thanks")).to_have_text(thanks, timeout=T)
         await expect(resolved.locator("form")).to_be_hidden()

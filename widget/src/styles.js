@@ -14,7 +14,7 @@ export const CSS = `
   box-shadow: 0 10px 40px rgba(0,0,0,.25); display: flex; flex-direction: column; overflow: hidden;
   z-index: 2147483000; font-size: 14px; line-height: 1.4; }
 .panel[hidden] { display: none; }
-.head { background: var(--c); color: #fff; padding: 12px 14px; display: flex; align-items: center; gap: 8px; }
+.head { flex: none; background: var(--c); color: #fff; padding: 12px 14px; display: flex; align-items: center; gap: 8px; }
 .head .t { flex: 1; min-width: 0; }
 .head h2 { margin: 0; font-size: 16px; font-weight: 600; }
 .head p { margin: 2px 0 0; font-size: 12px; opacity: .9; }
@@ -28,7 +28,7 @@ export const CSS = `
 .offline { background: #fdecea; color: #611a15; padding: 10px 12px; font-size: 13px; border-bottom: 1px solid #f5c6c2; }
 .offline form { display: flex; gap: 6px; margin-top: 6px; }
 .offline input { flex: 1; }
-.body { flex: 1; overflow-y: auto; padding: 12px; background: #f6f7f9; }
+.body { position: relative; flex: 1; overflow-y: auto; padding: 12px; background: #f6f7f9; }
 .greet { background: #fff; border-radius: 12px; padding: 10px 12px; margin-bottom: 10px; color: #444; }
 .msg { display: flex; flex-direction: column; margin: 6px 0; max-width: 82%; }
 .msg.me { margin-left: auto; align-items: flex-end; }
