@@ -1,4 +1,5 @@
-"""Screenshots of the widget (closed, open, offline) and the agent console → docs/images/.
+"""Screenshots of the widget (closed, open, offline, on a phone, resolved with the rating
+form) and the agent console (with the visitor's rating) → docs/images/.
 
     .venv/bin/python scripts/screenshots.py
 
@@ -25,6 +26,7 @@ from gateway.admin.demo import ensure_demo, load_demo  # noqa: E402
 from gateway.app import build_gateway  # noqa: E402
 from gateway.composition import default_features  # noqa: E402
 from gateway.config import Config, ServerConfig, StorageConfig  # noqa: E402
+from gateway.edge.listen import EdgeSite  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -46,9 +48,9 @@ async def main() -> None:
         gw = await build_gateway(config, default_features())
         runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = EdgeSite(runner, "127.0.0.1", 0)  # the gateway's own listener (websockets)
         await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        url = site.url
         await ensure_demo(gw.store, config, now=time.time())
         info = load_demo(tmp)
         assert info is not None
@@ -87,10 +89,28 @@ async def main() -> None:
                 await reply.press_sequentially("Dạ 2-3 ngày", delay=20)
                 await expect(page.locator(".typing")).to_be_visible(timeout=T)
                 await shot(page, "widget-open.png")
-                await expect(console.locator("#messages .msg")).to_have_count(3, timeout=T)
+                await reply.press_sequentially(" ạ, chị nhận hàng trước thứ Sáu.", delay=5)
+                await reply.press("Enter")
+                await expect(page.locator(".msg.them")).to_have_count(2, timeout=T)
+
+                # a phone: the panel is the whole screen
+                await page.set_viewport_size({"width": 375, "height": 667})
+                await shot(page, "widget-phone.png")
+                await page.set_viewport_size({"width": 1200, "height": 760})
+
+                # resolved: the visitor is told and may rate; the console shows the rating
+                await console.get_by_role("button", name="Resolve").click()
+                await expect(page.locator(".resolved form")).to_be_visible(timeout=T)
+                await page.locator(".resolved label.star").nth(4).click()
+                await page.get_by_role("textbox", name="Thêm nhận xét (không bắt buộc)").fill("Tư vấn rất nhiệt tình!")
+                await shot(page, "widget-rating.png")
+                await page.get_by_role("button", name="Gửi đánh giá").click()
+                await expect(console.locator("#ratings")).to_contain_text("Rated 5/5", timeout=T)
+                await expect(console.locator("#messages .msg")).to_have_count(4, timeout=T)
                 await shot(console, "console.png")
                 await browser.close()
         finally:
+            await site.stop()
             await runner.cleanup()
 
 

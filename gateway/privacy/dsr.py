@@ -1,10 +1,10 @@
 """Data-subject requests about one contact: export (JSON or zip with every file) and erase.
 
 Erase covers every channel (widget, calls, email, Messenger, Zalo, YouTube, IZIComment):
-the contact's identities and personal fields go, its files are deleted from the blob store
-(uploads and the files channels received, `uploads/…`; connector attachments stored before
-those had ids, `attachments/…`; call recordings, `recordings/…`) with their rows, and per
-the tenant's `erase_mode` its conversations
+the contact's identities, personal fields and satisfaction ratings go, its files are deleted
+from the blob store (uploads and the files channels received, `uploads/…`; connector
+attachments stored before those had ids, `attachments/…`; call recordings, `recordings/…`)
+with their rows, and per the tenant's `erase_mode` its conversations
 are either anonymised (the contact's texts and attachments blanked, channel thread ids and
 message ids cleared, the channel link's recipient cleared, the email Message-ID/subject index
 rows deleted, pending outbound replies cancelled; the rows stay) or deleted with every row
@@ -38,6 +38,9 @@ ERASED_ERROR = "contact_erased: the contact was erased; nothing is sent to it"
 ATTACHMENTS = "attachments"
 CALL_FIELDS = ("id", "conversation_id", "agent_id", "state", "started_at", "answered_at", "ended_at",
                "end_reason", "duration", "recording_id")
+# satisfaction ratings (gateway/ratings, migration 0014): exported, and erased in either mode
+RATINGS = "conversation_ratings"
+RATING_FIELDS = ("conversation_id", "seq", "agent_id", "score", "comment", "created_at")
 
 
 class ContactNotFound(Exception):
@@ -167,8 +170,14 @@ class Dsr:
                 for r in await conn.fetch(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE tenant_id = $1 AND "
                                           "contact_id = $2 ORDER BY started_at, id", tenant_id, contact_id):
                     calls.append({k: r[k] for k in CALL_FIELDS})
+            ratings: list[dict[str, Any]] = []
+            if RATINGS in tables:
+                for r in await conn.fetch(f"SELECT {', '.join(RATING_FIELDS)} FROM {RATINGS} WHERE tenant_id = $1"
+                                          " AND contact_id = $2 ORDER BY created_at, conversation_id, seq",
+                                          tenant_id, contact_id):
+                    ratings.append({k: r[k] for k in RATING_FIELDS})
         data = {"contact": contact_dict(contact), "identities": identities, "conversations": convs,
-                "uploads": uploads, "calls": calls, "recordings": rec_ids}
+                "uploads": uploads, "calls": calls, "recordings": rec_ids, "ratings": ratings}
         return data, files
 
     async def export_zip(self, tenant_id: str, contact_id: str) -> bytes:
@@ -206,6 +215,10 @@ class Dsr:
             rows = await conn.fetch("DELETE FROM contact_identities WHERE tenant_id = $1 AND contact_id = $2 "
                                     "RETURNING kind", tenant_id, contact_id)
             counts["identities"] = len(rows)
+            if RATINGS in tables:  # scores and comments go in either mode
+                rows = await conn.fetch(f"DELETE FROM {RATINGS} WHERE tenant_id = $1 AND contact_id = $2 "
+                                        "RETURNING seq", tenant_id, contact_id)
+                counts["ratings"] = len(rows)
             if policy.erase_mode == "delete":
                 counts["conversations"] = len(conv_ids)
                 counts["messages"] = await self._delete_conversations(conn, tenant_id, conv_ids)

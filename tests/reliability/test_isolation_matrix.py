@@ -50,6 +50,9 @@ def world(tmp_path_factory) -> Iterator[World]:
                 await db.execute("INSERT INTO recordings (id, tenant_id, call_id, key_id, blob_key, state, size, "
                                  "duration, created_at) VALUES ($1, $2, 'c', $3, $4, 'complete', 1, 1.0, $5)",
                                  rec, b, key, f"{b}/{rec}.age", time.time())
+                await db.execute("INSERT INTO conversation_ratings (tenant_id, conversation_id, seq, contact_id, "
+                                 "score, comment, created_at) VALUES ($1, $2, 1, $3, 5, 'b', $4)", b, conv.id,
+                                 conv.contact_id, time.time())
             ag = await agent(tg.rg.url, tg.a.admin_token)
             v = await visitor(tg.rg.url, tg.a.tenant.widget_key)
             return World(tg, ag, v, v.session["visitor_token"], conv.contact_id, upload, rec)
@@ -81,6 +84,7 @@ SOCKET_CASES: list[tuple[str, str, Any]] = [
     ("/agent", "conversation:get", {"conversation_id": "{conv}"}),
     ("/agent", "conversation:status", {"conversation_id": "{conv}", "status": "resolved"}),
     ("/agent", "conversation:assign", {"conversation_id": "{conv}", "agent_id": "{agent}"}),
+    ("/visitor", "conversation:rate", {"conversation_id": "{conv}", "score": 1}),
 ]
 
 
@@ -131,6 +135,7 @@ REST_CASES: list[tuple[str, str, str, Any]] = [
         ("GET", "/uploads/{upload}", None),
         ("GET", "/uploads/{upload}/link", None),
         ("GET", "/recordings/{recording}", None),
+        ("GET", "/conversations/{conv}/ratings", None),
     ]
 ]
 
@@ -153,7 +158,7 @@ def test_rest_cross_tenant(world: World, actor: str, method: str, path: str, bod
 
 
 ENUMERATIONS = ["/conversations", "/conversations?contact_id={contact}", "/contacts", "/contacts?limit=200",
-                "/agents", "/privacy/audit", "/me", "/privacy/policy"]
+                "/agents", "/privacy/audit", "/me", "/privacy/policy", "/ratings"]
 
 
 @pytest.mark.parametrize("path", ENUMERATIONS)
@@ -171,7 +176,8 @@ def test_socket_enumeration_shows_only_own_tenant(world: World) -> None:
     for client, event, payload in [(world.agent_a, "conversation:list", {}),
                                    (world.agent_a, "conversation:list", {"contact_id": world.b_contact}),
                                    (world.agent_a, "agent:list", None), (world.visitor_a, "conversation:list", None),
-                                   (world.agent_a, "session:get", None), (world.visitor_a, "session:get", None)]:
+                                   (world.agent_a, "session:get", None), (world.visitor_a, "session:get", None),
+                                   (world.visitor_a, "agent:profiles", {"ids": [tg.b.admin.id]})]:
         ack = tg.run(client.call(event, payload))
         assert ack["ok"], ack
         text = json.dumps(ack)

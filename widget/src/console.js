@@ -4,6 +4,8 @@ import { io } from "socket.io-client";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
+import { RatingsView } from "./consoleratings.js";
+import { arrowNav } from "./keys.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -17,6 +19,7 @@ class Console {
     this.current = null;
     this.stream = new Stream();
     this.links = new Map();
+    this.ratings = new RatingsView($("ratings"), () => sessionStorage.getItem(TOKEN_KEY));
     this.calls = new AgentCalls({
       call: (ev, p) => this.call(ev, p),
       label: (id) => { const c = this.convs.get(id); return c ? this.label(c) : "a visitor"; },
@@ -62,6 +65,8 @@ class Console {
     $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
     $("reply-text").addEventListener("input", () => this.typed());
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
+    arrowNav(document.querySelector(".tabs"), "button", false);
+    arrowNav($("convs"), "button", true);
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -77,6 +82,7 @@ class Console {
     s.on("conversation:updated", (c) => this.upsert(c));
     s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
     s.on("message:new", (m) => this.onMessage(m));
+    s.on("conversation:rated", (r) => this.ratings.added(r));
     this.calls.attach(s);
     s.on("typing", (ev) => { if (this.current && ev.conversation_id === this.current && ev.author.type === "contact") this.showTyping(ev.typing); });
   }
@@ -188,6 +194,7 @@ class Console {
     $("conv").hidden = false;
     this.showTyping(false);
     this.renderHead();
+    this.ratings.show(id);
     const h = await this.call("messages:history", { conversation_id: id, limit: 100 });
     if (!h.ok || this.current !== id) return;
     this.stream.reset(h.epoch, h.messages.length ? h.messages[0].seq - 1 : h.last_seq);

@@ -31,6 +31,10 @@ export const STRINGS = {
     err_forbidden: "Chat is not available right now.",
     err_unavailable: "The chat service is unavailable right now. Please try again later.",
     err_generic: "The message could not be sent. Please try again.",
+    err_conflict: "That cannot be done now.", rateNotResolved: "You can rate the chat once it is resolved.",
+    resolved: "This conversation was marked as resolved. Write again any time if you need more help.",
+    rateTitle: "How was your chat?", stars: "{n} of 5 stars", rateComment: "Add a comment (optional)",
+    rateSend: "Send rating", rateThanks: "Thank you for your feedback!", rateNeedScore: "Please choose from 1 to 5 stars.",
   },
   vi: {
     title: "Trò chuyện với chúng tôi", subtitle: "Chúng tôi thường trả lời trong vài phút", open: "Mở khung chat",
@@ -64,6 +68,10 @@ export const STRINGS = {
     err_forbidden: "Hiện không thể trò chuyện.",
     err_unavailable: "Dịch vụ trò chuyện đang tạm ngưng. Vui lòng thử lại sau.",
     err_generic: "Không gửi được tin nhắn. Vui lòng thử lại.",
+    err_conflict: "Hiện không thể thực hiện việc này.", rateNotResolved: "Bạn có thể đánh giá khi cuộc trò chuyện đã được giải quyết.",
+    resolved: "Cuộc trò chuyện đã được đánh dấu là đã giải quyết. Bạn có thể nhắn lại bất cứ lúc nào nếu cần thêm hỗ trợ.",
+    rateTitle: "Bạn thấy cuộc trò chuyện thế nào?", stars: "{n} trên 5 sao", rateComment: "Thêm nhận xét (không bắt buộc)",
+    rateSend: "Gửi đánh giá", rateThanks: "Cảm ơn bạn đã góp ý!", rateNeedScore: "Vui lòng chọn từ 1 đến 5 sao.",
   },
 };
 
