@@ -11,9 +11,10 @@ from gateway.calls.feature import CallsFeature
 from gateway.extension import Feature
 from gateway.privacy.feature import PrivacyFeature
 from gateway.ratings.feature import RatingsFeature
+from gateway.search.feature import SearchFeature
 from gateway.widget.feature import WidgetFeature
 
 
 def default_features() -> list[Feature]:
     return [WidgetFeature(), ConnectorsFeature(), CallsFeature(), AdmissionFeature(), PrivacyFeature(),
-            RatingsFeature()]
+            RatingsFeature(), SearchFeature()]

@@ -30,6 +30,7 @@ from gateway.config import LimitsConfig
 from gateway.core.domain import (
     Agent,
     AgentStatus,
+    AuthorType,
     Channel,
     Conversation,
     ConversationFilter,
@@ -293,6 +294,18 @@ class ChatService:
             raise out
         return out
 
+    async def post_note(self, p: AgentPrincipal, conversation_id: str, client_id: str, text: str) -> PostResult:
+        """Store and publish an agent's private note: a message of author type `note` in
+        the conversation's stream. The send checks do not apply (nothing leaves for a
+        channel: the connectors' outbox takes agent messages only); visitors get its place
+        only (`wire.hidden_note`), never its content."""
+        await self.check_access(p, conversation_id)
+        msg = NewMessage(author_type=AuthorType.NOTE, author_id=p.agent_id, text=text, client_id=client_id)
+        (out,) = await self.post_messages([(p, AppendRequest(p.tenant_id, conversation_id, msg))])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
     def quick_post(self, p: Principal, conversation_id: str, client_id: str, text: str) -> AppendRequest | None:
         """For `post_messages`: the append request of a text message to a conversation whose
         owner is known (cached, see `check_access`), so that nothing has to be read first;
@@ -309,6 +322,9 @@ class ChatService:
         refused: dict[int, GatewayError] = {}
         requests: list[AppendRequest] = []
         for k, (p, rq) in enumerate(posts):
+            if rq.message.author_type == AuthorType.NOTE:  # no channel, no delivery
+                requests.append(rq)
+                continue
             state: DeliveryState | None = None
             try:
                 for check in self.send_checks:

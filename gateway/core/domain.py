@@ -45,6 +45,7 @@ class AuthorType(enum.StrEnum):
     CONTACT = "contact"
     AGENT = "agent"
     SYSTEM = "system"
+    NOTE = "note"  # an agent's private note: agents only, never a visitor or a channel
 
 
 class DeliveryState(enum.StrEnum):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.blobs import BlobNotFound, BlobStore, BlobUnavailable, check_key
-from gateway.chat.wire import contact_dict, conversation_dict, message_dict
+from gateway.chat.wire import contact_dict, conversation_dict, is_note, message_dict
 from gateway.privacy.store import PrivacyRepository, quote_ident
 from gateway.store.rows import contact_from_row, conversation_from_row, message_from_row
 from gateway.store.sql import Conn, chunked
@@ -162,6 +162,8 @@ class Dsr:
                 msgs = [message_dict(message_from_row(m), conv.epoch) for m in await conn.fetch(
                     "SELECT * FROM messages WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
                     tenant_id, cid)]
+                for m in msgs:  # agents' private notes about the contact: labelled as such
+                    m["private_note"] = is_note(m)
                 convs.append({**conversation_dict(conv), "messages": msgs})
             uploads, files, _, rec_ids = await self._files(conn, tables, tenant_id, contact_id,
                                                            [c["id"] for c in convs])
@@ -260,7 +262,7 @@ class Dsr:
             ids = _in(part, 2)
             rows = await conn.fetch(
                 f"UPDATE messages SET text = '', attachments = '[]', external_id = NULL WHERE tenant_id = $1 AND "
-                f"author_type = 'contact' AND conversation_id IN ({ids}) RETURNING id", *args)
+                f"author_type IN ('contact', 'note') AND conversation_id IN ({ids}) RETURNING id", *args)
             counts["messages_anonymised"] += len(rows)
             await conn.execute(f"UPDATE messages SET delivery_error = NULL WHERE tenant_id = $1 AND conversation_id "
                                f"IN ({ids}) AND delivery_error IS NOT NULL", *args)

@@ -44,7 +44,7 @@ from gateway.core.domain import (
     TenantStatus,
 )
 from gateway.store.base import AppendRequest, AppendResult, NotFound, StoreError
-from gateway.store.migrations import Migration, load_migrations
+from gateway.store.migrations import Migration, for_dialect, load_migrations
 from gateway.store.rows import (
     Params,
     Row,
@@ -226,6 +226,7 @@ class BatchPlan:
 
 class SqlStore(abc.ABC):
     _row_lock: ClassVar[str] = ""
+    dialect: ClassVar[str]  # which dialect files of the migrations it runs ("sqlite", "postgres")
 
     # --- backend hooks ---------------------------------------------------
     @abc.abstractmethod
@@ -281,7 +282,7 @@ class SqlStore(abc.ABC):
         return self._write()
 
     async def migrate(self) -> None:
-        migrations = await asyncio.to_thread(load_migrations)
+        migrations = for_dialect(await asyncio.to_thread(load_migrations), self.dialect)
         async with self._migration_transaction() as conn:
             await self._lock_migrations(conn)
             await conn.execute(_CREATE_SCHEMA_MIGRATIONS)

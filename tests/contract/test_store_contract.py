@@ -39,7 +39,7 @@ from gateway.core.domain import (
 )
 from gateway.store.base import AppendRequest, NotFound, Store, StoreError
 from gateway.store.factory import make_store, open_store
-from gateway.store.migrations import load_migrations, split_statements
+from gateway.store.migrations import for_dialect, load_migrations, split_statements
 from gateway.store.postgres import _APPEND, APPEND_POOL_SETTINGS, PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.procs import drop_schema as drop_pg_schema
@@ -1338,8 +1338,9 @@ def test_postgres_rejects_unsafe_schema_names() -> None:
 
 def test_packaged_migrations_load_in_order() -> None:
     migrations = load_migrations()
-    versions = [m.version for m in migrations]
-    assert versions[0] == 1 and versions == sorted(set(versions))
+    for dialect in ("sqlite", "postgres"):  # a version once per dialect (shared, or its own file)
+        versions = [m.version for m in for_dialect(migrations, dialect)]
+        assert versions[0] == 1 and versions == sorted(set(versions))
     assert all(m.statements for m in migrations)
     assert not any(s.rstrip().endswith(";") for m in migrations for s in m.statements)
 

@@ -6,6 +6,8 @@ import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
 import { RatingsView } from "./consoleratings.js";
 import { arrowNav } from "./keys.js";
+import { ConsoleSearch } from "./console-search.js";
+import { OlderMessages } from "./console-history.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -24,6 +26,21 @@ class Console {
       call: (ev, p) => this.call(ev, p),
       label: (id) => { const c = this.convs.get(id); return c ? this.label(c) : "a visitor"; },
       open: (id) => { if (this.current !== id) this.open(id); },
+    });
+    const self = this;
+    this.search = new ConsoleSearch({
+      call: (ev, p) => this.call(ev, p),
+      show: (id, seq) => this.show(id, seq),
+      contactConversation: async (contactId) => {
+        const r = await this.call("conversation:list", { contact_id: contactId, limit: 1 });
+        return r.ok && r.conversations.length ? r.conversations[0].id : null;
+      },
+    });
+    this.older = new OlderMessages({
+      call: (ev, p) => this.call(ev, p),
+      get stream() { return self.stream; },
+      get current() { return self.current; },
+      render: (keep) => this.renderMessages(keep),
     });
   }
 
@@ -63,7 +80,15 @@ class Console {
     $("resolve").addEventListener("click", () => this.resolve());
     $("reply").addEventListener("submit", (e) => { e.preventDefault(); this.reply(); });
     $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
-    $("reply-text").addEventListener("input", () => this.typed());
+    $("reply-text").addEventListener("input", () => { if (!$("note-mode").checked) this.typed(); });
+    $("note-mode").addEventListener("change", () => {
+      const on = $("note-mode").checked;
+      $("reply").classList.toggle("note", on);
+      $("reply-text").placeholder = on ? "Private note: agents only (Enter saves)" : "Type a reply… (Enter sends)";
+      if (on) this.stopTyping();
+    });
+    this.search.attach();
+    this.older.attach();
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
     arrowNav(document.querySelector(".tabs"), "button", false);
     arrowNav($("convs"), "button", true);
@@ -204,6 +229,26 @@ class Console {
     this.markRead();
     this.renderList();
     $("reply-text").focus();
+    await this.older.fill();
+  }
+
+  // a search hit: the conversation (fetched when not listed), scrolled to message `seq`
+  async show(id, seq) {
+    if (!this.convs.has(id)) {
+      const r = await this.call("conversation:get", { conversation_id: id });
+      if (!r.ok) return;
+      this.contacts.set(r.contact.id, r.contact);
+      this.upsert(r.conversation, true);
+    }
+    if (this.current !== id) await this.open(id);
+    if (!seq || this.current !== id) return;
+    while (this.stream.base >= seq && this.older.more) {
+      const base = this.stream.base;
+      await this.older.load();
+      if (this.stream.base === base) break;
+    }
+    const node = $("messages").querySelector(`[data-seq="${seq}"]`);
+    if (node) { node.scrollIntoView({ block: "center" }); node.classList.add("found"); setTimeout(() => node.classList.remove("found"), 2000); }
   }
 
   onMessage(m) {
@@ -223,19 +268,25 @@ class Console {
     this.renderList();
   }
 
-  renderMessages() {
+  // new messages go in seq order (older pages before the first shown); `keepScroll`: the
+  // messages in view stay in place (a page added above), else the box scrolls to the end
+  renderMessages(keepScroll) {
     const box = $("messages");
-    const have = new Set([...box.children].map((n) => n.dataset.seq));
+    const have = new Map([...box.children].map((n) => [n.dataset.seq, n]));
+    const height = box.scrollHeight, top = box.scrollTop;
+    let next = box.firstElementChild;
     for (const m of this.stream.visible()) {
-      if (have.has(String(m.seq))) continue;
+      const shown = have.get(String(m.seq));
+      if (shown) { next = shown.nextElementSibling; continue; }
       const bubble = el("div", { class: "bubble" });
       if (m.text) bubble.append(el("div", { text: m.text }));
       for (const a of m.attachments || []) bubble.append(this.attachment(a));
-      const who = m.author.type === "agent" ? (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name : m.author.type === "contact" ? "Visitor" : "System";
+      const agentName = () => (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name;
+      const who = m.author.type === "agent" ? agentName() : m.author.type === "note" ? `Note · ${agentName()}` : m.author.type === "contact" ? "Visitor" : "System";
       const t = new Date(m.created_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      box.append(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })));
+      box.insertBefore(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })), next);
     }
-    box.scrollTop = box.scrollHeight;
+    box.scrollTop = keepScroll ? top + (box.scrollHeight - height) : box.scrollHeight;
   }
 
   attachment(a) {
@@ -269,10 +320,11 @@ class Console {
     this.stopTyping();
     const client_id = uuid();
     const conversation_id = this.current;
+    const event = $("note-mode").checked ? "note:send" : "message:send";  // a private note: agents only
     let refusals = 0;
     try {
       for (let i = 0; i < 5; i++) {
-        const ack = await this.call("message:send", { conversation_id, client_id, text });
+        const ack = await this.call(event, { conversation_id, client_id, text });
         if (ack.ok) { this.onMessage(ack.message); return; }
         if (ack.error.code === "timeout") continue;
         // `unavailable`: the same client_id again after retry_after and a backoff, shown as
