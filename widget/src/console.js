@@ -4,6 +4,7 @@ import { io } from "socket.io-client";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
+import { Desk } from "./console-desk.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -22,6 +23,7 @@ class Console {
       label: (id) => { const c = this.convs.get(id); return c ? this.label(c) : "a visitor"; },
       open: (id) => { if (this.current !== id) this.open(id); },
     });
+    this.desk = new Desk(this, () => sessionStorage.getItem(TOKEN_KEY));
   }
 
   // A contact's message in one of "Mine" while the tab is hidden counts in the title
@@ -62,6 +64,7 @@ class Console {
     $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
     $("reply-text").addEventListener("input", () => this.typed());
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
+    this.desk.mount();
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -78,6 +81,7 @@ class Console {
     s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
     s.on("message:new", (m) => this.onMessage(m));
     this.calls.attach(s);
+    this.desk.attachSocket(s);
     s.on("typing", (ev) => { if (this.current && ev.conversation_id === this.current && ev.author.type === "contact") this.showTyping(ev.typing); });
   }
 
@@ -101,6 +105,7 @@ class Console {
     // only conversations that arrived live, outside the page listed, lack their contact
     for (const c of this.convs.values()) if (!this.contacts.has(c.contact_id)) this.contact(c.contact_id, c.id);
     this.renderList();
+    this.desk.listed((list.conversations || []).map((c) => c.id));
     if (this.current) await this.open(this.current, true);
   }
 
@@ -131,6 +136,7 @@ class Console {
   }
 
   matches(c) {
+    if (!this.desk.matches(c)) return false;
     if (this.filter === "queue") return !c.assignee_id && c.status !== "resolved";
     if (this.filter === "mine") return c.assignee_id === (this.me && this.me.id) && c.status !== "resolved";
     if (this.filter === "pending") return c.status === "pending";
@@ -157,6 +163,7 @@ class Console {
           c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread`, text: String(c.unread) }) : null),
         c.subject ? el("div", { class: "subject", text: c.subject }) : null,
         el("div", { class: "preview", text: c.preview || "" }),
+        this.desk.rowExtra(c),
         el("div", { class: "tag", text: `${c.channel} · ${c.status}${c.assignee_id ? "" : " · unassigned"}` })))));
   }
 
@@ -196,6 +203,7 @@ class Console {
     this.renderMessages();
     this.markRead();
     this.renderList();
+    this.desk.opened(id);
     $("reply-text").focus();
   }
 
@@ -228,6 +236,7 @@ class Console {
       const t = new Date(m.created_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       box.append(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })));
     }
+    this.desk.decorate();
     box.scrollTop = box.scrollHeight;
   }
 
@@ -251,13 +260,19 @@ class Console {
     const text = ta.value.trim();
     if (!text || !this.current) return;
     ta.value = "";
+    await this.send(text, []);
+  }
+
+  // a message (text and/or upload ids) to the open conversation, retried like any reply
+  async send(text, attachments) {
+    if (!this.current) return;
     this.stopTyping();
     const client_id = uuid();
     const conversation_id = this.current;
     let refusals = 0;
     try {
       for (let i = 0; i < 5; i++) {
-        const ack = await this.call("message:send", { conversation_id, client_id, text });
+        const ack = await this.call("message:send", { conversation_id, client_id, text, ...(attachments.length ? { attachments } : {}) });
         if (ack.ok) { this.onMessage(ack.message); return; }
         if (ack.error.code === "timeout") continue;
         // `unavailable`: the same client_id again after retry_after and a backoff, shown as
