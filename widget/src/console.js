@@ -5,6 +5,7 @@ import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
 import { Desk } from "./console-desk.js";
+import { Timeline } from "./console-timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -24,6 +25,7 @@ class Console {
       open: (id) => { if (this.current !== id) this.open(id); },
     });
     this.desk = new Desk(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.timeline = new Timeline(this, () => sessionStorage.getItem(TOKEN_KEY));
   }
 
   // A contact's message in one of "Mine" while the tab is hidden counts in the title
@@ -65,6 +67,7 @@ class Console {
     $("reply-text").addEventListener("input", () => this.typed());
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
     this.desk.mount();
+    this.timeline.mount();
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -82,6 +85,7 @@ class Console {
     s.on("message:new", (m) => this.onMessage(m));
     this.calls.attach(s);
     this.desk.attachSocket(s);
+    this.timeline.attachSocket(s);
     s.on("typing", (ev) => { if (this.current && ev.conversation_id === this.current && ev.author.type === "contact") this.showTyping(ev.typing); });
   }
 
@@ -204,6 +208,7 @@ class Console {
     this.markRead();
     this.renderList();
     this.desk.opened(id);
+    this.timeline.opened(id);
     $("reply-text").focus();
   }
 
@@ -237,6 +242,7 @@ class Console {
       box.append(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })));
     }
     this.desk.decorate();
+    this.timeline.decorate();
     box.scrollTop = box.scrollHeight;
   }
 
