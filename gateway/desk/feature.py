@@ -1,5 +1,5 @@
 """The desk feature: what the agent console needs beyond plain chat — canned responses
-(REST), conversation labels and read positions (agent events). Its tables: migration
+(REST), conversation labels, read positions and contact profiles (agent events). Its tables: migration
 0016_desk.sql, behind `gateway.desk.store`'s protocols."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.desk.canned import CannedApi
+from gateway.desk.contacts import Contacts
 from gateway.desk.labels import Labels
 from gateway.desk.reads import Reads
 from gateway.desk.store import DeskStore
@@ -28,5 +29,6 @@ class DeskFeature:
         labels = Labels(host.chat, store, host.broker, node_id=host.node_id, clock=host.clock)
         return Extension(
             routes=canned.routes(),
-            agent_events={**labels.events(), "conversation:reads": Reads(host.chat).reads},
+            agent_events={**labels.events(), "conversation:reads": Reads(host.chat).reads,
+                          "contact:profile": Contacts(host.chat, store).profile},
         )

@@ -74,8 +74,22 @@ class LabelRepository(Protocol):
         """Ids of the tenant's conversations carrying `label`, the most recently updated first."""
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Identity:
+    kind: str  # "visitor", "external" (a verified widget identity) or a channel: "email", "zalo", …
+    value: str
+
+
+class ContactIdentities(Protocol):
+    """The channel identities by which a tenant's contact is known (the core's
+    `contact_identities`, written when a visitor or a channel's author is first seen)."""
+
+    async def identities_of(self, tenant_id: str, contact_id: str) -> list[Identity]:
+        """The contact's identities, by kind then value; [] for another tenant's or an unknown contact."""
+
+
 class DeskStore:
-    """`CannedResponseRepository` and `LabelRepository` on the SQL `Database`."""
+    """`CannedResponseRepository`, `LabelRepository` and `ContactIdentities` on the SQL `Database`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -167,3 +181,10 @@ class DeskStore:
                 tenant_id, label, limit,
             )
         return [str(r["id"]) for r in rows]
+
+    # --- contact identities ------------------------------------------------
+    async def identities_of(self, tenant_id: str, contact_id: str) -> list[Identity]:
+        async with self.db.reader() as conn:
+            rows = await conn.fetch("SELECT kind, value FROM contact_identities WHERE tenant_id = $1"
+                                    " AND contact_id = $2", tenant_id, contact_id)
+        return sorted(Identity(str(r["kind"]), str(r["value"])) for r in rows)

@@ -1,10 +1,12 @@
 """The console's desk tools in a real browser (headless Debian chromium) against a real
 gateway: canned responses ("/shortcut" in the composer), labels (add, remove, the list's
-label filter, live), read receipts of the agent's replies, an attachment from the composer."""
+label filter, live), read receipts of the agent's replies, an attachment from the composer,
+the contact panel."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import expect
 
+from gateway.core.domain import AuthorType, Channel, NewMessage
 from tests.browser.conftest import Demo, start_demo
 from tests.browser.test_console import T, open_console, visitor_conversation
 from tests.support.server import agent
@@ -176,3 +179,51 @@ async def test_agent_attachment_from_the_composer(browser: Any, demo: Demo) -> N
     finally:
         await ctx.close()
         await v.close()
+
+
+async def test_contact_panel(browser: Any, demo: Demo) -> None:
+    """The open conversation's contact: details, channel identities, conversations on every
+    channel (one opens from there), and an edit saved through PATCH /contacts/{id}."""
+    store = demo.rg.gw.store
+    now = time.time()
+    contact = await store.get_or_create_contact_by_identity(demo.tenant_id, "email", "vy@example.vn", name="Vy",
+                                                           email="vy@example.vn", now=now)
+    mail = await store.create_conversation(tenant_id=demo.tenant_id, channel=Channel.EMAIL, contact_id=contact.id,
+                                           now=now - 3600, external_thread_id="vy-1@example.vn",
+                                           subject="Hoá đơn tháng 11")
+    await store.append_message(demo.tenant_id, mail.id, NewMessage(
+        author_type=AuthorType.CONTACT, author_id=contact.id, text="Gửi giúp hoá đơn"), now=now - 3600)
+    chat = await store.create_conversation(tenant_id=demo.tenant_id, channel=Channel.WIDGET, contact_id=contact.id,
+                                           now=now)
+    await store.append_message(demo.tenant_id, chat.id, NewMessage(
+        author_type=AuthorType.CONTACT, author_id=contact.id, text="Mình hỏi tiếp về hoá đơn"), now=now)
+    ctx = await browser.new_context(locale="en-US")
+    try:
+        w = await open_console(ctx, demo)
+        page = w.page
+        await page.get_by_role("tab", name=re.compile("All")).click()
+        await page.locator(f"#convs button[data-conversation='{chat.id}']").click()
+        panel = page.locator("#contact-panel")
+        await expect(panel).to_be_visible(timeout=T)
+        await expect(panel.locator("dd[data-field=email]")).to_have_text("vy@example.vn", timeout=T)
+        await expect(panel.locator("#contact-identities li")).to_have_text(["email: vy@example.vn"], timeout=T)
+        convs = panel.locator("#contact-conversations button")
+        await expect(convs).to_have_count(2, timeout=T)
+        await expect(convs.nth(0)).to_contain_text("widget")
+        await expect(convs.nth(1)).to_contain_text("Hoá đơn tháng 11")
+        await convs.nth(1).click()
+        await expect(page.locator("#conv-subject")).to_have_text("Hoá đơn tháng 11", timeout=T)
+        await expect(page.locator("#messages")).to_contain_text("Gửi giúp hoá đơn", timeout=T)
+        # edit: name and phone
+        await page.locator("#contact-edit").click()
+        await page.locator("#contact-name").fill("Trần Thảo Vy")
+        await page.locator("#contact-phone").fill("+84 90 123 4567")
+        await page.get_by_role("button", name="Save").click()
+        await expect(panel.locator("dd[data-field=phone]")).to_have_text("+84 90 123 4567", timeout=T)
+        await expect(page.locator("#conv-title")).to_contain_text("Trần Thảo Vy", timeout=T)
+        await expect(page.locator(f"#convs button[data-conversation='{chat.id}'] .name")).to_have_text("Trần Thảo Vy")
+        got = await store.get_contact(demo.tenant_id, contact.id)
+        assert (got.name, got.phone, got.email) == ("Trần Thảo Vy", "+84 90 123 4567", "vy@example.vn")
+        assert w.errors == []
+    finally:
+        await ctx.close()

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.desk.store import CannedResponse, CannedResponseRepository, DeskStore, LabelRepository
+from gateway.desk.store import (
+    CannedResponse,
+    CannedResponseRepository,
+    ContactIdentities,
+    DeskStore,
+    Identity,
+    LabelRepository,
+)
 from gateway.store.sql import Conflict
 from tests.contract.test_store_contract import backend, new_world, store
 from tests.support.sqldb import StoreDatabase
@@ -19,6 +26,10 @@ def canned_on(db: StoreDatabase) -> CannedResponseRepository:
 
 
 def labels_on(db: StoreDatabase) -> LabelRepository:
+    return DeskStore(db)
+
+
+def identities_on(db: StoreDatabase) -> ContactIdentities:
     return DeskStore(db)
 
 
@@ -124,3 +135,20 @@ async def test_labelled_conversations_newest_first_and_the_tenants_labels(store:
     assert await repo.labelled(w.tenant.id, "VIP", limit=2) == [convs[3].id, convs[2].id]
     assert await repo.labelled(w.tenant.id, "vip", limit=10) == []
     assert await repo.tenant_labels(w.tenant.id) == ["VIP", "bảo hành"]
+
+
+# --- contact identities --------------------------------------------------------------
+
+
+async def test_a_contacts_identities_by_kind_scoped_to_the_tenant(store: StoreDatabase) -> None:
+    w, other = await new_world(store), await new_world(store, "Other")
+    ids = identities_on(store)
+    zalo = await store.get_or_create_contact_by_identity(w.tenant.id, "zalo", "z-42", name="Lan", email=None,
+                                                         now=1.0)
+    assert await ids.identities_of(w.tenant.id, zalo.id) == [Identity("zalo", "z-42")]
+    again = await store.get_or_create_contact_by_identity(w.tenant.id, "email", "lan@example.vn", name="Lan",
+                                                          email="lan@example.vn", now=2.0)
+    assert await ids.identities_of(w.tenant.id, again.id) == [Identity("email", "lan@example.vn")]
+    assert await ids.identities_of(other.tenant.id, zalo.id) == []
+    assert await ids.identities_of(w.tenant.id, "f" * 32) == []
+    assert await ids.identities_of(w.tenant.id, w.contact.id) == []  # created without any

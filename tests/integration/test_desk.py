@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.core.domain import AuthorType, Channel, NewMessage
 from tests.support.server import RunningGateway, agent, new_client_id, visitor
 
 
@@ -115,3 +116,31 @@ async def test_read_positions_of_a_conversation(gateway: RunningGateway) -> None
     finally:
         for c in (v, ag, stranger):
             await c.close()
+
+
+async def test_contact_profile_across_channels(gateway: RunningGateway) -> None:
+    nt, other = await gateway.tenant(), await gateway.tenant("Other")
+    store = gateway.gw.store
+    ag = await agent(gateway.url, nt.admin_token)
+    stranger = await agent(gateway.url, other.admin_token)
+    try:
+        contact = await store.get_or_create_contact_by_identity(nt.tenant.id, "email", "lan@example.vn", name="Lan",
+                                                               email="lan@example.vn", now=1.0)
+        first = await store.create_conversation(tenant_id=nt.tenant.id, channel=Channel.EMAIL, contact_id=contact.id,
+                                                now=10.0, external_thread_id="t1", subject="Bảo hành")
+        later = await store.create_conversation(tenant_id=nt.tenant.id, channel=Channel.WIDGET,
+                                                contact_id=contact.id, now=20.0)
+        await store.append_message(nt.tenant.id, first.id, NewMessage(
+            author_type=AuthorType.CONTACT, author_id=contact.id, text="Máy hỏng"), now=11.0)
+        got = await ag.call("contact:profile", {"contact_id": contact.id})
+        assert got["ok"] and got["contact"]["name"] == "Lan"
+        assert got["identities"] == [{"kind": "email", "value": "lan@example.vn"}]
+        assert [c["id"] for c in got["conversations"]] == [later.id, first.id]  # newest activity first
+        by_id = {c["id"]: c for c in got["conversations"]}
+        assert by_id[first.id]["channel"] == "email" and by_id[first.id]["last_message"]["text"] == "Máy hỏng"
+        assert by_id[later.id]["channel"] == "widget" and by_id[later.id]["last_message"] is None
+        assert (await stranger.call("contact:profile", {"contact_id": contact.id}))["error"]["code"] == "not_found"
+        assert (await ag.call("contact:profile", {"contact_id": "x"}))["error"]["code"] == "bad_request"
+    finally:
+        await ag.close()
+        await stranger.close()

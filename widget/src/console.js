@@ -6,6 +6,7 @@ import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
 import { Desk } from "./console-desk.js";
 import { Timeline } from "./console-timeline.js";
+import { ContactPanel } from "./console-contact.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -26,6 +27,7 @@ class Console {
     });
     this.desk = new Desk(this, () => sessionStorage.getItem(TOKEN_KEY));
     this.timeline = new Timeline(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.contactPanel = new ContactPanel(this, () => sessionStorage.getItem(TOKEN_KEY));
   }
 
   // A contact's message in one of "Mine" while the tab is hidden counts in the title
@@ -68,6 +70,7 @@ class Console {
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
     this.desk.mount();
     this.timeline.mount();
+    this.contactPanel.mount();
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -209,6 +212,7 @@ class Console {
     this.renderList();
     this.desk.opened(id);
     this.timeline.opened(id);
+    this.contactPanel.opened(id);
     $("reply-text").focus();
   }
 
