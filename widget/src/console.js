@@ -7,6 +7,7 @@ import { retryDelay, sleep } from "./retry.js";
 import { Desk } from "./console-desk.js";
 import { Timeline } from "./console-timeline.js";
 import { ContactPanel } from "./console-contact.js";
+import { Notifier } from "./console-notify.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -28,6 +29,7 @@ class Console {
     this.desk = new Desk(this, () => sessionStorage.getItem(TOKEN_KEY));
     this.timeline = new Timeline(this, () => sessionStorage.getItem(TOKEN_KEY));
     this.contactPanel = new ContactPanel(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.notifier = new Notifier(this);
   }
 
   // A contact's message in one of "Mine" while the tab is hidden counts in the title
@@ -39,6 +41,7 @@ class Console {
     if (!m || m.author.type !== "contact" || added <= 0 || old.last_seq === undefined) return;
     this.hiddenUnread += added;
     this.renderTitle();
+    this.notifier.message(c);
   }
 
   renderTitle() {
@@ -71,6 +74,7 @@ class Console {
     this.desk.mount();
     this.timeline.mount();
     this.contactPanel.mount();
+    this.notifier.mount();
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -82,7 +86,7 @@ class Console {
     const s = (this.socket = io(`${location.origin}/agent`, { transports: ["websocket"], auth: { token } }));
     s.on("connect_error", (err) => { if (err.data) { s.close(); sessionStorage.removeItem(TOKEN_KEY); this.showLogin(err.message); } });
     s.on("session", () => this.onSession());
-    s.on("conversation:created", (c) => this.upsert(c));
+    s.on("conversation:created", (c) => { this.notifier.created(c, this.convs.has(c.id)); this.upsert(c); });
     s.on("conversation:updated", (c) => this.upsert(c));
     s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
     s.on("message:new", (m) => this.onMessage(m));
@@ -121,7 +125,7 @@ class Console {
     const merged = { ...old, ...c };
     if (merged.readSeq === undefined) merged.readSeq = 0;
     if (c.last_message) merged.preview = c.last_message.text || (c.last_message.attachments ? "📎" : "");
-    if (!quiet) this.notice(old, merged);
+    if (!quiet) { this.notice(old, merged); this.notifier.updated(old, merged); }
     merged.unread = this.current === c.id ? 0 : Math.max(0, merged.last_seq - merged.readSeq);
     this.convs.set(c.id, merged);
     this.contact(merged.contact_id, c.id);
