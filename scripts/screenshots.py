@@ -1,4 +1,5 @@
-"""Screenshots of the widget (closed, open, offline) and the agent console → docs/images/.
+"""Screenshots of the widget (closed, open, offline) and the agent console (plain, and with
+its desk: labels, a canned response offered, read receipts, the contact panel) → docs/images/.
 
     .venv/bin/python scripts/screenshots.py
 
@@ -15,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
@@ -25,6 +27,7 @@ from gateway.admin.demo import ensure_demo, load_demo  # noqa: E402
 from gateway.app import build_gateway  # noqa: E402
 from gateway.composition import default_features  # noqa: E402
 from gateway.config import Config, ServerConfig, StorageConfig  # noqa: E402
+from gateway.edge.listen import EdgeSite  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -46,9 +49,9 @@ async def main() -> None:
         gw = await build_gateway(config, default_features())
         runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = EdgeSite(runner, "127.0.0.1", 0)  # the edge serves the websockets (a TCPSite cannot)
         await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        url = site.url
         await ensure_demo(gw.store, config, now=time.time())
         info = load_demo(tmp)
         assert info is not None
@@ -89,8 +92,27 @@ async def main() -> None:
                 await shot(page, "widget-open.png")
                 await expect(console.locator("#messages .msg")).to_have_count(3, timeout=T)
                 await shot(console, "console.png")
+
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {info['agent_token']}"}) as http:
+                    for shortcut, text in (("giao-hang", "Dạ, đơn nội thành Hà Nội giao trong 1-2 ngày ạ."),
+                                           ("gia", "Bảng giá chi tiết: izihelp.vn/bang-gia")):
+                        await http.post(f"{url}/api/v1/canned-responses", json={"shortcut": shortcut, "text": text})
+                await console.reload()
+                await console.get_by_role("tab", name="All").click()
+                await console.locator("#convs button", has_text="Lan").click()
+                for label in ("áo dài", "VIP"):
+                    await console.get_by_label("Add a label").fill(label)
+                    await console.get_by_label("Add a label").press("Enter")
+                    await expect(console.locator("#labels .chip", has_text=label)).to_be_visible(timeout=T)
+                await page.locator(".input textarea, textarea").first.focus()  # the visitor reads the replies
+                await expect(console.locator("#messages .receipt[data-read=true]").first).to_be_visible(timeout=T)
+                await console.get_by_label("Reply").fill("")
+                await console.get_by_label("Reply").press_sequentially("/g")
+                await expect(console.locator("#canned [role=option]")).to_have_count(2, timeout=T)
+                await shot(console, "console-desk.png")
                 await browser.close()
         finally:
+            await site.stop()
             await runner.cleanup()
 
 
