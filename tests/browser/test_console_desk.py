@@ -5,6 +5,7 @@ the contact panel."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -13,12 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import expect
+from playwright.async_api import FilePayload, expect
 
-from gateway.core.domain import AuthorType, Channel, NewMessage
+from gateway.core.domain import AuthorType, Channel, Conversation, NewMessage
 from tests.browser.conftest import Demo, start_demo
-from tests.browser.test_console import T, open_console, visitor_conversation
-from tests.support.server import agent
+from tests.browser.test_console import T, Watched, open_console, visitor_conversation
+from tests.support.server import Client, agent
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -33,11 +34,27 @@ async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
         yield d
 
 
-async def open_conversation(ctx: Any, demo: Demo, name: str) -> Any:
+async def open_conversation(ctx: Any, demo: Demo, name: str) -> Watched:
     w = await open_console(ctx, demo)
     await w.page.get_by_role("tab", name=re.compile("All")).click()
     await w.page.locator("#convs button", has_text=name).click()
     return w
+
+
+@contextlib.asynccontextmanager
+async def console_on(browser: Any, demo: Demo, name: str, text: str) -> AsyncIterator[tuple[Client, str, Watched]]:
+    """A visitor `name` who wrote `text` (and watches the conversation), and a console with
+    that conversation open and its message shown; both closed afterwards."""
+    v, cid = await visitor_conversation(demo, name, text)
+    await v.call("conversation:watch", {"conversation_id": cid, "after_seq": 0})
+    ctx = await browser.new_context(locale="en-US")
+    try:
+        w = await open_conversation(ctx, demo, name)
+        await expect(w.page.locator("#messages")).to_contain_text(text, timeout=T)
+        yield v, cid, w
+    finally:
+        await ctx.close()
+        await v.close()
 
 
 async def test_canned_response_completion(browser: Any, demo: Demo) -> None:
@@ -48,13 +65,8 @@ async def test_canned_response_completion(browser: Any, demo: Demo) -> None:
         for shortcut, text in (("cam-on", "Cảm ơn anh/chị đã liên hệ IZIHelp!"), ("gia", "Bảng giá: izihelp.vn/gia")):
             async with http.post("/api/v1/canned-responses", json={"shortcut": shortcut, "text": text}) as r:
                 assert r.status == 201, await r.text()
-    v, cid = await visitor_conversation(demo, "Mai", "Chào shop")
-    await v.call("conversation:watch", {"conversation_id": cid, "after_seq": 0})
-    ctx = await browser.new_context(locale="en-US")
-    try:
-        w = await open_conversation(ctx, demo, "Mai")
+    async with console_on(browser, demo, "Mai", "Chào shop") as (v, cid, w):
         page = w.page
-        await expect(page.locator("#messages")).to_contain_text("Chào shop", timeout=T)
         box = page.locator("#reply-text")
         await box.press_sequentially("/ca")
         options = page.locator("#canned [role=option]")
@@ -74,9 +86,6 @@ async def test_canned_response_completion(browser: Any, demo: Demo) -> None:
         await box.press_sequentially("zz")
         await expect(page.locator("#canned")).to_be_hidden()
         assert w.errors == []
-    finally:
-        await ctx.close()
-        await v.close()
 
 
 async def test_labels_and_the_label_filter(browser: Any, demo: Demo) -> None:
@@ -127,13 +136,8 @@ async def test_labels_and_the_label_filter(browser: Any, demo: Demo) -> None:
 async def test_read_receipt_of_the_agents_reply(browser: Any, demo: Demo) -> None:
     """The agent's reply says "Sent" until the visitor has read it, then "Read" — live, and
     after a reload (from conversation:reads)."""
-    v, cid = await visitor_conversation(demo, "Tâm", "Còn hàng không shop?")
-    await v.call("conversation:watch", {"conversation_id": cid, "after_seq": 0})
-    ctx = await browser.new_context(locale="en-US")
-    try:
-        w = await open_conversation(ctx, demo, "Tâm")
+    async with console_on(browser, demo, "Tâm", "Còn hàng không shop?") as (v, cid, w):
         page = w.page
-        await expect(page.locator("#messages")).to_contain_text("Còn hàng không shop?", timeout=T)
         await page.locator("#reply-text").fill("Dạ còn ạ")
         await page.locator("#reply-text").press("Enter")
         mine = page.locator("#messages .msg.agent", has_text="Dạ còn ạ")
@@ -150,24 +154,16 @@ async def test_read_receipt_of_the_agents_reply(browser: Any, demo: Demo) -> Non
         await expect(page.locator("#messages .msg.agent", has_text="Dạ còn ạ").locator(".receipt")).to_have_text(
             "· Read", timeout=T)
         assert w.errors == []
-    finally:
-        await ctx.close()
-        await v.close()
 
 
 async def test_agent_attachment_from_the_composer(browser: Any, demo: Demo) -> None:
     """The agent picks a file in the composer: it is uploaded (the uploads route) and sent
     with the composer's text; the console shows it, the visitor gets it."""
-    v, cid = await visitor_conversation(demo, "Hương", "Gửi mình ảnh mẫu nhé")
-    await v.call("conversation:watch", {"conversation_id": cid, "after_seq": 0})
-    ctx = await browser.new_context(locale="en-US")
-    try:
-        w = await open_conversation(ctx, demo, "Hương")
+    async with console_on(browser, demo, "Hương", "Gửi mình ảnh mẫu nhé") as (v, cid, w):
         page = w.page
-        await expect(page.locator("#messages")).to_contain_text("Gửi mình ảnh mẫu nhé", timeout=T)
         await page.locator("#reply-text").fill("Ảnh mẫu đây ạ")
         await page.locator("#attach-file").set_input_files(
-            files=[{"name": "mẫu áo.png", "mimeType": "image/png", "buffer": PNG}])
+            files=[FilePayload(name="mẫu áo.png", mimeType="image/png", buffer=PNG)])
         mine = page.locator("#messages .msg.agent", has_text="Ảnh mẫu đây ạ")
         await expect(mine.locator("img[alt='mẫu áo.png']")).to_be_visible(timeout=T)
         await v.wait_for(lambda: any(m["attachments"] for m in v.messages(cid)), timeout=15)
@@ -176,9 +172,17 @@ async def test_agent_attachment_from_the_composer(browser: Any, demo: Demo) -> N
         assert got["attachments"][0]["name"] == "mẫu áo.png" and got["attachments"][0]["size"] == len(PNG)
         await expect(page.locator("#reply-text")).to_have_value("")
         assert w.errors == []
-    finally:
-        await ctx.close()
-        await v.close()
+
+
+async def conversation_with(demo: Demo, contact_id: str, channel: Channel, text: str, *, now: float,
+                            **kw: Any) -> Conversation:
+    """A conversation of the contact on `channel`, with the contact's message `text`."""
+    store = demo.rg.gw.store
+    conv = await store.create_conversation(tenant_id=demo.tenant_id, channel=channel, contact_id=contact_id, now=now,
+                                           **kw)
+    await store.append_message(demo.tenant_id, conv.id, NewMessage(
+        author_type=AuthorType.CONTACT, author_id=contact_id, text=text), now=now)
+    return conv
 
 
 async def test_contact_panel(browser: Any, demo: Demo) -> None:
@@ -188,15 +192,9 @@ async def test_contact_panel(browser: Any, demo: Demo) -> None:
     now = time.time()
     contact = await store.get_or_create_contact_by_identity(demo.tenant_id, "email", "vy@example.vn", name="Vy",
                                                            email="vy@example.vn", now=now)
-    mail = await store.create_conversation(tenant_id=demo.tenant_id, channel=Channel.EMAIL, contact_id=contact.id,
-                                           now=now - 3600, external_thread_id="vy-1@example.vn",
-                                           subject="Hoá đơn tháng 11")
-    await store.append_message(demo.tenant_id, mail.id, NewMessage(
-        author_type=AuthorType.CONTACT, author_id=contact.id, text="Gửi giúp hoá đơn"), now=now - 3600)
-    chat = await store.create_conversation(tenant_id=demo.tenant_id, channel=Channel.WIDGET, contact_id=contact.id,
-                                           now=now)
-    await store.append_message(demo.tenant_id, chat.id, NewMessage(
-        author_type=AuthorType.CONTACT, author_id=contact.id, text="Mình hỏi tiếp về hoá đơn"), now=now)
+    await conversation_with(demo, contact.id, Channel.EMAIL, "Gửi giúp hoá đơn", now=now - 3600,
+                            external_thread_id="vy-1@example.vn", subject="Hoá đơn tháng 11")
+    chat = await conversation_with(demo, contact.id, Channel.WIDGET, "Mình hỏi tiếp về hoá đơn", now=now)
     ctx = await browser.new_context(locale="en-US")
     try:
         w = await open_console(ctx, demo)
