@@ -5,9 +5,11 @@ client finds the call (and its recording) with `call:list`; written once."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
-from gateway.calls.timeline import entry_client_id, record_call
+from gateway.calls.store import CallRow
+from gateway.calls.timeline import entry_client_id, entry_text, record_call
 from tests.calls.support import Endpoint, calls_of, endpoint
 from tests.calls.test_call_flow import setup_parties
 from tests.support.server import new_client_id
@@ -81,3 +83,17 @@ async def test_answered_declined_and_missed_calls_in_the_timeline(call_gateway):
     finally:
         await v.close()
         await ag.close()
+
+
+def test_entry_text_by_outcome() -> None:
+    def row(**kw: Any) -> CallRow:
+        base = CallRow("a" * 32, "t", "c", "k", None, "n", "ended", 100.0, None, 130.0, "missed", 0.0, None)
+        return replace(base, **kw)
+
+    assert entry_text(row(agent_id="g", answered_at=101.0, end_reason="caller_hangup", duration=125.4)) == \
+        "Call answered · 2:05"
+    assert entry_text(row(answered_at=101.0, end_reason="node_lost", duration=0.4)) == "Call answered · 0:00"
+    assert entry_text(row(end_reason="declined")) == "Call declined"
+    for reason in ("missed", "cancelled", "connection_lost", "node_lost", "shutdown"):
+        assert entry_text(row(end_reason=reason)) == "Missed call"
+    assert entry_client_id("0123456789abcdef0123456789abcdef") == "01234567-89ab-cdef-0123-456789abcdef"
