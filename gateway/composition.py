@@ -8,6 +8,7 @@ from __future__ import annotations
 from connectors.feature import ConnectorsFeature
 from gateway.admission.feature import AdmissionFeature
 from gateway.calls.feature import CallsFeature
+from gateway.desk.feature import DeskFeature
 from gateway.extension import Feature
 from gateway.privacy.feature import PrivacyFeature
 from gateway.ratings.feature import RatingsFeature
@@ -17,4 +18,4 @@ from gateway.widget.feature import WidgetFeature
 
 def default_features() -> list[Feature]:
     return [WidgetFeature(), ConnectorsFeature(), CallsFeature(), AdmissionFeature(), PrivacyFeature(),
-            RatingsFeature(), SearchFeature()]
+            RatingsFeature(), SearchFeature(), DeskFeature()]

@@ -1,5 +1,6 @@
 """Screenshots of the widget (closed, open, offline, on a phone, resolved with the rating
-form) and the agent console (with the visitor's rating) → docs/images/.
+form) and the agent console (with the visitor's rating; and with its desk: labels, a canned
+response offered, read receipts, the contact panel) → docs/images/.
 
     .venv/bin/python scripts/screenshots.py
 
@@ -16,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
@@ -108,6 +110,24 @@ async def main() -> None:
                 await expect(console.locator("#ratings")).to_contain_text("Rated 5/5", timeout=T)
                 await expect(console.locator("#messages .msg")).to_have_count(4, timeout=T)
                 await shot(console, "console.png")
+
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {info['agent_token']}"}) as http:
+                    for shortcut, text in (("giao-hang", "Dạ, đơn nội thành Hà Nội giao trong 1-2 ngày ạ."),
+                                           ("gia", "Bảng giá chi tiết: izihelp.vn/bang-gia")):
+                        await http.post(f"{url}/api/v1/canned-responses", json={"shortcut": shortcut, "text": text})
+                await console.reload()
+                await console.get_by_role("tab", name="All").click()
+                await console.locator("#convs button", has_text="Lan").click()
+                for label in ("áo dài", "VIP"):
+                    await console.get_by_label("Add a label").fill(label)
+                    await console.get_by_label("Add a label").press("Enter")
+                    await expect(console.locator("#labels .chip", has_text=label)).to_be_visible(timeout=T)
+                await page.locator(".input textarea, textarea").first.focus()  # the visitor reads the replies
+                await expect(console.locator("#messages .receipt[data-read=true]").first).to_be_visible(timeout=T)
+                await console.get_by_label("Reply").fill("")
+                await console.get_by_label("Reply").press_sequentially("/g")
+                await expect(console.locator("#canned [role=option]")).to_have_count(2, timeout=T)
+                await shot(console, "console-desk.png")
                 await browser.close()
         finally:
             await site.stop()

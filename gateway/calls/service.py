@@ -20,6 +20,7 @@ from gateway.aio.tasks import TaskSet
 from gateway.calls.media import AGENT, VISITOR, CallMedia, SdpError, check_offer
 from gateway.calls.settings import CallSettings
 from gateway.calls.store import CallRepository, CallRow
+from gateway.calls.timeline import record_call
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
 from gateway.chat.service import ChatService
 from gateway.core.domain import Conversation
@@ -213,9 +214,12 @@ class CallService:
                 await call.media.recorder.finish()
         finally:
             self.active.pop(call.row.id, None)
-            await self.store.end(call.row.tenant_id, call.row.id, reason=reason, now=now, duration=duration)
+            first = await self.store.end(call.row.tenant_id, call.row.id, reason=reason, now=now,
+                                         duration=duration)
             call.row = replace(call.row, state="ended", ended_at=now, end_reason=reason, duration=duration)
             await self._publish(call)
+            if first:  # the first end writes the call's entry in the conversation
+                await record_call(self.chat, call.row)
         return call.row
 
     async def history(self, p: VisitorPrincipal | AgentPrincipal, conversation_id: str) -> list[CallRow]:

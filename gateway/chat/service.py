@@ -392,6 +392,22 @@ class ChatService:
                     out[k] = exc
         return out
 
+    async def post_system(self, tenant_id: str, conversation_id: str, text: str, *, client_id: str) -> PostResult:
+        """A system entry (author type `system`, no author) in the conversation's stream,
+        e.g. the calls feature's record of a call: stored in seq order (group-committed),
+        published and given to the message listeners like any message; no send check runs
+        (no principal sends it). `client_id` (a UUID) makes it idempotent: a repeat returns
+        the first entry (`created` False) and publishes it again. not_found when the
+        conversation is not the tenant's."""
+        got = await self.appender.append(tenant_id, conversation_id, NewMessage(
+            author_type=AuthorType.SYSTEM, author_id=None, text=text, client_id=client_id))
+        wire, envelopes = self._message_envelopes(got.message, got.conversation)
+        await self._publish_all(envelopes)
+        if got.created:
+            for listener in self.message_listeners:
+                await listener(got.message, got.conversation)
+        return PostResult(got.message, got.conversation, got.created, wire)
+
     async def _reopen(self, p: VisitorPrincipal, conv: Conversation) -> Conversation:
         """A visitor wrote into a resolved conversation: it is open again (and assigned)."""
         conv = await self.store.update_conversation(p.tenant_id, conv.id, now=self.clock(),

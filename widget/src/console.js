@@ -8,6 +8,10 @@ import { RatingsView } from "./consoleratings.js";
 import { arrowNav } from "./keys.js";
 import { ConsoleSearch } from "./console-search.js";
 import { OlderMessages } from "./console-history.js";
+import { Desk } from "./console-desk.js";
+import { Timeline } from "./console-timeline.js";
+import { ContactPanel } from "./console-contact.js";
+import { Notifier } from "./console-notify.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -42,6 +46,10 @@ class Console {
       get current() { return self.current; },
       render: (keep) => this.renderMessages(keep),
     });
+    this.desk = new Desk(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.timeline = new Timeline(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.contactPanel = new ContactPanel(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.notifier = new Notifier(this);
   }
 
   // A contact's message in one of "Mine" while the tab is hidden counts in the title
@@ -53,6 +61,7 @@ class Console {
     if (!m || m.author.type !== "contact" || added <= 0 || old.last_seq === undefined) return;
     this.hiddenUnread += added;
     this.renderTitle();
+    this.notifier.message(c);
   }
 
   renderTitle() {
@@ -92,6 +101,10 @@ class Console {
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
     arrowNav(document.querySelector(".tabs"), "button", false);
     arrowNav($("convs"), "button", true);
+    this.desk.mount();
+    this.timeline.mount();
+    this.contactPanel.mount();
+    this.notifier.mount();
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -103,12 +116,14 @@ class Console {
     const s = (this.socket = io(`${location.origin}/agent`, { transports: ["websocket"], auth: { token } }));
     s.on("connect_error", (err) => { if (err.data) { s.close(); sessionStorage.removeItem(TOKEN_KEY); this.showLogin(err.message); } });
     s.on("session", () => this.onSession());
-    s.on("conversation:created", (c) => this.upsert(c));
+    s.on("conversation:created", (c) => { this.notifier.created(c, this.convs.has(c.id)); this.upsert(c); });
     s.on("conversation:updated", (c) => this.upsert(c));
     s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
     s.on("message:new", (m) => this.onMessage(m));
     s.on("conversation:rated", (r) => this.ratings.added(r));
     this.calls.attach(s);
+    this.desk.attachSocket(s);
+    this.timeline.attachSocket(s);
     s.on("typing", (ev) => { if (this.current && ev.conversation_id === this.current && ev.author.type === "contact") this.showTyping(ev.typing); });
   }
 
@@ -132,6 +147,7 @@ class Console {
     // only conversations that arrived live, outside the page listed, lack their contact
     for (const c of this.convs.values()) if (!this.contacts.has(c.contact_id)) this.contact(c.contact_id, c.id);
     this.renderList();
+    this.desk.listed((list.conversations || []).map((c) => c.id));
     if (this.current) await this.open(this.current, true);
   }
 
@@ -140,7 +156,7 @@ class Console {
     const merged = { ...old, ...c };
     if (merged.readSeq === undefined) merged.readSeq = 0;
     if (c.last_message) merged.preview = c.last_message.text || (c.last_message.attachments ? "📎" : "");
-    if (!quiet) this.notice(old, merged);
+    if (!quiet) { this.notice(old, merged); this.notifier.updated(old, merged); }
     merged.unread = this.current === c.id ? 0 : Math.max(0, merged.last_seq - merged.readSeq);
     this.convs.set(c.id, merged);
     this.contact(merged.contact_id, c.id);
@@ -162,6 +178,7 @@ class Console {
   }
 
   matches(c) {
+    if (!this.desk.matches(c)) return false;
     if (this.filter === "queue") return !c.assignee_id && c.status !== "resolved";
     if (this.filter === "mine") return c.assignee_id === (this.me && this.me.id) && c.status !== "resolved";
     if (this.filter === "pending") return c.status === "pending";
@@ -188,6 +205,7 @@ class Console {
           c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread`, text: String(c.unread) }) : null),
         c.subject ? el("div", { class: "subject", text: c.subject }) : null,
         el("div", { class: "preview", text: c.preview || "" }),
+        this.desk.rowExtra(c),
         el("div", { class: "tag", text: `${c.channel} · ${c.status}${c.assignee_id ? "" : " · unassigned"}` })))));
   }
 
@@ -228,6 +246,9 @@ class Console {
     this.renderMessages();
     this.markRead();
     this.renderList();
+    this.desk.opened(id);
+    this.timeline.opened(id);
+    this.contactPanel.opened(id);
     $("reply-text").focus();
     await this.older.fill();
   }
@@ -286,6 +307,8 @@ class Console {
       const t = new Date(m.created_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       box.insertBefore(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })), next);
     }
+    this.desk.decorate();
+    this.timeline.decorate();
     box.scrollTop = keepScroll ? top + (box.scrollHeight - height) : box.scrollHeight;
   }
 
@@ -317,6 +340,12 @@ class Console {
     const text = ta.value.trim();
     if (!text || !this.current) return;
     ta.value = "";
+    await this.send(text, []);
+  }
+
+  // a message (text and/or upload ids) to the open conversation, retried like any reply
+  async send(text, attachments) {
+    if (!this.current) return;
     this.stopTyping();
     const client_id = uuid();
     const conversation_id = this.current;
@@ -324,7 +353,7 @@ class Console {
     let refusals = 0;
     try {
       for (let i = 0; i < 5; i++) {
-        const ack = await this.call(event, { conversation_id, client_id, text });
+        const ack = await this.call(event, { conversation_id, client_id, text, ...(attachments.length ? { attachments } : {}) });
         if (ack.ok) { this.onMessage(ack.message); return; }
         if (ack.error.code === "timeout") continue;
         // `unavailable`: the same client_id again after retry_after and a backoff, shown as
