@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 MISSED, CANCELLED, DECLINED = "missed", "cancelled", "declined"
 CALLER_HANGUP, AGENT_HANGUP = "caller_hangup", "agent_hangup"
 CONNECTION_LOST, MAX_DURATION, SHUTDOWN = "connection_lost", "max_duration", "shutdown"
+DECLINE_RECHECK = 1.0  # s between checks of a ringing call that some agent declined
 
 
 @dataclass
@@ -125,7 +126,19 @@ class CallService:
         return call.row, answer, bool(online)
 
     async def _ring_timeout(self, call_id: str) -> None:
-        await asyncio.sleep(self.settings.ring_timeout)
+        """Ends the call `missed` after the ring timeout. Once an agent has declined, it checks
+        every `DECLINE_RECHECK` s whether every agent still online and connected has declined
+        (the others closed their consoles meanwhile): then it ends `declined`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.ring_timeout
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, DECLINE_RECHECK))
+            call = self.active.get(call_id)
+            if call is None or call.row.state != "ringing" or call.ending:
+                return
+            if call.declined and await self._online_agents(call.row.tenant_id) <= call.declined:
+                await self.end(call, DECLINED)
+                return
         call = self.active.get(call_id)
         if call is not None and call.row.state == "ringing":
             await self.end(call, MISSED)

@@ -133,3 +133,34 @@ async def test_a_closed_console_is_not_an_online_agent(browser: Any, demo: Demo)
         await actx.close()
         await vctx.close()
         await w.close()
+
+
+async def test_chosen_status_is_kept_for_when_they_come_back(browser: Any, demo: Demo) -> None:
+    """An agent who chose "away" closes the console: offline to the others after
+    PRESENCE_TTL; when they open it again they are "away" again (select and event)."""
+    actx = await browser.new_context(locale="en-US")
+    watcher_agent = await create_agent(demo.rg.gw.store, demo.tenant_id, "Watcher", now=time.time())
+    w = await agent(demo.url, watcher_agent.token)
+    admin_id = next(a.id for a in await demo.rg.gw.store.list_agents(demo.tenant_id) if a.role.value == "admin")
+
+    def statuses() -> list[str]:
+        return [e["status"] for e in w.of("agent:presence") if e["id"] == admin_id]
+
+    try:
+        console = await actx.new_page()
+        await console.goto(f"{demo.url}/console#token={demo.agent_token}")
+        await expect(console.locator("#app")).to_be_visible(timeout=T)
+        await console.select_option("#presence", "away")
+        await w.wait_for(lambda: statuses()[-1:] == ["away"], T / 1000)
+        await console.close()
+        await w.wait_for(lambda: statuses()[-1:] == ["offline"], T / 1000)
+
+        console = await actx.new_page()
+        await console.goto(f"{demo.url}/console#token={demo.agent_token}")
+        await expect(console.locator("#app")).to_be_visible(timeout=T)
+        await w.wait_for(lambda: statuses()[-1:] == ["away"], T / 1000)
+        await expect(console.locator("#presence")).to_have_value("away")
+        assert admin_id not in await demo.rg.gw.chat.available_agents(demo.tenant_id)  # away: not routed to
+    finally:
+        await actx.close()
+        await w.close()

@@ -118,7 +118,7 @@ class Console {
     s.on("session", () => this.onSession());
     s.on("conversation:created", (c) => { this.notifier.created(c, this.convs.has(c.id)); this.upsert(c); });
     s.on("conversation:updated", (c) => this.upsert(c));
-    s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
+    s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.chosen_status || a.status; this.renderAssign(); });
     s.on("message:new", (m) => this.onMessage(m));
     s.on("conversation:rated", (r) => this.ratings.added(r));
     this.calls.attach(s);
@@ -140,7 +140,7 @@ class Console {
     const myId = s.agent ? s.agent.id : s.agent_id;
     this.me = this.agents.find((a) => a.id === myId) || s.agent || { id: myId, name: "", status: "online" };
     $("me").textContent = this.me.name;
-    $("presence").value = this.me.status;
+    $("presence").value = this.me.chosen_status || this.me.status; // their choice (status: what others see)
     for (const ct of list.contacts || []) this.contacts.set(ct.id, ct);
     for (const c of list.conversations || []) this.upsert({ ...c, readSeq: c.last_seq - (c.unread || 0) }, true);
     this.listed = true;
