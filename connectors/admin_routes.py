@@ -155,6 +155,8 @@ class ChannelsApi:
             report = await self._admin.test(p.tenant_id, self._id(request), actor=f"agent:{p.agent_id}")
         except ChannelNotFound:
             raise not_found("channel") from None
+        except ChannelError as exc:
+            raise bad_request(str(exc)) from None
         return web.json_response({"ok": True, "test": report.as_dict()})
 
 
