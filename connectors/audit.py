@@ -1,4 +1,4 @@
-"""The audit trail of the tenants' inboxes (`connector_audit`, migration 0015): one entry per
+"""The audit trail of the tenants' inboxes (`connector_audit`, migration 0017): one entry per
 `channel add|update|rotate|disable|enable|remove|test` (connectors/manage.py), besides the
 `connectors.audit` log line. `AuditRepository` is the contract
 (tests/contract/test_audit_repository.py on SQLite and PostgreSQL)."""
