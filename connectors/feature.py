@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from connectors.admin_routes import ChannelsApi, channel_routes
+from connectors.audit import SqlAuditRepository
 from connectors.base import Connector
 from connectors.channels import SEALED_CREDENTIALS, ChannelStore
 from connectors.cli import configure_channel_parser, master_box, run_channel_command
@@ -130,7 +131,8 @@ class ConnectorsFeature:
         return Extension(
             routes=[*(r for c in connectors.values() for r in c.routes()),
                     *channel_routes(ChannelsApi(channels, core.principal, core.body,
-                                                channel_probe(channels, host.db, host.node_id, host.clock)))],
+                                                channel_probe(channels, host.db, host.node_id, host.clock),
+                                                SqlAuditRepository(host.db)))],
             message_listeners=[outbox.on_message],
             send_checks=[ErasedContactCheck(links)],
             metrics=imap_metrics(email.imap) if isinstance(email, EmailConnector) else (),

@@ -99,7 +99,8 @@ def oauth_problem_field(message: str, prefix: str = "") -> str | None:
 
 async def refresh_check(session: aiohttp.ClientSession, token_url: str, client_id: str, client_secret: str,
                         refresh_token: str, clock: Callable[[], float], *, name: str = "oauth_refresh",
-                        prefix: str = "", on_rotate: Callable[[str], Any] | None = None) -> tuple[CheckResult, str]:
+                        prefix: str = "", on_rotate: Callable[[str], Awaitable[None]] | None = None,
+                        ) -> tuple[CheckResult, str]:
     """One refresh-token grant: the check's result and the access token ("" when refused)."""
     async def own() -> aiohttp.ClientSession:
         return session

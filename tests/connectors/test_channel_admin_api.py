@@ -95,6 +95,17 @@ async def test_channel_lifecycle_over_rest(tmp_path, caplog: pytest.LogCaptureFi
         assert (await call(http, url, "GET", f"/channels/{cid}", admin))[0] == 404
         assert await webhook(http, url, "m5") == 401
 
+        # the audit trail: every change, newest first, a removed inbox's too; never a value
+        st, body = await call(http, url, "GET", f"/channels/audit?channel_id={cid}", admin)
+        assert st == 200, body
+        assert [e["action"] for e in body["entries"]] == ["remove", "update", "enable", "disable", "rotate", "add"]
+        assert body["entries"][4]["fields"] == ["credentials.app_secret"]
+        assert {e["actor"] for e in body["entries"]} == {f"agent:{nt.admin.id}"}
+        assert SECRET not in str(body) and "wrong-secret" not in str(body)
+        assert (await call(http, url, "GET", "/channels/audit", other.admin_token))[1]["entries"] == []
+        assert (await call(http, url, "GET", "/channels/audit", agent_token))[0] == 403
+        assert (await call(http, url, "GET", "/channels/audit?limit=0", admin))[0] == 400
+
     actions = [r.getMessage().split()[0] for r in caplog.records if r.name == "connectors.audit"]
     assert actions == ["channel.add", "channel.rotate", "channel.disable", "channel.enable", "channel.update",
                        "channel.remove"]
