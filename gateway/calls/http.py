@@ -77,20 +77,19 @@ class CallRoutes:
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_type = "audio/ogg"
         resp.content_length = end - start
-        await resp.prepare(request)
-        if request.method != "HEAD":
-            try:
+        try:
+            await resp.prepare(request)
+            if request.method != "HEAD":
                 async for piece in pb.stream(start, end):
                     await resp.write(piece)
-            except AgeFormatError as exc:
-                # the status is sent: the body ends short and the connection is closed, so the
-                # client sees an incomplete response, never unauthenticated bytes
-                log.error("recording %s of tenant %s: %s", rec_id, p.tenant_id, exc)
-                resp.force_close()
-                return resp
-            except ConnectionResetError:  # the client went away (a browser asks `bytes=N-`, then seeks)
-                return resp
-        await resp.write_eof()
+            await resp.write_eof()
+        except AgeFormatError as exc:
+            # the status is sent: the body ends short and the connection is closed, so the
+            # client sees an incomplete response, never unauthenticated bytes
+            log.error("recording %s of tenant %s: %s", rec_id, p.tenant_id, exc)
+            resp.force_close()
+        except ConnectionError:  # the client went away (a browser asks `bytes=N-`, then seeks)
+            pass
         return resp
 
     async def page(self, request: web.Request) -> web.Response:
