@@ -87,7 +87,8 @@ def agent_dict(a: Agent) -> dict[str, Any]:
         "id": a.id,
         "name": a.name,
         "role": a.role.value,
-        "status": a.status.value,
+        "status": a.shown_status.value,
+        "chosen_status": a.status.value,
         "capacity": a.capacity,
     }
 

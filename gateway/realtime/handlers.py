@@ -80,6 +80,7 @@ class Handlers:
             **common,
             "conversation:start": self.start,
             "conversation:list": self.visitor_list,
+            "conversation:availability": self.visitor_availability,
         }, visitor_events or {}, "/visitor")
         self.agent = _with({
             **common,
@@ -180,7 +181,12 @@ class Handlers:
         res = await self.chat.start_conversation(conn.visitor)
         await self.fanout.watch(conn, res.conversation.id, 0, None)
         return {"ok": True, "conversation": visitor_conversation_dict(res.conversation),
-                "agents_available": res.agents_available}
+                "agents_available": res.agents_available, **res.availability.to_dict()}
+
+    async def visitor_availability(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
+        """Whether an agent has, or can take, the visitor's conversation (issue 31)."""
+        availability = await self.chat.availability(conn.visitor, req_id(p, "conversation_id"))
+        return {"ok": True, **availability.to_dict()}
 
     async def visitor_list(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         convs = await self.chat.list_visitor_conversations(conn.visitor)

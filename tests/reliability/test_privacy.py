@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.blobs.local import LocalBlobs
 from gateway.privacy.retention import YEAR, Retention
 from gateway.privacy.store import Policy, PrivacyStore, privacy_store
 from gateway.store.rows import new_id
@@ -92,7 +93,7 @@ async def test_retention_deletes_ended_tenant_rows_and_files_only(rg) -> None:
     now = time.time()
     assert await ps.end_tenant(gone["tenant"], now - 3.1 * YEAR)
     assert await ps.end_tenant(kept["tenant"], now - 1.0 * YEAR)  # ended, but not long enough ago
-    retention = Retention(ps, rg.gw.config.storage.data_dir, 3.0)
+    retention = Retention(ps, LocalBlobs(rg.gw.config.storage.data_dir), 3.0)
 
     before = await ps.count_tenant_rows(gone["tenant"])
     dry = await retention.run(dry_run=True)
@@ -118,7 +119,7 @@ async def test_message_retention_policy_blanks_old_messages(rg) -> None:
     d = await _populate(rg, "Policy")
     ps = privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded)
     await ps.set_policy(d["tenant"], Policy(message_retention_days=30))
-    later = Retention(ps, rg.gw.config.storage.data_dir, 3.0, clock=lambda: time.time() + 31 * 86400)
+    later = Retention(ps, LocalBlobs(rg.gw.config.storage.data_dir), 3.0, clock=lambda: time.time() + 31 * 86400)
     assert (await later.run(dry_run=True)).expired_messages == {d["tenant"]: 3}
     assert (await later.run()).expired_messages == {d["tenant"]: 3}
     msgs = await rg.gw.store.get_messages(d["tenant"], d["conv"], after_seq=0, limit=50)
