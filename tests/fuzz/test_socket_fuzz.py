@@ -18,9 +18,10 @@ from tests.support.server import Client, agent, visitor
 
 CODES = {c.value for c in Code}
 FIELDS = ["conversation_id", "client_id", "text", "seq", "after_seq", "before_seq", "epoch", "limit", "typing",
-          "status", "agent_id", "conversations", "mine", "assignee_id", "unassigned", "contact_id"]
+          "status", "agent_id", "conversations", "mine", "assignee_id", "unassigned", "contact_id", "label",
+          "conversation_ids"]
 RESERVED_NAMES = ["session:get", "connect", "disconnect", "connect_error", "__disconnect_final"]
-MUTATING_WHEN_OK = {"conversation:start", "presence:set", "read", "message:send"}
+MUTATING_WHEN_OK = {"conversation:start", "presence:set", "read", "message:send", "label:add"}
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
