@@ -6,6 +6,7 @@ export const STRINGS = {
     send: "Send", attach: "Attach a file", messages: "Messages",
     offline: "No agent online — leave a message and your email, we will get back to you.",
     busy: "All agents are busy — an agent will be with you shortly.",
+    entryAnswered: "Call · {d}", entryDeclined: "Call declined", entryMissed: "Missed call",
     busyQueue: "All agents are busy — you are number {n} in the queue. An agent will be with you shortly.",
     save: "Save", saved: "Thanks, we will email you.", typing: "Agent is typing…",
     sending: "Sending…", retrying: "Retrying…", sent: "Sent", delivered: "Delivered", read: "Read",
@@ -43,6 +44,7 @@ export const STRINGS = {
     placeholder: "Nhập tin nhắn…", send: "Gửi", attach: "Đính kèm tệp", messages: "Tin nhắn",
     offline: "Hiện không có nhân viên trực tuyến — hãy để lại tin nhắn và email, chúng tôi sẽ liên hệ lại.",
     busy: "Tất cả nhân viên đang bận — nhân viên sẽ trả lời bạn trong giây lát.",
+    entryAnswered: "Cuộc gọi · {d}", entryDeclined: "Cuộc gọi bị từ chối", entryMissed: "Cuộc gọi nhỡ",
     busyQueue: "Tất cả nhân viên đang bận — bạn đang ở vị trí số {n} trong hàng chờ. Nhân viên sẽ trả lời bạn trong giây lát.",
     save: "Lưu", saved: "Cảm ơn, chúng tôi sẽ gửi email cho bạn.", typing: "Nhân viên đang nhập…",
     sending: "Đang gửi…", retrying: "Đang thử lại…", sent: "Đã gửi", delivered: "Đã nhận", read: "Đã xem",
@@ -92,4 +94,14 @@ export function errorText(t, error) {
 export function translator(lang) {
   const s = STRINGS[lang] || STRINGS.en;
   return (key, vars) => String(s[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars && vars[k] !== undefined ? vars[k] : ""));
+}
+
+// A call's system entry (docs/protocol.md "Calls in the timeline") in the visitor's language;
+// any other text as it is.
+export function systemText(t, text) {
+  const answered = /^Call answered · (\d+:\d\d)$/.exec(text);
+  if (answered) return t("entryAnswered", { d: answered[1] });
+  if (text === "Call declined") return t("entryDeclined");
+  if (text === "Missed call") return t("entryMissed");
+  return text;
 }

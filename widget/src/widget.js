@@ -1,7 +1,7 @@
 // The IZIMessage widget: launcher + chat panel in a shadow root, one Socket.IO
 // connection to /visitor (docs/protocol.md is the contract).
 import { io } from "socket.io-client";
-import { errorText, pickLang, translator } from "./i18n.js";
+import { errorText, pickLang, systemText, translator } from "./i18n.js";
 import { CSS } from "./styles.js";
 import { CallUI } from "./call.js";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
@@ -605,7 +605,8 @@ export class Widget {
     const mine = !m.author || m.author.type === "contact";
     const agentId = !mine && m.author.type === "agent" ? m.author.id : null;
     const bubble = el("div", { class: "bubble" });
-    if (m.text) bubble.append(el("div", { class: "text", text: m.text }));
+    const text = m.author && m.author.type === "system" ? systemText(this.t, m.text) : m.text;
+    if (text) bubble.append(el("div", { class: "text", text }));
     for (const a of m.attachments || []) bubble.append(this.attachmentNode(a));
     const who = mine ? this.t("you") : agentId !== null ? this.agentName(agentId) : "";
     const stamp = m.created_at ? timeNode(this.lang, m.created_at) : null;

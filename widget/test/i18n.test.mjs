@@ -1,7 +1,7 @@
 // node --test: server error codes become the visitor's language, never the server's text.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { STRINGS, errorText, translator } from "../src/i18n.js";
+import { STRINGS, errorText, systemText, translator } from "../src/i18n.js";
 
 test("a known code has its sentence in each language, with its details", () => {
   const e = { code: "text_too_long", message: "text is longer than 4000 characters", details: { limit: 4000 } };
@@ -27,4 +27,12 @@ test("every string the widget asks for exists (no key shown raw to a visitor)", 
   for (const f of visitor) for (const m of readFileSync(new URL(f, dir), "utf8").matchAll(/\bt\("(\w+)"/g)) used.add(m[1]);
   assert.ok(used.has("rateTitle") && used.has("resolved"), [...used].join());
   assert.deepEqual([...used].filter((k) => !(k in STRINGS.en)), []);
+});
+
+test("a call's timeline entry reads in the visitor's language; other system texts as they are", () => {
+  assert.equal(systemText(translator("vi"), "Call answered · 2:05"), "Cuộc gọi · 2:05");
+  assert.equal(systemText(translator("vi"), "Missed call"), "Cuộc gọi nhỡ");
+  assert.equal(systemText(translator("vi"), "Call declined"), "Cuộc gọi bị từ chối");
+  assert.equal(systemText(translator("en"), "Call answered · 0:41"), "Call · 0:41");
+  assert.equal(systemText(translator("vi"), "Something else"), "Something else");
 });
