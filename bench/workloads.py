@@ -257,6 +257,9 @@ class ChurnResult:
     cpus: int
     client_lag_p99_ms: float = float("nan")  # the load generators' own event-loop delay (the worst)
     store_cpu_fraction: float | None = None  # PostgreSQL + Redis (two nodes)
+    # the server's loop thread (of the node that waited most): on a CPU, waiting for one
+    loop_on_cpu: float = float("nan")
+    loop_waiting: float = float("nan")
 
 
 CHURN_SEED_PER_WORKER = 100  # returning visitors per load generator, each with one conversation
@@ -306,7 +309,7 @@ async def churn(srv: Server, rates: list[float], seconds: float, workers: int, *
                 _pct(lat, 50), _pct(lat, 99), lat[-1] if lat else float("nan"),
                 cpu / max(1, sessions) * 1e6, cpu / span, (u1.load - u0.load) / span,
                 (u1.machine - u0.machine) / span, u1.cpus, max(r["lag_p99_ms"] for r in res),
-                (u1.store - u0.store) / span if store_cpu else None))
+                (u1.store - u0.store) / span if store_cpu else None, *_worst_wait(u0.sched, u1.sched, span)))
         return out
     finally:
         await close_all(ws)
