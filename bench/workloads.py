@@ -294,7 +294,7 @@ async def churn(srv: Server, rates: list[float], seconds: float, workers: int, *
         for rate in sorted(rates):
             u0 = _usage(servers, ws, store_cpu)
             res: list[dict[str, Any]] = await asyncio.gather(*(w.request(
-                "churn", "churned", timeout=seconds + 90, auth=srv.visitor_auth, rate=rate / workers,
+                "churn", "churned", timeout=3 * seconds + 120, auth=srv.visitor_auth, rate=rate / workers,
                 seconds=seconds, returning=1, start=0, hold_ms=0, urls=urls, resume_max=1, lean=lean)
                 for w in ws))
             u1 = _usage(servers, ws, store_cpu)
