@@ -1,15 +1,16 @@
-"""Attachment files: inbound ones stored under DATA_DIR/attachments/<tenant>/<xx>/<uuid>-<safe
-name>; outbound ones (an agent's uploads) read from where the outbox found them."""
+"""Attachment files: inbound ones handed to chat's attachment keeper (the widget's uploads:
+stored in the blob store with an id, served by the one authenticated download route);
+outbound ones (an agent's uploads) read from the blob store through the outbox's export."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
-import uuid
 from pathlib import Path
 
 from connectors.base import Attachment, PermanentError
+from gateway.blobs import BlobNotFound
+from gateway.chat.service import ChatService
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -26,9 +27,15 @@ def safe_name(name: str | None) -> str:
 
 async def read_outbound(a: Attachment) -> bytes:
     """The bytes of an outbound attachment's file; `PermanentError` when it has none or it
-    cannot be read (the send fails for the agent to see, not without the file)."""
+    cannot be read (the send fails for the agent to see, not without the file). The blob
+    store being down raises its typed `unavailable` error: the outbox tries again later."""
+    if a.read is not None:
+        try:
+            return await a.read()
+        except BlobNotFound:
+            raise PermanentError(f"attachment {a.name!r} cannot be read: it is gone") from None
     if a.path is None:
-        raise PermanentError(f"attachment {a.name!r} has no file on this node")
+        raise PermanentError(f"attachment {a.name!r} has no file")
     try:
         return await asyncio.to_thread(Path(a.path).read_bytes)
     except OSError as exc:
@@ -36,27 +43,23 @@ async def read_outbound(a: Attachment) -> bytes:
 
 
 class AttachmentStore:
-    def __init__(self, data_dir: str, max_bytes: int) -> None:
-        self._root = Path(data_dir) / "attachments"
+    """Keeps the files a channel receives through chat's attachment keeper."""
+
+    def __init__(self, chat: ChatService, max_bytes: int) -> None:
+        self._chat = chat
         self.max_bytes = max_bytes
 
-    async def save(self, tenant_id: str, name: str | None, mime_type: str, data: bytes) -> Attachment | None:
-        """Store one file; None when it is over the size limit (the caller notes the drop)."""
-        if len(data) > self.max_bytes:
+    async def save(self, tenant_id: str, source: str, name: str | None, mime_type: str,
+                   data: bytes) -> Attachment | None:
+        """Store one file (`source`: e.g. `email:<channel id>`); None when it is over the
+        size limit or no feature keeps attachments (the caller notes the drop). The blob
+        store being down raises the typed `unavailable` error (the mail is taken again later)."""
+        keeper = self._chat.attachments
+        if len(data) > self.max_bytes or keeper is None or not data:
             return None
-        digest = hashlib.sha256(data).hexdigest()
-        rel = Path(_SAFE.sub("_", tenant_id)) / digest[:2] / f"{uuid.uuid4().hex}-{safe_name(name)}"
-        path = self._root / rel
-        await asyncio.to_thread(_write, path, data)
-        return Attachment(kind=kind_of(mime_type), url=f"attachments/{rel.as_posix()}", name=name or safe_name(name),
-                          mime_type=mime_type, size=len(data))
-
-    def path_of(self, url: str) -> Path:
-        return self._root.parent / url
+        d = await keeper.keep(tenant_id, source, name, mime_type, data)
+        return Attachment(kind=str(d["kind"]), url=str(d["url"]), name=name or safe_name(name),
+                          mime_type=str(d["mime_type"]), size=int(d["size"]), id=str(d["id"]))
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+__all__ = ["AttachmentStore", "kind_of", "read_outbound", "safe_name"]

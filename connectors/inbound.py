@@ -34,8 +34,8 @@ class InboundResult:
 
 
 def attachment_dict(a: Attachment) -> dict[str, object]:
-    return {k: v for k, v in (("kind", a.kind), ("url", a.url), ("name", a.name), ("mime_type", a.mime_type),
-                              ("size", a.size)) if v is not None}
+    return {k: v for k, v in (("id", a.id), ("kind", a.kind), ("url", a.url), ("name", a.name),
+                              ("mime_type", a.mime_type), ("size", a.size)) if v is not None}
 
 
 class InboundPipeline:

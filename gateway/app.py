@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.admin.masterkey import verify_master_key
+from gateway.blobs.factory import open_blobs
+from gateway.blobs.metered import MeteredBlobs
 from gateway.broker import Broker
 from gateway.broker.base import Envelope
 from gateway.broker.factory import make_broker
@@ -264,13 +266,15 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
         return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
 
     fanout = Fanout(broker, emitter, fetch, store.get_conversation, max_gap=config.limits.resume_max_gap)
-    presence = PresenceTracker(store, node_id, clock, config.presence_interval)
+    presence = PresenceTracker(store, node_id, clock, config.presence_interval, ttl=config.presence_ttl,
+                               announce=chat.announce_presence)
     tokens = VisitorTokens(secret, config.security.visitor_token_ttl)
     rpc_methods: Table[str, RpcMethod] = Table()
     rpc = NodeRpc(broker, node_id, rpc_methods)
 
-    host = Host(config=config, node_id=node_id, store=store, db=store, broker=broker, chat=chat, fanout=fanout,
-                rpc=rpc, metrics=metrics, tokens=tokens, clock=clock, worker=worker)
+    blobs = MeteredBlobs(open_blobs(config.storage.blobs, config.storage.data_dir), metrics.registry)
+    host = Host(config=config, node_id=node_id, store=store, db=store, blobs=blobs, broker=broker, chat=chat,
+                fanout=fanout, rpc=rpc, metrics=metrics, tokens=tokens, clock=clock, worker=worker)
     extensions = [await feature.build(host) for feature in features]
 
     chat_hooks.message_listeners.add(_message_counter(metrics))
@@ -317,7 +321,7 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
     gw = Gateway(config, node_id, store, store, broker, chat, realtime, fanout, presence, app, clock, handlers,
                  metrics, rpc, worker,
                  on_start=(*(h for ext in extensions for h in ext.on_start), gauges.start),
-                 on_stop=(*core_stop, *(h for ext in extensions for h in ext.on_stop), gauges.stop),
+                 on_stop=(*core_stop, *(h for ext in extensions for h in ext.on_stop), gauges.stop, blobs.close),
                  features=tuple(f.name for f in features))
     metrics.info("izh_node_info", "The node (with WORKERS > 1: each worker's node id)", node=node_id)
     for reading in _core_metrics(gw):
@@ -331,7 +335,7 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
         for key, value in ext.app_state.items():
             app[key] = value
     realtime.attach(app, ENGINEIO_PATH)
-    app.add_routes(health_routes({"store": store.ping, "broker": broker.ping}))
+    app.add_routes(health_routes({"store": store.ping, "broker": broker.ping, "blobs": blobs.ping}))
     node_scrape = None
     if worker is not None:
         node_scrape = NodeScrape(metrics.registry, rpc, worker.node_ids(node_id), worker.index)

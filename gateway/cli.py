@@ -1,4 +1,4 @@
-"""`python -m gateway [serve|migrate|tenant|agent] …`"""
+"""`python -m gateway [serve|migrate|tenant|agent|master-key|blobs] …`"""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from aiohttp import web
 from gateway.admin.masterkey import rotate_command, verify_master_key
 from gateway.admin.tenants import create_agent, create_tenant
 from gateway.app import build_gateway, default_node_id
+from gateway.blobs.factory import open_blobs
+from gateway.blobs.local import LocalBlobs
+from gateway.blobs.migrate import migrate
 from gateway.cluster.handoff import HandoffReceiver, message_size
 from gateway.cluster.supervisor import Supervisor, WorkerIdentity, own_command, worker_identity, worker_node_id
 from gateway.composition import default_features
@@ -67,6 +70,10 @@ def _parser(features: Sequence[Feature]) -> argparse.ArgumentParser:
     mk = sub.add_parser("master-key", help="the master key (MASTER_KEY)")
     mksub = mk.add_subparsers(dest="mkcmd", required=True)
     mksub.add_parser("rotate", help="re-seal everything under NEW_MASTER_KEY (stop every node first)")
+    bl = sub.add_parser("blobs", help="the blob store (BLOB_URL)")
+    blsub = bl.add_subparsers(dest="blcmd", required=True)
+    blsub.add_parser("migrate", help="copy the files under DATA_DIR into the BLOB_URL bucket (checksum-verified, "
+                                     "idempotent, resumable); prints counts")
     groups: dict[tuple[str, ...], Any] = {(): sub, ("tenant",): tsub}
     for feature in features:
         for command in feature.commands:
@@ -102,7 +109,11 @@ async def _admin(config: Config, args: argparse.Namespace, features: Sequence[Fe
             if command.seals:  # it seals or opens with the master key
                 await verify_master_key(store, os.environ, config.storage.data_dir, embedded=config.embedded,
                                         sealed=_sealed(features))
-            status: int = await command.run(CommandEnv(config, store), args)
+            blobs = open_blobs(config.storage.blobs, config.storage.data_dir)
+            try:
+                status: int = await command.run(CommandEnv(config, store, blobs), args)
+            finally:
+                await blobs.close()
             return status
         if args.cmd == "migrate":
             print(json.dumps({"migrated": True}))
@@ -210,6 +221,22 @@ async def _serve(config: Config, demo: bool, features: Sequence[Feature],
         log.info("stopped")
 
 
+async def _migrate_blobs(config: Config) -> int:
+    """`blobs migrate`: exit 0 when every file is in the bucket, 1 when some failed, 2 without BLOB_URL."""
+    if not config.storage.blobs.url:
+        print("blobs migrate: set BLOB_URL (and the S3 settings) to the bucket to copy DATA_DIR's files into",
+              file=sys.stderr)
+        return 2
+    source = LocalBlobs(config.storage.data_dir)
+    target = open_blobs(config.storage.blobs, config.storage.data_dir)
+    try:
+        report = await migrate(source, target)
+    finally:
+        await target.close()
+    print(json.dumps(report.to_dict()))
+    return 1 if report.failed else 0
+
+
 def main(argv: Sequence[str] | None = None, features: Sequence[Feature] | None = None) -> int:
     """`features`: those the node runs and administers (default: `default_features()`)."""
     features = default_features() if features is None else features
@@ -229,6 +256,8 @@ def main(argv: Sequence[str] | None = None, features: Sequence[Feature] | None =
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, node_id=node_id))
     setup_logging(config.privacy.log_format, config.server.node_id)
     try:
+        if args.cmd == "blobs":
+            return asyncio.run(_migrate_blobs(config))
         if not serving:
             return asyncio.run(_admin(config, args, features))
         try:

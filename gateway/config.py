@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,25 @@ class StorageConfig:
     acquire_timeout: float = 5.0  # PostgreSQL: seconds an operation may wait for a pool connection
     sqlite_min_free_mb: int = 64  # SQLite: /readyz fails below this much free space on the file's disk
     sqlite_cache_mb: int = 8  # SQLite: the page cache of the node's connection (MiB)
+    blobs: BlobConfig = field(default_factory=lambda: BlobConfig())  # where files are kept (gateway/blobs)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobConfig:
+    """Files (uploads, attachments, recordings, exports): under DATA_DIR when `url` is unset,
+    else in the S3-compatible bucket `s3://bucket/prefix`; unset S3 settings come from the
+    standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ...)."""
+
+    url: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    path_style: bool = False
+    timeout: float = 10.0  # seconds to connect and between bytes read
+    attempts: int = 2
+    orphan_ttl: float = 24 * 3600.0  # seconds an upload never attached to a message is kept
+    spool_max_mb: int = 512  # recordings written while the store is unreachable: local spool bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +133,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    presence_ttl: float = 45.0
-    presence_interval: float = 15.0
+    presence_ttl: float = 30.0  # an agent's last connection gone this long: offline everywhere
+    presence_interval: float = 10.0  # presence heartbeat and expiry sweep (< presence_ttl)
 
     @property
     def store_limits(self) -> StoreLimits:
@@ -216,6 +236,24 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _blob_config(r: _Reader) -> BlobConfig:
+    url = r.get_str("BLOB_URL")
+    if url and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", url):
+        raise ConfigError("BLOB_URL must look like s3://bucket/prefix (or be unset: files under DATA_DIR)")
+    endpoint = r.get_str("BLOB_ENDPOINT")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("BLOB_ENDPOINT must start with http:// or https://")
+    return BlobConfig(
+        url=url, endpoint=endpoint, region=r.get_str("BLOB_REGION"),
+        access_key_id=r.get_str("BLOB_ACCESS_KEY_ID"), secret_access_key=r.get_str("BLOB_SECRET_ACCESS_KEY"),
+        path_style=r.get_bool("BLOB_PATH_STYLE", bool(endpoint)),
+        timeout=_positive(r, "BLOB_TIMEOUT", 10.0, 0.01),
+        attempts=r.get_int("BLOB_ATTEMPTS", 2, 1, 10),
+        orphan_ttl=_positive(r, "UPLOAD_ORPHAN_TTL", 24 * 3600.0, 1.0),
+        spool_max_mb=r.get_int("BLOB_SPOOL_MAX_MB", 512, 0, 2**20),
+    )
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from `env` (default: os.environ) and its GATEWAY_CONFIG file."""
     base = dict(os.environ if env is None else env)
@@ -254,6 +292,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             parse_key(master_key)
         except MasterKeyError as exc:
             raise ConfigError(str(exc)) from None
+    presence_ttl = _positive(r, "PRESENCE_TTL", 30.0)
+    presence_interval = _positive(r, "PRESENCE_INTERVAL", 10.0)
+    if presence_interval >= presence_ttl:
+        raise ConfigError(f"PRESENCE_INTERVAL ({presence_interval:g}) must be less than PRESENCE_TTL "
+                          f"({presence_ttl:g}): a connected agent's rows are refreshed every interval")
     origins = tuple(o.strip() for o in (r.get_str("CORS_ORIGINS", "*") or "*").split(",") if o.strip())
     return Config(
         server=ServerConfig(
@@ -287,6 +330,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             acquire_timeout=_positive(r, "DATABASE_ACQUIRE_TIMEOUT", 5.0, 0.001),
             sqlite_min_free_mb=r.get_int("SQLITE_MIN_FREE_MB", 64, 0, 2**20),
             sqlite_cache_mb=r.get_int("SQLITE_CACHE_MB", 8, 1, 2**20),
+            blobs=_blob_config(r),
         ),
         limits=LimitsConfig(
             max_text_chars=r.get_int("MAX_TEXT_CHARS", 4000, 1, 1_000_000),
@@ -316,6 +360,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             retention_interval=_positive(r, "RETENTION_INTERVAL", 24 * 3600.0, lo=0.0),
             log_format=_log_format(r.get_str("LOG_FORMAT", "text") or "text"),
         ),
-        presence_ttl=r.get_float("PRESENCE_TTL", 45.0),
-        presence_interval=r.get_float("PRESENCE_INTERVAL", 15.0),
+        presence_ttl=presence_ttl,
+        presence_interval=presence_interval,
     )

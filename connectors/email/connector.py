@@ -91,7 +91,7 @@ class EmailConnector:
         self._ctx = ctx
         self._settings = ctx.settings.email
         self.ids: EmailThreadRepository = EmailIdStore(ctx.db, ctx.clock)
-        self._files = AttachmentStore(ctx.config.storage.data_dir, self._settings.max_attachment_bytes)
+        self._files = AttachmentStore(ctx.chat, self._settings.max_attachment_bytes)
         self._reply_key = ctx.box.derive("email-reply-address")
         self._listener: SmtpListener | None = None
         self.smtp_port: int | None = None  # the bound port once listening
@@ -200,7 +200,7 @@ class EmailConnector:
     async def _deliver(self, ch: ChannelConfig, thread: str, msg: EmailMessage, text: str,
                        sender: tuple[str, str], external_id: str) -> InboundResult:
         subject = str(msg.get("Subject") or "")
-        attachments, dropped = await self._attachments(ch.tenant_id, msg)
+        attachments, dropped = await self._attachments(ch.tenant_id, f"email:{ch.id}", msg)
         if dropped:
             text += "\n\n[" + ", ".join(dropped) + ": attachment over the size limit, not kept]"
         if not text.strip():
@@ -216,7 +216,7 @@ class EmailConnector:
         await self.ids.record(ch.tenant_id, external_id, res.conversation.id, "in", subject)
         return res
 
-    async def _attachments(self, tenant_id: str, msg: EmailMessage) -> tuple[list[Attachment], list[str]]:
+    async def _attachments(self, tenant_id: str, source: str, msg: EmailMessage) -> tuple[list[Attachment], list[str]]:
         kept: list[Attachment] = []
         dropped: list[str] = []
         for i, part in enumerate(msg.iter_attachments()):
@@ -229,7 +229,7 @@ class EmailConnector:
             if not isinstance(data, bytes):
                 continue
             name = part.get_filename()
-            saved = await self._files.save(tenant_id, name, part.get_content_type(), data)
+            saved = await self._files.save(tenant_id, source, name, part.get_content_type(), data)
             if saved is None:
                 dropped.append(name or "attachment")
             else:

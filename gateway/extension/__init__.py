@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from gateway.blobs import BlobStore
 from gateway.broker import Broker
 from gateway.chat.service import Attachments, ChatService, ContactListener, MessageListener, SendCheck
 from gateway.cluster.noderpc import Handler as RpcMethod
@@ -75,6 +76,7 @@ class Host:
     node_id: str
     store: Store
     db: Database  # the same database as `store`, for a feature's own tables
+    blobs: BlobStore  # where files are kept (DATA_DIR or an S3 bucket: gateway/blobs)
     broker: Broker
     chat: ChatService
     fanout: Fanout
@@ -123,6 +125,7 @@ class CommandEnv:
 
     config: Config
     store: StoreDatabase
+    blobs: BlobStore  # the node's blob store (gateway/blobs), closed by the CLI afterwards
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ async def run_tenant_end(env: CommandEnv, args: argparse.Namespace) -> int:
 
 async def run_retention(env: CommandEnv, args: argparse.Namespace) -> int:
     config = env.config
-    retention = Retention(privacy_store(env.store, sqlite=config.embedded), config.storage.data_dir,
+    retention = Retention(privacy_store(env.store, sqlite=config.embedded), env.blobs,
                           config.privacy.retention_years)
     report = await retention.run(dry_run=args.dry_run, actor="cli")
     print(json.dumps(report.to_dict(), indent=2))

@@ -1,9 +1,10 @@
 """Data-subject requests about one contact: export (JSON or zip with every file) and erase.
 
 Erase covers every channel (widget, calls, email, Messenger, Zalo, YouTube, IZIComment):
-the contact's identities and personal fields go, its files are deleted (widget uploads under
-DATA_DIR/uploads, connector attachments under DATA_DIR/attachments, call recordings under
-DATA_DIR/recordings) with their rows, and per the tenant's `erase_mode` its conversations
+the contact's identities, personal fields and satisfaction ratings go, its files are deleted
+from the blob store (uploads and the files channels received, `uploads/…`; connector
+attachments stored before those had ids, `attachments/…`; call recordings, `recordings/…`)
+with their rows, and per the tenant's `erase_mode` its conversations
 are either anonymised (the contact's texts and attachments blanked, channel thread ids and
 message ids cleared, the channel link's recipient cleared, the email Message-ID/subject index
 rows deleted, pending outbound replies cancelled; the rows stay) or deleted with every row
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.chat.wire import contact_dict, conversation_dict, message_dict
+from gateway.blobs import BlobNotFound, BlobStore, BlobUnavailable, check_key
+from gateway.chat.wire import contact_dict, conversation_dict, is_note, message_dict
 from gateway.privacy.store import PrivacyRepository, quote_ident
 from gateway.store.rows import contact_from_row, conversation_from_row, message_from_row
 from gateway.store.sql import Conn, chunked
@@ -36,6 +38,9 @@ ERASED_ERROR = "contact_erased: the contact was erased; nothing is sent to it"
 ATTACHMENTS = "attachments"
 CALL_FIELDS = ("id", "conversation_id", "agent_id", "state", "started_at", "answered_at", "ended_at",
                "end_reason", "duration", "recording_id")
+# satisfaction ratings (gateway/ratings, migration 0014): exported, and erased in either mode
+RATINGS = "conversation_ratings"
+RATING_FIELDS = ("conversation_id", "seq", "agent_id", "score", "comment", "created_at")
 
 
 class ContactNotFound(Exception):
@@ -45,7 +50,7 @@ class ContactNotFound(Exception):
 @dataclass(frozen=True, slots=True)
 class FileRef:
     archive_name: str
-    path: Path
+    key: str  # in the blob store
 
 
 def _in(ids: Sequence[str], start: int) -> str:
@@ -69,12 +74,12 @@ class ForgetsHistory(Protocol):
 
 
 class Dsr:
-    def __init__(self, store: PrivacyRepository, data_dir: str,
+    def __init__(self, store: PrivacyRepository, blobs: BlobStore,
                  forget_history: Callable[[], Awaitable[None]] | None = None) -> None:
         """`forget_history`: run after each erasure, so that no earlier version of an erased
         row survives in the database's files (SQLite: its WAL truncated)."""
         self.store = store
-        self.data_dir = Path(data_dir)
+        self.blobs = blobs
         self.forget_history = forget_history
 
     async def _contact_row(self, conn: Conn, tenant_id: str, contact_id: str) -> Any:
@@ -89,16 +94,16 @@ class Dsr:
                                 "created_at", tenant_id, contact_id)
         return [str(r["id"]) for r in rows]
 
-    def attachment_path(self, tenant_id: str, url: Any) -> Path | None:
-        """The file of a connector attachment url (`attachments/<tenant>/…`), or None when the
-        url is not one or points outside the tenant's attachment folder."""
-        if not isinstance(url, str) or not url.startswith(ATTACHMENTS + "/"):
+    @staticmethod
+    def attachment_key(tenant_id: str, url: Any) -> str | None:
+        """The blob key of a connector attachment stored before attachments had ids (its url
+        is `attachments/<tenant>/…`), or None when the url is not one of the tenant's."""
+        if not isinstance(url, str) or not url.startswith(f"{ATTACHMENTS}/{tenant_id}/"):
             return None
-        root = (self.data_dir / ATTACHMENTS).resolve()
-        path = (self.data_dir / url).resolve()
-        if not path.is_relative_to(root) or path == root:
+        try:
+            return check_key(url)
+        except ValueError:
             return None
-        return path
 
     async def _message_files(self, conn: Conn, tenant_id: str, conv_ids: list[str]) -> list[FileRef]:
         """The connector attachment files of the contact's messages in `conv_ids`."""
@@ -108,9 +113,9 @@ class Dsr:
                                       f"'contact' AND conversation_id IN ({_in(part, 2)}) AND attachments <> '[]' "
                                       "ORDER BY conversation_id, seq", tenant_id, *part):
                 for a in _attachment_list(r["attachments"]):
-                    path = self.attachment_path(tenant_id, a.get("url"))
-                    if path is not None:
-                        files.append(FileRef(f"attachments/{r['id']}-{path.name}", path))
+                    key = self.attachment_key(tenant_id, a.get("url"))
+                    if key is not None:
+                        files.append(FileRef(f"attachments/{r['id']}-{key.rsplit('/', 1)[-1]}", key))
         return files
 
     async def _files(self, conn: Conn, tables: set[str], tenant_id: str, contact_id: str,
@@ -129,14 +134,14 @@ class Dsr:
                     uploads.append({"id": r["id"], "name": r["name"], "mime_type": r["mime_type"],
                                     "size": int(r["size"]), "created_at": float(r["created_at"])})
                     files.append(FileRef(f"attachments/{r['id']}-{Path(str(r['name'])).name}",
-                                         self.data_dir / "uploads" / str(r["path"])))
+                                         f"uploads/{r['path']}"))
         files += await self._message_files(conn, tenant_id, conv_ids)
         if "calls" in tables and "recordings" in tables:
             for r in await conn.fetch("SELECT r.id, r.blob_key FROM recordings r JOIN calls c ON c.tenant_id = "
                                       "r.tenant_id AND c.id = r.call_id WHERE c.tenant_id = $1 AND c.contact_id = $2",
                                       tenant_id, contact_id):
                 rec_ids.append(str(r["id"]))
-                files.append(FileRef(f"recordings/{r['id']}.age", self.data_dir / "recordings" / str(r["blob_key"])))
+                files.append(FileRef(f"recordings/{r['id']}.age", f"recordings/{r['blob_key']}"))
         return uploads, files, upload_ids, rec_ids
 
     # --- export -----------------------------------------------------------------------
@@ -157,6 +162,8 @@ class Dsr:
                 msgs = [message_dict(message_from_row(m), conv.epoch) for m in await conn.fetch(
                     "SELECT * FROM messages WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
                     tenant_id, cid)]
+                for m in msgs:  # agents' private notes about the contact: labelled as such
+                    m["private_note"] = is_note(m)
                 convs.append({**conversation_dict(conv), "messages": msgs})
             uploads, files, _, rec_ids = await self._files(conn, tables, tenant_id, contact_id,
                                                            [c["id"] for c in convs])
@@ -165,23 +172,29 @@ class Dsr:
                 for r in await conn.fetch(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE tenant_id = $1 AND "
                                           "contact_id = $2 ORDER BY started_at, id", tenant_id, contact_id):
                     calls.append({k: r[k] for k in CALL_FIELDS})
+            ratings: list[dict[str, Any]] = []
+            if RATINGS in tables:
+                for r in await conn.fetch(f"SELECT {', '.join(RATING_FIELDS)} FROM {RATINGS} WHERE tenant_id = $1"
+                                          " AND contact_id = $2 ORDER BY created_at, conversation_id, seq",
+                                          tenant_id, contact_id):
+                    ratings.append({k: r[k] for k in RATING_FIELDS})
         data = {"contact": contact_dict(contact), "identities": identities, "conversations": convs,
-                "uploads": uploads, "calls": calls, "recordings": rec_ids}
+                "uploads": uploads, "calls": calls, "recordings": rec_ids, "ratings": ratings}
         return data, files
 
     async def export_zip(self, tenant_id: str, contact_id: str) -> bytes:
         data, files = await self.export(tenant_id, contact_id)
 
-        def build() -> bytes:
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                z.writestr("contact.json", json.dumps(data, ensure_ascii=False, indent=2))
-                for f in files:
-                    if f.path.is_file():
-                        z.write(f.path, f.archive_name)
-            return buf.getvalue()
-
-        return await asyncio.to_thread(build)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            await asyncio.to_thread(z.writestr, "contact.json", json.dumps(data, ensure_ascii=False, indent=2))
+            for f in files:  # read from the blob store (any node's files), one at a time
+                try:
+                    content = await self.blobs.get(f.key)
+                except (BlobNotFound, ValueError):
+                    continue
+                await asyncio.to_thread(z.writestr, f.archive_name, content)
+        return buf.getvalue()
 
     # --- erase ------------------------------------------------------------------------
     async def erase(self, tenant_id: str, contact_id: str, *, actor: str) -> dict[str, int]:
@@ -204,6 +217,10 @@ class Dsr:
             rows = await conn.fetch("DELETE FROM contact_identities WHERE tenant_id = $1 AND contact_id = $2 "
                                     "RETURNING kind", tenant_id, contact_id)
             counts["identities"] = len(rows)
+            if RATINGS in tables:  # scores and comments go in either mode
+                rows = await conn.fetch(f"DELETE FROM {RATINGS} WHERE tenant_id = $1 AND contact_id = $2 "
+                                        "RETURNING seq", tenant_id, contact_id)
+                counts["ratings"] = len(rows)
             if policy.erase_mode == "delete":
                 counts["conversations"] = len(conv_ids)
                 counts["messages"] = await self._delete_conversations(conn, tenant_id, conv_ids)
@@ -220,12 +237,11 @@ class Dsr:
         removed = 0
         for f in files:
             try:
-                await asyncio.to_thread(f.path.unlink)
-                removed += 1
-            except FileNotFoundError:
-                pass
-            except OSError:
-                log.exception("erase: could not delete %s", f.path)
+                if await self.blobs.stat(f.key) is not None:
+                    await self.blobs.delete(f.key)
+                    removed += 1
+            except (BlobUnavailable, ValueError):
+                log.exception("erase: could not delete %s", f.key)
         counts["files"] = removed
         await self.store.audit(tenant_id, actor, "contact.erased", contact_id,
                                {**counts, "mode": policy.erase_mode})
@@ -246,7 +262,7 @@ class Dsr:
             ids = _in(part, 2)
             rows = await conn.fetch(
                 f"UPDATE messages SET text = '', attachments = '[]', external_id = NULL WHERE tenant_id = $1 AND "
-                f"author_type = 'contact' AND conversation_id IN ({ids}) RETURNING id", *args)
+                f"author_type IN ('contact', 'note') AND conversation_id IN ({ids}) RETURNING id", *args)
             counts["messages_anonymised"] += len(rows)
             await conn.execute(f"UPDATE messages SET delivery_error = NULL WHERE tenant_id = $1 AND conversation_id "
                                f"IN ({ids}) AND delivery_error IS NOT NULL", *args)

@@ -34,7 +34,7 @@ class PrivacyFeature:
         cfg = host.config
         store = privacy_store(host.db, sqlite=cfg.embedded)
         retention = RetentionScheduler(
-            Retention(store, cfg.storage.data_dir, cfg.privacy.retention_years, host.clock),
+            Retention(store, host.blobs, cfg.privacy.retention_years, host.clock),
             cfg.privacy.retention_interval)
 
         async def audit_correction(tenant_id: str, contact_id: str, actor: str, fields: list[str]) -> None:
@@ -42,7 +42,7 @@ class PrivacyFeature:
 
         core = Api(host.chat, host.store, cfg)
         forget = host.store.forget_history if isinstance(host.store, ForgetsHistory) else None
-        routes = privacy_routes(PrivacyApi(store, Dsr(store, cfg.storage.data_dir, forget), core.principal,
+        routes = privacy_routes(PrivacyApi(store, Dsr(store, host.blobs, forget), core.principal,
                                            core.body))
         return Extension(
             routes=routes,

@@ -3,7 +3,8 @@ message contents per tenant policy.
 
 Tenant deletion covers every table with a `tenant_id` column (discovered from the live
 schema, so feature tables are included; children before parents), the tenant row, and every
-file under `DATA_DIR/*/<tenant_id>/` (uploads, recordings, …). Recordings are thereby also
+blob under `<folder>/<tenant_id>/` of the blob store for each of `TENANT_FOLDERS` (uploads,
+attachments, recordings, exports: on local disk or in the bucket). Recordings are thereby also
 crypto-shredded: the tenant's sealed recording identities (`recording_keys`) are deleted with
 the rest. Expired messages keep their row (so `seq` streams stay gap-free) with text and
 attachments blanked.
@@ -11,16 +12,14 @@ attachments blanked.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gateway.aio.periodic import Periodic
+from gateway.blobs import BlobStore, delete_prefix
 from gateway.privacy.store import PrivacyRepository
 
 log = logging.getLogger(__name__)
@@ -52,28 +51,29 @@ class RetentionReport:
         }
 
 
-def tenant_dirs(data_dir: str, tenant_id: str) -> list[Path]:
-    root = Path(data_dir)
-    if not root.is_dir() or not tenant_id or "/" in tenant_id or tenant_id in (".", ".."):
+TENANT_FOLDERS = ("uploads", "attachments", "recordings", "exports")  # blob key folders holding <tenant_id>/
+
+
+def tenant_prefixes(tenant_id: str) -> list[str]:
+    if not tenant_id or "/" in tenant_id or tenant_id.startswith("."):
         return []
-    return [d / tenant_id for d in sorted(root.iterdir()) if d.is_dir() and (d / tenant_id).is_dir()]
+    return [f"{folder}/{tenant_id}/" for folder in TENANT_FOLDERS]
 
 
-def measure(paths: list[Path]) -> tuple[int, int]:
+async def measure(blobs: BlobStore, prefixes: list[str]) -> tuple[int, int]:
     files = size = 0
-    for p in paths:
-        for f in p.rglob("*"):
-            if f.is_file():
-                files += 1
-                size += f.stat().st_size
+    for prefix in prefixes:
+        async for info in blobs.list(prefix):
+            files += 1
+            size += info.size
     return files, size
 
 
 class Retention:
-    def __init__(self, store: PrivacyRepository, data_dir: str, years: float,
+    def __init__(self, store: PrivacyRepository, blobs: BlobStore, years: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.data_dir = data_dir
+        self.blobs = blobs
         self.years = years
         self.clock = clock
 
@@ -81,14 +81,14 @@ class Retention:
         now = self.clock()
         report = RetentionReport(dry_run)
         for tenant_id, ended_at in await self.store.ended_tenants(now - self.years * YEAR):
-            dirs = await asyncio.to_thread(tenant_dirs, self.data_dir, tenant_id)
-            files, size = await asyncio.to_thread(measure, dirs)
+            prefixes = tenant_prefixes(tenant_id)
+            files, size = await measure(self.blobs, prefixes)
             if dry_run:
                 rows = await self.store.count_tenant_rows(tenant_id)
             else:
                 rows = await self.store.delete_tenant_rows(tenant_id)
-                for d in dirs:
-                    await asyncio.to_thread(shutil.rmtree, d, True)
+                for prefix in prefixes:
+                    await delete_prefix(self.blobs, prefix)
                 await self.store.audit(tenant_id, actor, "tenant.deleted", tenant_id,
                                        {"rows": rows, "files": files, "bytes": size, "ended_at": ended_at})
                 log.info("retention: deleted tenant %s (%d rows, %d files)", tenant_id, sum(rows.values()), files)

@@ -15,12 +15,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.admin.demo import load_demo
+from gateway.blobs import BlobNotFound
 from gateway.chat.principals import Principal, VisitorPrincipal, require_admin
 from gateway.core.domain import TenantStatus
-from gateway.core.errors import Code, GatewayError, bad_request
+from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.core.validation import opt_str
 from gateway.http.api import Api
-from gateway.http.files import file_response
 from gateway.http.middleware import error_response
 from gateway.http.static import static_response
 from gateway.security.auth import VisitorClaims
@@ -174,13 +174,25 @@ class WidgetRoutes:
         else:
             u = await self.uploads.readable(await self.principal(request), upload_id)
         inline = u.mime_type in INLINE_TYPES
-        resp = await file_response(self.uploads.file_path(u), headers={
+        chunks = aiter(self.uploads.blobs.stream(self.uploads.key(u)))
+        try:  # the first piece before the answer starts: a missing file is a 404, a store down a 503
+            first = await anext(chunks, b"")
+        except BlobNotFound:
+            raise not_found("upload") from None
+        resp = web.StreamResponse(headers={
             "Content-Type": u.mime_type if inline else "application/octet-stream",
             "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quote(u.name)}",
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox",
             "Cache-Control": "private, max-age=300",
         })
+        resp.content_length = u.size
+        await resp.prepare(request)
+        chunk = first
+        while chunk:
+            await resp.write(chunk)
+            chunk = await anext(chunks, b"")
+        await resp.write_eof()
         return resp
 
     # --- pages and assets --------------------------------------------------

@@ -35,7 +35,7 @@ def _upload(row: Any) -> Upload:
 
 
 class UploadRepository(Protocol):
-    """Where uploaded files are listed (the bytes live on disk, at `Upload.path`). Scoped
+    """Where stored files are listed (the bytes are in the blob store, key `uploads/<Upload.path>`). Scoped
     to the tenant: another tenant's upload is not found and not changed."""
 
     async def add_upload(self, u: Upload) -> None:
@@ -49,6 +49,13 @@ class UploadRepository(Protocol):
         """Tie the tenant's not-yet-bound uploads among `upload_ids` to `conversation_id`. An
         upload already bound keeps its conversation (the first binding wins); unknown ids and
         other tenants' uploads are left alone."""
+
+    async def unbound_uploads(self, created_before: float, limit: int = 500) -> list[Upload]:
+        """Uploads of every tenant never bound to a conversation and created before
+        `created_before`, oldest first, at most `limit`."""
+
+    async def delete_upload(self, tenant_id: str, upload_id: str) -> None:
+        """Remove the tenant's upload row (nothing happens when there is none)."""
 
 
 class WidgetSettingsRepository(Protocol):
@@ -109,3 +116,13 @@ class WidgetStore:
                     " AND conversation_id IS NULL",
                     tenant_id, uid, conversation_id,
                 )
+
+    async def unbound_uploads(self, created_before: float, limit: int = 500) -> list[Upload]:
+        async with self.db.reader() as conn:
+            rows = await conn.fetch("SELECT * FROM uploads WHERE conversation_id IS NULL AND created_at < $1"
+                                    " ORDER BY created_at LIMIT $2", created_before, limit)
+        return [_upload(r) for r in rows]
+
+    async def delete_upload(self, tenant_id: str, upload_id: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM uploads WHERE tenant_id = $1 AND id = $2", tenant_id, upload_id)

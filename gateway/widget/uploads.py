@@ -1,26 +1,29 @@
-"""Uploaded attachments: storage under DATA_DIR/uploads/<tenant>/, access rules, signed
-URLs, and the resolver that turns upload ids of `message:send` into attachment dicts."""
+"""Stored files: widget and agent uploads and the files channels receive, kept in the blob
+store (gateway/blobs) under `uploads/<tenant>/<id>`, listed in `uploads`; access rules,
+signed URLs, the resolver that turns upload ids of `message:send` into attachment dicts, and
+the sweep of uploads never attached to a message."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
-import os
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from gateway.blobs import BlobStore
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.chat.service import ExportedFile
-from gateway.core.domain import Conversation
+from gateway.core.domain import Conversation, Message
 from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.store import NotFound, Store
 from gateway.store.rows import new_id
 from gateway.widget.store import Upload, UploadRepository
+
+log = logging.getLogger(__name__)
 
 MAX_ATTACHMENTS = 10
 LINK_TTL = 300.0
@@ -32,6 +35,12 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 class TooLarge(GatewayError):
     def __init__(self, limit: int) -> None:
         super().__init__(Code.PAYLOAD_TOO_LARGE, f"the file is larger than {limit} bytes", limit=limit)
+
+
+def kind_of(mime_type: str) -> str:
+    """The attachment kind the clients show: image, audio, video or file."""
+    major = mime_type.split("/", 1)[0]
+    return major if major in ("image", "audio", "video") else "file"
 
 
 def clean_name(name: str | None) -> str:
@@ -60,11 +69,11 @@ class Uploader:
 
 
 class Uploads:
-    def __init__(self, store: UploadRepository, core: Store, root: Path, *, max_bytes: int, secret: str,
+    def __init__(self, store: UploadRepository, core: Store, blobs: BlobStore, *, max_bytes: int, secret: str,
                  clock: Callable[[], float], public_url: str | None = None) -> None:
         self.store = store
         self.core = core
-        self.root = root
+        self.blobs = blobs
         self.max_bytes = max_bytes
         self._key = hashlib.sha256(b"izh-upload-url:" + secret.encode()).digest()
         self.clock = clock
@@ -76,41 +85,56 @@ class Uploads:
     def view(self, u: Upload) -> dict[str, Any]:
         return {"id": u.id, "name": u.name, "mime_type": u.mime_type, "size": u.size, "url": self.url(u.id)}
 
-    def file_path(self, u: Upload) -> Path:
-        return self.root / u.path
+    @staticmethod
+    def key(u: Upload) -> str:
+        """The upload's blob key (`Upload.path` is `<tenant>/<id>`)."""
+        return f"uploads/{u.path}"
 
     # --- saving ----------------------------------------------------------
     async def save(self, p: Principal, name: str | None, mime: str | None, declared: int | None,
                    chunks: AsyncIterator[bytes]) -> Upload:
+        """Store an upload of `p` read from `chunks`; `TooLarge` past `max_bytes`, the typed
+        `unavailable` error (with `retry_after`) when the blob store is down."""
         if declared is not None and declared > self.max_bytes:
             raise TooLarge(self.max_bytes)
         who = Uploader.of(p)
-        upload_id = new_id()
-        rel = f"{who.tenant_id}/{upload_id}"
-        path = self.root / rel
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        size = 0
-        f = await asyncio.to_thread(open, path, "wb")
-        try:
+        limit = self.max_bytes
+
+        async def limited() -> AsyncIterator[bytes]:
+            size = 0
             async for chunk in chunks:
                 size += len(chunk)
-                if size > self.max_bytes:
-                    raise TooLarge(self.max_bytes)
-                await asyncio.to_thread(f.write, chunk)
-        except BaseException:
-            await asyncio.to_thread(f.close)
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(os.unlink, path)
-            raise
-        await asyncio.to_thread(f.close)
+                if size > limit:
+                    raise TooLarge(limit)
+                yield chunk
+
+        return await self._store(who.tenant_id, who.type, who.id, name, mime, limited())
+
+    async def _store(self, tenant_id: str, uploader_type: str, uploader_id: str, name: str | None,
+                     mime: str | None, data: bytes | AsyncIterator[bytes]) -> Upload:
+        upload_id = new_id()
+        rel = f"{tenant_id}/{upload_id}"
+        key = f"uploads/{rel}"
+        mime_type = clean_mime(mime)
+        size = await self.blobs.put(key, data, content_type=mime_type)
         if size == 0:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(os.unlink, path)
+            await self.blobs.delete(key)
             raise bad_request("the file is empty")
-        u = Upload(upload_id, who.tenant_id, who.type, who.id, None, clean_name(name), clean_mime(mime), size,
+        u = Upload(upload_id, tenant_id, uploader_type, uploader_id, None, clean_name(name), mime_type, size,
                    rel, self.clock())
-        await self.store.add_upload(u)
+        try:
+            await self.store.add_upload(u)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.blobs.delete(key)
+            raise
         return u
+
+    async def keep(self, tenant_id: str, source: str, name: str | None, mime: str, data: bytes) -> dict[str, Any]:
+        """A file a channel received (`source`: e.g. `email:<channel id>`), stored like an
+        upload: its attachment dict, served by the download route. (chat's `AttachmentKeeper`)"""
+        u = await self._store(tenant_id, "channel", source, name, mime, data)
+        return {**self.view(u), "kind": kind_of(u.mime_type)}
 
     # --- reading ---------------------------------------------------------
     async def readable(self, p: Principal, upload_id: str) -> Upload:
@@ -166,7 +190,12 @@ class Uploads:
         if u is None:
             return None
         url, _ = self.signed_url(u)
-        return ExportedFile(url=url, path=str(self.file_path(u)), name=u.name, mime_type=u.mime_type, size=u.size)
+        key = self.key(u)
+
+        async def read() -> bytes:
+            return await self.blobs.get(key)
+
+        return ExportedFile(url=url, read=read, name=u.name, mime_type=u.mime_type, size=u.size)
 
     # --- attaching (message:send) -----------------------------------------
     async def resolve(self, p: Principal, conv: Conversation, upload_ids: list[str]) -> list[dict[str, Any]]:
@@ -184,3 +213,23 @@ class Uploads:
             out.append(self.view(u))
         await self.store.bind_uploads(p.tenant_id, upload_ids, conv.id)
         return out
+
+    async def bind_stored(self, msg: Message, conv: Conversation) -> None:
+        """A message listener: the files of a new message (a channel's inbound ones) are
+        bound to its conversation, so they are no orphans and go with it when erased."""
+        ids = [a["id"] for a in msg.attachments if isinstance(a.get("id"), str) and _ID_RE.match(a["id"])]
+        if ids:
+            await self.store.bind_uploads(conv.tenant_id, ids, conv.id)
+
+    # --- orphans -----------------------------------------------------------
+    async def sweep_orphans(self, ttl: float) -> int:
+        """Delete the uploads never attached to a message within `ttl` seconds of their
+        creation (file, then row): how many."""
+        n = 0
+        for u in await self.store.unbound_uploads(self.clock() - ttl):
+            await self.blobs.delete(self.key(u))
+            await self.store.delete_upload(u.tenant_id, u.id)
+            n += 1
+        if n:
+            log.info("uploads: deleted %d never attached", n)
+        return n

@@ -91,7 +91,14 @@ async def test_email_round_trip_threads_into_one_conversation(cx_config: Config)
             assert m1["text"] == "Chào shop,\nĐơn hàng của tôi chưa tới."
             [att] = m1["attachments"]
             assert att["kind"] == "image" and att["name"] == "hoá đơn.png" and att["size"] == len(PNG)
-            assert (Path(cx_config.storage.data_dir) / att["url"]).read_bytes() == PNG
+            # issue 30: a stored file with an id, served by the authenticated download route
+            assert att["url"] == f"/api/v1/uploads/{att['id']}" and att["mime_type"] == "image/png"
+            async with aiohttp.ClientSession() as http:
+                auth = {"Authorization": f"Bearer {nt.admin_token}"}
+                async with http.get(f"{rg.url}/api/v1/uploads/{att['id']}", headers=auth) as r:
+                    assert r.status == 200 and await r.read() == PNG
+                async with http.get(f"{rg.url}/api/v1/uploads/{att['id']}/link", headers=auth) as r:
+                    assert r.status == 200 and "sig=" in (await r.json())["url"]
 
             # the agent answers: it reaches the customer's mailbox, threaded
             r = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
@@ -237,7 +244,7 @@ async def test_an_agents_file_reaches_the_customer_as_a_mime_part(cx_config: Con
         assert [p.get_content_type() for p in bare.iter_parts()] == ["text/plain", "application/pdf"]
         assert bare.get_body(preferencelist=("html",)) is None
 
-        # a file gone from the disk: the send fails for the agent to see, nothing half-sent
+        # a file gone from the blob store: the send fails for the agent to see, nothing half-sent
         gone_id = await agent_upload(rg.url, token, "x.png", "image/png", PNG)
         (Path(cx_config.storage.data_dir) / "uploads" / nt.tenant.id / gone_id).unlink()
         res = await ag.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),

@@ -106,3 +106,23 @@ async def test_settings_are_none_until_put_then_the_last_put_wins(store: StoreDa
     assert await repo.get_settings(w.tenant.id) == {"color": "#00ff00"}  # replaced, not merged
     await repo.put_settings(other.tenant.id, {"color": "#0000ff"}, now=3.0)
     assert await repo.get_settings(w.tenant.id) == {"color": "#00ff00"}
+
+
+async def test_unbound_uploads_are_listed_oldest_first_and_deleted(store: StoreDatabase) -> None:
+    w, other = await new_world(store), await new_world(store, "Other")
+    repo = uploads_on(store)
+    old = replace(upload(w.tenant.id, "a" * 32), created_at=10.0)
+    older_other = replace(upload(other.tenant.id, "b" * 32), created_at=5.0)
+    bound = replace(upload(w.tenant.id, "c" * 32), created_at=1.0)
+    young = replace(upload(w.tenant.id, "d" * 32), created_at=100.0)
+    for u in (old, older_other, bound, young):
+        await repo.add_upload(u)
+    await repo.bind_uploads(w.tenant.id, [bound.id], w.conv.id)
+    assert [u.id for u in await repo.unbound_uploads(50.0)] == [older_other.id, old.id]
+    assert [u.id for u in await repo.unbound_uploads(50.0, limit=1)] == [older_other.id]
+    await repo.delete_upload(other.tenant.id, old.id)  # another tenant's: left alone
+    assert await repo.get_upload(w.tenant.id, old.id) == old
+    await repo.delete_upload(w.tenant.id, old.id)
+    await repo.delete_upload(w.tenant.id, old.id)  # again: nothing happens
+    assert await repo.get_upload(w.tenant.id, old.id) is None
+    assert [u.id for u in await repo.unbound_uploads(1000.0)] == [older_other.id, young.id]

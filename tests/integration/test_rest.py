@@ -94,7 +94,7 @@ async def test_rest_errors_are_typed_json(gateway: RunningGateway) -> None:
         async with http.get("/healthz") as r:
             assert r.status == 200
         async with http.get("/readyz") as r:
-            assert (await r.json()) == {"ok": True, "checks": {"store": "ok", "broker": "ok"}}
+            assert (await r.json()) == {"ok": True, "checks": {"store": "ok", "broker": "ok", "blobs": "ok"}}
         async with http.get("/metrics") as r:
             text = await r.text()
             assert "izh_open_connections" in text and "izh_socket_events_total" in text

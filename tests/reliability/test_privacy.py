@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.blobs.local import LocalBlobs
 from gateway.privacy.retention import YEAR, Retention
 from gateway.privacy.store import Policy, PrivacyStore, privacy_store
 from gateway.store.rows import new_id
@@ -92,7 +93,7 @@ async def test_retention_deletes_ended_tenant_rows_and_files_only(rg) -> None:
     now = time.time()
     assert await ps.end_tenant(gone["tenant"], now - 3.1 * YEAR)
     assert await ps.end_tenant(kept["tenant"], now - 1.0 * YEAR)  # ended, but not long enough ago
-    retention = Retention(ps, rg.gw.config.storage.data_dir, 3.0)
+    retention = Retention(ps, LocalBlobs(rg.gw.config.storage.data_dir), 3.0)
 
     before = await ps.count_tenant_rows(gone["tenant"])
     dry = await retention.run(dry_run=True)
@@ -118,7 +119,7 @@ async def test_message_retention_policy_blanks_old_messages(rg) -> None:
     d = await _populate(rg, "Policy")
     ps = privacy_store(rg.gw.db, sqlite=rg.gw.config.embedded)
     await ps.set_policy(d["tenant"], Policy(message_retention_days=30))
-    later = Retention(ps, rg.gw.config.storage.data_dir, 3.0, clock=lambda: time.time() + 31 * 86400)
+    later = Retention(ps, LocalBlobs(rg.gw.config.storage.data_dir), 3.0, clock=lambda: time.time() + 31 * 86400)
     assert (await later.run(dry_run=True)).expired_messages == {d["tenant"]: 3}
     assert (await later.run()).expired_messages == {d["tenant"]: 3}
     msgs = await rg.gw.store.get_messages(d["tenant"], d["conv"], after_seq=0, limit=50)
@@ -191,6 +192,15 @@ async def test_export_correct_erase_and_audit(rg) -> None:
                                                  subject="Hoá đơn của Nguyễn Văn A")
     assert mail.subject == "Hoá đơn của Nguyễn Văn A"
 
+    # search finds the contact's words and the contact (issue 32), until the erasure
+    async def search(q: str, kind: str = "messages") -> list[Any]:
+        status, body, _ = await _api(rg, "GET", f"/search?q={q}&kind={kind}", tok)
+        assert status == 200, body
+        results: list[Any] = json.loads(body)["results"]
+        return results
+
+    assert len(await search("xin chao")) == 3 and len(await search("tran b", "contacts")) == 1
+
     # erase (default: anonymise)
     status, body, _ = await _api(rg, "POST", f"/contacts/{cid}/erase", tok)
     assert status == 200, body
@@ -201,6 +211,8 @@ async def test_export_correct_erase_and_audit(rg) -> None:
     assert data["contact"]["name"] is None and data["contact"]["email"] is None and data["identities"] == []
     assert all(m["text"] == "" for m in data["conversations"][0]["messages"])
     assert (await rg.gw.store.get_conversation(d["tenant"], mail.id)).subject is None
+    assert await search("xin chao") == [] and await search("tran b", "contacts") == []
+    assert await search("a@example.vn", "contacts") == []
 
     # delete mode removes conversations and the contact
     assert (await _api(rg, "PUT", "/privacy/policy", other["token"], {"erase_mode": "delete"}))[0] == 200

@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from gateway.admin.tenants import NewTenant, create_agent, create_tenant
 from gateway.app import Gateway, build_gateway
 from gateway.broker.memory import MemoryHub
 from gateway.composition import default_features
-from gateway.config import Config, LimitsConfig, ServerConfig, StorageConfig
+from gateway.config import BlobConfig, Config, LimitsConfig, ServerConfig, StorageConfig
 from gateway.edge.listen import EdgeSite
 from gateway.extension import Feature
 
@@ -46,12 +46,15 @@ def make_config(tmp_path: Any, **limits: Any) -> Config:
     )
 
 
-def node_config(tmp_path: Any, name: str, database_url: str, schema: str) -> Config:
+def node_config(tmp_path: Any, name: str, database_url: str, schema: str, *, redis_url: str | None = None,
+                blobs: BlobConfig | None = None) -> Config:
     """`make_config` for node `name` of a cluster sharing `database_url` (in `schema`), its
-    own data directory under `tmp_path`."""
+    own data directory under `tmp_path`; `redis_url`: the broker they share; `blobs`: the
+    object store they share (default: files under each node's own data directory)."""
     cfg = make_config(tmp_path / name)
     return replace(cfg, server=replace(cfg.server, node_id=name),
-                   storage=replace(cfg.storage, database_url=database_url, database_schema=schema))
+                   storage=replace(cfg.storage, database_url=database_url, database_schema=schema,
+                                   redis_url=redis_url, blobs=blobs or cfg.storage.blobs))
 
 
 @contextlib.asynccontextmanager
@@ -69,11 +72,12 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def run_gateway(config: Config, hub: MemoryHub | None = None,
                       shutdown_timeout: float = 60.0,
-                      features: Sequence[Feature] | None = None) -> AsyncIterator[RunningGateway]:
+                      features: Sequence[Feature] | None = None,
+                      clock: Callable[[], float] = time.time) -> AsyncIterator[RunningGateway]:
     """`shutdown_timeout`: seconds the shutdown waits for requests still being handled (a
     raw client's long-poll GET left pending, say) before cancelling them; `features`: those
-    built in (default: the node's, `default_features()`)."""
-    gw = await build_gateway(config, default_features() if features is None else features, hub=hub)
+    built in (default: the node's, `default_features()`); `clock`: the gateway's."""
+    gw = await build_gateway(config, default_features() if features is None else features, hub=hub, clock=clock)
     runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = EdgeSite(runner, "127.0.0.1", 0)
