@@ -237,9 +237,11 @@ def _churn_rows(tag: str, o: workloads.ChurnResult, p: workloads.ChurnResult | N
     row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
     if o.store_cpu_fraction is not None:
         row("    PostgreSQL + Redis CPU (cores busy)", f"{o.store_cpu_fraction:.2f}", "-", "")
-    row("    sessions / resumed / errors / connect errors",
-        f"{o.sessions}/{o.resumed}/{o.errors}/{o.connect_errors}",
-        f"{p.sessions}/{p.resumed}/{p.errors}/{p.connect_errors}" if p else "-", "")
+    row("    server loop thread: on a CPU / waiting for one", f"{o.loop_on_cpu:.0%} / {o.loop_waiting:.0%}",
+        f"{p.loop_on_cpu:.0%} / {p.loop_waiting:.0%}" if p else "-", "")
+    row("    opened/sessions/resumed/errors/connect errors",
+        f"{o.opened}/{o.sessions}/{o.resumed}/{o.errors}/{o.connect_errors}",
+        f"{p.opened}/{p.sessions}/{p.resumed}/{p.errors}/{p.connect_errors}" if p else "-", "")
     row("    load generators' CPU (cores busy)", f"{o.load_cpu_fraction:.2f}",
         f"{p.load_cpu_fraction:.2f}" if p else "-", "")
     row(f"    whole machine: cores busy of {o.cpus}", f"{o.machine_busy:.2f}",

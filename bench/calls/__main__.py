@@ -92,6 +92,13 @@ def run_one(n: int, window: float, profile: Path | None = None) -> dict[str, Any
                                "gateway_cpu_pct_per_call": round(core / n, 2),
                                # calls one core would carry at this CPU per call
                                "calls_per_core": round(100.0 * n / core, 1) if core else None,
+                               # per packet that reached an endpoint, and the calls a core would carry at
+                               # that cost with every packet through (a call is 2 x 50 packets/s):
+                               # meaningful also when packets were lost (an overloaded machine)
+                               "gateway_us_per_packet": round((c1 - c0) / result["received"] * 1e6, 1)
+                               if result.get("received") else None,
+                               "calls_per_core_full_rate": round(result["received"] / (c1 - c0) / 100, 1)
+                               if c1 > c0 and result.get("received") else None,
                                # the callers' process (it shares the machine) and the whole machine
                                "clients_cores": round((l1 - l0) / (t1 - t0), 2),
                                "machine_busy": round((m1 - m0) / (t1 - t0), 2), "cpus": cpus})
@@ -111,11 +118,13 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, help="py-spy the gateway over the window (raw stacks) to this file")
     a = ap.parse_args()
     print(f"{'N':>4} {'setup s':>8} {'gw % core':>10} {'% core/call':>12} {'calls/core':>10} {'loss %':>7} "
-          f"{'jitter ms (mean/max)':>21} {'clients cores':>13} {'machine busy':>12}")
+          f"{'jitter ms (mean/max)':>21} {'µs/packet':>9} {'calls/core@0%loss':>17} {'clients cores':>13}"
+          f" {'machine busy':>12}")
     for n in a.n:
         r = run_one(n, min(a.window, 20.0), a.profile.with_suffix(f".{n}.txt") if a.profile else None)
         print(f"{n:>4} {r['setup_s']:>8} {r['gateway_cpu_pct_of_core']:>10} {r['gateway_cpu_pct_per_call']:>12} "
               f"{r['calls_per_core']!s:>10} {r['loss_pct']:>7} {r['jitter_ms_mean']!s:>10}/{r['jitter_ms_max']!s:<10}"
+              f" {r['gateway_us_per_packet']!s:>9} {r['calls_per_core_full_rate']!s:>17}"
               f" {r['clients_cores']:>13} {r['machine_busy']:>8} of {r['cpus']}", flush=True)
         print("  " + json.dumps(r), flush=True)
 

@@ -29,6 +29,8 @@
 //                                                what limits the connect rate);
 //                                                replies {event:"churned", opened, sessions, started,
 //                                                resumed, errors, connect_errors, open_at_end, send_seconds,
+//                                                (fewer than rate × seconds opened when this process could not
+//                                                open them in 2 × seconds + 5 s),
 //                                                session_ms: [ms from the connect call to `session`, each],
 //                                                lag_p99_ms, lag_max_ms}
 //   {cmd:"count"} / {cmd:"close"}
@@ -108,7 +110,7 @@ function leanVisit(url, nsp, auth, on) {
       ws.send("42" + prefix + "1" + JSON.stringify(next));
     } else if (kind === "3" && stage === 2) {  // ACK 1
       const [r] = JSON.parse(rest.slice(1));
-      on.ack(Boolean(r && r.ok));
+      on.ack(Boolean(r && r.ok), r);
       finish();
     }
   });
@@ -252,11 +254,12 @@ const handlers = {
         st.opened += 1;
         live += 1;
         let what = null;
+        let token = null;
         leanVisit(url, "/visitor", auth, {
           session(sess) {
             st.sessions += 1;
             sessionMs.push(Math.round((performance.now() - began) * 100) / 100);
-            if (!auth.visitor_token) { tokens.push(sess.visitor_token); if (tokens.length > 5000) tokens.shift(); }
+            token = sess.visitor_token;
             const convs = sess.conversations || [];
             if (convs.length) {
               what = "resumed";
@@ -265,7 +268,12 @@ const handlers = {
             if (Math.random() < c.start) { what = "started"; return ["conversation:start", {}]; }
             return null;
           },
-          ack(ok) { if (ok) st[what] += 1; else fail(new Error(`${what} refused`)); },
+          ack(ok, r) {
+            if (!ok) { fail(new Error(`${what} refused: ${JSON.stringify(r)}`)); return; }
+            st[what] += 1;
+            // a new visitor's token is kept once it has a conversation to come back to
+            if (what === "started" && !auth.visitor_token) { tokens.push(token); if (tokens.length > 5000) tokens.shift(); }
+          },
           fail(kind, e) { if (kind === "connect") st.connect_errors += 1; else fail(e); },
           close() { live -= 1; },
         });
@@ -299,7 +307,8 @@ const handlers = {
       const tick = () => {
         const due = Math.min(total, Math.floor((performance.now() - t0) / 1000 * c.rate));
         while (st.opened < due) visit();
-        if (st.opened >= total) finish(); else setTimeout(tick, 5);
+        // a starved process (a saturated machine) stops opening at twice the time it was given
+        if (st.opened >= total || performance.now() - t0 > c.seconds * 2000 + 5000) finish(); else setTimeout(tick, 5);
       };
       tick();
     });
