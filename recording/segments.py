@@ -175,9 +175,10 @@ class SegmentedBlobs:
         return b"".join(parts)
 
     def read(self, key: str) -> bytes:
-        return self.run(self._read_all(key))
+        return self.run(self.read_all(key))
 
-    async def _read_all(self, key: str) -> bytes:
+    async def read_all(self, key: str) -> bytes:
+        """The whole ciphertext (on the loop)."""
         return b"".join([await self.blobs.get(seg.key) for seg in await self.segments(key)])
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:

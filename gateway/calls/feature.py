@@ -69,7 +69,7 @@ def recording_blobs(host: Host) -> tuple[RecordingBlobs, Spool | None]:
 
 async def run_recording(env: CommandEnv, args: argparse.Namespace) -> int:
     return await run_recording_command(env.store, env.config, args, master_key=load_call_settings().master_key,
-                                       switch=CallStore(env.store).set_recording_enabled)
+                                       switch=CallStore(env.store).set_recording_enabled, blobs=env.blobs)
 
 
 class CallsFeature:
