@@ -41,9 +41,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in < 60 s")
-    p.add_argument("--only", default="fanout,rooms,idle,bignode,multinode",
+    p.add_argument("--only", default="fanout,rooms,idle,bignode,multinode,churn,multichurn,idlecost",
                    help="comma-separated workloads: fanout, rooms, idle, bignode (idle on one node of "
-                        "--node-workers processes, PG+Redis), multinode")
+                        "--node-workers processes, PG+Redis), multinode, churn (e), multichurn ((e) on two "
+                        "nodes, PG+Redis), idlecost (f)")
+    p.add_argument("--merge", action="store_true",
+                   help="update only the workloads run in --out (the others keep their earlier run)")
+    p.add_argument("--churn-rates", type=_floats, default=[500.0, 1000.0, 2000.0],
+                   help="(e) visitor connects/s, one run per rate")
+    p.add_argument("--churn-seconds", type=float, default=10.0)
+    p.add_argument("--churn-client", choices=("lean", "stock"), default="lean",
+                   help="(e) visitors on bare WebSockets speaking the packets (lean) or on socket.io-client")
+    p.add_argument("--idlecost-clients", type=int, default=50_000,
+                   help="(f) idle connections on ours (over 19,500: one node of --node-workers processes, PG+Redis)")
+    p.add_argument("--idlecost-peer-clients", type=int, default=19_500, help="(f) on the peer (its limit here)")
+    p.add_argument("--idlecost-seconds", type=float, default=300.0, help="(f) the measured idle time")
     p.add_argument("--fanout-clients", type=_ints, default=[500, 2000])
     p.add_argument("--fanout-messages", type=_ints, default=[400, 100], help="messages per fan-out size")
     p.add_argument("--rooms-pairs", type=int, default=5000, help="conversations of (b) (the issue's 5,000)")
@@ -72,7 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  "--rooms-seconds": ("rooms_seconds", 2.0), "--idle-clients": ("idle_clients", [50]),
                  "--bignode-clients": ("bignode_clients", [60]), "--node-workers": ("node_workers", 2),
                  "--workers": ("workers", 2), "--only": ("only", "fanout,rooms,idle"),
-                 "--multinode-pairs": ("multinode_pairs", 20), "--multinode-rates": ("multinode_rates", [100.0])}
+                 "--multinode-pairs": ("multinode_pairs", 20), "--multinode-rates": ("multinode_rates", [100.0]),
+                 "--churn-rates": ("churn_rates", [60.0]), "--churn-seconds": ("churn_seconds", 1.0),
+                 "--idlecost-clients": ("idlecost_clients", 50),
+                 "--idlecost-peer-clients": ("idlecost_peer_clients", 50),
+                 "--idlecost-seconds": ("idlecost_seconds", 2.0)}
         for flag, (attr, value) in quick.items():
             if flag not in given:
                 setattr(a, attr, value)
@@ -160,7 +176,74 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         out["multinode"] = [{"ours": asdict(mo)} for mo in mos]
         for mo in mos:
             _rooms_rows("(d) 2 nodes, PG+Redis:", mo, None)
+    if "churn" in only:
+        cos, cps = await both(lambda s: workloads.churn(s, a.churn_rates, a.churn_seconds, a.workers,
+                                                        lean=a.churn_client == "lean"),
+                              a.no_peer, flip)
+        flip = not flip
+        cpeers: list[workloads.ChurnResult | None] = list(cps) if cps else [None] * len(cos)
+        out["churn"] = [{"ours": asdict(co), "peer": asdict(cp) if cp else None}
+                        for co, cp in zip(cos, cpeers, strict=True)]
+        for co, cp in zip(cos, cpeers, strict=True):
+            _churn_rows("(e) churn, 1 node:", co, cp)
+    if "multichurn" in only:
+        async with procs.gateway_pair() as (na, nb):
+            mcs = await workloads.churn(na, a.churn_rates, a.churn_seconds, a.workers, other=nb,
+                                        store_cpu=procs.store_cpu_seconds, lean=a.churn_client == "lean")
+        out["multichurn"] = [{"ours": asdict(mc)} for mc in mcs]
+        for mc in mcs:
+            _churn_rows("(e) churn, 2 nodes PG+Redis:", mc, None)
+    if "idlecost" in only:
+        out["idlecost"] = await _idle_cost(a)
     return out
+
+
+async def _idle_cost(a: argparse.Namespace) -> dict[str, Any]:
+    """(f) ours at --idlecost-clients (one node of --node-workers processes on PG + Redis past
+    what one process holds), the peer at --idlecost-peer-clients."""
+    n = a.idlecost_clients
+    if n > workloads.SOCKETS_PER_LOAD_PROCESS:
+        async with procs.gateway_workers(a.node_workers) as srv:
+            o = await workloads.idle_cost(srv, n, a.idlecost_seconds, a.workers, a.node_workers)
+    else:
+        async with procs.gateway() as srv:
+            o = await workloads.idle_cost(srv, n, a.idlecost_seconds, a.workers)
+    p = None
+    if not a.no_peer:
+        async with procs.peer() as srv:
+            p = await workloads.idle_cost(srv, a.idlecost_peer_clients, a.idlecost_seconds, a.workers)
+    row(f"(f) idle {o.clients:,} (ours) / {p.clients if p else 0:,} (peer), {o.seconds:.0f} s: cores",
+        f"{o.cpu_fraction:.4f}", f"{p.cpu_fraction:.4f}" if p else "-", "")
+    row("    server cores per 10,000 connections", f"{o.cpu_per_10k:.4f}", f"{p.cpu_per_10k:.4f}" if p else "-",
+        ratio(o.cpu_per_10k, p.cpu_per_10k) if p else "-")
+    row("    server RSS MB / KB per connection", f"{o.rss_mb:,.0f} / {o.kb_per_conn:.2f}",
+        f"{p.rss_mb:,.0f} / {p.kb_per_conn:.2f}" if p else "-", ratio(o.kb_per_conn, p.kb_per_conn) if p else "-")
+    row("    load generators' CPU (cores busy)", f"{o.load_cpu_fraction:.3f}",
+        f"{p.load_cpu_fraction:.3f}" if p else "-", "")
+    row(f"    whole machine: cores busy of {o.cpus}", f"{o.machine_busy:.2f}", f"{p.machine_busy:.2f}" if p else "-",
+        "")
+    return {"ours": asdict(o), "peer": asdict(p) if p else None}
+
+
+def _churn_rows(tag: str, o: workloads.ChurnResult, p: workloads.ChurnResult | None) -> None:
+    row(f"{tag} {o.rate:,.0f} connects/s x {o.seconds:g} s: achieved/s", f"{o.achieved_rate:,.0f}",
+        f"{p.achieved_rate:,.0f}" if p else "-", ratio(o.achieved_rate, p.achieved_rate) if p else "-")
+    for name in ("p50_ms", "p99_ms", "max_ms"):
+        ov, pv = getattr(o, name), getattr(p, name) if p else None
+        row(f"    handshake to session {name}", f"{ov:.1f}", f"{pv:.1f}" if pv is not None else "-",
+            ratio(ov, pv) if pv else "-")
+    row("    server CPU us/connect", f"{o.cpu_us_per_connect:,.0f}", f"{p.cpu_us_per_connect:,.0f}" if p else "-",
+        ratio(o.cpu_us_per_connect, p.cpu_us_per_connect) if p else "-")
+    row("    server CPU (cores busy)", f"{o.cpu_fraction:.2f}", f"{p.cpu_fraction:.2f}" if p else "-", "")
+    if o.store_cpu_fraction is not None:
+        row("    PostgreSQL + Redis CPU (cores busy)", f"{o.store_cpu_fraction:.2f}", "-", "")
+    row("    sessions / resumed / errors / connect errors",
+        f"{o.sessions}/{o.resumed}/{o.errors}/{o.connect_errors}",
+        f"{p.sessions}/{p.resumed}/{p.errors}/{p.connect_errors}" if p else "-", "")
+    row("    load generators' CPU (cores busy)", f"{o.load_cpu_fraction:.2f}",
+        f"{p.load_cpu_fraction:.2f}" if p else "-", "")
+    row(f"    whole machine: cores busy of {o.cpus}", f"{o.machine_busy:.2f}",
+        f"{p.machine_busy:.2f}" if p else "-", "")
 
 
 def _fanout_run(n: int, m: int, workers: int) -> Callable[[procs.Server], Awaitable[workloads.FanoutResult]]:
@@ -210,8 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     out = asyncio.run(main_async(a))
     out["seconds"] = round(time.monotonic() - t0, 1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    if a.merge and a.out.exists():  # keep the workloads not run now, noting when these were
+        earlier = json.loads(a.out.read_text())
+        ran = {k: v for k, v in out.items() if k not in ("started", "args", "seconds")}
+        runs = {**earlier.get("merged_runs", {}), **{k: out["started"] for k in ran}}
+        out = {**earlier, **ran, "merged_runs": runs}
     a.out.write_text(json.dumps(out, indent=2))
-    print(f"done in {out['seconds']} s; results in {a.out}")
+    print(f"done in {round(time.monotonic() - t0, 1)} s; results in {a.out}")
     return 0
 
 

@@ -16,7 +16,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ((ax1, ax2, ax3), (ax4, ax5, ax6)) = plt.subplots(2, 3, figsize=(15, 8.4))
     for who, style in (("ours", "o-"), ("peer", "s--")):
         pts = [(r[who]["clients"], r[who]["deliveries_per_s"]) for r in results.get("fanout", []) if r.get(who)]
         if pts:
@@ -34,6 +34,30 @@ def plot(results: dict[str, Any], out: Path) -> None:
         if idle:
             ax2.plot([x["clients"] for x in idle], [x["kb_per_conn"] for x in idle], style,
                      label="gateway (lean transport)" if who == "ours" else "Node socket.io 4")
+        label = "gateway, 1 node (SQLite)" if who == "ours" else "Node socket.io 4 (in-memory key check)"
+        churn = [r[who] for r in results.get("churn", []) if isinstance(r, dict) and r.get(who)]
+        if churn:
+            ax4.plot([r["rate"] for r in churn], [r["achieved_rate"] for r in churn], style, label=label)
+            ax5.plot([r["rate"] for r in churn], [r["p99_ms"] for r in churn], style, label=label)
+            ax6.plot([r["rate"] for r in churn], [r["cpu_us_per_connect"] for r in churn], style, label=label)
+    multichurn = [r["ours"] for r in results.get("multichurn", []) if isinstance(r, dict) and r.get("ours")]
+    if multichurn:
+        for ax, key in ((ax4, "achieved_rate"), (ax5, "p99_ms"), (ax6, "cpu_us_per_connect")):
+            ax.plot([r["rate"] for r in multichurn], [r[key] for r in multichurn], "^:",
+                    label="gateway, 2 nodes (PostgreSQL + Redis)")
+    for r in results.get("churn", []):  # the machine's busy cores beside the figures
+        if isinstance(r, dict) and r.get("ours"):
+            ax4.annotate(f"{r['ours']['machine_busy']:.1f}", (r["ours"]["rate"], r["ours"]["achieved_rate"]),
+                         fontsize=7, textcoords="offset points", xytext=(3, -10))
+    cost = results.get("idlecost") or {}
+    bars = [(f"{cost[w]['clients']:,}\n{'gateway' if w == 'ours' else 'Node socket.io 4'}", cost[w])
+            for w in ("ours", "peer") if cost.get(w)]
+    if bars:
+        axi = ax2.inset_axes((0.62, 0.22, 0.35, 0.3))
+        axi.bar(range(len(bars)), [b[1]["cpu_fraction"] for b in bars], color=["C0", "C1"][:len(bars)])
+        axi.set_xticks(range(len(bars)), [b[0] for b in bars])
+        axi.set_title(f"(f) idle cores over {bars[0][1]['seconds']:.0f} s", fontsize=7)
+        axi.tick_params(labelsize=6)
     big = (results.get("bignode") or {}).get("ours") or []
     if big:
         ax2.plot([x["clients"] for x in big], [x["kb_per_conn"] for x in big], "D-.",
@@ -45,11 +69,19 @@ def plot(results: dict[str, Any], out: Path) -> None:
             ylabel="p99 latency (ms, log)")
     ax3.set_yscale("log")
     ax3.axhline(50, color="grey", lw=0.8, ls="--")
-    for ax in (ax1, ax2, ax3):
+    ax4.set(title="(e) churn: connects/s achieved (labels: busy cores)",
+            xlabel="connects/s offered", ylabel="sessions/s")
+    ax5.set(title="(e) handshake to session p99", xlabel="connects/s offered", ylabel="p99 ms (log)")
+    ax5.set_yscale("log")
+    ax5.axhline(100, color="grey", lw=0.8, ls="--")
+    ax6.set(title="(e) server CPU per connect", xlabel="connects/s offered", ylabel="µs per connect")
+    for ax in (ax1, ax2, ax3, ax4, ax5, ax6):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper right" if ax is ax2 else "best")
     ax1.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
+    ax6.set_ylim(bottom=0)
     fig.suptitle(f"bench run {results.get('started', '')} (loopback, 2 cores)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

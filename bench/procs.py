@@ -27,6 +27,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+PEER_TENANTS = 20_000  # the peer's widget keys wk-0 … wk-19999 (bench/peer/server.mjs), and `wk`
 
 
 def free_port() -> int:
@@ -223,9 +224,12 @@ def start_gateway(name: str, env: dict[str, str], tmp: Path, tenant: dict[str, s
 
 async def tenant_auths(srv: Server, n: int) -> list[dict[str, dict[str, str]]]:
     """n tenants, as (visitor auth, agent auth) pairs: created in the gateway's store, or
-    just named for the peer (which scopes `conversation:updated` by that name)."""
+    the peer's in-memory widget keys `wk-<i>` (it scopes `conversation:updated` by tenant i;
+    its agents name their tenant, as it authenticates no agent)."""
     if srv.env is None:
-        return [{"visitor": {"tenant": str(i)}, "agent": {"tenant": str(i)}} for i in range(n)]
+        if n > PEER_TENANTS:
+            raise ValueError(f"the peer knows {PEER_TENANTS} widget keys")
+        return [{"visitor": {"widget_key": f"wk-{i}"}, "agent": {"tenant": str(i)}} for i in range(n)]
     out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bench.tenants", str(n)], env=srv.env,
                                   cwd=ROOT, capture_output=True, timeout=300)
     if out.returncode != 0:
@@ -342,7 +346,7 @@ def start_peer(tmp: Path) -> Server:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["bash", "-c", f'ulimit -n $(ulimit -Hn); exec "{node_bin()}" server.mjs {port}'],
                                 cwd=BENCH / "peer", stdout=log, stderr=subprocess.STDOUT)
-    return Server("peer", f"http://127.0.0.1:{port}", proc, log_path)
+    return Server("peer", f"http://127.0.0.1:{port}", proc, log_path, visitor_auth={"widget_key": "wk"})
 
 
 @contextlib.asynccontextmanager

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark in one command: our gateway vs the Node socket.io peer, same load, same run.
-#   bash bench/run.sh            # full run (~8 min; the bignode and (d) workloads need PostgreSQL and Redis)
+#   bash bench/run.sh            # full run (~22 min; bignode, (d), multichurn and idlecost need PostgreSQL and Redis)
 #   bash bench/run.sh --quick    # smoke run (< 60 s)
+#   bash bench/run.sh --only churn,multichurn,idlecost --merge   # (e) and (f) alone (~14 min), the other
+#                                # workloads' figures kept in bench/results/latest.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 (cd bench/peer && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)

@@ -232,3 +232,123 @@ def lag_windows(points: list[list[float]], window_ms: float = 100.0) -> dict[flo
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+@dataclass
+class ChurnResult:
+    """(e) One connect rate: visitors connect, get `session`, resume one conversation, leave."""
+    nodes: int
+    rate: float
+    seconds: float
+    achieved_rate: float  # `session`s a second, over the readings' interval (the connects and the last leave)
+    opened: int
+    sessions: int
+    resumed: int
+    errors: int  # a resume or start that failed or timed out
+    connect_errors: int  # a handshake refused or timed out
+    open_at_end: int  # sockets still open 10 s after the last connect (never got `session`)
+    p50_ms: float  # from the client's connect call to its `session` event
+    p99_ms: float
+    max_ms: float
+    cpu_us_per_connect: float  # the servers' CPU (both nodes') per `session`
+    cpu_fraction: float  # the servers' cores busy over the interval
+    load_cpu_fraction: float
+    machine_busy: float
+    cpus: int
+    client_lag_p99_ms: float = float("nan")  # the load generators' own event-loop delay (the worst)
+    store_cpu_fraction: float | None = None  # PostgreSQL + Redis (two nodes)
+
+
+CHURN_SEED_PER_WORKER = 100  # returning visitors per load generator, each with one conversation
+
+
+async def churn(srv: Server, rates: list[float], seconds: float, workers: int, *,
+                other: Server | None = None, store_cpu: Callable[[], float] | None = None,
+                lean: bool = True) -> list[ChurnResult]:
+    """(e) connection churn. First each load generator makes CHURN_SEED_PER_WORKER visitors
+    who start a conversation (their visitor tokens kept); then, for each rate in turn, returning
+    visitors (one of those tokens each) connect with the widget key at `rate`/s in total for
+    `seconds`, wait for `session` (which lists their conversation), `resume` it and
+    disconnect. With `other`, visitor i connects to node i % 2 (both nodes' CPU counted).
+    `lean`: the visitors are bare WebSockets speaking the protocol's packets (worker.mjs
+    leanVisit), else the stock socket.io-client (which costs the load generators about twice
+    the server's CPU per connect: at 1,000/s they alone would need the machine's 2 cores)."""
+    servers = [srv] if other is None else [srv, other]
+    urls = [s.url for s in servers]
+    ws = await start_workers(srv.url, workers)
+    out: list[ChurnResult] = []
+    try:
+        seeds = await asyncio.gather(*(w.request(
+            "churn", "churned", timeout=120, auth=srv.visitor_auth, rate=CHURN_SEED_PER_WORKER / 2, seconds=2,
+            returning=0, start=1, hold_ms=0, urls=urls, resume_max=1, lean=lean) for w in ws))
+        bad = sum(s["errors"] + s["connect_errors"] + s["opened"] - s["started"] for s in seeds)
+        if bad:
+            raise RuntimeError(f"churn seed on {srv.name}: {bad} visitors failed: {seeds}")
+        for rate in sorted(rates):
+            u0 = _usage(servers, ws, store_cpu)
+            res: list[dict[str, Any]] = await asyncio.gather(*(w.request(
+                "churn", "churned", timeout=seconds + 90, auth=srv.visitor_auth, rate=rate / workers,
+                seconds=seconds, returning=1, start=0, hold_ms=0, urls=urls, resume_max=1, lean=lean)
+                for w in ws))
+            u1 = _usage(servers, ws, store_cpu)
+            span = u1.at - u0.at
+            lat = sorted(x for r in res for x in r["session_ms"])
+            sessions = sum(r["sessions"] for r in res)
+            cpu = u1.server - u0.server
+            out.append(ChurnResult(
+                len(servers), rate, seconds, sessions / span, sum(r["opened"] for r in res), sessions,
+                sum(r["resumed"] for r in res), sum(r["errors"] for r in res),
+                sum(r["connect_errors"] for r in res), sum(r["open_at_end"] for r in res),
+                _pct(lat, 50), _pct(lat, 99), lat[-1] if lat else float("nan"),
+                cpu / max(1, sessions) * 1e6, cpu / span, (u1.load - u0.load) / span,
+                (u1.machine - u0.machine) / span, u1.cpus, max(r["lag_p99_ms"] for r in res),
+                (u1.store - u0.store) / span if store_cpu else None))
+        return out
+    finally:
+        await close_all(ws)
+
+
+@dataclass
+class IdleCostResult:
+    """(f) What `clients` idle connections cost over `seconds` with the default heartbeat."""
+    clients: int
+    seconds: float
+    cpu_fraction: float  # the server's cores busy (every worker process of the node)
+    cpu_per_10k: float  # the same per 10,000 connections
+    rss_mb: float  # the node's resident memory at the end
+    kb_per_conn: float
+    load_cpu_fraction: float  # the load generators (they answer the pings)
+    machine_busy: float
+    cpus: int
+    node_workers: int = 1
+
+
+SOCKETS_PER_LOAD_PROCESS = 16_000  # a process here may hold at most 20,000 fds (`ulimit -Hn`)
+
+
+async def idle_cost(srv: Server, clients: int, seconds: float, workers: int, node_workers: int = 1,
+                    settle: float = 5.0) -> IdleCostResult:
+    """(f) `clients` idle agent connections (the server's default ping interval and timeout;
+    the stock client answers each ping); the server's CPU and the machine's busy cores over
+    `seconds` after a `settle` pause, RSS at the end."""
+    ws = await start_workers(srv.url, max(workers, -(-clients // SOCKETS_PER_LOAD_PROCESS)))
+    try:
+        await asyncio.sleep(0.5)
+        base = srv.rss()
+        ready = await asyncio.gather(*(w.request("idle", "ready", ns="/agent", auth=srv.agent_auth, count=k,
+                                                 timeout=900) for w, k in zip(ws, split(clients, len(ws)),
+                                                                              strict=True)))
+        failed = sum(r["failed"] for r in ready)
+        if failed:
+            raise RuntimeError(f"{failed} idle clients failed to connect to {srv.name}")
+        await asyncio.sleep(settle)
+        u0 = _usage([srv], ws, None)
+        await asyncio.sleep(seconds)
+        u1 = _usage([srv], ws, None)
+        span = u1.at - u0.at
+        rss = srv.rss()
+        cores = (u1.server - u0.server) / span
+        return IdleCostResult(clients, span, cores, cores / clients * 10_000, rss / 1024, (rss - base) / clients,
+                              (u1.load - u0.load) / span, (u1.machine - u0.machine) / span, u1.cpus, node_workers)
+    finally:
+        await close_all(ws)

@@ -2,12 +2,15 @@
 under /api/v1 (docs/openapi.yaml):
 
 GET    /channels                          the tenant's inboxes (never their credentials)
+GET    /channels/audit?channel_id&limit    the tenant's audit trail, newest first (connectors/audit.py)
 POST   /channels {kind, name, settings, credentials, enabled}   add one (201)
 GET    /channels/{id}                     one inbox
 PATCH  /channels/{id} {name?, settings?}  rename / change settings (merged; null removes a key)
 POST   /channels/{id}/rotate {credentials}  replace some credentials (the others are kept)
 POST   /channels/{id}/disable, /enable    stop / start it
 DELETE /channels/{id}                     remove it (its conversations stay)
+POST   /channels/{id}/test                check its credentials against the platform
+                                          (200 with the report, passed or not; connectors/probe.py)
 
 Definitions are checked against the kind's schema (connectors/schemas.py): a refusal is 400
 `bad_request` with `field` (``settings.<key>`` / ``credentials.<key>``). Changes are audited
@@ -21,8 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.audit import AuditEntry, AuditRepository
 from connectors.channels import ChannelError, ChannelRepository
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
+from connectors.probe import ChannelProbe
 from connectors.schemas import SchemaError
 from gateway.chat.principals import AgentPrincipal, require_admin
 from gateway.core.domain import Channel
@@ -44,9 +49,11 @@ def _object(body: Mapping[str, Any], key: str, *, required: bool = False) -> dic
 
 
 class ChannelsApi:
-    def __init__(self, channels: ChannelRepository, principal: Principal, body: Body) -> None:
+    def __init__(self, channels: ChannelRepository, principal: Principal, body: Body,
+                 probe: ChannelProbe | None = None, audit: AuditRepository | None = None) -> None:
         self._channels = channels
-        self._admin = ChannelAdmin(channels)
+        self._audit = audit
+        self._admin = ChannelAdmin(channels, probe, audit)
         self._principal = principal
         self._body = body
 
@@ -74,6 +81,15 @@ class ChannelsApi:
     async def list(self, request: web.Request) -> web.Response:
         p = await self._admin_of(request)
         return web.json_response({"ok": True, "channels": [public(c) for c in await self._channels.list(p.tenant_id)]})
+
+    async def audit(self, request: web.Request) -> web.Response:
+        p = await self._admin_of(request)
+        channel_id = request.query.get("channel_id") or None
+        raw = request.query.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 500:
+            raise bad_request("'limit' must be an integer 1..500", field="limit")
+        entries = [] if self._audit is None else await self._audit.list(p.tenant_id, channel_id, int(raw))
+        return web.json_response({"ok": True, "entries": [audit_entry(e) for e in entries]})
 
     async def get(self, request: web.Request) -> web.Response:
         p = await self._admin_of(request)
@@ -133,9 +149,26 @@ class ChannelsApi:
         return await self._run(self._admin.remove(p.tenant_id, self._id(request), actor=f"agent:{p.agent_id}"))
 
 
+    async def test(self, request: web.Request) -> web.Response:
+        p = await self._admin_of(request)
+        try:
+            report = await self._admin.test(p.tenant_id, self._id(request), actor=f"agent:{p.agent_id}")
+        except ChannelNotFound:
+            raise not_found("channel") from None
+        except ChannelError as exc:
+            raise bad_request(str(exc)) from None
+        return web.json_response({"ok": True, "test": report.as_dict()})
+
+
+def audit_entry(e: AuditEntry) -> dict[str, Any]:
+    return {"id": e.id, "channel_id": e.channel_id, "kind": e.kind, "action": e.action, "actor": e.actor,
+            "fields": list(e.fields), "at": e.at}
+
+
 def channel_routes(api: ChannelsApi, base: str = "/api/v1") -> list[web.RouteDef]:
     return [
         web.get(f"{base}/channels", api.list),
+        web.get(f"{base}/channels/audit", api.audit),  # before /channels/{id}
         web.post(f"{base}/channels", api.add),
         web.get(f"{base}/channels/{{id}}", api.get),
         web.patch(f"{base}/channels/{{id}}", api.update),
@@ -143,4 +176,5 @@ def channel_routes(api: ChannelsApi, base: str = "/api/v1") -> list[web.RouteDef
         web.post(f"{base}/channels/{{id}}/rotate", api.rotate),
         web.post(f"{base}/channels/{{id}}/disable", api.disable),
         web.post(f"{base}/channels/{{id}}/enable", api.enable),
+        web.post(f"{base}/channels/{{id}}/test", api.test),
     ]

@@ -12,7 +12,7 @@ nothing to the sink. Polling connectors run their loop between `start` and `stop
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +63,10 @@ class OutboundMessage:
     meta: dict[str, Any] = field(default_factory=dict)
     channel_id: str | None = None  # the tenant inbox to send through (None: the first enabled one)
     attempt: int = 1  # try number; > 1 means an earlier try may already have reached the channel
+    # parts of a reply sent as several platform messages that earlier tries got accepted
+    # (`send_parts`): part → platform id; and the outbox's recorder of each part accepted now
+    delivered: Mapping[str, str] = field(default_factory=dict)
+    on_part: Callable[[str, str], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,29 @@ class PermanentError(ConnectorError):
 
 
 InboundSink = Callable[[InboundMessage], Awaitable[None]]
+
+TEXT_PART = "text"
+
+
+def attachment_part(index: int) -> str:
+    return f"attachment:{index}"
+
+
+async def send_parts(msg: OutboundMessage, parts: list[tuple[str, Callable[[], Awaitable[str]]]]) -> list[str]:
+    """Send a reply that goes out as several platform messages (the text, then each file):
+    each `(part, send)` whose part an earlier try got accepted (`msg.delivered`) is skipped,
+    the others are sent in order and each one accepted is recorded (`msg.on_part`) before
+    the next is sent, so a retry after a failure sends only what the customer does not
+    have yet. The platform ids of every part, in order."""
+    ids: list[str] = []
+    for part, send in parts:
+        done = msg.delivered.get(part)
+        if done is None:
+            done = await send()
+            if msg.on_part is not None:
+                await msg.on_part(part, done)
+        ids.append(done)
+    return ids
 
 
 class Connector(Protocol):

@@ -297,11 +297,12 @@ class ChannelStore:
         return None if row is None else _from_row(row)
 
     async def remove(self, tenant_id: str, channel_id: str) -> bool:
-        """Delete the inbox and what refers to it (its IMAP poll claim); False when there is
+        """Delete the inbox and what refers to it (its IMAP poll and token refresh claims); False when there is
         none. Its conversations stay; their replies fail as 'inbox gone'."""
         async with self._db.transaction() as conn:
-            await conn.execute("DELETE FROM email_imap_polls WHERE tenant_id = $1 AND channel_id = $2",
-                               tenant_id, channel_id)
+            for table in ("email_imap_polls", "connector_token_refreshes"):
+                await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND channel_id = $2",
+                                   tenant_id, channel_id)
             row = await conn.fetchrow(
                 "DELETE FROM connector_channels WHERE tenant_id = $1 AND id = $2 RETURNING id", tenant_id, channel_id
             )

@@ -1,6 +1,7 @@
-"""`python -m gateway channel add|list|update|disable|enable|remove|rotate` (declared by the
-connectors feature, connectors/feature.py). Definitions are checked against their kind's
-schema (connectors/schemas.py); a refusal exits 2 with a message naming the field."""
+"""`python -m gateway channel add|list|update|disable|enable|remove|rotate|test|audit` (declared by
+the connectors feature, connectors/feature.py). Definitions are checked against their kind's
+schema (connectors/schemas.py); a refusal exits 2 with a message naming the field. `test`
+prints its report (connectors/probe.py) and exits 0 when every check passed, 1 when one failed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import sys
 import time
 from typing import Any
 
+from connectors.admin_routes import audit_entry
+from connectors.audit import SqlAuditRepository
 from connectors.channels import ChannelError, ChannelRepository, ChannelStore
 from connectors.manage import ChannelAdmin, ChannelNotFound, public
+from connectors.probes import channel_probe
 from connectors.settings import load_connector_settings
 from gateway.config import Config
 from gateway.core.domain import Channel
@@ -39,6 +43,10 @@ def configure_channel_parser(c: argparse.ArgumentParser) -> None:
     ca.add_argument("--disabled", action="store_true")
     cl = csub.add_parser("list", help="list a tenant's inboxes (credentials are never printed)")
     cl.add_argument("--tenant", required=True)
+    cau = csub.add_parser("audit", help="a tenant's inbox changes and tests, newest first (one JSON line each)")
+    cau.add_argument("--tenant", required=True)
+    cau.add_argument("--channel", help="only this inbox's (a removed one's too)")
+    cau.add_argument("--limit", type=int, default=100, help="at most this many (1..500)")
     cu = csub.add_parser("update", help="rename an inbox or change its settings (merged; null removes a key)")
     cu.add_argument("--tenant", required=True)
     cu.add_argument("--channel", required=True, help="channel id")
@@ -49,7 +57,8 @@ def configure_channel_parser(c: argparse.ArgumentParser) -> None:
     cr.add_argument("--channel", required=True, help="channel id")
     cr.add_argument("--credentials-json", required=True, help="credentials to replace (JSON object)")
     for cmd, what in (("disable", "stop an inbox (no inbound, no sends)"), ("enable", "start it again"),
-                      ("remove", "delete an inbox (its conversations stay)")):
+                      ("remove", "delete an inbox (its conversations stay)"),
+                      ("test", "check the inbox's credentials against the platform (exit 1 when a check fails)")):
         cx = csub.add_parser(cmd, help=what)
         cx.add_argument("--tenant", required=True)
         cx.add_argument("--channel", required=True, help="channel id")
@@ -78,9 +87,18 @@ async def run_channel_command(env: CommandEnv, args: argparse.Namespace) -> int:
     except NotFound:
         print(f"no tenant {args.tenant!r}", file=sys.stderr)
         return 2
-    admin = ChannelAdmin(channels)
+    trail = SqlAuditRepository(store)
+    admin = ChannelAdmin(channels, channel_probe(channels, store, "cli", time.time), trail)
     t = args.tenant
     try:
+        if args.ccmd == "audit":
+            for e in await trail.list(t, args.channel, args.limit):
+                print(json.dumps(audit_entry(e), ensure_ascii=False))
+            return 0
+        if args.ccmd == "test":
+            report = await admin.test(t, args.channel, actor="cli")
+            print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+            return 0 if report.passed else 1
         if args.ccmd == "list":
             for ch in await channels.list(t):
                 print(json.dumps(public(ch), ensure_ascii=False))

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from connectors.admin_routes import ChannelsApi, channel_routes
 from connectors.attachments import AttachmentStore, RemoteFiles
+from connectors.audit import SqlAuditRepository
 from connectors.base import Connector
 from connectors.channels import SEALED_CREDENTIALS, ChannelStore
 from connectors.cli import configure_channel_parser, master_box, run_channel_command
@@ -22,6 +23,7 @@ from connectors.inbound import InboundPipeline
 from connectors.links import ErasedContactCheck, LinkStore
 from connectors.outbox import Outbox
 from connectors.outbox_repository import SqlOutboxRepository
+from connectors.probes import channel_probe
 from connectors.registry import build_connectors
 from connectors.settings import load_connector_settings
 from gateway.core.domain import Channel
@@ -130,7 +132,9 @@ class ConnectorsFeature:
         core = Api(host.chat, host.store, host.config)
         return Extension(
             routes=[*(r for c in connectors.values() for r in c.routes()),
-                    *channel_routes(ChannelsApi(channels, core.principal, core.body))],
+                    *channel_routes(ChannelsApi(channels, core.principal, core.body,
+                                                channel_probe(channels, host.db, host.node_id, host.clock),
+                                                SqlAuditRepository(host.db)))],
             message_listeners=[outbox.on_message],
             send_checks=[ErasedContactCheck(links)],
             metrics=imap_metrics(email.imap) if isinstance(email, EmailConnector) else (),

@@ -1,5 +1,6 @@
 """Operating a tenant's inboxes: add, update, disable, enable, remove and rotate, each
-checked against its kind's schema (connectors/schemas.py) and audited.
+checked against its kind's schema (connectors/schemas.py) and audited; and test, which
+checks the credentials against the platform (connectors/probe.py).
 
 Used by the CLI (`python -m gateway channel …`, connectors/cli.py) and the admin REST API
 (connectors/admin_routes.py). Every change is written to `connector_channels` only; the
@@ -8,18 +9,23 @@ on a webhook for an unknown OA and at most every reload interval, YouTube and IM
 on their next refresh, at most 60 s later), so a change takes effect on every node without
 a restart.
 
-Audit: each change is logged on the ``connectors.audit`` logger as one line
-``channel.<action> tenant=… channel=… kind=… actor=… fields=…``; the credentials' values
-never appear (only the names of the keys that changed).
+Audit: each change (and each test) is logged on the ``connectors.audit`` logger as one line
+``channel.<action> tenant=… channel=… kind=… actor=… fields=…`` and, when the admin has an
+`AuditRepository`, stored as an `AuditEntry` (connectors/audit.py; `channel audit`, `GET
+/api/v1/channels/audit`); the credentials' values never appear (only the names of the keys
+that changed).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from connectors.audit import AuditEntry, AuditRepository
 from connectors.channels import ChannelConfig, ChannelError, ChannelRepository
+from connectors.probe import ChannelProbe, ProbeReport
 from connectors.schemas import SCHEMAS, check
 from gateway.core.domain import Channel
 
@@ -51,8 +57,22 @@ class ChannelAdmin:
     """`actor` of each call names who made the change in the audit line (``cli``,
     ``agent:<id>``)."""
 
-    def __init__(self, channels: ChannelRepository) -> None:
+    def __init__(self, channels: ChannelRepository, probe: ChannelProbe | None = None,
+                 audit: AuditRepository | None = None, clock: Callable[[], float] = time.time) -> None:
         self._channels = channels
+        self._probe = probe
+        self._audit_trail = audit
+        self._clock = clock
+
+    async def test(self, tenant_id: str, channel_id: str, *, actor: str) -> ProbeReport:
+        """Check the inbox's credentials against its platform (a disabled inbox too); the
+        audit line lists each check as ``<check>:ok|failed``."""
+        if self._probe is None:
+            raise ChannelError("channel test is not available here")
+        ch = await self._get(tenant_id, channel_id)
+        report = await self._probe.test(ch)
+        await self._audit("test", ch, actor, [f"{c.check}:{'ok' if c.ok else 'failed'}" for c in report.checks])
+        return report
 
     async def _get(self, tenant_id: str, channel_id: str) -> ChannelConfig:
         ch = await self._channels.get(tenant_id, channel_id)
@@ -68,7 +88,7 @@ class ChannelAdmin:
         check(kind, settings, credentials)
         ch = await self._channels.add(tenant_id=tenant_id, kind=kind, name=name, credentials=credentials,
                                       settings=settings, enabled=enabled)
-        self._audit("add", ch, actor, sorted(settings) + [f"credentials.{k}" for k in sorted(credentials)])
+        await self._audit("add", ch, actor, sorted(settings) + [f"credentials.{k}" for k in sorted(credentials)])
         return ch
 
     async def update(self, tenant_id: str, channel_id: str, *, actor: str, name: str | None = None,
@@ -82,7 +102,7 @@ class ChannelAdmin:
                                             settings=new_settings)
         if out is None:
             raise ChannelNotFound(f"no channel {channel_id!r} in tenant {tenant_id!r}")
-        self._audit("update", out, actor, (["name"] if name is not None else []) + sorted(settings or {}))
+        await self._audit("update", out, actor, (["name"] if name is not None else []) + sorted(settings or {}))
         return out
 
     async def rotate(self, tenant_id: str, channel_id: str, changes: Mapping[str, Any], *,
@@ -99,24 +119,26 @@ class ChannelAdmin:
             await self._channels.update_credentials(tenant_id, channel_id, dict(changes))
         except LookupError:
             raise ChannelNotFound(f"no channel {channel_id!r} in tenant {tenant_id!r}") from None
-        self._audit("rotate", ch, actor, [f"credentials.{k}" for k in sorted(changes)])
+        await self._audit("rotate", ch, actor, [f"credentials.{k}" for k in sorted(changes)])
         return ch
 
     async def set_enabled(self, tenant_id: str, channel_id: str, enabled: bool, *, actor: str) -> ChannelConfig:
         await self._get(tenant_id, channel_id)
         await self._channels.set_enabled(tenant_id, channel_id, enabled)
         ch = await self._get(tenant_id, channel_id)
-        self._audit("enable" if enabled else "disable", ch, actor, ["enabled"])
+        await self._audit("enable" if enabled else "disable", ch, actor, ["enabled"])
         return ch
 
     async def remove(self, tenant_id: str, channel_id: str, *, actor: str) -> ChannelConfig:
         ch = await self._get(tenant_id, channel_id)
         if not await self._channels.remove(tenant_id, channel_id):
             raise ChannelNotFound(f"no channel {channel_id!r} in tenant {tenant_id!r}")
-        self._audit("remove", ch, actor, [])
+        await self._audit("remove", ch, actor, [])
         return ch
 
-    @staticmethod
-    def _audit(action: str, ch: ChannelConfig, actor: str, fields: list[str]) -> None:
+    async def _audit(self, action: str, ch: ChannelConfig, actor: str, fields: list[str]) -> None:
+        if self._audit_trail is not None:
+            await self._audit_trail.record(AuditEntry(ch.tenant_id, ch.id, ch.kind.value, action, actor,
+                                                      tuple(fields), self._clock()))
         audit_log.info("channel.%s tenant=%s channel=%s kind=%s actor=%s fields=%s", action, ch.tenant_id, ch.id,
                        ch.kind.value, actor, ",".join(fields) or "-")

@@ -14,6 +14,10 @@ records the outcome; every delivery-state change is published as `message:update
   with `ERASED_ERROR` at once, and a row queued before the erasure fails the same way.
 * `TransientError` → retry with exponential backoff and jitter (at least `retry_after`),
   until `max_attempts` or `max_age`, then `failed`; `PermanentError` → `failed` at once.
+* A reply a channel sends as several platform messages (Messenger, Zalo: the text, then each
+  file) records each part the platform accepted in the row (`OutboxRow.parts`, through
+  `OutboundMessage.on_part`): a retry sends only the parts not accepted yet, and a reply
+  that ends `failed` says which parts reached the customer and which did not.
 * Delivery toward the channel is therefore **at least once**: a node that dies after the
   channel accepted but before recording `sent` makes a second attempt. Connectors pass
   `OutboundMessage.message_id` as the channel's idempotency key where one exists (e.g.
@@ -26,11 +30,19 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from connectors.attachments import kind_of
-from connectors.base import Attachment, Connector, OutboundMessage, PermanentError, TransientError
+from connectors.base import (
+    TEXT_PART,
+    Attachment,
+    Connector,
+    OutboundMessage,
+    PermanentError,
+    TransientError,
+    attachment_part,
+)
 from connectors.links import LinkRepository
 from connectors.outbox_repository import MAX_ERROR_CHARS, OutboxRepository, OutboxRow
 from connectors.settings import OutboxSettings
@@ -160,14 +172,14 @@ class Outbox:
                 raise TransientError(f"no {row.channel.value} connector is running on this node")
             result = await connector.send(out)
         except PermanentError as exc:
-            await self._finish(row, "failed", str(exc) or type(exc).__name__)
+            await self._finish(row, "failed", str(exc) or type(exc).__name__, out=out)
         except TransientError as exc:
-            await self._retry(row, str(exc) or type(exc).__name__, exc.retry_after)
+            await self._retry(row, str(exc) or type(exc).__name__, exc.retry_after, out)
         except asyncio.CancelledError:
             raise  # the lease brings the row back
         except Exception as exc:  # a connector bug: retry like a transient failure
             log.exception("connector %s send crashed", row.channel.value)
-            await self._retry(row, f"{type(exc).__name__}: {exc}", None)
+            await self._retry(row, f"{type(exc).__name__}: {exc}", None, out)
         else:
             await self._finish(row, "sent", None, external_id=result.external_message_id)
 
@@ -188,8 +200,35 @@ class Outbox:
             external_thread_id=conv.external_thread_id or "", recipient_id=link.recipient_id if link else "",
             text=m.text, attachments=await self._attachments(row.tenant_id, m.attachments),
             meta=dict(link.meta) if link else {}, channel_id=link.channel_id if link else None,
-            attempt=row.attempts,
+            attempt=row.attempts, delivered=dict(row.parts), on_part=self._part_recorder(row),
         )
+
+    def _part_recorder(self, row: OutboxRow) -> Callable[[str, str], Awaitable[None]]:
+        async def record(part: str, external_id: str) -> None:
+            if not await self._rows.record_part(row.message_id, node_id=self._node_id, part=part,
+                                                external_id=external_id, now=self._clock()):
+                raise TransientError("this node's claim of the reply ran out (another node took it over)")
+        return record
+
+    async def _partly(self, row: OutboxRow, out: OutboundMessage | None, error: str) -> str:
+        """`error`, preceded by what of the reply reached the customer when some parts did."""
+        current = await self._rows.get(row.message_id)
+        parts = current.parts if current is not None else {}
+        if not parts:
+            return error
+        atts = out.attachments if out is not None else ()
+        names = ([TEXT_PART] if out is None or out.text else []) + [attachment_part(i) for i in range(len(atts))]
+
+        def label(part: str) -> str:
+            if part == TEXT_PART:
+                return "the text"
+            i = int(part.partition(":")[2]) if part.partition(":")[2].isdigit() else -1
+            return f"file {atts[i].name!r}" if 0 <= i < len(atts) and atts[i].name else f"file {i + 1}"
+
+        got = [label(p) for p in names if p in parts] or [label(p) for p in sorted(parts)]
+        missing = [label(p) for p in names if p not in parts]
+        return (f"partly delivered: {', '.join(got)} reached the customer; "
+                f"not delivered: {', '.join(missing) or '-'}: {error}")
 
     async def _attachments(self, tenant_id: str, stored: Sequence[dict[str, Any]]) -> tuple[Attachment, ...]:
         """The message's attachments (the agent's uploads) as the connector sends them: a
@@ -213,17 +252,21 @@ class Outbox:
             delay = max(delay, min(retry_after, s.max_age))
         return delay
 
-    async def _retry(self, row: OutboxRow, error: str, retry_after: float | None) -> None:
+    async def _retry(self, row: OutboxRow, error: str, retry_after: float | None,
+                     out: OutboundMessage | None = None) -> None:
         now = self._clock()
         delay = self.backoff(row.attempts, retry_after)
         if row.attempts >= self._settings.max_attempts or now + delay - row.created_at > self._settings.max_age:
-            await self._finish(row, "failed", f"gave up after {row.attempts} attempts: {error}")
+            await self._finish(row, "failed", f"gave up after {row.attempts} attempts: {error}", out=out)
             return
         if await self._rows.reschedule(row.message_id, node_id=self._node_id, next_attempt_at=now + delay,
                                        error=error, now=now):
             log.info("outbox %s: attempt %d failed (%s); retry in %.1fs", row.message_id, row.attempts, error, delay)
 
-    async def _finish(self, row: OutboxRow, state: str, error: str | None, *, external_id: str | None = None) -> None:
+    async def _finish(self, row: OutboxRow, state: str, error: str | None, *, external_id: str | None = None,
+                      out: OutboundMessage | None = None) -> None:
+        if state == "failed" and error is not None:
+            error = await self._partly(row, out, error)
         if not await self._rows.finish(row.message_id, node_id=self._node_id, state=state, error=error,
                                        external_id=external_id, now=self._clock()):
             return  # our lease ran out and another node took over

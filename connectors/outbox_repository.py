@@ -15,7 +15,8 @@ SQLite write transactions are exclusive anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.core.domain import Channel
@@ -39,6 +40,7 @@ class OutboxRow:
     last_error: str | None
     external_id: str | None
     created_at: float
+    parts: dict[str, str] = field(default_factory=dict)  # part → platform id, accepted by earlier attempts
 
 
 class OutboxRepository(Protocol):
@@ -82,6 +84,12 @@ class OutboxRepository(Protocol):
         is not `sending` by `node_id` any more."""
         ...
 
+    async def record_part(self, message_id: str, *, node_id: str, part: str, external_id: str, now: float) -> bool:
+        """The channel accepted `part` of the reply (``text``, ``attachment:<i>``) as
+        `external_id`: added to the row's `parts`, kept through retries, lease expiry and
+        `reclaim_all`. False, changing nothing, when the row is not `sending` by `node_id`."""
+        ...
+
     async def message_seq(self, tenant_id: str, message_id: str) -> int | None:
         """The stream position of the tenant's stored message (to read it back), None when
         the message is gone."""
@@ -93,7 +101,7 @@ def _row(r: Row) -> OutboxRow:
         message_id=str(r["message_id"]), tenant_id=str(r["tenant_id"]), conversation_id=str(r["conversation_id"]),
         channel=Channel(r["channel"]), state=str(r["state"]), attempts=int(r["attempts"]),
         next_attempt_at=float(r["next_attempt_at"]), last_error=r["last_error"], external_id=r["external_id"],
-        created_at=float(r["created_at"]),
+        created_at=float(r["created_at"]), parts=json.loads(r["parts"]) if r["parts"] else {},
     )
 
 
@@ -167,6 +175,18 @@ class SqlOutboxRepository:
                 message_id, state, None if error is None else error[:MAX_ERROR_CHARS], external_id, now, node_id,
             )
         return done is not None
+
+    async def record_part(self, message_id: str, *, node_id: str, part: str, external_id: str, now: float) -> bool:
+        async with self._db.transaction() as conn:
+            r = await conn.fetchrow(
+                "SELECT parts FROM connector_outbox WHERE message_id = $1 AND state = 'sending' AND claimed_by = $2"
+                + self._db.row_lock, message_id, node_id)
+            if r is None:
+                return False
+            parts = {**(json.loads(r["parts"]) if r["parts"] else {}), part: external_id}
+            await conn.execute("UPDATE connector_outbox SET parts = $2, updated_at = $3 WHERE message_id = $1",
+                               message_id, json.dumps(parts, sort_keys=True), now)
+        return True
 
     async def message_seq(self, tenant_id: str, message_id: str) -> int | None:
         async with self._db.reader() as conn:

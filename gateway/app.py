@@ -266,7 +266,8 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
         return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
 
     fanout = Fanout(broker, emitter, fetch, store.get_conversation, max_gap=config.limits.resume_max_gap)
-    presence = PresenceTracker(store, node_id, clock, config.presence_interval)
+    presence = PresenceTracker(store, node_id, clock, config.presence_interval, ttl=config.presence_ttl,
+                               announce=chat.announce_presence)
     tokens = VisitorTokens(secret, config.security.visitor_token_ttl)
     rpc_methods: Table[str, RpcMethod] = Table()
     rpc = NodeRpc(broker, node_id, rpc_methods)

@@ -8,10 +8,14 @@ from __future__ import annotations
 from connectors.feature import ConnectorsFeature
 from gateway.admission.feature import AdmissionFeature
 from gateway.calls.feature import CallsFeature
+from gateway.desk.feature import DeskFeature
 from gateway.extension import Feature
 from gateway.privacy.feature import PrivacyFeature
+from gateway.ratings.feature import RatingsFeature
+from gateway.search.feature import SearchFeature
 from gateway.widget.feature import WidgetFeature
 
 
 def default_features() -> list[Feature]:
-    return [WidgetFeature(), ConnectorsFeature(), CallsFeature(), AdmissionFeature(), PrivacyFeature()]
+    return [WidgetFeature(), ConnectorsFeature(), CallsFeature(), AdmissionFeature(), PrivacyFeature(),
+            RatingsFeature(), SearchFeature(), DeskFeature()]

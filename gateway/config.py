@@ -133,8 +133,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    presence_ttl: float = 45.0
-    presence_interval: float = 15.0
+    presence_ttl: float = 30.0  # an agent's last connection gone this long: offline everywhere
+    presence_interval: float = 10.0  # presence heartbeat and expiry sweep (< presence_ttl)
 
     @property
     def store_limits(self) -> StoreLimits:
@@ -292,6 +292,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             parse_key(master_key)
         except MasterKeyError as exc:
             raise ConfigError(str(exc)) from None
+    presence_ttl = _positive(r, "PRESENCE_TTL", 30.0)
+    presence_interval = _positive(r, "PRESENCE_INTERVAL", 10.0)
+    if presence_interval >= presence_ttl:
+        raise ConfigError(f"PRESENCE_INTERVAL ({presence_interval:g}) must be less than PRESENCE_TTL "
+                          f"({presence_ttl:g}): a connected agent's rows are refreshed every interval")
     origins = tuple(o.strip() for o in (r.get_str("CORS_ORIGINS", "*") or "*").split(",") if o.strip())
     return Config(
         server=ServerConfig(
@@ -355,6 +360,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             retention_interval=_positive(r, "RETENTION_INTERVAL", 24 * 3600.0, lo=0.0),
             log_format=_log_format(r.get_str("LOG_FORMAT", "text") or "text"),
         ),
-        presence_ttl=r.get_float("PRESENCE_TTL", 45.0),
-        presence_interval=r.get_float("PRESENCE_INTERVAL", 15.0),
+        presence_ttl=presence_ttl,
+        presence_interval=presence_interval,
     )

@@ -9,6 +9,9 @@ and the blob writer passes it to the OS (and fsyncs) before returning. So:
 - a crash (SIGKILL, power loss after fsync) keeps every completed 64 KiB chunk: the file
   decrypts to that prefix (pyrage/age then report "truncated"; `decrypt_prefix` keeps the
   prefix); the last, incomplete chunk (< 64 KiB of plaintext) is lost.
+
+Playback does not use pyrage (it cannot seek): `recording/ageseek.py` decrypts the chunks a
+byte range needs; `decrypt_prefix` stays the whole-file reference the tests compare it with.
 """
 
 from __future__ import annotations

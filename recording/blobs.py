@@ -1,7 +1,8 @@
 """Where encrypted recordings live: a small `BlobStore` protocol and the local-disk store.
 
 A store hands out a raw binary writer (the age encryptor writes ciphertext chunks to it as
-they are sealed) and reads whole blobs back. An S3-like store would implement `create`
+they are sealed) and reads blobs back, whole or by byte range (playback reads only the age
+chunks a request needs: recording/ageseek.py). An S3-like store would implement `create`
 with a multipart upload; `LocalBlobStore` writes DATA_DIR/recordings/<tenant>/<id>.age.
 """
 
@@ -21,7 +22,13 @@ class BlobStore(Protocol):
 
     def read(self, key: str) -> bytes: ...
 
-    def size(self, key: str) -> int: ...
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes of the blob from `offset` (both >= 0, else ValueError); fewer only
+        where the blob ends (none from or past its end). FileNotFoundError when there is no
+        such blob. Blocking; callers on the event loop run it in a thread."""
+
+    def size(self, key: str) -> int:
+        """The blob's size in bytes; FileNotFoundError when there is no such blob."""
 
     def delete(self, key: str) -> None: ...
 
@@ -60,6 +67,13 @@ class LocalBlobStore:
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError(f"bad range {offset}+{length}")
+        with open(self._path(key), "rb") as f:
+            f.seek(offset)
+            return f.read(length)
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size

@@ -182,8 +182,10 @@ class SegmentedBlobs:
         return b"".join([await self.blobs.get(seg.key) for seg in await self.segments(key)])
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        """At most `length` bytes of the recording's ciphertext from `offset`: S3 Range GETs
-        of the segments the range covers."""
+        """At most `length` bytes of the recording's ciphertext from `offset` (both >= 0,
+        else ValueError): S3 Range GETs of the segments the range covers."""
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be >= 0")
         return self.run(self.read_range_async(key, offset, length))
 
     def size(self, key: str) -> int:

@@ -1,14 +1,16 @@
-"""Recording use cases: start (encrypting Ogg/Opus writer), finish, decrypt, export, shred."""
+"""Recording use cases: start (encrypting Ogg/Opus writer), finish, playback by byte range,
+export, shred."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.store.rows import new_id
-from recording.agestream import AgeStreamWriter, decrypt_prefix
+from recording.ageseek import CHUNK, AgeReader
+from recording.agestream import AgeStreamWriter
 from recording.blobs import BlobStore
 from recording.catalogue import RecordingCatalogue, RecordingRow
 from recording.keys import RecordingKeys
@@ -22,10 +24,30 @@ class RecordingGone(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Decrypted:
+class Playback:
+    """An opened recording: `size` bytes of Ogg/Opus can be read (the authenticated prefix
+    when `complete` is False: the file was cut by a crash)."""
+
     row: RecordingRow
-    data: bytes  # the Ogg/Opus file (or its authenticated prefix)
-    complete: bool
+    reader: AgeReader
+
+    @property
+    def size(self) -> int:
+        return self.reader.size
+
+    @property
+    def complete(self) -> bool:
+        return self.reader.complete
+
+    async def stream(self, start: int, end: int) -> AsyncIterator[memoryview]:
+        """Bytes [start, end) (0 <= start <= end <= size) in pieces of at most 64 KiB: each age
+        chunk the range touches is read and decrypted in a worker thread when the previous
+        piece has been consumed, so one playback holds about one chunk. Raises
+        `AgeFormatError` at a chunk that fails authentication."""
+        for i in range(start // CHUNK, -(-end // CHUNK)):
+            plain = await asyncio.to_thread(self.reader.chunk, i)
+            base = i * CHUNK
+            yield memoryview(plain)[max(start - base, 0):min(end - base, len(plain))]
 
 
 class ActiveRecording:
@@ -98,15 +120,24 @@ class Recordings:
             raise RecordingGone(rec_id)
         return row
 
-    async def ciphertext(self, row: RecordingRow) -> bytes:
-        return await asyncio.to_thread(self.blobs.read, row.blob_key)
-
-    async def decrypt(self, tenant_id: str, rec_id: str) -> Decrypted:
-        row = await self.row(tenant_id, rec_id)
+    async def open(self, row: RecordingRow) -> Playback:
+        """The recording opened for playback: its header and last chunk read and authenticated
+        (nothing else). `RecordingGone` when its key was shredded or its file is missing;
+        `AgeFormatError` when the file fails authentication."""
         try:
-            identity = await self.keys.identity(tenant_id, row.key_id)
+            identity = str(await self.keys.identity(row.tenant_id, row.key_id))
         except Exception as exc:
-            raise RecordingGone(rec_id) from exc
-        data = await self.ciphertext(row)
-        plain, complete = await asyncio.to_thread(decrypt_prefix, data, identity)
-        return Decrypted(row, plain, complete)
+            raise RecordingGone(row.id) from exc
+        key = row.blob_key
+
+        def fetch(offset: int, length: int) -> bytes:
+            return self.blobs.read_range(key, offset, length)
+
+        def opened() -> AgeReader:
+            return AgeReader.open(fetch, self.blobs.size(key), identity)
+
+        try:
+            reader = await asyncio.to_thread(opened)
+        except FileNotFoundError as exc:
+            raise RecordingGone(row.id) from exc
+        return Playback(row, reader)

@@ -30,7 +30,9 @@ TOP_PACKAGES = ("gateway", "connectors", "recording")
 # The features: packages the core never imports. Everything else under gateway/ is the core,
 # except the composition root, which chooses the features a node runs and may import anything.
 FEATURES = frozenset({
-    "gateway.admission", "gateway.calls", "gateway.privacy", "gateway.widget", "connectors", "recording",
+    "gateway.admission", "gateway.calls", "gateway.desk", "gateway.privacy", "gateway.ratings", "gateway.search",
+    "gateway.widget", "connectors",
+    "recording",
 })
 COMPOSITION_ROOT = frozenset({"gateway.cli", "gateway.__main__", "gateway.composition"})
 

@@ -1,4 +1,6 @@
-"""Screenshots of the widget (closed, open, offline) and the agent console → docs/images/.
+"""Screenshots of the widget (closed, open, offline, on a phone, resolved with the rating
+form) and the agent console (with the visitor's rating; and with its desk: labels, a canned
+response offered, read receipts, the contact panel) → docs/images/.
 
     .venv/bin/python scripts/screenshots.py
 
@@ -15,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
@@ -25,6 +28,7 @@ from gateway.admin.demo import ensure_demo, load_demo  # noqa: E402
 from gateway.app import build_gateway  # noqa: E402
 from gateway.composition import default_features  # noqa: E402
 from gateway.config import Config, ServerConfig, StorageConfig  # noqa: E402
+from gateway.edge.listen import EdgeSite  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -46,9 +50,9 @@ async def main() -> None:
         gw = await build_gateway(config, default_features())
         runner = web.AppRunner(gw.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = EdgeSite(runner, "127.0.0.1", 0)  # the gateway's own listener (websockets)
         await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        url = site.url
         await ensure_demo(gw.store, config, now=time.time())
         info = load_demo(tmp)
         assert info is not None
@@ -87,10 +91,46 @@ async def main() -> None:
                 await reply.press_sequentially("Dạ 2-3 ngày", delay=20)
                 await expect(page.locator(".typing")).to_be_visible(timeout=T)
                 await shot(page, "widget-open.png")
-                await expect(console.locator("#messages .msg")).to_have_count(3, timeout=T)
+                await reply.press_sequentially(" ạ, chị nhận hàng trước thứ Sáu.", delay=5)
+                await reply.press("Enter")
+                await expect(page.locator(".msg.them")).to_have_count(2, timeout=T)
+
+                # a phone: the panel is the whole screen
+                await page.set_viewport_size({"width": 375, "height": 667})
+                await shot(page, "widget-phone.png")
+                await page.set_viewport_size({"width": 1200, "height": 760})
+
+                # resolved: the visitor is told and may rate; the console shows the rating
+                await console.get_by_role("button", name="Resolve").click()
+                await expect(page.locator(".resolved form")).to_be_visible(timeout=T)
+                await page.locator(".resolved label.star").nth(4).click()
+                await page.get_by_role("textbox", name="Thêm nhận xét (không bắt buộc)").fill("Tư vấn rất nhiệt tình!")
+                await shot(page, "widget-rating.png")
+                await page.get_by_role("button", name="Gửi đánh giá").click()
+                await expect(console.locator("#ratings")).to_contain_text("Rated 5/5", timeout=T)
+                await expect(console.locator("#messages .msg")).to_have_count(4, timeout=T)
                 await shot(console, "console.png")
+
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {info['agent_token']}"}) as http:
+                    for shortcut, text in (("giao-hang", "Dạ, đơn nội thành Hà Nội giao trong 1-2 ngày ạ."),
+                                           ("gia", "Bảng giá chi tiết: izihelp.vn/bang-gia")):
+                        await http.post(f"{url}/api/v1/canned-responses", json={"shortcut": shortcut, "text": text})
+                await console.reload()
+                await console.get_by_role("tab", name="All").click()
+                await console.locator("#convs button", has_text="Lan").click()
+                for label in ("áo dài", "VIP"):
+                    await console.get_by_label("Add a label").fill(label)
+                    await console.get_by_label("Add a label").press("Enter")
+                    await expect(console.locator("#labels .chip", has_text=label)).to_be_visible(timeout=T)
+                await page.locator(".input textarea, textarea").first.focus()  # the visitor reads the replies
+                await expect(console.locator("#messages .receipt[data-read=true]").first).to_be_visible(timeout=T)
+                await console.get_by_label("Reply").fill("")
+                await console.get_by_label("Reply").press_sequentially("/g")
+                await expect(console.locator("#canned [role=option]")).to_have_count(2, timeout=T)
+                await shot(console, "console-desk.png")
                 await browser.close()
         finally:
+            await site.stop()
             await runner.cleanup()
 
 

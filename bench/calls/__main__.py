@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.procs import machine_cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -36,7 +38,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_one(n: int, window: float) -> dict[str, Any]:
+def run_one(n: int, window: float, profile: Path | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
         env = {**os.environ, "DATA_DIR": tmp, "PORT": str(free_port()), "HOST": "127.0.0.1",
                "CALL_HOST_ADDRESSES": "127.0.0.1", "CALL_RING_TIMEOUT": "30",
@@ -63,21 +65,36 @@ def run_one(n: int, window: float) -> dict[str, Any]:
                      "--token", tenant["admin_token"], "--n", str(n), "--window", str(window)],
                     cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
                 assert cl.stdout is not None
-                c0 = t0 = c1 = t1 = 0.0
+                c0 = t0 = c1 = t1 = l0 = l1 = m0 = m1 = 0.0
+                cpus = 0
                 result: dict[str, Any] = {}
+                spy: subprocess.Popen[bytes] | None = None
                 for line in cl.stdout:
                     if line.startswith("window-start"):
                         c0, t0 = cpu_seconds(gw.pid), time.monotonic()
+                        l0, (m0, cpus) = cpu_seconds(cl.pid), machine_cpu_seconds()
+                        if profile is not None:  # py-spy samples the gateway over the window
+                            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                                                    str(gw.pid), "-d", str(int(window)), "-r", "250", "-f", "raw",
+                                                    "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL)
                     elif line.startswith("window-end"):
                         c1, t1 = cpu_seconds(gw.pid), time.monotonic()
+                        l1, (m1, cpus) = cpu_seconds(cl.pid), machine_cpu_seconds()
                     elif line.startswith("{"):
                         result = json.loads(line)
                 cl.wait(60)
+                if spy is not None:
+                    spy.wait(60)
                 if not result:
                     raise RuntimeError(f"client failed (exit {cl.returncode})")
                 core = 100.0 * (c1 - c0) / (t1 - t0)
                 result.update({"gateway_cpu_pct_of_core": round(core, 1),
-                               "gateway_cpu_pct_per_call": round(core / n, 2)})
+                               "gateway_cpu_pct_per_call": round(core / n, 2),
+                               # calls one core would carry at this CPU per call
+                               "calls_per_core": round(100.0 * n / core, 1) if core else None,
+                               # the callers' process (it shares the machine) and the whole machine
+                               "clients_cores": round((l1 - l0) / (t1 - t0), 2),
+                               "machine_busy": round((m1 - m0) / (t1 - t0), 2), "cpus": cpus})
                 return result
             finally:
                 gw.send_signal(signal.SIGTERM)
@@ -91,13 +108,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.calls")
     ap.add_argument("--n", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--window", type=float, default=10.0, help="measurement window in seconds (keep <= 20)")
+    ap.add_argument("--profile", type=Path, help="py-spy the gateway over the window (raw stacks) to this file")
     a = ap.parse_args()
-    print(f"{'N':>4} {'setup s':>8} {'gw % core':>10} {'% core/call':>12} {'loss %':>7} "
-          f"{'jitter ms (mean/max)':>21}")
+    print(f"{'N':>4} {'setup s':>8} {'gw % core':>10} {'% core/call':>12} {'calls/core':>10} {'loss %':>7} "
+          f"{'jitter ms (mean/max)':>21} {'clients cores':>13} {'machine busy':>12}")
     for n in a.n:
-        r = run_one(n, min(a.window, 20.0))
+        r = run_one(n, min(a.window, 20.0), a.profile.with_suffix(f".{n}.txt") if a.profile else None)
         print(f"{n:>4} {r['setup_s']:>8} {r['gateway_cpu_pct_of_core']:>10} {r['gateway_cpu_pct_per_call']:>12} "
-              f"{r['loss_pct']:>7} {r['jitter_ms_mean']!s:>10}/{r['jitter_ms_max']!s:<10}", flush=True)
+              f"{r['calls_per_core']!s:>10} {r['loss_pct']:>7} {r['jitter_ms_mean']!s:>10}/{r['jitter_ms_max']!s:<10}"
+              f" {r['clients_cores']:>13} {r['machine_busy']:>8} of {r['cpus']}", flush=True)
         print("  " + json.dumps(r), flush=True)
 
 

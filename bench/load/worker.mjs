@@ -14,15 +14,26 @@
 //                                                always this process's own event-loop delay (lag_p99_ms,
 //                                                lag_max_ms) and, with timeline, its stalls over 20 ms as
 //                                                [100 ms window after start, longest stall ms] (lag_windows)
-//   {cmd:"churn", auth, rate, seconds, returning, start, hold_ms}
+//   {cmd:"churn", auth, rate, seconds, returning, start, hold_ms, urls?, resume_max?, lean?}
 //                                                visitors connect at `rate`/s for `seconds` (a fraction
-//                                                `returning` with a visitor token of an earlier one), wait
-//                                                for `session`, resume their conversations or (a fraction
-//                                                `start` of the rest) start one, disconnect after `hold_ms`;
+//                                                `returning` with a visitor token of an earlier one, of
+//                                                this process, kept across churn commands), wait for
+//                                                `session`, resume their conversations (at most
+//                                                `resume_max`, default 5) or (a fraction `start` of the
+//                                                rest) start one, disconnect after `hold_ms`; visitor i
+//                                                connects to urls[i % urls.length] (default: the url);
+//                                                with `lean`, each visitor is a bare `ws` WebSocket speaking
+//                                                Engine.IO 4 / Socket.IO 5 text packets itself (leanVisit:
+//                                                the same frames on the wire as the stock client's, at a
+//                                                fraction of its CPU, so that the load generators are not
+//                                                what limits the connect rate);
 //                                                replies {event:"churned", opened, sessions, started,
-//                                                resumed, errors, connect_errors, open_at_end}
+//                                                resumed, errors, connect_errors, open_at_end, send_seconds,
+//                                                session_ms: [ms from the connect call to `session`, each],
+//                                                lag_p99_ms, lag_max_ms}
 //   {cmd:"count"} / {cmd:"close"}
 import { io } from "socket.io-client";
+import WebSocket from "ws";
 import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -40,6 +51,7 @@ let pairs = [];
 const latencies = [];
 let timeline = null;  // [sent ms after the run's start, latency ms] while a run asks for it
 let runStart = 0;
+const tokens = [];  // churn: visitor tokens of earlier visitors of this process (the last 5,000)
 
 const open = (ns, auth) => new Promise((res, rej) => {
   const s = io((ns === "/agent" && opts.agentUrl ? opts.agentUrl : opts.url) + ns, { ...base, auth });
@@ -63,6 +75,47 @@ async function pool(count, concurrency, fn) {
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, run));
   return failed;
+}
+
+// One visitor on a bare WebSocket: the packets the stock client would exchange for
+// connect → `session` → (resume | conversation:start) → leave, and nothing else. `on.session(sess)`
+// returns the event and payload to send with ack id 1, or null; `on.ack(ok)`; `on.fail(kind, err)`
+// with kind "connect" (refused / closed before `session`) or "ack"; `on.close()` once, at the end.
+function leanVisit(url, nsp, auth, on) {
+  const ws = new WebSocket(url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket",
+                           { perMessageDeflate: false });
+  let stage = 0;  // 0 handshake, 1 connected to nsp, 2 waiting for the ack, 3 done
+  const prefix = nsp === "/" ? "" : nsp + ",";
+  const finish = () => { if (stage !== 4) { stage = 4; ws.close(); on.close(); } };
+  ws.on("message", (data) => {
+    const text = data.toString();
+    const type = text[0];
+    if (type === "2") { ws.send("3"); return; }  // ping → pong
+    if (type === "0") { ws.send("40" + prefix + JSON.stringify(auth)); return; }  // Engine.IO open
+    if (type !== "4") return;
+    const body = text.slice(1);
+    if (!body.startsWith(body[0] + prefix) && nsp !== "/") return;
+    const kind = body[0];
+    const rest = body.slice(1 + prefix.length);
+    if (kind === "4") { on.fail("connect", new Error(rest)); finish(); return; }  // CONNECT_ERROR
+    if (kind === "0") { stage = 1; return; }  // CONNECT
+    if (kind === "2" && stage === 1) {
+      const [ev, sess] = JSON.parse(rest);
+      if (ev !== "session") return;
+      const next = on.session(sess);
+      if (!next) { finish(); return; }
+      stage = 2;
+      ws.send("42" + prefix + "1" + JSON.stringify(next));
+    } else if (kind === "3" && stage === 2) {  // ACK 1
+      const [r] = JSON.parse(rest.slice(1));
+      on.ack(Boolean(r && r.ok));
+      finish();
+    }
+  });
+  ws.on("error", (e) => { if (stage < 3) on.fail(stage < 2 ? "connect" : "ack", e); finish(); });
+  ws.on("close", () => { if (stage < 2) on.fail("connect", new Error("closed")); else if (stage === 2) on.fail("ack", new Error("closed")); finish(); });
+  const timer = setTimeout(() => { if (stage < 4) { on.fail(stage < 2 ? "connect" : "ack", new Error("timeout")); finish(); } }, 60000);
+  ws.on("close", () => clearTimeout(timer));
 }
 
 const handlers = {
@@ -182,25 +235,55 @@ const handlers = {
   },
   async churn(c) {
     const st = { opened: 0, sessions: 0, started: 0, resumed: 0, errors: 0, connect_errors: 0 };
-    const tokens = [];  // visitor tokens of earlier visitors (the last 5,000)
+    const urls = c.urls && c.urls.length ? c.urls : [opts.url];
+    const resumeMax = c.resume_max || 5;
+    const sessionMs = [];
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
     let live = 0;
     const fail = (e) => { st.errors += 1; if (st.errors <= 3) console.error(String(e && e.message || e)); };
     const visit = () => {
       const auth = { ...c.auth };
       if (tokens.length && Math.random() < c.returning) auth.visitor_token = tokens[Math.floor(Math.random() * tokens.length)];
       // not kept in `sockets`: each closes itself
-      const s = io(opts.url + "/visitor", { ...base, auth });
+      const began = performance.now();
+      if (c.lean) {
+        const url = urls[st.opened % urls.length];
+        st.opened += 1;
+        live += 1;
+        let what = null;
+        leanVisit(url, "/visitor", auth, {
+          session(sess) {
+            st.sessions += 1;
+            sessionMs.push(Math.round((performance.now() - began) * 100) / 100);
+            if (!auth.visitor_token) { tokens.push(sess.visitor_token); if (tokens.length > 5000) tokens.shift(); }
+            const convs = sess.conversations || [];
+            if (convs.length) {
+              what = "resumed";
+              return ["resume", { conversations: convs.slice(0, resumeMax).map((x) => ({ conversation_id: x.id, epoch: x.epoch, seq: x.last_seq })) }];
+            }
+            if (Math.random() < c.start) { what = "started"; return ["conversation:start", {}]; }
+            return null;
+          },
+          ack(ok) { if (ok) st[what] += 1; else fail(new Error(`${what} refused`)); },
+          fail(kind, e) { if (kind === "connect") st.connect_errors += 1; else fail(e); },
+          close() { live -= 1; },
+        });
+        return;
+      }
+      const s = io(urls[st.opened % urls.length] + "/visitor", { ...base, auth });
       st.opened += 1;
       live += 1;
       const done = () => { s.close(); live -= 1; };
       s.once("connect_error", () => { st.connect_errors += 1; done(); });
       s.once("session", async (sess) => {
         st.sessions += 1;
+        sessionMs.push(Math.round((performance.now() - began) * 100) / 100);
         if (!auth.visitor_token) { tokens.push(sess.visitor_token); if (tokens.length > 5000) tokens.shift(); }
         try {
           const convs = sess.conversations || [];
           if (convs.length) {
-            const r = await call(s, "resume", { conversations: convs.slice(0, 5).map((x) => ({ conversation_id: x.id, epoch: x.epoch, seq: x.last_seq })) });
+            const r = await call(s, "resume", { conversations: convs.slice(0, resumeMax).map((x) => ({ conversation_id: x.id, epoch: x.epoch, seq: x.last_seq })) });
             if (r.ok) st.resumed += 1; else fail(new Error(JSON.stringify(r)));
           } else if (Math.random() < c.start) {
             const r = await call(s, "conversation:start", {});
@@ -220,9 +303,12 @@ const handlers = {
       };
       tick();
     });
+    const sendSeconds = (performance.now() - t0) / 1000;
     const deadline = performance.now() + c.hold_ms + 10000;
     while (live > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    out({ event: "churned", ...st, open_at_end: live });
+    delay.disable();
+    out({ event: "churned", ...st, open_at_end: live, send_seconds: sendSeconds, session_ms: sessionMs,
+          lag_p99_ms: Math.max(0, delay.percentile(99) / 1e6 - 10), lag_max_ms: Math.max(0, delay.max / 1e6 - 10) });
   },
   async count() { out({ event: "count", received, events }); },
   async close() {

@@ -125,10 +125,10 @@ class CommentsConnector:
             msgs = await self._ctx.store.get_messages(tenant_id, str(row["id"]), before_seq=before, limit=limit,
                                                       newest=True)
             names: dict[tuple[str, str], str] = {}
-            for m in msgs:
+            for m in msgs:  # the public sees contacts' comments and agents' sent replies, nothing else
                 if m.author_type == AuthorType.AGENT and m.delivery_state != DeliveryState.SENT:
                     continue
-                if m.author_type == AuthorType.SYSTEM:
+                if m.author_type not in (AuthorType.CONTACT, AuthorType.AGENT):  # system entries, private notes
                     continue
                 comments.append(self._public(m, await self._name(tenant_id, m, names)))
         return web.json_response({"ok": True, "thread": thread, "comments": comments}, headers=_CORS)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
-from connectors.base import InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
+from connectors.base import (
+    TEXT_PART,
+    InboundSink,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    TransientError,
+    attachment_part,
+    send_parts,
+)
 from connectors.facebook.config import FacebookOptions, FacebookPage
 from connectors.facebook.directory import ChannelDirectory, PageDirectory
 from connectors.facebook.graph import MAX_TEXT_CHARS, GraphClient
@@ -150,14 +161,15 @@ class FacebookConnector:
             raise PermanentError("Messenger attachments need PUBLIC_URL (Meta downloads the file from it)")
         if not msg.text and not msg.attachments:
             raise PermanentError("nothing to send")
-        mids: list[str] = []
-        if msg.text:
-            mids.append(await graph.send_message(page, thread.psid, {"text": msg.text}))
-        for att in msg.attachments:
+        def message(body: dict[str, Any]) -> Callable[[], Awaitable[str]]:
+            return functools.partial(graph.send_message, page, thread.psid, body)
+
+        parts = [(TEXT_PART, message({"text": msg.text}))] if msg.text else []
+        for i, att in enumerate(msg.attachments):
             payload: dict[str, Any] = {"url": att.url, "is_reusable": False}
-            mids.append(
-                await graph.send_message(page, thread.psid, {"attachment": {"type": att.kind, "payload": payload}})
-            )
+            parts.append((attachment_part(i), message({"attachment": {"type": att.kind, "payload": payload}})))
+        # each part accepted is recorded: a retry after a failed file sends only what is missing
+        mids = await send_parts(msg, parts)
         return SendResult(external_message_id=mids[0], meta={"fb_kind": "message", "message_ids": mids})
 
 

@@ -21,10 +21,20 @@ import aiohttp
 from aiohttp import web
 
 from connectors.attachments import read_outbound
-from connectors.base import Attachment, InboundSink, OutboundMessage, PermanentError, SendResult, TransientError
+from connectors.base import (
+    TEXT_PART,
+    Attachment,
+    InboundSink,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    TransientError,
+    attachment_part,
+    send_parts,
+)
 from connectors.zalo import api, errors, events, signature
 from connectors.zalo.config import ZaloAccount, ZaloSettings, ZaloTokens
-from connectors.zalo.tokens import Clock, Sleep, TokenManager
+from connectors.zalo.tokens import Clock, RefreshClaim, Sleep, TokenManager
 from gateway.core.domain import Channel
 from gateway.core.errors import GatewayError
 from gateway.http.body import parse_json, read_body
@@ -47,6 +57,8 @@ PersistTokens = Callable[[ZaloAccount, ZaloTokens], Awaitable[None]]
 LoadTokens = Callable[[ZaloAccount], Awaitable[ZaloTokens | None]]
 # Every enabled account (from the channel store); called on start and, throttled, on a routing miss.
 LoadAccounts = Callable[[], Awaitable[list[ZaloAccount]]]
+# The account's refresh claim across nodes (connectors/token_claims.py): one refresh at a time.
+ClaimRefresh = Callable[[ZaloAccount], RefreshClaim]
 
 
 @dataclass(slots=True)
@@ -72,7 +84,9 @@ class ZaloConnector:
         load_tokens: LoadTokens | None = None,
         load_accounts: LoadAccounts | None = None,
         reload_interval: float = 10.0,
+        claim_refresh: ClaimRefresh | None = None,
     ) -> None:
+        self._claim_refresh = claim_refresh
         self.settings = settings or ZaloSettings()
         self._persist = persist_tokens
         self._load_tokens = load_tokens
@@ -115,6 +129,7 @@ class ZaloConnector:
             refresh_margin=self.settings.refresh_margin,
             refresh_retry=self.settings.refresh_retry,
             reload=reload if self._load_tokens is not None else None,
+            claim=None if self._claim_refresh is None else self._claim_refresh(account),
         )
         oa = _Oa(account, manager)
         self._oas[account.oa_id] = oa
@@ -259,17 +274,19 @@ class ZaloConnector:
     async def send(self, msg: OutboundMessage) -> SendResult:
         """The text as one message, then each attachment as one more (uploaded first: an
         image to `upload/image` → a media template, anything else to `upload/file` → a
-        file message). A retry after a partial success sends the rest again (as Messenger)."""
+        file message). Each part Zalo accepted is recorded (`send_parts`): a retry after a
+        partial success sends only the parts not accepted yet (as Messenger)."""
         oa, recipient = await self._route(msg)
         text = self._text_message(msg)
         kinds = [_upload_kind(a) for a in msg.attachments]  # all checked, and read, before anything is sent
         files = [(a, kind, await read_outbound(a)) for a, kind in zip(msg.attachments, kinds, strict=True)]
-        mids: list[str] = []
-        user: Any = None
-        if text is not None:
-            mid, user = await self._post(oa, {"recipient": {"user_id": recipient}, "message": text})
-            mids.append(mid)
-        for att, kind, data in files:
+        answered: list[Any] = [None]  # the user id Zalo answered with the last part sent
+
+        async def post(body: dict[str, Any]) -> str:
+            mid, answered[0] = await self._post(oa, {"recipient": {"user_id": recipient}, "message": body})
+            return mid
+
+        async def send_file(att: Attachment, kind: str, data: bytes) -> str:
             up = await self._call(oa, f"zalo upload {kind}", functools.partial(
                 self._upload, oa, kind, att.name or "file", att.mime_type or "application/octet-stream", data))
             if kind == "image":
@@ -281,10 +298,16 @@ class ZaloConnector:
                 attachment = {"type": "file", "payload": {"token": ref}}
             if not isinstance(ref, str) or not ref:
                 raise TransientError(f"zalo upload {kind}: success without an id")
-            mid, user = await self._post(oa, {"recipient": {"user_id": recipient},
-                                              "message": {"attachment": attachment}})
-            mids.append(mid)
-        meta: dict[str, Any] = {"zalo_user_id": user}
+            return await post({"attachment": attachment})
+
+        parts: list[tuple[str, Callable[[], Awaitable[str]]]] = []
+        if text is not None:
+            parts.append((TEXT_PART, functools.partial(post, text)))
+        for i, (att, kind, data) in enumerate(files):
+            parts.append((attachment_part(i), functools.partial(send_file, att, kind, data)))
+        # each part accepted is recorded: a retry after a failed file sends only what is missing
+        mids = await send_parts(msg, parts)
+        meta: dict[str, Any] = {"zalo_user_id": answered[0]}
         if len(mids) > 1:
             meta["message_ids"] = mids
         return SendResult(external_message_id=mids[0], meta=meta)

@@ -12,7 +12,8 @@ The inboxes are re-read on the first webhook or send for an OA not loaded (at mo
 (`channel disable|remove|rotate`) takes effect on every node within that time.
 
 Rotated tokens are written back into the sealed credentials (`ZaloCredentialWriter`) before
-the new access token is used.
+the new access token is used, and one node at a time refreshes an inbox's tokens (its claim in
+`connector_token_refreshes`, connectors/token_claims.py): the others wait for its pair.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 from connectors.base import InboundSink
 from connectors.channels import ChannelConfig, ChannelRepository
 from connectors.context import ConnectorContext
+from connectors.token_claims import InboxRefreshClaim, SqlTokenRefreshClaims, TokenRefreshClaims
 from connectors.zalo.config import DEFAULT_API_BASE, DEFAULT_OAUTH_BASE, ZaloAccount, ZaloTokens
 from connectors.zalo.connector import ZaloConnector
+from connectors.zalo.tokens import RefreshClaim
 from gateway.aio.periodic import Periodic
 from gateway.core.domain import Channel
 
@@ -81,12 +84,14 @@ class ZaloGatewayConnector(ZaloConnector):
     def __init__(self, ctx: ConnectorContext, refresh_interval: float = INBOX_REFRESH) -> None:
         self._ctx = ctx
         self._writer = ZaloCredentialWriter(ctx.channels)
+        self._claims: TokenRefreshClaims = SqlTokenRefreshClaims(ctx.db)
         super().__init__(
             [],
             self._persist_tokens,
             clock=ctx.clock,
             load_tokens=self._stored_tokens,
             load_accounts=self._enabled_accounts,
+            claim_refresh=self._claim,
         )
         self._refresher = Periodic("zalo-inboxes", self._reload, refresh_interval, delay=refresh_interval)
 
@@ -100,6 +105,10 @@ class ZaloGatewayConnector(ZaloConnector):
     async def stop(self) -> None:
         await self._refresher.stop()
         await super().stop()
+
+    def _claim(self, account: ZaloAccount) -> RefreshClaim:
+        return InboxRefreshClaim(self._claims, account.tenant_id, account.channel_id or "", self._ctx.node_id,
+                                 self._ctx.clock)
 
     async def _enabled_accounts(self) -> list[ZaloAccount]:
         out: list[ZaloAccount] = []

@@ -4,13 +4,21 @@ Zalo refresh tokens are single-use and rotate, so a new pair is persisted (throu
 injected `persist` callback: the channel's credential store) *before* the new access token
 is used. If persisting fails the pair is kept in memory and persisting is retried before
 the next use; the old refresh token is already dead, so it is never re-sent.
+
+Across nodes, with a `claim` (`RefreshClaim`, connectors/token_claims.py): a refresh is made
+only by the node holding the inbox's claim, and only when the stored pair is still the one
+it holds; a node whose claim loses waits (polling the store every `CLAIM_POLL` s, at most
+`claim_wait` s, then `TransientError`) and adopts the pair the holder stores. So two nodes
+never spend the same refresh token, and no rotated pair is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from connectors.base import PermanentError, TransientError
 from connectors.zalo.config import ZaloTokens
@@ -23,6 +31,15 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 # The pair as currently stored (another node may have rotated it).
 Reload = Callable[[], Awaitable["ZaloTokens | None"]]
+CLAIM_POLL = 0.2  # s between looks at the store while another node refreshes
+
+
+class RefreshClaim(Protocol):
+    """The inbox's refresh claim across nodes (bound to one inbox and this node)."""
+
+    async def acquire(self) -> bool: ...
+
+    async def release(self) -> None: ...
 
 
 class TokenManager:
@@ -38,8 +55,12 @@ class TokenManager:
         refresh_margin: float = 600.0,
         refresh_retry: float = 60.0,
         reload: Reload | None = None,
+        claim: RefreshClaim | None = None,
+        claim_wait: float = 45.0,
     ) -> None:
         self._reload = reload
+        self._claim = claim
+        self._claim_wait = claim_wait
         self._name = name
         self._margin = refresh_margin
         self._retry = refresh_retry
@@ -99,6 +120,29 @@ class TokenManager:
         return True
 
     async def _rotate(self) -> None:
+        claim = self._claim
+        if claim is None:
+            await self._refresh_now()
+            return
+        waited = 0.0
+        while not await claim.acquire():
+            if waited == 0.0:
+                log.info("zalo oa %s: another node is refreshing the tokens; waiting for its pair", self._name)
+            if waited >= self._claim_wait:
+                raise TransientError("another node is refreshing the Zalo tokens", retry_after=5.0)
+            await self._sleep(CLAIM_POLL)
+            waited += CLAIM_POLL
+            if await self._adopt_stored():
+                return
+        try:
+            if not await self._adopt_stored():  # stored by a holder between our look and our claim
+                await self._refresh_now()
+        finally:
+            if not self._unpersisted:  # a pair not stored yet keeps the claim until it runs out
+                with contextlib.suppress(Exception):  # a claim not released runs out by itself
+                    await claim.release()
+
+    async def _refresh_now(self) -> None:
         try:
             new = await self._refresher(self._tokens.refresh_token)
         except PermanentError:

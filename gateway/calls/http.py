@@ -1,8 +1,10 @@
 """REST: `GET /api/v1/recordings/{id}` (decrypted Ogg/Opus, agent Bearer token, own tenant
-only, HTTP Range) and the `/call-test` page (plain JS caller/agent used by browser tests)."""
+only, HTTP Range; streamed one 64 KiB age chunk at a time, only the chunks the range needs)
+and the `/call-test` page (plain JS caller/agent used by browser tests)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib import resources
 
@@ -11,13 +13,18 @@ from aiohttp import web
 from gateway.core.errors import Code, GatewayError, not_found
 from gateway.core.validation import req_id
 from gateway.http.api import Api
+from recording.ageseek import AgeFormatError
 from recording.service import RecordingGone, Recordings
+
+log = logging.getLogger(__name__)
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """(start, end inclusive) of a single `bytes=` range; None = whole body. Raises on bad ranges."""
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """(start, end inclusive) of a single `bytes=` range of a body of `size` > 0 bytes (an end
+    past it is clamped, a suffix longer than it is the whole body). Raises 416 with
+    `Content-Range: bytes */size` on anything else (malformed, several ranges, start past the end)."""
     m = _RANGE_RE.match(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
@@ -49,28 +56,40 @@ class CallRoutes:
         p = await self.api.principal(request)
         rec_id = req_id({"id": request.match_info["id"]}, "id")
         try:
-            dec = await self.recordings.decrypt(p.tenant_id, rec_id)
+            row = await self.recordings.row(p.tenant_id, rec_id)
+            if row.state == "recording":
+                raise GatewayError(Code.CONVERSATION_CLOSED, "the call is still being recorded")
+            pb = await self.recordings.open(row)
         except RecordingGone:
             raise not_found("recording") from None
-        if dec.row.state == "recording":
-            raise GatewayError(Code.CONVERSATION_CLOSED, "the call is still being recorded")
-        data, size = dec.data, len(dec.data)
+        except AgeFormatError as exc:
+            log.error("recording %s of tenant %s cannot be played: %s", rec_id, p.tenant_id, exc)
+            raise GatewayError(Code.INTERNAL, "the recording failed authentication") from None
+        size = pb.size
         headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store",
-                   "X-Recording-Complete": "true" if dec.complete else "false"}
+                   "X-Recording-Complete": "true" if pb.complete else "false"}
         rng = request.headers.get("Range")
-        status = 200
+        start, end, status = 0, size, 200
         if rng and size:
-            start, end = parse_range(rng, size)  # type: ignore[misc]
-            data = data[start:end + 1]
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            status = 206
+            first, last = parse_range(rng, size)
+            start, end, status = first, last + 1, 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_type = "audio/ogg"
-        resp.content_length = len(data)
-        await resp.prepare(request)
-        for off in range(0, len(data), 64 * 1024):
-            await resp.write(data[off:off + 64 * 1024])
-        await resp.write_eof()
+        resp.content_length = end - start
+        try:
+            await resp.prepare(request)
+            if request.method != "HEAD":
+                async for piece in pb.stream(start, end):
+                    await resp.write(piece)
+            await resp.write_eof()
+        except AgeFormatError as exc:
+            # the status is sent: the body ends short and the connection is closed, so the
+            # client sees an incomplete response, never unauthenticated bytes
+            log.error("recording %s of tenant %s: %s", rec_id, p.tenant_id, exc)
+            resp.force_close()
+        except ConnectionError:  # the client went away (a browser asks `bytes=N-`, then seeks)
+            pass
         return resp
 
     async def page(self, request: web.Request) -> web.Response:

@@ -20,9 +20,10 @@ from gateway.aio.tasks import TaskSet
 from gateway.calls.media import AGENT, VISITOR, CallMedia, SdpError, check_offer
 from gateway.calls.settings import CallSettings
 from gateway.calls.store import CallRepository, CallRow
+from gateway.calls.timeline import record_call
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
 from gateway.chat.service import ChatService
-from gateway.core.domain import AgentStatus, Conversation
+from gateway.core.domain import Conversation
 from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.store.rows import new_id
 from recording.service import Recordings
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 MISSED, CANCELLED, DECLINED = "missed", "cancelled", "declined"
 CALLER_HANGUP, AGENT_HANGUP = "caller_hangup", "agent_hangup"
 CONNECTION_LOST, MAX_DURATION, SHUTDOWN = "connection_lost", "max_duration", "shutdown"
+DECLINE_RECHECK = 1.0  # s between checks of a ringing call that some agent declined
 
 
 @dataclass
@@ -84,7 +86,9 @@ class CallService:
         return row.node_id
 
     async def _online_agents(self, tenant_id: str) -> set[str]:
-        return {a.id for a in await self.chat.store.list_agents(tenant_id) if a.status == AgentStatus.ONLINE}
+        """Agents who chose `online` and are connected to some node now (a closed console
+        does not count: issue 31)."""
+        return await self.chat.available_agents(tenant_id)
 
     # --- visitor ---------------------------------------------------------
     async def start(self, p: VisitorPrincipal, conversation_id: str, sdp: str) -> tuple[CallRow, str, bool]:
@@ -122,7 +126,19 @@ class CallService:
         return call.row, answer, bool(online)
 
     async def _ring_timeout(self, call_id: str) -> None:
-        await asyncio.sleep(self.settings.ring_timeout)
+        """Ends the call `missed` after the ring timeout. Once an agent has declined, it checks
+        every `DECLINE_RECHECK` s whether every agent still online and connected has declined
+        (the others closed their consoles meanwhile): then it ends `declined`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.ring_timeout
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, DECLINE_RECHECK))
+            call = self.active.get(call_id)
+            if call is None or call.row.state != "ringing" or call.ending:
+                return
+            if call.declined and await self._online_agents(call.row.tenant_id) <= call.declined:
+                await self.end(call, DECLINED)
+                return
         call = self.active.get(call_id)
         if call is not None and call.row.state == "ringing":
             await self.end(call, MISSED)
@@ -149,7 +165,18 @@ class CallService:
             raise bad_request(str(exc), field="sdp") from None
         call.timer = self._spawn(self._max_duration(call_id), f"call-max-{call_id}")
         await self._publish(call)
+        await self._take_conversation(p, call)
         return call.row, answer
+
+    async def _take_conversation(self, p: AgentPrincipal, call: ActiveCall) -> None:
+        """The agent who answers a call gets its conversation when it has no agent yet."""
+        try:
+            conv = await self.chat.store.get_conversation(p.tenant_id, call.row.conversation_id)
+            if conv.assignee_id is None:
+                call.conv = await self.chat.update_conversation(p, conv.id, status=None, assignee_id=p.agent_id,
+                                                                unassign=False)
+        except Exception:
+            log.exception("call %s: assigning its conversation to the agent who answered failed", call.row.id)
 
     async def _max_duration(self, call_id: str) -> None:
         await asyncio.sleep(self.settings.max_duration)
@@ -162,8 +189,7 @@ class CallService:
         if call.row.state != "ringing":
             raise GatewayError(Code.CONVERSATION_CLOSED, "the call is no longer ringing", state=call.row.state)
         call.declined.add(p.agent_id)
-        online = await self._online_agents(p.tenant_id)
-        if online and online <= call.declined:
+        if await self._online_agents(p.tenant_id) <= call.declined:  # every connected online agent declined
             await self.end(call, DECLINED)
         return call.row
 
@@ -201,9 +227,12 @@ class CallService:
                 await call.media.recorder.finish()
         finally:
             self.active.pop(call.row.id, None)
-            await self.store.end(call.row.tenant_id, call.row.id, reason=reason, now=now, duration=duration)
+            first = await self.store.end(call.row.tenant_id, call.row.id, reason=reason, now=now,
+                                         duration=duration)
             call.row = replace(call.row, state="ended", ended_at=now, end_reason=reason, duration=duration)
             await self._publish(call)
+            if first:  # the first end writes the call's entry in the conversation
+                await record_call(self.chat, call.row)
         return call.row
 
     async def history(self, p: VisitorPrincipal | AgentPrincipal, conversation_id: str) -> list[CallRow]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from gateway.aio.periodic import Periodic
 from gateway.calls.store import CallRepository, CallRow
+from gateway.calls.timeline import record_call
 from gateway.chat.service import ChatService
 from gateway.store import NotFound
 
@@ -64,6 +65,7 @@ class NodeSweeper:
             try:
                 conv = await self.chat.store.get_conversation(call.tenant_id, call.conversation_id)
                 await self.chat.publish_event(conv, "call:updated", {"call": call.to_dict()}, to_tenant=True)
+                await record_call(self.chat, call)
             except NotFound:
                 pass
             except Exception:

@@ -28,7 +28,9 @@ from gateway.chat.wire import (
 )
 from gateway.config import LimitsConfig
 from gateway.core.domain import (
+    Agent,
     AgentStatus,
+    AuthorType,
     Channel,
     Conversation,
     ConversationFilter,
@@ -130,10 +132,27 @@ class ChatHooks:
             hooks.freeze()
 
 
+AVAILABLE, BUSY, NO_AGENT = "available", "busy", "none"
+
+
+@record
+class Availability:
+    """What a visitor waiting in a conversation is told: `available` (it has an agent),
+    `busy` (agents are online and connected but at capacity: `queue_position` is its place
+    among the tenant's unassigned conversations) or `none` (no agent online)."""
+
+    state: str
+    queue_position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agents": self.state, "queue_position": self.queue_position}
+
+
 @record
 class StartResult:
     conversation: Conversation
     agents_available: bool
+    availability: Availability
 
 
 def _new_message(p: Principal, client_id: str, text: str, attachments: Sequence[dict[str, Any]]) -> NewMessage:
@@ -227,7 +246,30 @@ class ChatService:
         assigned = await self.try_assign(conv)
         conv = assigned or conv
         await self._publish_conversation(conv, created=True)
-        return StartResult(conv, agents_available=assigned is not None)
+        return StartResult(conv, agents_available=assigned is not None, availability=await self._availability(conv))
+
+    async def availability(self, p: VisitorPrincipal, conversation_id: str) -> Availability:
+        """`Availability` of the visitor's conversation (raise not_found)."""
+        return await self._availability(await self.conversation_for(p, conversation_id))
+
+    async def _availability(self, conv: Conversation) -> Availability:
+        if conv.assignee_id is not None or conv.status != ConversationStatus.OPEN:
+            return Availability(AVAILABLE)
+        if not await self.available_agents(conv.tenant_id):
+            return Availability(NO_AGENT)
+        try:
+            return Availability(BUSY, await self.store.queue_position(conv.tenant_id, conv.id))
+        except NotFound:
+            raise not_found("conversation") from None
+
+    async def available_agents(self, tenant_id: str) -> set[str]:
+        """The tenant's agents who chose `online` and are connected to some node now: those
+        routing and calls count on."""
+        connected = await self.store.connected_agents(tenant_id, self.clock() - self.presence_ttl)
+        if not connected:
+            return set()
+        return {a.id for a in await self.store.list_agents(tenant_id)
+                if a.id in connected and a.status == AgentStatus.ONLINE}
 
     async def list_visitor_conversations(self, p: VisitorPrincipal) -> list[Conversation]:
         return await self.store.list_conversations(
@@ -252,6 +294,18 @@ class ChatService:
             raise out
         return out
 
+    async def post_note(self, p: AgentPrincipal, conversation_id: str, client_id: str, text: str) -> PostResult:
+        """Store and publish an agent's private note: a message of author type `note` in
+        the conversation's stream. The send checks do not apply (nothing leaves for a
+        channel: the connectors' outbox takes agent messages only); visitors get its place
+        only (`wire.hidden_note`), never its content."""
+        await self.check_access(p, conversation_id)
+        msg = NewMessage(author_type=AuthorType.NOTE, author_id=p.agent_id, text=text, client_id=client_id)
+        (out,) = await self.post_messages([(p, AppendRequest(p.tenant_id, conversation_id, msg))])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
     def quick_post(self, p: Principal, conversation_id: str, client_id: str, text: str) -> AppendRequest | None:
         """For `post_messages`: the append request of a text message to a conversation whose
         owner is known (cached, see `check_access`), so that nothing has to be read first;
@@ -268,6 +322,9 @@ class ChatService:
         refused: dict[int, GatewayError] = {}
         requests: list[AppendRequest] = []
         for k, (p, rq) in enumerate(posts):
+            if rq.message.author_type == AuthorType.NOTE:  # no channel, no delivery
+                requests.append(rq)
+                continue
             state: DeliveryState | None = None
             try:
                 for check in self.send_checks:
@@ -334,6 +391,22 @@ class ChatService:
                 except Exception as exc:
                     out[k] = exc
         return out
+
+    async def post_system(self, tenant_id: str, conversation_id: str, text: str, *, client_id: str) -> PostResult:
+        """A system entry (author type `system`, no author) in the conversation's stream,
+        e.g. the calls feature's record of a call: stored in seq order (group-committed),
+        published and given to the message listeners like any message; no send check runs
+        (no principal sends it). `client_id` (a UUID) makes it idempotent: a repeat returns
+        the first entry (`created` False) and publishes it again. not_found when the
+        conversation is not the tenant's."""
+        got = await self.appender.append(tenant_id, conversation_id, NewMessage(
+            author_type=AuthorType.SYSTEM, author_id=None, text=text, client_id=client_id))
+        wire, envelopes = self._message_envelopes(got.message, got.conversation)
+        await self._publish_all(envelopes)
+        if got.created:
+            for listener in self.message_listeners:
+                await listener(got.message, got.conversation)
+        return PostResult(got.message, got.conversation, got.created, wire)
 
     async def _reopen(self, p: VisitorPrincipal, conv: Conversation) -> Conversation:
         """A visitor wrote into a resolved conversation: it is open again (and assigned)."""
@@ -446,6 +519,14 @@ class ChatService:
         )
         await self._publish_conversation(conv)
         return conv
+
+    async def announce_presence(self, agents: Sequence[Agent]) -> None:
+        """Publish `agent:presence` of each agent to its tenant's agents (their presence
+        flipped: connected again, or gone for PRESENCE_TTL)."""
+        await self._publish_all([
+            (tenant_channel(a.tenant_id),
+             Envelope(kind="presence", tenant_id=a.tenant_id, data=agent_dict(a), origin=self.node_id))
+            for a in agents])
 
     async def set_presence(self, p: AgentPrincipal, status: AgentStatus) -> None:
         agent = await self.store.set_agent_status(p.tenant_id, p.agent_id, status)

@@ -4,7 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.domain import Agent, Contact, Conversation, Message
+from gateway.core.domain import Agent, AuthorType, Contact, Conversation, Message
+
+
+def is_note(data: dict[str, Any]) -> bool:
+    """Whether a `message_dict` is a private note (agents only)."""
+    return bool(data["author"]["type"] == AuthorType.NOTE.value)
+
+
+def hidden_note(data: dict[str, Any]) -> dict[str, Any]:
+    """What a visitor gets in a private note's place (`message_dict` of a note): its place
+    in the stream (seq, epoch) with `hidden: true` and nothing of the note — no id, author,
+    text, attachments or time — so that the visitor's stream has no gap to repair."""
+    return {"id": None, "conversation_id": data["conversation_id"], "seq": data["seq"], "epoch": data["epoch"],
+            "client_id": None, "author": {"type": AuthorType.SYSTEM.value, "id": None}, "text": "",
+            "attachments": [], "created_at": 0.0, "delivery": {"state": "none", "error": None}, "hidden": True}
+
+
+def visitor_message_dict(m: Message, epoch: str) -> dict[str, Any]:
+    """A message as a visitor sees it: `message_dict`, or `hidden_note` for a private note."""
+    data = message_dict(m, epoch)
+    return hidden_note(data) if m.author_type == AuthorType.NOTE else data
 
 
 def message_dict(m: Message, epoch: str) -> dict[str, Any]:
@@ -67,7 +87,8 @@ def agent_dict(a: Agent) -> dict[str, Any]:
         "id": a.id,
         "name": a.name,
         "role": a.role.value,
-        "status": a.status.value,
+        "status": a.shown_status.value,
+        "chosen_status": a.status.value,
         "capacity": a.capacity,
     }
 

@@ -45,6 +45,7 @@ class AuthorType(enum.StrEnum):
     CONTACT = "contact"
     AGENT = "agent"
     SYSTEM = "system"
+    NOTE = "note"  # an agent's private note: agents only, never a visitor or a channel
 
 
 class DeliveryState(enum.StrEnum):
@@ -74,9 +75,15 @@ class Agent:
     tenant_id: str
     name: str
     role: AgentRole
-    status: AgentStatus
+    status: AgentStatus  # as the agent chose it (kept while they are not connected)
     capacity: int
     created_at: float
+    present: bool = False  # some node held a connection of theirs within PRESENCE_TTL
+
+    @property
+    def shown_status(self) -> AgentStatus:
+        """What routing and the tenant's agents see: the chosen status while present, else offline."""
+        return self.status if self.present else AgentStatus.OFFLINE
 
 
 @record

@@ -18,6 +18,7 @@ class Code(enum.StrEnum):
     INVALID_IDENTITY = "invalid_identity"
     RELOAD_REQUIRED = "reload_required"
     CONVERSATION_CLOSED = "conversation_closed"
+    CONFLICT = "conflict"  # the request contradicts the state (details.reason says how)
     CONTACT_ERASED = "contact_erased"
     LIMIT_REACHED = "limit_reached"
     RATE_LIMITED = "rate_limited"
@@ -37,6 +38,7 @@ HTTP_STATUS: dict[Code, int] = {
     Code.INVALID_IDENTITY: 401,
     Code.RELOAD_REQUIRED: 409,
     Code.CONVERSATION_CLOSED: 409,
+    Code.CONFLICT: 409,
     Code.CONTACT_ERASED: 410,
     Code.LIMIT_REACHED: 429,
     Code.RATE_LIMITED: 429,

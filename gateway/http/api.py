@@ -17,6 +17,7 @@ from gateway.core.errors import Code, GatewayError, bad_request, not_found
 from gateway.core.validation import (
     as_object,
     message_text,
+    opt_bool,
     opt_enum,
     opt_id,
     opt_int,
@@ -31,7 +32,7 @@ from gateway.security.auth import hash_token, new_agent_token
 from gateway.store import NotFound, Store
 
 
-def _query_ints(q: Mapping[str, str], *keys: str) -> dict[str, Any]:
+def query_ints(q: Mapping[str, str], *keys: str) -> dict[str, Any]:
     """Query strings → ints for the validators (which then check ranges)."""
     out: dict[str, Any] = {}
     for k, v in q.items():
@@ -81,7 +82,7 @@ class Api:
 
     async def list_conversations(self, request: web.Request) -> web.Response:
         p = await self.principal(request)
-        q = _query_ints(request.query, "limit")
+        q = query_ints(request.query, "limit")
         flt = ConversationFilter(
             status=opt_enum(q, "status", ConversationStatus),
             assignee_id=opt_id(q, "assignee_id"),
@@ -109,7 +110,7 @@ class Api:
 
     async def list_messages(self, request: web.Request) -> web.Response:
         p = await self.principal(request)
-        q = _query_ints(request.query, "before_seq", "after_seq", "limit")
+        q = query_ints(request.query, "before_seq", "after_seq", "limit")
         before = None if q.get("before_seq") is None else req_int(q, "before_seq", lo=1)
         conv, msgs = await self.chat.history(
             p, self.path_id(request, "id"), before_seq=before, after_seq=opt_int(q, "after_seq", 0),
@@ -122,8 +123,11 @@ class Api:
         p = await self.principal(request)
         conv_id = self.path_id(request, "id")
         body = await self.body(request)
-        res = await self.chat.post_message(p, conv_id, req_client_id(body),
-                                           message_text(body, self.config.limits.max_text_chars))
+        client_id, text = req_client_id(body), message_text(body, self.config.limits.max_text_chars)
+        if opt_bool(body, "note", False):  # a private note (docs/protocol.md)
+            res = await self.chat.post_note(p, conv_id, client_id, text)
+        else:
+            res = await self.chat.post_message(p, conv_id, client_id, text)
         return web.json_response(
             {"ok": True, "duplicate": not res.created, "message": res.wire},
             status=201 if res.created else 200,
@@ -137,7 +141,7 @@ class Api:
 
     async def list_contacts(self, request: web.Request) -> web.Response:
         p = await self.principal(request)
-        q = _query_ints(request.query, "limit", "offset")
+        q = query_ints(request.query, "limit", "offset")
         contacts = await self.store.list_contacts(
             p.tenant_id, limit=opt_int(q, "limit", 50, lo=1, hi=200), offset=opt_int(q, "offset", 0)
         )

@@ -28,7 +28,7 @@ def page_policy(extra_origins: tuple[str, ...] = ()) -> str:
         "script-src 'self'",
         "style-src 'self' 'unsafe-inline'",
         f"img-src 'self'{extra}",
-        f"media-src 'self'{extra}",
+        f"media-src 'self' blob:{extra}",  # blob: the console plays recordings it fetched with the agent's token
         f"connect-src 'self'{extra}",
         "object-src 'none'",
         "base-uri 'none'",

@@ -47,8 +47,9 @@ async def error_middleware(
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
         code = _HTTP_CODES.get(exc.status, Code.BAD_REQUEST)
-        return web.json_response(
-            {"ok": False, "error": {"code": code.value, "message": exc.reason}}, status=exc.status
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return web.json_response(  # the exception's own headers kept (Allow, Content-Range, ...)
+            {"ok": False, "error": {"code": code.value, "message": exc.reason}}, status=exc.status, headers=kept
         )
     except Exception:
         log.exception("%s %s failed", request.method, request.path)

@@ -1,10 +1,10 @@
 """Data-subject requests about one contact: export (JSON or zip with every file) and erase.
 
 Erase covers every channel (widget, calls, email, Messenger, Zalo, YouTube, IZIComment):
-the contact's identities and personal fields go, its files are deleted from the blob store
-(uploads and the files channels received, `uploads/…`; connector attachments stored before
-those had ids, `attachments/…`; call recordings, `recordings/…`) with their rows, and per
-the tenant's `erase_mode` its conversations
+the contact's identities, personal fields and satisfaction ratings go, its files are deleted
+from the blob store (uploads and the files channels received, `uploads/…`; connector
+attachments stored before those had ids, `attachments/…`; call recordings, `recordings/…`)
+with their rows, and per the tenant's `erase_mode` its conversations
 are either anonymised (the contact's texts and attachments blanked, channel thread ids and
 message ids cleared, the channel link's recipient cleared, the email Message-ID/subject index
 rows deleted, pending outbound replies cancelled; the rows stay) or deleted with every row
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.blobs import BlobNotFound, BlobStore, BlobUnavailable, check_key
-from gateway.chat.wire import contact_dict, conversation_dict, message_dict
+from gateway.chat.wire import contact_dict, conversation_dict, is_note, message_dict
 from gateway.privacy.store import PrivacyRepository, quote_ident
 from gateway.store.rows import contact_from_row, conversation_from_row, message_from_row
 from gateway.store.sql import Conn, chunked
@@ -38,6 +38,9 @@ ERASED_ERROR = "contact_erased: the contact was erased; nothing is sent to it"
 ATTACHMENTS = "attachments"
 CALL_FIELDS = ("id", "conversation_id", "agent_id", "state", "started_at", "answered_at", "ended_at",
                "end_reason", "duration", "recording_id")
+# satisfaction ratings (gateway/ratings, migration 0014): exported, and erased in either mode
+RATINGS = "conversation_ratings"
+RATING_FIELDS = ("conversation_id", "seq", "agent_id", "score", "comment", "created_at")
 
 
 class ContactNotFound(Exception):
@@ -159,6 +162,8 @@ class Dsr:
                 msgs = [message_dict(message_from_row(m), conv.epoch) for m in await conn.fetch(
                     "SELECT * FROM messages WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
                     tenant_id, cid)]
+                for m in msgs:  # agents' private notes about the contact: labelled as such
+                    m["private_note"] = is_note(m)
                 convs.append({**conversation_dict(conv), "messages": msgs})
             uploads, files, _, rec_ids = await self._files(conn, tables, tenant_id, contact_id,
                                                            [c["id"] for c in convs])
@@ -167,8 +172,14 @@ class Dsr:
                 for r in await conn.fetch(f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE tenant_id = $1 AND "
                                           "contact_id = $2 ORDER BY started_at, id", tenant_id, contact_id):
                     calls.append({k: r[k] for k in CALL_FIELDS})
+            ratings: list[dict[str, Any]] = []
+            if RATINGS in tables:
+                for r in await conn.fetch(f"SELECT {', '.join(RATING_FIELDS)} FROM {RATINGS} WHERE tenant_id = $1"
+                                          " AND contact_id = $2 ORDER BY created_at, conversation_id, seq",
+                                          tenant_id, contact_id):
+                    ratings.append({k: r[k] for k in RATING_FIELDS})
         data = {"contact": contact_dict(contact), "identities": identities, "conversations": convs,
-                "uploads": uploads, "calls": calls, "recordings": rec_ids}
+                "uploads": uploads, "calls": calls, "recordings": rec_ids, "ratings": ratings}
         return data, files
 
     async def export_zip(self, tenant_id: str, contact_id: str) -> bytes:
@@ -206,6 +217,10 @@ class Dsr:
             rows = await conn.fetch("DELETE FROM contact_identities WHERE tenant_id = $1 AND contact_id = $2 "
                                     "RETURNING kind", tenant_id, contact_id)
             counts["identities"] = len(rows)
+            if RATINGS in tables:  # scores and comments go in either mode
+                rows = await conn.fetch(f"DELETE FROM {RATINGS} WHERE tenant_id = $1 AND contact_id = $2 "
+                                        "RETURNING seq", tenant_id, contact_id)
+                counts["ratings"] = len(rows)
             if policy.erase_mode == "delete":
                 counts["conversations"] = len(conv_ids)
                 counts["messages"] = await self._delete_conversations(conn, tenant_id, conv_ids)
@@ -247,7 +262,7 @@ class Dsr:
             ids = _in(part, 2)
             rows = await conn.fetch(
                 f"UPDATE messages SET text = '', attachments = '[]', external_id = NULL WHERE tenant_id = $1 AND "
-                f"author_type = 'contact' AND conversation_id IN ({ids}) RETURNING id", *args)
+                f"author_type IN ('contact', 'note') AND conversation_id IN ({ids}) RETURNING id", *args)
             counts["messages_anonymised"] += len(rows)
             await conn.execute(f"UPDATE messages SET delivery_error = NULL WHERE tenant_id = $1 AND conversation_id "
                                f"IN ({ids}) AND delivery_error IS NOT NULL", *args)

@@ -28,7 +28,7 @@ from gateway.aio.tasks import TaskSet
 from gateway.aio.timers import Cancellable, Timers
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
 from gateway.chat.service import contact_channel
-from gateway.chat.wire import message_dict
+from gateway.chat.wire import hidden_note, is_note, message_dict, visitor_message_dict
 from gateway.core.domain import Conversation, Message
 from gateway.realtime.context import Conn, Emitter
 
@@ -156,7 +156,8 @@ class Fanout:
                 for m in missing:
                     if m.seq > route.last_seq:
                         break
-                    await self._emitter.emit(conn, "message:new", message_dict(m, route.epoch))
+                    data = message_dict(m, route.epoch) if conn.is_agent else visitor_message_dict(m, route.epoch)
+                    await self._emitter.emit(conn, "message:new", data)
                     replayed += 1
             route.watchers[conn] = None
             conn.watching.add(conversation_id)
@@ -330,7 +331,15 @@ class Fanout:
     async def _deliver(self, route: ConvRoute, seq: int, data: dict[str, Any]) -> None:
         # seq == route.last_seq + 1 and every watcher is at route.last_seq: all get it
         watchers = route.watchers
-        if watchers:
+        if watchers and is_note(data):  # a private note: visitors get its place only
+            agents = [c for c in watchers if c.is_agent]
+            visitors = [c for c in watchers if not c.is_agent]
+            if agents:
+                await self._emitter.emit_many(agents, "message:new", data)
+            if visitors:
+                await self._emitter.emit_many(visitors, "message:new", hidden_note(data))
+            self.delivered += len(watchers)
+        elif watchers:
             await self._emitter.emit_many(list(watchers), "message:new", data)
             self.delivered += len(watchers)
         route.last_seq = seq

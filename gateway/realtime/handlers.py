@@ -18,6 +18,7 @@ from gateway.chat.wire import (
     conversation_dict,
     message_dict,
     visitor_conversation_dict,
+    visitor_message_dict,
 )
 from gateway.core.domain import AgentStatus, ConversationFilter, ConversationStatus
 from gateway.core.errors import Code, GatewayError, bad_request, not_found
@@ -79,6 +80,7 @@ class Handlers:
             **common,
             "conversation:start": self.start,
             "conversation:list": self.visitor_list,
+            "conversation:availability": self.visitor_availability,
         }, visitor_events or {}, "/visitor")
         self.agent = _with({
             **common,
@@ -89,6 +91,7 @@ class Handlers:
             "conversation:status": self.set_status,
             "presence:set": self.presence,
             "agent:list": self.agent_list_agents,
+            "note:send": self.note,
         }, agent_events or {}, "/agent")
 
     # --- shared ----------------------------------------------------------
@@ -159,7 +162,8 @@ class Handlers:
         limit = opt_int(p, "limit", 50, lo=1, hi=self.chat.limits.history_page_max)
         conv, msgs = await self.chat.history(conn.principal, conv_id, before_seq=before, after_seq=after,
                                              limit=limit)
-        return {"ok": True, "messages": [message_dict(m, conv.epoch) for m in msgs],
+        view = message_dict if conn.is_agent else visitor_message_dict
+        return {"ok": True, "messages": [view(m, conv.epoch) for m in msgs],
                 "epoch": conv.epoch, "last_seq": conv.last_seq}
 
     async def typing(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
@@ -177,7 +181,12 @@ class Handlers:
         res = await self.chat.start_conversation(conn.visitor)
         await self.fanout.watch(conn, res.conversation.id, 0, None)
         return {"ok": True, "conversation": visitor_conversation_dict(res.conversation),
-                "agents_available": res.agents_available}
+                "agents_available": res.agents_available, **res.availability.to_dict()}
+
+    async def visitor_availability(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
+        """Whether an agent has, or can take, the visitor's conversation (issue 31)."""
+        availability = await self.chat.availability(conn.visitor, req_id(p, "conversation_id"))
+        return {"ok": True, **availability.to_dict()}
 
     async def visitor_list(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         convs = await self.chat.list_visitor_conversations(conn.visitor)
@@ -228,6 +237,13 @@ class Handlers:
         await self.chat.set_presence(conn.agent, status)
         agent = await self.chat.store.get_agent(conn.tenant_id, conn.agent.agent_id)
         return {"ok": True, "agent": agent_dict(agent)}
+
+    async def note(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
+        """A private note: a message of author type `note`, for agents only."""
+        conv_id = req_id(p, "conversation_id")
+        client_id = req_client_id(p)
+        text = message_text(p, self.chat.limits.max_text_chars)
+        return send_ack(await self.chat.post_note(conn.agent, conv_id, client_id, text))
 
     async def agent_list_agents(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         agents = await self.chat.store.list_agents(conn.tenant_id)

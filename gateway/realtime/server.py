@@ -151,6 +151,8 @@ class RealtimeServer:
                 convs = await self.chat.list_visitor_conversations(conn.visitor)
                 session["conversations"] = [visitor_conversation_dict(c) for c in convs]
             self.sockets.emit(conn.eio_sid, conn.namespace, "session", session)
+        except GatewayError as exc:  # e.g. the store unavailable: logged once per outage by the store
+            log.debug("the session for %s was not sent: %s", conn.sid, exc)
         except Exception:
             log.exception("sending the session to %s failed", conn.sid)
 

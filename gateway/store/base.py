@@ -109,8 +109,25 @@ class Store(Protocol):
 
     async def set_agent_status(self, tenant_id: str, agent_id: str, status: AgentStatus) -> Agent: ...
 
-    async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> None:
-        """Record that `node_id` holds `agent_ids[agent] ` live sockets for each agent (0 removes)."""
+    async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> list[Agent]:
+        """Record that `node_id` holds `agent_ids[agent]` live sockets for each agent at `now`
+        (unknown ids are skipped). A 0 keeps the row with 0 sockets: the time the agent's
+        last connection to that node ended. Every agent given a count > 0 becomes `present`;
+        returns those who were not (each flip is returned by exactly one writer)."""
+
+    async def expire_presence(self, fresh_after: float) -> list[Agent]:
+        """Every tenant's agents who are `present` but have no presence row updated after
+        `fresh_after` (no connection anywhere since, or only on nodes that stopped
+        heartbeating) stop being present; returns them (each flip is returned by exactly one
+        caller, whichever node runs it). Rows not updated after `fresh_after` are deleted."""
+
+    async def connected_agents(self, tenant_id: str, fresh_after: float) -> set[str]:
+        """Ids of the tenant's agents with a presence row of sockets > 0 updated after
+        `fresh_after`: some node holds a live connection of theirs (whatever their status)."""
+
+    async def queue_position(self, tenant_id: str, conversation_id: str) -> int | None:
+        """1 + the tenant's open unassigned conversations created before this one (ties by
+        id), when it is open and unassigned; None otherwise. Raise NotFound."""
 
     async def assign_next_agent(
         self, tenant_id: str, conversation_id: str, *, now: float, fresh_after: float

@@ -120,6 +120,7 @@ async def _keep_session(conn: Any) -> None:
 
 
 class PostgresStore(SqlStore):
+    dialect = "postgres"
     _row_lock = " FOR NO KEY UPDATE"  # self-exclusive, yet lets FK checks (KEY SHARE) through
 
     def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10,

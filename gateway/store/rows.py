@@ -101,6 +101,7 @@ def agent_from_row(row: Row) -> Agent:
         status=AgentStatus(row["status"]),
         capacity=int(row["capacity"]),
         created_at=float(row["created_at"]),
+        present=bool(row["present"]),
     )
 
 

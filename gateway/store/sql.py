@@ -44,7 +44,7 @@ from gateway.core.domain import (
     TenantStatus,
 )
 from gateway.store.base import AppendRequest, AppendResult, NotFound, StoreError
-from gateway.store.migrations import Migration, load_migrations
+from gateway.store.migrations import Migration, for_dialect, load_migrations
 from gateway.store.rows import (
     Params,
     Row,
@@ -226,6 +226,7 @@ class BatchPlan:
 
 class SqlStore(abc.ABC):
     _row_lock: ClassVar[str] = ""
+    dialect: ClassVar[str]  # which dialect files of the migrations it runs ("sqlite", "postgres")
 
     # --- backend hooks ---------------------------------------------------
     @abc.abstractmethod
@@ -281,7 +282,7 @@ class SqlStore(abc.ABC):
         return self._write()
 
     async def migrate(self) -> None:
-        migrations = await asyncio.to_thread(load_migrations)
+        migrations = for_dialect(await asyncio.to_thread(load_migrations), self.dialect)
         async with self._migration_transaction() as conn:
             await self._lock_migrations(conn)
             await conn.execute(_CREATE_SCHEMA_MIGRATIONS)
@@ -415,23 +416,14 @@ class SqlStore(abc.ABC):
             )
         return agent_from_row(require_row(row, "agent"))
 
-    async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> None:
+    async def touch_presence(self, node_id: str, agent_ids: dict[str, int], now: float) -> list[Agent]:
         # A heartbeat carries every agent connected to the node (thousands): written in
-        # chunks of PRESENCE_CHUNK, one short transaction and two statements each, with a
+        # chunks of PRESENCE_CHUNK, one short transaction and three statements each, with a
         # yield to the loop after each, so message writes interleave instead of waiting
         # behind one long transaction. (SQLite's statements never suspend: without the
         # yield, the whole heartbeat would be one stall of the loop, growing with the agents.)
-        gone = sorted(a for a, n in agent_ids.items() if n <= 0)
-        live = sorted(a for a, n in agent_ids.items() if n > 0)
-        for ids in chunked(gone, PRESENCE_CHUNK):
-            async with self._write() as conn:
-                p = Params(node_id)
-                await conn.execute(
-                    f"DELETE FROM agent_presence WHERE node_id = $1 AND agent_id IN ({p.add_all(ids)})",
-                    *p.values,
-                )
-            await asyncio.sleep(0)
-        for ids in chunked(live, PRESENCE_CHUNK):
+        made_present: list[Agent] = []
+        for ids in chunked(sorted(agent_ids), PRESENCE_CHUNK):
             async with self._write() as conn:
                 p = Params()
                 rows = await conn.fetch(
@@ -441,7 +433,7 @@ class SqlStore(abc.ABC):
                     continue
                 p = Params(node_id, now)
                 values = ", ".join(
-                    f"({p.add(row['tenant_id'])}, {p.add(row['id'])}, $1, {p.add(agent_ids[row['id']])}, $2)"
+                    f"({p.add(row['tenant_id'])}, {p.add(row['id'])}, $1, {p.add(max(0, agent_ids[row['id']]))}, $2)"
                     for row in rows)
                 await conn.execute(
                     "INSERT INTO agent_presence (tenant_id, agent_id, node_id, sockets, updated_at)"
@@ -449,15 +441,59 @@ class SqlStore(abc.ABC):
                     " DO UPDATE SET sockets = excluded.sockets, updated_at = excluded.updated_at",
                     *p.values,
                 )
+                live = [row["id"] for row in rows if agent_ids[row["id"]] > 0]
+                if live:
+                    p = Params(True, False)
+                    flipped = await conn.fetch(
+                        f"UPDATE agents SET present = $1 WHERE present = $2 AND id IN ({p.add_all(live)})"
+                        " RETURNING *", *p.values)
+                    made_present.extend(agent_from_row(r) for r in flipped)
             await asyncio.sleep(0)
+        return made_present
+
+    async def expire_presence(self, fresh_after: float) -> list[Agent]:
+        async with self._write() as conn:
+            rows = await conn.fetch(
+                "UPDATE agents SET present = $1 WHERE present = $2 AND NOT EXISTS (SELECT 1 FROM agent_presence p"
+                " WHERE p.tenant_id = agents.tenant_id AND p.agent_id = agents.id AND p.updated_at > $3) RETURNING *",
+                False, True, fresh_after)
+            await conn.execute("DELETE FROM agent_presence WHERE updated_at <= $1", fresh_after)
+        return sorted((agent_from_row(r) for r in rows), key=lambda a: (a.tenant_id, a.id))
+
+    async def connected_agents(self, tenant_id: str, fresh_after: float) -> set[str]:
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT agent_id FROM agent_presence WHERE tenant_id = $1 AND sockets > 0"
+                " AND updated_at > $2", tenant_id, fresh_after)
+        return {str(r["agent_id"]) for r in rows}
+
+    async def queue_position(self, tenant_id: str, conversation_id: str) -> int | None:
+        async with self._read() as conn:
+            conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+            if conv.assignee_id is not None or conv.status != ConversationStatus.OPEN:
+                return None
+            row = await conn.fetchrow(
+                "SELECT COUNT(*) AS n FROM conversations WHERE tenant_id = $1 AND status = $2"
+                " AND assignee_id IS NULL AND (created_at < $3 OR (created_at = $3 AND id <= $4))",
+                tenant_id, ConversationStatus.OPEN.value, conv.created_at, conv.id)
+        return int(require_row(row, "conversation")["n"])
 
     async def assign_next_agent(
         self, tenant_id: str, conversation_id: str, *, now: float, fresh_after: float
     ) -> Conversation | None:
+        # First without any lock: when the conversation is taken or no agent has room (a
+        # saturated desk, where every new conversation waits in the queue), answer None
+        # without queueing behind the tenant's lock. Whoever frees room later (an agent
+        # coming online, a resolve) assigns the queue (`list_unassigned`), and sees this
+        # conversation, committed before it asked.
+        async with self._read() as conn:
+            conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id))
+            if not _assignable(conv) or await self._next_agent(conn, tenant_id, fresh_after) is None:
+                return None
         async with self._write() as conn:
             await self._require_tenant(conn, tenant_id, lock=True)
             conv = conversation_from_row(await self._conversation_row(conn, tenant_id, conversation_id, lock=True))
-            if conv.assignee_id is not None or conv.status != ConversationStatus.OPEN:
+            if not _assignable(conv):
                 return None
             agent_id = await self._next_agent(conn, tenant_id, fresh_after)
             if agent_id is None:
@@ -951,3 +987,8 @@ class SqlStore(abc.ABC):
     async def _require_tenant(self, conn: Conn, tenant_id: str, *, lock: bool = False) -> None:
         suffix = self._row_lock if lock else ""
         await self._require(conn, "tenant", f"SELECT id FROM tenants WHERE id = $1{suffix}", tenant_id)
+
+
+def _assignable(conv: Conversation) -> bool:
+    """An open conversation without an assignee."""
+    return conv.assignee_id is None and conv.status == ConversationStatus.OPEN

@@ -255,6 +255,8 @@ def analyze_file(path: str, limit: int = ANALYSIS_LIMIT) -> None:
 
 
 class SqliteStore(SqlStore):
+    dialect = "sqlite"
+
     def __init__(self, path: str, *, checkpoint_interval: float = 1.0, min_free_bytes: int = MIN_FREE_BYTES,
                  outage: Outage | None = None, analyze_interval: float = ANALYZE_INTERVAL_S,
                  cache_bytes: int = CACHE_BYTES) -> None:
@@ -317,9 +319,17 @@ class SqliteStore(SqlStore):
             db.close()
 
     async def forget_history(self) -> None:
-        """Copy the WAL into the database and truncate it: after an erasure, the pages that
-        held the erased rows before (still in the WAL's earlier frames) are gone from disk
-        (the database's own pages were overwritten by `secure_delete`)."""
+        """Merge every FTS5 index into one segment (``'optimize'``: the segments that still
+        held the terms of deleted documents are rewritten without them, their pages
+        overwritten by `secure_delete`), then copy the WAL into the database and truncate
+        it: after an erasure, the pages that held the erased rows before (still in the
+        WAL's earlier frames) are gone from disk (the database's own pages were
+        overwritten by `secure_delete`)."""
+        async with self._write() as conn:
+            for row in await conn.fetch("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                        " AND sql LIKE 'CREATE VIRTUAL TABLE % USING fts5%'"):
+                name = row["name"]
+                await conn.execute(f'INSERT INTO "{name}" ("{name}") VALUES (\'optimize\')')
         if _is_file_path(self._path):
             await asyncio.to_thread(checkpoint_file, self._path, "TRUNCATE")
 

@@ -13,6 +13,7 @@ from gateway.chat.service import Attachments
 from gateway.extension import Command, Extension, Host, SealedColumn
 from gateway.http.api import Api
 from gateway.security.auth import new_secret
+from gateway.widget.profiles import AgentProfiles
 from gateway.widget.routes import WidgetRoutes
 from gateway.widget.store import WidgetStore
 from gateway.widget.uploads import Uploads
@@ -58,4 +59,5 @@ class WidgetFeature:
         return Extension(routes=routes.routes(),
                          attachments=Attachments(uploads.resolve, uploads.export, uploads.keep),
                          message_listeners=(uploads.bind_stored,), on_start=(start,), on_stop=(sweeper.stop,),
-                         app_state={UPLOADS_KEY: uploads})
+                         app_state={UPLOADS_KEY: uploads},
+                         visitor_events={"agent:profiles": AgentProfiles(host.store).profiles})

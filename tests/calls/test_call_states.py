@@ -9,7 +9,7 @@ import pytest
 
 from tests.calls.support import calls_of, endpoint
 from tests.calls.test_call_flow import setup_parties
-from tests.support.server import make_config, run_gateway
+from tests.support.server import agent, make_config, run_gateway
 
 
 @pytest.fixture
@@ -149,3 +149,30 @@ async def test_offer_without_dtls_fingerprint_is_refused_at_once(call_gateway, c
     gc.collect()  # an unretrieved task exception is logged when the task is collected
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_declined_once_the_other_online_agent_has_left(tmp_path, loopback_ice, monkeypatch):
+    """Issue 31: A declines while B (online) may still answer; B then closes their console:
+    every connected online agent has declined, so the call ends `declined` (checked each
+    second while it rings) instead of ringing to the timeout as `missed`."""
+    monkeypatch.setenv("CALL_RING_TIMEOUT", "60")
+    async with run_gateway(make_config(tmp_path)) as rg:
+        nt, _, _, ag, v, conv = await setup_parties(rg)
+        _, token_b = await rg.agent_token(nt.tenant.id)
+        b = await agent(rg.url, token_b)
+        await b.call("presence:set", {"status": "online"})
+        caller = endpoint(440)
+        try:
+            ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()},
+                               timeout=10)
+            call_id = ack["call"]["id"]
+            assert (await ag.call("call:decline", {"call_id": call_id}))["ok"]
+            row = await calls_of(rg).store.get(nt.tenant.id, call_id)
+            assert row and row.state == "ringing"  # B may still answer
+            await b.close()
+            events = await _ended(v, call_id)
+            assert events[-1]["end_reason"] == "declined"
+        finally:
+            await caller.close()
+            await v.close()
+            await ag.close()

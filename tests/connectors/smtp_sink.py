@@ -57,13 +57,33 @@ class XOAuth2Relay(SmtpSink):
         return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 
 
+class PasswordRelay(SmtpSink):
+    """A relay that takes mail only after AUTH PLAIN as `user` with `password`
+    (aiosmtpd's own mechanisms; no TLS on loopback): a wrong pair gets `535 5.7.8
+    Authentication credentials invalid`."""
+
+    def __init__(self, user: str, password: str) -> None:
+        super().__init__()
+        self.user = user
+        self.password = password
+        self.logins: list[str] = []
+
+    def authenticate(self, server: SMTP, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        login = data.login.decode() if isinstance(data.login, bytes) else str(data.login)
+        password = data.password.decode() if isinstance(data.password, bytes) else str(data.password)
+        self.logins.append(login)
+        return AuthResult(success=(login, password) == (self.user, self.password), handled=False)
+
+
 @contextlib.asynccontextmanager
 async def smtp_sink(sink: SmtpSink | None = None) -> AsyncIterator[SmtpSink]:
     """`sink` (a plain one by default) served on loopback; an `XOAuth2Relay` requires its AUTH."""
     sink = sink or SmtpSink()
-    auth = isinstance(sink, XOAuth2Relay)
+    auth = isinstance(sink, XOAuth2Relay | PasswordRelay)
+    authenticator = sink.authenticate if isinstance(sink, PasswordRelay) else None
     server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(sink, enable_SMTPUTF8=True, auth_required=auth, auth_require_tls=not auth), "127.0.0.1", 0)
+        lambda: SMTP(sink, enable_SMTPUTF8=True, auth_required=auth, auth_require_tls=not auth,
+                     authenticator=authenticator, auth_exclude_mechanism=["LOGIN"]), "127.0.0.1", 0)
     sink.port = server.sockets[0].getsockname()[1]
     try:
         yield sink

@@ -17,7 +17,7 @@ import pytest
 from gateway.broker.memory import MemoryHub
 from gateway.config import Config
 from tests.connectors.conftest import PG_DSN
-from tests.connectors.facebook.fake_graph import encode_payload, signed_headers
+from tests.connectors.facebook.fake_graph import FakeGraph, encode_payload, signed_headers
 from tests.connectors.facebook.payloads import PAGE_ID, delivery, messaging_entry, text_event
 from tests.support.procs import drop_schema
 from tests.support.server import make_config, node_config, run_gateway
@@ -95,6 +95,17 @@ async def test_channel_lifecycle_over_rest(tmp_path, caplog: pytest.LogCaptureFi
         assert (await call(http, url, "GET", f"/channels/{cid}", admin))[0] == 404
         assert await webhook(http, url, "m5") == 401
 
+        # the audit trail: every change, newest first, a removed inbox's too; never a value
+        st, body = await call(http, url, "GET", f"/channels/audit?channel_id={cid}", admin)
+        assert st == 200, body
+        assert [e["action"] for e in body["entries"]] == ["remove", "update", "enable", "disable", "rotate", "add"]
+        assert body["entries"][4]["fields"] == ["credentials.app_secret"]
+        assert {e["actor"] for e in body["entries"]} == {f"agent:{nt.admin.id}"}
+        assert SECRET not in str(body) and "wrong-secret" not in str(body)
+        assert (await call(http, url, "GET", "/channels/audit", other.admin_token))[1]["entries"] == []
+        assert (await call(http, url, "GET", "/channels/audit", agent_token))[0] == 403
+        assert (await call(http, url, "GET", "/channels/audit?limit=0", admin))[0] == 400
+
     actions = [r.getMessage().split()[0] for r in caplog.records if r.name == "connectors.audit"]
     assert actions == ["channel.add", "channel.rotate", "channel.disable", "channel.enable", "channel.update",
                        "channel.remove"]
@@ -134,3 +145,32 @@ async def test_changes_on_one_node_apply_on_another(tmp_path, monkeypatch: pytes
             assert await webhook(http, b.url, "n5") == 401
     finally:
         await drop_schema(schema, PG_DSN)
+
+
+async def test_channel_test_over_rest(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """POST /channels/{id}/test: the report (200, passed or not) for the tenant's admins only;
+    audited with each check's outcome, never a secret."""
+    caplog.set_level(logging.INFO, logger="connectors.audit")
+    async with (FakeGraph({"EAAG-tok": PAGE_ID}) as graph, run_gateway(make_config(tmp_path)) as rg,
+                aiohttp.ClientSession() as http):
+        graph.app_secret = SECRET
+        nt, other = await rg.tenant(), await rg.tenant("Other")
+        st, body = await call(http, rg.url, "POST", "/channels", nt.admin_token, {
+            "kind": "facebook", "name": "Page", "settings": {"address": PAGE_ID, "api_base": graph.url},
+            "credentials": {"page_access_token": "EAAG-tok", "app_secret": "wrong-secret", "verify_token": "v"}})
+        assert st == 201, body
+        cid = body["channel"]["channel_id"]
+        st, body = await call(http, rg.url, "POST", f"/channels/{cid}/test", nt.admin_token)
+        assert st == 200 and body["test"]["passed"] is False, body
+        assert [(c["check"], c["ok"], c.get("field")) for c in body["test"]["checks"]] == [
+            ("page_token", True, None), ("app_secret", False, "credentials.app_secret")]
+        _, agent_token = await rg.agent_token(nt.tenant.id)
+        assert (await call(http, rg.url, "POST", f"/channels/{cid}/test", agent_token))[0] == 403
+        assert (await call(http, rg.url, "POST", f"/channels/{cid}/test", other.admin_token))[0] == 404
+        await call(http, rg.url, "POST", f"/channels/{cid}/rotate", nt.admin_token,
+                   {"credentials": {"app_secret": SECRET}})
+        st, body = await call(http, rg.url, "POST", f"/channels/{cid}/test", nt.admin_token)
+        assert st == 200 and body["test"]["passed"] is True and body["test"]["channel_id"] == cid
+    tests = [r.getMessage() for r in caplog.records if r.getMessage().startswith("channel.test")]
+    assert len(tests) == 2 and "fields=page_token:ok,app_secret:failed" in tests[0]
+    assert not any(SECRET in r.getMessage() or "wrong-secret" in r.getMessage() for r in caplog.records)

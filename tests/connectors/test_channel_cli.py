@@ -104,3 +104,19 @@ def test_channel_update_rotate_disable_enable_remove(tmp_path: Path) -> None:
     again = run(tmp_path, "channel", "add", "--tenant", t, "--kind", "email", "--name", "x",
                 "--settings-json", '{"address": "help@shop.vn"}')
     assert again.returncode == 0, again.stderr  # the address is free again
+
+
+def test_channel_audit_lists_the_changes(tmp_path: Path) -> None:
+    t = json.loads(run(tmp_path, "tenant", "create", "--name", "Shop").stdout)["tenant_id"]
+    cid = json.loads(run(tmp_path, "channel", "add", "--tenant", t, "--kind", "email", "--name", "Support",
+                         "--credentials-json", '{"password": "old-password"}',
+                         "--settings-json", '{"address": "cs@shop.vn"}').stdout)["channel_id"]
+    assert run(tmp_path, "channel", "rotate", "--tenant", t, "--channel", cid,
+               "--credentials-json", '{"password": "new-password"}').returncode == 0
+    assert run(tmp_path, "channel", "remove", "--tenant", t, "--channel", cid).returncode == 0
+    trail = run(tmp_path, "channel", "audit", "--tenant", t, "--channel", cid)  # a removed inbox's too
+    entries = [json.loads(line) for line in trail.stdout.splitlines()]
+    assert [(e["action"], e["actor"], e["fields"]) for e in entries] == [
+        ("remove", "cli", []), ("rotate", "cli", ["credentials.password"]),
+        ("add", "cli", ["address", "credentials.password"])]
+    assert "old-password" not in trail.stdout and "new-password" not in trail.stdout

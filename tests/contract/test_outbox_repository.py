@@ -196,3 +196,24 @@ async def test_message_seq_is_the_tenants_stored_message(nodes: Nodes) -> None:
     assert sorted(seqs.values()) == [1, 2, 3]
     assert await a.message_seq(other, next(iter(seqs))) is None
     assert await a.message_seq(t, "nope") is None
+
+
+async def test_parts_accepted_are_recorded_by_the_claimer_and_kept_through_retries(nodes: Nodes) -> None:
+    a, b = repos(nodes)
+    _, [mid] = await queue(nodes, a, [1.0])
+    assert not await a.record_part(mid, node_id="n1", part="text", external_id="m_1", now=2.0)  # queued
+    assert [r.message_id for r in await a.claim_due(now=2.0, limit=5, lease=LEASE, node_id="n1")] == [mid]
+    assert not await b.record_part(mid, node_id="n2", part="text", external_id="m_x", now=3.0)  # not its claim
+    assert await a.record_part(mid, node_id="n1", part="text", external_id="m_1", now=3.0)
+    assert (await row(a, mid)).parts == {"text": "m_1"}
+    assert await a.reschedule(mid, node_id="n1", next_attempt_at=10.0, error="file failed", now=4.0)
+    assert (await row(b, mid)).parts == {"text": "m_1"}  # a retry knows what went out
+    [again] = await b.claim_due(now=10.0, limit=5, lease=LEASE, node_id="n2")
+    assert again.parts == {"text": "m_1"}
+    assert await b.record_part(mid, node_id="n2", part="attachment:0", external_id="m_2", now=11.0)
+    assert await b.reclaim_all(now=12.0) == 1  # a restart keeps them too
+    [third] = await a.claim_due(now=12.0, limit=5, lease=LEASE, node_id="n1")
+    assert third.parts == {"text": "m_1", "attachment:0": "m_2"}
+    assert await a.finish(mid, node_id="n1", state="sent", error=None, external_id="m_1", now=13.0)
+    assert (await row(a, mid)).parts == {"text": "m_1", "attachment:0": "m_2"}
+    assert not await a.record_part(mid, node_id="n1", part="attachment:1", external_id="m_3", now=14.0)

@@ -53,7 +53,7 @@ ORDERED_WALKS = (
 _SQLITE_DATA = f"""
 INSERT INTO tenants VALUES ('{T}', 'big', 'wk-{T}', 'secret', 0, 'active', 0, NULL);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20)
-INSERT INTO agents SELECT 'a' || i, '{T}', 'agent', 'agent', 'online', 5, 'hash' || i, 0, NULL, i FROM n;
+INSERT INTO agents SELECT 'a' || i, '{T}', 'agent', 'agent', 'online', 5, 'hash' || i, 0, NULL, i, 0 FROM n;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {CONTACTS})
 INSERT INTO contacts SELECT printf('k%08d', i), '{T}', NULL, NULL, NULL, '{{}}', i FROM n;
 INSERT INTO contact_identities SELECT '{T}', 'visitor', 'v' || id, id FROM contacts;
@@ -70,7 +70,7 @@ INSERT INTO read_positions SELECT '{T}', id, 'agent:a1', 5 FROM conversations WH
 
 _PG_DATA = [
     f"INSERT INTO tenants VALUES ('{T}', 'big', 'wk-{T}', 'secret', false, 'active', 0, NULL)",
-    f"INSERT INTO agents SELECT 'a' || i, '{T}', 'agent', 'agent', 'online', 5, 'hash' || i, 0, NULL, i"
+    f"INSERT INTO agents SELECT 'a' || i, '{T}', 'agent', 'agent', 'online', 5, 'hash' || i, 0, NULL, i, FALSE"
     " FROM generate_series(1, 20) AS i",
     f"INSERT INTO contacts SELECT 'k' || lpad(i::text, 8, '0'), '{T}', NULL, NULL, NULL, '{{}}', i"
     f" FROM generate_series(1, {CONTACTS}) AS i",
@@ -144,6 +144,7 @@ async def _run_paths(store: SqlStore) -> None:
     new = await store.create_conversation(tenant_id=T, channel=Channel.WIDGET, contact_id=contact, now=9e9)
     await store.assign_next_agent(T, new.id, now=9e9, fresh_after=0.0)
     await store.list_unassigned(T, 100)
+    await store.queue_position(T, new.id)
     # watch / resume / history / read
     await store.get_conversation(T, conv)
     await store.get_messages(T, conv, newest=True, limit=50)
@@ -166,6 +167,8 @@ async def _run_paths(store: SqlStore) -> None:
     await store.get_read_positions(T, "agent:a1", [f"c{i:08d}" for i in range(1, 51)])
     await store.list_agents(T)
     await store.touch_presence("node-1", {"a1": 1, "a2": 0}, 9e9)
+    await store.connected_agents(T, 9e9 - 30)
+    await store.expire_presence(9e9 - 30)
     await store.list_contacts(T, limit=50, offset=0)
 
 

@@ -39,7 +39,7 @@ from gateway.core.domain import (
 )
 from gateway.store.base import AppendRequest, NotFound, Store, StoreError
 from gateway.store.factory import make_store, open_store
-from gateway.store.migrations import load_migrations, split_statements
+from gateway.store.migrations import for_dialect, load_migrations, split_statements
 from gateway.store.postgres import _APPEND, APPEND_POOL_SETTINGS, PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.procs import drop_schema as drop_pg_schema
@@ -1192,7 +1192,7 @@ async def test_assign_needs_online_agents_with_fresh_presence(store: Store) -> N
     await store.set_agent_status(t, d.a2.id, AgentStatus.ONLINE)
     # stale presence does not count
     assert await assign(store, d, (await new_conv(store, d)).id, fresh_after=NOW) is None
-    # zero sockets removes the node's presence row; another node still holding sockets keeps it
+    # zero sockets: the node holds none (the row stays: when they left); another node with sockets counts
     await store.touch_presence("node-1", {d.a1.id: 0}, NOW)
     await store.touch_presence("node-3", {d.a2.id: 1, "no-such-agent": 1}, NOW)
     await store.touch_presence("node-2", {d.a2.id: 0}, NOW)
@@ -1203,6 +1203,62 @@ async def test_assign_needs_online_agents_with_fresh_presence(store: Store) -> N
         await store.assign_next_agent(t, "missing", now=NOW, fresh_after=FRESH_AFTER)
 
 
+async def test_presence_flips_once_each_way_and_counts_live_connections(store: Store) -> None:
+    """Issue 31: `present` is set by the write recording a connection and cleared once no
+    row of the agent is fresher than the TTL; each flip is returned once; only rows with
+    sockets > 0 that are fresh count as connected."""
+    w = await new_world(store)
+    other = await new_world(store, "Other")
+    a1 = await new_agent(store, w.tenant.id, "Lan", now=100.0)
+    a2 = await new_agent(store, w.tenant.id, "Hùng", now=101.0)
+    o1 = await new_agent(store, other.tenant.id, "Mai", now=102.0)
+    assert not (await store.get_agent(w.tenant.id, a1.id)).present
+    made = await store.touch_presence("node-1", {a1.id: 2, a2.id: 0, o1.id: 1}, NOW)
+    assert sorted(a.id for a in made) == sorted([a1.id, o1.id]) and all(a.present for a in made)
+    assert await store.touch_presence("node-2", {a1.id: 1}, NOW) == []  # already present
+    assert await store.connected_agents(w.tenant.id, NOW - 30) == {a1.id}
+    assert await store.connected_agents(other.tenant.id, NOW - 30) == {o1.id}
+    # a1 leaves node-1 but is still connected to node-2; o1's node stops heartbeating
+    await store.touch_presence("node-1", {a1.id: 0}, NOW + 10)
+    assert await store.connected_agents(w.tenant.id, NOW + 10 - 30) == {a1.id}
+    await store.touch_presence("node-2", {a1.id: 0}, NOW + 20)
+    assert await store.connected_agents(w.tenant.id, NOW + 20 - 30) == set()  # routing drops them at once
+    assert (await store.get_agent(w.tenant.id, a1.id)).present  # shown as before until the TTL
+    assert await store.expire_presence(NOW + 20 - 30) == []
+    # o1's last row is at NOW: gone at NOW + 30; a1's at NOW + 20: gone at NOW + 50
+    gone = await store.expire_presence(NOW + 31 - 30)
+    assert [a.id for a in gone] == [o1.id] and not gone[0].present
+    assert await store.expire_presence(NOW + 31 - 30) == []  # flipped once
+    assert await store.connected_agents(other.tenant.id, NOW + 31 - 30) == set()
+    assert [a.id for a in await store.expire_presence(NOW + 51 - 30)] == [a1.id]
+    agent = await store.get_agent(w.tenant.id, a1.id)
+    assert not agent.present and agent.status == a1.status and agent.shown_status == AgentStatus.OFFLINE
+    # back: present again (their chosen status untouched)
+    await store.set_agent_status(w.tenant.id, a1.id, AgentStatus.AWAY)
+    made = await store.touch_presence("node-3", {a1.id: 1}, NOW + 60)
+    assert [(a.id, a.status, a.present) for a in made] == [(a1.id, AgentStatus.AWAY, True)]
+
+
+async def test_queue_position_counts_older_unassigned_open_conversations(store: Store) -> None:
+    d = await new_desk(store, capacity=1)
+    t = d.tenant_id
+    convs = [d.w.conv] + [await store.create_conversation(tenant_id=t, channel=Channel.WIDGET,
+                                                         contact_id=d.w.contact.id, now=NOW + i) for i in range(3)]
+    tied = await new_conv(store, d)  # created at NOW, as convs[1]: ties are ordered by id
+    assert await store.queue_position(t, tied.id) == (2 if tied.id < convs[1].id else 3)
+    await store.update_conversation(t, tied.id, now=NOW, status=ConversationStatus.RESOLVED)
+    assert [await store.queue_position(t, c.id) for c in convs] == [1, 2, 3, 4]
+    assert await assign(store, d, convs[0].id) == d.a1.id
+    assert [await store.queue_position(t, c.id) for c in convs] == [None, 1, 2, 3]
+    await store.update_conversation(t, convs[1].id, now=NOW, status=ConversationStatus.RESOLVED)
+    assert [await store.queue_position(t, c.id) for c in convs[1:]] == [None, 1, 2]
+    with pytest.raises(NotFound):
+        await store.queue_position(t, "missing")
+    other = await new_world(store, "Other")
+    with pytest.raises(NotFound):
+        await store.queue_position(other.tenant.id, convs[2].id)
+
+
 async def test_concurrent_assignment_never_exceeds_capacity(store: Store) -> None:
     d = await new_desk(store, capacity=3)
     convs = [await new_conv(store, d) for _ in range(10)]
@@ -1210,6 +1266,29 @@ async def test_concurrent_assignment_never_exceeds_capacity(store: Store) -> Non
     assert sorted(a for a in got if a is not None) == sorted([d.a1.id] * 3 + [d.a2.id] * 3)
     assert got.count(None) == 4
     assert len(await store.list_unassigned(d.tenant_id, 100)) == 5  # 4 left over + the world's conversation
+
+
+@pytest.mark.postgres
+async def test_postgres_full_desk_answers_without_waiting_for_the_tenant_lock() -> None:
+    """When no agent has room, assignment answers None without queueing behind the
+    tenant's assignment lock: under churn, every new conversation of a saturated desk
+    would otherwise wait its turn for that lock, holding a pool connection meanwhile.
+    (SQLite has no such wait: one connection serves reads and writes in turn.)"""
+    b = Backend("postgres", PG_DSN, random_schema())
+    try:
+        store = await b.open()
+        assert isinstance(store, PostgresStore)
+        d = await new_desk(store, capacity=1)
+        assert [await assign(store, d, (await new_conv(store, d)).id) for _ in range(2)] == [d.a1.id, d.a2.id]
+        waiting = await new_conv(store, d)
+        async with store.transaction() as conn:  # another node's assignment, holding the tenant's lock
+            await conn.fetchrow(f"SELECT id FROM tenants WHERE id = $1{store.row_lock}", d.tenant_id)
+            assert await asyncio.wait_for(assign(store, d, waiting.id), timeout=30) is None
+        with pytest.raises(NotFound):  # a missing conversation is still an error, found before any lock
+            await store.assign_next_agent(d.tenant_id, "missing", now=NOW, fresh_after=FRESH_AFTER)
+    finally:
+        await b.close_all()
+        await drop_schema(b.schema or "")
 
 
 # --- factory and migrations ------------------------------------------------------
@@ -1259,8 +1338,9 @@ def test_postgres_rejects_unsafe_schema_names() -> None:
 
 def test_packaged_migrations_load_in_order() -> None:
     migrations = load_migrations()
-    versions = [m.version for m in migrations]
-    assert versions[0] == 1 and versions == sorted(set(versions))
+    for dialect in ("sqlite", "postgres"):  # a version once per dialect (shared, or its own file)
+        versions = [m.version for m in for_dialect(migrations, dialect)]
+        assert versions[0] == 1 and versions == sorted(set(versions))
     assert all(m.statements for m in migrations)
     assert not any(s.rstrip().endswith(";") for m in migrations for s in m.statements)
 
@@ -1304,12 +1384,13 @@ async def test_a_heartbeat_larger_than_one_chunk_writes_every_agent(store: Store
                                 "node-big")
     assert {r["agent_id"]: (int(r["sockets"]), float(r["updated_at"])) for r in rows} == {
         a.id: (counts[a.id], NOW) for a in agents}
-    # the next beat updates in place; a zero removes the row
+    # the next beat updates in place; a zero keeps the row with 0 sockets (when they left)
     await store.touch_presence("node-big", {**dict.fromkeys(counts, 5), agents[0].id: 0}, NOW + 15)
     async with store.reader() as conn:
         rows = await conn.fetch("SELECT agent_id, sockets, updated_at FROM agent_presence WHERE node_id = $1",
                                 "node-big")
-    assert len(rows) == 449 and {(int(r["sockets"]), float(r["updated_at"])) for r in rows} == {(5, NOW + 15)}
+    got = {r["agent_id"]: (int(r["sockets"]), float(r["updated_at"])) for r in rows}
+    assert got == {a.id: (0 if a is agents[0] else 5, NOW + 15) for a in agents}
 
 
 # --- the agent's list: last messages, contacts, subjects (issue 32) -------------------

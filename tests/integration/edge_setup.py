@@ -86,6 +86,9 @@ JSON_ROUTES: dict[tuple[str, str], Builder] = {
     ("POST", "/api/v1/channels"): _agent("/api/v1/channels"),
     ("PATCH", "/api/v1/channels/{id}"): _agent("/api/v1/channels/{channel}"),
     ("POST", "/api/v1/channels/{id}/rotate"): _agent("/api/v1/channels/{channel}/rotate"),
+    ("POST", "/api/v1/canned-responses"): _agent("/api/v1/canned-responses"),
+    # the body is read before the id is looked up: any id will do
+    ("PATCH", "/api/v1/canned-responses/{id}"): _agent(f"/api/v1/canned-responses/{'0' * 32}"),
     ("POST", "/api/v1/public/widget/{key}/contact"): _visitor_contact,
     ("POST", "/api/v1/public/comments"): _comments,
     ("POST", "/webhooks/facebook"): _facebook,

@@ -151,7 +151,7 @@ async def test_what_the_core_reads_at_run_time_is_frozen_once_built(tmp_path: Pa
         with pytest.raises(TypeError):
             gw.handlers.visitor["x"] = gw.handlers.visitor["typing"]  # type: ignore[index]
         assert "call:start" in gw.handlers.visitor and gw.chat.attachments is not None
-        assert gw.features == ("widget", "connectors", "calls", "admission", "privacy")
+        assert gw.features == ("widget", "connectors", "calls", "admission", "privacy", "ratings", "search", "desk")
     finally:
         await gw.close()
 

@@ -27,6 +27,7 @@ class World:
     b_contact: str
     b_upload: str
     b_recording: str
+    b_canned: str
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def world(tmp_path_factory) -> Iterator[World]:
 
         async def setup() -> World:
             conv = await tg.rg.gw.store.get_conversation(b, tg.b_conversation)
-            upload, key, rec = new_id(), new_id(), new_id()
+            upload, key, rec, canned = new_id(), new_id(), new_id(), new_id()
             async with tg.rg.gw.db.transaction() as db:
                 await db.execute("INSERT INTO uploads (id, tenant_id, uploader_type, uploader_id, conversation_id, "
                                  "name, mime_type, size, path, created_at) VALUES ($1, $2, 'contact', $3, $4, "
@@ -50,9 +51,16 @@ def world(tmp_path_factory) -> Iterator[World]:
                 await db.execute("INSERT INTO recordings (id, tenant_id, call_id, key_id, blob_key, state, size, "
                                  "duration, created_at) VALUES ($1, $2, 'c', $3, $4, 'complete', 1, 1.0, $5)",
                                  rec, b, key, f"{b}/{rec}.age", time.time())
+                await db.execute("INSERT INTO conversation_ratings (tenant_id, conversation_id, seq, contact_id, "
+                                 "score, comment, created_at) VALUES ($1, $2, 1, $3, 5, 'b', $4)", b, conv.id,
+                                 conv.contact_id, time.time())
+                await db.execute("INSERT INTO canned_responses (id, tenant_id, shortcut, text, created_at, updated_at)"
+                                 " VALUES ($1, $2, 'b-secret', 'B only', 1, 1)", canned, b)
+                await db.execute("INSERT INTO conversation_labels (tenant_id, conversation_id, label, created_at)"
+                                 " VALUES ($1, $2, 'b-secret-label', 1)", b, conv.id)
             ag = await agent(tg.rg.url, tg.a.admin_token)
             v = await visitor(tg.rg.url, tg.a.tenant.widget_key)
-            return World(tg, ag, v, v.session["visitor_token"], conv.contact_id, upload, rec)
+            return World(tg, ag, v, v.session["visitor_token"], conv.contact_id, upload, rec, canned)
 
         w = tg.run(setup())
         yield w
@@ -62,7 +70,7 @@ def world(tmp_path_factory) -> Iterator[World]:
 
 def _b_ids(w: World) -> dict[str, str]:
     return {"conv": w.tg.b_conversation, "contact": w.b_contact, "upload": w.b_upload, "recording": w.b_recording,
-            "agent": w.tg.b.admin.id}
+            "agent": w.tg.b.admin.id, "canned": w.b_canned}
 
 
 SOCKET_CASES: list[tuple[str, str, Any]] = [
@@ -81,6 +89,11 @@ SOCKET_CASES: list[tuple[str, str, Any]] = [
     ("/agent", "conversation:get", {"conversation_id": "{conv}"}),
     ("/agent", "conversation:status", {"conversation_id": "{conv}", "status": "resolved"}),
     ("/agent", "conversation:assign", {"conversation_id": "{conv}", "agent_id": "{agent}"}),
+    ("/visitor", "conversation:rate", {"conversation_id": "{conv}", "score": 1}),
+    ("/agent", "label:add", {"conversation_id": "{conv}", "label": "intrusion"}),
+    ("/agent", "label:remove", {"conversation_id": "{conv}", "label": "b-secret-label"}),
+    ("/agent", "conversation:reads", {"conversation_id": "{conv}"}),
+    ("/agent", "contact:profile", {"contact_id": "{contact}"}),
 ]
 
 
@@ -131,6 +144,9 @@ REST_CASES: list[tuple[str, str, str, Any]] = [
         ("GET", "/uploads/{upload}", None),
         ("GET", "/uploads/{upload}/link", None),
         ("GET", "/recordings/{recording}", None),
+        ("GET", "/conversations/{conv}/ratings", None),
+        ("PATCH", "/canned-responses/{canned}", {"text": "pwned"}),
+        ("DELETE", "/canned-responses/{canned}", None),
     ]
 ]
 
@@ -153,7 +169,7 @@ def test_rest_cross_tenant(world: World, actor: str, method: str, path: str, bod
 
 
 ENUMERATIONS = ["/conversations", "/conversations?contact_id={contact}", "/contacts", "/contacts?limit=200",
-                "/agents", "/privacy/audit", "/me", "/privacy/policy"]
+                "/agents", "/privacy/audit", "/me", "/privacy/policy", "/ratings", "/canned-responses"]
 
 
 @pytest.mark.parametrize("path", ENUMERATIONS)
@@ -171,12 +187,18 @@ def test_socket_enumeration_shows_only_own_tenant(world: World) -> None:
     for client, event, payload in [(world.agent_a, "conversation:list", {}),
                                    (world.agent_a, "conversation:list", {"contact_id": world.b_contact}),
                                    (world.agent_a, "agent:list", None), (world.visitor_a, "conversation:list", None),
-                                   (world.agent_a, "session:get", None), (world.visitor_a, "session:get", None)]:
+                                   (world.agent_a, "session:get", None), (world.visitor_a, "session:get", None),
+                                   (world.visitor_a, "agent:profiles", {"ids": [tg.b.admin.id]})]:
         ack = tg.run(client.call(event, payload))
         assert ack["ok"], ack
         text = json.dumps(ack)
         for value in (*_b_ids(world).values(), tg.b.tenant.id):
             assert value not in text, (event, value)
+    # labels: B's names are neither listed nor found (the requested id is only echoed, with no label)
+    listed = tg.run(world.agent_a.call("label:list", {"conversation_ids": [tg.b_conversation]}))
+    assert listed == {"ok": True, "labels": {tg.b_conversation: []}, "names": []}
+    found = tg.run(world.agent_a.call("label:conversations", {"label": "b-secret-label"}))
+    assert found["ok"] and found["conversation_ids"] == []
 
 
 def test_positive_control_tenant_b_sees_its_own(world: World) -> None:

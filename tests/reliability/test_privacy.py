@@ -192,6 +192,15 @@ async def test_export_correct_erase_and_audit(rg) -> None:
                                                  subject="Hoá đơn của Nguyễn Văn A")
     assert mail.subject == "Hoá đơn của Nguyễn Văn A"
 
+    # search finds the contact's words and the contact (issue 32), until the erasure
+    async def search(q: str, kind: str = "messages") -> list[Any]:
+        status, body, _ = await _api(rg, "GET", f"/search?q={q}&kind={kind}", tok)
+        assert status == 200, body
+        results: list[Any] = json.loads(body)["results"]
+        return results
+
+    assert len(await search("xin chao")) == 3 and len(await search("tran b", "contacts")) == 1
+
     # erase (default: anonymise)
     status, body, _ = await _api(rg, "POST", f"/contacts/{cid}/erase", tok)
     assert status == 200, body
@@ -202,6 +211,8 @@ async def test_export_correct_erase_and_audit(rg) -> None:
     assert data["contact"]["name"] is None and data["contact"]["email"] is None and data["identities"] == []
     assert all(m["text"] == "" for m in data["conversations"][0]["messages"])
     assert (await rg.gw.store.get_conversation(d["tenant"], mail.id)).subject is None
+    assert await search("xin chao") == [] and await search("tran b", "contacts") == []
+    assert await search("a@example.vn", "contacts") == []
 
     # delete mode removes conversations and the contact
     assert (await _api(rg, "PUT", "/privacy/policy", other["token"], {"erase_mode": "delete"}))[0] == 200

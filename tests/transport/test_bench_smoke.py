@@ -38,6 +38,55 @@ async def test_bench_quick_run(tmp_path: Path) -> None:
     assert "ratio" in text.decode()
 
 
+async def test_bench_churn_and_idle_cost_quick_run(tmp_path: Path) -> None:
+    """(e) connection churn and (f) the cost of idling, both servers, merged into --out."""
+    out = tmp_path / "latest.json"
+    out.write_text(json.dumps({"started": "earlier", "fanout": [{"kept": True}]}))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fanout", "--quick", "--only", "churn,idlecost", "--workers", "1", "--merge",
+        "--out", str(out), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    res = json.loads(out.read_text())
+    assert res["fanout"] == [{"kept": True}] and set(res["merged_runs"]) == {"churn", "idlecost"}
+    for who in ("ours", "peer"):
+        ch = res["churn"][0][who]
+        # every visitor came back with a token, got its conversation in `session` and resumed it
+        assert ch["opened"] == ch["sessions"] == ch["resumed"] > 0, ch
+        assert ch["errors"] == ch["connect_errors"] == ch["open_at_end"] == 0, ch
+        assert 0 < ch["p50_ms"] <= ch["p99_ms"] and ch["cpu_us_per_connect"] > 0 and ch["achieved_rate"] > 0
+        assert 0 < ch["load_cpu_fraction"] <= ch["machine_busy"] + 0.2 and ch["cpus"] >= 1
+        ic = res["idlecost"][who]
+        assert ic["clients"] == 50 and ic["seconds"] >= 2 and ic["rss_mb"] > 0 and ic["cpus"] >= 1
+        assert ic["cpu_fraction"] >= 0 and ic["machine_busy"] <= ic["cpus"] + 0.05
+    assert "(e) churn, 1 node" in text.decode() and "(f) idle" in text.decode()
+
+
+async def test_peer_refuses_an_unknown_widget_key(tmp_path: Path) -> None:
+    """The peer's in-memory key check: churn with a wrong key gets connect errors, no session."""
+    from bench import procs, workloads
+
+    async with procs.peer() as srv:
+        srv.visitor_auth = {"widget_key": "not-a-key"}
+        with pytest.raises(RuntimeError, match="visitors failed"):
+            await workloads.churn(srv, [10.0], 0.5, 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_bench_multichurn_quick_run(tmp_path: Path) -> None:
+    """(e) on two nodes sharing PostgreSQL and Redis: visitors alternate between the nodes."""
+    out = tmp_path / "multi.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fanout", "--quick", "--only", "multichurn", "--workers", "1",
+        "--out", str(out), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    ch = json.loads(out.read_text())["multichurn"][0]["ours"]
+    assert ch["nodes"] == 2 and ch["opened"] == ch["sessions"] == ch["resumed"] > 0, ch
+    assert ch["errors"] == ch["connect_errors"] == 0 and ch["store_cpu_fraction"] is not None
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_bench_bignode_quick_run(tmp_path: Path) -> None:
@@ -94,3 +143,19 @@ async def test_resp_bench_quick_run() -> None:
     lines = text.decode().splitlines()
     assert len(lines) == 3 and all("2,000 replies of 100 bytes" in line for line in lines), lines
     assert all(float(re.search(r"CPU ([0-9.]+) µs/reply", line)[1]) > 0 for line in lines), lines  # type: ignore[index]
+
+
+async def test_calls_bench_quick_run() -> None:
+    """bench/calls end to end at N = 2: the row and its JSON carry loss, jitter, calls per core,
+    the callers' CPU and the machine's busy cores."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.calls", "--n", "2", "--window", "2", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    rows = [json.loads(line) for line in text.decode().splitlines() if line.strip().startswith("{")]
+    assert len(rows) == 1, text.decode()
+    r = rows[0]
+    assert r["n"] == 2 and r["sent"] > 0 and r["received"] > 0 and r["loss_pct"] is not None
+    assert r["calls_per_core"] is None or r["calls_per_core"] > 0
+    assert r["clients_cores"] > 0 and 0 < r["machine_busy"] <= r["cpus"] + 0.05

@@ -111,3 +111,14 @@ def test_database_timeouts_and_free_space() -> None:
     c = load_config({"DATABASE_STATEMENT_TIMEOUT": "2.5", "DATABASE_ACQUIRE_TIMEOUT": "0.5", "SQLITE_MIN_FREE_MB": "0"})
     assert (c.store_limits.statement_timeout, c.store_limits.acquire_timeout, c.store_limits.min_free_bytes) == (
         2.5, 0.5, 0)
+
+
+def test_presence_ttl_and_interval() -> None:
+    c = load_config({})
+    assert (c.presence_ttl, c.presence_interval) == (30.0, 10.0)
+    c = load_config({"PRESENCE_TTL": "2", "PRESENCE_INTERVAL": "0.5"})
+    assert (c.presence_ttl, c.presence_interval) == (2.0, 0.5)
+    for env in ({"PRESENCE_TTL": "5", "PRESENCE_INTERVAL": "5"}, {"PRESENCE_TTL": "0"},
+                {"PRESENCE_INTERVAL": "-1"}, {"PRESENCE_TTL": "soon"}):
+        with pytest.raises(ConfigError):
+            load_config(env)

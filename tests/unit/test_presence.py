@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.domain import AgentRole
+from gateway.core.domain import Agent, AgentRole, AgentStatus
 from gateway.realtime.presence import PresenceTracker
 from gateway.store.sql import StoreClosed
 from gateway.store.sqlite import SqliteStore
@@ -35,9 +35,11 @@ async def make_agents(store: SqliteStore, n: int) -> list[str]:
 
 
 def rows(store: SqliteStore) -> dict[str, int]:
-    """The node's presence rows, read through a connection of their own (what other nodes see)."""
+    """The node's presence rows holding connections, read through a connection of their own
+    (what other nodes see; a row of 0 sockets only records when the agent left)."""
     with contextlib.closing(sqlite3.connect(store.path)) as db:
-        return dict(db.execute("SELECT agent_id, sockets FROM agent_presence WHERE node_id = ?", (NODE,)).fetchall())
+        return dict(db.execute("SELECT agent_id, sockets FROM agent_presence WHERE node_id = ? AND sockets > 0",
+                               (NODE,)).fetchall())
 
 
 def tracker(store: SqliteStore) -> PresenceTracker:
@@ -109,4 +111,55 @@ async def test_a_heartbeat_does_not_bring_back_an_agent_who_left_while_it_ran(st
     assert await pt.remove(last) == 0
     await beat
     assert rows(store) == dict.fromkeys(agents[:-1], 1)
+    await pt.stop()
+
+
+async def test_present_announced_on_first_connect_and_offline_after_the_ttl(store: SqliteStore) -> None:
+    """Issue 31: the write recording a first connection announces the agent; the agent stays
+    present for `ttl` after their last connection closed, then the expiry announces them gone
+    (their chosen status kept)."""
+    a, b = await make_agents(store, 2)
+    now = [100.0]
+    told: list[list[tuple[str, bool, str]]] = []
+
+    async def announce(agents: list[Agent]) -> None:
+        told.append([(x.id, x.present, x.shown_status.value) for x in agents])
+
+    tenant_id = (await store.list_tenants())[0].id
+    await store.set_agent_status(tenant_id, a, AgentStatus.AWAY)
+    await store.set_agent_status(tenant_id, b, AgentStatus.ONLINE)
+    pt = PresenceTracker(store, NODE, lambda: now[0], interval=3600, ttl=30, announce=announce)
+    await pt.add(a)
+    await pt.add(a)
+    assert told == [[(a, True, "away")]]
+    told.clear()
+    await pt.remove(a)
+    now[0] = 129.0
+    assert await pt.expire() == [] and told == []
+    await pt.add(b)  # someone else connecting changes nothing for a
+    told.clear()
+    now[0] = 131.0
+    gone = await pt.expire()
+    assert [x.id for x in gone] == [a] and told == [[(a, False, "offline")]]
+    assert await pt.expire() == []  # b is connected (its row heartbeated): stays
+    # a node that stops heartbeating: b's row is not refreshed, b expires ttl after it
+    now[0] = 200.0
+    assert [x.id for x in await pt.expire()] == [b] and told[-1] == [(b, False, "offline")]
+    await pt.stop()
+
+
+async def test_an_agent_who_chose_offline_is_not_announced(store: SqliteStore) -> None:
+    (a,) = await make_agents(store, 1)  # created offline
+    told: list[list[Agent]] = []
+
+    async def announce(agents: list[Agent]) -> None:
+        told.append(agents)
+
+    now = [100.0]
+    pt = PresenceTracker(store, NODE, lambda: now[0], interval=3600, ttl=30, announce=announce)
+    await pt.add(a)
+    await pt.remove(a)
+    now[0] = 200.0
+    assert [x.id for x in await pt.expire()] == [a]  # flipped, but nothing others see changed
+    assert told == []
     await pt.stop()

@@ -34,6 +34,27 @@ def test_outage_logs_each_change_once_and_paces_retries(caplog: pytest.LogCaptur
     assert outage.failed("full", OSError()).retry_after == 1  # a new outage starts over
 
 
+def test_a_flapping_store_logs_a_pair_of_lines_per_quiet_period(caplog: pytest.LogCaptureFixture) -> None:
+    """An overloaded database that times out some operations and serves others: one
+    ERROR/WARNING pair per `quiet` seconds, the flaps in between counted in the next line."""
+    now = [0.0]
+    log = logging.getLogger("test.flap")
+    outage = Outage("db", logger=log, clock=lambda: now[0], quiet=10.0)
+    recovered = []
+    outage.on_recover.append(lambda: recovered.append(now[0]))
+    for i in range(100):  # a flap every 0.2 s for 20 s: 2 refusals, then a success
+        now[0] = i * 0.2
+        outage.failed("timeout", TimeoutError())
+        outage.failed("timeout", TimeoutError())
+        now[0] += 0.1
+        outage.succeeded()
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.flap"]
+    assert len(lines) == 4, lines  # at 0 s and after 10 s: each an ERROR and its WARNING
+    assert "unavailable (timeout)" in lines[0] and "available again after 0.1s" in lines[1]
+    assert "since the last line: 50 short outages, 100 operations refused" in lines[2]
+    assert outage.outages == 100 and len(recovered) == 100  # every recovery still runs the callbacks
+
+
 def sqlite_error(name: str, message: str) -> sqlite3.OperationalError:
     exc = sqlite3.OperationalError(message)
     exc.sqlite_errorname = name

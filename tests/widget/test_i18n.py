@@ -10,10 +10,11 @@ from pathlib import Path
 from gateway.core.errors import Code
 
 I18N = Path(__file__).resolve().parents[2] / "widget" / "src" / "i18n.js"
-# what a visitor's message:send / conversation:start may be refused with (docs/protocol.md)
+# what a visitor's message:send / conversation:start / conversation:rate may be refused with
+# (docs/protocol.md)
 VISITOR_CODES = {Code.TEXT_TOO_LONG, Code.PAYLOAD_TOO_LARGE, Code.RATE_LIMITED, Code.LIMIT_REACHED,
                  Code.CONVERSATION_CLOSED, Code.CONTACT_ERASED, Code.NOT_FOUND, Code.UNAUTHORIZED,
-                 Code.FORBIDDEN, Code.UNAVAILABLE}
+                 Code.FORBIDDEN, Code.UNAVAILABLE, Code.CONFLICT}
 
 
 def test_each_visitor_error_code_has_an_english_and_a_vietnamese_sentence() -> None:

@@ -4,6 +4,14 @@ import { io } from "socket.io-client";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { AgentCalls } from "./agentcall.js";
 import { retryDelay, sleep } from "./retry.js";
+import { RatingsView } from "./consoleratings.js";
+import { arrowNav } from "./keys.js";
+import { ConsoleSearch } from "./console-search.js";
+import { OlderMessages } from "./console-history.js";
+import { Desk } from "./console-desk.js";
+import { Timeline } from "./console-timeline.js";
+import { ContactPanel } from "./console-contact.js";
+import { Notifier } from "./console-notify.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "izh.console.token";
@@ -17,11 +25,31 @@ class Console {
     this.current = null;
     this.stream = new Stream();
     this.links = new Map();
+    this.ratings = new RatingsView($("ratings"), () => sessionStorage.getItem(TOKEN_KEY));
     this.calls = new AgentCalls({
       call: (ev, p) => this.call(ev, p),
       label: (id) => { const c = this.convs.get(id); return c ? this.label(c) : "a visitor"; },
       open: (id) => { if (this.current !== id) this.open(id); },
     });
+    const self = this;
+    this.search = new ConsoleSearch({
+      call: (ev, p) => this.call(ev, p),
+      show: (id, seq) => this.show(id, seq),
+      contactConversation: async (contactId) => {
+        const r = await this.call("conversation:list", { contact_id: contactId, limit: 1 });
+        return r.ok && r.conversations.length ? r.conversations[0].id : null;
+      },
+    });
+    this.older = new OlderMessages({
+      call: (ev, p) => this.call(ev, p),
+      get stream() { return self.stream; },
+      get current() { return self.current; },
+      render: (keep) => this.renderMessages(keep),
+    });
+    this.desk = new Desk(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.timeline = new Timeline(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.contactPanel = new ContactPanel(this, () => sessionStorage.getItem(TOKEN_KEY));
+    this.notifier = new Notifier(this);
   }
 
   // A contact's message in one of "Mine" while the tab is hidden counts in the title
@@ -33,6 +61,7 @@ class Console {
     if (!m || m.author.type !== "contact" || added <= 0 || old.last_seq === undefined) return;
     this.hiddenUnread += added;
     this.renderTitle();
+    this.notifier.message(c);
   }
 
   renderTitle() {
@@ -60,8 +89,22 @@ class Console {
     $("resolve").addEventListener("click", () => this.resolve());
     $("reply").addEventListener("submit", (e) => { e.preventDefault(); this.reply(); });
     $("reply-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.reply(); } });
-    $("reply-text").addEventListener("input", () => this.typed());
+    $("reply-text").addEventListener("input", () => { if (!$("note-mode").checked) this.typed(); });
+    $("note-mode").addEventListener("change", () => {
+      const on = $("note-mode").checked;
+      $("reply").classList.toggle("note", on);
+      $("reply-text").placeholder = on ? "Private note: agents only (Enter saves)" : "Type a reply… (Enter sends)";
+      if (on) this.stopTyping();
+    });
+    this.search.attach();
+    this.older.attach();
     for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => this.setFilter(b.dataset.filter));
+    arrowNav(document.querySelector(".tabs"), "button", false);
+    arrowNav($("convs"), "button", true);
+    this.desk.mount();
+    this.timeline.mount();
+    this.contactPanel.mount();
+    this.notifier.mount();
     if (sessionStorage.getItem(TOKEN_KEY)) this.connect(); else this.showLogin();
   }
 
@@ -73,11 +116,14 @@ class Console {
     const s = (this.socket = io(`${location.origin}/agent`, { transports: ["websocket"], auth: { token } }));
     s.on("connect_error", (err) => { if (err.data) { s.close(); sessionStorage.removeItem(TOKEN_KEY); this.showLogin(err.message); } });
     s.on("session", () => this.onSession());
-    s.on("conversation:created", (c) => this.upsert(c));
+    s.on("conversation:created", (c) => { this.notifier.created(c, this.convs.has(c.id)); this.upsert(c); });
     s.on("conversation:updated", (c) => this.upsert(c));
-    s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.status; this.renderAssign(); });
+    s.on("agent:presence", (a) => { const i = this.agents.findIndex((x) => x.id === a.id); if (i >= 0) this.agents[i] = a; else this.agents.push(a); if (this.me && a.id === this.me.id) $("presence").value = a.chosen_status || a.status; this.renderAssign(); });
     s.on("message:new", (m) => this.onMessage(m));
+    s.on("conversation:rated", (r) => this.ratings.added(r));
     this.calls.attach(s);
+    this.desk.attachSocket(s);
+    this.timeline.attachSocket(s);
     s.on("typing", (ev) => { if (this.current && ev.conversation_id === this.current && ev.author.type === "contact") this.showTyping(ev.typing); });
   }
 
@@ -94,13 +140,14 @@ class Console {
     const myId = s.agent ? s.agent.id : s.agent_id;
     this.me = this.agents.find((a) => a.id === myId) || s.agent || { id: myId, name: "", status: "online" };
     $("me").textContent = this.me.name;
-    $("presence").value = this.me.status;
+    $("presence").value = this.me.chosen_status || this.me.status; // their choice (status: what others see)
     for (const ct of list.contacts || []) this.contacts.set(ct.id, ct);
     for (const c of list.conversations || []) this.upsert({ ...c, readSeq: c.last_seq - (c.unread || 0) }, true);
     this.listed = true;
     // only conversations that arrived live, outside the page listed, lack their contact
     for (const c of this.convs.values()) if (!this.contacts.has(c.contact_id)) this.contact(c.contact_id, c.id);
     this.renderList();
+    this.desk.listed((list.conversations || []).map((c) => c.id));
     if (this.current) await this.open(this.current, true);
   }
 
@@ -109,7 +156,7 @@ class Console {
     const merged = { ...old, ...c };
     if (merged.readSeq === undefined) merged.readSeq = 0;
     if (c.last_message) merged.preview = c.last_message.text || (c.last_message.attachments ? "📎" : "");
-    if (!quiet) this.notice(old, merged);
+    if (!quiet) { this.notice(old, merged); this.notifier.updated(old, merged); }
     merged.unread = this.current === c.id ? 0 : Math.max(0, merged.last_seq - merged.readSeq);
     this.convs.set(c.id, merged);
     this.contact(merged.contact_id, c.id);
@@ -131,6 +178,7 @@ class Console {
   }
 
   matches(c) {
+    if (!this.desk.matches(c)) return false;
     if (this.filter === "queue") return !c.assignee_id && c.status !== "resolved";
     if (this.filter === "mine") return c.assignee_id === (this.me && this.me.id) && c.status !== "resolved";
     if (this.filter === "pending") return c.status === "pending";
@@ -157,6 +205,7 @@ class Console {
           c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread`, text: String(c.unread) }) : null),
         c.subject ? el("div", { class: "subject", text: c.subject }) : null,
         el("div", { class: "preview", text: c.preview || "" }),
+        this.desk.rowExtra(c),
         el("div", { class: "tag", text: `${c.channel} · ${c.status}${c.assignee_id ? "" : " · unassigned"}` })))));
   }
 
@@ -188,6 +237,7 @@ class Console {
     $("conv").hidden = false;
     this.showTyping(false);
     this.renderHead();
+    this.ratings.show(id);
     const h = await this.call("messages:history", { conversation_id: id, limit: 100 });
     if (!h.ok || this.current !== id) return;
     this.stream.reset(h.epoch, h.messages.length ? h.messages[0].seq - 1 : h.last_seq);
@@ -196,7 +246,30 @@ class Console {
     this.renderMessages();
     this.markRead();
     this.renderList();
+    this.desk.opened(id);
+    this.timeline.opened(id);
+    this.contactPanel.opened(id);
     $("reply-text").focus();
+    await this.older.fill();
+  }
+
+  // a search hit: the conversation (fetched when not listed), scrolled to message `seq`
+  async show(id, seq) {
+    if (!this.convs.has(id)) {
+      const r = await this.call("conversation:get", { conversation_id: id });
+      if (!r.ok) return;
+      this.contacts.set(r.contact.id, r.contact);
+      this.upsert(r.conversation, true);
+    }
+    if (this.current !== id) await this.open(id);
+    if (!seq || this.current !== id) return;
+    while (this.stream.base >= seq && this.older.more) {
+      const base = this.stream.base;
+      await this.older.load();
+      if (this.stream.base === base) break;
+    }
+    const node = $("messages").querySelector(`[data-seq="${seq}"]`);
+    if (node) { node.scrollIntoView({ block: "center" }); node.classList.add("found"); setTimeout(() => node.classList.remove("found"), 2000); }
   }
 
   onMessage(m) {
@@ -216,19 +289,27 @@ class Console {
     this.renderList();
   }
 
-  renderMessages() {
+  // new messages go in seq order (older pages before the first shown); `keepScroll`: the
+  // messages in view stay in place (a page added above), else the box scrolls to the end
+  renderMessages(keepScroll) {
     const box = $("messages");
-    const have = new Set([...box.children].map((n) => n.dataset.seq));
+    const have = new Map([...box.children].map((n) => [n.dataset.seq, n]));
+    const height = box.scrollHeight, top = box.scrollTop;
+    let next = box.firstElementChild;
     for (const m of this.stream.visible()) {
-      if (have.has(String(m.seq))) continue;
+      const shown = have.get(String(m.seq));
+      if (shown) { next = shown.nextElementSibling; continue; }
       const bubble = el("div", { class: "bubble" });
       if (m.text) bubble.append(el("div", { text: m.text }));
       for (const a of m.attachments || []) bubble.append(this.attachment(a));
-      const who = m.author.type === "agent" ? (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name : m.author.type === "contact" ? "Visitor" : "System";
+      const agentName = () => (this.agents.find((a) => a.id === m.author.id) || { name: "Agent" }).name;
+      const who = m.author.type === "agent" ? agentName() : m.author.type === "note" ? `Note · ${agentName()}` : m.author.type === "contact" ? "Visitor" : "System";
       const t = new Date(m.created_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      box.append(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })));
+      box.insertBefore(el("div", { class: `msg ${m.author.type}`, "data-seq": String(m.seq) }, bubble, el("div", { class: "meta", text: `${who} · ${t}` })), next);
     }
-    box.scrollTop = box.scrollHeight;
+    this.desk.decorate();
+    this.timeline.decorate();
+    box.scrollTop = keepScroll ? top + (box.scrollHeight - height) : box.scrollHeight;
   }
 
   attachment(a) {
@@ -259,13 +340,20 @@ class Console {
     const text = ta.value.trim();
     if (!text || !this.current) return;
     ta.value = "";
+    await this.send(text, []);
+  }
+
+  // a message (text and/or upload ids) to the open conversation, retried like any reply
+  async send(text, attachments) {
+    if (!this.current) return;
     this.stopTyping();
     const client_id = uuid();
     const conversation_id = this.current;
+    const event = $("note-mode").checked ? "note:send" : "message:send";  // a private note: agents only
     let refusals = 0;
     try {
       for (let i = 0; i < 5; i++) {
-        const ack = await this.call("message:send", { conversation_id, client_id, text });
+        const ack = await this.call(event, { conversation_id, client_id, text, ...(attachments.length ? { attachments } : {}) });
         if (ack.ok) { this.onMessage(ack.message); return; }
         if (ack.error.code === "timeout") continue;
         // `unavailable`: the same client_id again after retry_after and a backoff, shown as

@@ -20,14 +20,31 @@ export class Stream {
     return "added";
   }
 
+  // older messages (ascending, ending just below `base`, as `messages:history` with
+  // before_seq = base + 1 returns them): the shown range starts at the first of them
+  prepend(messages) {
+    let base = this.base;
+    for (let i = messages.length - 1; i >= 0; i--) {
+      const m = messages[i];
+      if (m.epoch !== this.epoch || m.seq !== base) break;
+      this.bySeq.set(m.seq, m);
+      base = m.seq - 1;
+    }
+    this.base = base;
+  }
+
   update(m) { if (m.epoch === this.epoch && this.bySeq.has(m.seq)) this.bySeq.set(m.seq, m); }
 
   get hasGap() { for (const s of this.bySeq.keys()) if (s > this.contiguous) return true; return false; }
 
-  // messages ready to display, ascending by seq
+  // messages ready to display, ascending by seq (a visitor's stream holds the places of
+  // agents' private notes, `hidden`: never displayed)
   visible() {
     const out = [];
-    for (let s = this.base + 1; s <= this.contiguous; s++) out.push(this.bySeq.get(s));
+    for (let s = this.base + 1; s <= this.contiguous; s++) {
+      const m = this.bySeq.get(s);
+      if (!m.hidden) out.push(m);
+    }
     return out;
   }
 }

@@ -6,6 +6,9 @@ import { CSS } from "./styles.js";
 import { CallUI } from "./call.js";
 import { Stream, el, fmtSize, uuid } from "./stream.js";
 import { retryDelay, sleep } from "./retry.js";
+import { askAvailability, waiting, waitingText } from "./availability.js";
+import { Profiles, avatarNode, timeNode } from "./people.js";
+import { RatingUI } from "./rating.js";
 
 const CHAT_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2z"/></svg>';
 const CLIP_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M16.5 6.5 8.6 14.4a1.5 1.5 0 0 0 2.1 2.1l7.9-7.9a3 3 0 0 0-4.2-4.2l-8.3 8.3a4.5 4.5 0 0 0 6.4 6.4l7-7-1.4-1.4-7 7a2.5 2.5 0 0 1-3.6-3.6l8.3-8.3a1 1 0 0 1 1.4 1.4l-7.9 7.9-.1-.1z"/></svg>';
@@ -31,10 +34,12 @@ export class Widget {
     this.agentRead = 0;
     this.myRead = Number(this.ls.getItem(this.k("read")) || 0);
     this.agentsAvailable = true;
+    this.availability = null; // the server's last word on a conversation waiting for an agent (availability.js)
     this.open = false;
     this.listeners = {};
     this.links = new Map();      // upload id -> signed URL promise
     this.nodes = new Map();
+    this.profiles = new Profiles((ev, p) => this.call(ev, p), () => this.renderNames());
   }
 
   // --- public hooks (also for IZICall: a header action slot and events) -------------
@@ -100,6 +105,7 @@ export class Widget {
     s.on("conversation:updated", (c) => { if (this.conv && c.id === this.conv.id) { this.conv = { ...this.conv, ...c }; if (c.assigned) this.agentsAvailable = true; this.renderOffline(); } });
     s.on("typing", (ev) => this.onTyping(ev));
     s.on("read", (ev) => this.onRead(ev));
+    s.on("conversation:rated", (r) => this.rating.rated(r));
     this.emitLocal("socket", s);
   }
 
@@ -137,7 +143,10 @@ export class Widget {
     this.conv = same ? { ...this.conv, ...c } : c;
     if (!same) { this.stream.reset(null, 0); this.loaded = false; }
     this.ls.setItem(this.k("conv"), c.id);
-    if (!c.assigned && c.status !== "resolved") this.agentsAvailable = false;
+    if (!c.assigned && c.status !== "resolved") {
+      this.agentsAvailable = false;
+      if (fromSession || same) this.refreshAvailability(c.id);
+    }
     this.renderOffline();
     this.showChat();
     await this.load();
@@ -196,7 +205,7 @@ export class Widget {
     if (this.stream.hasGap) this.fillGapSoon();
     this.savePos();
     this.renderMessages();
-    if (m.author.type === "agent") { this.ui.typing.hidden = true; this.markRead(); }
+    if (m.author.type === "agent") { this.ui.typing.hidden = true; this.markRead(); this.announce(m); }
   }
 
   fillGapSoon() {
@@ -249,6 +258,7 @@ export class Widget {
     const ack = await this.call("conversation:start", {});
     if (!ack.ok) throw Object.assign(new Error(ack.error.code), { refusal: ack.error });
     this.agentsAvailable = ack.agents_available;
+    this.availability = ack;
     await this.adopt(ack.conversation, true);
     return this.conv;
   }
@@ -395,7 +405,7 @@ export class Widget {
     ui.actions = el("div", { class: "actions", "data-slot": "header-actions" });
     const closeBtn = el("button", { type: "button", class: "icon", "aria-label": t("close"), title: t("close"), onclick: () => this.setOpen(false) }, "✕");
     ui.actions.append(closeBtn);
-    const header = el("header", {}, el("div", { class: "t" }, el("h2", { id: "izh-title", text: this.settings.title || t("title") }), el("p", { text: t("subtitle") })), ui.actions);
+    const header = el("div", { class: "head" }, el("div", { class: "t" }, el("h2", { id: "izh-title", text: this.settings.title || t("title") }), el("p", { text: t("subtitle") })), ui.actions);
     ui.status = el("div", { class: "status", role: "status", hidden: true, text: t("reconnecting") });
     ui.offlineText = el("div", { class: "offline-text", text: t("offline") });
     ui.offlineEmail = el("input", { type: "email", "aria-label": t("email"), placeholder: t("email"), autocomplete: "email" });
@@ -404,7 +414,8 @@ export class Widget {
     ui.body = el("div", { class: "body", role: "log", "aria-live": "polite", "aria-label": t("messages"), tabindex: "0" });
     ui.greet = el("div", { class: "greet", text: this.settings.greeting || t("greeting") });
     ui.list = el("div", { class: "list" });
-    ui.body.append(ui.greet, ui.list);
+    this.rating = new RatingUI(this);
+    ui.body.append(ui.greet, ui.list, this.rating.node);
     ui.typing = el("div", { class: "typing", hidden: true, "aria-live": "polite", text: t("typing") });
     ui.uploading = el("div", { class: "note uploading", hidden: true, role: "status" });
     ui.error = el("div", { class: "error", role: "alert", hidden: true });
@@ -425,7 +436,8 @@ export class Widget {
     ui.panel = el("div", { class: "panel", id: "izh-panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "izh-title", hidden: true,
       onkeydown: (e) => { if (e.key === "Escape") { e.stopPropagation(); this.setOpen(false); } } },
       header, ui.status, ui.prechat, ui.chat);
-    root.append(style, ui.panel, ui.launcher);
+    ui.announce = el("div", { class: "visually-hidden", role: "status", "aria-live": "polite" });
+    root.append(style, ui.panel, ui.launcher, ui.announce);
     style.textContent = CSS.replace(":host {", `:host { --c: ${this.settings.color}; `);
     this.win.document.body.append(host);
     this.showChat();
@@ -482,6 +494,7 @@ export class Widget {
     await this.saveContact({ email });
     this.ls.setItem(this.k("email"), "1");
     this.ui.offlineForm.hidden = true;
+    this.ui.offlineText.dataset.saved = "1";
     this.ui.offlineText.textContent = this.t("saved");
   }
 
@@ -522,11 +535,19 @@ export class Widget {
     this.emitLocal(open ? "open" : "close");
   }
 
+  async refreshAvailability(convId) {
+    const ack = await askAvailability((e, p) => this.call(e, p), convId);
+    if (ack && this.conv && this.conv.id === convId) { this.availability = ack; this.renderOffline(); }
+  }
+
   renderOffline() {
-    const show = !!this.conv && !this.agentsAvailable && !this.conv.assigned && this.conv.status !== "resolved";
+    const state = waiting(this.conv, this.agentsAvailable, this.availability);
+    const show = state !== "available";
     this.ui.offline.hidden = !show;
-    this.host.setAttribute("data-agents", show ? "none" : "available");
-    if (show && this.ls.getItem(this.k("email"))) this.ui.offlineForm.hidden = true;
+    this.host.setAttribute("data-agents", show ? state : "available");
+    if (show && !this.ui.offlineText.dataset.saved) this.ui.offlineText.textContent = waitingText(this.t, state, this.availability);
+    this.ui.offlineForm.hidden = state === "busy" || (show && !!this.ls.getItem(this.k("email")));
+    this.rating.render();
   }
 
   renderBadge() {
@@ -574,18 +595,40 @@ export class Widget {
       prev = node;
     }
     for (const [key, node] of this.nodes) if (!keep.has(key)) { node.remove(); this.nodes.delete(key); }
+    this.profiles.want(items.filter((m) => m.author && m.author.type === "agent").map((m) => m.author.id));
     this.renderBadge();
     this.scrollDown();
   }
 
+  // an agent's reply: its author's name (initials as the avatar) and time; the visitor's: time and state
   messageNode(m) {
     const mine = !m.author || m.author.type === "contact";
+    const agentId = !mine && m.author.type === "agent" ? m.author.id : null;
     const bubble = el("div", { class: "bubble" });
     if (m.text) bubble.append(el("div", { class: "text", text: m.text }));
     for (const a of m.attachments || []) bubble.append(this.attachmentNode(a));
-    const who = mine ? this.t("you") : m.author.type === "agent" ? this.t("agent") : "";
-    return el("div", { class: `msg ${mine ? "me" : "them"}`, "data-author": mine ? "contact" : m.author.type, "data-client-id": m.client_id },
-      el("span", { class: "visually-hidden", text: `${who}:` }), bubble, el("div", { class: "meta", text: mine ? "" : who }));
+    const who = mine ? this.t("you") : agentId !== null ? this.agentName(agentId) : "";
+    const stamp = m.created_at ? timeNode(this.lang, m.created_at) : null;
+    const meta = el("span", { class: "meta", text: mine ? "" : who });
+    return el("div", { class: `msg ${mine ? "me" : "them"}`, "data-author": mine ? "contact" : m.author.type, "data-client-id": m.client_id, "data-agent-id": agentId },
+      el("span", { class: "visually-hidden who", text: `${who}:` }), bubble,
+      el("div", { class: "foot" }, agentId !== null ? avatarNode(this.profiles.get(agentId)) : null, ...(mine ? [stamp, meta] : [meta, stamp])));
+  }
+
+  // a reply while the panel is closed: read out by screen readers (the open panel's log is live itself)
+  announce(m) { if (!this.open) this.ui.announce.textContent = `${this.agentName(m.author.id)}: ${m.text || this.t("attach")}`; }
+
+  agentName(id) { const p = id && this.profiles.get(id); return p ? p.name : this.t("agent"); }
+
+  // names and initials arrived (`agent:profiles`): label the agents' replies with them
+  renderNames() {
+    for (const node of this.ui.list.querySelectorAll(".msg[data-agent-id]")) {
+      const id = node.getAttribute("data-agent-id"), p = this.profiles.get(id);
+      if (!p) continue;
+      node.querySelector(".who").textContent = `${p.name}:`;
+      node.querySelector(".meta").textContent = p.name;
+      node.querySelector(".avatar").textContent = p.initials;
+    }
   }
 
   attachmentNode(a) {

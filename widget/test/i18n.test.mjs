@@ -18,3 +18,13 @@ test("an unknown code or no error: the generic sentence, never the server's mess
 test("every string has both languages", () => {
   assert.deepEqual(Object.keys(STRINGS.vi).sort(), Object.keys(STRINGS.en).sort());
 });
+
+test("every string the widget asks for exists (no key shown raw to a visitor)", async () => {
+  const { readFileSync, readdirSync } = await import("node:fs");
+  const dir = new URL("../src/", import.meta.url);
+  const visitor = readdirSync(dir).filter((f) => f.endsWith(".js") && !/^(console|consoleratings|agentcall|keys)\.js$/.test(f));
+  const used = new Set();
+  for (const f of visitor) for (const m of readFileSync(new URL(f, dir), "utf8").matchAll(/\bt\("(\w+)"/g)) used.add(m[1]);
+  assert.ok(used.has("rateTitle") && used.has("resolved"), [...used].join());
+  assert.deepEqual([...used].filter((k) => !(k in STRINGS.en)), []);
+});

@@ -5,6 +5,8 @@ Speaks the real wire formats (docs/connectors.md, "Facebook"):
 * ``POST /{vNN.N}/me/messages`` and ``POST /{vNN.N}/{page-id}/messages`` (Send API) →
   ``{"recipient_id", "message_id"}``;
 * ``POST /{vNN.N}/{comment-id}/comments`` (public comment reply) → ``{"id"}``;
+* ``GET /{vNN.N}/me`` → the token's Page ``{"id", "name"}``; with ``appsecret_proof`` (checked
+  when `app_secret` is set) a wrong proof is code 100 "Invalid appsecret_proof …";
 * errors as ``{"error": {"message", "type", "code", "error_subcode"?, "fbtrace_id"}}`` with the real codes
   (2500 no token, 190 bad/expired token, 100 bad parameter / 2018001 no matching user / 33 unknown object,
   10/2018278 outside the window, 551 person unavailable, 613 / 4 rate limits, 1200 temporary failure, 2 + 5xx).
@@ -94,6 +96,7 @@ class FakeGraph:
         comments: set[str] | None = None,
     ) -> None:
         self.tokens = dict(tokens)  # token -> page id
+        self.app_secret: str | None = None  # set: an `appsecret_proof` must be HMAC-SHA256(it, token)
         self.expired: set[str] = set()
         self.psids = psids  # None: any PSID is a known user
         self.comments = comments  # None: any comment id exists
@@ -198,6 +201,13 @@ class FakeGraph:
         page_id = self.tokens.get(call.token)
         if page_id is None:
             return _error_response(400, _err("Invalid OAuth access token - Cannot parse access token", 190))
+        proof = call.query.get("appsecret_proof")
+        if proof is not None and self.app_secret is not None and not hmac.compare_digest(
+                proof, hmac.new(self.app_secret.encode(), call.token.encode(), hashlib.sha256).hexdigest()):
+            return _error_response(400, _err("Invalid appsecret_proof provided in the API argument", 100,
+                                             type_="GraphMethodException"))
+        if request.method == "GET" and parts == ["me"]:  # the Page the token is for
+            return web.json_response({"id": page_id, "name": f"Page {page_id}"})
         if request.method == "POST" and len(parts) == 2 and parts[1] == "messages" and parts[0] in ("me", page_id):
             return self._send_api(call, page_id)
         if request.method == "POST" and len(parts) == 2 and parts[1] == "comments":

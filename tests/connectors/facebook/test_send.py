@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from connectors.base import Attachment, OutboundMessage, PermanentError, SendResult, TransientError
@@ -174,3 +176,25 @@ async def test_send_before_start_is_transient(graph):
     with pytest.raises(TransientError):
         await c.send(out(MESSENGER))
     await c.stop()  # stop without start is fine
+
+
+async def test_a_retry_after_a_failed_file_sends_only_the_file(connector, graph):
+    """Item 4 of issue 33: the text was accepted, the file's send failed: each accepted part was
+    recorded, so the retry sends the file alone and the customer gets the text once."""
+    recorded: dict[str, str] = {}
+
+    async def on_part(part: str, mid: str) -> None:
+        recorded[part] = mid
+        if part == "text":
+            graph.fail_next(1, "server")  # the next call, the file's, fails
+
+    msg = dataclasses.replace(out(MESSENGER, "See invoice", attachments=(
+        Attachment(kind="file", url="https://files.example.vn/invoice.pdf"),)), on_part=on_part)
+    with pytest.raises(TransientError):
+        await connector.send(msg)
+    assert list(recorded) == ["text"]
+    res = await connector.send(dataclasses.replace(msg, attempt=2, delivered=dict(recorded)))
+    text_call, att_call = graph.sends()
+    assert "text" in text_call.body["message"] and "attachment" in att_call.body["message"]
+    assert res.meta["message_ids"] == [recorded["text"], att_call.response["message_id"]]
+    assert recorded == {"text": text_call.response["message_id"], "attachment:0": att_call.response["message_id"]}

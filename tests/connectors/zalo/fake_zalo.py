@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -125,11 +126,14 @@ class FakeZalo:
     spent_refresh_tokens: set[str] = field(default_factory=set)
     user_errors: dict[str, int] = field(default_factory=dict)  # user_id -> error code for sends
     failures: list[Failure] = field(default_factory=list)  # consumed one per send
+    upload_failures: list[Failure] = field(default_factory=list)  # consumed one per upload
     sent: list[dict[str, Any]] = field(default_factory=list)  # accepted message bodies (+ message_id)
     uploads: dict[str, tuple[str, str, str, bytes]] = field(default_factory=dict)  # id/token -> kind, name, type, bytes
     send_calls: int = 0
     refresh_calls: int = 0
     refresh_errors: list[dict[str, Any]] = field(default_factory=list)
+    refresh_gate: asyncio.Event | None = None  # set: a valid refresh is answered only once it is set
+    oa_id: str = OA_ID  # what getoa answers
     url: str = ""
 
     # test controls
@@ -154,7 +158,16 @@ class FakeZalo:
         app.router.add_post("/v2.0/oa/upload/image", functools.partial(self._upload, "image"))
         app.router.add_post("/v2.0/oa/upload/file", functools.partial(self._upload, "file"))
         app.router.add_post("/v4/oa/access_token", self._token)
+        app.router.add_get("/v2.0/oa/getoa", self._getoa)
         return app
+
+    async def _getoa(self, request: web.Request) -> web.Response:
+        """The OA's profile (`data.oa_id`, `data.name`, ...) for its access token."""
+        if (err := self._token_error(request)) is not None:
+            return err
+        return web.json_response({"data": {"oa_id": self.oa_id, "name": "Shop OA", "description": "",
+                                           "is_verified": True, "num_follower": 12},
+                                  "error": 0, "message": "Success"})
 
     @staticmethod
     def _err(code: int, message: str | None = None) -> web.Response:
@@ -172,6 +185,12 @@ class FakeZalo:
         """`upload/image` → `data.attachment_id`, `upload/file` → `data.token` (multipart `file`)."""
         if (err := self._token_error(request)) is not None:
             return err
+        if self.upload_failures:
+            failure = self.upload_failures.pop(0)
+            if failure.status is not None:
+                return web.json_response({"error": -1, "message": "server error"}, status=failure.status)
+            assert failure.code is not None
+            return self._err(failure.code)
         if not request.content_type.startswith("multipart/"):
             return self._err(-201, "file is invalid!")
         form = await request.post()
@@ -252,6 +271,8 @@ class FakeZalo:
             return self._refresh_error(-14014, "Invalid refresh token")  # code assumed
         self.refresh_tokens.discard(rt)
         self.spent_refresh_tokens.add(rt)
+        if self.refresh_gate is not None:  # spent at once; the answer is held (a slow network)
+            await self.refresh_gate.wait()
         at, new_rt, _ = self.issue()
         return web.json_response({"access_token": at, "refresh_token": new_rt, "expires_in": str(self.token_lifetime)})
 

@@ -16,6 +16,7 @@ from connectors.manage import ChannelAdmin
 from connectors.zalo.config import ZaloTokens
 from connectors.zalo.gateway import ZaloCredentialWriter, ZaloGatewayConnector
 from gateway.core.domain import Channel
+from tests.connectors.test_email_flow import agent_upload
 from tests.connectors.zalo import fake_zalo as fz
 from tests.support.server import Client, RunningGateway, agent, make_config, new_client_id, run_gateway
 from tests.support.waits import until
@@ -29,6 +30,7 @@ class Setup:
     agent: Client
     tenant_id: str
     inbox: ChannelConfig
+    token: str
 
     @property
     def hub(self) -> ConnectorHub:
@@ -87,7 +89,7 @@ async def zalo(tmp_path, monkeypatch) -> AsyncIterator[Setup]:
         ag = await agent(rg.url, token)
         async with aiohttp.ClientSession() as http:
             try:
-                yield Setup(rg, fake, http, ag, nt.tenant.id, inbox)
+                yield Setup(rg, fake, http, ag, nt.tenant.id, inbox, token)
             finally:
                 await ag.close()
 
@@ -190,3 +192,41 @@ async def test_disabled_and_rotated_inboxes_reach_a_running_connector(zalo: Setu
         await until(lambda: other.token_manager(fz.OA_ID) is not before, timeout=30)  # the account was replaced
     finally:
         await other.stop()
+
+
+async def reply_with_file(zalo: Setup, conv_id: str) -> str:
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 8
+    upload_id = await agent_upload(zalo.rg.url, zalo.token, "hoá đơn.pdf", "application/pdf", pdf)
+    sent = await zalo.agent.call("message:send", {"conversation_id": conv_id, "client_id": new_client_id(),
+                                                  "text": "Hoá đơn đây ạ", "attachments": [upload_id]})
+    assert sent["ok"], sent
+    mid: str = sent["message"]["id"]
+    return mid
+
+
+async def test_a_retry_after_a_failed_file_sends_only_the_file(zalo: Setup) -> None:
+    """Item 4 of issue 33: the text went out, the file's upload failed (503): the retry sends the
+    file, not the text again; the customer gets each once."""
+    assert await zalo.post(fz.event_text("cho xin hoá đơn", msg_id="parts-1")) == 200
+    conv = await zalo.conversation()
+    zalo.fake.upload_failures.append(fz.Failure(status=503))
+    mid = await reply_with_file(zalo, conv["id"])
+    await zalo.agent.wait_for(lambda: "sent" in zalo.states(mid), timeout=20)
+    assert [("text" if "text" in s["message"] else s["message"]["attachment"]["type"]) for s in zalo.fake.sent] == [
+        "text", "file"]
+    row = await zalo.hub.outbox.get(mid)
+    assert row is not None and row.attempts == 2
+    assert row.parts == {"text": zalo.fake.sent[0]["message_id"], "attachment:0": zalo.fake.sent[1]["message_id"]}
+    assert row.external_id == zalo.fake.sent[0]["message_id"]
+
+
+async def test_a_file_that_fails_for_good_says_the_text_reached_the_customer(zalo: Setup) -> None:
+    assert await zalo.post(fz.event_text("cho xin hoá đơn", msg_id="parts-2")) == 200
+    conv = await zalo.conversation()
+    zalo.fake.upload_failures.append(fz.Failure(code=-201))
+    mid = await reply_with_file(zalo, conv["id"])
+    await zalo.agent.wait_for(lambda: "failed" in zalo.states(mid), timeout=20)
+    failed = [e for e in zalo.agent.of("message:updated") if e["id"] == mid][-1]
+    assert failed["delivery"]["error"].startswith(
+        "partly delivered: the text reached the customer; not delivered: file 'hoá đơn.pdf': zalo upload file"), failed
+    assert len(zalo.fake.sent) == 1 and "text" in zalo.fake.sent[0]["message"]

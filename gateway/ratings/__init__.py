@@ -1,0 +1,1 @@
+"""Satisfaction ratings: a visitor rates a resolved conversation (1-5 and an optional comment)."""
