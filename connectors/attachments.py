@@ -5,12 +5,17 @@ outbound ones (an agent's uploads) read from the blob store through the outbox's
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 
+import aiohttp
+
 from connectors.base import Attachment, PermanentError
-from gateway.blobs import BlobNotFound
+from gateway.blobs import BlobNotFound, BlobUnavailable
 from gateway.chat.service import ChatService
+
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -62,4 +67,63 @@ class AttachmentStore:
                           mime_type=str(d["mime_type"]), size=int(d["size"]), id=str(d["id"]))
 
 
-__all__ = ["AttachmentStore", "kind_of", "read_outbound", "safe_name"]
+class RemoteFiles:
+    """Keeps the files a channel only links to (Messenger, Zalo: the platform's CDN address,
+    which expires): each `http(s)` attachment without an id is downloaded (at most
+    `max_bytes`, within `timeout` seconds) and stored through `AttachmentStore`, so it gets
+    an id and the download route. One that cannot be fetched keeps its remote address (the
+    message is never held back for a file). The URLs come from signed platform webhooks."""
+
+    def __init__(self, files: AttachmentStore, timeout: float = 10.0) -> None:
+        self.files = files
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def adopt(self, tenant_id: str, source: str, attachments: tuple[Attachment, ...]) -> tuple[Attachment, ...]:
+        out = []
+        for a in attachments:
+            kept = None
+            if a.id is None and a.url and a.url.startswith(("https://", "http://")):
+                kept = await self._fetch(tenant_id, source, a)
+            out.append(kept or a)
+        return tuple(out)
+
+    async def _fetch(self, tenant_id: str, source: str, a: Attachment) -> Attachment | None:
+        assert a.url is not None
+        limit = self.files.max_bytes
+        try:
+            async with self.session().get(a.url, allow_redirects=True) as r:
+                if r.status != 200 or (r.content_length or 0) > limit:
+                    log.info("inbound file not kept (HTTP %d, %s bytes): %s", r.status, r.content_length, a.kind)
+                    return None
+                data = bytearray()
+                async for chunk in r.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > limit:
+                        return None
+                mime = (r.content_type or a.mime_type or "application/octet-stream").lower()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.info("inbound file not fetched (%s): keeping its link", type(exc).__name__)
+            return None
+        name = a.name or safe_name(a.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+        try:
+            kept = await self.files.save(tenant_id, source, name, mime, bytes(data))
+        except BlobUnavailable:
+            return None
+        if kept is None:
+            return None
+        return Attachment(kind=a.kind if a.kind in ("image", "audio", "video", "file") else kept.kind, url=kept.url,
+                          name=kept.name, mime_type=kept.mime_type, size=kept.size, id=kept.id)
+
+
+__all__ = ["AttachmentStore", "RemoteFiles", "kind_of", "read_outbound", "safe_name"]

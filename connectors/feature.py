@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from connectors.admin_routes import ChannelsApi, channel_routes
+from connectors.attachments import AttachmentStore, RemoteFiles
 from connectors.audit import SqlAuditRepository
 from connectors.base import Connector
 from connectors.channels import SEALED_CREDENTIALS, ChannelStore
@@ -110,7 +111,8 @@ class ConnectorsFeature:
             return Extension()
         channels = ChannelStore(host.db, box, host.clock)
         links = LinkStore(host.db, host.clock)
-        inbound = InboundPipeline(host.store, host.chat, links, host.clock)
+        remote = RemoteFiles(AttachmentStore(host.chat, host.config.limits.max_upload_bytes))
+        inbound = InboundPipeline(host.store, host.chat, links, host.clock, remote)
         ctx = ConnectorContext(
             config=host.config, settings=settings, store=host.store, db=host.db, chat=host.chat, channels=channels,
             links=links, inbound=inbound, box=box, node_id=host.node_id, clock=host.clock,
@@ -139,6 +141,6 @@ class ConnectorsFeature:
             db_gauges=[DbGauge("izh_outbox_backlog", "Outbound channel messages queued or being sent (whole cluster)",
                                "SELECT COUNT(*) AS n FROM connector_outbox WHERE state IN ('queued', 'sending')")],
             on_start=on_start,
-            on_stop=[hub.stop],
+            on_stop=[hub.stop, remote.close],
             app_state={CONNECTORS_KEY: hub},
         )

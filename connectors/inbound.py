@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from connectors.attachments import RemoteFiles
 from connectors.base import Attachment, InboundMessage
 from connectors.links import LinkRepository
 from gateway.chat.service import ChatService
@@ -39,17 +40,23 @@ def attachment_dict(a: Attachment) -> dict[str, object]:
 
 
 class InboundPipeline:
-    def __init__(self, store: Store, chat: ChatService, links: LinkRepository, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, chat: ChatService, links: LinkRepository, clock: Callable[[], float],
+                 files: RemoteFiles | None = None) -> None:
+        """`files`: keeps the files a channel only links to (stored with an id before the message)."""
         self._store = store
         self._chat = chat
         self._links = links
         self._clock = clock
+        self._files = files
 
     async def __call__(self, msg: InboundMessage) -> None:
         """The `InboundSink` handed to connectors' `start`."""
         await self.deliver(msg)
 
     async def deliver(self, msg: InboundMessage) -> InboundResult:
+        if self._files is not None and msg.attachments:
+            source = f"{msg.channel.value}:{msg.channel_id or ''}".rstrip(":")
+            msg = replace(msg, attachments=await self._files.adopt(msg.tenant_id, source, msg.attachments))
         now = self._clock()
         contact = await self._store.get_or_create_contact_by_identity(
             msg.tenant_id, msg.channel.value, msg.external_author_id,

@@ -122,6 +122,10 @@ async def test_export_identity_age_tool_and_shred(call_gateway, tmp_path):
     # a new recording gets a new key
     new_key = await service.recordings.keys.current(nt.tenant.id)
     assert new_key.key_id != row.key_id
+    # issue 30: --delete-files removes the ciphertext too
+    r = _cli(tmp_path, "shred", "--tenant", nt.tenant.id, "--yes", "--delete-files")
+    assert r.returncode == 0 and '"files_deleted": 1' in r.stdout, r
+    assert not (tmp_path / "recordings" / row.blob_key).exists()
 
 
 async def test_recording_switch_off(call_gateway, tmp_path):
