@@ -28,6 +28,7 @@ NOT_JSON = {
     ("POST", "/api/v1/contacts/{id}/erase"): "no body",
     ("POST", "/api/v1/channels/{id}/disable"): "no body",
     ("POST", "/api/v1/channels/{id}/enable"): "no body",
+    ("POST", "/api/v1/channels/{id}/test"): "no body",
 }
 
 
