@@ -101,3 +101,25 @@ async def test_no_agent_online_to_busy_when_a_full_agent_connects_and_back(gatew
     finally:
         for cl in (a, b, x, adm):
             await cl.close()
+
+
+async def test_an_agent_with_room_connecting_assigns_the_waiting_conversation(gateway: RunningGateway) -> None:
+    """The other way out of "no agent online": an agent with room connects and the waiting
+    conversation is assigned to them (`conversation:updated`), not merely told "busy"."""
+    nt = await gateway.tenant()
+    y_id, y_token = await gateway.agent_token(nt.tenant.id, "Yến", capacity=2)
+    adm = await agent(gateway.url, nt.admin_token)
+    assert (await adm.call("presence:set", {"status": "away"}))["ok"]
+    v = await visitor(gateway.url, nt.tenant.widget_key)
+    y = None
+    try:
+        started = await v.call("conversation:start")
+        assert (started["agents"], started["queue_position"]) == ("none", None)
+        y = await agent(gateway.url, y_token)
+        await v.wait_for(lambda: any(u["assigned"] for u in v.of("conversation:updated")), CEILING)
+        got = await v.call("conversation:availability", {"conversation_id": started["conversation"]["id"]})
+        assert (got["agents"], got["queue_position"]) == ("available", None)
+    finally:
+        for cl in (v, y, adm):
+            if cl is not None:
+                await cl.close()
