@@ -532,8 +532,11 @@ class ChatService:
             p.tenant_id, conv.id, now=self.clock(), status=status, assignee_id=assignee_id, unassign=unassign
         )
         await self._publish_conversation(conv)
-        if _holds_room(before) and (not _holds_room(conv) or conv.assignee_id != before.assignee_id):
-            await self.assign_queued(p.tenant_id)  # its agent has room now (places are told)
+        if _holds_room(before) and not _waiting(conv) and (
+                not _holds_room(conv) or conv.assignee_id != before.assignee_id):
+            # resolved, pending or given to another: its agent has room now (places are told).
+            # Not when it was put back in the queue: it would be given straight back.
+            await self.assign_queued(p.tenant_id)
         elif _waiting(before) or _waiting(conv):
             self.queue_notices.changed(p.tenant_id)
         return conv
