@@ -18,6 +18,7 @@ from gateway.aio.lru import LruCache
 from gateway.broker import Broker, Envelope, conv_channel, tenant_channel
 from gateway.chat.appender import GroupAppender
 from gateway.chat.principals import AgentPrincipal, Principal, VisitorPrincipal
+from gateway.chat.queue import QueueNotices
 from gateway.chat.wire import (
     agent_dict,
     contact_dict,
@@ -133,6 +134,7 @@ class ChatHooks:
 
 
 AVAILABLE, BUSY, NO_AGENT = "available", "busy", "none"
+QUEUE_TOLD = 100  # waiting conversations of a tenant told their place per recompute (the first ones)
 
 
 @record
@@ -174,9 +176,15 @@ class ChatService:
         hooks: ChatHooks | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         owner_cache_size: int = 100_000,
+        queue_interval: float = 0.25,
+        queue_told: int = QUEUE_TOLD,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """`hooks`: the features' listeners and checks (frozen by the assembly before the
-        gateway starts); `on_batch`: told (messages, seconds) of each batch append."""
+        gateway starts); `on_batch`: told (messages, seconds) of each batch append;
+        `queue_interval`, `queue_told`, `sleep`: how waiting visitors are told their place
+        live (at most one recompute per tenant per `queue_interval` s on `sleep`'s clock,
+        the first `queue_told` waiting conversations; see `tell_queue`)."""
         self.store = store
         self.broker = broker
         self.node_id = node_id
@@ -191,6 +199,9 @@ class ChatService:
         # run before a message is stored; a GatewayError refuses that message (its post's result)
         self.send_checks = self.hooks.send_checks
         self.contact_listeners = self.hooks.contact_listeners
+        self.queue_told = queue_told
+        self.queue_notices = QueueNotices(self.tell_queue, interval=queue_interval,
+                                          **({} if sleep is None else {"sleep": sleep}))
 
     @property
     def attachments(self) -> Attachments | None:
@@ -414,6 +425,8 @@ class ChatService:
                                                     status=ConversationStatus.OPEN)
         conv = await self.try_assign(conv) or conv
         await self._publish_conversation(conv)
+        if _waiting(conv):
+            self.queue_notices.changed(p.tenant_id)  # back in the queue, by its creation time
         return conv
 
     async def publish_message(self, m: Message, conv: Conversation, *, kind: str = "message") -> None:
@@ -514,10 +527,18 @@ class ChatService:
                 await self.store.get_agent(p.tenant_id, assignee_id)
             except NotFound:
                 raise not_found("agent") from None
+        before = conv
         conv = await self.store.update_conversation(
             p.tenant_id, conv.id, now=self.clock(), status=status, assignee_id=assignee_id, unassign=unassign
         )
         await self._publish_conversation(conv)
+        if _holds_room(before) and not _waiting(conv) and (
+                not _holds_room(conv) or conv.assignee_id != before.assignee_id):
+            # resolved, pending or given to another: its agent has room now (places are told).
+            # Not when it was put back in the queue: it would be given straight back.
+            await self.assign_queued(p.tenant_id)
+        elif _waiting(before) or _waiting(conv):
+            self.queue_notices.changed(p.tenant_id)
         return conv
 
     async def announce_presence(self, agents: Sequence[Agent]) -> None:
@@ -527,6 +548,8 @@ class ChatService:
             (tenant_channel(a.tenant_id),
              Envelope(kind="presence", tenant_id=a.tenant_id, data=agent_dict(a), origin=self.node_id))
             for a in agents])
+        for tenant_id in {a.tenant_id for a in agents}:
+            self.queue_notices.changed(tenant_id)  # "no agent online" ↔ "busy"
 
     async def set_presence(self, p: AgentPrincipal, status: AgentStatus) -> None:
         agent = await self.store.set_agent_status(p.tenant_id, p.agent_id, status)
@@ -536,17 +559,43 @@ class ChatService:
         )
         if status == AgentStatus.ONLINE:
             await self.assign_queued(p.tenant_id)
+        else:
+            self.queue_notices.changed(p.tenant_id)
 
     async def assign_queued(self, tenant_id: str) -> int:
-        """Give waiting conversations to agents who have room; returns how many were assigned."""
+        """Give waiting conversations to agents who have room; returns how many were
+        assigned. The visitors still waiting are told their place (an agent came, or has
+        room: the queue moved, or they are now told "busy" rather than "no agent online")."""
         n = 0
-        for conv in await self.store.list_unassigned(tenant_id, limit=100):
-            assigned = await self.try_assign(conv)
-            if assigned is None:
-                break
-            await self._publish_conversation(assigned)
-            n += 1
+        try:
+            for conv in await self.store.list_unassigned(tenant_id, limit=100):
+                assigned = await self.try_assign(conv)
+                if assigned is None:
+                    break
+                await self._publish_conversation(assigned)
+                n += 1
+        finally:
+            self.queue_notices.changed(tenant_id)
         return n
+
+    async def tell_queue(self, tenant_id: str) -> int:
+        """Send `conversation:availability` (`{conversation_id, agents, queue_position}`,
+        as `availability` answers) to the visitors watching each of the first `queue_told`
+        waiting conversations of the tenant, oldest first; returns how many were told.
+        Run through `queue_notices` (coalesced per tenant), not per change."""
+        waiting = await self.store.list_unassigned(tenant_id, limit=self.queue_told)
+        if not waiting:
+            return 0
+        state = BUSY if await self.available_agents(tenant_id) else NO_AGENT
+        envelopes = []
+        for place, conv in enumerate(waiting, start=1):
+            told = Availability(state, place if state == BUSY else None)
+            envelopes.append((conv_channel(tenant_id, conv.id), Envelope(
+                kind="event", tenant_id=tenant_id, conversation_id=conv.id,
+                data={"conversation_id": conv.id, **told.to_dict()}, origin=self.node_id,
+                extra={"event": "conversation:availability", "visitors_only": True})))
+        await self._publish_all(envelopes)
+        return len(envelopes)
 
     async def try_assign(self, conv: Conversation) -> Conversation | None:
         now = self.clock()
@@ -623,5 +672,16 @@ class ChatService:
                 await self._publish(channel, env)
 
     async def close(self) -> None:
-        """Stop the group-commit drain."""
+        """Stop the group-commit drain and the queue notices."""
+        await self.queue_notices.close()
         await self.appender.close()
+
+
+def _waiting(conv: Conversation) -> bool:
+    """In the tenant's queue: open and unassigned."""
+    return conv.assignee_id is None and conv.status == ConversationStatus.OPEN
+
+
+def _holds_room(conv: Conversation) -> bool:
+    """Counts against its assignee's capacity: open and assigned."""
+    return conv.assignee_id is not None and conv.status == ConversationStatus.OPEN

@@ -316,8 +316,8 @@ class Fanout:
         if event is None:
             return
         targets = [c for c in route.watchers if c.sid != env.sid]
-        if env.kind == "conversation" or env.extra.get("agents_via_tenant"):
-            # agents get these from their tenant channel
+        if env.kind == "conversation" or env.extra.get("agents_via_tenant") or env.extra.get("visitors_only"):
+            # agents get these from their tenant channel, or not at all (a visitor's queue place)
             targets = [c for c in targets if not c.is_agent]
         if not targets:
             return

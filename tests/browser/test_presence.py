@@ -164,3 +164,69 @@ async def test_chosen_status_is_kept_for_when_they_come_back(browser: Any, demo:
     finally:
         await actx.close()
         await w.close()
+
+
+def busy_text(n: int) -> str:
+    return f"All agents are busy — you are number {n} in the queue."
+
+
+async def test_the_queue_place_moves_live(browser: Any, demo: Demo) -> None:
+    """X (capacity 1) is full and another visitor waits first: the page shows "number 2".
+    X resolves their conversation: the first waiting one is assigned to X and the page
+    shows "number 1" without a reload (before: only a reload moved it)."""
+    na = await create_agent(demo.rg.gw.store, demo.tenant_id, "Xuân", capacity=1, now=time.time())
+    x = await agent(demo.url, na.token)
+    v0 = await visitor(demo.url, demo.widget_key)
+    v1 = await visitor(demo.url, demo.widget_key)
+    ctx = await browser.new_context(locale="en-US")
+    try:
+        first = await v0.call("conversation:start")
+        assert first["conversation"]["assigned"]  # X is now full
+        second = await v1.call("conversation:start")
+        assert (second["agents"], second["queue_position"]) == ("busy", 1)
+        page = await ctx.new_page()
+        await chat_as(page, demo.url, "en", "Hoa", "Xin chào")
+        host = page.locator("#izihelp-widget")
+        banner = page.locator(".offline")
+        await expect(host).to_have_attribute("data-agents", "busy", timeout=T)
+        await expect(banner).to_contain_text(busy_text(2), timeout=T)
+
+        done = await x.call("conversation:status", {"conversation_id": first["conversation"]["id"],
+                                                     "status": "resolved"})
+        assert done["ok"], done
+        await expect(banner).to_contain_text(busy_text(1), timeout=T)
+        await expect(host).to_have_attribute("data-agents", "busy")
+        await v1.wait_for(lambda: any(u["assigned"] for u in v1.of("conversation:updated")), T / 1000)
+    finally:
+        await ctx.close()
+        for cl in (v0, v1, x):
+            await cl.close()
+
+
+async def test_no_agent_online_turns_busy_when_a_full_agent_connects(browser: Any, demo: Demo) -> None:
+    """X (capacity 1) took a conversation and closed the console: the page says "no agent
+    online". X connects again, still full: the page says "busy, number 1" at once, and the
+    leave-your-email form goes (before: it stayed "no agent online" until a reload)."""
+    na = await create_agent(demo.rg.gw.store, demo.tenant_id, "Xuân", capacity=1, now=time.time())
+    x = await agent(demo.url, na.token)
+    v0 = await visitor(demo.url, demo.widget_key)
+    ctx = await browser.new_context(locale="en-US")
+    try:
+        assert (await v0.call("conversation:start"))["conversation"]["assigned"]  # X is now full
+        await x.close()
+        await available_until(demo, set())
+        page = await ctx.new_page()
+        await chat_as(page, demo.url, "en", "Minh", "Hello?")
+        host = page.locator("#izihelp-widget")
+        banner = page.locator(".offline")
+        await expect(host).to_have_attribute("data-agents", "none", timeout=T)
+        await expect(banner).to_contain_text("No agent online")
+
+        x = await agent(demo.url, na.token)
+        await expect(host).to_have_attribute("data-agents", "busy", timeout=T)
+        await expect(banner).to_contain_text(busy_text(1))
+        await expect(banner.locator("form")).to_be_hidden()
+    finally:
+        await ctx.close()
+        await v0.close()
+        await x.close()

@@ -106,6 +106,7 @@ export class Widget {
     s.on("typing", (ev) => this.onTyping(ev));
     s.on("read", (ev) => this.onRead(ev));
     s.on("conversation:rated", (r) => this.rating.rated(r));
+    s.on("conversation:availability", (a) => this.onAvailability(a));
     this.emitLocal("socket", s);
   }
 
@@ -533,6 +534,14 @@ export class Widget {
       this.ui.launcher.focus();
     }
     this.emitLocal(open ? "open" : "close");
+  }
+
+  // the server tells a waiting visitor where they stand as the queue moves (docs/protocol.md)
+  onAvailability(a) {
+    if (!a || !this.conv || a.conversation_id !== this.conv.id || this.conv.assigned) return;
+    this.availability = a;
+    this.agentsAvailable = a.agents === "available";
+    this.renderOffline();
   }
 
   async refreshAvailability(convId) {
