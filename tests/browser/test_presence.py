@@ -5,7 +5,6 @@ does not count; a reload asks again."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -20,6 +19,7 @@ from gateway.admin.demo import ensure_demo, load_demo
 from gateway.admin.tenants import create_agent
 from tests.browser.conftest import Demo
 from tests.support.server import agent, make_config, run_gateway, visitor
+from tests.support.waits import until_async
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -46,12 +46,10 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
 
 async def available_until(demo: Demo, want: set[str]) -> None:
     """The tenant's routable agents (connected and online) are `want` (polled: a ceiling)."""
-    chat = demo.rg.gw.chat
-    for _ in range(300):
-        if await chat.available_agents(demo.tenant_id) == want:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(await chat.available_agents(demo.tenant_id))
+    async def routable() -> bool:
+        return await demo.rg.gw.chat.available_agents(demo.tenant_id) == want
+
+    await until_async(routable, timeout=15.0)
 
 
 async def chat_as(page: Page, url: str, lang: str, name: str, text: str) -> None:

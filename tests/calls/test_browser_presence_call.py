@@ -4,7 +4,6 @@ its conversation (the widget no longer shows "Connected" and "No agent online" a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.admin.tenants import create_agent
 from tests.calls.support import calls_of
 from tests.calls.test_browser_call import ARGS, CHROMIUM, STATS, T, _chromium, _console, _demo, _visitor
 from tests.support.server import RunningGateway, make_config, run_gateway, visitor
+from tests.support.waits import until_async
 
 pytestmark = pytest.mark.browser
 
@@ -30,11 +30,10 @@ async def ringing_gateway(tmp_path: Path, loopback_ice: None, monkeypatch: pytes
 
 async def available_until(rg: RunningGateway, tenant_id: str, want: set[str]) -> None:
     """The tenant's routable agents (connected and online) are `want` (polled: a ceiling)."""
-    for _ in range(400):
-        if await rg.gw.chat.available_agents(tenant_id) == want:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(await rg.gw.chat.available_agents(tenant_id))
+    async def routable() -> bool:
+        return await rg.gw.chat.available_agents(tenant_id) == want
+
+    await until_async(routable, timeout=20.0)
 
 
 async def test_decline_ends_the_call_when_the_other_console_was_closed(ringing_gateway: RunningGateway) -> None:

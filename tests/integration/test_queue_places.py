@@ -4,7 +4,6 @@ asking; agents watching the conversation are not."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.server import RunningGateway, agent, make_config, run_gateway, visitor
+from tests.support.waits import until_async
 
 CEILING = 15.0  # a ceiling, not a window: the loaded machine may be slow
 
@@ -30,11 +30,10 @@ def told(v: Any, conv_id: str) -> list[tuple[str, int | None]]:
 
 async def no_agent_connected(gateway: RunningGateway, tenant_id: str) -> None:
     """The server has seen the console close (polled under a ceiling)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CEILING
-    while await gateway.gw.chat.available_agents(tenant_id):
-        assert loop.time() < deadline
-        await asyncio.sleep(0.02)
+    async def none_left() -> bool:
+        return not await gateway.gw.chat.available_agents(tenant_id)
+
+    await until_async(none_left, timeout=CEILING)
 
 
 async def told_until(v: Any, conv_id: str, state: tuple[str, int | None]) -> None:

@@ -4,7 +4,7 @@ counter of the code under test): poll it, and fail when it does not hold in time
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> None:
@@ -12,5 +12,15 @@ async def until(predicate: Callable[[], object], timeout: float = 10.0, interval
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(interval)
+
+
+async def until_async(predicate: Callable[[], Awaitable[object]], timeout: float = 10.0,
+                      interval: float = 0.02) -> None:
+    """`until` for a predicate that must be awaited (a read of the code under test)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(interval)
