@@ -8,6 +8,10 @@ before. Re-filing an item under another tick leaves its old entry behind; the it
 `tick` field holds the bucket (a list shared by every item of that tick) of its current
 entry, and stale ones are skipped. `when` gives one shared float per tick, so that many
 items' deadlines cost one object rather than one each.
+
+A wheel belongs to the event loop it first runs on (its timer handle does): it looks the
+loop up once, since `asyncio.get_running_loop()` costs a `getpid()` system call per call on
+CPython 3.11, and the heartbeat asks the time once per ping and once per pong.
 """
 
 from __future__ import annotations
@@ -44,9 +48,16 @@ class TimerWheel:
         self._handle: asyncio.TimerHandle | None = None
         self._armed = math.inf  # the tick the loop timer is set for
         self._carry: list[tuple[list[Timed], Timed]] = []  # (bucket, item) due beyond a run's bound
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once known
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return self._clock() if self._clock is not None else self._running_loop().time()
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values()) + len(self._carry)
@@ -82,7 +93,7 @@ class TimerWheel:
         item.tick = None
 
     def _arm(self, tick: int) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         if self._handle is not None:
             self._handle.cancel()
         self._armed = tick
@@ -123,6 +134,7 @@ class TimerWheel:
             self._handle.cancel()
             self._handle = None
         self._armed = math.inf
+        self._loop = None
         self._buckets.clear()
         self._ticks.clear()
         self._whens.clear()

@@ -4,9 +4,11 @@ A timer on the loop stamps the time every `interval`; a daemon thread checks the
 When it is older than `threshold` the loop is stuck in one callback (or starved of CPU),
 and the thread logs the loop thread's Python stack once for that stall, with its length
 when it ends. Every stall is counted (`izh_loop_stalls_total`) and the longest kept
-(`izh_loop_stall_max_seconds`). The thread wakes `1 / interval` times a second (20 with
-the default 200 ms threshold) and holds the GIL only to read a float (and, during a
-stall, to format one stack).
+(`izh_loop_stall_max_seconds`). A stall is reported once the stamp is older than
+`threshold + interval`, so every one reported held the loop for more than `threshold`.
+The stamp and the thread each wake `1 / interval` times a second (10 with the default
+200 ms threshold: on an idle node they are most of its wake-ups, so not more often), and
+the thread holds the GIL only to read a float (and, during a stall, to format one stack).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 class StallWatch:
     def __init__(self, threshold: float = 0.2, interval: float | None = None) -> None:
         self.threshold = threshold
-        self.interval = interval if interval is not None else max(0.01, threshold / 4)
+        self.interval = interval if interval is not None else max(0.01, threshold / 2)
         self.stalls = 0
         self.longest = 0.0
         self._last = time.monotonic()

@@ -280,6 +280,8 @@ class SqliteStore(SqlStore):
         self.optimistic_retries = 0  # ... that failed (a stored duplicate, a busy file) and ran again the locking way
         self.checkpoints = 0
         self.commits = 0  # write transactions committed on this store's connection
+        self.checkpointed_commits = -1  # `commits` when the last complete checkpoint began
+        self.checkpoints_skipped = 0  # passes of the checkpoint loop with nothing committed since
         self.wal_restarts = 0  # checkpoints that copied the whole WAL (the next write starts it over)
         self._copied_until = 0  # the WAL's size at the last complete checkpoint
         self.writes_held_seconds = 0.0  # time the checkpoints' second passes held this store's writes
@@ -352,11 +354,18 @@ class SqliteStore(SqlStore):
 
     async def _checkpoint_loop(self) -> None:
         """Copy the WAL back into the database off the loop (the fsyncs happen here). A
-        failing checkpoint is logged once when it starts failing and once when it works again."""
+        failing checkpoint is logged once when it starts failing and once when it works again.
+        A store that has committed nothing since its last complete checkpoint skips the pass
+        (an idle node opens no connection and reads no WAL once a second)."""
         while True:
             await asyncio.sleep(self._checkpoint_interval)
+            commits = self.commits
+            if commits == self.checkpointed_commits:
+                self.checkpoints_skipped += 1
+                continue
             try:
-                await self.checkpoint()
+                if await self.checkpoint():
+                    self.checkpointed_commits = commits
             except sqlite3.Error as exc:
                 if not self._checkpoint_failing:
                     log.warning("sqlite checkpoint failed (retrying every %.1fs): %s", self._checkpoint_interval, exc)

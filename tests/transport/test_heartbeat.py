@@ -5,11 +5,15 @@ real server a missing pong closes the session and an answered ping keeps it."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from gateway.edge.wheel import TimerWheel
 from tests.support.server import make_config, run_gateway
+from tests.support.waits import until
 from tests.transport.rawws import RawClient
 
 
@@ -47,6 +51,29 @@ async def test_an_item_fires_within_a_tick_after_its_deadline_never_before() -> 
     wheel.run_due()
     assert [n for n, _ in fired] == ["a", "b"]
     assert len(wheel) == 0
+    wheel.close()
+
+
+async def test_the_wheel_looks_the_loop_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`asyncio.get_running_loop()` costs a getpid() system call on CPython 3.11; the
+    heartbeat asks the wheel for the time once per ping and once per pong."""
+    real = asyncio.get_running_loop
+    from_wheel = 0
+
+    def counting() -> asyncio.AbstractEventLoop:
+        nonlocal from_wheel
+        if sys._getframe(1).f_globals.get("__name__") == "gateway.edge.wheel":
+            from_wheel += 1
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counting)
+    fired = list[tuple[str, float]]()
+    wheel = TimerWheel(0.001)
+    for i in range(100):
+        wheel.file(Item(fired, str(i)), wheel.now() + 0.002 + i / 10_000)
+        wheel.now()
+    await until(lambda: len(fired) == 100)
+    assert from_wheel == 1
     wheel.close()
 
 
