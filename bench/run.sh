@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark in one command: our gateway vs the Node socket.io peer, same load, same run.
-#   bash bench/run.sh            # full run (~22 min; bignode, (d), multichurn and idlecost need PostgreSQL and Redis)
+#   bash bench/run.sh            # full run (~25 min, (f)'s floor included; bignode, (d), multichurn and idlecost need PostgreSQL and Redis)
 #   bash bench/run.sh --quick    # smoke run (< 60 s)
 #   bash bench/run.sh --only churn,multichurn,idlecost --merge   # (e) and (f) alone (~14 min), the other
 #                                # workloads' figures kept in bench/results/latest.json
@@ -11,3 +11,7 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
 .venv/bin/python -m bench.fanout "$@"
 .venv/bin/python -m bench.plot
+case " $* " in
+  *" --quick "*|*" --only "*) ;;
+  *) .venv/bin/python -m bench.idlefloor --clients 10000 --seconds 120 ;;  # (f)'s floor: kernel + loop, no application
+esac

@@ -160,3 +160,17 @@ async def test_calls_bench_quick_run() -> None:
     assert r["calls_per_core"] is None or r["calls_per_core"] > 0
     assert r["gateway_us_per_packet"] > 0 and r["calls_per_core_full_rate"] > 0
     assert r["clients_cores"] > 0 and 0 < r["machine_busy"] <= r["cpus"] + 0.05
+
+
+async def test_idle_floor_bench_quick_run() -> None:
+    """bench.idlefloor end to end: 200 raw connections pinged every 0.2 s for 2 s; the server
+    does read the pongs (its CPU is above zero) and the rows are printed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.idlefloor", "--clients", "200", "--seconds", "2", "--interval", "0.2",
+        "--settle", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await asyncio.wait_for(proc.communicate(), 60)
+    out = text.decode()
+    assert proc.returncode == 0, out[-3000:]
+    assert "200 connections" in out, out
+    assert float(re.search(r"server cores busy\s+([0-9.]+)", out)[1]) > 0, out  # type: ignore[index]
+    assert float(re.search(r"client processes' cores\s+([0-9.]+)", out)[1]) > 0, out  # type: ignore[index]
