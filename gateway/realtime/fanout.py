@@ -130,14 +130,18 @@ class Fanout:
                 self._group_locks.pop(channel, None)
                 await self._safe_unsubscribe(channel)
 
-    async def watch(self, conn: Conn, conversation_id: str, after_seq: int | None, epoch: str | None) -> int:
+    async def watch(self, conn: Conn, conversation_id: str, after_seq: int | None, epoch: str | None,
+                    known: Conversation | None = None) -> int:
         """Start delivering the conversation to `conn`.
 
         Missing messages (after `after_seq`, or the latest page when it is None) are sent
         to `conn` as `message:new` before any later message, in order. Returns how many
         were replayed. Raises ResetRequired when `epoch` is stale or the gap too large.
+        `known`: the conversation as the caller has just read it (an access check); a route
+        made here starts from it instead of reading the conversation again, and catches up
+        from the store (after subscribing) whatever was appended since that read.
         """
-        route = await self._route(conn.tenant_id, conversation_id)
+        route = await self._route(conn.tenant_id, conversation_id, known)
         async with route.lock:
             await self._catch_up(route)
             if after_seq is not None:
@@ -181,8 +185,10 @@ class Fanout:
         for channel in groups:
             await self.leave_group(conn, channel)
 
-    async def _route(self, tenant_id: str, conversation_id: str) -> ConvRoute:
+    async def _route(self, tenant_id: str, conversation_id: str, known: Conversation | None = None) -> ConvRoute:
         ch = conv_channel(tenant_id, conversation_id)
+        if known is not None and (known.tenant_id, known.id) != (tenant_id, conversation_id):
+            known = None
         while True:
             route = self._convs.get(ch)
             if route is None:
@@ -191,7 +197,7 @@ class Fanout:
                 async with route.lock:
                     try:
                         await self._broker.subscribe(ch)
-                        conv = await self._get_conv(tenant_id, conversation_id)
+                        conv = known if known is not None else await self._get_conv(tenant_id, conversation_id)
                     except BaseException:
                         route.closed = True
                         self._convs.pop(ch, None)

@@ -100,7 +100,7 @@ class Handlers:
         if conv_id not in conn.watching and len(conn.watching) >= self.max_watch:
             raise GatewayError(Code.LIMIT_REACHED, "watching too many conversations", limit=self.max_watch)
         try:
-            replayed = await self.fanout.watch(conn, conv.id, after, epoch)
+            replayed = await self.fanout.watch(conn, conv.id, after, epoch, known=conv)
         except ResetRequired as exc:
             raise GatewayError(Code.RELOAD_REQUIRED, str(exc), epoch=conv.epoch, last_seq=conv.last_seq) from None
         view = conversation_dict(conv) if conn.is_agent else visitor_conversation_dict(conv)
@@ -179,7 +179,7 @@ class Handlers:
     # --- visitor ---------------------------------------------------------
     async def start(self, conn: Conn, p: Mapping[str, Any]) -> Ack:
         res = await self.chat.start_conversation(conn.visitor)
-        await self.fanout.watch(conn, res.conversation.id, 0, None)
+        await self.fanout.watch(conn, res.conversation.id, 0, None, known=res.conversation)
         return {"ok": True, "conversation": visitor_conversation_dict(res.conversation),
                 "agents_available": res.agents_available, **res.availability.to_dict()}
 

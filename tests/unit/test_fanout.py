@@ -253,3 +253,32 @@ async def test_sqlite_writer_cancelled_mid_transaction_leaves_the_store_usable(t
         assert (await store.get_contact(t.id, contact.id)).name == "after"
     finally:
         await store.close()
+
+
+async def test_a_route_starts_from_the_callers_read_and_catches_up_what_came_after(env) -> None:
+    """`watch(..., known=conv)`: no second read of the conversation; messages appended
+    between the caller's read and the subscription are replayed, in order, once."""
+    store, broker, emitter, _, conv = env
+    reads = 0
+
+    async def get_conv(tenant_id: str, conv_id: str):
+        nonlocal reads
+        reads += 1
+        return await store.get_conversation(tenant_id, conv_id)
+
+    async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):
+        return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
+
+    fanout = Fanout(broker, emitter, fetch, get_conv, max_gap=100)
+    known = await store.get_conversation(conv.tenant_id, conv.id)  # the access check's read
+    for i in range(2):
+        await append(store, conv, f"m{i}")  # after that read, before the watch
+    c = conn("s1", conv.tenant_id)
+    assert await fanout.watch(c, conv.id, known.last_seq, known.epoch, known=known) == 2
+    assert emitter.seqs("s1") == [1, 2]
+    assert reads == 0
+    # a conversation of another id is not taken for this one
+    other = await store.create_conversation(tenant_id=conv.tenant_id, channel=Channel.WIDGET,
+                                            contact_id=conv.contact_id, now=0)
+    await fanout.watch(conn("s2", conv.tenant_id), other.id, 0, None, known=known)
+    assert reads == 1
