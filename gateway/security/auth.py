@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
+
+import orjson
 
 AGENT_TOKEN_PREFIX = "izh_at_"
 
@@ -30,7 +31,7 @@ def new_secret() -> str:
 
 def identity_hash(identity_secret: str, identifier: str) -> str:
     """What a tenant's backend computes to vouch for a logged-in customer."""
-    return hmac.new(identity_secret.encode(), identifier.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(identity_secret.encode(), identifier.encode("utf-8"), "sha256").hex()
 
 
 def verify_identity(identity_secret: str, identifier: str, given: str) -> bool:
@@ -61,11 +62,9 @@ class VisitorTokens:
         self._ttl = ttl
 
     def issue(self, claims: VisitorClaims) -> str:
-        payload = json.dumps(
-            {"t": claims.tenant_id, "v": claims.visitor_id, "c": claims.contact_id, "i": claims.issued_at},
-            separators=(",", ":"),
-        ).encode()
-        sig = hmac.new(self._key, payload, hashlib.sha256).digest()
+        payload = orjson.dumps(
+            {"t": claims.tenant_id, "v": claims.visitor_id, "c": claims.contact_id, "i": claims.issued_at})
+        sig = hmac.digest(self._key, payload, "sha256")
         return f"{_b64(payload)}.{_b64(sig)}"
 
     def verify(self, token: str, tenant_id: str, now: float) -> VisitorClaims | None:
@@ -77,10 +76,10 @@ class VisitorTokens:
             payload, sig = _unb64(p64), _unb64(s64)
         except (ValueError, TypeError):
             return None
-        if not hmac.compare_digest(hmac.new(self._key, payload, hashlib.sha256).digest(), sig):
+        if not hmac.compare_digest(hmac.digest(self._key, payload, "sha256"), sig):
             return None
         try:
-            obj = json.loads(payload)
+            obj = orjson.loads(payload)
             claims = VisitorClaims(str(obj["t"]), str(obj["v"]), str(obj["c"]), float(obj["i"]))
         except (ValueError, KeyError, TypeError):
             return None

@@ -43,3 +43,27 @@ def test_agent_tokens_are_random_and_hashed() -> None:
     a, b = new_agent_token(), new_agent_token()
     assert a != b and a.startswith("izh_at_")
     assert hash_token(a) != a and len(hash_token(a)) == 64
+
+
+def test_a_token_issued_before_the_orjson_encoder_still_verifies() -> None:
+    """Tokens in visitors' browsers were signed over `json.dumps(..., separators=(",", ":"))`;
+    the signature covers the payload bytes as sent, so they verify unchanged, and a new token's
+    payload is byte-identical to what the old encoder made."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    tokens = VisitorTokens("s3cret", ttl=3600)
+    claims = VisitorClaims("t" * 32, "v" * 32, "c" * 32, 1765100000.25)
+    payload = json.dumps({"t": claims.tenant_id, "v": claims.visitor_id, "c": claims.contact_id,
+                          "i": claims.issued_at}, separators=(",", ":")).encode()
+    key = hashlib.sha256(b"izh-visitor-token:" + b"s3cret").digest()
+    sig = hmac.new(key, payload, hashlib.sha256).digest()
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    old = f"{b64(payload)}.{b64(sig)}"
+    assert tokens.verify(old, claims.tenant_id, 1765100001.0) == claims
+    assert tokens.issue(claims) == old
