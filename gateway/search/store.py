@@ -1,9 +1,11 @@
 """The search repository: `SearchRepository` and its SQL implementation `SearchStore`,
 one engine per dialect (migration 0013: FTS5 tables on SQLite, GIN indexes on
-PostgreSQL). Contract suite: tests/contract/test_search_repository.py."""
+PostgreSQL; 0019: SQLite indexes messages off the append transaction, from a queue).
+Contract suite: tests/contract/test_search_repository.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -12,6 +14,9 @@ from gateway.core.domain import AuthorType, Contact
 from gateway.store.db import Database
 from gateway.store.rows import Row, contact_from_row, member
 
+INDEX_BATCH = 100
+"""SQLite: queued messages indexed per transaction by `SearchStore.catch_up` (~1.5 ms of
+the loop each; the loop turns between two)."""
 RECENT_WINDOW = 50_000
 """PostgreSQL: how many of a tenant's newest messages a search tests one by one before it
 asks the GIN index (docs/performance.md, "Search")."""
@@ -48,6 +53,12 @@ class SearchRepository(Protocol):
         """Matched against the contact's name, e-mail and phone (also the phone's digits
         alone: "0912 345" is found by 0912345)."""
 
+    async def catch_up(self) -> int:
+        """Index what was stored since the last call, in transactions of a bounded size;
+        returns how many stored messages it took up (an erased one is taken up and left
+        out; 0 where the engine indexes within the write, as PostgreSQL does). A search
+        catches up first by itself; calling this in the background keeps that step short."""
+
 
 def fts5_query(terms: list[str]) -> str:
     """The FTS5 query of folded terms (each quoted: terms are letters and digits only)."""
@@ -76,15 +87,44 @@ _MESSAGE_JOINS = (" JOIN conversations c ON c.tenant_id = m.tenant_id AND c.id =
 
 class SearchStore:
     """`SearchRepository` in SQL: FTS5 ``MATCH`` on SQLite (`sqlite=True`), ``@@`` over the
-    GIN expression indexes on PostgreSQL."""
+    GIN expression indexes on PostgreSQL. On SQLite a stored message waits in
+    ``message_search_queue`` until `catch_up` indexes it (every search does first)."""
 
-    def __init__(self, db: Database, *, sqlite: bool, recent_window: int = RECENT_WINDOW) -> None:
+    def __init__(self, db: Database, *, sqlite: bool, recent_window: int = RECENT_WINDOW,
+                 index_batch: int = INDEX_BATCH) -> None:
         self.db = db
         self.sqlite = sqlite
         self.recent_window = recent_window
+        self.index_batch = index_batch
+
+    async def catch_up(self) -> int:
+        done = 0
+        while self.sqlite:
+            n = await self._index_batch()
+            done += n
+            if n < self.index_batch:
+                break
+            await asyncio.sleep(0)  # one transaction a turn: the loop serves others between
+        return done
+
+    async def _index_batch(self) -> int:
+        """One transaction: the first `index_batch` queued messages (by id) into the FTS5
+        table (those with text: an erased one is left out), then off the queue."""
+        batch = f"SELECT message_id FROM message_search_queue ORDER BY message_id LIMIT {int(self.index_batch)}"
+        async with self.db.transaction() as conn:
+            n = len(await conn.fetch(batch))
+            if n:
+                await conn.execute(
+                    "INSERT INTO message_search (body, tenant_ref, row_ref)"
+                    " SELECT replace(replace(m.text, 'đ', 'd'), 'Đ', 'D'), m.tenant_id, m.id"
+                    f" FROM ({batch}) q JOIN messages m ON m.id = q.message_id WHERE m.text <> ''")
+                await conn.execute(f"DELETE FROM message_search_queue WHERE message_id IN ({batch})")
+        return n
 
     async def search_messages(self, tenant_id: str, terms: list[str], *, limit: int,
                               after: Cursor | None = None) -> list[MessageHit]:
+        if self.sqlite:
+            await self.catch_up()
         if not self.sqlite and terms and tenant_id.isalnum():
             # the tenant's newest `recent_window` messages first, each tested on its stored
             # words: the page of common words (and of words that come together, which the

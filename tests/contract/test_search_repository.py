@@ -183,11 +183,12 @@ async def test_the_recent_window_and_the_index_give_the_same_pages(backend: Back
 
 async def test_messages_stored_before_the_search_migrations_are_found(
         backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Messages stored before 0013 (SQLite: its FTS tables filled from them) and before 0018
-    (PostgreSQL: the generated column computed for them) are found after migrating."""
+    """Messages stored before 0013 (SQLite: its FTS tables filled from them), before 0018
+    (PostgreSQL: the generated column computed for them) and before 0019 (SQLite: indexed
+    by 0013's trigger, the queue begins empty) are found after migrating."""
     import gateway.store.sql as sql_module
 
-    for before in (13, 18):
+    for before in (13, 18, 19):
         older = [m for m in load_migrations() if m.version < before]
         monkeypatch.setattr(sql_module, "load_migrations", lambda older=older: older)
         store = backend.make()
@@ -204,3 +205,25 @@ async def test_messages_stored_before_the_search_migrations_are_found(
             assert await found(repo, w, "ha noi") == [f"Hà Nội sau {before}", f"Hà Nội trước {before}"]
         finally:
             await store.close()
+
+
+async def test_catch_up_indexes_in_batches_and_leaves_erased_text_out(backend: Backend, store: StoreDatabase) -> None:
+    """`catch_up` indexes what was stored since (SQLite: the queue, `index_batch` rows a
+    transaction), then has nothing to do; a message erased before it was indexed is never
+    found; a search catches up by itself."""
+    repo = SearchStore(store, sqlite=backend.kind == "sqlite", index_batch=2)
+    w = await new_world(store)
+    await repo.catch_up()
+    for i in range(5):
+        await say(store, w, f"queued message {i}", 1.0 + i)
+    erased = await say(store, w, "queued secret", 9.0)
+    async with store.transaction() as conn:
+        await conn.execute("UPDATE messages SET text = '' WHERE id = $1", erased)
+    done = await repo.catch_up()
+    assert done == (6 if backend.kind == "sqlite" else 0)  # the erased one taken off the queue, unindexed
+    assert await repo.catch_up() == 0
+    assert await found(repo, w, "queued") == [f"queued message {i}" for i in reversed(range(5))]
+    assert await found(repo, w, "secret") == []
+    await say(store, w, "queued later", 20.0)
+    assert (await found(repo, w, "later")) == ["queued later"]  # no catch_up called: the search did
+    assert await repo.catch_up() == 0
