@@ -226,6 +226,12 @@ class ChatService:
         if not self._known_access(p, conversation_id):
             await self.conversation_for(p, conversation_id)
 
+    def access_known(self, p: Principal, conversation_id: str) -> bool:
+        """`check_access` from the cache alone: True when `p` may use the conversation by its
+        cached owner, False when the owner is not cached (read it: `conversation_for`);
+        not_found for a conversation of another contact."""
+        return self._known_access(p, conversation_id)
+
     def _known_access(self, p: Principal, conversation_id: str) -> bool:
         """True when the conversation's owner is cached and `p` may use it; False when it is
         not cached (to be read); raises not_found for a conversation of another contact."""
@@ -283,9 +289,14 @@ class ChatService:
                 if a.id in connected and a.status == AgentStatus.ONLINE}
 
     async def list_visitor_conversations(self, p: VisitorPrincipal) -> list[Conversation]:
-        return await self.store.list_conversations(
+        """The visitor's conversations (newest first, at most 100); their owners are cached,
+        so that the `resume` which follows a `session` checks access without a read."""
+        convs = await self.store.list_conversations(
             p.tenant_id, ConversationFilter(contact_id=p.contact_id, limit=100)
         )
+        for conv in convs:
+            self._owners.put((conv.tenant_id, conv.id), conv.contact_id)
+        return convs
 
     # --- messages --------------------------------------------------------
     async def post_message(self, p: Principal, conversation_id: str, client_id: str, text: str,

@@ -141,9 +141,19 @@ class Fanout:
         made here starts from it instead of reading the conversation again, and catches up
         from the store (after subscribing) whatever was appended since that read.
         """
-        route = await self._route(conn.tenant_id, conversation_id, known)
+        return (await self.watch_read(conn, conversation_id, after_seq, epoch, known))[0]
+
+    async def watch_read(self, conn: Conn, conversation_id: str, after_seq: int | None, epoch: str | None,
+                         known: Conversation | None = None) -> tuple[int, Conversation | None]:
+        """`watch`, also answering the conversation when this call read it: a route made here
+        without `known` reads it once subscribed, which needs no catch-up query (what is
+        appended after that read comes through the channel). None when it was not read (the
+        route was there, or `known` was given). The store's NotFound when the conversation
+        does not exist (the route is then let go)."""
+        route, read = await self._route(conn.tenant_id, conversation_id, known)
         async with route.lock:
-            await self._catch_up(route)
+            if read is None:
+                await self._catch_up(route)
             if after_seq is not None:
                 if epoch is not None and epoch != route.epoch:
                     raise ResetRequired("the conversation's epoch changed")
@@ -165,7 +175,7 @@ class Fanout:
                     replayed += 1
             route.watchers[conn] = None
             conn.watching.add(conversation_id)
-            return replayed
+            return replayed, read
 
     async def unwatch(self, conn: Conn, conversation_id: str) -> None:
         conn.watching.discard(conversation_id)
@@ -185,7 +195,10 @@ class Fanout:
         for channel in groups:
             await self.leave_group(conn, channel)
 
-    async def _route(self, tenant_id: str, conversation_id: str, known: Conversation | None = None) -> ConvRoute:
+    async def _route(self, tenant_id: str, conversation_id: str,
+                     known: Conversation | None = None) -> tuple[ConvRoute, Conversation | None]:
+        """The conversation's route, made (subscribed, then its state read or taken from
+        `known`) when there is none; with the conversation when it was read here."""
         ch = conv_channel(tenant_id, conversation_id)
         if known is not None and (known.tenant_id, known.id) != (tenant_id, conversation_id):
             known = None
@@ -195,17 +208,22 @@ class Fanout:
                 route = ConvRoute(tenant_id, conversation_id)
                 self._convs[ch] = route
                 async with route.lock:
+                    read: Conversation | None = None
                     try:
                         await self._broker.subscribe(ch)
-                        conv = known if known is not None else await self._get_conv(tenant_id, conversation_id)
+                        if known is None:
+                            read = await self._get_conv(tenant_id, conversation_id)
                     except BaseException:
                         route.closed = True
                         self._convs.pop(ch, None)
+                        await self._safe_unsubscribe(ch)
                         raise
+                    conv = known if read is None else read
+                    assert conv is not None
                     route.epoch, route.last_seq = conv.epoch, conv.last_seq
-                return route
+                return route, read
             if not route.closed:
-                return route
+                return route, None
             await asyncio.sleep(0)
 
     # --- broker side ----------------------------------------------------

@@ -96,13 +96,21 @@ class Handlers:
 
     # --- shared ----------------------------------------------------------
     async def _watch_one(self, conn: Conn, conv_id: str, epoch: str | None, after: int | None) -> Ack:
-        conv = await self.chat.conversation_for(conn.principal, conv_id)
+        # The access check reads the conversation unless its owner is cached (a visitor's
+        # `session` lists them); then a route made for it reads it once subscribed, and
+        # that one read serves the route and the answer.
+        p = conn.principal
+        conv = None if self.chat.access_known(p, conv_id) else await self.chat.conversation_for(p, conv_id)
         if conv_id not in conn.watching and len(conn.watching) >= self.max_watch:
             raise GatewayError(Code.LIMIT_REACHED, "watching too many conversations", limit=self.max_watch)
         try:
-            replayed = await self.fanout.watch(conn, conv.id, after, epoch, known=conv)
+            replayed, read = await self.fanout.watch_read(conn, conv_id, after, epoch, known=conv)
         except ResetRequired as exc:
-            raise GatewayError(Code.RELOAD_REQUIRED, str(exc), epoch=conv.epoch, last_seq=conv.last_seq) from None
+            now = conv or await self.chat.conversation_for(p, conv_id)
+            raise GatewayError(Code.RELOAD_REQUIRED, str(exc), epoch=now.epoch, last_seq=now.last_seq) from None
+        except NotFound:
+            raise not_found("conversation") from None
+        conv = conv or read or await self.chat.conversation_for(p, conv_id)
         view = conversation_dict(conv) if conn.is_agent else visitor_conversation_dict(conv)
         return {"ok": True, "conversation": view, "replayed": replayed}
 

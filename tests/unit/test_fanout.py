@@ -50,6 +50,21 @@ class RecordingEmitter:
 
 
 @pytest.fixture
+async def hub_env(tmp_path) -> AsyncIterator[tuple[SqliteStore, MemoryHub, MemoryBroker, RecordingEmitter, Any]]:
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    await store.open()
+    await store.migrate()
+    t = await store.create_tenant(name="t", widget_key="wk", identity_secret="s", now=0)
+    contact = await store.create_contact(tenant_id=t.id, name=None, email=None, now=0)
+    conv = await store.create_conversation(tenant_id=t.id, channel=Channel.WIDGET, contact_id=contact.id, now=0)
+    hub = MemoryHub()
+    broker = MemoryBroker(hub, "n1")
+    yield store, hub, broker, RecordingEmitter(), conv
+    await broker.close()
+    await store.close()
+
+
+@pytest.fixture
 async def env(tmp_path) -> AsyncIterator[tuple[SqliteStore, MemoryBroker, RecordingEmitter, Fanout, Any]]:
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     await store.open()
@@ -282,3 +297,38 @@ async def test_a_route_starts_from_the_callers_read_and_catches_up_what_came_aft
                                             contact_id=conv.contact_id, now=0)
     await fanout.watch(conn("s2", conv.tenant_id), other.id, 0, None, known=known)
     assert reads == 1
+
+
+async def test_a_route_made_without_a_known_conversation_reads_it_once_and_needs_no_catch_up(hub_env) -> None:
+    """`watch_read` on a fresh route: one read of the conversation, after subscribing, and
+    no query for messages when the client is up to date; the read is answered. A second
+    watcher of the same route reads nothing and is answered None. A conversation that does
+    not exist raises NotFound and leaves no subscription behind."""
+    store, hub, broker, emitter, conv = hub_env
+    reads, fetches = 0, 0
+
+    async def get_conv(tenant_id: str, conv_id: str):
+        nonlocal reads
+        reads += 1
+        return await store.get_conversation(tenant_id, conv_id)
+
+    async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):
+        nonlocal fetches
+        fetches += 1
+        return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
+
+    fanout = Fanout(broker, emitter, fetch, get_conv, max_gap=100)
+    await broker.start(fanout.on_envelope)
+    for i in range(3):
+        await append(store, conv, f"m{i}")
+    replayed, read = await fanout.watch_read(conn("s1", conv.tenant_id), conv.id, 3, conv.epoch)
+    assert (replayed, reads, fetches) == (0, 1, 0)
+    assert read is not None and read.last_seq == 3
+    replayed, read = await fanout.watch_read(conn("s2", conv.tenant_id), conv.id, 1, conv.epoch)
+    assert (replayed, read, reads) == (2, None, 1)  # the route was there: its catch-up and replay
+    assert emitter.seqs("s2") == [2, 3]
+    from gateway.store import NotFound
+    with pytest.raises(NotFound):
+        await fanout.watch_read(conn("s3", conv.tenant_id), "f" * 32, None, None)
+    assert hub.subscriber_count(conv_channel(conv.tenant_id, "f" * 32)) == 0
+    assert hub.subscriber_count(conv_channel(conv.tenant_id, conv.id)) == 1
