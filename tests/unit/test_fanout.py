@@ -65,15 +65,8 @@ async def hub_env(tmp_path) -> AsyncIterator[tuple[SqliteStore, MemoryHub, Memor
 
 
 @pytest.fixture
-async def env(tmp_path) -> AsyncIterator[tuple[SqliteStore, MemoryBroker, RecordingEmitter, Fanout, Any]]:
-    store = SqliteStore(str(tmp_path / "db.sqlite3"))
-    await store.open()
-    await store.migrate()
-    t = await store.create_tenant(name="t", widget_key="wk", identity_secret="s", now=0)
-    contact = await store.create_contact(tenant_id=t.id, name=None, email=None, now=0)
-    conv = await store.create_conversation(tenant_id=t.id, channel=Channel.WIDGET, contact_id=contact.id, now=0)
-    broker = MemoryBroker(MemoryHub(), "n1")
-    emitter = RecordingEmitter()
+async def env(hub_env) -> AsyncIterator[tuple[SqliteStore, MemoryBroker, RecordingEmitter, Fanout, Any]]:
+    store, _, broker, emitter, conv = hub_env
 
     async def fetch(tenant_id: str, conv_id: str, after: int, limit: int):
         return await store.get_messages(tenant_id, conv_id, after_seq=after, limit=limit)
@@ -81,8 +74,6 @@ async def env(tmp_path) -> AsyncIterator[tuple[SqliteStore, MemoryBroker, Record
     fanout = Fanout(broker, emitter, fetch, store.get_conversation, max_gap=100)
     await broker.start(fanout.on_envelope)
     yield store, broker, emitter, fanout, conv
-    await broker.close()
-    await store.close()
 
 
 def conn(sid: str, tenant_id: str) -> Conn:
