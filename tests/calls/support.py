@@ -1,23 +1,33 @@
-"""aiortc endpoints for call tests: a tone source, an offer with ICE gathered, a frame counter."""
+"""aiortc endpoints for call tests: a tone source, an offer with ICE gathered, a frame counter;
+two call nodes on one PostgreSQL schema, and the steps of a call every such test takes."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fractions
 import io
 import math
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from gateway.broker.memory import MemoryHub
 from gateway.calls.feature import CALLS_KEY
 from gateway.calls.service import CallService
-from tests.support.server import RunningGateway
+from gateway.config import BlobConfig, Config
+from tests.support.procs import PG_DSN, drop_schema
+from tests.support.server import Client, RunningGateway, node_config, run_gateway
 
 TB = fractions.Fraction(1, 48000)
 
@@ -93,6 +103,57 @@ def endpoint(freq: float) -> Endpoint:
 
 def calls_of(rg: RunningGateway) -> CallService:
     return rg.gw.app[CALLS_KEY]
+
+
+@contextlib.asynccontextmanager
+async def call_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, hub: MemoryHub | None = None,
+                     redis_url: str | None = None, blobs: BlobConfig | None = None,
+                     ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
+    """Nodes A and B on one new PostgreSQL schema (dropped after), each with its own data
+    directory, a master key set and calls ringing for 10 s; they share `hub` (an in-process
+    broker) or `redis_url`, and `blobs` (default: files on each node's own disk)."""
+    monkeypatch.setenv("MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("CALL_RING_TIMEOUT", "10")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+
+    def config(name: str) -> Config:
+        return node_config(tmp_path, name, PG_DSN, schema, redis_url=redis_url, blobs=blobs)
+
+    try:
+        async with run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b:
+            yield a, b
+    finally:
+        await drop_schema(schema)
+
+
+async def start_call(visitor: Client, caller: Endpoint) -> str:
+    """The visitor starts a conversation and calls from `caller`; the gateway's answer is
+    set on `caller`. Returns the call's id."""
+    conv = (await visitor.call("conversation:start"))["conversation"]
+    ack = await visitor.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
+    assert ack["ok"], ack
+    await caller.answer(ack["sdp"])
+    return str(ack["call"]["id"])
+
+
+async def accept_call(agent: Client, call_id: str, callee: Endpoint, *, ring_timeout: float = 5.0) -> dict[str, Any]:
+    """Once the agent has been rung (within `ring_timeout`), they accept `call_id` from
+    `callee`, whose answer is set. Returns the accept's ack."""
+    await agent.wait_for(lambda: agent.of("call:ringing"), timeout=ring_timeout)
+    acc: dict[str, Any] = await agent.call("call:accept", {"call_id": call_id, "sdp": await callee.offer()},
+                                           timeout=10)
+    assert acc["ok"], acc
+    await callee.answer(acc["sdp"])
+    return acc
+
+
+async def close_all(endpoints: Iterable[Endpoint], clients: Iterable[Client]) -> None:
+    """A test's teardown: the endpoints, then the clients (whichever are still open)."""
+    for ep in endpoints:
+        await ep.close()
+    for cl in clients:
+        with contextlib.suppress(Exception):
+            await cl.close()
 
 
 @dataclass

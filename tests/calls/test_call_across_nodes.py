@@ -3,20 +3,14 @@ this process sharing PostgreSQL and an in-process broker; WORKERS=N workers are 
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from gateway.broker.memory import MemoryHub
-from gateway.config import Config
-from tests.calls.support import calls_of, endpoint
-from tests.support.procs import PG_DSN, drop_schema
-from tests.support.server import RunningGateway, agent, node_config, run_gateway, visitor
+from tests.calls.support import accept_call, call_nodes, calls_of, close_all, endpoint, start_call
+from tests.support.server import RunningGateway, agent, visitor
 from tests.support.waits import until
 
 pytestmark = [pytest.mark.postgres]
@@ -25,19 +19,8 @@ pytestmark = [pytest.mark.postgres]
 @pytest.fixture
 async def two_nodes(tmp_path: Any, loopback_ice: None, monkeypatch: pytest.MonkeyPatch
                     ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
-    monkeypatch.setenv("MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
-    monkeypatch.setenv("CALL_RING_TIMEOUT", "10")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    hub = MemoryHub()
-
-    def config(name: str) -> Config:
-        return node_config(tmp_path, name, PG_DSN, schema)
-
-    try:
-        async with run_gateway(config("node-a"), hub=hub) as a, run_gateway(config("node-b"), hub=hub) as b:
-            yield a, b
-    finally:
-        await drop_schema(schema)
+    async with call_nodes(tmp_path, monkeypatch, hub=MemoryHub()) as nodes:
+        yield nodes
 
 
 async def _frames_flow(caller: Any, callee: Any) -> None:
@@ -54,18 +37,11 @@ async def test_an_agent_on_another_node_answers_and_hangs_up(two_nodes: tuple[Ru
     v = await visitor(a.url, nt.tenant.widget_key)      # the caller on node A
     caller, callee = endpoint(440), endpoint(660)
     try:
-        conv = (await v.call("conversation:start"))["conversation"]
-        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
-        assert ack["ok"], ack
-        call_id = ack["call"]["id"]
-        await caller.answer(ack["sdp"])
+        call_id = await start_call(v, caller)
         assert call_id in calls_of(a).active and call_id not in calls_of(b).active
-        await ag.wait_for(lambda: ag.of("call:ringing"))
 
-        acc = await ag.call("call:accept", {"call_id": call_id, "sdp": await callee.offer()}, timeout=10)
-        assert acc["ok"], acc
+        acc = await accept_call(ag, call_id, callee)
         assert acc["call"]["state"] == "answered" and acc["call"]["agent_id"] == agent_id
-        await callee.answer(acc["sdp"])
         await _frames_flow(caller, callee)
         assert caller.loud_frames > 5 and callee.loud_frames > 5
 
@@ -79,11 +55,7 @@ async def test_an_agent_on_another_node_answers_and_hangs_up(two_nodes: tuple[Ru
         gone = await ag.call("call:hangup", {"call_id": call_id})
         assert gone["ok"] is False and gone["error"]["code"] == "not_found"
     finally:
-        for c in (caller, callee):
-            await c.close()
-        for cl in (ag, v):
-            with contextlib.suppress(Exception):
-                await cl.close()
+        await close_all((caller, callee), (ag, v))
 
 
 async def test_a_decline_from_another_node_ends_a_call_nobody_else_can_take(
@@ -105,7 +77,4 @@ async def test_a_decline_from_another_node_ends_a_call_nobody_else_can_take(
                                      if e["call"]["state"] == "ended"))
         assert call_id not in calls_of(a).active
     finally:
-        await caller.close()
-        for cl in (ag, v):
-            with contextlib.suppress(Exception):
-                await cl.close()
+        await close_all((caller,), (ag, v))

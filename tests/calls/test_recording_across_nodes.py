@@ -3,22 +3,16 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from gateway.config import Config
-from tests.calls.support import analyse_ogg, calls_of, endpoint
-from tests.support.procs import PG_DSN, REDIS_URL, drop_schema
+from tests.calls.support import accept_call, analyse_ogg, call_nodes, calls_of, close_all, endpoint, start_call
+from tests.support.procs import REDIS_URL
 from tests.support.seaweed import S3Server
-from tests.support.server import RunningGateway, agent, node_config, run_gateway, visitor
+from tests.support.server import RunningGateway, agent, visitor
 from tests.support.waits import until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.s3]
@@ -27,19 +21,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.s3]
 @pytest.fixture
 async def two_nodes(tmp_path: Path, loopback_ice: None, monkeypatch: pytest.MonkeyPatch, seaweed: S3Server
                     ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
-    monkeypatch.setenv("MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
-    monkeypatch.setenv("CALL_RING_TIMEOUT", "10")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    blobs = seaweed.blob_config()
-
-    def config(name: str) -> Config:
-        return node_config(tmp_path, name, PG_DSN, schema, redis_url=REDIS_URL, blobs=blobs)
-
-    try:
-        async with run_gateway(config("node-a")) as a, run_gateway(config("node-b")) as b:
-            yield a, b
-    finally:
-        await drop_schema(schema)
+    async with call_nodes(tmp_path, monkeypatch, redis_url=REDIS_URL, blobs=seaweed.blob_config()) as nodes:
+        yield nodes
 
 
 async def test_a_call_recorded_on_node_a_plays_back_from_node_b(
@@ -51,17 +34,9 @@ async def test_a_call_recorded_on_node_a_plays_back_from_node_b(
     await ag.call("presence:set", {"status": "online"})
     v = await visitor(a.url, nt.tenant.widget_key)
     caller, callee = endpoint(440), endpoint(660)
-    cl: Any
     try:
-        conv = (await v.call("conversation:start"))["conversation"]
-        ack = await v.call("call:start", {"conversation_id": conv["id"], "sdp": await caller.offer()}, timeout=10)
-        assert ack["ok"], ack
-        call_id = ack["call"]["id"]
-        await caller.answer(ack["sdp"])
-        await ag.wait_for(lambda: ag.of("call:ringing"), timeout=20)
-        acc = await ag.call("call:accept", {"call_id": call_id, "sdp": await callee.offer()}, timeout=10)
-        assert acc["ok"], acc
-        await callee.answer(acc["sdp"])
+        call_id = await start_call(v, caller)
+        await accept_call(ag, call_id, callee, ring_timeout=20)
         await until(lambda: caller.frames > 100 and callee.frames > 100, timeout=60)  # 2 s of audio both ways
         assert (await v.call("call:hangup", {"call_id": call_id}))["ok"]
         row = await calls_of(a).store.get(nt.tenant.id, call_id)
@@ -81,8 +56,4 @@ async def test_a_call_recorded_on_node_a_plays_back_from_node_b(
         assert rep.streams == ["caller", "agent"]
         assert abs(rep.peak_freqs[0] - 440) < 15 and abs(rep.peak_freqs[1] - 660) < 15, rep
     finally:
-        for c in (caller, callee):
-            await c.close()
-        for cl in (ag, v):
-            with contextlib.suppress(Exception):
-                await cl.close()
+        await close_all((caller, callee), (ag, v))
