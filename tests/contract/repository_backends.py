@@ -4,7 +4,8 @@ Like `test_store_contract.py`'s `backend`: a fresh, empty database per test (a t
 file, or a random PostgreSQL schema dropped afterwards), here opened twice as two "nodes"
 (`Nodes.stores`), for the contracts that hold across nodes. PostgreSQL must be reachable
 (IZIHELP_TEST_PG_DSN overrides the default DSN): a connection error fails the postgres
-tests, it never skips them. Each suite declares its own fixture from `open_nodes`.
+tests, it never skips them. The suites share the `nodes` fixture (imported, and named in
+their `__all__`); a suite that needs other objects per backend builds them from `open_nodes`.
 """
 
 from __future__ import annotations
@@ -69,3 +70,10 @@ async def open_nodes(kind: str, tmp_path: Path) -> AsyncIterator[Nodes]:
             await s.close()
         if schema is not None and opened:
             await drop_schema(schema, PG_DSN)
+
+
+@pytest.fixture(params=BACKENDS)
+async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Nodes]:
+    """Two nodes on a fresh database of each backend in turn."""
+    async with open_nodes(request.param, tmp_path) as n:
+        yield n

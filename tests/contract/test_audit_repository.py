@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from connectors.audit import AuditEntry, AuditRepository, SqlAuditRepository
-from tests.contract.repository_backends import BACKENDS, Nodes, open_nodes
+from tests.contract.repository_backends import Nodes, nodes
 
-
-@pytest.fixture(params=BACKENDS)
-async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Nodes]:
-    async with open_nodes(request.param, tmp_path) as n:
-        yield n
+__all__ = ["nodes"]
 
 
 def repos(nodes: Nodes) -> tuple[AuditRepository, AuditRepository]:

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from itertools import count
-from pathlib import Path
 
 import pytest
 
 from connectors.channels import ChannelConfig, ChannelError, ChannelRepository, ChannelStore
 from gateway.core.domain import Channel
 from gateway.security.crypto import MasterKeyError, SecretBox
-from tests.contract.repository_backends import BACKENDS, Nodes, open_nodes
+from tests.contract.repository_backends import Nodes, nodes
+
+__all__ = ["nodes"]
 
 KEY = SecretBox(b"\x05" * 32)
-
-
-@pytest.fixture(params=BACKENDS)
-async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Nodes]:
-    async with open_nodes(request.param, tmp_path) as n:
-        yield n
 
 
 def repo(nodes: Nodes, node: int = 0, box: SecretBox = KEY) -> ChannelRepository:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from itertools import count
-from pathlib import Path
-
-import pytest
 
 from connectors.email.store import MAX_THREAD_IDS, EmailIdStore, EmailThreadRepository
-from tests.contract.repository_backends import BACKENDS, Nodes, open_nodes
+from tests.contract.repository_backends import Nodes, nodes
 
-
-@pytest.fixture(params=BACKENDS)
-async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Nodes]:
-    async with open_nodes(request.param, tmp_path) as n:
-        yield n
+__all__ = ["nodes"]
 
 
 def repo(nodes: Nodes, node: int = 0, start: int = 10) -> EmailThreadRepository:

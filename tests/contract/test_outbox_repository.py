@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from connectors.outbox_repository import OutboxRepository, OutboxRow, SqlOutboxRepository
 from gateway.core.domain import AuthorType, Channel, NewMessage
-from tests.contract.repository_backends import BACKENDS, Nodes, open_nodes
+from tests.contract.repository_backends import Nodes, nodes
+
+__all__ = ["nodes"]
 
 LEASE = 30.0
-
-
-@pytest.fixture(params=BACKENDS)
-async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Nodes]:
-    async with open_nodes(request.param, tmp_path) as n:
-        yield n
 
 
 def repos(nodes: Nodes) -> tuple[OutboxRepository, OutboxRepository]:

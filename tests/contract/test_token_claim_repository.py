@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from connectors.channels import ChannelStore
 from connectors.token_claims import SqlTokenRefreshClaims, TokenRefreshClaims
 from gateway.core.domain import Channel
 from gateway.security.crypto import SecretBox
-from tests.contract.repository_backends import BACKENDS, Nodes, open_nodes
+from tests.contract.repository_backends import Nodes, nodes
 
-
-@pytest.fixture(params=BACKENDS)
-async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Nodes]:
-    async with open_nodes(request.param, tmp_path) as n:
-        yield n
+__all__ = ["nodes"]
 
 
 def channels(nodes: Nodes) -> ChannelStore:
