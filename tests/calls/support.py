@@ -22,12 +22,13 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from gateway.admin.tenants import NewTenant
 from gateway.broker.memory import MemoryHub
 from gateway.calls.feature import CALLS_KEY
 from gateway.calls.service import CallService
 from gateway.config import BlobConfig, Config
 from tests.support.procs import PG_DSN, drop_schema
-from tests.support.server import Client, RunningGateway, node_config, run_gateway
+from tests.support.server import Client, RunningGateway, agent, node_config, run_gateway, visitor
 
 TB = fractions.Fraction(1, 48000)
 
@@ -124,6 +125,26 @@ async def call_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, hub: Me
             yield a, b
     finally:
         await drop_schema(schema)
+
+
+@dataclass
+class Parties:
+    tenant: NewTenant
+    agent_id: str
+    token: str
+    agent: Client  # online
+    visitor: Client
+
+
+async def parties(rg: RunningGateway, *, agent_url: str | None = None, visitor_url: str | None = None) -> Parties:
+    """A new tenant on `rg` with one agent, connected (to `agent_url`, default `rg`'s) and
+    online, and a visitor connected to `visitor_url` (default `rg`'s)."""
+    nt = await rg.tenant()
+    agent_id, token = await rg.agent_token(nt.tenant.id)
+    ag = await agent(agent_url or rg.url, token)
+    await ag.call("presence:set", {"status": "online"})
+    v = await visitor(visitor_url or rg.url, nt.tenant.widget_key)
+    return Parties(nt, agent_id, token, ag, v)
 
 
 async def start_call(visitor: Client, caller: Endpoint) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.broker.memory import MemoryHub
-from tests.calls.support import accept_call, call_nodes, calls_of, close_all, endpoint, start_call
-from tests.support.server import RunningGateway, agent, visitor
+from tests.calls.support import accept_call, call_nodes, calls_of, close_all, endpoint, parties, start_call
+from tests.support.server import RunningGateway
 from tests.support.waits import until
 
 pytestmark = [pytest.mark.postgres]
@@ -30,11 +30,8 @@ async def _frames_flow(caller: Any, callee: Any) -> None:
 async def test_an_agent_on_another_node_answers_and_hangs_up(two_nodes: tuple[RunningGateway, RunningGateway]
                                                              ) -> None:
     a, b = two_nodes
-    nt = await a.tenant()
-    agent_id, token = await a.agent_token(nt.tenant.id)
-    ag = await agent(b.url, token)                      # the agent on node B
-    await ag.call("presence:set", {"status": "online"})
-    v = await visitor(a.url, nt.tenant.widget_key)      # the caller on node A
+    p = await parties(a, agent_url=b.url)  # the agent on node B, the caller on node A
+    agent_id, ag, v = p.agent_id, p.agent, p.visitor
     caller, callee = endpoint(440), endpoint(660)
     try:
         call_id = await start_call(v, caller)
@@ -61,11 +58,8 @@ async def test_an_agent_on_another_node_answers_and_hangs_up(two_nodes: tuple[Ru
 async def test_a_decline_from_another_node_ends_a_call_nobody_else_can_take(
         two_nodes: tuple[RunningGateway, RunningGateway]) -> None:
     a, b = two_nodes
-    nt = await a.tenant()
-    _, token = await a.agent_token(nt.tenant.id)
-    ag = await agent(b.url, token)
-    await ag.call("presence:set", {"status": "online"})
-    v = await visitor(a.url, nt.tenant.widget_key)
+    p = await parties(a, agent_url=b.url)
+    ag, v = p.agent, p.visitor
     caller = endpoint(440)
     try:
         conv = (await v.call("conversation:start"))["conversation"]

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.calls.support import analyse_ogg, calls_of, endpoint
-from tests.support.server import agent, visitor
+from tests.calls.support import analyse_ogg, calls_of, endpoint, parties
 from tests.support.waits import until
 
 
 async def setup_parties(rg):
-    nt = await rg.tenant()
-    agent_id, token = await rg.agent_token(nt.tenant.id)
-    ag = await agent(rg.url, token)
-    await ag.call("presence:set", {"status": "online"})
-    v = await visitor(rg.url, nt.tenant.widget_key)
-    conv = (await v.call("conversation:start"))["conversation"]
-    return nt, agent_id, token, ag, v, conv
+    p = await parties(rg)
+    conv = (await p.visitor.call("conversation:start"))["conversation"]
+    return p.tenant, p.agent_id, p.token, p.agent, p.visitor, conv
 
 
 async def test_call_audio_both_ways_recorded(call_gateway):

@@ -9,10 +9,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.calls.support import accept_call, analyse_ogg, call_nodes, calls_of, close_all, endpoint, start_call
+from tests.calls.support import (
+    accept_call,
+    analyse_ogg,
+    call_nodes,
+    calls_of,
+    close_all,
+    endpoint,
+    parties,
+    start_call,
+)
 from tests.support.procs import REDIS_URL
 from tests.support.seaweed import S3Server
-from tests.support.server import RunningGateway, agent, visitor
+from tests.support.server import RunningGateway
 from tests.support.waits import until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.s3]
@@ -28,11 +37,8 @@ async def two_nodes(tmp_path: Path, loopback_ice: None, monkeypatch: pytest.Monk
 async def test_a_call_recorded_on_node_a_plays_back_from_node_b(
         two_nodes: tuple[RunningGateway, RunningGateway], tmp_path: Path) -> None:
     a, b = two_nodes
-    nt = await a.tenant()
-    _, token = await a.agent_token(nt.tenant.id)
-    ag = await agent(a.url, token)
-    await ag.call("presence:set", {"status": "online"})
-    v = await visitor(a.url, nt.tenant.widget_key)
+    p = await parties(a)
+    nt, token, ag, v = p.tenant, p.token, p.agent, p.visitor
     caller, callee = endpoint(440), endpoint(660)
     try:
         call_id = await start_call(v, caller)
