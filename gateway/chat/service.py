@@ -223,18 +223,13 @@ class ChatService:
         """`conversation_for` without reading the conversation when its owner is known: a
         conversation's tenant and contact never change, so they are cached (LRU). A
         conversation deleted since is still refused, by the write that follows."""
-        if not self._known_access(p, conversation_id):
+        if not self.access_known(p, conversation_id):
             await self.conversation_for(p, conversation_id)
 
     def access_known(self, p: Principal, conversation_id: str) -> bool:
-        """`check_access` from the cache alone: True when `p` may use the conversation by its
-        cached owner, False when the owner is not cached (read it: `conversation_for`);
-        not_found for a conversation of another contact."""
-        return self._known_access(p, conversation_id)
-
-    def _known_access(self, p: Principal, conversation_id: str) -> bool:
-        """True when the conversation's owner is cached and `p` may use it; False when it is
-        not cached (to be read); raises not_found for a conversation of another contact."""
+        """`check_access` from the cache alone: True when the conversation's owner is cached
+        and `p` may use it; False when it is not cached (read it: `conversation_for`);
+        raises not_found for a conversation of another contact."""
         owner = self._owners.get((p.tenant_id, conversation_id))
         if owner is None:
             return False
@@ -333,7 +328,7 @@ class ChatService:
         owner is known (cached, see `check_access`), so that nothing has to be read first;
         None when it is not known (`post_message` reads it). Raises not_found for a
         conversation of another contact."""
-        if not self._known_access(p, conversation_id):
+        if not self.access_known(p, conversation_id):
             return None
         return AppendRequest(p.tenant_id, conversation_id, _new_message(p, client_id, text, ()))
 

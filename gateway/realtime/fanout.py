@@ -208,20 +208,16 @@ class Fanout:
                 route = ConvRoute(tenant_id, conversation_id)
                 self._convs[ch] = route
                 async with route.lock:
-                    read: Conversation | None = None
                     try:
                         await self._broker.subscribe(ch)
-                        if known is None:
-                            read = await self._get_conv(tenant_id, conversation_id)
+                        conv = known if known is not None else await self._get_conv(tenant_id, conversation_id)
                     except BaseException:
                         route.closed = True
                         self._convs.pop(ch, None)
                         await self._safe_unsubscribe(ch)
                         raise
-                    conv = known if read is None else read
-                    assert conv is not None
                     route.epoch, route.last_seq = conv.epoch, conv.last_seq
-                return route, read
+                return route, (conv if known is None else None)
             if not route.closed:
                 return route, None
             await asyncio.sleep(0)

@@ -106,8 +106,9 @@ class Handlers:
         try:
             replayed, read = await self.fanout.watch_read(conn, conv_id, after, epoch, known=conv)
         except ResetRequired as exc:
-            now = conv or await self.chat.conversation_for(p, conv_id)
-            raise GatewayError(Code.RELOAD_REQUIRED, str(exc), epoch=now.epoch, last_seq=now.last_seq) from None
+            current = conv or await self.chat.conversation_for(p, conv_id)
+            raise GatewayError(Code.RELOAD_REQUIRED, str(exc), epoch=current.epoch,
+                               last_seq=current.last_seq) from None
         except NotFound:
             raise not_found("conversation") from None
         conv = conv or read or await self.chat.conversation_for(p, conv_id)

@@ -123,8 +123,7 @@ class SearchStore:
 
     async def search_messages(self, tenant_id: str, terms: list[str], *, limit: int,
                               after: Cursor | None = None) -> list[MessageHit]:
-        if self.sqlite:
-            await self.catch_up()
+        await self.catch_up()  # SQLite: what is still queued (nothing on PostgreSQL)
         if not self.sqlite and terms and tenant_id.isalnum():
             # the tenant's newest `recent_window` messages first, each tested on its stored
             # words: the page of common words (and of words that come together, which the
