@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -289,8 +288,7 @@ def _rooms_rows(tag: str, o: workloads.RoomsResult, p: workloads.RoomsResult | N
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    procs.raise_fd_limit()
     t0 = time.monotonic()
     out = asyncio.run(main_async(a))
     out["seconds"] = round(time.monotonic() - t0, 1)

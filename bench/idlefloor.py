@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import resource
 import subprocess
 import sys
 import time
+
+from bench.procs import cpu_seconds, free_port, raise_fd_limit
 
 PING = b"\x81\x012"  # server → client: an unmasked text frame "2" (Engine.IO ping)
 PONG = b"\x81\x81R\xfa\xa5\x1da"  # client → server: a masked text frame "3" (Engine.IO pong)
@@ -75,26 +75,6 @@ async def _clients(port: int, count: int) -> None:
     await asyncio.Event().wait()
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=10_000)
@@ -104,7 +84,7 @@ def main() -> int:
     p.add_argument("--role", choices=("run", "server", "clients"), default="run", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args()
-    _raise_fd_limit()
+    raise_fd_limit()
     import uvloop
 
     if a.role == "server":
@@ -113,7 +93,7 @@ def main() -> int:
     if a.role == "clients":
         uvloop.run(_clients(a.port, a.clients))
         return 0
-    port = _free_port()
+    port = free_port()
     me = [sys.executable, "-m", "bench.idlefloor", "--port", str(port), "--interval", str(a.interval)]
     server = subprocess.Popen([*me, "--role", "server"], stdout=subprocess.PIPE, text=True)
     clients: list[subprocess.Popen[str]] = []
@@ -128,12 +108,12 @@ def main() -> int:
         for c in clients:
             assert c.stdout is not None and c.stdout.readline().strip() == "connected"
         time.sleep(a.settle)  # a bench's measuring window, not a test's synchronisation
-        t0, s0 = time.monotonic(), _cpu_seconds(server.pid)
-        l0 = sum(_cpu_seconds(c.pid) for c in clients)
+        t0, s0 = time.monotonic(), cpu_seconds(server.pid)
+        l0 = sum(cpu_seconds(c.pid) for c in clients)
         time.sleep(a.seconds)
         span = time.monotonic() - t0
-        cores = (_cpu_seconds(server.pid) - s0) / span
-        load = (sum(_cpu_seconds(c.pid) for c in clients) - l0) / span
+        cores = (cpu_seconds(server.pid) - s0) / span
+        load = (sum(cpu_seconds(c.pid) for c in clients) - l0) / span
     finally:
         for proc in (*clients, server):
             proc.kill()

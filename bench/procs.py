@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -28,6 +29,13 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PEER_TENANTS = 20_000  # the peer's widget keys wk-0 … wk-19999 (bench/peer/server.mjs), and `wk`
+
+
+def raise_fd_limit() -> None:
+    """This process's soft limit of open files up to its hard limit (20,000 here)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def free_port() -> int:

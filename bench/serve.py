@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import gc
 import os
-import resource
 import sys
+
+from bench.procs import raise_fd_limit
 
 
 def main() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     if os.environ.get("BENCH_GC") == "off":  # an experiment: are the latency spikes collector pauses?
         gc.disable()
     from gateway.cli import main as gateway_main
