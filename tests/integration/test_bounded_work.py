@@ -1,7 +1,8 @@
-"""Bounded work per byte on the pre-authentication webhook and SMTP paths: about 1 MiB of
-hostile input per path (deep JSON, bodies near and far over the limit, forged signatures
-with many candidate timestamps, a byte-at-a-time sender, a 1 MiB SMTP line, a flood of junk
-SMTP commands) while another client's `GET /healthz` round trip stays under 100 ms (the
+"""Bounded work per byte on the pre-authentication webhook, visitor-token and SMTP paths:
+about 1 MiB of hostile input per path (deep JSON, bodies near and far over the limit, forged
+signatures with many candidate timestamps, a byte-at-a-time sender, forged and malformed
+visitor tokens of the largest length taken, a 1 MiB SMTP line, a flood of junk SMTP
+commands) while another client's `GET /healthz` round trip stays under 100 ms (the
 bound issue 29 sets; the largest of the probes made during the attack), on this process's
 CPU clock: the gateway, its SMTP listener, the attacker and the probe all run here, and the
 wall clock would also count the time the OS gave other processes of a shared machine."""
@@ -9,6 +10,7 @@ wall clock would also count the time the OS gave other processes of a shared mac
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -131,6 +133,21 @@ def _attacks(e: Edge) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
     data_flood = (b"EHLO x\r\nMAIL FROM:<a@example.vn>\r\nRCPT TO:<" + INBOX.encode() + b">\r\nDATA\r\n"
                   + b"From: a@example.vn\r\nSubject: x\r\n\r\n" + (b"x" * 78 + b"\r\n") * (MIB // 80) + b".\r\n")
 
+    # visitor tokens (`X-Visitor-Token`, checked before anything is read): ~1 MiB of tokens of
+    # the largest length taken, half well-formed with a forged signature over a deep JSON
+    # payload (never parsed: the signature is checked first), half not even base64
+    deep_claims = base64.urlsafe_b64encode(b"[" * 720).rstrip(b"=").decode()
+    forged_token = deep_claims + "." + base64.urlsafe_b64encode(b"\0" * 32).rstrip(b"=").decode()
+    junk_token = "!" * 500 + "." + "!" * 500
+    tokens = [forged_token, junk_token] * (MIB // (2 * 1024))
+    assert all(len(t) <= 1024 for t in tokens)  # each reaches the signature check
+    async def visitor_token_forgeries() -> None:  # a route that checks the visitor and has no rate limit
+        for token in tokens:
+            headers = {"X-Widget-Key": e.widget_key, "X-Visitor-Token": token}
+            async with e.http.get(f"{e.rg.url}/api/v1/uploads/{'0' * 32}/link", headers=headers) as r:
+                await r.read()
+                assert r.status == 401, r.status
+
     async def fb_signed_deep() -> None:
         assert await _post(e, "/webhooks/facebook", deep, deep_headers) == 400
 
@@ -175,8 +192,9 @@ def _attacks(e: Edge) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         assert b"354 " in out and out.rstrip().split(b"\r\n")[-2][:3] in (b"250", b"552"), out[-300:]
 
     return [(f.__name__, f) for f in (fb_signed_deep, fb_forged, fb_huge_declared, fb_byte_at_a_time,
-                                       zalo_forged_candidates, zalo_signed_deep, smtp_long_line, smtp_junk_commands,
-                                       smtp_command_flood, smtp_data_flood, smtp_html_flood)]
+                                       zalo_forged_candidates, zalo_signed_deep, visitor_token_forgeries,
+                                       smtp_long_line, smtp_junk_commands, smtp_command_flood, smtp_data_flood,
+                                       smtp_html_flood)]
 
 
 @pytest.fixture
