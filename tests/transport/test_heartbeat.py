@@ -5,7 +5,7 @@ real server a missing pong closes the session and an answered ping keeps it."""
 from __future__ import annotations
 
 import asyncio
-import sys
+import inspect
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,7 +62,9 @@ async def test_the_wheel_looks_the_loop_up_once(monkeypatch: pytest.MonkeyPatch)
 
     def counting() -> asyncio.AbstractEventLoop:
         nonlocal from_wheel
-        if sys._getframe(1).f_globals.get("__name__") == "gateway.edge.wheel":
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        if caller is not None and caller.f_globals.get("__name__") == "gateway.edge.wheel":
             from_wheel += 1
         return real()
 
