@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gateway.store.db import Database
@@ -62,8 +62,7 @@ class SqlAuditRepository:
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 eid, entry.tenant_id, entry.channel_id, entry.kind, entry.action, entry.actor,
                 json.dumps(list(entry.fields)), entry.at)
-        return AuditEntry(entry.tenant_id, entry.channel_id, entry.kind, entry.action, entry.actor, entry.fields,
-                          entry.at, eid)
+        return replace(entry, id=eid)
 
     async def list(self, tenant_id: str, channel_id: str | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
         n = max(0, min(limit, MAX_LIST))
