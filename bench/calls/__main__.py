@@ -25,12 +25,13 @@ from bench.procs import cpu_seconds, free_port, machine_cpu_seconds
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_one(n: int, window: float, profile: Path | None = None) -> dict[str, Any]:
+def run_one(n: int, window: float, profile: Path | None = None, rtp_sender: str = "direct") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
         env = {**os.environ, "DATA_DIR": tmp, "PORT": str(free_port()), "HOST": "127.0.0.1",
                "CALL_HOST_ADDRESSES": "127.0.0.1", "CALL_RING_TIMEOUT": "30",
                # every bench caller comes from 127.0.0.1: lift the per-IP conversation rate limit
-               "RATE_IP_CONVERSATIONS_PER_MIN": "100000", "RATE_IP_CONVERSATIONS_BURST": "100000"}
+               "RATE_IP_CONVERSATIONS_PER_MIN": "100000", "RATE_IP_CONVERSATIONS_BURST": "100000",
+               "CALL_RTP_SENDER": rtp_sender}
         for k in ("DATABASE_URL", "REDIS_URL", "MASTER_KEY", "ICE_SERVERS"):
             env.pop(k, None)
         created = subprocess.run([sys.executable, "-m", "gateway", "tenant", "create", "--name", "Bench"],
@@ -75,7 +76,7 @@ def run_one(n: int, window: float, profile: Path | None = None) -> dict[str, Any
                 if not result:
                     raise RuntimeError(f"client failed (exit {cl.returncode})")
                 core = 100.0 * (c1 - c0) / (t1 - t0)
-                result.update({"gateway_cpu_pct_of_core": round(core, 1),
+                result.update({"rtp_sender": rtp_sender, "gateway_cpu_pct_of_core": round(core, 1),
                                "gateway_cpu_pct_per_call": round(core / n, 2),
                                # calls one core would carry at this CPU per call
                                "calls_per_core": round(100.0 * n / core, 1) if core else None,
@@ -103,17 +104,23 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--window", type=float, default=10.0, help="measurement window in seconds (keep <= 20)")
     ap.add_argument("--profile", type=Path, help="py-spy the gateway over the window (raw stacks) to this file")
+    ap.add_argument("--rtp-sender", nargs="+", choices=("direct", "aiortc"), default=["direct"],
+                    help="the gateway's CALL_RTP_SENDER; several: each N with each, back to back")
     a = ap.parse_args()
-    print(f"{'N':>4} {'setup s':>8} {'gw % core':>10} {'% core/call':>12} {'calls/core':>10} {'loss %':>7} "
+    print(f"{'sender':>6} {'N':>4} {'setup s':>8} {'gw % core':>10} {'% core/call':>12} {'calls/core':>10}"
+          f" {'loss %':>7} {'RTP lost':>8} "
           f"{'jitter ms (mean/max)':>21} {'µs/packet':>9} {'calls/core@0%loss':>17} {'clients cores':>13}"
           f" {'machine busy':>12}")
     for n in a.n:
-        r = run_one(n, min(a.window, 20.0), a.profile.with_suffix(f".{n}.txt") if a.profile else None)
-        print(f"{n:>4} {r['setup_s']:>8} {r['gateway_cpu_pct_of_core']:>10} {r['gateway_cpu_pct_per_call']:>12} "
-              f"{r['calls_per_core']!s:>10} {r['loss_pct']:>7} {r['jitter_ms_mean']!s:>10}/{r['jitter_ms_max']!s:<10}"
-              f" {r['gateway_us_per_packet']!s:>9} {r['calls_per_core_full_rate']!s:>17}"
-              f" {r['clients_cores']:>13} {r['machine_busy']:>8} of {r['cpus']}", flush=True)
-        print("  " + json.dumps(r), flush=True)
+        for sender in a.rtp_sender:
+            prof = a.profile.with_suffix(f".{sender}.{n}.txt") if a.profile else None
+            r = run_one(n, min(a.window, 20.0), prof, sender)
+            print(f"{sender:>6} {n:>4} {r['setup_s']:>8} {r['gateway_cpu_pct_of_core']:>10}"
+                  f" {r['gateway_cpu_pct_per_call']:>12} {r['calls_per_core']!s:>10} {r['loss_pct']:>7}"
+                  f" {r['rtp_lost']:>8} {r['jitter_ms_mean']!s:>10}/{r['jitter_ms_max']!s:<10}"
+                  f" {r['gateway_us_per_packet']!s:>9} {r['calls_per_core_full_rate']!s:>17}"
+                  f" {r['clients_cores']:>13} {r['machine_busy']:>8} of {r['cpus']}", flush=True)
+            print("  " + json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":

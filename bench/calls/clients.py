@@ -112,6 +112,19 @@ async def jitter_ms(end: End) -> float | None:
     return None
 
 
+async def rtp_lost(pairs: list[CallPair]) -> tuple[int, int]:
+    """(packets lost, packets received) by RTP sequence number on every end's inbound stream:
+    exact, unlike the sent/received counts at the window's edges."""
+    lost = received = 0
+    for p in pairs:
+        for end in (p.visitor, p.agent):
+            for s in (await end.pc.getStats()).values():
+                if getattr(s, "type", "") == "inbound-rtp":
+                    lost += int(s.packetsLost)
+                    received += int(s.packetsReceived)
+    return lost, received
+
+
 def snapshot(pairs: list[CallPair]) -> tuple[int, int]:
     sent = sum(p.visitor.track.sent + p.agent.track.sent for p in pairs)
     got = sum((p.visitor.inbound.packets if p.visitor.inbound else 0)
@@ -138,11 +151,13 @@ async def main(url: str, key: str, token: str, n: int, window: float) -> dict[st
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
+    lost0, rtp0 = await rtp_lost(pairs)
     s0, g0 = snapshot(pairs)
     print("window-start", flush=True)
     await asyncio.sleep(window)
     s1, g1 = snapshot(pairs)
     print("window-end", flush=True)
+    lost1, rtp1 = await rtp_lost(pairs)
     jit = [j for p in pairs for j in [await jitter_ms(p.visitor), await jitter_ms(p.agent)] if j is not None]
     stop.set()
     await asyncio.gather(tick_v, tick_a)
@@ -160,6 +175,9 @@ async def main(url: str, key: str, token: str, n: int, window: float) -> dict[st
     return {"n": n, "setup_s": round(setup, 2), "window_s": window, "sent": sent, "received": got,
             # packets in flight at the window edges make this approximate (±1 packet per leg)
             "loss_pct": round(max(0.0, 100.0 * (1 - got / sent)) if sent else 0.0, 2),
+            # lost by RTP sequence number on the gateway's outbound streams (exact)
+            "rtp_lost": lost1 - lost0, "rtp_received": rtp1 - rtp0,
+            "rtp_loss_pct": round(100.0 * (lost1 - lost0) / max(1, rtp1 - rtp0 + lost1 - lost0), 3),
             "jitter_ms_mean": round(sum(jit) / len(jit), 2) if jit else None,
             "jitter_ms_max": round(max(jit), 2) if jit else None}
 

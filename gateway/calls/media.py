@@ -11,6 +11,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.sdp import SessionDescription
 
 from gateway.calls.passthrough import PacketTrack, PassthroughQueue, install_passthrough
+from gateway.calls.rtpsend import AnswerError, DirectRtpSender, DirectSendUnavailable, rtp_head_parameters
 from recording.service import ActiveRecording
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,31 @@ def check_offer(offer_sdp: str) -> None:
 class Leg:
     def __init__(self, pc: RTCPeerConnection, outbound: PacketTrack) -> None:
         self.pc = pc
-        self.outbound = outbound  # what this leg's endpoint hears
+        self.outbound = outbound  # what this leg's endpoint hears (aiortc's sender; idle when direct)
+        self.direct: DirectRtpSender | None = None  # the same, written straight to the leg's DTLS
         self.inbound: PassthroughQueue | None = None  # what this leg's endpoint says
+
+    def forward(self, payload: bytes, ts: int) -> None:
+        """Send one Opus packet to this leg's endpoint."""
+        if self.direct is not None:
+            try:
+                self.direct.send(payload, ts)
+                return
+            except DirectSendUnavailable as exc:
+                log.error("direct RTP sending stopped (%s); falling back to aiortc's sender", exc)
+                self.direct = None
+        self.outbound.push(payload, ts)
+
+    @property
+    def sent(self) -> int:
+        return self.outbound.sent + (self.direct.sent if self.direct is not None else 0)
 
 
 class CallMedia:
-    def __init__(self, rtc_config: RTCConfiguration, on_leg_down: Callable[[int], None]) -> None:
+    def __init__(self, rtc_config: RTCConfiguration, on_leg_down: Callable[[int], None],
+                 direct: bool = True) -> None:
         self._rtc_config = rtc_config
+        self._direct = direct  # forward with DirectRtpSender (else through aiortc's sender)
         self._on_leg_down = on_leg_down
         self.legs: dict[int, Leg] = {}
         self.recorder: ActiveRecording | None = None
@@ -57,7 +76,7 @@ class CallMedia:
         def sink(payload: bytes, ts: int) -> None:
             peer = self.legs.get(other)
             if peer is not None:
-                peer.outbound.push(payload, ts)
+                peer.forward(payload, ts)
             if self.recorder is not None:
                 self.recorder.add(index, payload, ts)
 
@@ -95,6 +114,12 @@ class CallMedia:
                 raise SdpError(f"no answer possible (Opus is required): {exc}") from None
             if "opus/48000" not in pc.localDescription.sdp.lower():
                 raise SdpError("Opus is required")
+            if self._direct:
+                try:
+                    leg.direct = DirectRtpSender(audio[0].sender.transport,
+                                                 *rtp_head_parameters(pc.localDescription.sdp))
+                except (AnswerError, DirectSendUnavailable) as exc:
+                    log.error("direct RTP sending unavailable (%s); using aiortc's sender", exc)
         except BaseException:
             outbound.stop()
             with contextlib.suppress(Exception):
@@ -109,7 +134,7 @@ class CallMedia:
             leg = self.legs.get(idx)
             if leg is not None:
                 out[f"{name}_in"] = leg.inbound.packets if leg.inbound else 0
-                out[f"{name}_out"] = leg.outbound.sent
+                out[f"{name}_out"] = leg.sent
         return out
 
     async def close(self) -> None:

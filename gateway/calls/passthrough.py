@@ -36,6 +36,8 @@ class PassthroughQueue:
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self._stopped = threading.Event()
+        self._codec: Any = None  # the codec last seen, and whether it is Opus
+        self._opus = False
         self.packets = 0
         self.dropped = 0
 
@@ -44,7 +46,9 @@ class PassthroughQueue:
             self._stopped.set()
             return
         codec, frame = item
-        if codec.mimeType.lower() != "audio/opus":
+        if codec is not self._codec:
+            self._codec, self._opus = codec, codec.mimeType.lower() == "audio/opus"
+        if not self._opus:
             self.dropped += 1
             return
         self.packets += 1

@@ -98,7 +98,8 @@ class CallService:
         now = self.clock()
         row = CallRow(new_id(), p.tenant_id, conv.id, conv.contact_id, None, self.node_id, "ringing", now,
                       None, None, None, None, None)
-        call = ActiveCall(row, conv, CallMedia(self.rtc_config, lambda leg: self._leg_down(row.id, leg)))
+        call = ActiveCall(row, conv, CallMedia(self.rtc_config, lambda leg: self._leg_down(row.id, leg),
+                                                  direct=self.settings.direct_rtp))
         try:
             answer = await call.media.answer(VISITOR, sdp)
         except SdpError as exc:

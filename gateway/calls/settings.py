@@ -8,6 +8,8 @@ CALL_HOST_ADDRESSES comma list of local IPs the gateway's ICE may use (default: 
 CALL_MAX_DURATION   hard cap on a call's length in seconds (14400)
 CALL_NODE_HEARTBEAT seconds between a node's liveness writes (15); the unfinished calls of
                     a node silent for 4 of them are ended by the others as `node_lost`
+CALL_RTP_SENDER     `direct` (forwarded Opus written straight to the leg's DTLS transport,
+                    gateway/calls/rtpsend.py) or `aiortc` (through aiortc's sender task) (direct)
 RECORDING_DEFAULT   record calls of tenants without an explicit switch (true)
 MASTER_KEY          base64 of 32 bytes; wraps tenants' recording identities
 """
@@ -48,6 +50,7 @@ class CallSettings:
     master_key: str | None = None
     max_sdp_bytes: int = 64 * 1024
     node_heartbeat: float = 15.0
+    direct_rtp: bool = True  # CALL_RTP_SENDER=direct
 
     @property
     def node_stale_after(self) -> float:
@@ -103,6 +106,9 @@ def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
     rec = (merged.get("RECORDING_DEFAULT") or "true").lower()
     if rec not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise ConfigError("RECORDING_DEFAULT must be a boolean")
+    sender = (merged.get("CALL_RTP_SENDER") or "direct").lower()
+    if sender not in ("direct", "aiortc"):
+        raise ConfigError("CALL_RTP_SENDER must be 'direct' or 'aiortc'")
     hosts = tuple(h.strip() for h in (merged.get("CALL_HOST_ADDRESSES") or "").split(",") if h.strip())
     return CallSettings(
         ring_timeout=num("CALL_RING_TIMEOUT", 30.0),
@@ -112,4 +118,5 @@ def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
         recording_default=rec in ("1", "true", "yes", "on"),
         master_key=merged.get("MASTER_KEY") or None,
         node_heartbeat=num("CALL_NODE_HEARTBEAT", 15.0),
+        direct_rtp=sender == "direct",
     )

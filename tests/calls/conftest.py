@@ -18,7 +18,9 @@ def loopback_ice(monkeypatch):
 
 
 @pytest.fixture
-async def call_gateway(tmp_path, loopback_ice, monkeypatch) -> AsyncIterator[RunningGateway]:
+async def call_gateway(request, tmp_path, loopback_ice, monkeypatch) -> AsyncIterator[RunningGateway]:
+    """A gateway whose calls ring for 10 s; `indirect` parametrisation picks CALL_RTP_SENDER."""
     monkeypatch.setenv("CALL_RING_TIMEOUT", "10")
+    monkeypatch.setenv("CALL_RTP_SENDER", getattr(request, "param", "direct"))
     async with run_gateway(make_config(tmp_path)) as rg:
         yield rg

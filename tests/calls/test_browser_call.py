@@ -111,6 +111,11 @@ async def test_widget_call_answered_in_console(call_gateway: RunningGateway) -> 
             # at least 4.4 s of the call)
             await _inbound(page, v0 + 220)
             await _inbound(console, a0 + 220)
+            # what the gateway wrote (the direct RTP sender, the default) is audio to Chromium:
+            # it decoded sound from it, and lost no packet by sequence number on loopback
+            for p in (page, console):
+                inbound = (await p.evaluate(STATS))["inbound"]
+                assert inbound["energy"] > 0 and inbound["lost"] == 0, inbound
 
             await bar.get_by_role("button", name="Hang up").click()
             await expect(bar).to_have_attribute("data-call", "ended", timeout=T)

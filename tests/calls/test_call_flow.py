@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.calls.support import analyse_ogg, calls_of, endpoint, parties
 from tests.support.waits import until
@@ -17,7 +18,9 @@ async def setup_parties(rg):
     return p.tenant, p.agent_id, p.token, p.agent, p.visitor, conv
 
 
+@pytest.mark.parametrize("call_gateway", ["direct", "aiortc"], indirect=True)
 async def test_call_audio_both_ways_recorded(call_gateway):
+    """Both media paths (CALL_RTP_SENDER): our direct RTP sender (the default) and aiortc's."""
     rg = call_gateway
     nt, agent_id, token, ag, v, conv = await setup_parties(rg)
     caller, callee = endpoint(440), endpoint(660)
@@ -46,6 +49,11 @@ async def test_call_audio_both_ways_recorded(call_gateway):
         f0 = (caller.frames, callee.frames)
         await until(lambda: caller.frames - f0[0] >= 150 and callee.frames - f0[1] >= 150, timeout=60)
         assert caller.loud_frames > 100 and callee.loud_frames > 100
+        media = calls_of(rg).active[call_id].media
+        direct = calls_of(rg).settings.direct_rtp
+        assert all((leg.direct is not None) == direct for leg in media.legs.values())
+        if direct:  # nothing went through aiortc's sender task
+            assert all(leg.direct and leg.direct.sent > 150 and leg.outbound.sent == 0 for leg in media.legs.values())
 
         before_hangup = time.monotonic()
         hang = await v.call("call:hangup", {"call_id": call_id})

@@ -66,8 +66,10 @@ def test_settings():
     assert s.ice_servers[1].to_dict() == {"urls": ["turn:t.example.com"], "username": "u", "credential": "p"}
     assert s.node_heartbeat == 15 and s.node_stale_after == 60
     assert load_call_settings({"CALL_NODE_HEARTBEAT": "2"}).node_stale_after == 8
+    assert s.direct_rtp and not load_call_settings({"CALL_RTP_SENDER": "aiortc"}).direct_rtp
     for bad in ({"ICE_SERVERS": "nope"}, {"ICE_SERVERS": '[{"urls": "http://x"}]'}, {"CALL_RING_TIMEOUT": "-1"},
-                {"RECORDING_DEFAULT": "maybe"}, {"CALL_NODE_HEARTBEAT": "0"}, {"CALL_NODE_HEARTBEAT": "soon"}):
+                {"RECORDING_DEFAULT": "maybe"}, {"CALL_NODE_HEARTBEAT": "0"}, {"CALL_NODE_HEARTBEAT": "soon"},
+                {"CALL_RTP_SENDER": "fast"}):
         with pytest.raises(ConfigError):
             load_call_settings(bad)
 
