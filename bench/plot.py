@@ -16,7 +16,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ((ax1, ax2, ax3), (ax4, ax5, ax6)) = plt.subplots(2, 3, figsize=(15, 8.4))
+    fig, ((ax1, ax2, ax3, ax7), (ax4, ax5, ax6, ax8)) = plt.subplots(2, 4, figsize=(20, 8.4))
     for who, style in (("ours", "o-"), ("peer", "s--")):
         pts = [(r[who]["clients"], r[who]["deliveries_per_s"]) for r in results.get("fanout", []) if r.get(who)]
         if pts:
@@ -62,6 +62,22 @@ def plot(results: dict[str, Any], out: Path) -> None:
     if big:
         ax2.plot([x["clients"] for x in big], [x["kb_per_conn"] for x in big], "D-.",
                  label=f"gateway, one node of {results['bignode'].get('workers')} workers (PG + Redis)")
+    calls = [r for r in results.get("calls", []) if isinstance(r, dict)]
+    for sender, style in (("direct", "o-"), ("aiortc", "s--")):
+        rows = sorted((r for r in calls if r.get("rtp_sender", "aiortc") == sender), key=lambda r: r["n"])
+        if rows:
+            label = "direct RTP sender (default)" if sender == "direct" else "aiortc's sender task"
+            ax7.plot([r["n"] for r in rows], [r["gateway_cpu_pct_of_core"] for r in rows], style, label=label)
+            ax8.plot([r["n"] for r in rows], [r["calls_per_core"] or 0 for r in rows], style, label=label)
+            for r in rows:  # RTP packets lost and the machine's busy cores beside each point
+                ax7.annotate(f"{r.get('rtp_lost', '?')} lost, {r['machine_busy']:.1f}",
+                             (r["n"], r["gateway_cpu_pct_of_core"]), fontsize=7, textcoords="offset points",
+                             xytext=(3, -10))
+    ax7.set(title="Calls: gateway CPU (labels: RTP lost, busy cores)", xlabel="bridged + recorded calls",
+            ylabel="% of one core")
+    ax7.axhline(100, color="grey", lw=0.8, ls="--")
+    ax8.set(title="Calls per core (goal: 100)", xlabel="bridged + recorded calls", ylabel="calls per core")
+    ax8.axhline(100, color="grey", lw=0.8, ls="--")
     ax1.set(title="Fan-out: one conversation, N watchers", xlabel="clients watching",
             ylabel="deliveries/s (thousands)")
     ax2.set(title="Idle connections", xlabel="connected clients", ylabel="resident KB per connection")
@@ -75,13 +91,15 @@ def plot(results: dict[str, Any], out: Path) -> None:
     ax5.set_yscale("log")
     ax5.axhline(100, color="grey", lw=0.8, ls="--")
     ax6.set(title="(e) server CPU per connect", xlabel="connects/s offered", ylabel="µs per connect")
-    for ax in (ax1, ax2, ax3, ax4, ax5, ax6):
+    for ax in (ax1, ax2, ax3, ax4, ax5, ax6, ax7, ax8):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper right" if ax is ax2 else "best")
     ax1.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
     ax6.set_ylim(bottom=0)
+    ax7.set_ylim(bottom=0)
+    ax8.set_ylim(bottom=0)
     fig.suptitle(f"bench run {results.get('started', '')} (loopback, 2 cores)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

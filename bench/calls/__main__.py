@@ -1,5 +1,8 @@
 """`python -m bench.calls --n 10 50 100`: N concurrent bridged + recorded calls on loopback.
 
+`--rtp-sender direct aiortc` runs each N with each of the gateway's two media paths, back to
+back; `--merge` adds the rows to bench/results/latest.json under "calls" (the plot draws them).
+
 The gateway runs in its own process (`python -m gateway serve`, SQLite in a temp DATA_DIR,
 recording on); the callers and agents run in a second process (bench/calls/clients.py).
 Gateway CPU is read from /proc/<pid>/stat (utime + stime, all threads) over the
@@ -104,6 +107,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--window", type=float, default=10.0, help="measurement window in seconds (keep <= 20)")
     ap.add_argument("--profile", type=Path, help="py-spy the gateway over the window (raw stacks) to this file")
+    ap.add_argument("--merge", nargs="?", const=ROOT / "bench" / "results" / "latest.json", type=Path,
+                    help="add the rows to this results file under 'calls' (default bench/results/latest.json)")
     ap.add_argument("--rtp-sender", nargs="+", choices=("direct", "aiortc"), default=["direct"],
                     help="the gateway's CALL_RTP_SENDER; several: each N with each, back to back")
     a = ap.parse_args()
@@ -111,6 +116,8 @@ def main() -> None:
           f" {'loss %':>7} {'RTP lost':>8} "
           f"{'jitter ms (mean/max)':>21} {'µs/packet':>9} {'calls/core@0%loss':>17} {'clients cores':>13}"
           f" {'machine busy':>12}")
+    rows: list[dict[str, Any]] = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
     for n in a.n:
         for sender in a.rtp_sender:
             prof = a.profile.with_suffix(f".{sender}.{n}.txt") if a.profile else None
@@ -121,6 +128,12 @@ def main() -> None:
                   f" {r['gateway_us_per_packet']!s:>9} {r['calls_per_core_full_rate']!s:>17}"
                   f" {r['clients_cores']:>13} {r['machine_busy']:>8} of {r['cpus']}", flush=True)
             print("  " + json.dumps(r), flush=True)
+            rows.append(r)
+    if a.merge is not None:  # the other workloads' figures stay as they are
+        earlier = json.loads(a.merge.read_text()) if a.merge.exists() else {}
+        runs = {**earlier.get("merged_runs", {}), "calls": started}
+        a.merge.write_text(json.dumps({**earlier, "calls": rows, "merged_runs": runs}, indent=2))
+        print(f"merged {len(rows)} rows into {a.merge}")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ async def test_calls_bench_quick_run() -> None:
     assert len(rows) == 1, text.decode()
     r = rows[0]
     assert r["n"] == 2 and r["sent"] > 0 and r["received"] > 0 and r["loss_pct"] is not None
+    assert r["rtp_sender"] == "direct" and r["rtp_received"] > 0 and r["rtp_lost"] >= 0
     assert r["calls_per_core"] is None or r["calls_per_core"] > 0
     assert r["gateway_us_per_packet"] > 0 and r["calls_per_core_full_rate"] > 0
     assert r["clients_cores"] > 0 and 0 < r["machine_busy"] <= r["cpus"] + 0.05
