@@ -409,19 +409,21 @@ class EngineServer:
         if transport == "polling":
             body_text = open_packet(session.sid, ["websocket"], s.ping_interval, s.ping_timeout, s.max_payload)
             return web.Response(text=body_text, content_type="text/plain", headers=cors)
-        conn = self._take_over(request, session)
+        # the 101 answer and the open packet leave in one write
+        first = ws_frame(open_packet(session.sid, [], s.ping_interval, s.ping_timeout, s.max_payload).encode())
+        conn = self._take_over(request, session, first)
         if conn is None:
             self._close_answered(session)
             return self._bad(BAD_REQUEST, "cannot take the connection over", headers=cors)
         session.ws = conn
-        conn.write(ws_frame(open_packet(session.sid, [], s.ping_interval, s.ping_timeout, s.max_payload).encode()))
         conn.transport.resume_reading()
         return _Detached()
 
-    def _take_over(self, request: web.Request, session: Session) -> WsConnection | None:
+    def _take_over(self, request: web.Request, session: Session, first: bytes = b"") -> WsConnection | None:
         """Answer the upgrade and move the connection from aiohttp to a `WsConnection`
-        (reading paused: the caller resumes it). None when the connection cannot be taken
-        over (not served through an `EdgeSite`, closing) or the key is malformed."""
+        (reading paused: the caller resumes it); `first` (a websocket frame) is written with
+        the 101 answer. None when the connection cannot be taken over (not served through an
+        `EdgeSite`, closing) or the key is malformed."""
         inner = detachable(request)
         if inner is None:
             return None
@@ -434,7 +436,7 @@ class EngineServer:
         conn = WsConnection(self, session)
         transport = inner.detach(conn)
         transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n")
+                        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n" + first)
         return conn
 
     async def _upgrade(self, request: web.Request, session: Session) -> web.StreamResponse:
