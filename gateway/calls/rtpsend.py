@@ -12,7 +12,10 @@ extension of RFC 8843 in the one-byte form of RFC 8285 when the answer negotiate
 the SSRC, payload type and MID our answer announced, and hands the packet to the leg's
 DTLS transport, which protects it with the leg's SRTP keys (libsrtp) and writes it to the
 nominated ICE pair. aiortc's sender stays attached to the leg with an idle track: it keeps
-the SDP, answers RTCP (receiver reports, NACK, PLI) and sends its sender reports.
+the SDP and answers RTCP (receiver reports, NACK, PLI); its sender reports go on, but with
+zero packet and octet counts and no NTP/RTP timestamp pair, since nothing passed through
+it (a browser shows them as the remote side's `remote-outbound-rtp` statistics; audio
+playout does not use them).
 
 One private aiortc name is used, `RTCDtlsTransport._send_rtp(data)`, and one behaviour:
 the coroutine completes without suspending (aioice writes the datagram with a synchronous
@@ -23,6 +26,7 @@ aiortc's own sender (`PacketTrack`); `tests/calls/test_units.py` fails loudly fi
 
 from __future__ import annotations
 
+import logging
 import random
 import struct
 from collections.abc import Callable, Coroutine
@@ -30,6 +34,8 @@ from typing import Any
 
 from aiortc import RTCDtlsTransport
 from aiortc.sdp import SessionDescription
+
+log = logging.getLogger(__name__)
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _HEADER = struct.Struct("!BBHII")
@@ -105,9 +111,11 @@ class DirectRtpSender:
         except ConnectionError:  # DTLS not (or no longer) connected
             self.dropped += 1
             return False
-        except Exception:  # SRTP refused it (pylibsrtp.Error) or the socket failed: drop the packet
+        except Exception as exc:  # SRTP refused it (pylibsrtp.Error) or the socket failed: drop the packet
             self.dropped += 1
             self.errors += 1
+            if self.errors == 1:
+                log.warning("direct RTP send failed (%r); such packets are dropped and counted", exc)
             return False
         else:
             coro.close()

@@ -105,13 +105,16 @@ def test_without_mid_the_header_is_twelve_bytes():
     assert len(dtls.out[0]) == 12 + 2 and dtls.out[0][0] == 0x80 and dtls.out[0][1] == 0x80 | 111
 
 
-def test_a_leg_not_connected_drops_and_srtp_errors_are_counted():
+def test_a_leg_not_connected_drops_and_srtp_errors_are_counted(caplog: pytest.LogCaptureFixture):
     dtls = FakeDtls()
     s = DirectRtpSender(dtls, 7, 111, b"")  # type: ignore[arg-type]
     dtls.fail = ConnectionError
     assert s.send(b"\xfc", 0) is False and s.dropped == 1 and s.errors == 0
     dtls.fail = ValueError  # e.g. pylibsrtp.Error
     assert s.send(b"\xfc", 960) is False and s.dropped == 2 and s.errors == 1
+    assert s.send(b"\xfc", 960) is False and s.errors == 2
+    # the first failure is logged, not every packet's
+    assert [r.levelname for r in caplog.records if "direct RTP send failed" in r.getMessage()] == ["WARNING"]
     dtls.fail = None
     assert s.send(b"\xfc", 1920) and s.sent == 1
     assert parse(dtls.out[0]).marker == 1  # no packet had gone out yet: this one starts the talkspurt
