@@ -73,10 +73,18 @@ def plot(results: dict[str, Any], out: Path) -> None:
                 ax7.annotate(f"{r.get('rtp_lost', '?')} lost, {r['machine_busy']:.1f}",
                              (r["n"], r["gateway_cpu_pct_of_core"]), fontsize=7, textcoords="offset points",
                              xytext=(3, -10))
+                # the criterion: no packet lost, jitter < 5 ms; a point that fails it is crossed out
+                ok = r.get("rtp_lost", 1) == 0 and (r.get("jitter_ms_mean") or 99) < 5
+                ax8.annotate(f"jitter {r.get('jitter_ms_mean')} ms" + ("" if ok else " ✗"),
+                             (r["n"], r["calls_per_core"] or 0), fontsize=7, textcoords="offset points",
+                             xytext=(3, -10))
+                if not ok:
+                    ax8.plot([r["n"]], [r["calls_per_core"] or 0], "x", color="red", markersize=10)
     ax7.set(title="Calls: gateway CPU (labels: RTP lost, busy cores)", xlabel="bridged + recorded calls",
             ylabel="% of one core")
     ax7.axhline(100, color="grey", lw=0.8, ls="--")
-    ax8.set(title="Calls per core (goal: 100)", xlabel="bridged + recorded calls", ylabel="calls per core")
+    ax8.set(title="Calls per core (goal: 100; ✗ = loss or jitter ≥ 5 ms)", xlabel="bridged + recorded calls",
+            ylabel="calls per core")
     ax8.axhline(100, color="grey", lw=0.8, ls="--")
     ax1.set(title="Fan-out: one conversation, N watchers", xlabel="clients watching",
             ylabel="deliveries/s (thousands)")
