@@ -1,8 +1,9 @@
 """No private names of our dependencies: the server's code (gateway/, connectors/,
 recording/) never imports python-socketio or python-engineio, never imports an underscore
 name or module of another package, and never reads an underscore attribute that our own
-code does not define. The exceptions are listed in docs/architecture.md ("Names of
-dependencies we rely on"), each with a test of its own."""
+code does not define — also when the name reaches getattr/setattr/hasattr through a module
+constant. The exceptions are listed in docs/architecture.md ("Names of dependencies we rely
+on") and in `LISTED` below, each with a test of its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ OURS = set(PACKAGES) | {"tests", "bench"}
 # underscore names of the standard library (not a dependency) that our code reads
 STDLIB = {"_current_frames": "sys (documented)", "_value2member_map_": "enum's value map",
           "_SubParsersAction": "argparse: the type add_subparsers returns"}
+# the exceptions docs/architecture.md lists ("Names of dependencies we rely on"), each with
+# the test that fails when the dependency changes it
+LISTED = {
+    "_RTCRtpReceiver__decoder_queue":
+        "aiortc: tests/calls/test_units.py::test_aiortc_still_has_the_decoder_queue_we_replace",
+    "_send_rtp": "aiortc: tests/calls/test_rtpsend.py::test_aiortc_sends_what_the_direct_sender_writes",
+}
 
 
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -94,12 +102,20 @@ def _defined(modules: list[tuple[Path, ast.Module]]) -> set[str]:
     return defined
 
 
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    """A module's top-level `NAME = "text"` assignments (a name passed to getattr through one)."""
+    return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
 def test_no_underscore_names_of_other_packages() -> None:
     modules = _modules()
-    defined = _defined(modules) | STDLIB.keys()
+    defined = _defined(modules) | STDLIB.keys() | LISTED.keys()
     problems = []
     for path, tree in modules:
         where = path.relative_to(ROOT)
+        constants = _string_constants(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and _third_party(node.module):
                 if any(_private(part) for part in node.module.split(".")):
@@ -113,10 +129,11 @@ def test_no_underscore_names_of_other_packages() -> None:
                 problems.append(f"{where}:{node.lineno}: .{node.attr}")
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                     and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) > 1:
-                name = node.args[1]
-                if isinstance(name, ast.Constant) and isinstance(name.value, str) and _private(name.value) \
-                        and name.value not in defined:
-                    problems.append(f"{where}:{node.lineno}: {node.func.id}(…, {name.value!r})")
+                arg = node.args[1]
+                name = arg.value if isinstance(arg, ast.Constant) else \
+                    constants.get(arg.id) if isinstance(arg, ast.Name) else None
+                if isinstance(name, str) and _private(name) and name not in defined:
+                    problems.append(f"{where}:{node.lineno}: {node.func.id}(…, {name!r})")
     assert not problems, "private names of dependencies:\n" + "\n".join(problems)
 
 
