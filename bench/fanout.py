@@ -294,10 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     out["seconds"] = round(time.monotonic() - t0, 1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     if a.merge and a.out.exists():  # keep the workloads not run now, noting when these were
-        earlier = json.loads(a.out.read_text())
         ran = {k: v for k, v in out.items() if k not in ("started", "args", "seconds")}
-        runs = {**earlier.get("merged_runs", {}), **{k: out["started"] for k in ran}}
-        out = {**earlier, **ran, "merged_runs": runs}
+        out = procs.merge_results(a.out, ran, out["started"])
     a.out.write_text(json.dumps(out, indent=2))
     print(f"done in {round(time.monotonic() - t0, 1)} s; results in {a.out}")
     return 0

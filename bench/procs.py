@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -36,6 +37,14 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def merge_results(path: Path, ran: dict[str, Any], started: str) -> dict[str, Any]:
+    """The results file at `path` with the workloads of `ran` replaced and the others kept,
+    noting in `merged_runs` when each replaced workload ran (`started`)."""
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    runs = {**earlier.get("merged_runs", {}), **dict.fromkeys(ran, started)}
+    return {**earlier, **ran, "merged_runs": runs}
 
 
 def free_port() -> int:

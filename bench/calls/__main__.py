@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.procs import cpu_seconds, free_port, machine_cpu_seconds
+from bench.procs import cpu_seconds, free_port, machine_cpu_seconds, merge_results
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,9 +130,7 @@ def main() -> None:
             print("  " + json.dumps(r), flush=True)
             rows.append(r)
     if a.merge is not None:  # the other workloads' figures stay as they are
-        earlier = json.loads(a.merge.read_text()) if a.merge.exists() else {}
-        runs = {**earlier.get("merged_runs", {}), "calls": started}
-        a.merge.write_text(json.dumps({**earlier, "calls": rows, "merged_runs": runs}, indent=2))
+        a.merge.write_text(json.dumps(merge_results(a.merge, {"calls": rows}, started), indent=2))
         print(f"merged {len(rows)} rows into {a.merge}")
 
 

@@ -105,11 +105,17 @@ async def ticker(ends: list[End], pkts: list[bytes], stop: asyncio.Event) -> Non
             await asyncio.sleep(delay)
 
 
-async def jitter_ms(end: End) -> float | None:
+async def inbound(end: End) -> Any | None:
+    """The end's inbound RTP statistics (aiortc's `RTCInboundRtpStreamStats`), if any yet."""
     for s in (await end.pc.getStats()).values():
         if getattr(s, "type", "") == "inbound-rtp":
-            return float(s.jitter) / 48.0
+            return s
     return None
+
+
+async def jitter_ms(end: End) -> float | None:
+    s = await inbound(end)
+    return float(s.jitter) / 48.0 if s is not None else None
 
 
 async def rtp_lost(pairs: list[CallPair]) -> tuple[int, int]:
@@ -118,10 +124,10 @@ async def rtp_lost(pairs: list[CallPair]) -> tuple[int, int]:
     lost = received = 0
     for p in pairs:
         for end in (p.visitor, p.agent):
-            for s in (await end.pc.getStats()).values():
-                if getattr(s, "type", "") == "inbound-rtp":
-                    lost += int(s.packetsLost)
-                    received += int(s.packetsReceived)
+            s = await inbound(end)
+            if s is not None:
+                lost += int(s.packetsLost)
+                received += int(s.packetsReceived)
     return lost, received
 
 

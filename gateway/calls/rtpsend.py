@@ -21,7 +21,7 @@ One private aiortc name is used, `RTCDtlsTransport._send_rtp(data)`, and one beh
 the coroutine completes without suspending (aioice writes the datagram with a synchronous
 `transport.sendto`). It is driven with `coroutine.send(None)` so no task is made per packet.
 If either changes, `send` raises `DirectSendUnavailable` once and the caller falls back to
-aiortc's own sender (`PacketTrack`); `tests/calls/test_units.py` fails loudly first.
+aiortc's own sender (`PacketTrack`); `tests/calls/test_rtpsend.py` fails loudly first.
 """
 
 from __future__ import annotations
