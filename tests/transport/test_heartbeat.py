@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.edge.engine import EngineSettings, heartbeat_tick
 from gateway.edge.wheel import TimerWheel
 from tests.support.server import make_config, run_gateway
 from tests.support.waits import until
@@ -33,6 +34,17 @@ class Item:
 
     def on_time(self, now: float) -> None:
         self._fired.append((self.name, now))
+
+
+def test_the_heartbeat_tick_is_coarse_by_default_and_a_tenth_of_a_short_deadline() -> None:
+    """The defaults (25 s / 20 s / 10 s) tick once a second, so that the pings due in one
+    second leave together; sub-second settings (the reference test-suite's 300 / 200 ms) keep
+    every deadline within 10 % of its length."""
+    assert heartbeat_tick(EngineSettings()) == 1.0
+    assert heartbeat_tick(EngineSettings(ping_interval=0.3, ping_timeout=0.2, connect_timeout=0.5)) == 0.02
+    assert heartbeat_tick(EngineSettings(ping_interval=25, ping_timeout=20, connect_timeout=0)) == 1.0
+    assert heartbeat_tick(EngineSettings(ping_interval=5, ping_timeout=3, connect_timeout=0)) == 0.3
+    assert heartbeat_tick(EngineSettings(timer_resolution=0.01)) == 0.01
 
 
 async def test_an_item_fires_within_a_tick_after_its_deadline_never_before() -> None:
