@@ -30,8 +30,6 @@ that is logged once until Redis answers again.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,10 +40,8 @@ from redis.exceptions import RedisError
 
 from gateway.admission.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
 from gateway.admission.limits import Limits, RateLimiter
-from gateway.aio.tasks import stop_task
+from gateway.aio.periodic import Periodic
 from gateway.config import LIMIT_SCOPES
-
-log = logging.getLogger(__name__)
 
 # KEYS: the bucket. ARGV: rate (tokens/s), burst, cost. Returns the seconds to wait, as a
 # string ("0" when the tokens were taken): Lua numbers would come back truncated to integers.
@@ -134,15 +130,13 @@ class SyncedRateLimiter:
 
     `hit` takes a token from the worker's own bucket (`local`) or raises `rate_limited`, as
     `local.hit` does, and also refuses an address whose node bucket was in debt at the last
-    sync (with the wait until it is not). `sync` (between `start` and `close`, `interval` s
-    after the first message let through since the sync before) adds what each address sent
-    since to its node bucket and learns which of the node's addresses are in debt. While
-    Redis cannot be reached the worker's own bucket alone decides (logged once)."""
+    sync (with the wait until it is not). `sync` (every `interval` s between `start` and
+    `close`) adds what each address sent since to its node bucket and learns which of the
+    node's addresses are in debt. While Redis cannot be reached the worker's own bucket alone
+    decides (logged once)."""
 
     def __init__(self, local: RateLimiter, redis: Redis, key_prefix: str, *, interval: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        """`sleep`: how the sync waits its `interval` (a test passes one it releases by hand)."""
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.local = local
         self.name = local.name
         self._prefix = key_prefix
@@ -151,10 +145,7 @@ class SyncedRateLimiter:
         self._clock = clock
         self._sent: dict[str, int] = {}  # address → messages let through since the last sync
         self._blocked: dict[str, float] = {}  # address → until when (clock) its node bucket is in debt
-        self.interval = interval
-        self._sleep = sleep
-        self._due = asyncio.Event()  # something was let through since the last sync
-        self._task: asyncio.Task[None] | None = None
+        self._sync = Periodic(f"sync {self.name}", self.sync, interval, delay=interval)
         self.failures = RedisFailures(f"rate limit {self.name}", "limiting per worker")
         self.syncs = 0  # syncs that reached Redis: each began after the one before had ended
 
@@ -167,10 +158,7 @@ class SyncedRateLimiter:
                 self.local.refuse(math.ceil(wait * 1000) / 1000)
             del self._blocked[key]
         self.local.hit(key)
-        sent = self._sent
-        if not sent:
-            self._due.set()
-        sent[key] = sent.get(key, 0) + 1
+        self._sent[key] = self._sent.get(key, 0) + 1
 
     async def sync(self) -> None:
         """Add what each address sent since the last sync to its node bucket, then take the
@@ -196,23 +184,10 @@ class SyncedRateLimiter:
         return {_text(got[i])[cut:]: float(got[i + 1]) + offset for i in range(1, len(got) - 1, 2)}
 
     def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.create_task(self._run(), name=f"sync {self.name}")
-
-    async def _run(self) -> None:
-        while True:
-            await self._due.wait()
-            await self._sleep(self.interval)
-            self._due.clear()  # before `sync` takes what was sent: a message after it sets it again
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("sync of %s failed", self.name)
+        self._sync.start()
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await stop_task(task, log, f"sync {self.name}")
+        await self._sync.stop()
         await self.sync()
 
 

@@ -275,41 +275,6 @@ async def test_messages_limited_per_worker_while_redis_is_unreachable(prefix: st
         await gone.aclose()
 
 
-async def test_a_worker_that_lets_nothing_through_does_not_sync(redis: aioredis.Redis, prefix: str) -> None:
-    """The sync waits for a message: none, no wait and no call to Redis; the first one
-    brings a sync one interval later; after it, the worker waits for the next message."""
-    waits: list[float] = []
-    release = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        await release.wait()
-        release.clear()
-
-    w = SyncedRateLimiter(RateLimiter("messages_per_ip", RATE, BURST), redis, prefix, interval=0.5, sleep=sleep)
-    w.start()
-    try:
-        for _ in range(20):
-            await asyncio.sleep(0)  # turns of the loop: an idle worker's sync task stays parked
-        assert waits == [] and w.syncs == 0
-        w.hit("10.0.0.1")
-        w.hit("10.0.0.1")
-        await until(lambda: waits == [0.5])
-        release.set()
-        await until(lambda: w.syncs == 1)
-        assert await redis.exists(prefix + "10.0.0.1")
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert waits == [0.5] and w.syncs == 1  # nothing sent since: no second wait
-        w.hit("10.0.0.2")
-        await until(lambda: len(waits) == 2)
-        release.set()
-        await until(lambda: w.syncs == 2)
-    finally:
-        await w.close()
-    assert await redis.exists(prefix + "10.0.0.2")
-
-
 async def test_the_sync_runs_on_its_own_and_once_more_at_close(redis: aioredis.Redis, prefix: str) -> None:
     w = SyncedRateLimiter(RateLimiter("messages_per_ip", RATE, BURST), redis, prefix, interval=0.05)
     w.start()
