@@ -22,6 +22,15 @@ it is, every worker refuses that address until the debt is paid back at the limi
 So an address gets the limit's rate over the node, and at most what each worker's own
 bucket lets through for one `interval` more before every worker refuses it.
 
+An idle worker need not sync twice a second to keep that bound (two syncs a second of
+each of 3 idle workers were a third of an idle node's CPU: docs/performance.md): the sync
+that puts an address in debt also publishes it on the node's debt channel (the debt list's
+key), to which every worker is subscribed. A worker that has let nothing through for
+`linger` syncs in a row (10 s by default) pauses, while its subscription is up, until a
+message of its own or a debt's news, either of which brings a sync `interval` later and
+`linger` more; so an idle node makes no call to Redis and no wake-up for this limit. While
+the subscription is down the worker syncs every `interval` as before.
+
 A bucket's hash expires when it would be full again (`burst / rate` seconds after its last
 use), so Redis holds only the addresses that are being limited. While Redis cannot be
 reached, the worker's own in-process bucket decides (the limit per worker, as before), and
@@ -30,6 +39,9 @@ that is logged once until Redis answers again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,8 +52,10 @@ from redis.exceptions import RedisError
 
 from gateway.admission.ipconns import IpConnections, LocalIpConnections, RedisFailures, SharedIpConnections
 from gateway.admission.limits import Limits, RateLimiter
-from gateway.aio.periodic import Periodic
+from gateway.aio.tasks import stop_task
 from gateway.config import LIMIT_SCOPES
+
+log = logging.getLogger(__name__)
 
 # KEYS: the bucket. ARGV: rate (tokens/s), burst, cost. Returns the seconds to wait, as a
 # string ("0" when the tokens were taken): Lua numbers would come back truncated to integers.
@@ -93,12 +107,14 @@ class SharedRateLimiter:
 # the most addresses in debt to return, then per bucket what was sent from it. Each bucket
 # is the one of `_TAKE`, debited whatever it holds (it may go into debt). Returns Redis's
 # clock, then the addresses in debt and until when, as strings (Lua numbers would come
-# back truncated to integers).
+# back truncated to integers). An address newly in debt is published on the channel named
+# like the debt list's key (the debt news that wakes paused workers).
 _SYNC = """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local fresh = false
 for i = 2, #KEYS do
   local key = KEYS[i]
   local b = redis.call('HMGET', key, 'tokens', 'updated')
@@ -108,11 +124,12 @@ for i = 2, #KEYS do
   redis.call('HSET', key, 'tokens', tostring(tokens), 'updated', tostring(now))
   redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
   if tokens < 0 then
-    redis.call('ZADD', KEYS[1], tostring(now - tokens / rate), key)
+    if redis.call('ZADD', KEYS[1], tostring(now - tokens / rate), key) == 1 then fresh = true end
   else
     redis.call('ZREM', KEYS[1], key)
   end
 end
+if fresh then redis.call('PUBLISH', KEYS[1], '1') end
 local debt = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 if #debt > 0 then
   redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(debt[#debt]) - now) * 1000) + 1000)
@@ -131,12 +148,13 @@ class SyncedRateLimiter:
     `hit` takes a token from the worker's own bucket (`local`) or raises `rate_limited`, as
     `local.hit` does, and also refuses an address whose node bucket was in debt at the last
     sync (with the wait until it is not). `sync` (every `interval` s between `start` and
-    `close`) adds what each address sent since to its node bucket and learns which of the
-    node's addresses are in debt. While Redis cannot be reached the worker's own bucket alone
-    decides (logged once)."""
+    `close`; paused after `linger` quiet syncs while the debt news is listened to, until a
+    message or a debt's news) adds what each address sent since to its node bucket and
+    learns which of the node's addresses are in debt. While Redis cannot be reached the
+    worker's own bucket alone decides (logged once)."""
 
     def __init__(self, local: RateLimiter, redis: Redis, key_prefix: str, *, interval: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, linger: int = 20) -> None:
         self.local = local
         self.name = local.name
         self._prefix = key_prefix
@@ -145,7 +163,15 @@ class SyncedRateLimiter:
         self._clock = clock
         self._sent: dict[str, int] = {}  # address → messages let through since the last sync
         self._blocked: dict[str, float] = {}  # address → until when (clock) its node bucket is in debt
-        self._sync = Periodic(f"sync {self.name}", self.sync, interval, delay=interval)
+        self._redis = redis
+        self.interval = interval
+        self.linger = max(1, linger)
+        self._due = asyncio.Event()  # a message let through, or a debt's news, since the last sync
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening = False  # subscribed to the node's debt news
+        self.paused = False  # waiting for a message or a debt's news
+        self.news = 0  # debts' news received
+        self.news_failures = RedisFailures(f"debt news of {self.name}", "syncing every interval")
         self.failures = RedisFailures(f"rate limit {self.name}", "limiting per worker")
         self.syncs = 0  # syncs that reached Redis: each began after the one before had ended
 
@@ -158,7 +184,10 @@ class SyncedRateLimiter:
                 self.local.refuse(math.ceil(wait * 1000) / 1000)
             del self._blocked[key]
         self.local.hit(key)
-        self._sent[key] = self._sent.get(key, 0) + 1
+        sent = self._sent
+        if not sent:
+            self._due.set()
+        sent[key] = sent.get(key, 0) + 1
 
     async def sync(self) -> None:
         """Add what each address sent since the last sync to its node bucket, then take the
@@ -184,10 +213,55 @@ class SyncedRateLimiter:
         return {_text(got[i])[cut:]: float(got[i + 1]) + offset for i in range(1, len(got) - 1, 2)}
 
     def start(self) -> None:
-        self._sync.start()
+        if not self._tasks and self.interval > 0:
+            self._tasks = [asyncio.create_task(self._run(), name=f"sync {self.name}"),
+                           asyncio.create_task(self._listen(), name=f"debt news {self.name}")]
+
+    async def _run(self) -> None:
+        quiet = 0
+        while True:
+            if quiet >= self.linger and self.listening:
+                self.paused = True
+                await self._due.wait()
+                self.paused = False
+                quiet = 0
+            await asyncio.sleep(self.interval)
+            due, carried = self._due.is_set(), bool(self._sent)
+            self._due.clear()  # before `sync` takes what was sent: a message after it sets it again
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("sync of %s failed", self.name)
+            quiet = 0 if due or carried else quiet + 1
+
+    async def _listen(self) -> None:
+        """Subscribed to the node's debt news, for ever: each news wakes the sync; a lost
+        subscription is taken up again (a sync follows, for what was missed meanwhile)."""
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._debt_key)
+                self.news_failures.ok()
+                self.listening = True
+                self._due.set()  # news may have gone by unheard: learn the debts once
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if msg is not None and msg.get("type") == "message":
+                        self.news += 1
+                        self._due.set()
+            except (RedisError, OSError) as exc:
+                self.news_failures.failed("subscribe", exc)
+            finally:
+                self.listening = False
+                self._due.set()  # no news heard now: sync every interval
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(max(1.0, self.interval))
 
     async def close(self) -> None:
-        await self._sync.stop()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await stop_task(task, log, task.get_name())
         await self.sync()
 
 

@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway.admission.ipconns import LocalIpConnections, SharedIpConnections
 from gateway.admission.limits import Limits, RateLimiter
 from gateway.admission.shared_limits import SYNC_CHUNK, SharedRateLimiter, SyncedRateLimiter, node_limits
 from gateway.config import LimitsConfig
 from gateway.core.errors import GatewayError
+from tests.support.procs import free_port
 from tests.support.waits import until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -273,6 +276,48 @@ async def test_messages_limited_per_worker_while_redis_is_unreachable(prefix: st
         assert sum("limiting per worker" in r.getMessage() for r in caplog.records) == 1
     finally:
         await gone.aclose()
+
+
+async def test_a_paused_worker_learns_of_a_debt_from_the_news_and_refuses_at_once(redis: aioredis.Redis,
+                                                                                   prefix: str) -> None:
+    """Three workers of a node. w0 lets nothing through, so after `linger` quiet syncs it
+    pauses (it makes no call to Redis while paused). w1 and w2 each let a burst through
+    from one address: the node's bucket goes into debt, the sync that did it publishes the
+    news, w0 wakes, syncs and refuses that address's very first message to it."""
+    def worker() -> SyncedRateLimiter:
+        return SyncedRateLimiter(RateLimiter("messages_per_ip", RATE, BURST), redis, prefix, interval=0.05, linger=2)
+
+    w0, w1, w2 = worker(), worker(), worker()
+    for w in (w0, w1, w2):
+        w.start()
+    try:
+        await until(lambda: w0.paused)
+        paused_at = w0.syncs
+        for w in (w1, w2):
+            for _ in range(int(BURST)):
+                w.hit("10.0.0.9")
+        await until(lambda: w0.news >= 1 and w0.syncs > paused_at)
+        err = _refused(w0, "10.0.0.9")
+        assert err.code == "rate_limited" and err.details["limit"] == "messages_per_ip"
+        await until(lambda: w0.paused)  # quiet again: paused again
+    finally:
+        for w in (w0, w1, w2):
+            await w.close()
+
+
+async def test_a_worker_that_hears_no_news_keeps_syncing(prefix: str) -> None:
+    """No subscription (Redis unreachable here): the worker never pauses, so that it goes
+    on learning debts every interval once Redis answers."""
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2,
+                          retry=Retry(NoBackoff(), 0))  # each failed call fails at once
+    w = SyncedRateLimiter(RateLimiter("messages_per_ip", RATE, BURST), dead, prefix, interval=0.02, linger=2)
+    w.start()
+    try:
+        await until(lambda: w.failures.count >= 8)  # eight syncs tried: four times `linger`
+        assert not w.paused and not w.listening and w.news_failures.count >= 1
+    finally:
+        await w.close()
+        await dead.aclose()
 
 
 async def test_the_sync_runs_on_its_own_and_once_more_at_close(redis: aioredis.Redis, prefix: str) -> None:
