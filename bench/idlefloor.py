@@ -4,8 +4,9 @@ costs below any application — the floor under workload (f).
 The same bytes the gateway's heartbeat moves, with no Engine.IO, no websocket parsing and
 no timer wheel: a server process on uvloop (the gateway's default loop) writes the 3-byte
 websocket ping frame (`2`) to each of `--clients` TCP connections once every `--interval`
-seconds (spread evenly: a batch every 100 ms), and reads the 7-byte masked pong frame each
-client process answers with, discarding it. One `write` and one `read` system call per
+seconds (spread evenly: a batch every `--batch` seconds, 1 by default as the gateway's
+heartbeat tick), and reads the 7-byte masked pong frame each client process answers
+with, discarding it. One `write` and one `read` system call per
 connection per interval, as in the gateway (counted with `strace -c` on both).
 
 Printed: the server's CPU (cores busy: user + system time of the process over `--seconds`
@@ -26,7 +27,6 @@ from bench.procs import cpu_seconds, free_port, raise_fd_limit
 
 PING = b"\x81\x012"  # server → client: an unmasked text frame "2" (Engine.IO ping)
 PONG = b"\x81\x81R\xfa\xa5\x1da"  # client → server: a masked text frame "3" (Engine.IO pong)
-BATCH_SECONDS = 0.1
 PER_CLIENT_PROCESS = 15_000  # connections per client process (a process may hold 20,000 fds here)
 
 
@@ -41,7 +41,7 @@ class _Conn(asyncio.Protocol):
         pass  # the pong: read by the loop, not looked at
 
 
-async def _serve(port: int, interval: float) -> None:
+async def _serve(port: int, interval: float, batch: float) -> None:
     conns: list[asyncio.Transport] = []
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Conn(conns), "127.0.0.1", port, backlog=4096)
@@ -49,10 +49,10 @@ async def _serve(port: int, interval: float) -> None:
     i = 0
     async with server:
         while True:
-            await asyncio.sleep(BATCH_SECONDS)
+            await asyncio.sleep(batch)
             n = len(conns)
             if n:
-                for _ in range(max(1, round(n * BATCH_SECONDS / interval))):
+                for _ in range(max(1, round(n * batch / interval))):
                     conns[i % n].write(PING)
                     i += 1
 
@@ -80,6 +80,8 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=10_000)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--interval", type=float, default=25.0, help="seconds between two pings of one connection")
+    p.add_argument("--batch", type=float, default=1.0,
+                   help="seconds between two batches of pings (the gateway's heartbeat tick: 1 s)")
     p.add_argument("--settle", type=float, default=5.0)
     p.add_argument("--role", choices=("run", "server", "clients"), default="run", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -88,13 +90,14 @@ def main() -> int:
     import uvloop
 
     if a.role == "server":
-        uvloop.run(_serve(a.port, a.interval))
+        uvloop.run(_serve(a.port, a.interval, a.batch))
         return 0
     if a.role == "clients":
         uvloop.run(_clients(a.port, a.clients))
         return 0
     port = free_port()
-    me = [sys.executable, "-m", "bench.idlefloor", "--port", str(port), "--interval", str(a.interval)]
+    me = [sys.executable, "-m", "bench.idlefloor", "--port", str(port), "--interval", str(a.interval),
+          "--batch", str(a.batch)]
     server = subprocess.Popen([*me, "--role", "server"], stdout=subprocess.PIPE, text=True)
     clients: list[subprocess.Popen[str]] = []
     try:
@@ -119,8 +122,8 @@ def main() -> int:
             proc.kill()
             proc.wait()
     per_10k = cores / a.clients * 10_000
-    print(f"idle floor (uvloop, raw ping/pong frames, a ping every {a.interval:g} s): {a.clients:,} connections, "
-          f"{span:.0f} s")
+    print(f"idle floor (uvloop, raw ping/pong frames, a ping every {a.interval:g} s in batches every {a.batch:g} s): "
+          f"{a.clients:,} connections, {span:.0f} s")
     print(f"  server cores busy          {cores:.4f}")
     print(f"  per 10,000 connections     {per_10k:.4f}")
     print(f"  scaled to 50,000           {per_10k * 5:.4f}")

@@ -168,7 +168,7 @@ async def test_idle_floor_bench_quick_run() -> None:
     does read the pongs (its CPU is above zero) and the rows are printed."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.idlefloor", "--clients", "200", "--seconds", "2", "--interval", "0.2",
-        "--settle", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "--batch", "0.1", "--settle", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     text, _ = await asyncio.wait_for(proc.communicate(), 60)
     out = text.decode()
     assert proc.returncode == 0, out[-3000:]
