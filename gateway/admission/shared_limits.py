@@ -300,7 +300,9 @@ class NodeLimits:
             await self.redis.aclose()
 
     def redis_errors(self) -> int:
-        return sum(x.failures.count for x in self.shared)
+        """Failed Redis calls of these limits, the debt news's subscriptions included."""
+        news = 0 if self.synced is None else self.synced.news_failures.count
+        return sum(x.failures.count for x in self.shared) + news
 
 
 def node_limits(limits: Limits, max_connections_per_ip: int, *, redis_url: str | None, prefix: str,

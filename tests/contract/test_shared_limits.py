@@ -18,7 +18,13 @@ from redis.backoff import NoBackoff
 
 from gateway.admission.ipconns import LocalIpConnections, SharedIpConnections
 from gateway.admission.limits import Limits, RateLimiter
-from gateway.admission.shared_limits import SYNC_CHUNK, SharedRateLimiter, SyncedRateLimiter, node_limits
+from gateway.admission.shared_limits import (
+    SYNC_CHUNK,
+    NodeLimits,
+    SharedRateLimiter,
+    SyncedRateLimiter,
+    node_limits,
+)
 from gateway.config import LimitsConfig
 from gateway.core.errors import GatewayError
 from tests.support.procs import free_port
@@ -315,6 +321,8 @@ async def test_a_worker_that_hears_no_news_keeps_syncing(prefix: str) -> None:
     try:
         await until(lambda: w.failures.count >= 8)  # eight syncs tried: four times `linger`
         assert not w.paused and not w.listening and w.news_failures.count >= 1
+        node = NodeLimits(LocalIpConnections(1), w.hit, w.hit, w.hit, dead, (w,), w)
+        assert node.redis_errors() == w.failures.count + w.news_failures.count  # both counted in the metric
     finally:
         await w.close()
         await dead.aclose()
