@@ -226,13 +226,14 @@ class SyncedRateLimiter:
                 self.paused = False
                 quiet = 0
             await asyncio.sleep(self.interval)
-            due, carried = self._due.is_set(), bool(self._sent)
+            # set by a message since the last sync (each one that finds nothing waiting) or by news
+            due = self._due.is_set()
             self._due.clear()  # before `sync` takes what was sent: a message after it sets it again
             try:
                 await self.sync()
             except Exception:
                 log.exception("sync of %s failed", self.name)
-            quiet = 0 if due or carried else quiet + 1
+            quiet = 0 if due else quiet + 1
 
     async def _listen(self) -> None:
         """Subscribed to the node's debt news, for ever: each news wakes the sync; a lost

@@ -12,9 +12,9 @@ than `threshold + interval`, so every one reported held the loop for more than `
 An idle loop is never woken by the watch: only the thread wakes, `1 / interval` times a
 second (10 with the default 200 ms threshold), to read one line of
 `/proc/self/task/<loop thread>/syscall` (`PollerState`). On this project's 2-core VM
-every wake-up of an idle process costs ~75 µs of CPU whatever it does; an idle process
-with the watch costs 0.0008 cores this way, against 0.0026 for a timer on the loop and a
-thread waiting on an `Event` (docs/performance.md). Where that file does not tell
+every wake-up of an idle process costs 70 to 90 µs of CPU whatever it does; an idle process
+with the watch costs 0.0014 cores this way, against 0.0023 to 0.0026 for a timer on the loop
+and a thread waiting on an `Event` (docs/performance.md). Where that file does not tell
 (not Linux, an architecture whose epoll system call numbers are not listed here), a timer
 on the loop stamps the time every `interval` instead, which wakes the loop as often.
 
@@ -82,9 +82,7 @@ class StallWatch:
         self.use_proc = use_proc
         self.stalls = 0
         self.longest = 0.0
-        # what the thread saw: the loop parked in its poller, or asked to answer
-        self.seen_parked = 0
-        self.asked = 0
+        self.seen_parked = 0  # looks that found the loop parked in its poller
         self._last = time.monotonic()
         self._asking = False  # a question to the loop is waiting for its answer
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,7 +138,6 @@ class StallWatch:
             self._last = now
         elif not self._asking:
             self._asking = True
-            self.asked += 1
             try:
                 loop.call_soon_threadsafe(self._answer)
             except RuntimeError:  # the loop is closed

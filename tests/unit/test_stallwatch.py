@@ -14,7 +14,16 @@ import pytest
 from gateway.ops.stallwatch import PollerState, StallWatch
 from tests.support.waits import until
 
-LINUX_PROC = PollerState.of_current_thread() is not None
+
+def _proc_readable() -> bool:
+    state = PollerState.of_current_thread()
+    if state is None:
+        return False
+    state.close()
+    return True
+
+
+LINUX_PROC = _proc_readable()
 needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task/<tid>/syscall")
 
 
