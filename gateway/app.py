@@ -101,12 +101,10 @@ class Gateway:
     async def _watch_broker(self) -> None:
         seen = self.broker.reconnects
         while True:
-            await asyncio.sleep(0.5)
-            if self.broker.reconnects != seen:
-                seen = self.broker.reconnects
-                # (the broker logs the outage and its end: one line each)
-                log.debug("broker reconnected; resynchronising conversations from the store")
-                await self.fanout.resync()
+            seen = await self.broker.reconnected(seen)
+            # (the broker logs the outage and its end: one line each)
+            log.debug("broker reconnected; resynchronising conversations from the store")
+            await self.fanout.resync()
 
     async def close(self) -> None:
         for hook in reversed(self.on_stop):

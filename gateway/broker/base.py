@@ -140,6 +140,11 @@ class Broker(Protocol):
         """How many times the connection was re-established (a consumer should treat
         each as a possible gap on every channel)."""
 
+    async def reconnected(self, seen: int) -> int:
+        """Wait until `reconnects` is no longer `seen`, and return it (at once when it is
+        not already). A broker that never reconnects waits until cancelled. Nothing polls:
+        an idle node is not woken by the wait."""
+
     @property
     def publish_failures(self) -> int:
         """Envelopes whose sending to the bus failed (each attempt counts; they are sent

@@ -112,6 +112,11 @@ class MemoryBroker:
     def reconnects(self) -> int:
         return 0
 
+    async def reconnected(self, seen: int) -> int:
+        if seen == 0:
+            await asyncio.Event().wait()  # never set: the hub never fails, so until cancelled
+        return 0
+
     @property
     def publish_failures(self) -> int:
         return 0

@@ -123,6 +123,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._reconnects = 0
+        self._reconnected = asyncio.Event()  # set (and replaced) at each reconnection
         self._closed = False
         # PUBLISH commands (RESP) waiting for the sender task, oldest first
         self._outbox: deque[bytes] = deque()
@@ -157,6 +158,11 @@ class RedisBroker:
 
     @property
     def reconnects(self) -> int:
+        return self._reconnects
+
+    async def reconnected(self, seen: int) -> int:
+        while self._reconnects == seen:
+            await self._reconnected.wait()
         return self._reconnects
 
     @property
@@ -529,6 +535,8 @@ class RedisBroker:
 
     def _restored(self) -> None:
         self._reconnects += 1
+        done, self._reconnected = self._reconnected, asyncio.Event()
+        done.set()
         self._recovered("pub/sub")
 
     def _on_reply(self, reply: object) -> None:

@@ -328,6 +328,18 @@ async def test_ping(nodes: NodeFactory) -> None:
     assert a.broker.reconnects == 0
 
 
+async def test_reconnected_waits_while_the_connection_holds(nodes: NodeFactory) -> None:
+    a = await nodes()
+    waiting = asyncio.create_task(a.broker.reconnected(a.broker.reconnects))
+    await a.broker.ping()  # a round trip on the bus: no reconnection comes of it
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await a.broker.reconnected(a.broker.reconnects + 1) == a.broker.reconnects  # at once
+
+
 async def test_publish_reaches_subscribers_only(nodes: NodeFactory) -> None:
     a, b, c = await nodes(), await nodes(), await nodes()
     channel = conv_channel("t1", "c1")

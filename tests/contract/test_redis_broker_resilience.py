@@ -129,8 +129,12 @@ async def test_reconnects_after_pubsub_connection_is_killed(
     await a.broker.publish("ch1", envelope(n=0))
     await b.wait_for("ch1", 1)
 
+    waiting = asyncio.create_task(broker.reconnected(0))  # what the node's resync waits on
     await kill_pubsub(admin, broker)
-    await eventually(lambda: broker.reconnects == 1)
+    async with asyncio.timeout(30):
+        assert await waiting == 1
+    assert broker.reconnects == 1
+    assert await broker.reconnected(0) == 1  # at once: not 0 any more
     await broker.ping()
     assert await admin.pubsub_numsub(prefix + "ch1", prefix + "ch2", prefix + "gone") == [
         (f"{prefix}ch1".encode(), 1),
