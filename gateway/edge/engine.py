@@ -240,9 +240,18 @@ class Session:
 
     # --- heartbeats and deadlines (TimerWheel) ---------------------------------------
     def schedule(self) -> None:
-        due = [t for t in (self.next_ping, self.pong_by, self.connect_by) if t]
-        if due and not self.closed:
-            self._engine.wheel.file(self, min(due))
+        """File the session in the wheel at its earliest deadline (none: not filed)."""
+        if self.closed:
+            return
+        due = self.next_ping
+        pong_by = self.pong_by
+        if pong_by and (not due or pong_by < due):
+            due = pong_by
+        connect_by = self.connect_by
+        if connect_by and (not due or connect_by < due):
+            due = connect_by
+        if due:
+            self._engine.wheel.file(self, due)
 
     def on_time(self, now: float) -> None:
         if self.closed:  # a closed polling session whose client never came for its close packet
@@ -268,8 +277,9 @@ class Session:
     def on_pong(self) -> None:
         if self.pong_by:
             self.pong_by = 0.0
-            wheel = self._engine.wheel
-            self.next_ping = wheel.when(wheel.now() + self._engine.settings.ping_interval)
+            engine = self._engine
+            wheel = engine.wheel
+            self.next_ping = wheel.when(wheel.now() + engine.settings.ping_interval)
             self.schedule()
 
     def joined(self) -> None:
@@ -553,6 +563,9 @@ class EngineServer:
             return
         session: Session = owner
         if session.closed:
+            return
+        if text == PONG:  # every idle session's, every ping interval: first
+            session.on_pong()
             return
         if not text or not self._on_packet(session, text):
             log.debug("engine.io session %s: bad packet on the websocket", session.sid)

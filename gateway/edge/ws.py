@@ -52,6 +52,10 @@ class ParserPool:
         self.size = size
         self._idle: list[WsProtocol] = []
 
+    def __len__(self) -> int:
+        """Protocol objects kept idle."""
+        return len(self._idle)
+
     def take(self) -> WsProtocol:
         if self._idle:
             return self._idle.pop()
@@ -159,31 +163,42 @@ class WsConnection(asyncio.Protocol):
             self._owner.on_closed(self, why)
 
     # --- frames in ------------------------------------------------------------
-    def _protocol(self) -> WsProtocol:
+    def _receive(self, data: bytes) -> None:
+        # the heartbeat's pong passes here for every idle connection every ping interval,
+        # so the common case (one whole unfragmented frame) is handled inline
+        if self.closed:
+            return
         proto = self._proto
         if proto is None:
             proto = self._proto = self._owner.parsers.take()
-        return proto
-
-    def _receive(self, data: bytes) -> None:
-        if self.closed:
-            return
-        proto = self._protocol()
         proto.receive_data(data)
-        self._unparsed += len(data)
+        unparsed = self._unparsed + len(data)
         for frame in proto.events_received():
             assert isinstance(frame, Frame)  # a protocol made OPEN yields frames only
-            self._unparsed -= frame_size(frame)
+            unparsed -= frame_size(frame)
             if self.closed:
+                self._proto = None  # ended meanwhile: its parser, perhaps mid-message, is not reused
                 return
-            self._on_frame(frame)
+            if frame.opcode is Opcode.TEXT and frame.fin and self._fragments is None:
+                try:
+                    text = bytes(frame.data).decode("utf-8")
+                except UnicodeDecodeError:
+                    self.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                    return
+                self._owner.on_text(self, text)
+            else:
+                self._on_frame(frame)
+        if self.closed:  # the last frame ended the connection
+            self._proto = None
+            return
+        self._unparsed = unparsed
         out = proto.data_to_send()
         if out:  # pongs to pings, the close handshake's reply, or the close after a protocol error
             self._write(b"".join(out))
-        if proto.state is State.CLOSING or proto.state is State.CLOSED or proto.close_expected():
+        if proto.state is not State.OPEN:  # a close frame came, or a protocol error
             self._fail_closed(proto)
             return
-        if self._unparsed == 0 and self._fragments is None:
+        if unparsed == 0 and self._fragments is None:
             self._proto = None  # nothing partial held: an idle connection keeps no parser
             self._owner.parsers.give(proto)
 
