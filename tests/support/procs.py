@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +25,32 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000  # below: ports other services of a machine tend to have
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nobody holds now, for a server a test starts after this returns.
+
+    Taken outside the kernel's ephemeral range (32768-60999 by default): a port the kernel
+    hands out itself (a bind to port 0) is also what it gives the next outgoing connection
+    as its local port — the test's own clients, a CLI subprocess connecting to PostgreSQL —
+    and one of them took such a port between the pick and the gateway's bind (CI, 2026-12-08:
+    "address already in use" in tests/reliability/test_drain.py)."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    pick = random.SystemRandom()
+    for _ in range(1000):
+        port = pick.randrange(LOWEST_PORT, max(LOWEST_PORT + 1000, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 @dataclass

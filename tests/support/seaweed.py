@@ -74,7 +74,10 @@ def _ports() -> dict[str, int]:
     which may be taken or out of range)."""
     names = ["s3", "master", "volume", "filer", "s3.port.grpc", "master.port.grpc", "volume.port.grpc",
              "filer.port.grpc"]
-    return {n: free_port() for n in names}
+    while True:  # distinct: none is bound until SeaweedFS starts
+        ports = {n: free_port() for n in names}
+        if len(set(ports.values())) == len(names):
+            return ports
 
 
 def start_seaweed(root: Path) -> tuple[subprocess.Popen[bytes], str]:
