@@ -9,7 +9,8 @@ heartbeat tick), and reads the 7-byte masked pong frame each client process answ
 with, discarding it. One `write` and one `read` system call per
 connection per interval, as in the gateway (counted with `strace -c` on both).
 
-Printed: the server's CPU (cores busy: user + system time of the process over `--seconds`
+Printed: the server's CPU (cores busy: its threads' time on a CPU, in nanoseconds from
+`/proc/<pid>/task/*/schedstat`, over `--seconds`
 after the clients are connected and a settle pause), per 10,000 connections, and that rate
 scaled to 50,000 — the share of (f)'s budget the kernel's loopback TCP and the event loop
 take before the application does anything. The client processes' CPU is printed beside it.
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from bench.procs import cpu_seconds, free_port, raise_fd_limit
+from bench.procs import cpu_seconds_exact, free_port, raise_fd_limit
 
 PING = b"\x81\x012"  # server → client: an unmasked text frame "2" (Engine.IO ping)
 PONG = b"\x81\x81R\xfa\xa5\x1da"  # client → server: a masked text frame "3" (Engine.IO pong)
@@ -111,12 +112,12 @@ def main() -> int:
         for c in clients:
             assert c.stdout is not None and c.stdout.readline().strip() == "connected"
         time.sleep(a.settle)  # a bench's measuring window, not a test's synchronisation
-        t0, s0 = time.monotonic(), cpu_seconds(server.pid)
-        l0 = sum(cpu_seconds(c.pid) for c in clients)
+        t0, s0 = time.monotonic(), cpu_seconds_exact(server.pid)
+        l0 = sum(cpu_seconds_exact(c.pid) for c in clients)
         time.sleep(a.seconds)
         span = time.monotonic() - t0
-        cores = (cpu_seconds(server.pid) - s0) / span
-        load = (sum(cpu_seconds(c.pid) for c in clients) - l0) / span
+        cores = (cpu_seconds_exact(server.pid) - s0) / span
+        load = (sum(cpu_seconds_exact(c.pid) for c in clients) - l0) / span
     finally:
         for proc in (*clients, server):
             proc.kill()

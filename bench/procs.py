@@ -109,6 +109,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds_exact(pid: int) -> float:
+    """Seconds on a CPU of every live thread of a process, from /proc/<pid>/task/*/schedstat
+    (nanoseconds: `cpu_seconds` counts clock ticks, 10 ms each, so a short window of a light
+    process may read 0)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
 def main_thread_sched(pid: int) -> tuple[float, float]:
     """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread
     (the event loop's in both servers), from /proc/<pid>/schedstat."""
