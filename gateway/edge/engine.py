@@ -543,10 +543,10 @@ class EngineServer:
     def _on_packet(self, session: Session, packet: str) -> bool:
         """Handle one Engine.IO packet of an open session; False when it breaks the protocol."""
         kind = packet[:1]
-        if kind == MESSAGE:
-            self.on_message(session, packet[1:])
-        elif kind == PONG:
+        if kind == PONG:  # every idle session's, every ping interval: first
             session.on_pong()
+        elif kind == MESSAGE:
+            self.on_message(session, packet[1:])
         elif kind == CLOSE:
             self.close(session, "client", client_closed=True)
         elif kind == NOOP:
@@ -563,9 +563,6 @@ class EngineServer:
             return
         session: Session = owner
         if session.closed:
-            return
-        if text == PONG:  # every idle session's, every ping interval: first
-            session.on_pong()
             return
         if not text or not self._on_packet(session, text):
             log.debug("engine.io session %s: bad packet on the websocket", session.sid)

@@ -179,13 +179,8 @@ class WsConnection(asyncio.Protocol):
             if self.closed:
                 self._proto = None  # ended meanwhile: its parser, perhaps mid-message, is not reused
                 return
-            if frame.opcode is Opcode.TEXT and frame.fin and self._fragments is None:
-                try:
-                    text = bytes(frame.data).decode("utf-8")
-                except UnicodeDecodeError:
-                    self.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-                    return
-                self._owner.on_text(self, text)
+            if frame.fin and frame.opcode is Opcode.TEXT and self._fragments is None:
+                self._deliver(Opcode.TEXT, bytes(frame.data))  # the common case, without `_on_frame`
             else:
                 self._on_frame(frame)
         if self.closed:  # the last frame ended the connection
