@@ -5,16 +5,8 @@ which would then refuse its first whole message as "expected a continuation fram
 
 from __future__ import annotations
 
-import os
-import struct
-
 from gateway.edge.ws import MAX_FRAGMENTS, ParserPool, WsConnection
-
-
-def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    mask = os.urandom(4)
-    head = struct.pack("!BB", (0x80 if fin else 0) | opcode, 0x80 | len(payload))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+from tests.transport.test_hostile_frames import frame
 
 
 class Transport:
