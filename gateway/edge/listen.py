@@ -17,6 +17,7 @@ sendfile, so aiohttp's `FileResponse` would fail on it: responses with file cont
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -192,10 +193,21 @@ def detachable(request: web.BaseRequest) -> InnerTransport | None:
 
 class EdgeSite:
     """`runner`'s application served on `host`:`port` (0: any free port) through
-    `EdgeProtocol`; like aiohttp's `TCPSite`, started after `runner.setup()`."""
+    `EdgeProtocol`; like aiohttp's `TCPSite`, started after `runner.setup()`.
+
+    The loop polls each listening socket through `accept_fds` descriptors (`os.dup`s of
+    it). libuv, under uvloop, accepts one connection per ready descriptor per turn of its
+    loop (libuv#3696, since 1.45): with one descriptor a burst of connects fills the listen
+    queue, and the kernel drops SYNs (clients retry after 1, 3, 7 s), while the loop still
+    has time to spare, because each turn also serves every other ready connection. Each
+    descriptor lets the loop take one more connection per turn; a turn where fewer are
+    waiting costs the extra descriptors one refused `accept` each. The standard loop
+    accepts up to `backlog` per turn from any one descriptor. Every descriptor is of the
+    same socket: nothing else can bind the port (no `SO_REUSEPORT` beyond the workers')."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
-                 reuse_port: bool = False, backlog: int = 1024, sock: socket.socket | None = None) -> None:
+                 reuse_port: bool = False, backlog: int = 1024, sock: socket.socket | None = None,
+                 accept_fds: int = 4) -> None:
         self._runner = runner
         self.host = host
         self.port = port
@@ -203,7 +215,9 @@ class EdgeSite:
         self.reuse_port = reuse_port
         self.backlog = backlog
         self.sock = sock
+        self.accept_fds = max(1, accept_fds)
         self.server: asyncio.Server | None = None
+        self._more: list[asyncio.Server] = []  # the same sockets through their other descriptors
 
     def protocol(self) -> EdgeProtocol:
         server = self._runner.server
@@ -220,6 +234,11 @@ class EdgeSite:
                                                    backlog=self.backlog, reuse_address=True,
                                                    reuse_port=self.reuse_port or None)
         self.port = self.server.sockets[0].getsockname()[1]
+        for _ in range(self.accept_fds - 1):
+            for listener in self.server.sockets:
+                again = socket.socket(fileno=os.dup(listener.fileno()))
+                self._more.append(await loop.create_server(self.protocol, sock=again, ssl=self.ssl_context,
+                                                           backlog=self.backlog))
 
     @property
     def url(self) -> str:
@@ -229,6 +248,9 @@ class EdgeSite:
 
     async def stop(self) -> None:
         """Stop accepting; open connections are the runner's (`runner.cleanup()`) and the edge's."""
+        for more in self._more:
+            more.close()
+        self._more.clear()
         if self.server is not None:
             self.server.close()
             self.server = None

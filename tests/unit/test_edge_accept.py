@@ -1,0 +1,89 @@
+"""gateway/edge/listen.py: `EdgeSite` accepts several connections per turn of uvloop's loop.
+
+libuv accepts one connection per ready descriptor per turn (libuv#3696): under a burst the
+listen queue overflowed while the loop had time to spare (bench (e) at 2,000 connects/s:
+tens of thousands of SYNs dropped). The site polls its socket through `accept_fds`
+descriptors. These tests run on uvloop, the gateway's default loop; the first one also
+fails loudly if libuv's one-per-descriptor behaviour changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+import uvloop
+from aiohttp import web
+
+from gateway.edge.listen import EdgeProtocol, EdgeSite
+
+QUEUED = 8
+
+
+class CountingSite(EdgeSite):
+    """An `EdgeSite` that counts the connections its loop has accepted."""
+
+    def __init__(self, runner: web.AppRunner, accept_fds: int) -> None:
+        super().__init__(runner, "127.0.0.1", 0, accept_fds=accept_fds)
+        self.accepted = 0
+        self.all_in: asyncio.Future[None] | None = None
+
+    def protocol(self) -> EdgeProtocol:
+        self.accepted += 1
+        if self.accepted == QUEUED and self.all_in is not None and not self.all_in.done():
+            self.all_in.set_result(None)
+        return super().protocol()
+
+
+async def accepted_in_one_turn(accept_fds: int) -> tuple[int, int]:
+    """(connections accepted by the first turn that finds QUEUED waiting, by the end)."""
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(web.Application(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = CountingSite(runner, accept_fds)
+    site.all_in = loop.create_future()
+    await site.start()
+    clients: list[socket.socket] = []
+    try:
+        # blocking connects: the kernel completes each handshake and queues it for accept
+        # while this coroutine keeps the loop from polling
+        clients = [socket.create_connection(("127.0.0.1", site.port)) for _ in range(QUEUED)]
+        first_turn = loop.create_future()
+        # runs in the turn after this one: after this turn's poll has accepted what it will
+        loop.call_soon(lambda: first_turn.set_result(site.accepted))
+        in_one_turn = await first_turn
+        await asyncio.wait_for(site.all_in, 30)
+        return in_one_turn, site.accepted
+    finally:
+        for c in clients:
+            c.close()
+        await site.stop()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("accept_fds", [1, 4])
+def test_one_turn_accepts_one_connection_per_descriptor(accept_fds: int) -> None:
+    in_one_turn, in_all = uvloop.run(accepted_in_one_turn(accept_fds))
+    assert in_one_turn == accept_fds  # 1: libuv's one per descriptor per turn, as the site's docstring says
+    assert in_all == QUEUED
+
+
+def test_stop_closes_every_descriptor() -> None:
+    """After `stop`, the port is free: no duplicate descriptor kept the socket listening."""
+
+    async def main() -> int:
+        runner = web.AppRunner(web.Application(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = EdgeSite(runner, "127.0.0.1", 0, accept_fds=4)
+        await site.start()
+        port = site.port
+        await site.stop()
+        await runner.cleanup()
+        return port
+
+    port = uvloop.run(main())
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still bound would refuse this
+        s.bind(("127.0.0.1", port))
+        s.listen()
