@@ -21,15 +21,21 @@ async def stop_task(task: asyncio.Task[Any], log: logging.Logger, what: str) -> 
 
 class TaskSet:
     """Fire-and-forget tasks, held here until they end (the event loop keeps only weak
-    references to tasks, so an unreferenced one can vanish mid-flight)."""
+    references to tasks, so an unreferenced one can vanish mid-flight). A set belongs to
+    the loop of its first `spawn`: it looks that loop up once (`get_running_loop()` costs a
+    `getpid()` system call per call on Python 3.11, and this runs for every Socket.IO event)."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def spawn(self, aw: Awaitable[Any], name: str | None = None) -> asyncio.Task[Any]:
         # create_task straight for a coroutine: this runs once per Socket.IO event, and
         # ensure_future's type checks add nothing for a coroutine
-        task = asyncio.get_running_loop().create_task(aw) if asyncio.iscoroutine(aw) else asyncio.ensure_future(aw)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(aw) if asyncio.iscoroutine(aw) else asyncio.ensure_future(aw)
         if name is not None:
             task.set_name(name)
         self._tasks.add(task)

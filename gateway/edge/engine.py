@@ -623,12 +623,12 @@ class EngineServer:
     def mark_dirty(self, conn: WsConnection) -> None:
         self._dirty.append(conn)
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.settings.flush_delay, self._flush_due)
+            self._flush_handle = self.wheel.running_loop().call_later(self.settings.flush_delay, self._flush_due)
 
     def _flush_due(self) -> None:
         # behind the callbacks already ready, so that a task woken in the same turn queues
         # its frames before the flush rather than into a second write
-        self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_all)
+        self._flush_handle = self.wheel.running_loop().call_soon(self.flush_all)
 
     def flush_all(self) -> None:
         self._flush_handle = None

@@ -50,14 +50,16 @@ class TimerWheel:
         self._carry: list[tuple[list[Timed], Timed]] = []  # (bucket, item) due beyond a run's bound
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once known
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop this wheel runs on (looked up at the first call after construction or
+        `close`; call it from that loop)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
     def now(self) -> float:
-        return self._clock() if self._clock is not None else self._running_loop().time()
+        return self._clock() if self._clock is not None else self.running_loop().time()
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values()) + len(self._carry)
@@ -93,7 +95,7 @@ class TimerWheel:
         item.tick = None
 
     def _arm(self, tick: int) -> None:
-        loop = self._running_loop()
+        loop = self.running_loop()
         if self._handle is not None:
             self._handle.cancel()
         self._armed = tick
