@@ -58,14 +58,21 @@ class VisitorTokens:
     """Issues and verifies visitor tokens: `<payload b64>.<HMAC-SHA256 b64>`."""
 
     def __init__(self, secret: str, ttl: float) -> None:
-        self._key = hashlib.sha256(b"izh-visitor-token:" + secret.encode()).digest()
+        key = hashlib.sha256(b"izh-visitor-token:" + secret.encode()).digest()
+        # keyed once: each signature copies it (`hmac.digest` looks the hash up in OpenSSL
+        # and keys a new context per call, 2.8 against 1.1 us here; two per visitor connect)
+        self._keyed = hmac.new(key, digestmod="sha256")
         self._ttl = ttl
+
+    def _sign(self, payload: bytes) -> bytes:
+        h = self._keyed.copy()
+        h.update(payload)
+        return h.digest()
 
     def issue(self, claims: VisitorClaims) -> str:
         payload = orjson.dumps(
             {"t": claims.tenant_id, "v": claims.visitor_id, "c": claims.contact_id, "i": claims.issued_at})
-        sig = hmac.digest(self._key, payload, "sha256")
-        return f"{_b64(payload)}.{_b64(sig)}"
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def verify(self, token: str, tenant_id: str, now: float) -> VisitorClaims | None:
         """The claims, or None when the token is malformed, forged, expired or of another tenant."""
@@ -76,7 +83,7 @@ class VisitorTokens:
             payload, sig = _unb64(p64), _unb64(s64)
         except (ValueError, TypeError):
             return None
-        if not hmac.compare_digest(hmac.digest(self._key, payload, "sha256"), sig):
+        if not hmac.compare_digest(self._sign(payload), sig):
             return None
         try:
             obj = orjson.loads(payload)
