@@ -292,7 +292,8 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
 
     handlers = Handlers(chat, fanout, max_watch=config.limits.max_watch_per_socket,
                         visitor_events=_events(extensions, "visitor"), agent_events=_events(extensions, "agent"))
-    realtime = RealtimeServer(config, chat, Handshake(store, tokens, clock), presence, sockets, metrics, fanout,
+    handshake = Handshake(store, tokens, clock, config.security.tenant_cache_seconds)
+    realtime = RealtimeServer(config, chat, handshake, presence, sockets, metrics, fanout,
                               handlers, gates=[gate for ext in extensions for gate in ext.admission],
                               drain=DrainState())
     drainer = Drainer(realtime, node_id, config.server.drain_timeout)

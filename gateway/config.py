@@ -124,6 +124,7 @@ class PrivacyConfig:
 class SecurityConfig:
     secret: str | None = None  # signs visitor tokens; stored in the database when unset
     visitor_token_ttl: float = 365 * 24 * 3600.0
+    tenant_cache_seconds: float = 5.0  # a widget key's tenant is reused this long by a process (0 = read each time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +355,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         security=SecurityConfig(
             secret=r.get_str("GATEWAY_SECRET"),
             visitor_token_ttl=r.get_float("VISITOR_TOKEN_TTL", 365 * 24 * 3600.0),
+            tenant_cache_seconds=_positive(r, "TENANT_CACHE_SECONDS", 5.0, lo=0.0),
         ),
         privacy=PrivacyConfig(
             retention_years=_positive(r, "RETENTION_YEARS", 3.0, lo=0.0),

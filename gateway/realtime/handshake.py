@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.aio.lru import LruCache
 from gateway.chat.principals import AgentPrincipal, VisitorPrincipal
-from gateway.core.domain import AgentRole, TenantStatus
+from gateway.core.domain import AgentRole, Tenant, TenantStatus
 from gateway.core.errors import Code, GatewayError
 from gateway.core.validation import as_object, opt_str
 from gateway.security.auth import VisitorClaims, VisitorTokens, hash_token, verify_identity
@@ -28,11 +29,46 @@ class VisitorSession:
 PRINCIPAL_CACHE = 4096
 
 
+# widget keys whose tenant a process keeps (least recently used forgotten first)
+TENANT_CACHE_KEYS = 10_000
+
+
+class TenantsByWidgetKey:
+    """The tenant of a widget key, read from the store at most once per `ttl` seconds (of
+    `clock`) per key: every page view of a shop opens a widget connection, and the tenant
+    row is the same for all of them. An unknown key is not kept (each try reads the store,
+    as without the cache). A change made elsewhere (a tenant ended, its key replaced, by
+    the CLI or another node) reaches this process's new connections within `ttl`; `ttl` 0
+    reads the store every time. A clock that goes back makes an entry stale at once."""
+
+    def __init__(self, store: Store, ttl: float, clock: Callable[[], float], capacity: int = TENANT_CACHE_KEYS) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._kept: LruCache[str, tuple[float, Tenant]] = LruCache(capacity)
+        self.reads = 0  # store reads made (the rest were answered from memory)
+
+    async def get(self, widget_key: str) -> Tenant:
+        """The tenant, or `NotFound`."""
+        now = self.clock()
+        kept = self._kept.get(widget_key) if self.ttl > 0 else None
+        if kept is not None and 0.0 <= now - kept[0] < self.ttl:
+            return kept[1]
+        self.reads += 1
+        tenant = await self.store.get_tenant_by_widget_key(widget_key)
+        if self.ttl > 0:
+            self._kept.put(widget_key, (now, tenant))
+        return tenant
+
+
 class Handshake:
-    def __init__(self, store: Store, tokens: VisitorTokens, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, tokens: VisitorTokens, clock: Callable[[], float],
+                 tenant_cache_seconds: float = 0.0) -> None:
+        """`tenant_cache_seconds`: how long a widget key's tenant is reused (`TenantsByWidgetKey`)."""
         self.store = store
         self.tokens = tokens
         self.clock = clock
+        self.tenants = TenantsByWidgetKey(store, tenant_cache_seconds, clock)
         self._agents: dict[tuple[str, str, AgentRole, str], AgentPrincipal] = {}
 
     def _agent_principal(self, tenant_id: str, agent_id: str, role: AgentRole, name: str) -> AgentPrincipal:
@@ -64,7 +100,7 @@ class Handshake:
         if not isinstance(key, str) or not key or len(key) > 200:
             raise GatewayError(Code.UNAUTHORIZED, "auth.widget_key is required")
         try:
-            tenant = await self.store.get_tenant_by_widget_key(key)
+            tenant = await self.tenants.get(key)
         except NotFound:
             raise GatewayError(Code.UNAUTHORIZED, "unknown widget key") from None
         if tenant.status != TenantStatus.ACTIVE:
