@@ -175,12 +175,7 @@ async def _serve(config: Config, demo: bool, features: Sequence[Feature],
         ssl_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
     # SIGTERM/SIGINT drain first (gateway/realtime/drain.py), then the runner stops within the rest of DRAIN_TIMEOUT
     timeout = config.server.drain_timeout
-    # tcp_keepalive off: aiohttp would set SO_KEEPALIVE on every accepted connection (through
-    # a socket object made for the call: three system calls per connect) for a probe that
-    # starts after two idle hours; idle keep-alive requests close after 75 s (aiohttp's
-    # keepalive_timeout) and sessions after a missed heartbeat (PING_INTERVAL + PING_TIMEOUT)
-    runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2),
-                           tcp_keepalive=False)
+    runner = web.AppRunner(gw.app, access_log=None, handle_signals=False, shutdown_timeout=max(0.5, timeout * 0.2))
     await runner.setup()
     site = EdgeSite(runner, config.server.host, config.server.port, ssl_context=ssl_ctx,
                     reuse_port=worker is not None)

@@ -35,6 +35,7 @@ class InnerTransport(asyncio.Transport):
         self._real = real
         self._detached = False
         self._on_lost: list[Callable[[], None]] | None = None
+        self.socket_hidden = False  # get_extra_info("socket") answers None (see EdgeProtocol.connection_made)
 
     def on_lost(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the connection is lost (at once if it is closing already)."""
@@ -99,6 +100,8 @@ class InnerTransport(asyncio.Transport):
         return self._detached or bool(self._real.is_closing())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if self.socket_hidden and name == "socket":
+            return default
         return self._real.get_extra_info(name, default)
 
     def pause_reading(self) -> None:
@@ -144,8 +147,18 @@ class EdgeProtocol(asyncio.Protocol):
         self.transport: InnerTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = InnerTransport(self, transport)
-        self.inner.connection_made(self.transport)
+        t = self.transport = InnerTransport(self, transport)
+        # aiohttp's connection_made sets TCP_NODELAY (and SO_KEEPALIVE, with tcp_keepalive)
+        # through the transport's socket, which uvloop hands out as a stand-in that makes a
+        # socket object per call (3 system calls and about 5 us per option per connect); the
+        # loop's own transport has set TCP_NODELAY on every accepted connection already
+        # (uvloop and asyncio alike: tests/unit/test_edge_accept.py). So an EdgeSite's
+        # connections have no SO_KEEPALIVE: heartbeats and keepalive_timeout bound idle ones
+        t.socket_hidden = True
+        try:
+            self.inner.connection_made(t)
+        finally:
+            t.socket_hidden = False
 
     def data_received(self, data: bytes) -> None:
         if not self.detached and self.inner is not None:

@@ -87,3 +87,41 @@ def test_stop_closes_every_descriptor() -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still bound would refuse this
         s.bind(("127.0.0.1", port))
         s.listen()
+
+
+@pytest.mark.parametrize("loop_name", ["uvloop", "asyncio"])
+def test_accepted_connections_have_tcp_nodelay(loop_name: str) -> None:
+    """`EdgeProtocol` hides the socket from aiohttp's `connection_made` (which would set
+    TCP_NODELAY again, and SO_KEEPALIVE): the loop's transport sets TCP_NODELAY on every
+    accepted connection; no SO_KEEPALIVE (heartbeats and aiohttp's keepalive_timeout bound
+    idle connections)."""
+
+    async def main() -> tuple[int, bool]:
+        seen: list[tuple[int, bool]] = []
+
+        async def handler(request: web.Request) -> web.Response:
+            sock = request.transport.get_extra_info("socket") if request.transport else None
+            assert sock is not None  # visible again once aiohttp's connection_made is over
+            seen.append((sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                         bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))))
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = EdgeSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200")
+            writer.close()
+        finally:
+            await site.stop()
+            await runner.cleanup()
+        return seen[0]
+
+    nodelay, keepalive = uvloop.run(main()) if loop_name == "uvloop" else asyncio.run(main())
+    assert nodelay != 0
+    assert not keepalive
