@@ -57,8 +57,11 @@ class ConnectRefused(Exception):
 
 
 class NamespaceHandler(Protocol):
-    async def connect(self, sid: str, session: Session, auth: Any) -> None:
-        """Admit the connection or raise `ConnectRefused`."""
+    async def connect(self, sid: str, session: Session, auth: Any) -> Callable[[], None] | None:
+        """Admit the connection or raise `ConnectRefused`. What it returns, if anything, is
+        called once the CONNECT packet is queued and before the client's early events are
+        handled: the place for what a client must receive first after joining (no task of
+        its own, and nothing can come between)."""
 
     async def disconnect(self, sid: str) -> None:
         """The connection `connect` admitted has left (called once)."""
@@ -183,7 +186,7 @@ class SocketServer:
     async def _connect(self, session: Session, ns: str, handler: NamespaceHandler, auth: Any) -> None:
         sid = _new_sid()
         try:
-            await handler.connect(sid, session, auth)
+            after = await handler.connect(sid, session, auth)
         except ConnectRefused as exc:
             self._early.pop((session, ns), None)
             self._forget_pending(session, ns)
@@ -206,6 +209,11 @@ class SocketServer:
         session.ns_set(ns, sid)
         session.joined()
         self._send(session, encode_sio(CONNECT, ns, {"sid": sid}))
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("after-connect of %s failed", ns)
         for pkt in early:
             self._on_event(session, ns, sid, pkt)
 

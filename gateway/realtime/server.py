@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -105,7 +105,10 @@ class RealtimeServer:
         self._tasks.spawn(coro)
 
     # --- lifecycle of a connection --------------------------------------
-    async def connect(self, namespace: str, sid: str, session: Session, auth: Any) -> None:
+    async def connect(self, namespace: str, sid: str, session: Session, auth: Any) -> Callable[[], None] | None:
+        """Admit the connection (or raise `GatewayError`); returns what sends its `session`
+        event, which the edge calls right after the CONNECT packet (None when the session
+        could not be read: the connection stays, as a client without it reconnects anyway)."""
         remote = session.remote
         if self.drain.draining:
             raise GatewayError(Code.UNAVAILABLE, "this node is draining; reconnect", retry_after=1.0)
@@ -132,8 +135,7 @@ class RealtimeServer:
             await self.disconnect(namespace, sid)
             raise
         self.metrics.connects.labels(namespace).inc()
-        # sent after the CONNECT packet (the task runs once this handler has returned)
-        self._spawn(self._send_session(conn))
+        return await self._session_sender(conn)
 
     async def _agent_connected(self, conn: Conn) -> None:
         first = await self.presence.add(conn.agent.agent_id) == 1
@@ -144,17 +146,24 @@ class RealtimeServer:
             else:
                 await self.chat.assign_queued(conn.tenant_id)
 
-    async def _send_session(self, conn: Conn) -> None:
+    async def _session_sender(self, conn: Conn) -> Callable[[], None] | None:
         try:
             session = dict(conn.session)
             if not conn.is_agent:
                 convs = await self.chat.list_visitor_conversations(conn.visitor)
                 session["conversations"] = [visitor_conversation_dict(c) for c in convs]
-            self.sockets.emit(conn.eio_sid, conn.namespace, "session", session)
         except GatewayError as exc:  # e.g. the store unavailable: logged once per outage by the store
             log.debug("the session for %s was not sent: %s", conn.sid, exc)
+            return None
         except Exception:
-            log.exception("sending the session to %s failed", conn.sid)
+            log.exception("reading the session of %s failed", conn.sid)
+            return None
+        sockets = self.sockets
+
+        def send() -> None:
+            sockets.emit(conn.eio_sid, conn.namespace, "session", session)
+
+        return send
 
     async def disconnect(self, namespace: str, sid: str) -> None:
         conn = self.conns.pop((namespace, sid), None)
@@ -331,9 +340,9 @@ class _Namespace:
         self._server = server
         self._table = table
 
-    async def connect(self, sid: str, session: Session, auth: Any) -> None:
+    async def connect(self, sid: str, session: Session, auth: Any) -> Callable[[], None] | None:
         try:
-            await self._server.connect(self.namespace, sid, session, auth)
+            return await self._server.connect(self.namespace, sid, session, auth)
         except GatewayError as exc:
             self._server.metrics.refusals.labels(self.namespace, exc.code.value).inc()
             data: dict[str, Any] = {"code": exc.code.value}
