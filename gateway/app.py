@@ -42,7 +42,7 @@ from gateway.http.middleware import error_middleware
 from gateway.http.openapi import openapi_routes, openapi_text
 from gateway.ops.db_gauges import DbGauges
 from gateway.ops.metrics import Metrics, Reading
-from gateway.realtime.drain import DRAINER_KEY, Drainer
+from gateway.realtime.drain import DRAINER_KEY, DrainAdmission, Drainer
 from gateway.realtime.emitter import EdgeEmitter
 from gateway.realtime.fanout import Fanout
 from gateway.realtime.handlers import Handler as EventHandler
@@ -256,6 +256,8 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
                        presence_ttl=config.presence_ttl, hooks=chat_hooks, on_batch=_batch_counter(metrics))
     sids = None if worker is None else WorkerSids(worker.index, worker.count)
     admission: Hooks[Admission] = Hooks()
+    drain_state = DrainState()
+    admission.add(DrainAdmission(drain_state))  # first: a draining node acquires nothing
     sockets = SocketServer(engine_settings(config), generate_id=None if sids is None else sids.generate,
                            admission=admission)
     emitter = EdgeEmitter(sockets)
@@ -295,7 +297,7 @@ async def _assemble(config: Config, features: Sequence[Feature], store: SqliteSt
     handshake = Handshake(store, tokens, clock, config.security.tenant_cache_seconds)
     realtime = RealtimeServer(config, chat, handshake, presence, sockets, metrics, fanout,
                               handlers, gates=[gate for ext in extensions for gate in ext.admission],
-                              drain=DrainState())
+                              drain=drain_state)
     drainer = Drainer(realtime, node_id, config.server.drain_timeout)
 
     middlewares: list[Middleware] = [error_middleware, drainer.middleware()]

@@ -32,12 +32,13 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 from websockets.frames import CloseCode
 from websockets.utils import accept_key
 
-from gateway.edge.listen import InnerTransport, detachable
+from gateway.edge.listen import DIRECT_TAKER, DirectRequest, InnerTransport, detachable
 from gateway.edge.turns import TurnBacklog, TurnBudget
 from gateway.edge.wheel import TimerWheel
 from gateway.edge.wire import (
@@ -322,6 +323,8 @@ class EngineServer:
         self.dispatch_backlog: TurnBacklog[tuple[Session, str | None, str]] = TurnBacklog(
             settings.dispatch_budget, self._undefer)
         self._held: dict[Session, int] = {}
+        self._path = ""  # where add_routes put the engine
+        self._taking: set[asyncio.Task[None]] = set()  # websocket handshakes taken off aiohttp, being admitted
         self.draining = False
         # counters
         self.handshakes = 0
@@ -334,7 +337,72 @@ class EngineServer:
         self.writes_coalesced = 0
 
     def add_routes(self, app: web.Application, path: str) -> None:
+        """Serve Engine.IO at `path` of `app`; served through an `EdgeSite`, a new
+        websocket session's handshake is answered without aiohttp (`offer`)."""
         app.router.add_route("*", path, self.handle)
+        self._path = path
+        app[DIRECT_TAKER] = self
+
+    # --- a new websocket session, taken off aiohttp (gateway.edge.listen.DirectTaker) ------
+    @property
+    def prefix(self) -> bytes:
+        return f"GET {self._path}?".encode("latin-1")
+
+    def offer(self, request: DirectRequest) -> bool:
+        """Take a websocket handshake that opens a session (no `sid`) when nothing about it
+        is unusual; anything else — another method or query, an origin not allowed, a
+        malformed upgrade, a refusal by an admission check — is left to (or declined back
+        to) `handle` on aiohttp, which answers it as it always has."""
+        head = request.head
+        if head.method != "GET":
+            return False
+        url = urlsplit(head.target)
+        if url.path != self._path:
+            return False
+        q = parse_qs(url.query, keep_blank_values=True)
+        if q.get("EIO") != ["4"] or q.get("transport") != ["websocket"] or "sid" in q or "j" in q:
+            return False
+        h = head.headers
+        origin = h.get("origin", "")
+        if origin and not self._origin_allowed(origin):
+            return False
+        key = h.get("sec-websocket-key", "")
+        if not (h.get("upgrade", "").lower() == "websocket" and "upgrade" in h.get("connection", "").lower()
+                and h.get("sec-websocket-version") == "13" and _valid_key(key)):
+            return False
+        task = asyncio.get_running_loop().create_task(self._take(request, key, h.get("user-agent", ""), origin))
+        self._taking.add(task)
+        task.add_done_callback(self._taking.discard)
+        return True
+
+    async def _take(self, request: DirectRequest, key: str, user_agent: str, origin: str) -> None:
+        remote = sys.intern(request.peer)
+        acquired: list[Admission] = []
+        try:
+            for check in self.admission:
+                await check.acquire(remote)
+                acquired.append(check)
+        except Refusal:  # aiohttp's way asks again and answers the refusal (and counts it)
+            for check in reversed(acquired):
+                check.release(remote)
+            request.decline()
+            return
+        except BaseException:
+            for check in reversed(acquired):
+                check.release(remote)
+            raise
+        if request.lost:
+            for check in reversed(acquired):
+                check.release(remote)
+            return
+        session = self._new_session(remote, user_agent, origin)
+        conn = WsConnection(self, session)
+        transport = request.detach(conn)
+        transport.write(_switching(key) + self._open_frame(session))
+        session.ws = conn
+        transport.resume_reading()
+        if request.rest:
+            conn.data_received(request.rest)
 
     def stats(self) -> dict[str, int]:
         return {"sessions": len(self.sessions), "handshakes": self.handshakes, "upgrades": self.upgrades,
@@ -427,7 +495,24 @@ class EngineServer:
                 body["context"] = exc.context
             return web.json_response(body, status=exc.status, headers=headers)
         h = request.headers
-        session = Session(self, self.generate_id(), remote, h.get("User-Agent", "")[:200], h.get("Origin", "")[:200])
+        session = self._new_session(remote, h.get("User-Agent", ""), h.get("Origin", ""))
+        if transport == "polling":
+            s = self.settings
+            body_text = open_packet(session.sid, ["websocket"], s.ping_interval, s.ping_timeout, s.max_payload)
+            return web.Response(text=body_text, content_type="text/plain", headers=cors)
+        # the 101 answer and the open packet leave in one write
+        conn = self._take_over(request, session, self._open_frame(session))
+        if conn is None:
+            self._close_answered(session)
+            return self._bad(BAD_REQUEST, "cannot take the connection over", headers=cors)
+        session.ws = conn
+        conn.transport.resume_reading()
+        return _Detached()
+
+    def _new_session(self, remote: str, user_agent: str, origin: str) -> Session:
+        """A session admitted (its admission acquired), filed with its first ping and its
+        connect deadline."""
+        session = Session(self, self.generate_id(), remote, user_agent[:200], origin[:200])
         self.sessions[session.sid] = session
         self.handshakes += 1
         now = self.wheel.now()
@@ -435,18 +520,12 @@ class EngineServer:
         session.next_ping = self.wheel.when(now + s.ping_interval)
         session.connect_by = self.wheel.when(now + s.connect_timeout) if s.connect_timeout > 0 else 0.0
         session.schedule()
-        if transport == "polling":
-            body_text = open_packet(session.sid, ["websocket"], s.ping_interval, s.ping_timeout, s.max_payload)
-            return web.Response(text=body_text, content_type="text/plain", headers=cors)
-        # the 101 answer and the open packet leave in one write
-        first = ws_frame(open_packet(session.sid, [], s.ping_interval, s.ping_timeout, s.max_payload).encode())
-        conn = self._take_over(request, session, first)
-        if conn is None:
-            self._close_answered(session)
-            return self._bad(BAD_REQUEST, "cannot take the connection over", headers=cors)
-        session.ws = conn
-        conn.transport.resume_reading()
-        return _Detached()
+        return session
+
+    def _open_frame(self, session: Session) -> bytes:
+        """The OPEN packet of a session opened on a websocket, as a frame."""
+        s = self.settings
+        return ws_frame(open_packet(session.sid, [], s.ping_interval, s.ping_timeout, s.max_payload).encode())
 
     def _take_over(self, request: web.Request, session: Session, first: bytes = b"") -> WsConnection | None:
         """Answer the upgrade and move the connection from aiohttp to a `WsConnection`
@@ -456,16 +535,12 @@ class EngineServer:
         inner = detachable(request)
         if inner is None:
             return None
-        try:
-            key = request.headers["Sec-WebSocket-Key"]
-            if len(base64.b64decode(key, validate=True)) != 16:
-                return None
-        except (KeyError, ValueError, binascii.Error):
+        key = request.headers.get("Sec-WebSocket-Key", "")
+        if not _valid_key(key):
             return None
         conn = WsConnection(self, session)
         transport = inner.detach(conn)
-        transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n" + first)
+        transport.write(_switching(key) + first)
         return conn
 
     async def _upgrade(self, request: web.Request, session: Session) -> web.StreamResponse:
@@ -747,6 +822,8 @@ class EngineServer:
 
     async def shutdown(self) -> None:
         log.info("engine.io: %s", self.stats())
+        for task in list(self._taking):
+            task.cancel()
         self.dispatch_backlog.clear()
         self.read_backlog.clear()
         self._held.clear()
@@ -759,6 +836,20 @@ class EngineServer:
 
 def _random_sid() -> str:
     return base64.urlsafe_b64encode(os.urandom(15)).decode()
+
+
+def _valid_key(key: str) -> bool:
+    """A Sec-WebSocket-Key: base64 of 16 bytes."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except (ValueError, binascii.Error):
+        return False
+
+
+def _switching(key: str) -> bytes:
+    """The 101 answer to a websocket upgrade with `key`."""
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n")
 
 
 def _is_upgrade(request: web.Request) -> bool:

@@ -12,6 +12,15 @@ closes goes nowhere.
 `InnerTransport` forwards everything else to the real transport. It offers no native
 sendfile, so aiohttp's `FileResponse` would fail on it: responses with file content use
 `web.Response(body=<file object>)`, which aiohttp streams from a thread.
+
+A request that a `DirectTaker` registered on the application (`DIRECT_TAKER`) may want —
+its request line starts with the taker's `prefix` — is not given to aiohttp at first: its
+head is parsed here by `httptools` (llhttp) and offered to the taker as a `DirectRequest`,
+which it either takes over (`detach`) or declines (`decline`: the connection then goes to
+aiohttp exactly as it came, every byte replayed). The engine takes a new websocket
+session's handshake this way, without aiohttp's request, middlewares and two tasks per
+connection (docs/architecture.md, "The edge"). A head that is malformed, longer than
+`HEAD_LIMIT`, or not an upgrade goes to aiohttp at once.
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ import os
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import httptools
 from aiohttp import web
 
 
@@ -136,18 +147,120 @@ class InnerTransport(asyncio.Transport):
         return inner
 
 
+HEAD_LIMIT = 8192  # bytes of a request head parsed here before the connection is left to aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """An HTTP/1.1 request head as `httptools` parsed it: header names in lower case, a
+    repeated header's values joined by ", "."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+
+
+class DirectTaker(Protocol):
+    """What may answer some requests itself, before aiohttp sees them."""
+
+    @property
+    def prefix(self) -> bytes:
+        """Requests whose first bytes are these are parsed and offered (e.g. b"GET /x?")."""
+
+    def offer(self, request: DirectRequest) -> bool:
+        """True: the taker answers `request` — it will `detach` or `decline` it (or find it
+        `lost`); False: aiohttp serves it, as if it had never been offered."""
+
+
+DIRECT_TAKER = web.AppKey("edge_direct_taker", DirectTaker)
+
+
+class DirectRequest:
+    """A parsed request head offered to a `DirectTaker`; the connection's reading is paused
+    until the taker detaches it (and resumes reading) or declines it."""
+
+    __slots__ = ("_edge", "head", "peer", "rest")
+
+    def __init__(self, edge: EdgeProtocol, head: RequestHead, peer: str, rest: bytes) -> None:
+        self._edge: EdgeProtocol | None = edge
+        self.head = head
+        self.peer = peer  # the client's address
+        self.rest = rest  # bytes the client sent after the head (its protocol's, once detached)
+
+    @property
+    def lost(self) -> bool:
+        """The connection has ended (or was detached or declined already)."""
+        edge = self._edge
+        return edge is None or edge._real is None
+
+    def detach(self, protocol: asyncio.BaseProtocol) -> Any:
+        """Give the connection to `protocol` (its `connection_made` is called); returns the
+        real transport, reading paused: resume it once ready, then hand it `rest`."""
+        edge, self._edge = self._edge, None
+        if edge is None or edge._real is None:
+            raise RuntimeError("connection lost or already answered")
+        real = edge._real
+        edge.detached = True
+        edge.release()
+        real.set_protocol(protocol)
+        protocol.connection_made(real)
+        return real
+
+    def decline(self) -> None:
+        """Serve the request with aiohttp after all (every byte of it replayed)."""
+        edge, self._edge = self._edge, None
+        if edge is not None and edge._real is not None:
+            edge._to_inner()
+
+
+class _HeadParser:
+    """`httptools` callbacks collecting one request head."""
+
+    __slots__ = ("done", "headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.done = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        had = self.headers.get(key)
+        self.headers[key] = text if had is None else f"{had}, {text}"
+
+    def on_headers_complete(self) -> None:
+        self.done = True
+
+
 class EdgeProtocol(asyncio.Protocol):
-    """One accepted connection: aiohttp's protocol on an `InnerTransport` until detached."""
+    """One accepted connection: aiohttp's protocol on an `InnerTransport` until detached;
+    with a `DirectTaker`, the head of a request it may want is parsed here first."""
 
-    __slots__ = ("detached", "inner", "transport")
+    __slots__ = ("_buffer", "_head", "_parser", "_real", "_server", "_taker", "detached", "inner", "transport")
 
-    def __init__(self, server: web.Server) -> None:
-        self.inner: Any = server()
+    def __init__(self, server: web.Server, taker: DirectTaker | None = None) -> None:
+        self._server = server
+        self._taker = taker
+        self.inner: Any = None
         self.detached = False
         self.transport: InnerTransport | None = None
+        self._real: Any = None
+        self._buffer = bytearray()
+        self._parser: Any = None
+        self._head: _HeadParser | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        t = self.transport = InnerTransport(self, transport)
+        self._real = transport
+        if self._taker is None:
+            self._start_inner()
+
+    def _start_inner(self) -> None:
+        self.inner = self._server()
+        t = self.transport = InnerTransport(self, self._real)
         # aiohttp's connection_made sets TCP_NODELAY (and SO_KEEPALIVE, with tcp_keepalive)
         # through the transport's socket, which uvloop hands out as a stand-in that makes a
         # socket object per call (3 system calls and about 5 us per option per connect); the
@@ -160,9 +273,67 @@ class EdgeProtocol(asyncio.Protocol):
         finally:
             t.socket_hidden = False
 
-    def data_received(self, data: bytes) -> None:
-        if not self.detached and self.inner is not None:
+    def _to_inner(self) -> None:
+        """aiohttp serves the connection from here on, from its first byte."""
+        self._taker = None
+        self._parser = self._head = None
+        data, self._buffer = bytes(self._buffer), bytearray()
+        self._start_inner()
+        self._real.resume_reading()
+        if data:
             self.inner.data_received(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            if not self.detached:
+                self.inner.data_received(data)
+            return
+        if self.detached or self._real is None:
+            return
+        buf = self._buffer
+        buf += data
+        if self._head is not None and self._head.done:  # offered: the taker decides; keep the bytes
+            if len(buf) > 2 * HEAD_LIMIT:
+                self._real.abort()
+            return
+        taker = self._taker
+        assert taker is not None
+        if self._parser is None:
+            prefix = taker.prefix
+            if len(buf) < len(prefix):
+                if not prefix.startswith(buf):
+                    self._to_inner()
+                return
+            if not buf.startswith(prefix):
+                self._to_inner()
+                return
+            self._head = _HeadParser()
+            self._parser = httptools.HttpRequestParser(self._head)
+            data = bytes(buf)  # the parser has seen none of it yet
+        head = self._head
+        assert head is not None
+        upgrade_at = -1
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            upgrade_at = len(buf) - len(data) + int(exc.args[0])
+        except httptools.HttpParserError:
+            self._to_inner()  # aiohttp answers it as it would have
+            return
+        if not head.done:
+            if len(buf) > HEAD_LIMIT:
+                self._to_inner()
+            return
+        if upgrade_at < 0 or upgrade_at > HEAD_LIMIT:  # not an upgrade, or longer than taken here
+            self._to_inner()
+            return
+        method = self._parser.get_method().decode("latin-1")
+        request = DirectRequest(self, RequestHead(method, head.url.decode("latin-1"), head.headers),
+                                _peer(self._real), bytes(buf[upgrade_at:]))
+        self._parser = None
+        self._real.pause_reading()
+        if not taker.offer(request):
+            request.decline()
 
     def eof_received(self) -> bool | None:
         if self.detached or self.inner is None:
@@ -186,6 +357,8 @@ class EdgeProtocol(asyncio.Protocol):
             t.edge = None
         self.transport = None
         self.inner = None
+        self._real = None
+        self._parser = self._head = None
 
     def pause_writing(self) -> None:
         if not self.detached and self.inner is not None:
@@ -194,6 +367,13 @@ class EdgeProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if not self.detached and self.inner is not None:
             self.inner.resume_writing()
+
+
+def _peer(transport: Any) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, (tuple, list)) and peer:
+        return str(peer[0])
+    return ""
 
 
 def detachable(request: web.BaseRequest) -> InnerTransport | None:
@@ -229,13 +409,14 @@ class EdgeSite:
         self.backlog = backlog
         self.sock = sock
         self.accept_fds = max(1, accept_fds)
+        self._taker = runner.app.get(DIRECT_TAKER)  # registered while the application was assembled
         self.server: asyncio.Server | None = None
         self._more: list[asyncio.Server] = []  # the same sockets through their other descriptors
 
     def protocol(self) -> EdgeProtocol:
         server = self._runner.server
         assert server is not None, "call runner.setup() first"
-        return EdgeProtocol(server)
+        return EdgeProtocol(server, self._taker)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -21,11 +21,29 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.realtime.server import RealtimeServer
+from gateway.edge import Refusal
+from gateway.realtime.server import DrainState, RealtimeServer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DrainAdmission:
+    """The engine's admission check for new sessions while the node drains: refused (503).
+    aiohttp's requests meet the drain middleware first; this is for the handshakes the
+    edge takes off aiohttp (`EngineServer.offer`), which it then declines back to aiohttp,
+    whose middleware answers them as before."""
+
+    def __init__(self, state: DrainState) -> None:
+        self.state = state
+
+    async def acquire(self, remote: str) -> None:
+        if self.state.draining:
+            raise Refusal(503, "this node is draining", retry_after=1.0, context={"code": "unavailable"})
+
+    def release(self, remote: str) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
