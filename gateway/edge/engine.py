@@ -370,30 +370,20 @@ class EngineServer:
         if not (h.get("upgrade", "").lower() == "websocket" and "upgrade" in h.get("connection", "").lower()
                 and h.get("sec-websocket-version") == "13" and _valid_key(key)):
             return False
-        task = asyncio.get_running_loop().create_task(self._take(request, key, h.get("user-agent", ""), origin))
+        task = self.wheel.running_loop().create_task(self._take(request, key, h.get("user-agent", ""), origin))
         self._taking.add(task)
         task.add_done_callback(self._taking.discard)
         return True
 
     async def _take(self, request: DirectRequest, key: str, user_agent: str, origin: str) -> None:
         remote = sys.intern(request.peer)
-        acquired: list[Admission] = []
         try:
-            for check in self.admission:
-                await check.acquire(remote)
-                acquired.append(check)
+            await self._admit(remote)
         except Refusal:  # aiohttp's way asks again and answers the refusal (and counts it)
-            for check in reversed(acquired):
-                check.release(remote)
             request.decline()
             return
-        except BaseException:
-            for check in reversed(acquired):
-                check.release(remote)
-            raise
         if request.lost:
-            for check in reversed(acquired):
-                check.release(remote)
+            self._release(remote)
             return
         session = self._new_session(remote, user_agent, origin)
         conn = WsConnection(self, session)
@@ -478,14 +468,9 @@ class EngineServer:
         if transport == "websocket" and not _is_upgrade(request):
             return self._bad(BAD_REQUEST, "websocket handshake without an upgrade", headers=cors)
         remote = sys.intern(request.remote or "")
-        acquired: list[Admission] = []
         try:
-            for check in self.admission:
-                await check.acquire(remote)
-                acquired.append(check)
+            await self._admit(remote)
         except Refusal as exc:
-            for check in reversed(acquired):
-                check.release(remote)
             self.refused += 1
             headers = dict(cors)
             if exc.retry_after is not None:
@@ -508,6 +493,23 @@ class EngineServer:
         session.ws = conn
         conn.transport.resume_reading()
         return _Detached()
+
+    async def _admit(self, remote: str) -> None:
+        """Pass every admission check, or raise (a `Refusal`, a cancellation) with none held."""
+        acquired: list[Admission] = []
+        try:
+            for check in self.admission:
+                await check.acquire(remote)
+                acquired.append(check)
+        except BaseException:
+            for check in reversed(acquired):
+                check.release(remote)
+            raise
+
+    def _release(self, remote: str) -> None:
+        """Release what `_admit` acquired (a session's end, or one that never began)."""
+        for check in self.admission:
+            check.release(remote)
 
     def _new_session(self, remote: str, user_agent: str, origin: str) -> Session:
         """A session admitted (its admission acquired), filed with its first ping and its
@@ -793,8 +795,7 @@ class EngineServer:
             elif not client_closed:  # kept until that GET comes, or for a heartbeat's length
                 self.sessions[session.sid] = session
                 self.wheel.file(session, self.wheel.now() + self.settings.ping_interval + self.settings.ping_timeout)
-        for check in self.admission:
-            check.release(session.remote)
+        self._release(session.remote)
         try:
             self.handler.on_close(session, reason)
         except Exception:
