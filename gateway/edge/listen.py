@@ -20,7 +20,9 @@ which it either takes over (`detach`) or declines (`decline`: the connection the
 aiohttp exactly as it came, every byte replayed). The engine takes a new websocket
 session's handshake this way, without aiohttp's request, middlewares and two tasks per
 connection (docs/architecture.md, "The edge"). A head that is malformed, longer than
-`HEAD_LIMIT`, or not an upgrade goes to aiohttp at once.
+`HEAD_LIMIT`, or not an upgrade goes to aiohttp at once; a connection whose head has not
+all come `HEAD_TIMEOUT` after it was accepted is dropped (`HeadDeadlines`: aiohttp's own
+idle timer, which bounds its connections from their start, is not running yet).
 """
 
 from __future__ import annotations
@@ -148,6 +150,61 @@ class InnerTransport(asyncio.Transport):
 
 
 HEAD_LIMIT = 8192  # bytes of a request head parsed here before the connection is left to aiohttp
+HEAD_TIMEOUT = 60.0  # seconds a connection may take to send a whole request head parsed here
+
+
+class HeadDeadlines:
+    """Connections whose first request head is being parsed here (they have no aiohttp
+    protocol yet, whose idle timer would otherwise bound them): each is closed `timeout`
+    seconds after it was accepted unless its head has all come by then. One loop timer
+    sweeps them every quarter of `timeout` while any waits; a connection costs a dict
+    entry, not a timer of its own."""
+
+    def __init__(self, timeout: float = HEAD_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._waiting: dict[EdgeProtocol, float] = {}  # in the order accepted: oldest first
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.closed = 0  # connections closed for a head not sent in time
+        self.sweeps = 0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, proto: EdgeProtocol) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._waiting[proto] = loop.time()
+        if self._handle is None:
+            self._handle = loop.call_later(self.timeout / 4, self._sweep)
+
+    def discard(self, proto: EdgeProtocol) -> None:
+        self._waiting.pop(proto, None)
+
+    def _sweep(self) -> None:
+        self._handle = None
+        self.sweeps += 1
+        loop = self._loop
+        assert loop is not None
+        due = loop.time() - self.timeout
+        expired = []
+        for proto, since in self._waiting.items():
+            if since > due:
+                break
+            expired.append(proto)
+        for proto in expired:
+            del self._waiting[proto]
+            self.closed += 1
+            proto.head_timed_out()
+        if self._waiting:
+            self._handle = loop.call_later(self.timeout / 4, self._sweep)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._waiting.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +297,15 @@ class EdgeProtocol(asyncio.Protocol):
     """One accepted connection: aiohttp's protocol on an `InnerTransport` until detached;
     with a `DirectTaker`, the head of a request it may want is parsed here first."""
 
-    __slots__ = ("_buffer", "_head", "_parser", "_real", "_server", "_taker", "detached", "inner", "transport")
+    __slots__ = ("_buffer", "_deadlines", "_head", "_parser", "_real", "_server", "_taker", "detached", "inner",
+                 "transport")
 
-    def __init__(self, server: web.Server, taker: DirectTaker | None = None) -> None:
+    def __init__(self, server: web.Server, taker: DirectTaker | None = None,
+                 deadlines: HeadDeadlines | None = None) -> None:
+        """`deadlines`: where a connection parsed here waits for its head (with a `taker`)."""
         self._server = server
         self._taker = taker
+        self._deadlines = deadlines if taker is not None else None
         self.inner: Any = None
         self.detached = False
         self.transport: InnerTransport | None = None
@@ -257,6 +318,19 @@ class EdgeProtocol(asyncio.Protocol):
         self._real = transport
         if self._taker is None:
             self._start_inner()
+        elif self._deadlines is not None:
+            self._deadlines.add(self)
+
+    def head_timed_out(self) -> None:
+        """The head did not all come within the deadline: the connection is dropped."""
+        self._deadlines = None
+        if self._real is not None:
+            self._real.abort()
+
+    def _head_done(self) -> None:
+        if self._deadlines is not None:
+            self._deadlines.discard(self)
+            self._deadlines = None
 
     def _start_inner(self) -> None:
         self.inner = self._server()
@@ -266,7 +340,8 @@ class EdgeProtocol(asyncio.Protocol):
         # socket object per call (3 system calls and about 5 us per option per connect); the
         # loop's own transport has set TCP_NODELAY on every accepted connection already
         # (uvloop and asyncio alike: tests/unit/test_edge_accept.py). So an EdgeSite's
-        # connections have no SO_KEEPALIVE: heartbeats and keepalive_timeout bound idle ones
+        # connections have no SO_KEEPALIVE: Engine.IO heartbeats, and aiohttp's own idle
+        # timer (keepalive_timeout, armed in this very call), bound idle ones
         t.socket_hidden = True
         try:
             self.inner.connection_made(t)
@@ -275,6 +350,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _to_inner(self) -> None:
         """aiohttp serves the connection from here on, from its first byte."""
+        self._head_done()
         self._taker = None
         self._parser = self._head = None
         data, self._buffer = bytes(self._buffer), bytearray()
@@ -331,6 +407,7 @@ class EdgeProtocol(asyncio.Protocol):
         request = DirectRequest(self, RequestHead(method, head.url.decode("latin-1"), head.headers),
                                 _peer(self._real), bytes(buf[upgrade_at:]))
         self._parser = None
+        self._head_done()
         self._real.pause_reading()
         if not taker.offer(request):
             request.decline()
@@ -359,6 +436,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.inner = None
         self._real = None
         self._parser = self._head = None
+        self._head_done()
 
     def pause_writing(self) -> None:
         if not self.detached and self.inner is not None:
@@ -400,7 +478,7 @@ class EdgeSite:
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
                  reuse_port: bool = False, backlog: int = 1024, sock: socket.socket | None = None,
-                 accept_fds: int = 4) -> None:
+                 accept_fds: int = 4, head_timeout: float = HEAD_TIMEOUT) -> None:
         self._runner = runner
         self.host = host
         self.port = port
@@ -410,13 +488,14 @@ class EdgeSite:
         self.sock = sock
         self.accept_fds = max(1, accept_fds)
         self._taker = runner.app.get(DIRECT_TAKER)  # registered while the application was assembled
+        self.head_deadlines = HeadDeadlines(head_timeout)
         self.server: asyncio.Server | None = None
         self._more: list[asyncio.Server] = []  # the same sockets through their other descriptors
 
     def protocol(self) -> EdgeProtocol:
         server = self._runner.server
         assert server is not None, "call runner.setup() first"
-        return EdgeProtocol(server, self._taker)
+        return EdgeProtocol(server, self._taker, self.head_deadlines)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -445,6 +524,7 @@ class EdgeSite:
         for more in self._more:
             more.close()
         self._more.clear()
+        self.head_deadlines.close()
         if self.server is not None:
             self.server.close()
             self.server = None

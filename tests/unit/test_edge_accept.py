@@ -10,13 +10,14 @@ fails loudly if libuv's one-per-descriptor behaviour changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import pytest
 import uvloop
 from aiohttp import web
 
-from gateway.edge.listen import EdgeProtocol, EdgeSite
+from gateway.edge.listen import DIRECT_TAKER, DirectRequest, EdgeProtocol, EdgeSite
 
 QUEUED = 8
 
@@ -125,3 +126,65 @@ def test_accepted_connections_have_tcp_nodelay(loop_name: str) -> None:
     nodelay, keepalive = uvloop.run(main()) if loop_name == "uvloop" else asyncio.run(main())
     assert nodelay != 0
     assert not keepalive
+
+
+class Declining:
+    """A `DirectTaker` that is offered the heads starting `GET /x?` and declines them all."""
+
+    prefix = b"GET /x?"
+
+    def __init__(self) -> None:
+        self.offered = 0
+
+    def offer(self, request: DirectRequest) -> bool:
+        self.offered += 1
+        return False
+
+
+def test_a_head_not_sent_in_time_is_dropped() -> None:
+    """Before aiohttp has the connection (whose own idle timer then bounds it), a connection
+    whose request head has not all come within the head timeout is closed: one that sent
+    nothing, one that stopped mid-head. One that sent its request, given to aiohttp, stays."""
+
+    async def main() -> tuple[int, int, bytes]:
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/", ok)
+        app.router.add_get("/x", ok)
+        taker = Declining()
+        app[DIRECT_TAKER] = taker
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = EdgeSite(runner, "127.0.0.1", 0, head_timeout=0.4)
+        await site.start()
+        try:
+            upgrade = await asyncio.open_connection("127.0.0.1", site.port)  # offered, declined, aiohttp's
+            upgrade[1].write(b"GET /x?a=1 HTTP/1.1\r\nHost: y\r\nConnection: Upgrade\r\nUpgrade: z\r\n\r\n")
+            assert (await upgrade[0].readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+            upgrade[1].close()
+            served = await asyncio.open_connection("127.0.0.1", site.port)
+            served[1].write(b"GET /x?a=1 HTTP/1.1\r\nHost: y\r\n\r\n")  # parsed here, not an upgrade: aiohttp's
+            assert (await served[0].readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+            silent = await asyncio.open_connection("127.0.0.1", site.port)
+            partial = await asyncio.open_connection("127.0.0.1", site.port)
+            partial[1].write(b"GET /x?a=1 HTTP/1.1\r\nHost: ")
+            # both dropped (the server's end of the connection): EOF, or a reset
+            for reader, _ in (silent, partial):
+                with contextlib.suppress(ConnectionResetError):
+                    assert await asyncio.wait_for(reader.read(), 30) == b""
+            # the served connection was accepted before them: its deadline has passed too
+            served[1].write(b"GET / HTTP/1.1\r\nHost: y\r\n\r\n")
+            again = await asyncio.wait_for(served[0].readuntil(b"ok"), 30)
+            for _, writer in (served, silent, partial):
+                writer.close()
+            return site.head_deadlines.closed, taker.offered, again
+        finally:
+            await site.stop()
+            await runner.cleanup()
+
+    closed, offered, again = uvloop.run(main())
+    assert closed == 2
+    assert offered == 1
+    assert again.startswith(b"HTTP/1.1 200")
