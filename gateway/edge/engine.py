@@ -379,9 +379,12 @@ class EngineServer:
         remote = sys.intern(request.peer)
         try:
             await self._admit(remote)
-        except Refusal:  # aiohttp's way asks again and answers the refusal (and counts it)
+        except Exception:  # a Refusal, or a check that failed: aiohttp's way asks again, answers, counts and logs
             request.decline()
             return
+        except BaseException:  # cancelled (a shutdown): aiohttp's way answers or closes it
+            request.decline()
+            raise
         if request.lost:
             self._release(remote)
             return

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from gateway.edge import EngineSettings, SocketServer
 from gateway.edge.listen import HEAD_LIMIT
 from gateway.realtime.drain import DRAINER_KEY
 from tests.support.server import make_config, run_gateway
+from tests.transport.rawws import serve_sockets
 from tests.transport.test_hostile_frames import frame
 
 READ_TIMEOUT = 30.0
@@ -141,3 +143,28 @@ async def test_refusals_are_declined_to_aiohttp(tmp_path: Path) -> None:
         assert json_body(body)["error"]["code"] == "unavailable"
         head, _ = await exchange(rg.url, handshake(netloc), then_read=2)
         assert head.startswith(b"HTTP/1.1 101"), head
+
+
+class BrokenCheck:
+    """An admission check whose backend fails (not a refusal)."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def acquire(self, remote: str) -> None:
+        self.tries += 1
+        raise RuntimeError("the check's backend is down")
+
+    def release(self, remote: str) -> None:
+        raise AssertionError("nothing was acquired")
+
+
+async def test_an_admission_check_that_fails_is_declined_to_aiohttp() -> None:
+    """Not a refusal but an error: the direct path declines, aiohttp's asks again and its
+    error handling answers (500 here, on a bare application), as before."""
+    check = BrokenCheck()
+    sockets = SocketServer(EngineSettings(), admission=[check])
+    async with serve_sockets(sockets) as url:
+        head, _ = await exchange(url, handshake(urlparse(url).netloc))
+    assert head.split(b" ")[1] == b"500", head
+    assert check.tries == 2  # the direct path's try, then aiohttp's
