@@ -316,14 +316,17 @@ class EngineServer:
         self._origins = frozenset(settings.cors_origins)
         self._dirty: list[WsConnection] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._read_turn = TurnBudget(settings.read_budget)
-        self.read_backlog: TurnBacklog[WsConnection] = TurnBacklog(settings.read_budget, WsConnection.receive_deferred)
-        self._dispatch_turn = TurnBudget(settings.dispatch_budget)
+        loop = self.wheel.running_loop
+        self._read_turn = TurnBudget(settings.read_budget, loop)
+        self.read_backlog: TurnBacklog[WsConnection] = TurnBacklog(settings.read_budget, WsConnection.receive_deferred,
+                                                                   loop)
+        self._dispatch_turn = TurnBudget(settings.dispatch_budget, loop)
         # (session, Socket.IO packet text or None: the session ended, why): waiting for a later turn
         self.dispatch_backlog: TurnBacklog[tuple[Session, str | None, str]] = TurnBacklog(
-            settings.dispatch_budget, self._undefer)
+            settings.dispatch_budget, self._undefer, loop)
         self._held: dict[Session, int] = {}
         self._path = ""  # where add_routes put the engine
+        self._prefix = b""  # the first bytes of the requests offered to it (`prefix`)
         self._taking: set[asyncio.Task[None]] = set()  # websocket handshakes taken off aiohttp, being admitted
         self.draining = False
         # counters
@@ -341,12 +344,13 @@ class EngineServer:
         websocket session's handshake is answered without aiohttp (`offer`)."""
         app.router.add_route("*", path, self.handle)
         self._path = path
+        self._prefix = f"GET {path}?".encode("latin-1")
         app[DIRECT_TAKER] = self
 
     # --- a new websocket session, taken off aiohttp (gateway.edge.listen.DirectTaker) ------
     @property
     def prefix(self) -> bytes:
-        return f"GET {self._path}?".encode("latin-1")
+        return self._prefix
 
     def offer(self, request: DirectRequest) -> bool:
         """Take a websocket handshake that opens a session (no `sid`) when nothing about it

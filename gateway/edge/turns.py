@@ -1,7 +1,8 @@
 """Work spread over turns of the event loop: a per-turn budget and a backlog for the rest.
 
-Both belong to the loop they first run on and look it up once: `asyncio.get_running_loop()`
-is a `getpid()` system call per call on Python 3.11, and a budget is taken for every read.
+Both reach their loop through `loop`, a getter (the engine passes its timer wheel's, which
+looks the loop up once: `asyncio.get_running_loop()` is a `getpid()` system call per call on
+Python 3.11, and a budget is taken for every read).
 
 A storm (10,000 clients leaving at once after a network blip) makes one poll phase of the
 loop hand over thousands of reads and disconnects; handled in that one turn they stall
@@ -25,10 +26,10 @@ class TurnBudget:
 
     __slots__ = ("_loop", "size", "used")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.get_running_loop) -> None:
         self.size = max(1, size)
         self.used = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = loop
 
     def take(self) -> bool:
         """Count one admission in this turn; False when the turn's budget is spent."""
@@ -36,10 +37,7 @@ class TurnBudget:
         if n >= self.size:
             return False
         if not n:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self._start_over)
+            self._loop().call_soon(self._start_over)
         self.used = n + 1
         return True
 
@@ -51,12 +49,13 @@ class TurnBacklog(Generic[T]):
     """What waits for later turns of the event loop: `run` takes `size` items per turn, in
     arrival order, beginning with the turn after the first one waited."""
 
-    def __init__(self, size: int, run: Callable[[T], None]) -> None:
+    def __init__(self, size: int, run: Callable[[T], None],
+                 loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.get_running_loop) -> None:
         self.size = max(1, size)
         self._run = run
         self._items: deque[T] = deque()
         self._handle: asyncio.Handle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = loop
         self.deferred = 0  # items that waited
         self.longest = 0  # the most that waited at once
 
@@ -70,10 +69,7 @@ class TurnBacklog(Generic[T]):
         if len(q) > self.longest:
             self.longest = len(q)
         if self._handle is None:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            self._handle = loop.call_soon(self._drain)
+            self._handle = self._loop().call_soon(self._drain)
 
     def _drain(self) -> None:
         self._handle = None
@@ -82,7 +78,7 @@ class TurnBacklog(Generic[T]):
         for _ in range(min(len(q), self.size)):
             run(q.popleft())
         if q and self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self._drain)  # rare: a backlog past one turn
+            self._handle = self._loop().call_soon(self._drain)
 
     def clear(self) -> None:
         if self._handle is not None:
