@@ -1,6 +1,7 @@
 """A new websocket session's handshake is answered by the edge without aiohttp
 (gateway/edge/listen.py `DirectRequest`, gateway/edge/engine.py `EngineServer.offer`);
-everything unusual about one goes to aiohttp and is answered as it always was.
+everything unusual about one goes to aiohttp and is answered as it always was; hostile
+heads on that path leave another client's ping round trip under `PROBE_RTT_LIMIT`.
 
 Real gateway on loopback, raw sockets (the stock clients cannot send a malformed head)."""
 
@@ -14,14 +15,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import aiohttp
+import pytest
+
 from gateway.edge import EngineSettings, SocketServer
 from gateway.edge.listen import HEAD_LIMIT
 from gateway.realtime.drain import DRAINER_KEY
 from tests.support.server import make_config, run_gateway
+from tests.support.waits import until
 from tests.transport.rawws import serve_sockets
-from tests.transport.test_hostile_frames import frame
+from tests.transport.test_hostile_frames import MIB, PROBE_RTT_LIMIT, attack, frame, probe, probe_config
 
 READ_TIMEOUT = 30.0
+HEAD = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+
+# heads the edge parses itself before aiohttp: a mebibyte each, sent by another process
+HOSTILE_HEADS = {
+    "endless-request-line": HEAD[:16] + b"a" * (MIB - 16),
+    "endless-headers": HEAD + b"X-A: b\r\n" * ((MIB - len(HEAD)) // 8),
+    "endless-header-value": HEAD + b"X-A: " + b"b" * (MIB - len(HEAD) - 5),
+    "binary-after-prefix": HEAD[:16] + os.urandom(MIB - 16),
+}
+
+pytestmark = pytest.mark.usefixtures("gc_as_served")
 
 
 def handshake(netloc: str, *, query: str = "EIO=4&transport=websocket", extra: str = "") -> bytes:
@@ -168,3 +184,29 @@ async def test_an_admission_check_that_fails_is_declined_to_aiohttp() -> None:
         head, _ = await exchange(url, handshake(urlparse(url).netloc))
     assert head.split(b" ")[1] == b"500", head
     assert check.tries == 2  # the direct path's try, then aiohttp's
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_HEADS))
+async def test_a_mebibyte_of_hostile_head_does_not_stall_other_clients(tmp_path: Path, name: str) -> None:
+    """Each byte is parsed once by the edge, at most `HEAD_LIMIT` of them, then the
+    connection is aiohttp's, whose own limits refuse it; another client is served all along."""
+    async with run_gateway(probe_config(tmp_path)) as rg:
+        async with probe(rg.url) as rtts:
+            await attack(rg.url, HOSTILE_HEADS[name], 64 * 1024, raw=True)
+            n = len(rtts)
+            await until(lambda: len(rtts) >= n + 3)
+        assert len(rtts) >= 3 and max(rtts) < PROBE_RTT_LIMIT, (name, sorted(rtts)[-5:])
+        assert len(rg.gw.realtime.sockets.engine.sessions) == 0  # the attacker opened no session
+        async with aiohttp.ClientSession() as http, http.get(f"{rg.url}/healthz") as r:
+            assert r.status == 200
+
+
+async def test_a_head_one_byte_per_write_does_not_stall_other_clients(tmp_path: Path) -> None:
+    """A head trickled a byte at a time up to past `HEAD_LIMIT`: parsed as it comes."""
+    data = HEAD + b"X-A: b\r\n" * ((2 * HEAD_LIMIT) // 8)
+    async with run_gateway(probe_config(tmp_path)) as rg:
+        async with probe(rg.url) as rtts:
+            await attack(rg.url, data, 1, raw=True)
+            n = len(rtts)
+            await until(lambda: len(rtts) >= n + 3)
+        assert max(rtts) < PROBE_RTT_LIMIT, sorted(rtts)[-5:]

@@ -92,22 +92,28 @@ async def open_raw(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
     return reader, writer
 
 
-async def attack(url: str, data: bytes, chunk: int) -> None:
+async def attack(url: str, data: bytes, chunk: int, *, raw: bool = False) -> None:
     """Write `data` in `chunk`-byte writes from a process of its own (the attacker's work
     does not share the server's event loop, as a remote client's would not), until it is
-    all sent or the server closes the connection."""
+    all sent or the server closes the connection; on a websocket, or (`raw`) on a bare TCP
+    connection, from its first byte."""
     with tempfile.NamedTemporaryFile(prefix="hostile-") as f:
         f.write(data)
         f.flush()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.transport.test_hostile_frames", url, f.name, str(chunk),
-            cwd=ROOT)
+            *(["raw"] if raw else []), cwd=ROOT)
         assert await proc.wait() == 0
 
 
-async def send_hostile(url: str, data: bytes, chunk: int) -> None:
-    """The attacker: `data` in `chunk`-byte writes (draining each) on one websocket."""
-    reader, writer = await open_raw(url)
+async def send_hostile(url: str, data: bytes, chunk: int, raw: bool = False) -> None:
+    """The attacker: `data` in `chunk`-byte writes (draining each) on one websocket, or
+    (`raw`) on a TCP connection with no handshake of its own."""
+    if raw:
+        u = urlparse(url)
+        reader, writer = await asyncio.open_connection(u.hostname, u.port, limit=MIB)
+    else:
+        reader, writer = await open_raw(url)
     drain = asyncio.create_task(reader.read(-1))  # the server's frames, until it closes
     try:
         for i in range(0, len(data), chunk):
@@ -188,4 +194,4 @@ async def test_byte_at_a_time_senders_are_parsed_as_they_come(tmp_path: Path) ->
 
 if __name__ == "__main__":  # the attacker's process (`attack`)
     target, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    asyncio.run(send_hostile(target, Path(path).read_bytes(), size))
+    asyncio.run(send_hostile(target, Path(path).read_bytes(), size, raw=sys.argv[4:] == ["raw"]))
